@@ -1,0 +1,441 @@
+//! Command line: options, the usage text that teaches, and the typed `Config` the modes consume.
+
+use getopts::Options;
+use std::path::PathBuf;
+
+pub const DEFAULT_SOCKET: &str = "/run/kmemd.sock";
+
+/// What kmemd was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve GDB (the default).
+    Serve,
+    /// Write `len` raw bytes at `addr` to stdout.
+    Read { addr: u64, len: u64 },
+    /// Describe a dump (`-c FILE --info`).
+    Info,
+    /// Self-test of what this machine allows.
+    Check,
+    /// Arm hardware watchpoints and print hits. Each entry is (TYPE, TARGET) as typed.
+    Watch(Vec<(String, String)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub mode: Mode,
+    /// Where to listen: a socket path, `:PORT`, `HOST:PORT`, `-` or a tty device.
+    pub listen: String,
+    pub baud: Option<u32>,
+    /// A crash dump to serve instead of the live kernel.
+    pub dump: Option<PathBuf>,
+    /// A vmlinux for link-time addresses (KASLR) and symbols.
+    pub vmlinux: Option<PathBuf>,
+    /// Serve one process of a dump.
+    pub pid: Option<u32>,
+    /// Watch mode: stop after this many hits / seconds; one JSON object per hit.
+    pub count: Option<u64>,
+    pub seconds: Option<f64>,
+    pub json: bool,
+    /// 0 = warnings, 1 = info (-v), 2 = debug (-vv), 3+ = trace.
+    pub verbosity: u8,
+    pub quiet: bool,
+    /// Log to this file instead of stderr.
+    pub log_file: Option<PathBuf>,
+}
+
+/// What parsing decided besides a config: help and version are answers, not errors.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Config),
+    Help(String),
+    Version(String),
+}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "s",
+        "serve",
+        "listen for GDB on SPEC: a UNIX socket path (default /run/kmemd.sock), :PORT (TCP on \
+         127.0.0.1), HOST:PORT (TCP on that address: the kernel's memory goes to the network), \
+         - (stdin/stdout, for `target remote | ssh board kmemd -s -`) or a tty such as /dev/ttyS0",
+        "SPEC",
+    );
+    o.optopt(
+        "b",
+        "baud",
+        "baud rate of a serial line given with -s /dev/tty... (default 115200)",
+        "BAUD",
+    );
+    o.optopt(
+        "c",
+        "core",
+        "serve a crash dump (ELF vmcore or makedumpfile kdump) instead of the running kernel",
+        "VMCORE",
+    );
+    o.optopt(
+        "k",
+        "vmlinux",
+        "the kernel's vmlinux: link-time addresses for KASLR, symbols for -w",
+        "VMLINUX",
+    );
+    o.optopt(
+        "",
+        "pid",
+        "with -c: serve only this process of the dump, like a core file",
+        "PID",
+    );
+    o.optflag(
+        "",
+        "read",
+        "write LEN raw bytes at kernel address ADDR to stdout: --read ADDR LEN",
+    );
+    o.optflag(
+        "",
+        "info",
+        "with -c: print what the dump is (arch, kernel, CPUs, KASLR offset) and exit",
+    );
+    o.optflag(
+        "",
+        "check",
+        "test what this machine allows (BPF reads, kallsyms, watchpoints) and exit",
+    );
+    o.optmulti(
+        "w",
+        "watch",
+        "arm a hardware watchpoint and print every hit: -w TYPE TARGET, TYPE one of r w rw x \
+         followed by the length 1 2 4 8 (e.g. w4, rw8), TARGET an address (0x...), a symbol or \
+         symbol+off. Repeat for several watchpoints",
+        "TYPE TARGET",
+    );
+    o.optopt("n", "count", "watch mode: stop after COUNT hits", "COUNT");
+    o.optopt("t", "time", "watch mode: stop after SECONDS", "SECONDS");
+    o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
+    o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
+    o.optflagmulti(
+        "v",
+        "verbose",
+        "more log output (-v info, -vv debug, -vvv trace)",
+    );
+    o.optflag("q", "quiet", "errors only");
+    o.optflag("h", "help", "print this help");
+    o.optflag("V", "version", "print the version");
+    o
+}
+
+pub fn usage() -> String {
+    let brief = "\
+kmemd: look inside a running or crashed Linux kernel from GDB.
+
+Usage:
+  kmemd [-s SPEC] [-k VMLINUX]          serve the running kernel's memory to GDB (root)
+  kmemd -c VMCORE [-s SPEC] [--pid PID] serve a crash dump to GDB
+  kmemd -c VMCORE --info                describe a crash dump
+  kmemd [-c VMCORE] --read ADDR LEN     write raw kernel bytes to stdout
+  kmemd -w TYPE TARGET [-n N] [-t S]    print every hit of a hardware watchpoint (root)
+  kmemd --check                         self-test: what this machine allows
+
+Examples:
+  sudo kmemd -s /tmp/gdb.sock           then: gdb vmlinux -ex 'target remote /tmp/gdb.sock'
+  sudo kmemd -s :1234                   then: gdb vmlinux -ex 'target remote :1234'
+  gdb vmlinux -ex 'target remote | ssh root@board kmemd -s -'
+  kmemd -s /dev/ttyS0 -b 115200         then on the desk: gdb vmlinux -ex 'target remote /dev/ttyUSB0'
+  kmemd -c /var/crash/vmcore -s :1234   then: gdb vmlinux -ex 'target remote :1234'
+  sudo kmemd --read 0xffffffff81000000 64 | xxd
+  sudo kmemd -w w8 jiffies_64 -n 10     (symbols from /proc/kallsyms, or -k vmlinux)
+
+In GDB: `monitor help` lists kmemd's commands; `monitor kaslr` prints the KASLR offset and the
+add-symbol-file line that relocates every section of vmlinux.
+kmemd never writes kernel memory. Logs go to stderr (or --log FILE); stdout carries only data.
+
+Options:";
+    options().usage(brief)
+}
+
+fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let r = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16)
+    } else {
+        t.parse::<u64>()
+    };
+    r.map_err(|_| format!("{what}: '{s}' is not a number (decimal, or hex with 0x)"))
+}
+
+/// Parses an address for `--read`: hex with or without `0x` (kernel addresses are always given
+/// in hex), or decimal with a `d` suffix is not supported on purpose.
+pub fn parse_addr(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let hex = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    u64::from_str_radix(hex, 16)
+        .map_err(|_| format!("'{s}' is not a hex address (e.g. 0xffffffff81000000)"))
+}
+
+/// Joins the two words of `-w TYPE TARGET` and `--read ADDR LEN` into one argument, since
+/// getopts takes one value per option.
+fn join_pairs(args: &[String]) -> Result<(Vec<String>, Option<(String, String)>), String> {
+    let mut out = Vec::new();
+    let mut read = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            out.extend_from_slice(&args[i..]);
+            break;
+        }
+        if a == "-w" || a == "--watch" {
+            let (t, target) = match (args.get(i + 1), args.get(i + 2)) {
+                (Some(t), Some(target)) => (t, target),
+                _ => {
+                    return Err(format!(
+                        "{a} needs two words: TYPE TARGET, e.g. -w w4 0xffff888012345678"
+                    ))
+                }
+            };
+            out.push(a.clone());
+            out.push(format!("{t} {target}"));
+            i += 3;
+        } else if a == "--read" {
+            let (addr, len) = match (args.get(i + 1), args.get(i + 2)) {
+                (Some(x), Some(y)) => (x.clone(), y.clone()),
+                _ => {
+                    return Err(
+                        "--read needs two words: ADDR LEN, e.g. --read 0xffffffff81000000 64"
+                            .into(),
+                    )
+                }
+            };
+            out.push(a.clone());
+            read = Some((addr, len));
+            i += 3;
+        } else {
+            out.push(a.clone());
+            i += 1;
+        }
+    }
+    Ok((out, read))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let (args, read) = join_pairs(args)?;
+    let m = options()
+        .parse(&args)
+        .map_err(|e| format!("{e} (see kmemd --help)"))?;
+    if m.opt_present("h") {
+        return Ok(Parsed::Help(usage()));
+    }
+    if m.opt_present("V") {
+        return Ok(Parsed::Version(format!(
+            "kmemd {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument '{extra}' (see kmemd --help)"));
+    }
+    let watch: Vec<(String, String)> = m
+        .opt_strs("w")
+        .iter()
+        .map(|s| {
+            let (t, target) = s.split_once(' ').unwrap_or((s.as_str(), ""));
+            (t.to_string(), target.to_string())
+        })
+        .collect();
+    let mut modes = Vec::new();
+    if let Some((addr, len)) = read {
+        let addr = parse_addr(&addr)?;
+        let len = parse_u64(&len, "--read LEN")?;
+        modes.push(Mode::Read { addr, len });
+    }
+    if m.opt_present("info") {
+        modes.push(Mode::Info);
+    }
+    if m.opt_present("check") {
+        modes.push(Mode::Check);
+    }
+    if !watch.is_empty() {
+        modes.push(Mode::Watch(watch));
+    }
+    if modes.len() > 1 {
+        return Err("--read, --info, --check and -w are separate modes: give one at a time".into());
+    }
+    let mode = modes.pop().unwrap_or(Mode::Serve);
+    let dump = m.opt_str("c").map(PathBuf::from);
+    if mode == Mode::Info && dump.is_none() {
+        return Err("--info describes a dump: give it with -c VMCORE".into());
+    }
+    if matches!(mode, Mode::Watch(_) | Mode::Check) && dump.is_some() {
+        return Err("-w and --check work on the running kernel, not on a dump (-c)".into());
+    }
+    let pid = match m.opt_str("pid") {
+        Some(p) => {
+            if dump.is_none() {
+                return Err(
+                    "--pid serves one process of a dump: give the dump with -c VMCORE".into(),
+                );
+            }
+            Some(
+                p.parse::<u32>()
+                    .map_err(|_| format!("--pid: '{p}' is not a process id"))?,
+            )
+        }
+        None => None,
+    };
+    let baud = match m.opt_str("b") {
+        Some(b) => Some(
+            b.parse::<u32>()
+                .map_err(|_| format!("-b: '{b}' is not a baud rate such as 115200"))?,
+        ),
+        None => None,
+    };
+    let count = match m.opt_str("n") {
+        Some(n) => Some(parse_u64(&n, "-n COUNT")?),
+        None => None,
+    };
+    let seconds = match m.opt_str("t") {
+        Some(t) => {
+            let v: f64 = t
+                .parse()
+                .map_err(|_| format!("-t: '{t}' is not a number of seconds"))?;
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(format!("-t: '{t}' must be a positive number of seconds"));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let is_watch = matches!(mode, Mode::Watch(_));
+    if !is_watch && (count.is_some() || seconds.is_some() || m.opt_present("json")) {
+        return Err("-n, -t and --json belong to watch mode (-w TYPE TARGET)".into());
+    }
+    Ok(Parsed::Run(Config {
+        mode,
+        listen: m.opt_str("s").unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
+        baud,
+        dump,
+        vmlinux: m.opt_str("k").map(PathBuf::from),
+        pid,
+        count,
+        seconds,
+        json: m.opt_present("json"),
+        verbosity: m.opt_count("v").min(255) as u8,
+        quiet: m.opt_present("q"),
+        log_file: m.opt_str("log").map(PathBuf::from),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&v)? {
+            Parsed::Run(c) => Ok(c),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_serve_on_the_default_socket() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.mode, Mode::Serve);
+        assert_eq!(c.listen, DEFAULT_SOCKET);
+        assert_eq!(c.verbosity, 0);
+    }
+
+    #[test]
+    fn read_takes_two_words() {
+        let c = run(&["--read", "0xffffffff81000000", "64"]).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Read {
+                addr: 0xffff_ffff_8100_0000,
+                len: 64
+            }
+        );
+        let c = run(&["--read", "ffffffff81000000", "0x40"]).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Read {
+                addr: 0xffff_ffff_8100_0000,
+                len: 64
+            }
+        );
+        assert!(run(&["--read", "0x10"]).unwrap_err().contains("ADDR LEN"));
+        assert!(run(&["--read", "zz", "1"])
+            .unwrap_err()
+            .contains("hex address"));
+    }
+
+    #[test]
+    fn watch_specs_repeat() {
+        let c = run(&[
+            "-w",
+            "w4",
+            "0xc0ffee00",
+            "--watch",
+            "rw8",
+            "jiffies+8",
+            "-n",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Watch(vec![
+                ("w4".into(), "0xc0ffee00".into()),
+                ("rw8".into(), "jiffies+8".into())
+            ])
+        );
+        assert_eq!(c.count, Some(5));
+        assert!(run(&["-w", "w4"]).unwrap_err().contains("TYPE TARGET"));
+    }
+
+    #[test]
+    fn conflicting_and_misplaced_options_are_refused_with_a_reason() {
+        assert!(run(&["--info"]).unwrap_err().contains("-c"));
+        assert!(run(&["--check", "--read", "0", "1"])
+            .unwrap_err()
+            .contains("one at a time"));
+        assert!(run(&["-n", "3"]).unwrap_err().contains("watch mode"));
+        assert!(run(&["--pid", "1"]).unwrap_err().contains("-c"));
+        assert!(run(&["-b", "fast"]).unwrap_err().contains("baud"));
+        assert!(run(&["stray"]).unwrap_err().contains("unexpected"));
+        assert!(run(&["--bogus"]).unwrap_err().contains("--help"));
+    }
+
+    #[test]
+    fn verbosity_counts() {
+        assert_eq!(run(&["-vv"]).unwrap().verbosity, 2);
+        assert_eq!(run(&["-v", "-v", "-v"]).unwrap().verbosity, 3);
+    }
+
+    #[test]
+    fn help_and_version_are_answers() {
+        let v: Vec<String> = vec!["--help".into()];
+        match parse(&v).unwrap() {
+            Parsed::Help(h) => {
+                for opt in [
+                    "--serve",
+                    "--core",
+                    "--vmlinux",
+                    "--read",
+                    "--watch",
+                    "--check",
+                    "--info",
+                    "Examples:",
+                ] {
+                    assert!(h.contains(opt), "help lacks {opt}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        let v: Vec<String> = vec!["-V".into()];
+        assert!(matches!(parse(&v).unwrap(), Parsed::Version(s) if s.starts_with("kmemd ")));
+    }
+}

@@ -1,0 +1,12 @@
+//! kmemd: a GDB server for the running Linux kernel (read through BPF) and for its crash dumps,
+//! plus hardware watchpoints on kernel addresses. `main.rs` only parses options and picks a mode;
+//! everything else is here so integration tests can use it too.
+
+pub mod arch;
+pub mod cli;
+pub mod dump;
+pub mod live;
+pub mod rsp;
+pub mod sys;
+pub mod target;
+pub mod watch;

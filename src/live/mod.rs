@@ -1,0 +1,3 @@
+//! The running kernel as a target: memory through BPF, symbols from kallsyms, KASLR from both.
+
+pub mod kallsyms;

@@ -1,0 +1,1 @@
+//! GDB Remote Serial Protocol, as pure functions over bytes: framing, hex, commands, replies.

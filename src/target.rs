@@ -1,0 +1,93 @@
+//! What the GDB server needs from whatever it serves: a live kernel, a crash dump, or one process
+//! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
+
+use crate::arch::Arch;
+use std::fmt;
+
+/// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
+pub type Tid = u64;
+
+/// Why memory could not be read. The server turns every one of these into an `Exx` reply, so GDB
+/// says "Cannot access memory"; the text goes to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemError {
+    pub addr: u64,
+    pub reason: String,
+}
+
+impl MemError {
+    pub fn new(addr: u64, reason: impl Into<String>) -> Self {
+        MemError {
+            addr,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for MemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot read {:#x}: {}", self.addr, self.reason)
+    }
+}
+
+impl std::error::Error for MemError {}
+
+/// One GDB thread: a CPU, or (with kernel awareness) a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub tid: Tid,
+    /// Short name shown by `info threads` (`qXfer:threads:read` name attribute).
+    pub name: String,
+    /// Longer text for `qThreadExtraInfo`, e.g. `CPU 1 (panic)`.
+    pub extra: String,
+    /// CPU the thread is on, when known.
+    pub core: Option<u32>,
+}
+
+/// Register values in the order of the target description of `Target::arch()`
+/// (`Arch::registers()`). `None` means unavailable and is sent to GDB as `xx` bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registers(pub Vec<Option<u64>>);
+
+/// The contract every memory source keeps:
+/// - `read_memory` fills a prefix of `buf` with real bytes read at `addr` and returns its length
+///   (at least 1 when it returns `Ok`). It may stop early at any point (e.g. the end of a mapped
+///   region); the server asks again for the rest. It fails only when the first byte cannot be
+///   read. It never returns bytes it did not read: no zero-fill for holes.
+/// - Nothing in a `Target` writes to the kernel.
+pub trait Target {
+    /// The architecture of the kernel served (a dump's, not the host's).
+    fn arch(&self) -> Arch;
+
+    /// Reads kernel virtual memory; see the trait documentation for the contract.
+    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
+
+    /// The threads GDB sees, in a stable order. Never empty.
+    fn threads(&mut self) -> Vec<ThreadInfo>;
+
+    /// The thread `?` reports as stopped (a dump's crashing CPU).
+    fn stop_thread(&mut self) -> Tid {
+        self.threads().first().map(|t| t.tid).unwrap_or(1)
+    }
+
+    /// Registers of one thread. `Err` when the thread does not exist (any more).
+    fn registers(&mut self, tid: Tid) -> Result<Registers, String>;
+
+    /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
+    fn kaslr_offset(&self) -> Option<u64>;
+
+    /// Target-specific `monitor` commands: `Some(Ok(text))` when `cmd` is one of them.
+    /// `None` means "not mine"; the server then tries its own commands.
+    fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        let _ = cmd;
+        None
+    }
+
+    /// One line per target-specific monitor command, for `monitor help`.
+    fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
+    /// A short description for logs and `monitor version`, e.g. `live kernel 6.18.4`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,1 @@
+//! Hardware watchpoints on kernel addresses through perf_event_open, every hit reported.
