@@ -112,11 +112,7 @@ fn options() -> Options {
     o.optopt("t", "time", "watch mode: stop after SECONDS", "SECONDS");
     o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
-    o.optflagmulti(
-        "v",
-        "verbose",
-        "more log output (-v info, -vv debug, -vvv trace)",
-    );
+    o.optflagmulti("v", "verbose", "more log output (-v info, -vv debug, -vvv trace)");
     o.optflag("q", "quiet", "errors only");
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
@@ -166,12 +162,8 @@ fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
 /// in hex), or decimal with a `d` suffix is not supported on purpose.
 pub fn parse_addr(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let hex = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(hex, 16)
-        .map_err(|_| format!("'{s}' is not a hex address (e.g. 0xffffffff81000000)"))
+    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    u64::from_str_radix(hex, 16).map_err(|_| format!("'{s}' is not a hex address (e.g. 0xffffffff81000000)"))
 }
 
 /// Joins the two words of `-w TYPE TARGET` and `--read ADDR LEN` into one argument, since
@@ -202,10 +194,7 @@ fn join_pairs(args: &[String]) -> Result<(Vec<String>, Option<(String, String)>)
             let (addr, len) = match (args.get(i + 1), args.get(i + 2)) {
                 (Some(x), Some(y)) => (x.clone(), y.clone()),
                 _ => {
-                    return Err(
-                        "--read needs two words: ADDR LEN, e.g. --read 0xffffffff81000000 64"
-                            .into(),
-                    )
+                    return Err("--read needs two words: ADDR LEN, e.g. --read 0xffffffff81000000 64".into())
                 }
             };
             out.push(a.clone());
@@ -229,10 +218,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         return Ok(Parsed::Help(usage()));
     }
     if m.opt_present("V") {
-        return Ok(Parsed::Version(format!(
-            "kmemd {}",
-            env!("CARGO_PKG_VERSION")
-        )));
+        return Ok(Parsed::Version(format!("kmemd {}", env!("CARGO_PKG_VERSION"))));
     }
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument '{extra}' (see kmemd --help)"));
@@ -274,9 +260,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let pid = match m.opt_str("pid") {
         Some(p) => {
             if dump.is_none() {
-                return Err(
-                    "--pid serves one process of a dump: give the dump with -c VMCORE".into(),
-                );
+                return Err("--pid serves one process of a dump: give the dump with -c VMCORE".into());
             }
             Some(
                 p.parse::<u32>()
@@ -367,24 +351,12 @@ mod tests {
             }
         );
         assert!(run(&["--read", "0x10"]).unwrap_err().contains("ADDR LEN"));
-        assert!(run(&["--read", "zz", "1"])
-            .unwrap_err()
-            .contains("hex address"));
+        assert!(run(&["--read", "zz", "1"]).unwrap_err().contains("hex address"));
     }
 
     #[test]
     fn watch_specs_repeat() {
-        let c = run(&[
-            "-w",
-            "w4",
-            "0xc0ffee00",
-            "--watch",
-            "rw8",
-            "jiffies+8",
-            "-n",
-            "5",
-        ])
-        .unwrap();
+        let c = run(&["-w", "w4", "0xc0ffee00", "--watch", "rw8", "jiffies+8", "-n", "5"]).unwrap();
         assert_eq!(
             c.mode,
             Mode::Watch(vec![

@@ -25,15 +25,11 @@ impl Kallsyms {
     /// hides them from processes without CAP_SYSLOG or under `kernel.kptr_restrict=2`.
     pub fn load() -> Result<Kallsyms, String> {
         let text = std::fs::read_to_string(Self::PATH).map_err(|e: io::Error| {
-            format!(
-                "cannot read {}: {e} (kmemd needs procfs and root)",
-                Self::PATH
-            )
+            format!("cannot read {}: {e} (kmemd needs procfs and root)", Self::PATH)
         })?;
         let table = Kallsyms::parse(&text);
         if table.syms.is_empty() {
-            let kptr =
-                std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
+            let kptr = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
             return Err(format!(
                 "{} shows no addresses (all zero; kernel.kptr_restrict={}): run kmemd as root, \
                  and if it still hides them, `sysctl kernel.kptr_restrict=1`",

@@ -7,12 +7,7 @@ use std::os::raw::{c_int, c_ulong};
 
 extern "C" {
     // zlib, linked statically by libbpf-sys (features vendored + static).
-    fn uncompress(
-        dest: *mut u8,
-        dest_len: *mut c_ulong,
-        source: *const u8,
-        source_len: c_ulong,
-    ) -> c_int;
+    fn uncompress(dest: *mut u8, dest_len: *mut c_ulong, source: *const u8, source_len: c_ulong) -> c_int;
 }
 
 /// Inflates a zlib (RFC 1950) stream into `out`, returning how many bytes were written.
@@ -44,8 +39,8 @@ mod tests {
     fn zlib_inflates_a_known_stream() {
         // zlib.compress(b"kmemd kmemd kmemd\n") from Python's zlib
         let stream = [
-            0x78, 0x9c, 0xcb, 0xce, 0x4d, 0xcd, 0x4d, 0x51, 0xc8, 0x46, 0x90, 0x5c, 0x00, 0x40,
-            0x6a, 0x06, 0x75,
+            0x78, 0x9c, 0xcb, 0xce, 0x4d, 0xcd, 0x4d, 0x51, 0xc8, 0x46, 0x90, 0x5c, 0x00, 0x40, 0x6a, 0x06,
+            0x75,
         ];
         let mut out = [0u8; 64];
         let n = zlib_uncompress(&stream, &mut out).expect("valid stream");
