@@ -168,7 +168,10 @@ pub fn parse_addr(s: &str) -> Result<u64, String> {
 
 /// Joins the two words of `-w TYPE TARGET` and `--read ADDR LEN` into one argument, since
 /// getopts takes one value per option.
-fn join_pairs(args: &[String]) -> Result<(Vec<String>, Option<(String, String)>), String> {
+/// Arguments with the two-word options joined, and the `--read` pair taken out.
+type Joined = (Vec<String>, Option<(String, String)>);
+
+fn join_pairs(args: &[String]) -> Result<Joined, String> {
     let mut out = Vec::new();
     let mut read = None;
     let mut i = 0;

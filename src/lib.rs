@@ -2,11 +2,14 @@
 //! plus hardware watchpoints on kernel addresses. `main.rs` only parses options and picks a mode;
 //! everything else is here so integration tests can use it too.
 
+pub mod app;
 pub mod arch;
 pub mod cli;
 pub mod dump;
 pub mod live;
 pub mod rsp;
+pub mod server;
 pub mod sys;
 pub mod target;
+pub mod transport;
 pub mod watch;

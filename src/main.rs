@@ -2,16 +2,24 @@ use kmemd::cli::{self, Parsed};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match cli::parse(&args) {
-        Ok(Parsed::Help(h)) => print!("{h}"),
-        Ok(Parsed::Version(v)) => println!("{v}"),
-        Ok(Parsed::Run(_config)) => {
-            eprintln!("kmemd: not implemented yet");
-            std::process::exit(1);
-        }
+    let config = match cli::parse(&args) {
+        Ok(Parsed::Help(h)) => return print!("{h}"),
+        Ok(Parsed::Version(v)) => return println!("{v}"),
+        Ok(Parsed::Run(config)) => config,
         Err(e) => {
             eprintln!("kmemd: {e}");
             std::process::exit(2);
+        }
+    };
+    if let Err(e) = kmemd::app::init_logging(&config) {
+        eprintln!("kmemd: {e}");
+        std::process::exit(2);
+    }
+    match kmemd::app::run(&config) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(1);
         }
     }
 }

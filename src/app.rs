@@ -1,0 +1,134 @@
+//! Runs the mode the command line picked. Kept apart from `main.rs` so tests can reach it.
+
+use crate::cli::{Config, Mode};
+use crate::server::{self, SessionEnd};
+use crate::sys::os;
+use crate::target::Target;
+use crate::transport::{ListenSpec, Listener};
+use log::{error, info, warn};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+
+/// Sets up logging: stderr (or `--log FILE`), level from -q/-v.
+pub fn init_logging(config: &Config) -> Result<(), String> {
+    if let Some(path) = &config.log_file {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        os::redirect_stderr(&f).map_err(|e| format!("cannot log to {}: {e}", path.display()))?;
+    }
+    let level = match (config.quiet, config.verbosity) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .init()
+        .map_err(|e| format!("cannot start logging: {e}"))
+}
+
+/// Opens what `-c`/live asks for.
+pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
+    match &config.dump {
+        Some(path) => crate::dump::open_target(path, config),
+        None => crate::live::open_target(config),
+    }
+}
+
+/// Runs the configured mode; the result is the process exit code.
+pub fn run(config: &Config) -> Result<i32, String> {
+    match &config.mode {
+        Mode::Serve => serve(config),
+        Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
+        Mode::Info => {
+            let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
+            print!("{}", crate::dump::info_text(path)?);
+            Ok(0)
+        }
+        Mode::Check => Err("--check is not implemented yet".into()),
+        Mode::Watch(_) => crate::watch::run(config),
+    }
+}
+
+fn serve(config: &Config) -> Result<i32, String> {
+    let spec = ListenSpec::parse(&config.listen)?;
+    let mut target = open_target(config)?;
+    info!("serving {}", target.describe());
+    let mut listener = Listener::bind(&spec, config.baud)?;
+    if spec == ListenSpec::Stdio && config.log_file.is_none() {
+        quiet_stderr_pipe();
+    }
+    loop {
+        let mut conn = match listener.accept() {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                // A failed accept (e.g. a client that vanished at once) must not end the server.
+                warn!("accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
+        match server::serve(target.as_mut(), &mut conn) {
+            SessionEnd::Detached | SessionEnd::Killed => info!("session ended; the kernel keeps running"),
+            SessionEnd::Eof => info!("GDB went away"),
+            SessionEnd::Io(e) => warn!("session ended: {e}"),
+        }
+        if !listener.serves_many() {
+            return Ok(0);
+        }
+    }
+}
+
+/// In `-s -` mode GDB reads the stub's stderr pipe and polls it for every byte it receives, which
+/// makes reads 20 times slower. Once start-up has succeeded, logs go to /dev/null unless --log.
+fn quiet_stderr_pipe() {
+    let is_pipe = std::fs::metadata("/proc/self/fd/2")
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    if !is_pipe {
+        return;
+    }
+    info!("stdio session started: further logs are discarded (GDB polls stderr per byte); use --log FILE to keep them");
+    match File::options().write(true).open("/dev/null") {
+        Ok(null) => {
+            if let Err(e) = os::redirect_stderr(&null) {
+                warn!("cannot detach stderr: {e}");
+            }
+        }
+        Err(e) => warn!("cannot open /dev/null: {e}"),
+    }
+}
+
+/// `--read ADDR LEN`: raw bytes to stdout. Exit 0 only if every byte was read.
+fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
+    let mut target = open_target(config)?;
+    let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
+    let chunk = 1 << 20;
+    let mut buf = vec![0u8; chunk.min(len as usize).max(1)];
+    let mut done: u64 = 0;
+    while done < len {
+        let at = addr
+            .checked_add(done)
+            .ok_or("--read: the range runs past the end of the address space")?;
+        let want = (len - done).min(buf.len() as u64) as usize;
+        match target.read_memory(at, &mut buf[..want]) {
+            Ok(n) => {
+                let n = n.min(want);
+                out.write_all(&buf[..n])
+                    .map_err(|e| format!("writing to stdout: {e}"))?;
+                done += n as u64;
+            }
+            Err(e) => {
+                error!("{e}; {done} of {len} bytes written");
+                return Ok(1);
+            }
+        }
+    }
+    Ok(0)
+}

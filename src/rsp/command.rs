@@ -1,0 +1,321 @@
+//! Parsing a decoded packet payload into a typed command. Parsing never fails: anything not
+//! understood is `Unknown` (empty reply) and anything understood but malformed is `Malformed`
+//! (error reply), so the session always goes on.
+
+use super::hex;
+
+/// A thread selector: GDB's 0 means "any", -1 "all".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadSel {
+    Any,
+    All,
+    Id(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    Supported(&'a [u8]),
+    StartNoAckMode,
+    StopReason,
+    ReadRegisters,
+    ReadRegister(usize),
+    ReadMemory {
+        addr: u64,
+        len: u64,
+    },
+    ReadMemoryBinary {
+        addr: u64,
+        len: u64,
+    },
+    /// `M`, `X`, `G`, `P`: refused, kmemd is read-only.
+    Write(char),
+    XferFeatures {
+        annex: &'a [u8],
+        offset: u64,
+        len: u64,
+    },
+    XferThreads {
+        offset: u64,
+        len: u64,
+    },
+    Offsets,
+    Attached,
+    ThreadInfoFirst,
+    ThreadInfoNext,
+    CurrentThread,
+    SetThread {
+        op: u8,
+        thread: ThreadSel,
+    },
+    ThreadAlive(ThreadSel),
+    ThreadExtraInfo(ThreadSel),
+    Detach,
+    Kill,
+    VKill,
+    VContQuery,
+    Continue,
+    Step,
+    Monitor(Vec<u8>),
+    Symbol,
+    /// Understood, but its arguments do not parse.
+    Malformed(&'static str),
+    Unknown,
+}
+
+fn split2(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&c| c == sep)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+fn addr_len(args: &[u8]) -> Option<(u64, u64)> {
+    let (a, l) = split2(args, b',')?;
+    // `X` packets carry `:data` after the length; reads do not, but tolerate it.
+    let l = split2(l, b':').map_or(l, |(l, _)| l);
+    Some((hex::parse_u64(a)?, hex::parse_u64(l)?))
+}
+
+/// Thread ids: `-1`, `0`, hex, or with multiprocess `pP.T`.
+fn thread_sel(s: &[u8]) -> Option<ThreadSel> {
+    let s = match s.strip_prefix(b"p") {
+        Some(rest) => split2(rest, b'.').map_or(rest, |(_, t)| t),
+        None => s,
+    };
+    match s {
+        b"-1" => Some(ThreadSel::All),
+        b"0" => Some(ThreadSel::Any),
+        _ => hex::parse_u64(s).map(ThreadSel::Id),
+    }
+}
+
+/// `qXfer:object:read:annex:offset,length`
+fn xfer(rest: &[u8]) -> Option<(&[u8], &[u8], u64, u64)> {
+    let (object, rest) = split2(rest, b':')?;
+    let (op, rest) = split2(rest, b':')?;
+    if op != b"read" {
+        return None;
+    }
+    let colon = rest.iter().rposition(|&c| c == b':')?;
+    let (annex, range) = (&rest[..colon], &rest[colon + 1..]);
+    let (offset, len) = addr_len(range)?;
+    Some((object, annex, offset, len))
+}
+
+pub fn parse(p: &[u8]) -> Command<'_> {
+    use Command::*;
+    let Some((&first, rest)) = p.split_first() else {
+        return Unknown;
+    };
+    match first {
+        b'?' => StopReason,
+        b'g' if rest.is_empty() => ReadRegisters,
+        b'p' => hex::parse_u64(rest)
+            .and_then(|n| usize::try_from(n).ok())
+            .map_or(Malformed("register number"), ReadRegister),
+        b'm' => addr_len(rest).map_or(Malformed("m addr,length"), |(addr, len)| ReadMemory { addr, len }),
+        b'x' => addr_len(rest).map_or(Malformed("x addr,length"), |(addr, len)| ReadMemoryBinary {
+            addr,
+            len,
+        }),
+        b'M' | b'X' | b'G' | b'P' => Write(first as char),
+        b'H' => match rest.split_first() {
+            Some((&op, t)) => thread_sel(t).map_or(Malformed("H thread"), |thread| SetThread { op, thread }),
+            None => Malformed("H thread"),
+        },
+        b'T' => thread_sel(rest).map_or(Malformed("T thread"), ThreadAlive),
+        b'D' => Detach,
+        b'k' => Kill,
+        b'c' => Continue,
+        b's' => Step,
+        b'q' => parse_query(p),
+        b'Q' if p == b"QStartNoAckMode" => StartNoAckMode,
+        b'v' => {
+            if p == b"vCont?" {
+                VContQuery
+            } else if p.starts_with(b"vKill") {
+                VKill
+            } else if let Some(actions) = p.strip_prefix(b"vCont;") {
+                // All-stop: one action applies to every thread; we only tell continue from step.
+                match actions.first() {
+                    Some(b'c') | Some(b'C') => Continue,
+                    Some(b's') | Some(b'S') => Step,
+                    _ => Unknown,
+                }
+            } else {
+                Unknown
+            }
+        }
+        _ => Unknown,
+    }
+}
+
+fn parse_query(p: &[u8]) -> Command<'_> {
+    use Command::*;
+    if let Some(features) = p.strip_prefix(b"qSupported") {
+        return Supported(features.strip_prefix(b":").unwrap_or(features));
+    }
+    if let Some(rest) = p.strip_prefix(b"qXfer:") {
+        return match xfer(rest) {
+            Some((b"features", annex, offset, len)) => XferFeatures { annex, offset, len },
+            Some((b"threads", _, offset, len)) => XferThreads { offset, len },
+            Some(_) => Unknown,
+            None => Malformed("qXfer"),
+        };
+    }
+    if let Some(cmd) = p.strip_prefix(b"qRcmd,") {
+        return hex::decode(cmd).map_or(Malformed("qRcmd hex"), Monitor);
+    }
+    if let Some(t) = p.strip_prefix(b"qThreadExtraInfo,") {
+        return thread_sel(t).map_or(Malformed("qThreadExtraInfo thread"), ThreadExtraInfo);
+    }
+    if p.starts_with(b"qSymbol") {
+        return Symbol;
+    }
+    match p {
+        b"qOffsets" => Offsets,
+        b"qfThreadInfo" => ThreadInfoFirst,
+        b"qsThreadInfo" => ThreadInfoNext,
+        b"qC" => CurrentThread,
+        _ if p.starts_with(b"qAttached") => Attached,
+        _ => Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command::*;
+    use super::*;
+
+    #[test]
+    fn every_supported_packet_parses() {
+        let cases: Vec<(&[u8], Command)> = vec![
+            (
+                b"qSupported:multiprocess+;xmlRegisters=i386",
+                Supported(b"multiprocess+;xmlRegisters=i386"),
+            ),
+            (b"qSupported", Supported(b"")),
+            (b"QStartNoAckMode", StartNoAckMode),
+            (b"?", StopReason),
+            (b"g", ReadRegisters),
+            (b"p10", ReadRegister(16)),
+            (
+                b"mffffffff81000000,40",
+                ReadMemory {
+                    addr: 0xffff_ffff_8100_0000,
+                    len: 0x40,
+                },
+            ),
+            (
+                b"xffffffff81000000,80000",
+                ReadMemoryBinary {
+                    addr: 0xffff_ffff_8100_0000,
+                    len: 0x80000,
+                },
+            ),
+            (b"M1000,2:abcd", Write('M')),
+            (b"X1000,2:ab", Write('X')),
+            (b"G00", Write('G')),
+            (b"P10=00", Write('P')),
+            (
+                b"qXfer:features:read:target.xml:0,ffb",
+                XferFeatures {
+                    annex: b"target.xml",
+                    offset: 0,
+                    len: 0xffb,
+                },
+            ),
+            (
+                b"qXfer:threads:read::1f0,ffb",
+                XferThreads {
+                    offset: 0x1f0,
+                    len: 0xffb,
+                },
+            ),
+            (b"qOffsets", Offsets),
+            (b"qAttached", Attached),
+            (b"qAttached:1", Attached),
+            (b"qfThreadInfo", ThreadInfoFirst),
+            (b"qsThreadInfo", ThreadInfoNext),
+            (b"qC", CurrentThread),
+            (
+                b"Hg0",
+                SetThread {
+                    op: b'g',
+                    thread: ThreadSel::Any,
+                },
+            ),
+            (
+                b"Hc-1",
+                SetThread {
+                    op: b'c',
+                    thread: ThreadSel::All,
+                },
+            ),
+            (
+                b"Hgp1.a",
+                SetThread {
+                    op: b'g',
+                    thread: ThreadSel::Id(10),
+                },
+            ),
+            (b"T2", ThreadAlive(ThreadSel::Id(2))),
+            (b"qThreadExtraInfo,3", ThreadExtraInfo(ThreadSel::Id(3))),
+            (b"D", Detach),
+            (b"D;1", Detach),
+            (b"k", Kill),
+            (b"vKill;1", VKill),
+            (b"vCont?", VContQuery),
+            (b"vCont;c", Continue),
+            (b"vCont;c:1", Continue),
+            (b"vCont;s:1", Step),
+            (b"c", Continue),
+            (b"s", Step),
+            (b"qRcmd,68656c70", Monitor(b"help".to_vec())),
+            (b"qSymbol::", Symbol),
+        ];
+        for (pkt, want) in cases {
+            assert_eq!(parse(pkt), want, "{}", String::from_utf8_lossy(pkt));
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed() {
+        for pkt in [
+            &b""[..],
+            b"vMustReplyEmpty",
+            b"qTStatus",
+            b"Z0,1000,1",
+            b"QThreadEvents:1",
+            b"!",
+            b"gX",
+        ] {
+            assert_eq!(parse(pkt), Unknown, "{}", String::from_utf8_lossy(pkt));
+        }
+        for pkt in [
+            &b"m"[..],
+            b"mzz,4",
+            b"m0",
+            b"m0,",
+            b"m11111111111111111,1",
+            b"x1,q",
+            b"pq",
+            b"Hgzz",
+            b"H",
+            b"T",
+            b"qRcmd,6",
+            b"qXfer:features:read:target.xml",
+            b"qThreadExtraInfo,",
+        ] {
+            assert!(
+                matches!(parse(pkt), Malformed(_)),
+                "{}",
+                String::from_utf8_lossy(pkt)
+            );
+        }
+    }
+
+    #[test]
+    fn xfer_of_other_objects_or_writes_is_unknown() {
+        assert_eq!(parse(b"qXfer:auxv:read::0,100"), Unknown);
+        assert!(matches!(parse(b"qXfer:features:write:x:0,1"), Malformed(_)));
+    }
+}

@@ -1,0 +1,788 @@
+//! One GDB session: bytes in, decoded commands answered from a `Target`, bytes out. The session
+//! knows RSP, never sockets or kernels; recoverable problems become `Exx` replies and the session
+//! goes on, only the connection ending (or `D`/`k`) ends it.
+
+use crate::rsp::command::{self, Command, ThreadSel};
+use crate::rsp::framing::{self, Decoder, Event};
+use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
+use crate::target::{Target, ThreadInfo, Tid};
+use log::{debug, info, trace, warn};
+use std::io::{self, Read, Write};
+
+/// Largest read answered in one `m`/`x` reply: the hex (or worst-case escaped) form must fit the
+/// advertised packet size.
+const MAX_READ: usize = (PACKET_SIZE - 16) / 2;
+
+/// Thread ids per `qfThreadInfo`/`qsThreadInfo` reply.
+const IDS_PER_REPLY: usize = 200;
+
+/// Why a session ended. None of these ends the server.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Detached,
+    Killed,
+    Eof,
+    Io(io::Error),
+}
+
+const VERSION_TEXT: &str = concat!("kmemd ", env!("CARGO_PKG_VERSION"), "\n");
+
+struct Session<'t> {
+    target: &'t mut dyn Target,
+    no_ack: bool,
+    running: bool,
+    /// Thread selected by `Hg` for register reads.
+    reg_thread: Option<Tid>,
+    /// Remaining ids for `qsThreadInfo`.
+    pending_ids: Vec<Tid>,
+    /// `qXfer:threads` document, built when GDB reads it from offset 0.
+    threads_xml: Vec<u8>,
+    /// The last packet sent, for `-` retransmission.
+    last_sent: Vec<u8>,
+    payload: Vec<u8>,
+    mem: Vec<u8>,
+}
+
+/// Serves one GDB session on `conn` until it detaches, kills, or the connection ends.
+pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionEnd {
+    let mut s = Session {
+        target,
+        no_ack: false,
+        running: false,
+        reg_thread: None,
+        pending_ids: Vec::new(),
+        threads_xml: Vec::new(),
+        last_sent: Vec::new(),
+        payload: Vec::new(),
+        mem: Vec::new(),
+    };
+    let mut decoder = Decoder::new(MAX_INCOMING);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match conn.read(&mut buf) {
+            Ok(0) => return SessionEnd::Eof,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return SessionEnd::Io(e),
+        };
+        for &b in &buf[..n] {
+            let Some(ev) = decoder.push(b) else { continue };
+            match s.on_event(ev, conn) {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(e) => return SessionEnd::Io(e),
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Reply,
+    NoReply,
+    End(SessionEnd),
+}
+
+impl Session<'_> {
+    fn on_event<W: Write>(&mut self, ev: Event, w: &mut W) -> io::Result<Option<SessionEnd>> {
+        match ev {
+            Event::Packet(p) => {
+                if !self.no_ack {
+                    w.write_all(b"+")?;
+                }
+                trace!("<- {}", String::from_utf8_lossy(&p[..p.len().min(200)]));
+                self.payload.clear();
+                match self.handle(&p) {
+                    Outcome::Reply => self.send(w)?,
+                    Outcome::NoReply => w.flush()?,
+                    Outcome::End(end) => {
+                        if !self.payload.is_empty() {
+                            self.send(w)?;
+                        }
+                        w.flush()?;
+                        return Ok(Some(end));
+                    }
+                }
+            }
+            Event::Ack => {}
+            Event::Nack => {
+                if !self.no_ack && !self.last_sent.is_empty() {
+                    debug!("GDB asked for the last packet again");
+                    w.write_all(&self.last_sent)?;
+                    w.flush()?;
+                }
+            }
+            Event::Interrupt => {
+                if self.running {
+                    self.running = false;
+                    debug!("interrupted by GDB: reporting a stop");
+                    self.payload.clear();
+                    self.stop_reply(2);
+                    self.send(w)?;
+                }
+            }
+            Event::BadChecksum | Event::Malformed => {
+                warn!("bad packet from GDB ({ev:?}); asking again");
+                if !self.no_ack {
+                    w.write_all(b"-")?;
+                    w.flush()?;
+                }
+            }
+            Event::TooLong => {
+                warn!("GDB sent a packet over {MAX_INCOMING} bytes; refused");
+                if !self.no_ack {
+                    w.write_all(b"+")?;
+                }
+                self.payload.clear();
+                self.payload.extend_from_slice(b"E01");
+                self.send(w)?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn send<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.last_sent.clear();
+        framing::frame_into(&self.payload, &mut self.last_sent);
+        trace!(
+            "-> {}",
+            String::from_utf8_lossy(&self.payload[..self.payload.len().min(200)])
+        );
+        w.write_all(&self.last_sent)?;
+        w.flush()
+    }
+
+    fn reply(&mut self, text: &str) -> Outcome {
+        self.payload.extend_from_slice(text.as_bytes());
+        Outcome::Reply
+    }
+
+    fn handle(&mut self, p: &[u8]) -> Outcome {
+        if self.running {
+            // All-stop: while "running" GDB only sends ^C. Answer anything else, but stay running.
+            debug!("packet while running: {}", String::from_utf8_lossy(p));
+        }
+        match command::parse(p) {
+            Command::Supported(features) => {
+                debug!("GDB features: {}", String::from_utf8_lossy(features));
+                let r = format!(
+                    "PacketSize={PACKET_SIZE:x};QStartNoAckMode+;qXfer:features:read+;\
+                     qXfer:threads:read+;binary-upload+;vContSupported+"
+                );
+                self.reply(&r)
+            }
+            Command::StartNoAckMode => {
+                // The OK still goes out in ack mode; GDB acks it and then both sides stop.
+                self.payload.extend_from_slice(b"OK");
+                self.no_ack = true;
+                Outcome::Reply
+            }
+            Command::StopReason => {
+                self.stop_reply(5);
+                Outcome::Reply
+            }
+            Command::ReadRegisters => self.read_registers(None),
+            Command::ReadRegister(n) => self.read_registers(Some(n)),
+            Command::ReadMemory { addr, len } => self.read_memory(addr, len, false),
+            Command::ReadMemoryBinary { addr, len } => self.read_memory(addr, len, true),
+            Command::Write(kind) => {
+                warn!("refused a '{kind}' packet: kmemd is read-only and never writes the kernel");
+                self.reply("E01")
+            }
+            Command::XferFeatures { annex, offset, len } => {
+                if annex == b"target.xml" {
+                    let xml = self.target.arch().target_xml().as_bytes();
+                    xfer_chunk(xml, offset, len, &mut self.payload);
+                    Outcome::Reply
+                } else {
+                    self.reply("E00")
+                }
+            }
+            Command::XferThreads { offset, len } => {
+                if offset == 0 {
+                    self.threads_xml = threads_xml(&self.target.threads());
+                }
+                xfer_chunk(&self.threads_xml, offset, len, &mut self.payload);
+                Outcome::Reply
+            }
+            Command::Offsets => {
+                let off = self.target.kaslr_offset().unwrap_or(0);
+                self.reply(&format!("Text={off:x};Data={off:x};Bss={off:x}"))
+            }
+            Command::Attached => self.reply("1"),
+            Command::ThreadInfoFirst => {
+                self.pending_ids = self.target.threads().iter().map(|t| t.tid).collect();
+                self.pending_ids.reverse();
+                self.thread_ids_reply();
+                Outcome::Reply
+            }
+            Command::ThreadInfoNext => {
+                self.thread_ids_reply();
+                Outcome::Reply
+            }
+            Command::CurrentThread => {
+                let tid = self.current_thread();
+                self.reply(&format!("QC{tid:x}"))
+            }
+            Command::SetThread { op, thread } => match self.resolve(thread) {
+                Some(tid) => {
+                    if op == b'g' {
+                        self.reg_thread = Some(tid);
+                    }
+                    self.reply("OK")
+                }
+                None => self.reply("E02"),
+            },
+            Command::ThreadAlive(thread) => match self.resolve(thread) {
+                Some(_) => self.reply("OK"),
+                None => self.reply("E02"),
+            },
+            Command::ThreadExtraInfo(thread) => {
+                let threads = self.target.threads();
+                let tid = self.resolve_in(&threads, thread);
+                match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
+                    Some(t) => {
+                        hex::encode_into(t.extra.as_bytes(), &mut self.payload);
+                        Outcome::Reply
+                    }
+                    None => self.reply("E02"),
+                }
+            }
+            Command::Detach => {
+                info!("GDB detached");
+                self.payload.extend_from_slice(b"OK");
+                Outcome::End(SessionEnd::Detached)
+            }
+            Command::Kill => {
+                info!("GDB killed the session (the kernel keeps running)");
+                Outcome::End(SessionEnd::Killed)
+            }
+            Command::VKill => {
+                info!("GDB killed the session (the kernel keeps running)");
+                self.payload.extend_from_slice(b"OK");
+                Outcome::End(SessionEnd::Killed)
+            }
+            Command::VContQuery => self.reply("vCont;c;C"),
+            Command::Continue => {
+                // Nothing to resume: the kernel never stopped. Report a stop when GDB interrupts.
+                self.running = true;
+                Outcome::NoReply
+            }
+            Command::Step => {
+                warn!("single-step refused: kmemd cannot stop or step the kernel");
+                self.reply("E01")
+            }
+            Command::Monitor(cmd) => {
+                let text = self.monitor(&String::from_utf8_lossy(&cmd));
+                hex::encode_into(text.as_bytes(), &mut self.payload);
+                Outcome::Reply
+            }
+            Command::Symbol => self.reply("OK"),
+            Command::Malformed(what) => {
+                warn!("malformed packet ({what}): {}", String::from_utf8_lossy(p));
+                self.reply("E03")
+            }
+            Command::Unknown => Outcome::Reply,
+        }
+    }
+
+    fn stop_reply(&mut self, signal: u8) {
+        let tid = self.target.stop_thread();
+        self.payload
+            .extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+    }
+
+    fn current_thread(&mut self) -> Tid {
+        match self.reg_thread {
+            Some(t) => t,
+            None => self.target.stop_thread(),
+        }
+    }
+
+    fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
+        let threads = self.target.threads();
+        self.resolve_in(&threads, sel)
+    }
+
+    fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
+        match sel {
+            ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
+            ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
+        }
+    }
+
+    fn thread_ids_reply(&mut self) {
+        if self.pending_ids.is_empty() {
+            self.payload.push(b'l');
+            return;
+        }
+        self.payload.push(b'm');
+        for i in 0..IDS_PER_REPLY {
+            let Some(tid) = self.pending_ids.pop() else { break };
+            if i > 0 {
+                self.payload.push(b',');
+            }
+            self.payload.extend_from_slice(format!("{tid:x}").as_bytes());
+        }
+    }
+
+    fn read_registers(&mut self, one: Option<usize>) -> Outcome {
+        let tid = self.current_thread();
+        let regs = match self.target.registers(tid) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("registers of thread {tid}: {e}");
+                return self.reply("E02");
+            }
+        };
+        let descs = self.target.arch().registers();
+        let selected: Vec<usize> = match one {
+            Some(n) if n < descs.len() => vec![n],
+            Some(_) => return self.reply("E00"),
+            None => (0..descs.len()).collect(),
+        };
+        for i in selected {
+            let size = descs[i].bytes();
+            match regs.0.get(i).copied().flatten() {
+                Some(v) => {
+                    let le = v.to_le_bytes();
+                    let n = size.min(8);
+                    hex::encode_into(&le[..n], &mut self.payload);
+                    // Registers wider than 64 bits are never known; keep the layout anyway.
+                    self.payload.extend(std::iter::repeat_n(b'x', (size - n) * 2));
+                }
+                None => self.payload.extend(std::iter::repeat_n(b'x', size * 2)),
+            }
+        }
+        Outcome::Reply
+    }
+
+    /// Fills as much of `[addr, addr+len)` as is readable; an error only if nothing is.
+    fn read_memory(&mut self, addr: u64, len: u64, binary: bool) -> Outcome {
+        // Never past the top of the address space, never more than a reply can carry.
+        let room = u64::MAX - addr + 1;
+        let len = len.min(room).min(MAX_READ as u64) as usize;
+        self.mem.resize(len, 0);
+        let mut filled = 0;
+        while filled < len {
+            let at = addr.wrapping_add(filled as u64);
+            match self.target.read_memory(at, &mut self.mem[filled..len]) {
+                Ok(0) => break,
+                Ok(n) => filled += n.min(len - filled),
+                Err(e) => {
+                    debug!("{e}");
+                    if filled == 0 {
+                        return self.reply("E14");
+                    }
+                    break;
+                }
+            }
+        }
+        if binary {
+            self.payload.push(b'b');
+            hex::escape_binary_into(&self.mem[..filled], &mut self.payload);
+        } else {
+            hex::encode_into(&self.mem[..filled], &mut self.payload);
+        }
+        Outcome::Reply
+    }
+
+    fn monitor(&mut self, cmd: &str) -> String {
+        let cmd = cmd.trim();
+        match cmd {
+            "help" | "" => {
+                let mut lines = vec![
+                    ("help", "this list"),
+                    ("version", "kmemd's version and what it serves"),
+                ];
+                lines.extend(self.target.monitor_help());
+                let mut out = String::from("kmemd monitor commands:\n");
+                for (name, what) in lines {
+                    out.push_str(&format!("  monitor {name:<16} {what}\n"));
+                }
+                out
+            }
+            "version" => format!("{VERSION_TEXT}serving: {}\n", self.target.describe()),
+            _ => match self.target.monitor(cmd) {
+                Some(Ok(text)) => text,
+                Some(Err(e)) => format!("error: {e}\n"),
+                None => format!("unknown monitor command '{cmd}': try 'monitor help'\n"),
+            },
+        }
+    }
+}
+
+/// Writes the `qXfer` reply for `[offset, offset+len)` of `doc`: `m` + data when more follows,
+/// `l` + data for the last part (data binary-escaped).
+fn xfer_chunk(doc: &[u8], offset: u64, len: u64, out: &mut Vec<u8>) {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(doc.len());
+    let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_READ);
+    let end = start.saturating_add(len).min(doc.len());
+    out.push(if end < doc.len() { b'm' } else { b'l' });
+    hex::escape_binary_into(&doc[start..end], out);
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            c if c.is_control() => "?".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
+    let mut s = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
+    for t in threads {
+        s.push_str(&format!(
+            "<thread id=\"{:x}\" name=\"{}\"",
+            t.tid,
+            xml_escape(&t.name)
+        ));
+        if let Some(core) = t.core {
+            s.push_str(&format!(" core=\"{core}\""));
+        }
+        s.push_str(&format!(">{}</thread>\n", xml_escape(&t.extra)));
+    }
+    s.push_str("</threads>\n");
+    s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+    use crate::target::{MemError, Registers};
+    use std::io::Cursor;
+
+    /// Memory: one readable window; everything else faults.
+    struct Mock {
+        base: u64,
+        bytes: Vec<u8>,
+        reads: usize,
+    }
+
+    impl Target for Mock {
+        fn arch(&self) -> Arch {
+            Arch::X86_64
+        }
+        fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+            self.reads += 1;
+            let end = self.base + self.bytes.len() as u64;
+            if addr < self.base || addr >= end {
+                return Err(MemError::new(addr, "unmapped"));
+            }
+            let off = (addr - self.base) as usize;
+            // Return in small pieces to exercise the server's loop.
+            let n = buf.len().min(self.bytes.len() - off).min(100);
+            buf[..n].copy_from_slice(&self.bytes[off..off + n]);
+            Ok(n)
+        }
+        fn threads(&mut self) -> Vec<ThreadInfo> {
+            (1..=3)
+                .map(|i| ThreadInfo {
+                    tid: i,
+                    name: format!("CPU {}", i - 1),
+                    extra: format!("CPU {} <&>", i - 1),
+                    core: Some(i as u32 - 1),
+                })
+                .collect()
+        }
+        fn stop_thread(&mut self) -> Tid {
+            2
+        }
+        fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+            let mut r = vec![None; Arch::X86_64.registers().len()];
+            r[16] = Some(0xffff_ffff_8100_0000 + tid);
+            r[17] = Some(0x246);
+            Ok(Registers(r))
+        }
+        fn kaslr_offset(&self) -> Option<u64> {
+            Some(0x2c60_0000)
+        }
+        fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+            (cmd == "kaslr").then(|| Ok("offset 0x2c600000\n".to_string()))
+        }
+        fn describe(&self) -> String {
+            "mock".into()
+        }
+    }
+
+    struct Conn {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+    impl Read for Conn {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            // One byte at a time exercises every framing state across reads.
+            let n = b.len().min(7);
+            self.input.read(&mut b[..n])
+        }
+    }
+    impl Write for Conn {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pkt(p: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        framing::frame_into(p, &mut v);
+        v
+    }
+
+    fn mock() -> Mock {
+        Mock {
+            base: 0xffff_8880_0000_0000,
+            bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
+            reads: 0,
+        }
+    }
+
+    /// Runs a session over `input`; returns the reply payloads in order and how it ended.
+    fn run(target: &mut Mock, input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>, SessionEnd) {
+        let mut conn = Conn {
+            input: Cursor::new(input.to_vec()),
+            output: Vec::new(),
+        };
+        let end = serve(target, &mut conn);
+        let mut d = Decoder::new(1 << 22);
+        let replies = conn
+            .output
+            .iter()
+            .filter_map(|&b| match d.push(b) {
+                Some(Event::Packet(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        (replies, conn.output, end)
+    }
+
+    fn session(packets: &[&[u8]]) -> (Vec<Vec<u8>>, SessionEnd) {
+        let mut input = Vec::new();
+        for p in packets {
+            input.extend(pkt(p));
+        }
+        let (r, _, end) = run(&mut mock(), &input);
+        (r, end)
+    }
+
+    fn s(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn handshake_and_basic_queries() {
+        let (r, end) = session(&[
+            b"qSupported:multiprocess+;xmlRegisters=i386",
+            b"vMustReplyEmpty",
+            b"?",
+            b"qOffsets",
+            b"qAttached",
+            b"qC",
+            b"qfThreadInfo",
+            b"qsThreadInfo",
+            b"qThreadExtraInfo,1",
+            b"T3",
+            b"T9",
+            b"vCont?",
+            b"qSymbol::",
+            b"D",
+        ]);
+        assert!(s(&r[0]).contains("PacketSize=100000"));
+        assert!(s(&r[0]).contains("binary-upload+"));
+        assert!(s(&r[0]).contains("qXfer:features:read+"));
+        assert_eq!(r[1], b"");
+        assert_eq!(r[2], b"T05thread:2;");
+        assert_eq!(r[3], b"Text=2c600000;Data=2c600000;Bss=2c600000");
+        assert_eq!(r[4], b"1");
+        assert_eq!(r[5], b"QC2");
+        assert_eq!(r[6], b"m1,2,3");
+        assert_eq!(r[7], b"l");
+        assert_eq!(hex::decode(&r[8]).unwrap(), b"CPU 0 <&>");
+        assert_eq!(r[9], b"OK");
+        assert_eq!(r[10], b"E02");
+        assert_eq!(r[11], b"vCont;c;C");
+        assert_eq!(r[12], b"OK");
+        assert_eq!(r[13], b"OK");
+        assert!(matches!(end, SessionEnd::Detached));
+    }
+
+    #[test]
+    fn acks_every_packet_until_no_ack_mode() {
+        let mut input = pkt(b"?");
+        input.extend(pkt(b"QStartNoAckMode"));
+        input.extend(b"+");
+        input.extend(pkt(b"?"));
+        let (r, out, _) = run(&mut mock(), &input);
+        assert_eq!(r.len(), 3);
+        let text = s(&out);
+        assert_eq!(text.matches('+').count(), 2, "acks before no-ack only: {text}");
+        assert!(text.starts_with("+$T05"));
+    }
+
+    #[test]
+    fn bad_checksum_gets_a_nack_and_nack_gets_a_retransmission() {
+        let mut input = b"$?#00".to_vec();
+        input.extend(pkt(b"qC"));
+        input.extend(b"-");
+        let (_, out, _) = run(&mut mock(), &input);
+        assert_eq!(s(&out), "-+$QC2#c6$QC2#c6");
+    }
+
+    #[test]
+    fn memory_reads_hex_and_binary() {
+        let m = mock();
+        let base = m.base;
+        let want: Vec<u8> = m.bytes[10..310].to_vec();
+        let (r, _) = session(&[
+            format!("m{:x},12c", base + 10).as_bytes(),
+            format!("x{:x},12c", base + 10).as_bytes(),
+        ]);
+        assert_eq!(hex::decode(&r[0]).unwrap(), want);
+        assert_eq!(r[1][0], b'b');
+        // The decoder already undid the escaping: the payload is `b` + the raw bytes.
+        assert_eq!(&r[1][1..], &want[..]);
+    }
+
+    #[test]
+    fn partial_reads_return_the_readable_prefix_and_faults_an_error() {
+        let m = mock();
+        let base = m.base;
+        let (r, _) = session(&[
+            format!("m{:x},40", base + 1000 - 16).as_bytes(),
+            format!("m{:x},4", base - 4).as_bytes(),
+            format!("x{:x},4", base + 5000).as_bytes(),
+            b"mffffffffffffffff,10",
+        ]);
+        assert_eq!(
+            hex::decode(&r[0]).unwrap().len(),
+            16,
+            "prefix only, never zero-filled"
+        );
+        assert_eq!(r[1], b"E14");
+        assert_eq!(r[2], b"E14");
+        assert_eq!(r[3], b"E14");
+    }
+
+    #[test]
+    fn huge_lengths_are_capped_not_allocated() {
+        let m = mock();
+        let base = m.base;
+        let (r, _) = session(&[format!("m{base:x},ffffffffffffffff").as_bytes()]);
+        assert_eq!(hex::decode(&r[0]).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn registers_follow_the_target_description() {
+        let (r, _) = session(&[b"Hg3", b"g", b"p10", b"p11", b"p18", b"p3c", b"Hg99"]);
+        assert_eq!(r[0], b"OK");
+        let g = s(&r[1]);
+        assert_eq!(g.len(), 560 * 2);
+        assert_eq!(&g[..16], "xxxxxxxxxxxxxxxx");
+        assert_eq!(&g[16 * 16..17 * 16], "03000081ffffffff"); // rip of thread 3, little endian
+        assert_eq!(&g[17 * 16..17 * 16 + 8], "46020000"); // eflags is 32 bits
+        assert_eq!(r[2], b"03000081ffffffff");
+        assert_eq!(r[3], b"46020000");
+        assert_eq!(r[4], b"xxxxxxxxxxxxxxxxxxxx", "st0 is 80 bits, unavailable");
+        assert_eq!(r[5], b"E00", "no register 60");
+        assert_eq!(r[6], b"E02", "no thread 0x99");
+    }
+
+    #[test]
+    fn writes_are_refused_and_unknown_packets_get_empty_replies() {
+        let (r, end) = session(&[
+            b"M1000,1:00",
+            b"X1000,1:a",
+            b"G00",
+            b"P0=00",
+            b"Z0,1,1",
+            b"qTStatus",
+            b"?",
+        ]);
+        assert_eq!(
+            &r[..4],
+            &[b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec()]
+        );
+        assert_eq!(r[4], b"");
+        assert_eq!(r[5], b"");
+        assert_eq!(r[6], b"T05thread:2;", "the session went on");
+        assert!(matches!(end, SessionEnd::Eof));
+    }
+
+    #[test]
+    fn target_xml_and_threads_xml_in_chunks() {
+        let xml = Arch::X86_64.target_xml().as_bytes();
+        let (r, _) = session(&[
+            b"qXfer:features:read:target.xml:0,100",
+            b"qXfer:features:read:target.xml:100,100000",
+            b"qXfer:features:read:other.xml:0,100",
+            b"qXfer:threads:read::0,1000",
+        ]);
+        assert_eq!(r[0][0], b'm');
+        assert_eq!(r[1][0], b'l');
+        let mut doc = r[0][1..].to_vec();
+        doc.extend_from_slice(&r[1][1..]);
+        assert_eq!(doc, xml);
+        assert_eq!(r[2], b"E00");
+        let threads = s(&r[3]);
+        assert!(threads.starts_with("l<?xml"));
+        assert!(threads.contains("<thread id=\"3\" name=\"CPU 2\" core=\"2\">CPU 2 &lt;&amp;&gt;</thread>"));
+    }
+
+    #[test]
+    fn continue_waits_for_the_interrupt() {
+        let mut input = pkt(b"c");
+        input.push(0x03);
+        input.extend(pkt(b"vCont;c"));
+        let (r, _, _) = run(&mut mock(), &input);
+        assert_eq!(r, vec![b"T02thread:2;".to_vec()], "one stop, only after ^C");
+        let (r, _, end) = run(&mut mock(), &pkt(b"c"));
+        assert!(r.is_empty(), "no stop without an interrupt");
+        assert!(matches!(end, SessionEnd::Eof));
+    }
+
+    #[test]
+    fn monitor_commands() {
+        let hexcmd = |c: &str| format!("qRcmd,{}", hex::encode(c.as_bytes()));
+        let (r, _) = session(&[
+            hexcmd("help").as_bytes(),
+            hexcmd("version").as_bytes(),
+            hexcmd("kaslr").as_bytes(),
+            hexcmd("frobnicate").as_bytes(),
+        ]);
+        let out: Vec<String> = r.iter().map(|p| s(&hex::decode(p).unwrap())).collect();
+        assert!(out[0].contains("monitor help") && out[0].contains("monitor version"));
+        assert!(out[1].starts_with("kmemd ") && out[1].contains("serving: mock"));
+        assert_eq!(out[2], "offset 0x2c600000\n");
+        assert!(out[3].contains("unknown monitor command 'frobnicate'"));
+    }
+
+    #[test]
+    fn kill_ends_without_reply_and_vkill_with_ok() {
+        let (r, end) = session(&[b"k", b"?"]);
+        assert!(r.is_empty());
+        assert!(matches!(end, SessionEnd::Killed));
+        let (r, end) = session(&[b"vKill;1"]);
+        assert_eq!(r, vec![b"OK".to_vec()]);
+        assert!(matches!(end, SessionEnd::Killed));
+    }
+
+    #[test]
+    fn junk_then_a_good_packet() {
+        let mut input: Vec<u8> = (0..5000u32)
+            .map(|i| (i * 31 % 251) as u8)
+            .filter(|&b| b != b'$')
+            .collect();
+        input.extend(pkt(b"?"));
+        let (r, _, _) = run(&mut mock(), &input);
+        assert_eq!(r.last().map(|v| v.as_slice()), Some(&b"T05thread:2;"[..]));
+    }
+}
