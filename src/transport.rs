@@ -181,6 +181,14 @@ impl Listener {
             warn!("-b only applies to a serial line (-s /dev/tty...); ignored");
         }
         match spec {
+            // A path that names a character device (say a symlink to a pty) is a serial line.
+            ListenSpec::Unix(p)
+                if fs::metadata(p)
+                    .map(|m| m.file_type().is_char_device())
+                    .unwrap_or(false) =>
+            {
+                tty_open(p, baud)
+            }
             ListenSpec::Unix(p) => unix_listen(p),
             ListenSpec::Tcp { host, port } => tcp_listen(host.as_deref(), *port),
             ListenSpec::Tty(p) => tty_open(p, baud),

@@ -1,0 +1,38 @@
+# kmemd: `make` builds, `make test` runs every test (root needed for the live BPF and perf tests).
+# `make deps` installs what the tests need on Debian 12 (run once, as root; .ci/run does it).
+
+CARGO      ?= cargo
+BIN        := target/release/kmemd
+GDB18_DIR  ?= /opt/kmemd-gdb18
+BPF_CLANG  ?= clang
+
+.PHONY: all build test deps gdb18 lint bpf bench fixtures clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+	@echo "built $(BIN)"
+
+# Everything the tests use, idempotent: Debian packages, then GDB 18 (PyPI's gdb-for-pwndbg).
+deps:
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+	  gdb gdb-multiarch socat python3-venv file binutils >/dev/null || \
+	  { apt-get -o DPkg::Lock::Timeout=600 update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get -o DPkg::Lock::Timeout=600 install -y -q gdb gdb-multiarch socat python3-venv file binutils; }
+	$(MAKE) --no-print-directory gdb18
+
+gdb18:
+	@if [ ! -x $(GDB18_DIR)/bin/gdb ]; then \
+	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
+	@$(GDB18_DIR)/bin/gdb --version | head -1
+
+test:
+	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,187 @@
+//! Shared helpers for integration tests: running kmemd, driving real GDB, root checks.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KMEMD: &str = env!("CARGO_BIN_EXE_kmemd");
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// True when the test may use BPF/perf. Without root it skips, except in CI where it fails.
+pub fn require_root(test: &str) -> bool {
+    if kmemd::sys::os::is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: CI must run as root with CAP_BPF/CAP_PERFMON");
+    eprintln!("SKIP {test}: needs root (BPF, perf)");
+    false
+}
+
+/// A scratch directory unique to this test process and name.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kmemd-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// The GDBs to test against: Debian's gdb (13) and GDB 18 (binary `x` reads).
+pub fn gdbs() -> Vec<(String, PathBuf)> {
+    let mut v = vec![("gdb13".to_string(), PathBuf::from("gdb"))];
+    let gdb18 = std::env::var("KMEMD_GDB18").unwrap_or_else(|_| "/opt/kmemd-gdb18/bin/gdb".into());
+    if Path::new(&gdb18).exists() {
+        v.push(("gdb18".to_string(), PathBuf::from(gdb18)));
+    } else {
+        assert!(!in_ci(), "GDB 18 not found at {gdb18}: run `make deps`");
+        eprintln!("note: GDB 18 not found at {gdb18}; testing gdb 13 only (make deps installs it)");
+    }
+    v
+}
+
+/// A running kmemd, killed when dropped. Its stderr goes to a file for diagnostics.
+pub struct Kmemd {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Kmemd {
+    pub fn spawn(args: &[&str], log: PathBuf) -> Kmemd {
+        let child = Command::new(KMEMD)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn kmemd");
+        Kmemd { child, log }
+    }
+
+    /// Waits until `probe` succeeds, or panics with kmemd's log.
+    pub fn wait_for(&mut self, what: &str, mut probe: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if probe() {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("kmemd exited ({st}) before {what}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kmemd did not get to {what} in 20 s:\n{}", self.log_text());
+    }
+
+    pub fn wait_unix(&mut self, path: &Path) {
+        let p = path.to_path_buf();
+        self.wait_for("listening on a UNIX socket", move || {
+            UnixStream::connect(&p).is_ok()
+        });
+    }
+
+    pub fn wait_tcp(&mut self, port: u16) {
+        self.wait_for("listening on TCP", move || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kmemd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs GDB in batch mode: `target remote TARGET`, then each command. Times out after 120 s.
+pub fn gdb_batch(gdb: &Path, target: &str, cmds: &[String]) -> Output {
+    let mut c = Command::new("timeout");
+    c.arg("120").arg(gdb).args([
+        "-nx",
+        "-batch",
+        "-ex",
+        "set pagination off",
+        "-ex",
+        "set confirm off",
+    ]);
+    c.args(["-ex", &format!("target remote {target}")]);
+    for cmd in cmds {
+        c.args(["-ex", cmd]);
+    }
+    c.stdin(Stdio::null());
+    c.output().expect("run gdb")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Random bytes from the kernel, so planted data is never a pattern a bug could reproduce.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut v))
+        .expect("urandom");
+    v
+}
+
+/// A linked pty pair made by socat: (kmemd's end, GDB's end), killed on drop.
+pub struct PtyPair {
+    child: Child,
+    pub a: PathBuf,
+    pub b: PathBuf,
+}
+
+impl PtyPair {
+    pub fn new(dir: &Path) -> PtyPair {
+        let (a, b) = (dir.join("tty-kmemd"), dir.join("tty-gdb"));
+        let child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (apt-get install socat) for the serial-line test");
+        let start = Instant::now();
+        while !(a.exists() && b.exists()) {
+            assert!(start.elapsed() < Duration::from_secs(10), "socat made no ptys");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PtyPair { child, a, b }
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
