@@ -36,3 +36,14 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
+bench:
+	$(CARGO) build --release --bin kmemd --example null_stub
+	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd target/release/examples/null_stub
+
+# Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
+bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
+
+bpf/%.bpf.o: bpf/%.bpf.c
+	$(BPF_CLANG) -target bpf -O2 -g -c $< -o $@

@@ -1,0 +1,51 @@
+//! The ceiling for benchmarks: kmemd's own RSP server over a target that does no work (reads are
+//! a copy from a precomputed buffer). `make bench` runs GDB against this and against kmemd in the
+//! same run, so the ratio shows what kmemd's BPF reads cost beside GDB's own limits.
+//!
+//! Usage: null_stub SPEC   (SPEC as kmemd's -s: a socket path, :PORT or -)
+
+use kmemd::arch::Arch;
+use kmemd::server;
+use kmemd::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use kmemd::transport::{ListenSpec, Listener};
+
+struct NullTarget {
+    pattern: Vec<u8>,
+}
+
+impl Target for NullTarget {
+    fn arch(&self) -> Arch {
+        Arch::host()
+    }
+    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        let n = buf.len().min(self.pattern.len());
+        let off = (addr % 4096) as usize;
+        buf[..n].copy_from_slice(&self.pattern[off..off + n]);
+        Ok(n)
+    }
+    fn threads(&mut self) -> Vec<ThreadInfo> {
+        vec![ThreadInfo { tid: 1, name: "null".into(), extra: "null".into(), core: None }]
+    }
+    fn registers(&mut self, _tid: Tid) -> Result<Registers, String> {
+        Ok(Registers(vec![None; Arch::host().registers().len()]))
+    }
+    fn kaslr_offset(&self) -> Option<u64> {
+        Some(0)
+    }
+    fn describe(&self) -> String {
+        "null stub".into()
+    }
+}
+
+fn main() {
+    let spec = std::env::args().nth(1).unwrap_or_else(|| "-".into());
+    let spec = ListenSpec::parse(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let mut listener = Listener::bind(&spec, None).unwrap_or_else(|e| panic!("{e}"));
+    let mut target = NullTarget { pattern: (0..(2 << 20) + 4096).map(|i| (i * 13) as u8).collect() };
+    while let Ok(Some(mut conn)) = listener.accept() {
+        server::serve(&mut target, &mut conn);
+        if !listener.serves_many() {
+            break;
+        }
+    }
+}
