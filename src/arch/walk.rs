@@ -97,7 +97,7 @@ impl PagingForm {
     /// A form for `va_bits` of address with `page_shift`-sized pages and page-sized tables of
     /// 8-byte entries. Errors when the geometry is not one the walker can handle.
     pub fn new(pte: PteFormat, page_shift: u8, va_bits: u8) -> Result<PagingForm, String> {
-        if !(12..=16).contains(&page_shift) {
+        if !matches!(page_shift, 12 | 14 | 16) {
             return Err(format!(
                 "page size 2^{page_shift} is not supported (4K, 16K or 64K pages only)"
             ));
@@ -420,4 +420,249 @@ pub fn parse_vmcoreinfo_number(s: &str) -> Option<u64> {
 pub fn parse_vmcoreinfo_symbol(s: &str) -> Option<u64> {
     let s = s.trim();
     u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const CHUNK: u64 = 4096;
+
+    /// Physical memory made of 4 KiB chunks; reads stop at the first missing chunk, like a dump
+    /// with holes.
+    #[derive(Default)]
+    pub(crate) struct FakeMem {
+        chunks: HashMap<u64, Vec<u8>>,
+    }
+
+    impl FakeMem {
+        pub(crate) fn zero(&mut self, pa: u64, len: u64) {
+            let mut c = pa / CHUNK;
+            while c * CHUNK < pa + len {
+                self.chunks.entry(c).or_insert_with(|| vec![0; CHUNK as usize]);
+                c += 1;
+            }
+        }
+        pub(crate) fn write(&mut self, pa: u64, bytes: &[u8]) {
+            for (i, b) in bytes.iter().enumerate() {
+                let a = pa + i as u64;
+                let chunk = self
+                    .chunks
+                    .entry(a / CHUNK)
+                    .or_insert_with(|| vec![0; CHUNK as usize]);
+                chunk[(a % CHUNK) as usize] = *b;
+            }
+        }
+        pub(crate) fn set(&mut self, pa: u64, entry: u64) {
+            self.write(pa, &entry.to_le_bytes());
+        }
+    }
+
+    impl PhysRead for FakeMem {
+        fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+            let mut n = 0;
+            while n < buf.len() {
+                let a = paddr + n as u64;
+                let Some(chunk) = self.chunks.get(&(a / CHUNK)) else {
+                    break;
+                };
+                buf[n] = chunk[(a % CHUNK) as usize];
+                n += 1;
+            }
+            if n == 0 {
+                Err(MemError::new(paddr, "not in the fake dump"))
+            } else {
+                Ok(n)
+            }
+        }
+    }
+
+    /// Builds page tables with its own index arithmetic (not the walker's): tables are one page of
+    /// 8-byte entries; the top one has `va_bits - page_shift - (levels-1)*(page_shift-3)` bits.
+    pub(crate) struct Builder {
+        pub mem: FakeMem,
+        pub page_shift: u32,
+        pub va_bits: u32,
+        pub levels: u32,
+        pub root: u64,
+        next_table: u64,
+        tables: HashMap<u64, u64>,
+        /// Entry for a table at physical address `pa`.
+        pub table_entry: fn(u64) -> u64,
+        /// Entry for a leaf (page at level 0, block/huge page above) at `pa`.
+        pub leaf_entry: fn(u64, u32) -> u64,
+    }
+
+    impl Builder {
+        pub(crate) fn new(
+            page_shift: u32,
+            va_bits: u32,
+            table_entry: fn(u64) -> u64,
+            leaf_entry: fn(u64, u32) -> u64,
+        ) -> Builder {
+            let per = page_shift - 3;
+            let levels = (va_bits - page_shift + per - 1) / per;
+            let mut b = Builder {
+                mem: FakeMem::default(),
+                page_shift,
+                va_bits,
+                levels,
+                root: 0,
+                next_table: 0x10_0000,
+                tables: HashMap::new(),
+                table_entry,
+                leaf_entry,
+            };
+            b.root = b.alloc();
+            b
+        }
+
+        fn alloc(&mut self) -> u64 {
+            let size = 1u64 << self.page_shift;
+            let pa = self.next_table;
+            self.next_table += size;
+            self.mem.zero(pa, size);
+            pa
+        }
+
+        /// Index at `level` (0 = last level).
+        pub(crate) fn index(&self, va: u64, level: u32) -> u64 {
+            let per = self.page_shift - 3;
+            let bits = if level == self.levels - 1 {
+                self.va_bits - self.page_shift - (self.levels - 1) * per
+            } else {
+                per
+            };
+            (va >> (self.page_shift + level * per)) % (1u64 << bits)
+        }
+
+        /// Address of the entry for `va` at `level`, creating tables above it as needed.
+        pub(crate) fn entry_addr(&mut self, va: u64, level: u32) -> u64 {
+            let mut table = self.root;
+            let mut l = self.levels - 1;
+            loop {
+                let at = table + 8 * self.index(va, l);
+                if l == level {
+                    return at;
+                }
+                table = match self.tables.get(&at) {
+                    Some(t) => *t,
+                    None => {
+                        let t = self.alloc();
+                        self.tables.insert(at, t);
+                        let e = (self.table_entry)(t);
+                        self.mem.set(at, e);
+                        t
+                    }
+                };
+                l -= 1;
+            }
+        }
+
+        /// Maps `va` to `pa` with a leaf at `level`.
+        pub(crate) fn map(&mut self, va: u64, pa: u64, level: u32) {
+            let at = self.entry_addr(va, level);
+            let e = (self.leaf_entry)(pa, level);
+            self.mem.set(at, e);
+        }
+    }
+
+    /// Reads `len` bytes at `va` the way a dump target does: translate, read to the page end.
+    pub(crate) fn read_virt(
+        mem: &FakeMem,
+        form: &PagingForm,
+        root: PhysAddr,
+        va: u64,
+        len: usize,
+    ) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let t = translate(mem, form, root, VirtAddr(va + done as u64)).expect("translate");
+            let n = (len - done).min(t.page_size as usize);
+            let got = mem.read_phys(t.pa.0, &mut out[done..done + n]).expect("read");
+            assert_eq!(got, n, "the physical page must hold page_size bytes");
+            done += n;
+        }
+        out
+    }
+
+    #[test]
+    fn forms_split_addresses_like_the_kernel() {
+        // (pte, page_shift, va_bits) -> (levels, top_bits), from the kernel's pgtable-hwdef.h
+        // geometry: ARM64_HW_PGTABLE_LEVELS(va) = (va - 4) / (page_shift - 3).
+        let cases = [
+            (PteFormat::X86_64, 12, 48, 4, 9),
+            (PteFormat::X86_64, 12, 57, 5, 9),
+            (PteFormat::Aarch64, 12, 39, 3, 9),
+            (PteFormat::Aarch64, 12, 48, 4, 9),
+            (PteFormat::Aarch64Lpa2, 12, 52, 5, 4),
+            (PteFormat::Aarch64, 14, 36, 2, 11),
+            (PteFormat::Aarch64, 14, 47, 3, 11),
+            (PteFormat::Aarch64, 14, 48, 4, 1),
+            (PteFormat::Aarch64Lpa2, 14, 52, 4, 5),
+            (PteFormat::Aarch64Lpa, 16, 42, 2, 13),
+            (PteFormat::Aarch64Lpa, 16, 48, 3, 6),
+            (PteFormat::Aarch64Lpa, 16, 52, 3, 10),
+        ];
+        for (pte, ps, va, levels, top) in cases {
+            let f = PagingForm::new(pte, ps, va).unwrap();
+            assert_eq!((f.levels, f.top_bits), (levels, top), "{ps} {va}");
+            assert_eq!(
+                f.levels as u32,
+                (va as u32 - 4) / (ps as u32 - 3),
+                "kernel formula for {ps}/{va}"
+            );
+        }
+        assert!(PagingForm::new(PteFormat::X86_64, 13, 48).is_err());
+        assert!(PagingForm::new(PteFormat::X86_64, 12, 64).is_err());
+        assert!(PagingForm::new(PteFormat::X86_64, 12, 12).is_err());
+    }
+
+    #[test]
+    fn vmcoreinfo_values_parse() {
+        let text = "OSRELEASE=6.1.0\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(phys_base)=-2147483648\nNUMBER(kimage_voffset)=0xffff7fffc0000000\nNUMBER(VA_BITS)=48\n";
+        assert_eq!(
+            vmcoreinfo_value(text, "SYMBOL(init_top_pgt)"),
+            Some("ffffffff9a40a000")
+        );
+        assert_eq!(vmcoreinfo_value(text, "SYMBOL(init_top)"), None);
+        assert_eq!(
+            parse_vmcoreinfo_symbol("ffffffff9a40a000"),
+            Some(0xffff_ffff_9a40_a000)
+        );
+        let pb = parse_vmcoreinfo_number(vmcoreinfo_value(text, "NUMBER(phys_base)").unwrap()).unwrap();
+        assert_eq!(pb as i64, -0x8000_0000);
+        assert_eq!(
+            parse_vmcoreinfo_number("0xffff7fffc0000000"),
+            Some(0xffff_7fff_c000_0000)
+        );
+        assert_eq!(parse_vmcoreinfo_number("48"), Some(48));
+        assert_eq!(parse_vmcoreinfo_number("4x"), None);
+    }
+
+    #[test]
+    fn reads_of_missing_tables_are_errors_naming_the_level() {
+        let mem = FakeMem::default();
+        let form = PagingForm::new(PteFormat::X86_64, 12, 48).unwrap();
+        let w = walk_steps(&mem, &form, PhysAddr(0x1000), VirtAddr(0xffff_ffff_8100_0000));
+        let e = w.result.unwrap_err();
+        assert!(
+            e.reason.contains("PGD") && e.reason.contains("not in the dump"),
+            "{}",
+            e.reason
+        );
+        assert_eq!(e.addr, 0xffff_ffff_8100_0000);
+        assert_eq!(w.steps.len(), 1);
+        assert_eq!(w.steps[0].entry, None);
+        // A root at the very top of the address space must not overflow.
+        let r = translate(
+            &mem,
+            &form,
+            PhysAddr(u64::MAX - 7),
+            VirtAddr(0xffff_ffff_ffff_f000),
+        );
+        assert!(r.is_err());
+    }
 }
