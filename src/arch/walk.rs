@@ -502,7 +502,8 @@ pub(crate) mod tests {
             leaf_entry: fn(u64, u32) -> u64,
         ) -> Builder {
             let per = page_shift - 3;
-            let levels = (va_bits - page_shift + per - 1) / per;
+            // The kernel's ARM64_HW_PGTABLE_LEVELS(), not the walker's ceiling division.
+            let levels = (va_bits - 4) / per;
             let mut b = Builder {
                 mem: FakeMem::default(),
                 page_shift,
