@@ -92,3 +92,77 @@ pub fn prstatus_pid(desc: &[u8]) -> Option<i32> {
     let b: [u8; 4] = desc.get(32..36)?.try_into().ok()?;
     Some(i32::from_le_bytes(b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An NT_PRSTATUS descriptor with `pr_pid` and pr_reg[i] = values[i].
+    fn note(size: usize, pid: i32, values: &[u64]) -> Vec<u8> {
+        let mut d = vec![0u8; size];
+        d[32..36].copy_from_slice(&pid.to_le_bytes());
+        for (i, v) in values.iter().enumerate() {
+            d[112 + 8 * i..120 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn x86_64_prstatus_maps_to_gdb_order() {
+        let vals: Vec<u64> = (0..27u64)
+            .map(|i| 0x1111_0000_0000_0000 | (i << 8) | 0xaa)
+            .collect();
+        // 336 bytes: the x86_64 elf_prstatus size.
+        let d = note(336, 42, &vals);
+        assert_eq!(prstatus_pid(&d), Some(42));
+        let r = Arch::X86_64.registers_from_prstatus(&d).unwrap();
+        assert_eq!(r.0.len(), Arch::X86_64.registers().len());
+        let get = |name: &str| r.0[Arch::X86_64.reg_index(name).unwrap()];
+        // user_regs_struct order: r15=0 .. rax=10, rcx=11, rdx=12, rsi=13, rdi=14, orig_rax=15,
+        // rip=16, cs=17, eflags=18, rsp=19, ss=20, fs_base=21, gs_base=22, ds..gs=23..26.
+        assert_eq!(get("rax"), Some(vals[10]));
+        assert_eq!(get("rbx"), Some(vals[5]));
+        assert_eq!(get("rsp"), Some(vals[19]));
+        assert_eq!(get("r15"), Some(vals[0]));
+        assert_eq!(get("rip"), Some(vals[16]));
+        assert_eq!(r.0[16], Some(vals[16]), "rip is GDB register 16");
+        assert_eq!(get("eflags"), Some(vals[18] & 0xffff_ffff));
+        assert_eq!(get("cs"), Some(vals[17] & 0xffff_ffff));
+        assert_eq!(get("gs"), Some(vals[26] & 0xffff_ffff));
+        assert_eq!(get("orig_rax"), Some(vals[15]));
+        assert_eq!(get("fs_base"), Some(vals[21]));
+        assert_eq!(get("gs_base"), Some(vals[22]));
+        assert_eq!(get("st0"), None);
+        assert_eq!(get("xmm15"), None);
+        assert_eq!(get("mxcsr"), None);
+        assert_eq!(r.0.iter().filter(|v| v.is_some()).count(), 27);
+    }
+
+    #[test]
+    fn aarch64_prstatus_maps_to_gdb_order() {
+        let vals: Vec<u64> = (0..34u64).map(|i| 0xffff_8000_0000_0000 | (i << 4)).collect();
+        // 392 bytes: QEMU's QEMU_BUILD_BUG_ON(sizeof(struct aarch64_elf_prstatus) != 392).
+        let d = note(392, 0, &vals);
+        let r = Arch::Aarch64.registers_from_prstatus(&d).unwrap();
+        assert_eq!(r.0.len(), Arch::Aarch64.registers().len());
+        let x: Vec<Option<u64>> = vals[..31].iter().copied().map(Some).collect();
+        assert_eq!(r.0[..31], x[..], "x0..x30");
+        assert_eq!(r.0[31], Some(vals[31]), "sp");
+        assert_eq!(r.0[32], Some(vals[32]), "pc");
+        assert_eq!(r.0[33], Some(vals[33] & 0xffff_ffff), "cpsr");
+        assert!(r.0[34..].iter().all(Option::is_none), "no FP/SIMD in NT_PRSTATUS");
+    }
+
+    #[test]
+    fn short_notes_are_errors() {
+        assert!(Arch::X86_64
+            .registers_from_prstatus(&[0; 327])
+            .unwrap_err()
+            .contains("too short"));
+        assert!(Arch::X86_64.registers_from_prstatus(&[0; 328]).is_ok());
+        assert!(Arch::Aarch64.registers_from_prstatus(&[0; 383]).is_err());
+        assert!(Arch::Aarch64.registers_from_prstatus(&[]).is_err());
+        assert!(registers_from_pr_reg(Arch::Aarch64, &[0; 33]).is_err());
+        assert_eq!(prstatus_pid(&[0; 35]), None);
+    }
+}
