@@ -73,11 +73,13 @@ impl PagingAarch64 {
                 ))
             }
         };
-        // NUMBER(VA_BITS): Linux 4.12 ("arm64: kdump: add VMCOREINFO's for user-space tools").
-        // Since 5.4 it is the configured maximum, which may exceed what the CPU runs with;
-        // NUMBER(TCR_EL1_T1SZ) (Linux 5.9) gives the runtime size. With 64K pages the kernel keeps
-        // the 52-bit table geometry even when it falls back to 48 bits (TTBR1 then points into
-        // swapper_pg_dir), so VA_BITS is the right geometry there (drgn does the same).
+        // NUMBER(VA_BITS): Linux commit 20a166243328 ("arm64: kdump: add VMCOREINFO's for
+        // user-space tools") (v4.12). Since b6d00d47e81a ("arm64: mm: Introduce 52-bit Kernel
+        // VAs") (v5.4) it is the configured size, which may exceed what the CPU runs with;
+        // NUMBER(TCR_EL1_T1SZ), bbdbc11804ff (v5.9), gives the runtime size. With 4K/16K pages a
+        // 52-bit kernel without FEAT_LPA2 folds a level at runtime (0dd4f60a2c76, v6.9), so the
+        // runtime size is the geometry. With 64K pages swapper_pg_dir keeps the 52-bit geometry
+        // and TTBR1 points into it (c812026c54cf, v5.4), so VA_BITS is. drgn does the same.
         let config_va_bits = number("NUMBER(VA_BITS)")?;
         let t1sz = number("NUMBER(TCR_EL1_T1SZ)")?;
         let va_bits = match (t1sz, page_shift) {
@@ -93,8 +95,9 @@ impl PagingAarch64 {
         };
         let va_bits =
             u8::try_from(va_bits).map_err(|_| format!("VMCOREINFO's VA_BITS {va_bits} is out of range"))?;
-        // 52-bit VA with 4K/16K pages runs with TCR_EL1.DS = 1 and LPA2 descriptors (Linux 6.9);
-        // without LPA2 hardware the kernel falls back to 48 bits and T1SZ says so.
+        // With 4K/16K pages the kernel uses 52-bit PAs (LPA2 descriptors, TCR_EL1.DS = 1) exactly
+        // when it runs with 52-bit VAs: 352b0395b505 ("arm64: Enable 52-bit virtual addressing
+        // for 4k and 16k granule configs") (v6.9). PA size is not in VMCOREINFO.
         let form = Self::form(page_shift, va_bits, va_bits == 52)?;
         let pgd = lookup("SYMBOL(swapper_pg_dir)").ok_or(
             "the dump's VMCOREINFO has no SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found",
@@ -546,6 +549,15 @@ mod tests {
         assert_eq!(
             (p.form.va_bits, p.form.levels, p.form.pte),
             (52, 4, PteFormat::Aarch64Lpa2)
+        );
+        // 16K configured for 52 bits falls back to 47 without LPA2.
+        let p = PagingAarch64::from_vmcoreinfo(&format!(
+            "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x11\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (p.form.va_bits, p.form.levels, p.form.pte),
+            (47, 3, PteFormat::Aarch64)
         );
         // 64K keeps VA_BITS geometry whatever T1SZ says.
         let p = PagingAarch64::from_vmcoreinfo(&format!(

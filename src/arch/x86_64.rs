@@ -59,8 +59,8 @@ impl PagingX86_64 {
         )?;
         let phys_base = parse_vmcoreinfo_number(phys_base)
             .ok_or_else(|| format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number"))?;
-        // NUMBER(pgtable_l5_enabled): Linux 4.17+, when 5-level paging became a boot-time choice;
-        // absent means 4 levels.
+        // NUMBER(pgtable_l5_enabled) is printed by kernels where 5-level paging is a boot-time
+        // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels.
         let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(parse_vmcoreinfo_number) {
             Some(Some(0)) | None => 4,
             Some(Some(_)) => 5,
@@ -374,6 +374,11 @@ mod tests {
         let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
         assert_eq!(p.root, PhysAddr(0x01a0_a000));
         assert_eq!((p.form.levels, p.form.va_bits), (5, 57));
+
+        // Lines as a KASLR'd cloud kernel prints them (phys_base well above 4 GiB).
+        let text = "SYMBOL(init_top_pgt)=ffffffffb7010000\nNUMBER(pgtable_l5_enabled)=0\nNUMBER(phys_base)=31541166080\nKERNELOFFSET=34000000\n";
+        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        assert_eq!(p.root, PhysAddr(0x3701_0000 + 0x7_5800_0000));
 
         // Only the generic key, no pgtable_l5_enabled: 4 levels.
         let p =
