@@ -301,12 +301,14 @@ mod tests {
     ];
 
     fn builder(c: &Case) -> Builder {
-        let (t, l): (fn(u64) -> u64, fn(u64, u32) -> u64) = match (c.page_shift, c.pa52) {
-            (16, _) => (t_lpa, l_lpa),
-            (_, true) => (t_lpa2, l_lpa2),
-            _ => (t48, l48),
+        let b = |t: fn(u64) -> u64, l: fn(u64, u32) -> u64| {
+            Builder::new(c.page_shift.into(), c.va_bits.into(), t, l)
         };
-        Builder::new(c.page_shift.into(), c.va_bits.into(), t, l)
+        match (c.page_shift, c.pa52) {
+            (16, _) => b(t_lpa, l_lpa),
+            (_, true) => b(t_lpa2, l_lpa2),
+            _ => b(t48, l48),
+        }
     }
 
     #[test]
