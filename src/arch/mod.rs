@@ -1,8 +1,16 @@
 //! Architectures kmemd serves. The dump's architecture decides, not the host's, so one binary
 //! serves x86_64 and aarch64 kernels alike: everything per-arch hangs off `Arch`.
 
+pub mod aarch64;
+pub mod prstatus;
+pub mod walk;
+#[allow(non_upper_case_globals)]
+pub mod x86_64;
+
+use crate::target::Registers;
 use std::fmt;
 use std::sync::OnceLock;
+use walk::Paging;
 
 /// A kernel architecture kmemd understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +105,19 @@ impl Arch {
             Arch::X86_64 => 0xffff_ffff_8100_0000,
             Arch::Aarch64 => 0xffff_8000_0800_0000,
         }
+    }
+
+    /// The kernel page tables (form and top table) described by a dump's raw VMCOREINFO text.
+    pub fn paging_from_vmcoreinfo(self, vmcoreinfo: &str) -> Result<Paging, String> {
+        match self {
+            Arch::X86_64 => x86_64::PagingX86_64::from_vmcoreinfo(vmcoreinfo),
+            Arch::Aarch64 => aarch64::PagingAarch64::from_vmcoreinfo(vmcoreinfo),
+        }
+    }
+
+    /// Registers of one CPU from the descriptor of its NT_PRSTATUS note.
+    pub fn registers_from_prstatus(self, desc: &[u8]) -> Result<Registers, String> {
+        prstatus::registers_from_prstatus(self, desc)
     }
 }
 
