@@ -3,3 +3,4 @@
 pub mod bpf;
 pub mod kallsyms;
 pub mod plant;
+pub mod vmlinux;
