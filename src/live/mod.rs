@@ -1,12 +1,351 @@
 //! The running kernel as a target: memory through BPF, symbols from kallsyms, KASLR from both.
 
+pub mod bpf;
 pub mod kallsyms;
 pub mod plant;
+pub mod vmlinux;
 
-use crate::cli::Config;
-use crate::target::Target;
+use crate::arch::Arch;
+use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use bpf::KernelReader;
+use kallsyms::Kallsyms;
+use std::path::{Path, PathBuf};
+use vmlinux::Vmlinux;
+
+/// Where the link-time `_text` came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkText {
+    /// `_text` from the symbol table of the vmlinux given with `-k`; `percpu_at_zero` says whether
+    /// its `.data..percpu` section is linked at address 0 (x86_64 SMP kernels).
+    Vmlinux { path: PathBuf, percpu_at_zero: bool },
+    /// No vmlinux: the architecture's default link address.
+    Default,
+}
+
+/// The running kernel, read through BPF. Its CPUs are GDB's threads; their registers are
+/// unavailable because the kernel keeps running.
+#[derive(Debug)]
+pub struct LiveTarget {
+    reader: KernelReader,
+    kallsyms: Kallsyms,
+    arch: Arch,
+    runtime_text: u64,
+    link_text: u64,
+    link_source: LinkText,
+    cpus: Vec<u32>,
+    release: String,
+}
+
+impl LiveTarget {
+    /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
+    pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
+        let arch = Arch::host();
+        let kallsyms = Kallsyms::load()?;
+        let runtime_text = kallsyms
+            .lookup("_text")
+            .ok_or("/proc/kallsyms has no _text symbol: is /proc the host's procfs?")?;
+        let (link_text, link_source) = match vmlinux {
+            Some(path) => {
+                let v = Vmlinux::load(path)?;
+                if v.arch != arch {
+                    return Err(format!(
+                        "{} is an {} kernel, but this machine runs {arch}: give -k the vmlinux of the \
+                         running kernel",
+                        path.display(),
+                        v.arch
+                    ));
+                }
+                let text = v.symbol("_text").ok_or_else(|| {
+                    format!(
+                        "{} has no _text symbol (stripped?): give -k the vmlinux with its symbol table",
+                        path.display()
+                    )
+                })?;
+                let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
+                (
+                    text,
+                    LinkText::Vmlinux {
+                        path: path.to_path_buf(),
+                        percpu_at_zero,
+                    },
+                )
+            }
+            None => (arch.default_text_link_addr(), LinkText::Default),
+        };
+        let slide = runtime_text.wrapping_sub(link_text);
+        // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
+        // 64 KiB (arch/arm64/kernel/kaslr.c); anything else means the wrong vmlinux.
+        if slide % 0x1_0000 != 0 {
+            log::warn!(
+                "KASLR offset {slide:#x} is not a multiple of 64 KiB: the vmlinux probably does not match \
+                 the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
+            );
+        }
+        let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|s| parse_cpu_list(&s))
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| {
+                log::warn!("cannot read /sys/devices/system/cpu/online; showing one thread for CPU 0");
+                vec![0]
+            });
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "(unknown release)".into());
+        let reader = KernelReader::open()?;
+        Ok(LiveTarget {
+            reader,
+            kallsyms,
+            arch,
+            runtime_text,
+            link_text,
+            link_source,
+            cpus,
+            release,
+        })
+    }
+
+    pub fn kallsyms(&self) -> &Kallsyms {
+        &self.kallsyms
+    }
+
+    pub fn reader(&mut self) -> &mut KernelReader {
+        &mut self.reader
+    }
+
+    /// Online CPU numbers, ascending.
+    pub fn cpus(&self) -> &[u32] {
+        &self.cpus
+    }
+
+    pub fn link_source(&self) -> &LinkText {
+        &self.link_source
+    }
+
+    /// The text of `monitor kaslr`.
+    pub fn kaslr_text(&self) -> String {
+        kaslr_text(self.runtime_text, self.link_text, &self.link_source)
+    }
+}
+
+/// `monitor kaslr` output (pure, so it is tested without a kernel).
+pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> String {
+    let slide = runtime_text.wrapping_sub(link_text);
+    let (file, from) = match source {
+        LinkText::Vmlinux { path, .. } => (path.display().to_string(), format!("from {}", path.display())),
+        LinkText::Default => (
+            "VMLINUX".to_string(),
+            "the architecture's default; give -k vmlinux".into(),
+        ),
+    };
+    let mut out = format!(
+        "KASLR offset: {slide:#x} (runtime _text {runtime_text:#x} - link-time _text {link_text:#x}, {from})\n"
+    );
+    if slide == 0 {
+        out.push_str("The kernel runs at its link-time address: `file VMLINUX` needs no offset.\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "kmemd answers qOffsets with Text=Data=Bss={slide:#x}. GDB applies that to .text, .data and .bss \
+         only: symbols in other sections (.rodata such as linux_banner, .init.*) keep their link-time \
+         addresses.\n"
+    ));
+    let percpu = match source {
+        LinkText::Vmlinux { percpu_at_zero, .. } => *percpu_at_zero,
+        LinkText::Default => false,
+    };
+    if percpu {
+        out.push_str(&format!(
+            "To relocate every section but keep per-CPU symbols as zero-based offsets:\n  \
+             add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n"
+        ));
+        out.push_str(&format!(
+            "`file {file} -o {slide:#x}` also relocates .data..percpu, which makes per-CPU addresses \
+             (e.g. &current_task) wrong.\n"
+        ));
+    } else {
+        if matches!(source, LinkText::Default) {
+            out.push_str(&format!(
+                "If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), use\n  \
+                 add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\nelse\n"
+            ));
+        } else {
+            out.push_str("To relocate every section:\n");
+        }
+        out.push_str(&format!("  file {file} -o {slide:#x}\n"));
+    }
+    out
+}
+
+/// Parses a sysfs CPU list such as `0-3,5,7-8`. `None` when malformed or absurdly large.
+pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
+    const MAX_CPUS: u32 = 1 << 16;
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let c = part.trim().parse::<u32>().ok()?;
+                (c, c)
+            }
+        };
+        if lo > hi || hi >= MAX_CPUS {
+            return None;
+        }
+        cpus.extend(lo..=hi);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Some(cpus)
+}
+
+impl Target for LiveTarget {
+    fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.reader.read(addr, buf)
+    }
+
+    fn threads(&mut self) -> Vec<ThreadInfo> {
+        self.cpus
+            .iter()
+            .map(|&cpu| ThreadInfo {
+                tid: cpu as Tid + 1,
+                name: format!("CPU {cpu}"),
+                extra: format!("CPU {cpu} (running: no registers)"),
+                core: Some(cpu),
+            })
+            .collect()
+    }
+
+    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        let known = tid
+            .checked_sub(1)
+            .and_then(|c| u32::try_from(c).ok())
+            .is_some_and(|c| self.cpus.contains(&c));
+        if !known {
+            return Err(format!(
+                "no thread {tid}: threads are the online CPUs, 1 to {}",
+                self.cpus.len()
+            ));
+        }
+        // The kernel keeps running, so no CPU has registers to show.
+        Ok(Registers(vec![None; self.arch.registers().len()]))
+    }
+
+    fn kaslr_offset(&self) -> Option<u64> {
+        Some(self.runtime_text.wrapping_sub(self.link_text))
+    }
+
+    fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        match cmd.trim() {
+            "kaslr" => Some(Ok(self.kaslr_text())),
+            _ => None,
+        }
+    }
+
+    fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(
+            "kaslr",
+            "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
+        )]
+    }
+
+    fn describe(&self) -> String {
+        format!("live kernel {} ({})", self.release, self.arch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("3"), Some(vec![3]));
+        assert_eq!(parse_cpu_list("4-2"), None);
+        assert_eq!(parse_cpu_list("x"), None);
+        assert_eq!(parse_cpu_list("0-4294967295"), None);
+    }
+
+    #[test]
+    fn kaslr_text_names_the_right_commands() {
+        let vm = LinkText::Vmlinux {
+            path: PathBuf::from("/tmp/vmlinux"),
+            percpu_at_zero: true,
+        };
+        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &vm);
+        assert!(t.starts_with("KASLR offset: 0x2c600000 "), "{t}");
+        assert!(
+            t.contains("add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
+            "{t}"
+        );
+        assert!(t.contains("file /tmp/vmlinux -o 0x2c600000"), "{t}");
+        assert!(t.contains(".rodata"), "{t}");
+
+        let no_percpu = LinkText::Vmlinux {
+            path: PathBuf::from("/v"),
+            percpu_at_zero: false,
+        };
+        let t = kaslr_text(0xffff_8000_8123_0000, 0xffff_8000_8000_0000, &no_percpu);
+        assert!(t.starts_with("KASLR offset: 0x1230000 "), "{t}");
+        assert!(!t.contains("add-symbol-file"), "{t}");
+        assert!(t.contains("  file /v -o 0x1230000\n"), "{t}");
+
+        let t = kaslr_text(0xffff_ffff_8100_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
+        assert!(t.starts_with("KASLR offset: 0x0 "), "{t}");
+        assert!(!t.contains(" -o "), "{t}");
+    }
+
+    /// Needs root: runs only as root, and fails when CI=true and not root.
+    fn root() -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let root = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0");
+        assert!(
+            root || std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs root"
+        );
+        root
+    }
+
+    #[test]
+    fn slide_comes_from_the_given_vmlinux() {
+        if !root() {
+            return;
+        }
+        let runtime = Kallsyms::load().unwrap().lookup("_text").unwrap();
+        let link = runtime.wrapping_sub(0x2c60_0000);
+        let path = std::env::temp_dir().join(format!("kmemd-live-vmlinux-{}", std::process::id()));
+        let machine = match Arch::host() {
+            Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
+        };
+        std::fs::write(&path, vmlinux::tests::synthetic_vmlinux(machine, link)).unwrap();
+        let t = LiveTarget::open(Some(&path));
+        std::fs::remove_file(&path).unwrap();
+        let mut t = t.expect("open with a vmlinux");
+        assert_eq!(t.kaslr_offset(), Some(0x2c60_0000));
+        let text = t.monitor("kaslr").unwrap().unwrap();
+        assert!(text.contains("-o 0x2c600000 -s .data..percpu 0"), "{text}");
+
+        let other = vmlinux::tests::synthetic_vmlinux(if machine == 62 { 183 } else { 62 }, link);
+        let path2 = path.with_extension("other");
+        std::fs::write(&path2, &other).unwrap();
+        let e = LiveTarget::open(Some(&path2));
+        std::fs::remove_file(&path2).unwrap();
+        assert!(e.unwrap_err().contains("running kernel"));
+    }
+}
 
 /// Opens the running kernel as a GDB target.
-pub fn open_target(_config: &Config) -> Result<Box<dyn Target>, String> {
-    Err("live reads are not built yet".into())
+pub fn open_target(config: &crate::cli::Config) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open(config.vmlinux.as_deref())?))
 }

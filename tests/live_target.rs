@@ -1,0 +1,76 @@
+//! LiveTarget on the running kernel (root with CAP_BPF/CAP_PERFMON).
+
+use kmemd::arch::Arch;
+use kmemd::live::kallsyms::Kallsyms;
+use kmemd::live::plant::Plant;
+use kmemd::live::LiveTarget;
+use kmemd::target::Target;
+
+fn need_root() -> bool {
+    // Effective uid from /proc (the crate denies unsafe code, so no geteuid()).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2));
+    if euid == Some("0") {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
+    }
+    eprintln!("skipping: not root");
+    false
+}
+
+#[test]
+fn live_target_serves_the_running_kernel() {
+    if !need_root() {
+        return;
+    }
+    let mut t = LiveTarget::open(None).expect("open the live target");
+    assert_eq!(t.arch(), Arch::host());
+
+    // Threads: one per online CPU, numbered from 1, all without registers.
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let cpus = kmemd::live::parse_cpu_list(&online).unwrap();
+    let threads = t.threads();
+    assert_eq!(threads.len(), cpus.len());
+    for (th, cpu) in threads.iter().zip(&cpus) {
+        assert_eq!(th.tid, *cpu as u64 + 1);
+        assert_eq!(th.name, format!("CPU {cpu}"));
+        let regs = t.registers(th.tid).unwrap();
+        assert_eq!(regs.0.len(), Arch::host().registers().len());
+        assert!(regs.0.iter().all(Option::is_none));
+    }
+    assert!(t.registers(0).is_err());
+    assert!(t.registers(cpus.len() as u64 + 100).is_err());
+
+    // KASLR without a vmlinux: runtime _text minus the architecture default.
+    let text = Kallsyms::load().unwrap().lookup("_text").unwrap();
+    let slide = text.wrapping_sub(Arch::host().default_text_link_addr());
+    assert_eq!(t.kaslr_offset(), Some(slide));
+    let out = t
+        .monitor("kaslr")
+        .expect("kaslr is a live monitor command")
+        .unwrap();
+    assert!(out.starts_with(&format!("KASLR offset: {slide:#x} ")), "{out}");
+    assert!(t.monitor("no-such-command").is_none());
+    assert!(t.monitor_help().iter().any(|(c, _)| *c == "kaslr"));
+    assert!(t.describe().contains(
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    ));
+
+    // Memory: planted bytes through the Target interface; the user half fails.
+    let plant = Plant::new(256).unwrap();
+    let data: Vec<u8> = (0..=255u8).rev().collect();
+    plant.write(&data).unwrap();
+    let mut buf = [0u8; 256];
+    assert_eq!(t.read_memory(plant.kernel_addr(), &mut buf), Ok(256));
+    assert_eq!(buf[..], data[..]);
+    assert!(t.read_memory(0x1000, &mut buf).is_err());
+    // Kernel text at _text reads too (the first thing gdb asks for).
+    assert_eq!(t.read_memory(text, &mut buf[..16]), Ok(16));
+}
