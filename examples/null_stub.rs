@@ -24,10 +24,18 @@ impl Target for NullTarget {
         Ok(n)
     }
     fn threads(&mut self) -> Vec<ThreadInfo> {
-        vec![ThreadInfo { tid: 1, name: "null".into(), extra: "null".into(), core: None }]
+        vec![ThreadInfo {
+            tid: 1,
+            name: "null".into(),
+            extra: "null".into(),
+            core: None,
+        }]
     }
     fn registers(&mut self, _tid: Tid) -> Result<Registers, String> {
-        Ok(Registers(vec![None; Arch::host().registers().len()]))
+        // As kmemd's live target: PC 0, the rest unavailable (GDB reads no memory without a PC).
+        let mut r = vec![None; Arch::host().registers().len()];
+        r[Arch::host().pc_index()] = Some(0);
+        Ok(Registers(r))
     }
     fn kaslr_offset(&self) -> Option<u64> {
         Some(0)
@@ -41,7 +49,9 @@ fn main() {
     let spec = std::env::args().nth(1).unwrap_or_else(|| "-".into());
     let spec = ListenSpec::parse(&spec).unwrap_or_else(|e| panic!("{e}"));
     let mut listener = Listener::bind(&spec, None).unwrap_or_else(|e| panic!("{e}"));
-    let mut target = NullTarget { pattern: (0..(2 << 20) + 4096).map(|i| (i * 13) as u8).collect() };
+    let mut target = NullTarget {
+        pattern: (0..(2 << 20) + 4096).map(|i| (i * 13) as u8).collect(),
+    };
     while let Ok(Some(mut conn)) = listener.accept() {
         server::serve(&mut target, &mut conn);
         if !listener.serves_many() {

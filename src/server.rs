@@ -359,7 +359,7 @@ impl Session<'_> {
     /// Fills as much of `[addr, addr+len)` as is readable; an error only if nothing is.
     fn read_memory(&mut self, addr: u64, len: u64, binary: bool) -> Outcome {
         // Never past the top of the address space, never more than a reply can carry.
-        let room = u64::MAX - addr + 1;
+        let room = (u64::MAX - addr).saturating_add(1);
         let len = len.min(room).min(MAX_READ as u64) as usize;
         self.mem.resize(len, 0);
         let mut filled = 0;
@@ -661,6 +661,8 @@ mod tests {
             format!("m{:x},4", base - 4).as_bytes(),
             format!("x{:x},4", base + 5000).as_bytes(),
             b"mffffffffffffffff,10",
+            b"m0,8",
+            b"x0,ffffffffffffffff",
         ]);
         assert_eq!(
             hex::decode(&r[0]).unwrap().len(),
@@ -670,6 +672,8 @@ mod tests {
         assert_eq!(r[1], b"E14");
         assert_eq!(r[2], b"E14");
         assert_eq!(r[3], b"E14");
+        assert_eq!(r[4], b"E14", "address 0");
+        assert_eq!(r[5], b"E14", "address 0, every length");
     }
 
     #[test]

@@ -231,8 +231,12 @@ impl Target for LiveTarget {
                 self.cpus.len()
             ));
         }
-        // The kernel keeps running, so no CPU has registers to show.
-        Ok(Registers(vec![None; self.arch.registers().len()]))
+        // The kernel keeps running, so no CPU has registers to show. GDB refuses every memory
+        // read while the PC is unavailable ("Cannot access memory" without asking the stub), so
+        // the PC reads as 0: an address no kernel code runs at, shown as `0x0 in ?? ()`.
+        let mut regs = vec![None; self.arch.registers().len()];
+        regs[self.arch.pc_index()] = Some(0);
+        Ok(Registers(regs))
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
@@ -256,6 +260,11 @@ impl Target for LiveTarget {
     fn describe(&self) -> String {
         format!("live kernel {} ({})", self.release, self.arch)
     }
+}
+
+/// Opens the running kernel as a GDB target.
+pub fn open_target(config: &crate::cli::Config) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open(config.vmlinux.as_deref())?))
 }
 
 #[cfg(test)]
@@ -343,9 +352,4 @@ mod tests {
         std::fs::remove_file(&path2).unwrap();
         assert!(e.unwrap_err().contains("running kernel"));
     }
-}
-
-/// Opens the running kernel as a GDB target.
-pub fn open_target(config: &crate::cli::Config) -> Result<Box<dyn Target>, String> {
-    Ok(Box::new(LiveTarget::open(config.vmlinux.as_deref())?))
 }
