@@ -6,20 +6,30 @@ BIN        := target/release/kmemd
 GDB18_DIR  ?= /opt/kmemd-gdb18
 BPF_CLANG  ?= clang
 
-.PHONY: all build test deps gdb18 lint bpf bench fixtures clean
+.PHONY: all build build-deps test deps gdb18 lint bpf bench fixtures clean
 
 all: build
 
-build:
+# libbpf-sys builds libbpf, libelf and zlib from source: it needs these build tools.
+BUILD_TOOLS := autoconf automake autopoint libtool flex bison gawk m4 make pkg-config gcc
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q
+
+build: build-deps
 	$(CARGO) build --release
 	@echo "built $(BIN)"
 
+# Installs the build tools that are missing (Debian; needs root). Does nothing when all are there.
+build-deps:
+	@missing=""; for p in $(BUILD_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing build tools:$$missing"; \
+	  $(APT_INSTALL) $$missing >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $$missing; }; fi
+
 # Everything the tests use, idempotent: Debian packages, then GDB 18 (PyPI's gdb-for-pwndbg).
-deps:
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
-	  gdb gdb-multiarch socat python3-venv file binutils >/dev/null || \
-	  { apt-get -o DPkg::Lock::Timeout=600 update -q && DEBIAN_FRONTEND=noninteractive \
-	    apt-get -o DPkg::Lock::Timeout=600 install -y -q gdb gdb-multiarch socat python3-venv file binutils; }
+TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils
+
+deps: build-deps
+	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \
+	  { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $(TEST_TOOLS); }
 	$(MAKE) --no-print-directory gdb18
 
 gdb18:
@@ -27,7 +37,7 @@ gdb18:
 	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
-test:
+test: build-deps
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
 
 lint:

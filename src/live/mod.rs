@@ -40,6 +40,8 @@ impl LiveTarget {
     /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
         let arch = Arch::host();
+        // BPF first: without privileges its error ("run as root ...") is the one that helps.
+        let reader = KernelReader::open()?;
         let kallsyms = Kallsyms::load()?;
         let runtime_text = kallsyms
             .lookup("_text")
@@ -92,7 +94,6 @@ impl LiveTarget {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "(unknown release)".into());
-        let reader = KernelReader::open()?;
         Ok(LiveTarget {
             reader,
             kallsyms,
