@@ -58,9 +58,18 @@ unsafe extern "C" fn libbpf_print(
     fmt: *const c_char,
     ap: *mut bpf::__va_list_tag,
 ) -> c_int {
-    let mut buf = [0u8; 1024];
-    // SAFETY: libbpf passes a valid format string and the matching va_list; vsnprintf writes at
-    // most `buf.len()` bytes including the terminating NUL.
+    let level = if level == bpf::LIBBPF_DEBUG {
+        log::Level::Trace
+    } else {
+        log::Level::Debug
+    };
+    if !log::log_enabled!(level) {
+        return 0;
+    }
+    // Large enough for a whole verifier log, which libbpf prints as one message.
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: libbpf passes a valid format string and the matching va_list, used once here;
+    // vsnprintf writes at most `buf.len()` bytes including the terminating NUL.
     let n = unsafe { vsnprintf(buf.as_mut_ptr().cast(), buf.len(), fmt, ap) };
     if n < 0 {
         return 0;
@@ -69,10 +78,16 @@ unsafe extern "C" fn libbpf_print(
         .map(|c| c.to_string_lossy())
         .unwrap_or_default();
     let text = text.trim_end();
-    if level == bpf::LIBBPF_DEBUG {
-        log::trace!("libbpf: {text}");
+    let truncated = if n as usize >= buf.len() {
+        " [truncated]"
     } else {
-        log::debug!("libbpf: {text}");
+        ""
+    };
+    // libbpf's own messages already start with "libbpf: ".
+    if text.starts_with("libbpf:") {
+        log::log!(level, "{text}{truncated}");
+    } else {
+        log::log!(level, "libbpf: {text}{truncated}");
     }
     n
 }
