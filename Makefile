@@ -49,8 +49,9 @@ clean:
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 bench:
-	$(CARGO) build --release --bin kmemd --example null_stub
-	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd target/release/examples/null_stub
+	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
+	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
+	  target/release/examples/null_stub target/release/examples/read_throughput
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
 bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))

@@ -109,26 +109,39 @@ fn quiet_stderr_pipe() {
 fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
     let mut target = open_target(config)?;
     let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
-    let chunk = 1 << 20;
-    let mut buf = vec![0u8; chunk.min(len as usize).max(1)];
+    match copy_memory(target.as_mut(), addr, len, &mut out)? {
+        done if done == len => Ok(0),
+        done => Ok({
+            error!("{done} of {len} bytes written: the rest is not readable");
+            1
+        }),
+    }
+}
+
+/// Copies `[addr, addr+len)` to `out` in large chunks and returns how many bytes were copied:
+/// fewer than `len` when memory stops being readable (the reason is logged). Errors are for
+/// `out` failing or the range wrapping the address space.
+pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn Write) -> Result<u64, String> {
+    const CHUNK: u64 = 4 << 20;
+    let mut buf = vec![0u8; len.clamp(1, CHUNK) as usize];
     let mut done: u64 = 0;
     while done < len {
         let at = addr
             .checked_add(done)
-            .ok_or("--read: the range runs past the end of the address space")?;
+            .ok_or("the range runs past the end of the address space")?;
         let want = (len - done).min(buf.len() as u64) as usize;
         match target.read_memory(at, &mut buf[..want]) {
             Ok(n) => {
                 let n = n.min(want);
                 out.write_all(&buf[..n])
-                    .map_err(|e| format!("writing to stdout: {e}"))?;
+                    .map_err(|e| format!("writing the bytes out: {e}"))?;
                 done += n as u64;
             }
             Err(e) => {
-                error!("{e}; {done} of {len} bytes written");
-                return Ok(1);
+                error!("{e}");
+                break;
             }
         }
     }
-    Ok(0)
+    Ok(done)
 }
