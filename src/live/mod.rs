@@ -146,6 +146,10 @@ pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> Strin
         out.push_str("The kernel runs at its link-time address: `file VMLINUX` needs no offset.\n");
         return out;
     }
+    // Measured with gdb 13.1 and GDB 18.1 on a vmlinux-shaped ELF (tests/kaslr_gdb.rs): qOffsets
+    // moves only .text/.data/.bss; `file -o` also moves the zero-based .data..percpu; and symbols
+    // loaded by `add-symbol-file` lose every lookup to those of `gdb vmlinux`, so the half-relocated
+    // main symbol file has to be dropped first (`symbol-file` with no argument).
     out.push_str(&format!(
         "kmemd answers qOffsets with Text=Data=Bss={slide:#x}. GDB applies that to .text, .data and .bss \
          only: symbols in other sections (.rodata such as linux_banner, .init.*) keep their link-time \
@@ -155,25 +159,28 @@ pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> Strin
         LinkText::Vmlinux { percpu_at_zero, .. } => *percpu_at_zero,
         LinkText::Default => false,
     };
+    let percpu_lines = format!("  symbol-file\n  add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n");
+    let why = "`symbol-file` with no argument drops the half-relocated symbols that `gdb vmlinux` loaded \
+               (answer y): they would otherwise shadow the relocated ones.\n";
     if percpu {
+        out.push_str(
+            "To relocate every section but keep per-CPU symbols as zero-based offsets, run in GDB:\n",
+        );
+        out.push_str(&percpu_lines);
+        out.push_str(why);
         out.push_str(&format!(
-            "To relocate every section but keep per-CPU symbols as zero-based offsets:\n  \
-             add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n"
+            "Not `file {file} -o {slide:#x}`: it also relocates .data..percpu, which makes per-CPU \
+             addresses (e.g. &current_task) wrong.\n"
         ));
-        out.push_str(&format!(
-            "`file {file} -o {slide:#x}` also relocates .data..percpu, which makes per-CPU addresses \
-             (e.g. &current_task) wrong.\n"
-        ));
+    } else if matches!(source, LinkText::Default) {
+        out.push_str("If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), run in GDB:\n");
+        out.push_str(&percpu_lines);
+        out.push_str(why);
+        out.push_str(&format!("else run in GDB:\n  file {file} -o {slide:#x}\n"));
     } else {
-        if matches!(source, LinkText::Default) {
-            out.push_str(&format!(
-                "If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), use\n  \
-                 add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\nelse\n"
-            ));
-        } else {
-            out.push_str("To relocate every section:\n");
-        }
-        out.push_str(&format!("  file {file} -o {slide:#x}\n"));
+        out.push_str(&format!(
+            "To relocate every section, run in GDB:\n  file {file} -o {slide:#x}\n"
+        ));
     }
     out
 }
@@ -291,9 +298,10 @@ mod tests {
         let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &vm);
         assert!(t.starts_with("KASLR offset: 0x2c600000 "), "{t}");
         assert!(
-            t.contains("add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
+            t.contains("  symbol-file\n  add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
             "{t}"
         );
+        assert!(t.contains("Not `file /tmp/vmlinux -o 0x2c600000`"), "{t}");
         assert!(t.contains("file /tmp/vmlinux -o 0x2c600000"), "{t}");
         assert!(t.contains(".rodata"), "{t}");
 
@@ -305,6 +313,16 @@ mod tests {
         assert!(t.starts_with("KASLR offset: 0x1230000 "), "{t}");
         assert!(!t.contains("add-symbol-file"), "{t}");
         assert!(t.contains("  file /v -o 0x1230000\n"), "{t}");
+
+        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
+        assert!(
+            t.contains("  symbol-file\n  add-symbol-file VMLINUX -o 0x2c600000 -s .data..percpu 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("else run in GDB:\n  file VMLINUX -o 0x2c600000\n"),
+            "{t}"
+        );
 
         let t = kaslr_text(0xffff_ffff_8100_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
         assert!(t.starts_with("KASLR offset: 0x0 "), "{t}");
