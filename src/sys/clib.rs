@@ -1,9 +1,18 @@
 //! FFI to the C libraries libbpf-sys links statically: libbpf itself and its zlib.
+//!
+//! The libbpf part is small on purpose: open an embedded object, size its maps, load it, then
+//! hand out owned duplicates of the program and map fds (`BpfProg`, `BpfMap`) so nothing outside
+//! this file ever holds a libbpf pointer. Test runs, map updates/lookups and the read-only mmap
+//! of a `BPF_F_MMAPABLE` array are the only operations kmemd needs.
 #![allow(unsafe_code)]
 
-// Linking libbpf-sys brings in its static zlib, which `uncompress` below comes from.
-use libbpf_sys as _;
-use std::os::raw::{c_int, c_ulong};
+use libbpf_sys as bpf;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::raw::{c_char, c_int, c_ulong, c_void};
+use std::ptr::NonNull;
+use std::sync::Once;
 
 extern "C" {
     // zlib, linked statically by libbpf-sys (features vendored + static).
@@ -28,6 +37,374 @@ pub fn zlib_uncompress(input: &[u8], out: &mut [u8]) -> Result<usize, i32> {
         Ok(out_len as usize)
     } else {
         Err(rc)
+    }
+}
+
+// ---- libbpf ----------------------------------------------------------------------------------
+
+extern "C" {
+    // libc's vsnprintf, declared with the va_list type libbpf-sys' bindings give the print
+    // callback. On x86_64 va_list is an array that decays to a pointer; on aarch64 (AAPCS64) it is
+    // a 32-byte struct, which the ABI passes by reference. Either way the callback receives a
+    // pointer that vsnprintf accepts unchanged.
+    fn vsnprintf(buf: *mut c_char, size: usize, fmt: *const c_char, ap: *mut bpf::__va_list_tag) -> c_int;
+}
+
+/// libbpf's messages go to the `log` crate. Its warnings (which include the verifier log when a
+/// program is rejected) are logged at debug level: the caller turns the failure itself into one
+/// error sentence, and `-vv` shows the details.
+unsafe extern "C" fn libbpf_print(
+    level: bpf::libbpf_print_level,
+    fmt: *const c_char,
+    ap: *mut bpf::__va_list_tag,
+) -> c_int {
+    let mut buf = [0u8; 1024];
+    // SAFETY: libbpf passes a valid format string and the matching va_list; vsnprintf writes at
+    // most `buf.len()` bytes including the terminating NUL.
+    let n = unsafe { vsnprintf(buf.as_mut_ptr().cast(), buf.len(), fmt, ap) };
+    if n < 0 {
+        return 0;
+    }
+    let text = CStr::from_bytes_until_nul(&buf)
+        .map(|c| c.to_string_lossy())
+        .unwrap_or_default();
+    let text = text.trim_end();
+    if level == bpf::LIBBPF_DEBUG {
+        log::trace!("libbpf: {text}");
+    } else {
+        log::debug!("libbpf: {text}");
+    }
+    n
+}
+
+fn route_libbpf_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `libbpf_print` matches libbpf_print_fn_t and lives for the whole program.
+        unsafe {
+            bpf::libbpf_set_print(Some(libbpf_print));
+        }
+    });
+}
+
+fn cstring(name: &str) -> Result<CString, String> {
+    CString::new(name).map_err(|_| format!("BPF name {name:?} contains a NUL byte"))
+}
+
+/// Duplicates an fd owned by libbpf into one we own (close-on-exec), so the object can be closed.
+fn dup_fd(fd: c_int, what: &str) -> Result<OwnedFd, String> {
+    if fd < 0 {
+        return Err(format!(
+            "{what} has no file descriptor (was the BPF object loaded?)"
+        ));
+    }
+    // SAFETY: `fd` is open: libbpf keeps it open until bpf_object__close, which only our Drop
+    // calls, and the borrow ends before this function returns.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot duplicate the fd of {what}: {e}"))
+}
+
+/// Turns a failed `bpf_object__load` into a sentence that says what to do.
+pub fn load_error_sentence(what: &str, errno: i32) -> String {
+    let os = io::Error::from_raw_os_error(errno);
+    match errno {
+        libc::EPERM => format!(
+            "loading the BPF {what} was not permitted ({os}): run kmemd as root, or give it CAP_BPF and \
+             CAP_PERFMON (and CAP_SYS_ADMIN on kernels older than 5.8)"
+        ),
+        libc::ENOSYS => format!(
+            "this kernel has no BPF system call ({os}): kmemd needs a kernel built with \
+             CONFIG_BPF_SYSCALL (and not running under qemu-user)"
+        ),
+        _ => format!(
+            "the kernel rejected the BPF {what} ({os}): it needs Linux 5.5 or later with \
+             bpf_probe_read_kernel and BPF_F_MMAPABLE; run with -vv to see the verifier log"
+        ),
+    }
+}
+
+/// A libbpf object opened from embedded bytes. Only lives until its fds are duplicated.
+pub struct BpfObject {
+    obj: NonNull<bpf::bpf_object>,
+    name: String,
+}
+
+impl BpfObject {
+    /// Opens an ELF BPF object from memory (nothing is sent to the kernel yet). The bytes are
+    /// `'static` because libbpf keeps pointing into them until the object is loaded.
+    pub fn open_mem(name: &str, bytes: &'static [u8]) -> Result<BpfObject, String> {
+        route_libbpf_logs();
+        let cname = cstring(name)?;
+        let opts = bpf::bpf_object_open_opts {
+            sz: std::mem::size_of::<bpf::bpf_object_open_opts>() as _,
+            object_name: cname.as_ptr(),
+            ..Default::default()
+        };
+        // SAFETY: `bytes` is 'static and its length is passed; `opts` is a valid, sized options
+        // struct and `cname` outlives the call (libbpf copies the name).
+        let obj = unsafe { bpf::bpf_object__open_mem(bytes.as_ptr().cast(), bytes.len() as _, &opts) };
+        match NonNull::new(obj) {
+            Some(obj) => Ok(BpfObject {
+                obj,
+                name: name.to_string(),
+            }),
+            None => Err(format!(
+                "cannot parse the embedded BPF object {name} ({}): the kmemd binary is damaged",
+                io::Error::last_os_error()
+            )),
+        }
+    }
+
+    fn map(&self, name: &str) -> Result<NonNull<bpf::bpf_map>, String> {
+        let cname = cstring(name)?;
+        // SAFETY: `self.obj` is a live object; `cname` is NUL-terminated and outlives the call.
+        let map = unsafe { bpf::bpf_object__find_map_by_name(self.obj.as_ptr(), cname.as_ptr()) };
+        NonNull::new(map).ok_or_else(|| format!("BPF object {} has no map {name}", self.name))
+    }
+
+    /// Sets a map's value size; only before `load`.
+    pub fn set_value_size(&mut self, map: &str, size: u32) -> Result<(), String> {
+        let m = self.map(map)?;
+        // SAFETY: `m` belongs to the live object `self.obj`.
+        let rc = unsafe { bpf::bpf_map__set_value_size(m.as_ptr(), size) };
+        if rc != 0 {
+            return Err(format!(
+                "cannot set the value size of BPF map {map} to {size}: {}",
+                io::Error::from_raw_os_error(-rc)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Verifies and loads every program and creates every map.
+    pub fn load(&mut self) -> Result<(), String> {
+        // SAFETY: `self.obj` is a live, not yet loaded object.
+        let rc = unsafe { bpf::bpf_object__load(self.obj.as_ptr()) };
+        if rc != 0 {
+            return Err(load_error_sentence(&format!("object {}", self.name), -rc));
+        }
+        Ok(())
+    }
+
+    /// An owned handle to a loaded program.
+    pub fn program(&self, name: &str) -> Result<BpfProg, String> {
+        let cname = cstring(name)?;
+        // SAFETY: `self.obj` is live; `cname` outlives the call.
+        let prog = unsafe { bpf::bpf_object__find_program_by_name(self.obj.as_ptr(), cname.as_ptr()) };
+        let prog =
+            NonNull::new(prog).ok_or_else(|| format!("BPF object {} has no program {name}", self.name))?;
+        // SAFETY: `prog` belongs to the live object.
+        let fd = unsafe { bpf::bpf_program__fd(prog.as_ptr()) };
+        Ok(BpfProg {
+            fd: dup_fd(fd, &format!("BPF program {name}"))?,
+        })
+    }
+
+    /// An owned handle to a created map, with its geometry.
+    pub fn map_handle(&self, name: &str) -> Result<BpfMap, String> {
+        let m = self.map(name)?;
+        // SAFETY: `m` belongs to the live object; these getters only read libbpf's map struct.
+        let (fd, value_size, max_entries, flags) = unsafe {
+            (
+                bpf::bpf_map__fd(m.as_ptr()),
+                bpf::bpf_map__value_size(m.as_ptr()),
+                bpf::bpf_map__max_entries(m.as_ptr()),
+                bpf::bpf_map__map_flags(m.as_ptr()),
+            )
+        };
+        Ok(BpfMap {
+            fd: dup_fd(fd, &format!("BPF map {name}"))?,
+            value_size,
+            max_entries,
+            mmapable: flags & bpf::BPF_F_MMAPABLE != 0,
+        })
+    }
+}
+
+impl Drop for BpfObject {
+    fn drop(&mut self) {
+        // SAFETY: `self.obj` came from bpf_object__open_mem and is closed exactly once, here.
+        // Programs and maps whose fds we duplicated stay alive in the kernel.
+        unsafe { bpf::bpf_object__close(self.obj.as_ptr()) }
+    }
+}
+
+/// A loaded BPF program.
+#[derive(Debug)]
+pub struct BpfProg {
+    fd: OwnedFd,
+}
+
+/// What one `BPF_PROG_TEST_RUN` reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (R0, truncated to 32 bits by the kernel).
+    pub retval: u32,
+}
+
+impl BpfProg {
+    /// Runs the program once per `repeat` (0 counts as 1) with `BPF_PROG_TEST_RUN`. `ctx` is the
+    /// context (a raw_tp program's argument array); `data` the packet for skb programs.
+    pub fn test_run(&self, ctx: &[u8], data: &[u8], repeat: u32) -> io::Result<TestRun> {
+        let too_big = |n: usize| u32::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG));
+        let mut opts = bpf::bpf_test_run_opts {
+            sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as _,
+            ..Default::default()
+        };
+        if !ctx.is_empty() {
+            opts.ctx_in = ctx.as_ptr().cast();
+            opts.ctx_size_in = too_big(ctx.len())?;
+        }
+        if !data.is_empty() {
+            opts.data_in = data.as_ptr().cast();
+            opts.data_size_in = too_big(data.len())?;
+        }
+        opts.repeat = c_int::try_from(repeat).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        // SAFETY: the kernel only reads `ctx_size_in` bytes of `ctx_in` and `data_size_in` bytes of
+        // `data_in`, both live slices; data_out and ctx_out are null, so nothing is written back
+        // to our memory except the fields of `opts`.
+        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.fd.as_raw_fd(), &mut opts) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(TestRun { retval: opts.retval })
+    }
+}
+
+/// A created BPF map with the geometry the safety of its accessors depends on.
+#[derive(Debug)]
+pub struct BpfMap {
+    fd: OwnedFd,
+    value_size: u32,
+    max_entries: u32,
+    mmapable: bool,
+}
+
+impl BpfMap {
+    pub fn value_size(&self) -> usize {
+        self.value_size as usize
+    }
+
+    fn check_value(&self, key: u32, len: usize) -> io::Result<()> {
+        if key >= self.max_entries || len != self.value_size as usize {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
+
+    /// Replaces the value at `key` (an array index); `value` must be exactly one value long.
+    pub fn update(&self, key: u32, value: &[u8]) -> io::Result<()> {
+        self.check_value(key, value.len())?;
+        // SAFETY: the kernel reads 4 bytes of key and value_size bytes of value, both checked.
+        let rc = unsafe {
+            bpf::bpf_map_update_elem(
+                self.fd.as_raw_fd(),
+                (&key as *const u32).cast(),
+                value.as_ptr().cast(),
+                bpf::BPF_ANY as u64,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(())
+    }
+
+    /// Copies the value at `key` into `out`, which must be exactly one value long.
+    pub fn lookup(&self, key: u32, out: &mut [u8]) -> io::Result<()> {
+        self.check_value(key, out.len())?;
+        // SAFETY: the kernel writes value_size bytes to `out`, whose length was checked (an array
+        // map's value copy is exactly value_size bytes).
+        let rc = unsafe {
+            bpf::bpf_map_lookup_elem(
+                self.fd.as_raw_fd(),
+                (&key as *const u32).cast(),
+                out.as_mut_ptr().cast::<c_void>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(())
+    }
+
+    /// Maps the values of a `BPF_F_MMAPABLE` array read-only into our address space.
+    pub fn mmap_readonly(&self) -> io::Result<MapView> {
+        if !self.mmapable {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let len = (self.value_size as usize)
+            .checked_mul(self.max_entries as usize)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a fresh shared read-only mapping of `len` bytes of the map fd at offset 0; the
+        // kernel checks the length against the array's (page-rounded) size.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                self.fd.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        Ok(MapView { ptr, len })
+    }
+}
+
+/// A read-only view of an mmap'ed BPF array. The kernel writes it (while a BPF program runs);
+/// we only copy out of it, never hand out references into it.
+#[derive(Debug)]
+pub struct MapView {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone and has no thread affinity.
+unsafe impl Send for MapView {}
+
+impl MapView {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` out of the mapping.
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), String> {
+        offset
+            .checked_add(out.len())
+            .filter(|&end| end <= self.len)
+            .ok_or_else(|| {
+                format!(
+                    "copy of {} bytes at {offset} exceeds the {}-byte map",
+                    out.len(),
+                    self.len
+                )
+            })?;
+        // SAFETY: `offset..end` lies inside the live mapping (checked above); `out` is a distinct
+        // Rust buffer. Plain bytes have no invalid values; the kernel writes the mapping only
+        // during our own (synchronous) test runs, so the copy sees settled data.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for MapView {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned and the mapping is unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
     }
 }
 

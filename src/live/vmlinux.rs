@@ -1,0 +1,389 @@
+//! Just enough of an ELF64 vmlinux for KASLR: its architecture, its section headers and symbol
+//! lookups by name (`_text`). Every offset and length from the file is checked; a damaged file
+//! gives `Err`, never a panic, and allocations are capped by the file's size.
+
+use crate::arch::Arch;
+use byteorder::{ByteOrder, LittleEndian};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const SHT_SYMTAB: u32 = 2;
+const SHN_XINDEX: u16 = 0xffff;
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+const EHDR_SIZE: usize = 64;
+const SHDR_SIZE: usize = 64;
+const SYM_SIZE: usize = 24;
+
+/// One section header, with its name resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub kind: u32,
+    pub addr: u64,
+    pub offset: u64,
+    pub size: u64,
+    pub link: u32,
+}
+
+/// A parsed vmlinux: sections and the raw symbol table, searched on demand.
+#[derive(Debug, Clone)]
+pub struct Vmlinux {
+    pub arch: Arch,
+    pub sections: Vec<Section>,
+    symtab: Vec<u8>,
+    strtab: Vec<u8>,
+}
+
+/// Random access to the file (or, in tests, to bytes in memory).
+trait Source {
+    fn size(&self) -> u64;
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String>;
+
+    /// Reads `len` bytes at `off`, refusing ranges past the end before allocating.
+    fn read_vec(&self, off: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
+        let end = off
+            .checked_add(len)
+            .ok_or_else(|| format!("{what} offset overflows"))?;
+        if end > self.size() {
+            return Err(format!(
+                "{what} ({len} bytes at {off:#x}) runs past the end of the file ({} bytes)",
+                self.size()
+            ));
+        }
+        let mut v = vec![0u8; usize::try_from(len).map_err(|_| format!("{what} is too large"))?];
+        self.read_exact_at(off, &mut v)?;
+        Ok(v)
+    }
+}
+
+impl Source for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String> {
+        let start = usize::try_from(off).map_err(|_| "offset too large".to_string())?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| format!("read of {} bytes at {off:#x} is out of bounds", buf.len()))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+struct FileSource {
+    file: File,
+    size: u64,
+}
+
+impl Source for FileSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|e| format!("read of {} bytes at {off:#x} failed: {e}", buf.len()))
+    }
+}
+
+fn field<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], String> {
+    off.checked_add(N)
+        .and_then(|end| b.get(off..end))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| format!("field at {off} is out of bounds"))
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, String> {
+    Ok(LittleEndian::read_u16(&field::<2>(b, off)?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
+    Ok(LittleEndian::read_u32(&field::<4>(b, off)?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Result<u64, String> {
+    Ok(LittleEndian::read_u64(&field::<8>(b, off)?))
+}
+
+/// NUL-terminated string at `off` in a string table.
+fn str_at(table: &[u8], off: u32) -> Result<&str, String> {
+    let rest = table
+        .get(off as usize..)
+        .ok_or_else(|| format!("string offset {off} is past the string table"))?;
+    let len = rest
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or_else(|| format!("string at {off} is not terminated"))?;
+    std::str::from_utf8(rest.get(..len).unwrap_or_default())
+        .map_err(|_| format!("string at {off} is not UTF-8"))
+}
+
+fn parse_section(raw: &[u8]) -> Result<(u32, Section), String> {
+    Ok((
+        u32_at(raw, 0)?,
+        Section {
+            name: String::new(),
+            kind: u32_at(raw, 4)?,
+            addr: u64_at(raw, 16)?,
+            offset: u64_at(raw, 24)?,
+            size: u64_at(raw, 32)?,
+            link: u32_at(raw, 40)?,
+        },
+    ))
+}
+
+impl Vmlinux {
+    /// Reads the headers and symbol table of a vmlinux file.
+    pub fn load(path: &Path) -> Result<Vmlinux, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let size = file
+            .metadata()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+            .len();
+        Self::from_source(&FileSource { file, size }).map_err(|e| {
+            format!(
+                "{} is not a usable vmlinux: {e}. Give -k the uncompressed ELF vmlinux with symbols \
+                 (not a bzImage/Image), e.g. /usr/lib/debug/boot/vmlinux-$(uname -r)",
+                path.display()
+            )
+        })
+    }
+
+    /// Parses a vmlinux held in memory.
+    pub fn parse(bytes: &[u8]) -> Result<Vmlinux, String> {
+        Self::from_source(bytes)
+    }
+
+    fn from_source<S: Source + ?Sized>(src: &S) -> Result<Vmlinux, String> {
+        let eh = src.read_vec(0, EHDR_SIZE as u64, "ELF header")?;
+        if eh.get(..4) != Some(b"\x7fELF") {
+            return Err("no ELF magic".into());
+        }
+        if eh.get(4) != Some(&2) {
+            return Err("not a 64-bit ELF file".into());
+        }
+        if eh.get(5) != Some(&1) {
+            return Err("not a little-endian ELF file (kmemd serves x86_64 and aarch64)".into());
+        }
+        let arch = match u16_at(&eh, 18)? {
+            EM_X86_64 => Arch::X86_64,
+            EM_AARCH64 => Arch::Aarch64,
+            m => return Err(format!("ELF machine {m} is neither x86_64 nor aarch64")),
+        };
+        let shoff = u64_at(&eh, 40)?;
+        let shentsize = u16_at(&eh, 58)? as u64;
+        let mut shnum = u16_at(&eh, 60)? as u64;
+        let mut shstrndx = u16_at(&eh, 62)? as u32;
+        if shoff == 0 {
+            return Err("no section headers".into());
+        }
+        if shentsize < SHDR_SIZE as u64 {
+            return Err(format!("section header size {shentsize} is below 64"));
+        }
+        // Extended numbering (ELF gABI): counts that do not fit live in section header 0.
+        let sh0 = src.read_vec(shoff, SHDR_SIZE as u64, "section header 0")?;
+        if shnum == 0 {
+            shnum = u64_at(&sh0, 32)?;
+        }
+        if shstrndx == SHN_XINDEX as u32 {
+            shstrndx = u32_at(&sh0, 40)?;
+        }
+        let table_len = shnum
+            .checked_mul(shentsize)
+            .ok_or("section header table size overflows")?;
+        let table = src.read_vec(shoff, table_len, "section header table")?;
+        let mut raw = Vec::new();
+        for i in 0..shnum {
+            let at = usize::try_from(i * shentsize).map_err(|_| "section header offset too large")?;
+            let entry = table
+                .get(at..at + SHDR_SIZE)
+                .ok_or("section header out of bounds")?;
+            raw.push(parse_section(entry)?);
+        }
+        let shstr = raw
+            .get(shstrndx as usize)
+            .ok_or_else(|| format!("section name table index {shstrndx} does not exist"))?;
+        let names = src.read_vec(shstr.1.offset, shstr.1.size, "section name table")?;
+        let sections = raw
+            .into_iter()
+            .map(|(name_off, mut s)| {
+                s.name = str_at(&names, name_off)?.to_string();
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+
+        let (symtab, strtab) = match sections.iter().find(|s| s.kind == SHT_SYMTAB) {
+            Some(st) => {
+                let strs = sections
+                    .get(st.link as usize)
+                    .ok_or("the symbol table links to a missing string table")?;
+                (
+                    src.read_vec(st.offset, st.size, "symbol table")?,
+                    src.read_vec(strs.offset, strs.size, "symbol string table")?,
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(Vmlinux {
+            arch,
+            sections,
+            symtab,
+            strtab,
+        })
+    }
+
+    pub fn has_symbols(&self) -> bool {
+        self.symtab.len() >= 2 * SYM_SIZE
+    }
+
+    /// Value of the first symbol with this name. Symbols with broken names are skipped.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.symtab.chunks_exact(SYM_SIZE).skip(1).find_map(|sym| {
+            let name_off = u32_at(sym, 0).ok()?;
+            (str_at(&self.strtab, name_off).ok()? == name)
+                .then(|| u64_at(sym, 8).ok())
+                .flatten()
+        })
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal ELF64 LE: null, .text, .data..percpu (addr 0), .symtab, .strtab, .shstrtab.
+    pub(crate) fn synthetic_vmlinux(machine: u16, text: u64) -> Vec<u8> {
+        let shstr = b"\0.text\0.data..percpu\0.symtab\0.strtab\0.shstrtab\0".to_vec();
+        let name = |n: &str| {
+            let needle = format!("{n}\0");
+            shstr
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap() as u32
+        };
+        let strtab = b"\0_stext\0_text\0".to_vec();
+        let mut symtab = vec![0u8; SYM_SIZE]; // null symbol
+        for (off, val) in [(1u32, text), (8u32, text)] {
+            let mut s = [0u8; SYM_SIZE];
+            LittleEndian::write_u32(&mut s[0..], off);
+            s[4] = 0x10; // STB_GLOBAL, STT_NOTYPE
+            LittleEndian::write_u16(&mut s[6..], 1);
+            LittleEndian::write_u64(&mut s[8..], val);
+            symtab.extend_from_slice(&s);
+        }
+        let mut body = Vec::new();
+        let symtab_off = EHDR_SIZE as u64;
+        body.extend_from_slice(&symtab);
+        let strtab_off = symtab_off + symtab.len() as u64;
+        body.extend_from_slice(&strtab);
+        let shstr_off = strtab_off + strtab.len() as u64;
+        body.extend_from_slice(&shstr);
+        let shoff = EHDR_SIZE as u64 + body.len() as u64;
+
+        let mut eh = vec![0u8; EHDR_SIZE];
+        eh[..4].copy_from_slice(b"\x7fELF");
+        eh[4] = 2;
+        eh[5] = 1;
+        eh[6] = 1;
+        LittleEndian::write_u16(&mut eh[16..], 2); // ET_EXEC
+        LittleEndian::write_u16(&mut eh[18..], machine);
+        LittleEndian::write_u64(&mut eh[40..], shoff);
+        LittleEndian::write_u16(&mut eh[52..], EHDR_SIZE as u16);
+        LittleEndian::write_u16(&mut eh[58..], SHDR_SIZE as u16);
+        LittleEndian::write_u16(&mut eh[60..], 6);
+        LittleEndian::write_u16(&mut eh[62..], 5);
+
+        let sh = |name: u32, kind: u32, addr: u64, off: u64, size: u64, link: u32| {
+            let mut s = [0u8; SHDR_SIZE];
+            LittleEndian::write_u32(&mut s[0..], name);
+            LittleEndian::write_u32(&mut s[4..], kind);
+            LittleEndian::write_u64(&mut s[16..], addr);
+            LittleEndian::write_u64(&mut s[24..], off);
+            LittleEndian::write_u64(&mut s[32..], size);
+            LittleEndian::write_u32(&mut s[40..], link);
+            s
+        };
+        let mut out = eh;
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&[0u8; SHDR_SIZE]);
+        out.extend_from_slice(&sh(name(".text"), 1, text, 0, 0x1000, 0));
+        out.extend_from_slice(&sh(name(".data..percpu"), 1, 0, 0, 0x2000, 0));
+        out.extend_from_slice(&sh(
+            name(".symtab"),
+            SHT_SYMTAB,
+            0,
+            symtab_off,
+            symtab.len() as u64,
+            4,
+        ));
+        out.extend_from_slice(&sh(name(".strtab"), 3, 0, strtab_off, strtab.len() as u64, 0));
+        out.extend_from_slice(&sh(name(".shstrtab"), 3, 0, shstr_off, shstr.len() as u64, 0));
+        out
+    }
+
+    #[test]
+    fn reads_sections_and_symbols() {
+        let elf = synthetic_vmlinux(EM_X86_64, 0xffff_ffff_8100_0000);
+        let v = Vmlinux::parse(&elf).unwrap();
+        assert_eq!(v.arch, Arch::X86_64);
+        assert_eq!(v.sections.len(), 6);
+        assert_eq!(v.symbol("_text"), Some(0xffff_ffff_8100_0000));
+        assert_eq!(v.symbol("_stext"), Some(0xffff_ffff_8100_0000));
+        assert_eq!(v.symbol("_tex"), None);
+        assert_eq!(v.section(".data..percpu").map(|s| s.addr), Some(0));
+        assert_eq!(v.section(".text").map(|s| s.size), Some(0x1000));
+        let arm = Vmlinux::parse(&synthetic_vmlinux(EM_AARCH64, 0xffff_8000_8000_0000)).unwrap();
+        assert_eq!(arm.arch, Arch::Aarch64);
+        assert_eq!(arm.symbol("_text"), Some(0xffff_8000_8000_0000));
+    }
+
+    #[test]
+    fn loads_from_a_file() {
+        let path = std::env::temp_dir().join(format!("kmemd-vmlinux-{}", std::process::id()));
+        std::fs::write(&path, synthetic_vmlinux(EM_X86_64, 0xffff_ffff_8100_0000)).unwrap();
+        let v = Vmlinux::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(v.unwrap().symbol("_text"), Some(0xffff_ffff_8100_0000));
+        assert!(Vmlinux::load(Path::new("/nonexistent/vmlinux")).is_err());
+    }
+
+    #[test]
+    fn malformed_files_are_errors_not_panics() {
+        let good = synthetic_vmlinux(EM_X86_64, 0xffff_ffff_8100_0000);
+        // Every truncation.
+        for len in 0..good.len() {
+            let _ = Vmlinux::parse(&good[..len]);
+        }
+        assert!(Vmlinux::parse(&good[..good.len() - 1]).is_err());
+        assert!(Vmlinux::parse(&good[..63]).is_err());
+        // Every single-byte corruption of the headers and tables, with a few nasty values.
+        for at in 0..good.len() {
+            for v in [0x00u8, 0xff, 0x7f, 0x80] {
+                let mut bad = good.clone();
+                bad[at] = v;
+                if let Ok(p) = Vmlinux::parse(&bad) {
+                    let _ = p.symbol("_text");
+                }
+            }
+        }
+        let mut wrong_machine = good.clone();
+        wrong_machine[18] = 3; // EM_386
+        assert!(Vmlinux::parse(&wrong_machine).is_err());
+        let mut big_endian = good.clone();
+        big_endian[5] = 2;
+        assert!(Vmlinux::parse(&big_endian).is_err());
+        let mut huge_count = good.clone();
+        LittleEndian::write_u16(&mut huge_count[60..], 0xfff0);
+        assert!(Vmlinux::parse(&huge_count).is_err());
+        let mut huge_shoff = good;
+        LittleEndian::write_u64(&mut huge_shoff[40..], u64::MAX - 8);
+        assert!(Vmlinux::parse(&huge_shoff).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The BPF kernel reader against bytes we planted ourselves (root with CAP_BPF/CAP_PERFMON).
+
+use kmemd::live::bpf::KernelReader;
+use kmemd::live::plant::Plant;
+use std::io::Read;
+
+/// Root tests run for real; without root they are skipped only outside CI.
+fn need_root() -> bool {
+    // Effective uid from /proc (the crate denies unsafe code, so no geteuid()).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2));
+    if euid == Some("0") {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
+    }
+    eprintln!("skipping: not root");
+    false
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut v))
+        .expect("/dev/urandom");
+    v
+}
+
+#[test]
+fn reads_planted_bytes_exactly() {
+    if !need_root() {
+        return;
+    }
+    let mut reader = KernelReader::open().expect("open the BPF reader");
+    let data = random_bytes(16 << 10);
+    let plant = Plant::new(data.len()).expect("plant");
+    plant.write(&data).unwrap();
+
+    let mut got = vec![0u8; data.len()];
+    let n = reader
+        .read(plant.kernel_addr(), &mut got)
+        .expect("read the plant");
+    assert_eq!(n, data.len());
+    assert!(got == data, "planted bytes differ from what the reader returned");
+
+    // Unaligned start and length inside the value.
+    let mut part = vec![0u8; 1001];
+    let n = reader.read(plant.kernel_addr() + 333, &mut part).unwrap();
+    assert_eq!(n, part.len());
+    assert_eq!(part[..], data[333..1334]);
+
+    // The reader sees kernel-side writes (no stale copy).
+    plant.bump(3).unwrap();
+    let mut word = [0u8; 8];
+    assert_eq!(reader.read(plant.kernel_addr(), &mut word), Ok(8));
+    let before = u64::from_ne_bytes(data[..8].try_into().unwrap());
+    assert_eq!(u64::from_ne_bytes(word), before.wrapping_add(3));
+}
+
+#[test]
+fn reads_larger_than_one_chunk() {
+    if !need_root() {
+        return;
+    }
+    let mut reader = KernelReader::open().expect("open the BPF reader");
+    let chunk = reader.chunk_size();
+    assert!(chunk >= 1 << 20, "chunk {chunk}");
+    let data = random_bytes(2 * chunk + 12345);
+    let plant = Plant::new(data.len()).expect("plant");
+    plant.write(&data).unwrap();
+    let mut got = vec![0u8; data.len() - 7];
+    assert_eq!(reader.read(plant.kernel_addr() + 7, &mut got), Ok(got.len()));
+    assert!(got[..] == data[7..], "multi-chunk read differs from the plant");
+}
+
+#[test]
+fn unmapped_addresses_fail() {
+    if !need_root() {
+        return;
+    }
+    let mut reader = KernelReader::open().expect("open the BPF reader");
+    let mut buf = [0u8; 64];
+    // The user half is never a kernel address (-ERANGE).
+    let e = reader.read(0x1000, &mut buf).unwrap_err();
+    assert_eq!(e.addr, 0x1000);
+    // A non-canonical address.
+    assert!(reader.read(0x8000_0000_0000_0000, &mut buf).is_err());
+}
+
+/// A value above 32 KiB is vmalloc'ed (kernel/bpf/syscall.c __bpf_map_area_alloc: kmalloc only up
+/// to PAGE_SIZE << PAGE_ALLOC_COSTLY_ORDER), and every vmalloc area is followed by an unmapped
+/// guard page (mm/vmalloc.c, no VM_NO_GUARD). So a read from inside the value that runs past its
+/// end must stop exactly at a page boundary at most one page after the value, and the next page
+/// must fault.
+#[test]
+fn read_crossing_into_a_guard_page_returns_the_mapped_prefix() {
+    if !need_root() {
+        return;
+    }
+    let mut reader = KernelReader::open().expect("open the BPF reader");
+    let data = random_bytes((64 << 10) + 100);
+    let plant = Plant::new(data.len()).expect("plant");
+    plant.write(&data).unwrap();
+    let start = plant.kernel_addr() + 10;
+
+    let mut got = vec![0u8; data.len() + 3 * 4096];
+    let n = reader.read(start, &mut got).expect("the start is mapped");
+    let end = start + n as u64;
+    assert!(n >= data.len() - 10, "prefix {n} shorter than the planted value");
+    assert!(
+        n < data.len() - 10 + 4096,
+        "prefix {n} runs more than a page past the value"
+    );
+    assert_eq!(end % 4096, 0, "prefix ends at {end:#x}, not on a page boundary");
+    assert!(
+        got[..data.len() - 10] == data[10..],
+        "prefix differs from the plant"
+    );
+
+    // The guard page itself faults at its first byte, whatever the length.
+    let mut small = [0u8; 16];
+    let e = reader.read(end, &mut small).unwrap_err();
+    assert_eq!(e.addr, end);
+    assert!(reader.read(end + 4095, &mut small[..1]).is_err());
+    // One byte before it still reads.
+    assert_eq!(reader.read(end - 1, &mut small), Ok(1));
+}
