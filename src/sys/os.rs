@@ -204,6 +204,22 @@ pub fn perf_disable(fd: &OwnedFd) -> Result<(), i32> {
     perf_ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
 }
 
+/// PERF_FORMAT_LOST (Linux 6.0+): read() also returns the samples the event lost.
+pub const PERF_FORMAT_LOST: u64 = 1 << 4;
+
+/// read(2) of an event opened with read_format PERF_FORMAT_LOST: (traps counted, samples lost).
+pub fn perf_read_count(fd: &OwnedFd) -> Result<(u64, u64), i32> {
+    let mut v = [0u64; 2];
+    // SAFETY: `v` is a live 16-byte buffer; the kernel writes at most that many bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), 16) };
+    if n != 16 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok((v[0], v[1]))
+}
+
 /// Sends `fd`'s records into `target`'s ring (same CPU), so one ring serves all watchpoints of
 /// a CPU.
 pub fn perf_set_output(fd: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {

@@ -9,10 +9,12 @@ pub mod kcore;
 pub mod perf;
 pub mod report;
 pub mod spec;
+pub mod syms;
 
 use crate::arch::Arch;
 use crate::cli::{Config, Mode};
-use crate::live::kallsyms::Kallsyms;
+use crate::live::bpf::KernelReader;
+use crate::live::vmlinux::Vmlinux;
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
 use report::{Hit, StopReason, Summary};
@@ -21,6 +23,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+use syms::Syms;
 
 /// Data pages per CPU ring: 1 MiB holds ~3,000 hits with their stacks, about 30 ms of the
 /// fastest trap rate measured here (~100k hits/s), far more than one drain pass takes.
@@ -30,16 +33,46 @@ const POLL_MS: i32 = 20;
 
 /// Where the watched values come from.
 pub trait ValueReader {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
+    /// Fills all of `buf` from kernel address `addr`, or says why not.
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
 }
 
 impl ValueReader for kcore::Kcore {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
         kcore::Kcore::read(self, addr, buf)
     }
 }
 
-fn read_value(reader: &dyn ValueReader, spec: &Spec) -> Result<u64, String> {
+impl ValueReader for KernelReader {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+        let n = KernelReader::read(self, addr, buf).map_err(|e| e.to_string())?;
+        if n < buf.len() {
+            return Err(format!(
+                "only {n} of {} bytes at {addr:#x} are readable",
+                buf.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The live BPF reader, or /proc/kcore where BPF cannot be loaded.
+fn open_reader() -> Result<Box<dyn ValueReader>, String> {
+    match KernelReader::open() {
+        Ok(r) => Ok(Box::new(r)),
+        Err(bpf) => match kcore::Kcore::open() {
+            Ok(k) => {
+                log::warn!("BPF reader unavailable ({bpf}); reading watched values through /proc/kcore");
+                Ok(Box::new(k))
+            }
+            Err(kc) => Err(format!(
+                "cannot read kernel memory to show watched values: {bpf}; and {kc}"
+            )),
+        },
+    }
+}
+
+fn read_value(reader: &mut dyn ValueReader, spec: &Spec) -> Result<u64, String> {
     let mut b = [0u8; 8];
     let n = spec.len as usize;
     let buf = b.get_mut(..n).ok_or("internal: watch length above 8")?;
@@ -78,25 +111,44 @@ pub fn run(config: &Config) -> Result<i32, String> {
         return Err("internal: watch::run called without -w".into());
     };
     let arch = Arch::host();
-    let syms = Kallsyms::load()?;
-    if config.vmlinux.is_some() {
-        log::warn!(
-            "-k VMLINUX is not used by -w yet: symbols come from {}",
-            Kallsyms::PATH
-        );
-    }
-    let hint = if syms.has_data_symbols() {
-        format!(" in {}", Kallsyms::PATH)
+    let mut syms = Syms::load()?;
+    // Symbols: kallsyms first, then vmlinux's ELF symbols moved by the KASLR slide.
+    let vmlinux = match &config.vmlinux {
+        Some(path) => {
+            let vm = Vmlinux::load(path)?;
+            let slide = match (syms.lookup("_text"), vm.symbol("_text")) {
+                (Some(live), Some(link)) => live.wrapping_sub(link),
+                _ => {
+                    return Err(format!(
+                        "{}: cannot compute the KASLR slide (no _text in it or in {})",
+                        path.display(),
+                        Syms::PATH
+                    ))
+                }
+            };
+            log::info!("KASLR slide {slide:#x} from {}", path.display());
+            Some((vm, slide))
+        }
+        None => None,
+    };
+    let lookup = |name: &str| {
+        syms.lookup(name).or_else(|| {
+            let (vm, slide) = vmlinux.as_ref()?;
+            vm.symbol(name).map(|a| a.wrapping_add(*slide))
+        })
+    };
+    let hint = if vmlinux.is_some() {
+        format!(" in {} nor in the vmlinux given with -k", Syms::PATH)
     } else {
         format!(
-            " in {} (it lists no data symbols: this kernel lacks CONFIG_KALLSYMS_ALL; give the \
-             address in hex)",
-            Kallsyms::PATH
+            " in {} (kernels without CONFIG_KALLSYMS_ALL list no variables there: add -k \
+             vmlinux, or give the address in hex)",
+            Syms::PATH
         )
     };
     let specs = pairs
         .iter()
-        .map(|(t, target)| spec::resolve(t, target, arch, &|n| syms.lookup(n), &hint))
+        .map(|(t, target)| spec::resolve(t, target, arch, &lookup, &hint))
         .collect::<Result<Vec<Spec>, String>>()?;
     if let Some(slots) = spec::max_slots(arch) {
         if specs.len() > slots {
@@ -106,10 +158,10 @@ pub fn run(config: &Config) -> Result<i32, String> {
             ));
         }
     }
-    let reader = kcore::Kcore::open()?;
+    let mut reader = open_reader()?;
     let mut prev: Vec<Option<u64>> = Vec::with_capacity(specs.len());
     for s in &specs {
-        let v = read_value(&reader, s).map_err(|e| {
+        let v = read_value(reader.as_mut(), s).map_err(|e| {
             format!(
                 "-w {} {}: the watched address cannot be read ({e}); there is nothing there to watch",
                 s.type_name(),
@@ -135,8 +187,8 @@ pub fn run(config: &Config) -> Result<i32, String> {
     let mut w = Watcher {
         config,
         specs: &specs,
-        syms: &syms,
-        reader: &reader,
+        syms: &mut syms,
+        reader: reader.as_mut(),
         prev,
         comms: Comms {
             cache: HashMap::new(),
@@ -159,6 +211,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
     for r in &mut armed.rings {
         r.ring.take(&mut rest);
     }
+    let counted = armed.kernel_counts();
     drop(armed);
     perf::parse_records(&rest, |r| match r {
         Record::Sample(s) if s.pid != w.own_pid => w.unshown += 1,
@@ -166,7 +219,18 @@ pub fn run(config: &Config) -> Result<i32, String> {
         Record::Throttle => w.summary.throttled += 1,
         _ => {}
     });
-    let mut text = w.summary.format(&syms, reason, elapsed);
+    if let Some((_, lost)) = counted {
+        // The kernel's own count is exact even when its last PERF_RECORD_LOST never made it
+        // into a full ring.
+        w.summary.lost = w.summary.lost.max(lost);
+    }
+    let mut text = w.summary.format(w.syms, reason, elapsed);
+    if let Some((traps, lost)) = counted {
+        text.push_str(&format!(
+            "  kernel counted {traps} traps: {} shown, {} lost (ring full), {} queued at stop, {} from kmemd's own reads\n",
+            w.summary.hits, lost, w.unshown, w.summary.own
+        ));
+    }
     if w.unshown > 0 {
         text.push_str(&format!(
             "  {} more hits were queued when watching stopped and are not shown\n",
@@ -185,8 +249,8 @@ pub fn run(config: &Config) -> Result<i32, String> {
 struct Watcher<'a> {
     config: &'a Config,
     specs: &'a [Spec],
-    syms: &'a Kallsyms,
-    reader: &'a dyn ValueReader,
+    syms: &'a mut Syms,
+    reader: &'a mut dyn ValueReader,
     prev: Vec<Option<u64>>,
     comms: Comms,
     summary: Summary,
@@ -259,27 +323,28 @@ impl Watcher<'_> {
             let mut now_val: Vec<Option<u64>> = vec![None; self.specs.len()];
             for (i, spec) in self.specs.iter().enumerate() {
                 if batch.iter().any(|(j, _)| *j == i) {
-                    now_val[i] = read_value(self.reader, spec).ok();
+                    now_val[i] = read_value(&mut *self.reader, spec).ok();
                 }
             }
             let mut stop = None;
             self.out.clear();
-            for (n, (i, s)) in batch.iter().enumerate() {
+            let total = batch.len();
+            for (n, (i, s)) in batch.drain(..).enumerate() {
                 if self.config.count.is_some_and(|c| self.summary.hits >= c) {
-                    self.unshown += (batch.len() - n) as u64;
+                    self.unshown += (total - n) as u64;
                     stop = Some(StopReason::Count);
                     break;
                 }
                 if n % 64 == 63 && os::stop_requested() {
-                    self.unshown += (batch.len() - n) as u64;
+                    self.unshown += (total - n) as u64;
                     stop = Some(StopReason::Signal);
                     break;
                 }
-                let (Some(spec), Some(prev)) = (self.specs.get(*i), self.prev.get_mut(*i)) else {
+                let (Some(spec), Some(prev)) = (self.specs.get(i), self.prev.get_mut(i)) else {
                     continue;
                 };
                 self.summary.add(s.cpu, s.ip);
-                let value = now_val.get(*i).copied().flatten();
+                let value = now_val.get(i).copied().flatten();
                 let hit = Hit {
                     seq: self.summary.hits,
                     wall_ns: s.time.wrapping_add(self.clock_off),
@@ -291,7 +356,7 @@ impl Watcher<'_> {
                     addr: s.addr,
                     value,
                     prev: *prev,
-                    stack: s.stack.clone(),
+                    stack: s.stack,
                 };
                 if value.is_some() {
                     *prev = value;
@@ -302,6 +367,7 @@ impl Watcher<'_> {
                     report::format_text(&hit, spec, self.syms, &mut self.out);
                 }
             }
+            batch.clear();
             let mut so = stdout.lock();
             if so
                 .write_all(self.out.as_bytes())

@@ -157,19 +157,19 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
 }
 
 /// The perf_event_attr of one watchpoint.
-pub fn attr_for(spec: &Spec, ring_bytes: usize) -> PerfEventAttr {
+pub fn attr_for(spec: &Spec) -> PerfEventAttr {
     PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,
         sample_period: 1,
         sample_type: SAMPLE_TYPE,
+        read_format: os::PERF_FORMAT_LOST,
         flags: os::ATTR_FLAG_DISABLED
-            | os::ATTR_FLAG_WATERMARK
             | os::ATTR_FLAG_SAMPLE_ID_ALL
             | os::ATTR_FLAG_EXCLUDE_CALLCHAIN_USER
             | os::ATTR_FLAG_USE_CLOCKID,
-        // Wake the reader when an eighth of the ring is used: few wake-ups under a storm, and
-        // the poll timeout picks up single hits.
-        wakeup_events: (ring_bytes / 8) as u32,
+        // Wake the reader at every sample: a lone hit is printed (and its value read) at once;
+        // under a storm the reader is busy draining, and wake-ups without a waiter cost little.
+        wakeup_events: 1,
         bp_type: spec.access.bp_type(),
         bp_addr: spec.addr,
         bp_len: spec.len as u64,
@@ -284,9 +284,17 @@ impl Armed {
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
-                let attr = attr_for(spec, ring_bytes);
-                let fd =
-                    os::perf_event_open(&attr, -1, cpu as i32).map_err(|e| open_error(e, spec, arch, cpu))?;
+                let attr = attr_for(spec);
+                let fd = match os::perf_event_open(&attr, -1, cpu as i32) {
+                    // Kernels before 6.0 do not know PERF_FORMAT_LOST: count without it.
+                    Err(libc::EINVAL) => {
+                        let mut plain = attr;
+                        plain.read_format = 0;
+                        os::perf_event_open(&plain, -1, cpu as i32)
+                    }
+                    r => r,
+                }
+                .map_err(|e| open_error(e, spec, arch, cpu))?;
                 let id = os::perf_event_id(&fd).map_err(|e| {
                     format!(
                         "cannot get the perf event id: {}",
@@ -337,6 +345,17 @@ impl Armed {
 
     pub fn event_count(&self) -> usize {
         self.events.len()
+    }
+
+    /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
+    /// kernel cannot say (read_format without PERF_FORMAT_LOST).
+    pub fn kernel_counts(&self) -> Option<(u64, u64)> {
+        let mut total = (0u64, 0u64);
+        for fd in &self.events {
+            let (n, lost) = os::perf_read_count(fd).ok()?;
+            total = (total.0 + n, total.1 + lost);
+        }
+        Some(total)
     }
 }
 
@@ -445,7 +464,7 @@ mod tests {
             addr: 0xffff_8880_0000_0008,
             target: "x".into(),
         };
-        let a = attr_for(&spec, 1 << 20);
+        let a = attr_for(&spec);
         assert_eq!((a.type_, a.sample_period, a.bp_type, a.bp_len), (5, 1, 2, 8));
         assert_eq!(a.bp_addr, spec.addr);
         assert_ne!(a.sample_type & SAMPLE_CALLCHAIN, 0);

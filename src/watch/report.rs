@@ -2,7 +2,7 @@
 //! printed when watching stops.
 
 use super::spec::Spec;
-use crate::live::kallsyms::Kallsyms;
+use super::syms::Syms;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -70,7 +70,7 @@ pub fn json_str(s: &str) -> String {
 ///     bpf_prog_3b185187f1855c4c+0x2c
 ///     bpf_test_run+0x10d
 /// ```
-pub fn format_text(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
+pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
     let _ = write!(
         out,
         "#{} {} cpu {} pid {}/{} ({}) {} {:#x}",
@@ -86,7 +86,7 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
     if !spec.target.starts_with("0x") {
         let _ = write!(out, " ({})", spec.target);
     }
-    let _ = write!(out, "\n  ip    {}\n", syms.format_addr(hit.ip));
+    let _ = write!(out, "\n  ip    {}\n", syms.format(hit.ip));
     match hit.value {
         Some(v) => {
             let _ = write!(out, "  value {}", spec.format_value(v));
@@ -98,12 +98,12 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
     }
     out.push_str("\n  stack\n");
     for &a in &hit.stack {
-        let _ = writeln!(out, "    {}", syms.format_addr(a));
+        let _ = writeln!(out, "    {}", syms.format(a));
     }
 }
 
 /// One JSON object (one line) with the same fields as the text block.
-pub fn format_json(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
+pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
     let _ = write!(
         out,
         "{{\"seq\":{},\"time\":{},\"time_ns\":{},\"cpu\":{},\"pid\":{},\"tid\":{},\"comm\":{},\
@@ -120,7 +120,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
         spec.addr,
         hit.addr,
         hit.ip,
-        json_str(&syms.format_addr(hit.ip)),
+        json_str(&syms.format(hit.ip)),
     );
     match hit.value {
         Some(v) => {
@@ -139,7 +139,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &Kallsyms, out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&json_str(&syms.format_addr(a)));
+        out.push_str(&json_str(&syms.format(a)));
     }
     out.push_str("]}\n");
 }
@@ -176,7 +176,7 @@ impl Summary {
     }
 
     /// The summary as text lines.
-    pub fn format(&self, syms: &Kallsyms, reason: StopReason, seconds: f64) -> String {
+    pub fn format(&self, syms: &mut Syms, reason: StopReason, seconds: f64) -> String {
         let why = match reason {
             StopReason::Count => "hit count reached",
             StopReason::Time => "time limit reached",
@@ -203,7 +203,7 @@ impl Summary {
         sites.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         o.push_str("  per call site:\n");
         for (ip, n) in sites.iter().take(20) {
-            let _ = writeln!(o, "    {n:>10}  {}", syms.format_addr(**ip));
+            let _ = writeln!(o, "    {n:>10}  {}", syms.format(**ip));
         }
         if sites.len() > 20 {
             let _ = writeln!(o, "    ... {} more call sites", sites.len() - 20);
@@ -217,10 +217,12 @@ mod tests {
     use super::*;
     use crate::watch::spec::Access;
 
-    fn syms() -> Kallsyms {
-        Kallsyms::parse(
-            "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n",
+    fn syms() -> Syms {
+        Syms::parse(
+            "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n"
+                .as_bytes(),
         )
+        .unwrap()
     }
 
     fn spec() -> Spec {
@@ -263,7 +265,7 @@ mod tests {
     #[test]
     fn text_block_has_every_field() {
         let mut o = String::new();
-        format_text(&hit(), &spec(), &syms(), &mut o);
+        format_text(&hit(), &spec(), &mut syms(), &mut o);
         assert!(
             o.starts_with("#3 01:02:03.000000005 cpu 1 pid 42/43 (a\"b) w4 0xffff888000000010\n"),
             "{o}"
@@ -275,7 +277,7 @@ mod tests {
         h.value = None;
         h.prev = None;
         let mut o = String::new();
-        format_text(&h, &spec(), &syms(), &mut o);
+        format_text(&h, &spec(), &mut syms(), &mut o);
         assert!(o.contains("  value unreadable\n"), "{o}");
         assert!(!o.contains("prev"));
     }
@@ -283,7 +285,7 @@ mod tests {
     #[test]
     fn json_line_is_one_escaped_object() {
         let mut o = String::new();
-        format_json(&hit(), &spec(), &syms(), &mut o);
+        format_json(&hit(), &spec(), &mut syms(), &mut o);
         assert_eq!(o.matches('\n').count(), 1);
         assert!(o.contains("\"comm\":\"a\\\"b\""), "{o}");
         assert!(
@@ -305,7 +307,7 @@ mod tests {
         s.add(1, 0xffff_ffff_8100_0010);
         s.add(1, 0xffff_ffff_8100_1000);
         s.lost = 7;
-        let t = s.format(&syms(), StopReason::Signal, 1.5);
+        let t = s.format(&mut syms(), StopReason::Signal, 1.5);
         assert!(
             t.starts_with("summary: 3 hits in 1.500 s (interrupted), 7 lost"),
             "{t}"
