@@ -122,10 +122,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
 /// form a whole record (never expected: the kernel publishes whole records).
 pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
     let mut pos = 0usize;
-    loop {
-        let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) else {
-            break;
-        };
+    while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
         let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let size = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
         if size < 8 {

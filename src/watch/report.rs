@@ -120,7 +120,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         spec.addr,
         hit.addr,
         hit.ip,
-        json_str(&syms.format(hit.ip)),
+        json_str(syms.format(hit.ip)),
     );
     match hit.value {
         Some(v) => {
@@ -139,7 +139,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&json_str(&syms.format(a)));
+        out.push_str(&json_str(syms.format(a)));
     }
     out.push_str("]}\n");
 }

@@ -61,7 +61,9 @@ impl Syms {
             let Ok(addr) = u64::from_str_radix(a, 16) else {
                 continue;
             };
-            if addr == 0 || name.len() > 512 {
+            // `__pfx_*` label the padding before each function (CONFIG_FUNCTION_PADDING_CFI):
+            // about half the table, never a call site or a variable.
+            if addr == 0 || name.len() > 512 || name.starts_with("__pfx_") {
                 continue;
             }
             let Ok(off) = u32::try_from(s.names.len()) else {
@@ -136,6 +138,7 @@ mod tests {
 
     const SAMPLE: &str = "\
 ffffffff81000000 T _text
+ffffffff81000ff0 t __pfx_helper
 ffffffff81001000 t helper
 0000000000000000 T hidden
 ffffffffc0000000 t mod_init\t[mymod]
@@ -148,6 +151,8 @@ garbage line
         let mut s = Syms::parse(SAMPLE.as_bytes()).unwrap();
         assert_eq!(s.len(), 4);
         assert_eq!(s.lookup("hidden"), None);
+        assert_eq!(s.lookup("__pfx_helper"), None, "padding labels are dropped");
+        assert_eq!(s.format(0xffff_ffff_8100_0ff4), "_text+0xff4");
         assert_eq!(
             s.lookup("helper"),
             Some(0xffff_ffff_8100_1000),
