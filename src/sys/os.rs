@@ -120,4 +120,371 @@ pub fn is_root() -> bool {
 
 // ---- signals ----------------------------------------------------------------------------------
 
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+/// Set by the SIGINT/SIGTERM handler; polled by long-running loops (watch mode).
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Write end of the self-pipe the handler pokes so a blocked `poll` wakes at once.
+static STOP_PIPE_WR: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+    let fd = STOP_PIPE_WR.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: write(2) is async-signal-safe; `b` lives for the call; a full pipe (EAGAIN,
+        // the fd is non-blocking) is fine since one byte already wakes the reader.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+    }
+}
+
+/// Catches SIGINT and SIGTERM: they set a flag (`stop_requested`) and make the returned fd
+/// readable, so a loop blocked in `poll` on it wakes immediately. Returns the pipe's read end.
+pub fn install_stop_signals() -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    if rc != 0 {
+        return Err(format!(
+            "cannot create a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else. The write end is
+    // kept open for the life of the process (the handler may run at any time).
+    let rd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+    STOP_PIPE_WR.store(fds[1], Ordering::SeqCst);
+    STOP_REQUESTED.store(false, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is a valid starting value; the handler is an extern "C" fn
+        // that only touches atomics and calls write(2). No SA_RESTART: poll returns EINTR.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(format!(
+                "cannot catch signal {sig}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(rd)
+}
+
+/// Whether SIGINT or SIGTERM arrived since `install_stop_signals`.
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes. Returns which fds are readable
+/// (or hung up); an interrupted wait (EINTR) returns all false.
+pub fn poll_readable(fds: &[i32], timeout_ms: i32) -> Result<Vec<bool>, String> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a live, correctly sized array of pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(format!("poll failed: {e}"));
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}
+
+/// Empties the non-blocking stop pipe (after a wake-up).
+pub fn drain_fd(fd: i32) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is a live buffer of the length passed.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+    }
+}
+
 // ---- perf (watchpoints) -----------------------------------------------------------------------
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `struct perf_event_attr` up to `sig_data` (PERF_ATTR_SIZE_VER7, 128 bytes, Linux 5.13+;
+/// layout from include/uapi/linux/perf_event.h). Older kernels reject a size they do not know
+/// with E2BIG only when a field past their size is non-zero, so unused fields stay zero.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerfEventAttr {
+    pub type_: u32,
+    pub size: u32,
+    pub config: u64,
+    pub sample_period: u64,
+    pub sample_type: u64,
+    pub read_format: u64,
+    /// The bitfield word: disabled, inherit, ..., see the `ATTR_FLAG_*` constants.
+    pub flags: u64,
+    /// Union with wakeup_watermark (bytes) when `ATTR_FLAG_WATERMARK` is set.
+    pub wakeup_events: u32,
+    pub bp_type: u32,
+    pub bp_addr: u64,
+    pub bp_len: u64,
+    pub branch_sample_type: u64,
+    pub sample_regs_user: u64,
+    pub sample_stack_user: u32,
+    pub clockid: i32,
+    pub sample_regs_intr: u64,
+    pub aux_watermark: u32,
+    pub sample_max_stack: u16,
+    pub reserved_2: u16,
+    pub aux_sample_size: u32,
+    pub reserved_3: u32,
+    pub sig_data: u64,
+}
+
+pub const PERF_ATTR_SIZE_VER7: u32 = 128;
+const _: () = assert!(std::mem::size_of::<PerfEventAttr>() == PERF_ATTR_SIZE_VER7 as usize);
+
+pub const PERF_TYPE_BREAKPOINT: u32 = 5;
+// Bit positions in perf_event_attr's flag word (include/uapi/linux/perf_event.h).
+pub const ATTR_FLAG_DISABLED: u64 = 1 << 0;
+pub const ATTR_FLAG_WATERMARK: u64 = 1 << 14;
+pub const ATTR_FLAG_SAMPLE_ID_ALL: u64 = 1 << 18;
+pub const ATTR_FLAG_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
+pub const ATTR_FLAG_USE_CLOCKID: u64 = 1 << 25;
+
+// Generic ioctl encoding, identical on x86_64 and arm64: _IO('$', n) and _IOR('$', 7, u64).
+/// perf_event_open flag: close the event fd on exec.
+const PERF_FLAG_FD_CLOEXEC: libc::c_long = 1 << 3;
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
+const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+const PERF_EVENT_IOC_ID: libc::c_ulong = 0x8008_2407;
+
+/// perf_event_open(2). Errors are the raw errno, which the caller turns into a sentence.
+pub fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32) -> Result<OwnedFd, i32> {
+    let mut a = *attr;
+    a.size = PERF_ATTR_SIZE_VER7;
+    // SAFETY: `a` is a fully initialised perf_event_attr of the size we declare; the kernel only
+    // reads it (and may write back `size` on E2BIG, which `a` has room for).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &mut a as *mut PerfEventAttr,
+            pid as libc::c_long,
+            cpu as libc::c_long,
+            -1 as libc::c_long,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+}
+
+fn perf_ioctl(fd: &OwnedFd, req: libc::c_ulong, arg: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: `fd` is an open perf event fd; these requests take an integer argument.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(())
+}
+
+pub fn perf_enable(fd: &OwnedFd) -> Result<(), i32> {
+    perf_ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+}
+
+pub fn perf_disable(fd: &OwnedFd) -> Result<(), i32> {
+    perf_ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
+}
+
+/// PERF_FORMAT_LOST (Linux 6.0+): read() also returns the samples the event lost.
+pub const PERF_FORMAT_LOST: u64 = 1 << 4;
+
+/// read(2) of an event opened with read_format PERF_FORMAT_LOST: (traps counted, samples lost).
+pub fn perf_read_count(fd: &OwnedFd) -> Result<(u64, u64), i32> {
+    let mut v = [0u64; 2];
+    // SAFETY: `v` is a live 16-byte buffer; the kernel writes at most that many bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), 16) };
+    if n != 16 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok((v[0], v[1]))
+}
+
+/// Sends `fd`'s records into `target`'s ring (same CPU), so one ring serves all watchpoints of
+/// a CPU.
+pub fn perf_set_output(fd: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {
+    perf_ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, target.as_raw_fd() as libc::c_ulong)
+}
+
+/// The event's id, as found in PERF_SAMPLE_IDENTIFIER.
+pub fn perf_event_id(fd: &OwnedFd) -> Result<u64, i32> {
+    let mut id = 0u64;
+    // SAFETY: PERF_EVENT_IOC_ID writes one u64 through the pointer, which points at `id`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ID as _, &mut id as *mut u64) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(id)
+}
+
+/// The mmap'd ring of one perf event: a metadata page then `2^n` data pages, which the kernel
+/// fills between `data_tail` (ours) and `data_head` (its).
+pub struct PerfRing {
+    base: *mut u8,
+    map_len: usize,
+    data_off: usize,
+    data_size: usize,
+}
+
+// Offsets in struct perf_event_mmap_page (include/uapi/linux/perf_event.h, stable since 3.x).
+const MMAP_DATA_HEAD: usize = 1024;
+const MMAP_DATA_TAIL: usize = 1032;
+const MMAP_DATA_OFFSET: usize = 1040;
+const MMAP_DATA_SIZE: usize = 1048;
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as usize
+    } else {
+        4096
+    }
+}
+
+impl PerfRing {
+    /// Maps `data_pages` (a power of two) data pages of `fd`'s ring, read-write so that we can
+    /// publish `data_tail` and the kernel never overwrites unread records (it counts them lost).
+    pub fn map(fd: &OwnedFd, data_pages: usize) -> Result<PerfRing, i32> {
+        let page = page_size();
+        let map_len = (data_pages + 1) * page;
+        // SAFETY: mapping a perf fd with a length of 1 + 2^n pages is the documented interface;
+        // the result is checked against MAP_FAILED.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
+        }
+        let base = base.cast::<u8>();
+        let mut ring = PerfRing {
+            base,
+            map_len,
+            data_off: page,
+            data_size: data_pages * page,
+        };
+        // Kernels since 4.1 say where the data is; trust them when the values fit the mapping.
+        let (off, size) = (ring.load_u64(MMAP_DATA_OFFSET), ring.load_u64(MMAP_DATA_SIZE));
+        if off != 0 && size != 0 && off.checked_add(size).is_some_and(|e| e as usize <= map_len) {
+            ring.data_off = off as usize;
+            ring.data_size = size as usize;
+        }
+        Ok(ring)
+    }
+
+    fn atomic(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: `off` is one of the 8-byte aligned header fields inside the first page of a
+        // live mapping; the kernel accesses these words concurrently, hence atomics.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.add(off).cast::<u64>()) }
+    }
+
+    fn load_u64(&self, off: usize) -> u64 {
+        self.atomic(off).load(Ordering::Acquire)
+    }
+
+    pub fn data_size(&self) -> usize {
+        self.data_size
+    }
+
+    /// Appends every unread byte to `out` (whole records: the kernel only publishes `data_head`
+    /// at record boundaries) and hands the space back to the kernel. Returns the byte count.
+    pub fn take(&mut self, out: &mut Vec<u8>) -> usize {
+        let head = self.load_u64(MMAP_DATA_HEAD);
+        let tail = self.atomic(MMAP_DATA_TAIL).load(Ordering::Relaxed);
+        let avail = head.wrapping_sub(tail).min(self.data_size as u64) as usize;
+        let start = (tail % self.data_size as u64) as usize;
+        let first = avail.min(self.data_size - start);
+        out.reserve(avail);
+        // SAFETY: [data_off + start, + first) and [data_off, + avail - first) lie inside the data
+        // area of the live mapping; the kernel does not write between tail and head until we
+        // move tail, which happens after the copy (Release store below).
+        unsafe {
+            let data = self.base.add(self.data_off);
+            out.extend_from_slice(std::slice::from_raw_parts(data.add(start), first));
+            out.extend_from_slice(std::slice::from_raw_parts(data, avail - first));
+        }
+        self.atomic(MMAP_DATA_TAIL)
+            .store(tail.wrapping_add(avail as u64), Ordering::Release);
+        avail
+    }
+}
+
+impl Drop for PerfRing {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`map_len` are exactly what mmap returned; nothing borrows the mapping
+        // past `take`, which copies out.
+        unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
+
+/// Reads CLOCK_MONOTONIC and CLOCK_REALTIME together, in nanoseconds, to turn perf
+/// timestamps (taken with clockid CLOCK_MONOTONIC) into wall-clock times.
+pub fn clocks_ns() -> (u64, u64) {
+    let read = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    };
+    (read(libc::CLOCK_MONOTONIC), read(libc::CLOCK_REALTIME))
+}
+
+/// This process's user and system CPU time and peak RSS (for the summary and the bench).
+pub fn self_usage() -> (f64, f64, u64) {
+    // SAFETY: a zeroed rusage is valid for getrusage to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_utime), t(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+}

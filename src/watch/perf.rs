@@ -1,0 +1,470 @@
+//! Arming breakpoint events on every online CPU and parsing what their rings hold.
+//!
+//! One perf event per (watchpoint, CPU), `PERF_TYPE_BREAKPOINT`, sample_period 1 so every trap is
+//! a sample. All events of a CPU write into one ring (PERF_EVENT_IOC_SET_OUTPUT) and samples
+//! carry PERF_SAMPLE_IDENTIFIER so we know which watchpoint tripped.
+
+use super::spec::{Access, Spec};
+use crate::arch::Arch;
+use crate::sys::os::{self, PerfEventAttr, PerfRing};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+// PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
+pub const SAMPLE_IP: u64 = 1 << 0;
+pub const SAMPLE_TID: u64 = 1 << 1;
+pub const SAMPLE_TIME: u64 = 1 << 2;
+pub const SAMPLE_ADDR: u64 = 1 << 3;
+pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
+pub const SAMPLE_CPU: u64 = 1 << 7;
+pub const SAMPLE_IDENTIFIER: u64 = 1 << 16;
+/// What every sample carries; `parse_sample` reads exactly this layout.
+pub const SAMPLE_TYPE: u64 =
+    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU | SAMPLE_CALLCHAIN;
+
+// PERF_RECORD_* types.
+pub const RECORD_LOST: u32 = 2;
+pub const RECORD_THROTTLE: u32 = 5;
+pub const RECORD_UNTHROTTLE: u32 = 6;
+pub const RECORD_SAMPLE: u32 = 9;
+
+/// Callchain entries at or above this are context markers (PERF_CONTEXT_KERNEL = -128, ...),
+/// not addresses.
+pub const PERF_CONTEXT_MAX: u64 = 0xffff_ffff_ffff_f000;
+
+/// Deepest kernel stack kept per hit: enough for syscall entry to the writer, small records.
+pub const MAX_STACK: u16 = 48;
+
+/// One trap as the kernel recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub id: u64,
+    pub ip: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC nanoseconds (attr.use_clockid).
+    pub time: u64,
+    pub addr: u64,
+    pub cpu: u32,
+    /// Kernel return addresses, innermost first, context markers removed.
+    pub stack: Vec<u64>,
+}
+
+/// A record of a ring, as far as watch mode cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Sample(Sample),
+    /// The kernel dropped `lost` records of event `id` because the ring was full.
+    Lost {
+        id: u64,
+        lost: u64,
+    },
+    /// The kernel throttled the event (too many interrupts per tick): hits go uncounted.
+    Throttle,
+    Other(u32),
+}
+
+/// Bounds-checked little reader over ring bytes (native endianness: the kernel wrote them).
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn u64(&mut self) -> Option<u64> {
+        let end = self.pos.checked_add(8)?;
+        let v = u64::from_ne_bytes(self.b.get(self.pos..end)?.try_into().ok()?);
+        self.pos = end;
+        Some(v)
+    }
+
+    fn u32x2(&mut self) -> Option<(u32, u32)> {
+        let v = self.u64()?.to_ne_bytes();
+        Some((
+            u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+            u32::from_ne_bytes([v[4], v[5], v[6], v[7]]),
+        ))
+    }
+}
+
+/// Parses the body of a PERF_RECORD_SAMPLE laid out per `SAMPLE_TYPE`.
+pub fn parse_sample(body: &[u8]) -> Option<Sample> {
+    let mut c = Cursor { b: body, pos: 0 };
+    let id = c.u64()?;
+    let ip = c.u64()?;
+    let (pid, tid) = c.u32x2()?;
+    let time = c.u64()?;
+    let addr = c.u64()?;
+    let (cpu, _res) = c.u32x2()?;
+    let nr = c.u64()?;
+    // Never trust nr beyond what the record holds.
+    let nr = (nr as usize).min(body.len() / 8);
+    let mut stack = Vec::with_capacity(nr);
+    for _ in 0..nr {
+        let a = c.u64()?;
+        if a < PERF_CONTEXT_MAX {
+            stack.push(a);
+        }
+    }
+    Some(Sample {
+        id,
+        ip,
+        pid,
+        tid,
+        time,
+        addr,
+        cpu,
+        stack,
+    })
+}
+
+/// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
+/// form a whole record (never expected: the kernel publishes whole records).
+pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
+    let mut pos = 0usize;
+    while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
+        let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let size = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
+        if size < 8 {
+            // A corrupt header: stop rather than loop forever.
+            break;
+        }
+        let Some(body) = pos.checked_add(size).and_then(|e| buf.get(pos + 8..e)) else {
+            break;
+        };
+        let rec = match ty {
+            RECORD_SAMPLE => match parse_sample(body) {
+                Some(s) => Record::Sample(s),
+                None => Record::Other(ty),
+            },
+            RECORD_LOST => {
+                let mut c = Cursor { b: body, pos: 0 };
+                match (c.u64(), c.u64()) {
+                    (Some(id), Some(lost)) => Record::Lost { id, lost },
+                    _ => Record::Other(ty),
+                }
+            }
+            RECORD_THROTTLE => Record::Throttle,
+            other => Record::Other(other),
+        };
+        f(rec);
+        pos += size;
+    }
+    buf.len() - pos
+}
+
+/// The perf_event_attr of one watchpoint.
+pub fn attr_for(spec: &Spec) -> PerfEventAttr {
+    PerfEventAttr {
+        type_: os::PERF_TYPE_BREAKPOINT,
+        sample_period: 1,
+        sample_type: SAMPLE_TYPE,
+        read_format: os::PERF_FORMAT_LOST,
+        flags: os::ATTR_FLAG_DISABLED
+            | os::ATTR_FLAG_SAMPLE_ID_ALL
+            | os::ATTR_FLAG_EXCLUDE_CALLCHAIN_USER
+            | os::ATTR_FLAG_USE_CLOCKID,
+        // Wake the reader at every sample: a lone hit is printed (and its value read) at once;
+        // under a storm the reader is busy draining, and wake-ups without a waiter cost little.
+        wakeup_events: 1,
+        bp_type: spec.access.bp_type(),
+        bp_addr: spec.addr,
+        bp_len: spec.len as u64,
+        clockid: libc::CLOCK_MONOTONIC,
+        sample_max_stack: MAX_STACK,
+        ..Default::default()
+    }
+}
+
+/// Parses a CPU list such as `0-3,5,7-8` (/sys/devices/system/cpu/online).
+pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("cannot parse CPU list '{}'", s.trim());
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if b < a || b - a > 65536 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("CPU list '{}' is empty", s.trim()));
+    }
+    Ok(out)
+}
+
+pub fn online_cpus() -> Result<Vec<u32>, String> {
+    let path = "/sys/devices/system/cpu/online";
+    let s =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e} (is sysfs mounted?)"))?;
+    parse_cpu_list(&s)
+}
+
+/// Turns perf_event_open's errno into what the user should do.
+pub fn open_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> String {
+    let what = format!("-w {} {:#x} ({})", spec.type_name(), spec.addr, spec.target);
+    match errno {
+        libc::EINVAL if spec.access == Access::X => format!(
+            "{what}: the kernel refused an execute breakpoint there (EINVAL): on x86 kernel text \
+             can only be watched when the kernel has kprobes (CONFIG_KPROBES), which this one \
+             lacks or refuses for this address. Use GDB breakpoints on a dump, or watch data"
+        ),
+        libc::EINVAL if spec.access == Access::R && arch == Arch::X86_64 => {
+            format!(
+                "{what}: x86 cannot watch reads alone (EINVAL); use rw{}",
+                spec.len
+            )
+        }
+        libc::EINVAL => format!(
+            "{what}: the kernel refused this watchpoint (EINVAL): the address must be aligned to \
+             the length and the type/length supported by this CPU"
+        ),
+        libc::ENOSPC => {
+            let slots = match super::spec::max_slots(arch) {
+                Some(n) => format!("this CPU has {n}"),
+                None => "the CPU's count is in ID_AA64DFR0_EL1.WRPs".to_string(),
+            };
+            format!(
+                "{what}: no free debug register on CPU {cpu} (ENOSPC; {slots}, and GDB, perf or \
+                 another kmemd may hold some): watch fewer addresses or stop the other user"
+            )
+        }
+        libc::EACCES | libc::EPERM => format!(
+            "{what}: not permitted ({}): kernel watchpoints need root or CAP_PERFMON (and \
+             kernel.perf_event_paranoid <= 1 without it)",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+        libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => format!(
+            "{what}: this kernel or CPU has no hardware breakpoint support for perf \
+             (CONFIG_HAVE_HW_BREAKPOINT) ({})",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+        libc::EMFILE => format!("{what}: too many open files; raise `ulimit -n`"),
+        e => format!(
+            "{what}: perf_event_open on CPU {cpu} failed: {}",
+            std::io::Error::from_raw_os_error(e)
+        ),
+    }
+}
+
+/// A CPU's ring with the fd that owns it.
+pub struct CpuRing {
+    pub cpu: u32,
+    pub fd: i32,
+    pub ring: PerfRing,
+}
+
+/// Every armed event; dropping it disables and closes them all (watchpoints released).
+pub struct Armed {
+    /// Declared before `events` so the rings are unmapped before their fds close.
+    pub rings: Vec<CpuRing>,
+    events: Vec<OwnedFd>,
+    /// Event id -> index of the watchpoint in the spec list.
+    pub ids: HashMap<u64, usize>,
+}
+
+impl Armed {
+    /// Opens one event per (watchpoint, CPU), disabled, maps one ring per CPU of `ring_pages`
+    /// data pages (a power of two), then enables them all.
+    pub fn arm(specs: &[Spec], cpus: &[u32], ring_pages: usize, arch: Arch) -> Result<Armed, String> {
+        let ring_bytes = ring_pages * os::page_size();
+        let mut armed = Armed {
+            rings: Vec::new(),
+            events: Vec::new(),
+            ids: HashMap::new(),
+        };
+        for &cpu in cpus {
+            let mut owner: Option<usize> = None;
+            for (i, spec) in specs.iter().enumerate() {
+                let attr = attr_for(spec);
+                let fd = match os::perf_event_open(&attr, -1, cpu as i32) {
+                    // Kernels before 6.0 do not know PERF_FORMAT_LOST: count without it.
+                    Err(libc::EINVAL) => {
+                        let mut plain = attr;
+                        plain.read_format = 0;
+                        os::perf_event_open(&plain, -1, cpu as i32)
+                    }
+                    r => r,
+                }
+                .map_err(|e| open_error(e, spec, arch, cpu))?;
+                let id = os::perf_event_id(&fd).map_err(|e| {
+                    format!(
+                        "cannot get the perf event id: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    )
+                })?;
+                armed.ids.insert(id, i);
+                match owner {
+                    None => {
+                        let ring = PerfRing::map(&fd, ring_pages).map_err(|e| {
+                            format!(
+                                "cannot map a {} KiB perf ring for CPU {cpu}: {} (root may map \
+                                 past kernel.perf_event_mlock_kb; otherwise raise it)",
+                                ring_bytes / 1024,
+                                std::io::Error::from_raw_os_error(e)
+                            )
+                        })?;
+                        armed.rings.push(CpuRing {
+                            cpu,
+                            fd: fd.as_raw_fd(),
+                            ring,
+                        });
+                        owner = Some(armed.events.len());
+                    }
+                    Some(o) => {
+                        let target = armed.events.get(o).ok_or("internal: ring owner vanished")?;
+                        os::perf_set_output(&fd, target).map_err(|e| {
+                            format!(
+                                "cannot share CPU {cpu}'s perf ring between watchpoints: {}",
+                                std::io::Error::from_raw_os_error(e)
+                            )
+                        })?;
+                    }
+                }
+                armed.events.push(fd);
+            }
+        }
+        for fd in &armed.events {
+            os::perf_enable(fd).map_err(|e| {
+                format!(
+                    "cannot enable a watchpoint: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )
+            })?;
+        }
+        Ok(armed)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
+    /// kernel cannot say (read_format without PERF_FORMAT_LOST).
+    pub fn kernel_counts(&self) -> Option<(u64, u64)> {
+        let mut total = (0u64, 0u64);
+        for fd in &self.events {
+            let (n, lost) = os::perf_read_count(fd).ok()?;
+            total = (total.0 + n, total.1 + lost);
+        }
+        Some(total)
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        // Stop the traps first so no CPU keeps hitting while we tear down; closing the fds
+        // (OwnedFd) then frees the debug registers.
+        for fd in &self.events {
+            let _ = os::perf_disable(fd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ty: u32, body: &[u64]) -> Vec<u8> {
+        let size = 8 + body.len() * 8;
+        let mut v = Vec::new();
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(&0u16.to_ne_bytes());
+        v.extend_from_slice(&(size as u16).to_ne_bytes());
+        for w in body {
+            v.extend_from_slice(&w.to_ne_bytes());
+        }
+        v
+    }
+
+    fn pair(lo: u32, hi: u32) -> u64 {
+        u64::from_ne_bytes({
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&lo.to_ne_bytes());
+            b[4..].copy_from_slice(&hi.to_ne_bytes());
+            b
+        })
+    }
+
+    #[test]
+    fn parses_samples_lost_and_skips_markers() {
+        let mut buf = rec(
+            RECORD_SAMPLE,
+            &[
+                77,                    // identifier
+                0xffff_ffff_8100_0010, // ip
+                pair(42, 43),          // pid, tid
+                1_000,                 // time
+                0xffff_8880_0000_0008, // addr
+                pair(1, 0),            // cpu, res
+                3,                     // nr
+                0xffff_ffff_ffff_ff80, // PERF_CONTEXT_KERNEL
+                0xffff_ffff_8100_0010,
+                0xffff_ffff_8100_2000,
+            ],
+        );
+        buf.extend(rec(RECORD_LOST, &[77, 5, 0, 0]));
+        buf.extend(rec(RECORD_THROTTLE, &[1, 2, 3]));
+        buf.extend(rec(99, &[]));
+        let mut got = Vec::new();
+        let left = parse_records(&buf, |r| got.push(r));
+        assert_eq!(left, 0);
+        assert_eq!(got.len(), 4);
+        match &got[0] {
+            Record::Sample(s) => {
+                assert_eq!((s.id, s.pid, s.tid, s.cpu, s.time), (77, 42, 43, 1, 1000));
+                assert_eq!(s.addr, 0xffff_8880_0000_0008);
+                assert_eq!(s.stack, vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_2000]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(got[1], Record::Lost { id: 77, lost: 5 });
+        assert_eq!(got[2], Record::Throttle);
+        assert_eq!(got[3], Record::Other(99));
+    }
+
+    #[test]
+    fn truncated_or_corrupt_records_do_not_panic() {
+        // nr claims far more entries than the record holds.
+        let buf = rec(RECORD_SAMPLE, &[1, 2, 3, 4, 5, 6, 1 << 40, 7]);
+        let mut got = Vec::new();
+        parse_records(&buf, |r| got.push(r));
+        assert_eq!(got, vec![Record::Other(RECORD_SAMPLE)]);
+        // Half a record is left over, a zero size stops parsing.
+        let whole = rec(RECORD_LOST, &[1, 2]);
+        assert_eq!(parse_records(&whole[..12], |_| panic!("no record expected")), 12);
+        let mut zero = whole.clone();
+        zero[6] = 0;
+        zero[7] = 0;
+        assert_eq!(parse_records(&zero, |_| panic!("no record expected")), zero.len());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
+        assert_eq!(parse_cpu_list("0,2-4,7").unwrap(), vec![0, 2, 3, 4, 7]);
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn attr_asks_for_every_trap_with_stack() {
+        let spec = Spec {
+            access: Access::W,
+            len: 8,
+            addr: 0xffff_8880_0000_0008,
+            target: "x".into(),
+        };
+        let a = attr_for(&spec);
+        assert_eq!((a.type_, a.sample_period, a.bp_type, a.bp_len), (5, 1, 2, 8));
+        assert_eq!(a.bp_addr, spec.addr);
+        assert_ne!(a.sample_type & SAMPLE_CALLCHAIN, 0);
+        assert_ne!(a.flags & os::ATTR_FLAG_DISABLED, 0);
+    }
+}

@@ -1,0 +1,320 @@
+//! What a hit looks like to the user (a text block, or one JSON object per line) and the summary
+//! printed when watching stops.
+
+use super::spec::Spec;
+use super::syms::Syms;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One hit, ready to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// 1-based hit number across all watchpoints.
+    pub seq: u64,
+    /// Wall-clock time of the trap, nanoseconds since the epoch (UTC).
+    pub wall_ns: u64,
+    pub cpu: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub ip: u64,
+    /// The address the CPU reported (the watched one, or inside it).
+    pub addr: u64,
+    /// The watched value read after the hit was drained, when readable.
+    pub value: Option<u64>,
+    /// The value shown for this watchpoint's previous hit (or read before arming).
+    pub prev: Option<u64>,
+    pub stack: Vec<u64>,
+}
+
+/// `HH:MM:SS.nnnnnnnnn` UTC of a wall-clock nanosecond count.
+pub fn clock_time(wall_ns: u64) -> String {
+    let secs = wall_ns / 1_000_000_000;
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:09}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        wall_ns % 1_000_000_000
+    )
+}
+
+/// Escapes a string for a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The text block of one hit:
+/// ```text
+/// #3 12:00:01.000000123 cpu 1 pid 42/43 (bash) w8 0xffff888001234560 (jiffies_64)
+///   ip    bpf_prog_3b185187f1855c4c+0x2c
+///   value 0x0000000000000005  prev 0x0000000000000004
+///   stack
+///     bpf_prog_3b185187f1855c4c+0x2c
+///     bpf_test_run+0x10d
+/// ```
+pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
+    let _ = write!(
+        out,
+        "#{} {} cpu {} pid {}/{} ({}) {} {:#x}",
+        hit.seq,
+        clock_time(hit.wall_ns),
+        hit.cpu,
+        hit.pid,
+        hit.tid,
+        hit.comm,
+        spec.type_name(),
+        spec.addr
+    );
+    if !spec.target.starts_with("0x") {
+        let _ = write!(out, " ({})", spec.target);
+    }
+    let _ = write!(out, "\n  ip    {}\n", syms.format(hit.ip));
+    match hit.value {
+        Some(v) => {
+            let _ = write!(out, "  value {}", spec.format_value(v));
+        }
+        None => out.push_str("  value unreadable"),
+    }
+    if let Some(p) = hit.prev {
+        let _ = write!(out, "  prev {}", spec.format_value(p));
+    }
+    out.push_str("\n  stack\n");
+    for &a in &hit.stack {
+        let _ = writeln!(out, "    {}", syms.format(a));
+    }
+}
+
+/// One JSON object (one line) with the same fields as the text block.
+pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
+    let _ = write!(
+        out,
+        "{{\"seq\":{},\"time\":{},\"time_ns\":{},\"cpu\":{},\"pid\":{},\"tid\":{},\"comm\":{},\
+         \"type\":{},\"target\":{},\"watch_addr\":\"{:#x}\",\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"ip_sym\":{}",
+        hit.seq,
+        json_str(&clock_time(hit.wall_ns)),
+        hit.wall_ns,
+        hit.cpu,
+        hit.pid,
+        hit.tid,
+        json_str(&hit.comm),
+        json_str(&spec.type_name()),
+        json_str(&spec.target),
+        spec.addr,
+        hit.addr,
+        hit.ip,
+        json_str(syms.format(hit.ip)),
+    );
+    match hit.value {
+        Some(v) => {
+            let _ = write!(out, ",\"value\":\"{}\"", spec.format_value(v));
+        }
+        None => out.push_str(",\"value\":null"),
+    }
+    match hit.prev {
+        Some(v) => {
+            let _ = write!(out, ",\"prev\":\"{}\"", spec.format_value(v));
+        }
+        None => out.push_str(",\"prev\":null"),
+    }
+    out.push_str(",\"stack\":[");
+    for (i, &a) in hit.stack.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_str(syms.format(a)));
+    }
+    out.push_str("]}\n");
+}
+
+/// Why watching stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Count,
+    Time,
+    Signal,
+    OutputClosed,
+}
+
+/// Counters for the closing summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub hits: u64,
+    pub per_cpu: BTreeMap<u32, u64>,
+    /// Instruction address -> hits.
+    pub per_ip: BTreeMap<u64, u64>,
+    /// Records the kernel could not put in a full ring (PERF_RECORD_LOST).
+    pub lost: u64,
+    /// Times the kernel throttled an event (hits during throttling are not counted anywhere).
+    pub throttled: u64,
+    /// Hits caused by kmemd's own reads of the watched value (rw watchpoints), not reported.
+    pub own: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, cpu: u32, ip: u64) {
+        self.hits += 1;
+        *self.per_cpu.entry(cpu).or_default() += 1;
+        *self.per_ip.entry(ip).or_default() += 1;
+    }
+
+    /// The summary as text lines.
+    pub fn format(&self, syms: &mut Syms, reason: StopReason, seconds: f64) -> String {
+        let why = match reason {
+            StopReason::Count => "hit count reached",
+            StopReason::Time => "time limit reached",
+            StopReason::Signal => "interrupted",
+            StopReason::OutputClosed => "output closed",
+        };
+        let mut o = format!(
+            "summary: {} hits in {:.3} s ({why}), {} lost, {} throttled\n",
+            self.hits, seconds, self.lost, self.throttled
+        );
+        if self.own > 0 {
+            let _ = writeln!(
+                o,
+                "  ({} hits from kmemd's own reads of the value not shown)",
+                self.own
+            );
+        }
+        o.push_str("  per cpu:");
+        for (cpu, n) in &self.per_cpu {
+            let _ = write!(o, " cpu{cpu}={n}");
+        }
+        o.push('\n');
+        let mut sites: Vec<(&u64, &u64)> = self.per_ip.iter().collect();
+        sites.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        o.push_str("  per call site:\n");
+        for (ip, n) in sites.iter().take(20) {
+            let _ = writeln!(o, "    {n:>10}  {}", syms.format(**ip));
+        }
+        if sites.len() > 20 {
+            let _ = writeln!(o, "    ... {} more call sites", sites.len() - 20);
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::spec::Access;
+
+    fn syms() -> Syms {
+        Syms::parse(
+            "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n"
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn spec() -> Spec {
+        Spec {
+            access: Access::W,
+            len: 4,
+            addr: 0xffff_8880_0000_0010,
+            target: "0xffff888000000010".into(),
+        }
+    }
+
+    fn hit() -> Hit {
+        Hit {
+            seq: 3,
+            wall_ns: 86_400_000_000_000 + 3_723_000_000_005,
+            cpu: 1,
+            pid: 42,
+            tid: 43,
+            comm: "a\"b".into(),
+            ip: 0xffff_ffff_c000_002c,
+            addr: 0xffff_8880_0000_0010,
+            value: Some(5),
+            prev: Some(4),
+            stack: vec![
+                0xffff_ffff_c000_002c,
+                0xffff_ffff_8100_0010,
+                0xffff_ffff_8100_1008,
+            ],
+        }
+    }
+
+    #[test]
+    fn time_of_day() {
+        assert_eq!(
+            clock_time(86_400_000_000_000 + 3_723_000_000_005),
+            "01:02:03.000000005"
+        );
+    }
+
+    #[test]
+    fn text_block_has_every_field() {
+        let mut o = String::new();
+        format_text(&hit(), &spec(), &mut syms(), &mut o);
+        assert!(
+            o.starts_with("#3 01:02:03.000000005 cpu 1 pid 42/43 (a\"b) w4 0xffff888000000010\n"),
+            "{o}"
+        );
+        assert!(o.contains("  ip    bpf_prog_abc+0x2c [bpf]\n"), "{o}");
+        assert!(o.contains("  value 0x00000005  prev 0x00000004\n"), "{o}");
+        assert!(o.contains("    bpf_test_run+0x10\n    __sys_bpf+0x8\n"), "{o}");
+        let mut h = hit();
+        h.value = None;
+        h.prev = None;
+        let mut o = String::new();
+        format_text(&h, &spec(), &mut syms(), &mut o);
+        assert!(o.contains("  value unreadable\n"), "{o}");
+        assert!(!o.contains("prev"));
+    }
+
+    #[test]
+    fn json_line_is_one_escaped_object() {
+        let mut o = String::new();
+        format_json(&hit(), &spec(), &mut syms(), &mut o);
+        assert_eq!(o.matches('\n').count(), 1);
+        assert!(o.contains("\"comm\":\"a\\\"b\""), "{o}");
+        assert!(
+            o.contains("\"value\":\"0x00000005\",\"prev\":\"0x00000004\""),
+            "{o}"
+        );
+        assert!(
+            o.contains("\"stack\":[\"bpf_prog_abc+0x2c [bpf]\",\"bpf_test_run+0x10\",\"__sys_bpf+0x8\"]}"),
+            "{o}"
+        );
+        assert!(o.contains("\"cpu\":1,\"pid\":42,\"tid\":43"), "{o}");
+        assert_eq!(json_str("a\u{1}\n"), "\"a\\u0001\\n\"");
+    }
+
+    #[test]
+    fn summary_counts_cpus_sites_and_losses() {
+        let mut s = Summary::default();
+        s.add(0, 0xffff_ffff_8100_0010);
+        s.add(1, 0xffff_ffff_8100_0010);
+        s.add(1, 0xffff_ffff_8100_1000);
+        s.lost = 7;
+        let t = s.format(&mut syms(), StopReason::Signal, 1.5);
+        assert!(
+            t.starts_with("summary: 3 hits in 1.500 s (interrupted), 7 lost"),
+            "{t}"
+        );
+        assert!(t.contains("cpu0=1 cpu1=2"), "{t}");
+        let first = t.find("bpf_test_run+0x10").unwrap();
+        let second = t.find("__sys_bpf+0x0").unwrap();
+        assert!(first < second, "busiest call site first: {t}");
+    }
+}
