@@ -221,8 +221,6 @@ pub fn drain_fd(fd: i32) {
 
 // ---- perf (watchpoints) -----------------------------------------------------------------------
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
 /// `struct perf_event_attr` up to `sig_data` (PERF_ATTR_SIZE_VER7, 128 bytes, Linux 5.13+;
 /// layout from include/uapi/linux/perf_event.h). Older kernels reject a size they do not know
 /// with E2BIG only when a field past their size is non-zero, so unused fields stay zero.
