@@ -1,6 +1,7 @@
 //! Crash dumps: ELF vmcores and makedumpfile's kdump formats, read through a page-table walker.
 
 pub mod bytes;
+pub mod cache;
 pub mod codec;
 pub mod elf;
 pub mod notes;
