@@ -27,6 +27,16 @@ pub trait ReadAt {
     }
 }
 
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
 /// A regular file read with `pread`, so no seek position is shared.
 pub struct FileSource {
     file: File,

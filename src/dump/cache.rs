@@ -17,7 +17,13 @@ pub struct PageCache {
 
 impl PageCache {
     pub fn new(limit_bytes: usize) -> PageCache {
-        PageCache { limit: limit_bytes, used: 0, tick: 0, pages: HashMap::new(), order: BTreeMap::new() }
+        PageCache {
+            limit: limit_bytes,
+            used: 0,
+            tick: 0,
+            pages: HashMap::new(),
+            order: BTreeMap::new(),
+        }
     }
 
     pub fn limit(&self) -> usize {
@@ -59,7 +65,9 @@ impl PageCache {
             return;
         }
         while self.used + data.len() > self.limit {
-            let Some((_, victim)) = self.order.pop_first() else { break };
+            let Some((_, victim)) = self.order.pop_first() else {
+                break;
+            };
             if let Some((_, old)) = self.pages.remove(&victim) {
                 self.used -= old.len();
             }
@@ -74,7 +82,9 @@ impl PageCache {
     pub fn set_limit(&mut self, limit_bytes: usize) {
         self.limit = limit_bytes;
         while self.used > self.limit {
-            let Some((_, victim)) = self.order.pop_first() else { break };
+            let Some((_, victim)) = self.order.pop_first() else {
+                break;
+            };
             if let Some((_, old)) = self.pages.remove(&victim) {
                 self.used -= old.len();
             }
@@ -93,7 +103,11 @@ mod tests {
             c.insert(k, vec![k as u8; 4096]);
         }
         assert_eq!(c.len(), 3);
-        assert_eq!(c.get(0).map(|p| p.first().copied()), Some(Some(0)), "touch 0: 1 becomes oldest");
+        assert_eq!(
+            c.get(0).map(|p| p.first().copied()),
+            Some(Some(0)),
+            "touch 0: 1 becomes oldest"
+        );
         c.insert(3, vec![3; 4096]);
         assert!(c.get(1).is_none(), "1 was least recently used");
         assert!(c.get(0).is_some() && c.get(2).is_some() && c.get(3).is_some());
