@@ -4,6 +4,7 @@ pub mod bytes;
 pub mod cache;
 pub mod codec;
 pub mod elf;
+pub mod flat;
 pub mod kdump;
 pub mod notes;
 #[cfg(test)]
