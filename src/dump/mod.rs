@@ -38,7 +38,7 @@ enum Body {
 
 /// An open crash dump.
 pub struct Dump {
-    src: Box<dyn ReadAt>,
+    src: Box<dyn ReadAt + Send>,
     body: Body,
     flattened: bool,
     arch: Arch,
@@ -73,12 +73,12 @@ impl Dump {
     }
 
     /// Opens a dump held by any [`ReadAt`] (tests use in-memory buffers).
-    pub fn from_source(src: Box<dyn ReadAt>) -> Result<Dump, String> {
+    pub fn from_source(src: Box<dyn ReadAt + Send>) -> Result<Dump, String> {
         if src.is_empty() {
             return Err("the file is empty; it is not a crash dump".into());
         }
         let head = bytes::read_vec(&*src, 0, src.len().min(64), "file header")?;
-        let (src, flattened): (Box<dyn ReadAt>, bool) = if flat::is_flattened(&head) {
+        let (src, flattened): (Box<dyn ReadAt + Send>, bool) = if flat::is_flattened(&head) {
             (Box::new(FlatSource::new(src)?), true)
         } else {
             (src, false)
