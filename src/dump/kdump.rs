@@ -277,19 +277,32 @@ impl KdumpFile {
         base + whole + partial
     }
 
+    /// Whether a pfn below max_mapnr is RAM (set in the 1st bitmap); None with one bitmap.
+    fn in_ram(&self, src: &dyn ReadAt, pfn: u64) -> Option<bool> {
+        if !self.two_bitmaps {
+            return None;
+        }
+        let mut b = [0u8; 1];
+        let off = self.bitmap1_offset.checked_add(pfn >> 3)?;
+        src.read_exact_at(off, &mut b).ok()?;
+        Some(b.first().is_some_and(|v| v & (1 << (pfn & 7)) != 0))
+    }
+
+    /// True when every excluded RAM page is known to be all zeros: the dump level excluded zero
+    /// pages and nothing else (makedumpfile DL_EXCLUDE_ZERO = bit 0 of `dump_level`). Current
+    /// makedumpfile (checked: 1.7.2) and QEMU keep zero pages in the bitmap with a shared zero
+    /// descriptor, so this matters only for older writers that cleared their bitmap bits instead.
+    fn excluded_pages_are_zero(&self) -> bool {
+        self.header.dump_level == Some(1)
+    }
+
     /// Why a pfn is not in the dump: a hole in physical memory, or a page makedumpfile excluded.
     fn missing_reason(&self, src: &dyn ReadAt, pfn: u64) -> String {
         if pfn >= self.header.max_mapnr {
             return format!("pfn {pfn:#x} is beyond the end of the dumped memory");
         }
-        if self.two_bitmaps {
-            let mut b = [0u8; 1];
-            let in_ram = self.bitmap1_offset.checked_add(pfn >> 3).is_some_and(|off| {
-                src.read_exact_at(off, &mut b).is_ok() && b.first().is_some_and(|v| v & (1 << (pfn & 7)) != 0)
-            });
-            if !in_ram {
-                return format!("pfn {pfn:#x} is not RAM in this dump (a hole in physical memory)");
-            }
+        if self.in_ram(src, pfn) == Some(false) {
+            return format!("pfn {pfn:#x} is not RAM in this dump (a hole in physical memory)");
         }
         let level = self
             .header
@@ -349,11 +362,19 @@ impl KdumpFile {
             return Ok(0);
         }
         let pfn = paddr >> self.block_shift;
-        if pfn >= self.header.max_mapnr || !self.is_dumpable(pfn) {
-            return Err(MemError::new(paddr, self.missing_reason(src, pfn)));
-        }
         let within = (paddr & (self.header.block_size - 1)) as usize;
         let n = buf.len().min(self.header.block_size as usize - within);
+        if pfn >= self.header.max_mapnr || !self.is_dumpable(pfn) {
+            if pfn < self.header.max_mapnr
+                && self.excluded_pages_are_zero()
+                && self.in_ram(src, pfn) == Some(true)
+            {
+                let dst = buf.get_mut(..n).unwrap_or_default();
+                dst.fill(0);
+                return Ok(dst.len());
+            }
+            return Err(MemError::new(paddr, self.missing_reason(src, pfn)));
+        }
         let mut cache = self.cache.borrow_mut();
         if cache.get(pfn).is_none() {
             let page = self.load_page(src, pfn).map_err(|e| MemError::new(paddr, e))?;

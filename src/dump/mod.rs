@@ -308,12 +308,12 @@ impl Dump {
         let _ = writeln!(t, "VMCOREINFO:    {} entries", vi.entries().len());
         let ranges = self.phys_ranges();
         let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
-        let _ = writeln!(
-            t,
-            "physical:      {} range(s), {} MiB in the dump",
-            ranges.len(),
-            total >> 20
-        );
+        let size = if total >= 1 << 20 {
+            format!("{} MiB", total >> 20)
+        } else {
+            format!("{} KiB", total >> 10)
+        };
+        let _ = writeln!(t, "physical:      {} range(s), {size} in the dump", ranges.len());
         for (s, e) in ranges.iter().take(16) {
             let _ = writeln!(t, "               {s:#014x}-{:#014x}", e - 1);
         }

@@ -98,6 +98,7 @@ impl Decoder<'_> {
         while self.op < end {
             // Copy in chunks no longer than the distance, so each chunk reads bytes already written.
             let n = dist.min(end - self.op);
+            // In range: from + n <= op (n <= dist) and op + n <= end <= out.len(), checked above.
             self.out.copy_within(from..from + n, self.op);
             self.op += n;
             from += n;
@@ -124,7 +125,7 @@ impl Decoder<'_> {
                 match state {
                     0 => {
                         let n = if t == 0 { self.long_length(15)? } else { t };
-                        self.literals(n + 3)?;
+                        self.literals(n.saturating_add(3))?;
                         state = 4;
                         continue;
                     }
@@ -142,14 +143,14 @@ impl Decoder<'_> {
                 (dist, len, next) = (((t >> 2) & 7) + (h << 3) + 1, (t >> 5) + 1, t & 3);
             } else if t >= 32 {
                 len = match t & 31 {
-                    0 => self.long_length(31)? + 2,
+                    0 => self.long_length(31)?.saturating_add(2),
                     l => l + 2,
                 };
                 let d = self.le16()?;
                 (dist, next) = ((d >> 2) + 1, d & 3);
             } else {
                 len = match t & 7 {
-                    0 => self.long_length(7)? + 2,
+                    0 => self.long_length(7)?.saturating_add(2),
                     l => l + 2,
                 };
                 let d = self.le16()?;

@@ -81,6 +81,7 @@ pub fn decompress(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
         let mut from = op - dist;
         while op < end {
             let n = dist.min(end - op);
+            // In range: from + n <= op (n <= dist) and op + n <= end <= want <= out.len().
             out.copy_within(from..from + n, op);
             op += n;
             from += n;

@@ -220,6 +220,33 @@ fn missing_pages_are_errors_that_name_the_pfn() {
 }
 
 #[test]
+fn excluded_pages_read_as_zeros_only_when_only_zero_pages_were_excluded() {
+    // Older makedumpfile cleared the bitmap bit of zero pages with -d 1.
+    let file = build(&Spec {
+        dump_level: 1,
+        ..every_codec_spec()
+    });
+    let k = ok(KdumpFile::parse(&file));
+    assert_eq!(ok(read_all(&k, &file, 4 * 4096 + 8, 100)), vec![0u8; 100]);
+    let mut buf = [0xffu8; 8];
+    assert!(
+        k.read_phys(&file, 6 * 4096, &mut buf).is_err(),
+        "a hole is still not RAM"
+    );
+    for level in [0, 3, 17, 31] {
+        let file = build(&Spec {
+            dump_level: level,
+            ..every_codec_spec()
+        });
+        let k = ok(KdumpFile::parse(&file));
+        assert!(
+            k.read_phys(&file, 4 * 4096, &mut buf).is_err(),
+            "dump level {level}"
+        );
+    }
+}
+
+#[test]
 fn header_version_gates_sub_header_fields() {
     let file = build(&Spec {
         header_version: 2,
