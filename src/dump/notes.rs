@@ -88,6 +88,46 @@ pub struct CpuState {
     pub cr4: Option<u64>,
 }
 
+/// Names of `pr_reg` slots: x86_64 `struct user_regs_struct` order; arm64 `struct user_pt_regs`
+/// (x0–x30, sp, pc, pstate), with pstate under GDB's name `cpsr`.
+pub fn prstatus_reg_names(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &[
+            "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+            "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+            "gs",
+        ],
+        Arch::Aarch64 => &[
+            "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+            "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28",
+            "x29", "x30", "sp", "pc", "cpsr",
+        ],
+    }
+}
+
+impl CpuState {
+    /// The saved registers in the order of `arch`'s GDB target description
+    /// (`Arch::registers()`); registers a dump does not save (FPU, vector) are `None`. Values
+    /// narrower than 64 bits (eflags, segment selectors, cpsr) are truncated to their width.
+    pub fn gdb_registers(&self, arch: Arch) -> crate::target::Registers {
+        let names = prstatus_reg_names(arch);
+        let regs = arch
+            .registers()
+            .iter()
+            .map(|desc| {
+                let slot = names.iter().position(|n| *n == desc.name)?;
+                let v = *self.regs.get(slot)?;
+                Some(if desc.bits < 64 {
+                    v & ((1u64 << desc.bits) - 1)
+                } else {
+                    v
+                })
+            })
+            .collect();
+        crate::target::Registers(regs)
+    }
+}
+
 /// What the notes say, interpreted.
 #[derive(Debug, Clone, Default)]
 pub struct NoteInfo {
@@ -233,6 +273,53 @@ pub(crate) mod tests {
         assert_eq!(c1.and_then(|c| c.regs.get(26).copied()), Some(226));
         assert_eq!(c1.and_then(|c| c.cr3), None);
         assert_eq!(info.vmcoreinfo.as_deref(), Some(&b"OSRELEASE=6.1.0\n"[..]));
+    }
+
+    #[test]
+    fn gdb_register_order_maps_every_saved_register_by_name() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let blob = note("CORE", 1, &prstatus(arch, 1, 0x1000));
+            let info = interpret(&parse_notes(&blob, Endian::Little), Endian::Little, Some(arch));
+            let Some(cpu) = info.cpus.first() else {
+                panic!("no CPU")
+            };
+            let regs = cpu.gdb_registers(arch).0;
+            assert_eq!(regs.len(), arch.registers().len());
+            let names = prstatus_reg_names(arch);
+            assert_eq!(names.len(), prstatus_reg_count(arch));
+            for (slot, name) in names.iter().enumerate() {
+                let idx = arch.reg_index(name);
+                assert!(idx.is_some(), "{name} is not in the {arch} target description");
+                let bits = idx.and_then(|i| arch.registers().get(i)).map_or(64, |d| d.bits);
+                let want = (0x1000 + slot as u64) & if bits < 64 { (1u64 << bits) - 1 } else { u64::MAX };
+                assert_eq!(
+                    idx.and_then(|i| regs.get(i).copied().flatten()),
+                    Some(want),
+                    "{arch} {name}"
+                );
+            }
+            assert_eq!(
+                regs.iter().filter(|r| r.is_some()).count(),
+                names.len(),
+                "{arch}: the rest unavailable"
+            );
+        }
+        let x86 = Arch::X86_64;
+        let blob = note("CORE", 1, &prstatus(x86, 1, 0));
+        let info = interpret(&parse_notes(&blob, Endian::Little), Endian::Little, Some(x86));
+        let regs = info
+            .cpus
+            .first()
+            .map(|c| c.gdb_registers(x86).0)
+            .unwrap_or_default();
+        assert_eq!(
+            x86.reg_index("rip").and_then(|i| regs.get(i).copied().flatten()),
+            Some(16)
+        );
+        assert_eq!(
+            x86.reg_index("rax").and_then(|i| regs.get(i).copied().flatten()),
+            Some(10)
+        );
     }
 
     #[test]
