@@ -164,6 +164,7 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
         .find(|n| prstatus(n))
         .and_then(|n| arch_from_prstatus_size(n.desc.len()));
     let arch = arch.or(info.prstatus_arch);
+    let mut qemu_states = Vec::new();
     for n in notes {
         if prstatus(n) {
             let Some(arch) = arch else {
@@ -192,14 +193,20 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
                 info.vmcoreinfo = Some(n.desc.to_vec());
             }
         } else if n.name == b"QEMU" && arch == Some(Arch::X86_64) {
-            // QEMU writes its CPU state note right after that CPU's NT_PRSTATUS.
+            // The i-th QEMU note belongs to the i-th CPU: QEMU (10.0 `dump/dump.c`
+            // `write_elf64_notes`) writes every CPU's NT_PRSTATUS first, then every CPU's
+            // QEMUCPUState; counting also works if a writer interleaves them.
             let b = Bytes::new(n.desc, endian, "QEMU CPU state note");
-            if let Some(cpu) = info.cpus.last_mut() {
-                cpu.cr3 = b.u64(QEMU_CR3_OFFSET, "cr3").ok();
-                cpu.cr4 = b.u64(QEMU_CR4_OFFSET, "cr4").ok();
-            }
+            qemu_states.push((
+                b.u64(QEMU_CR3_OFFSET, "cr3").ok(),
+                b.u64(QEMU_CR4_OFFSET, "cr4").ok(),
+            ));
         }
         // NT_PRFPREG and anything else: not needed for a read-only GDB view.
+    }
+    for (cpu, (cr3, cr4)) in info.cpus.iter_mut().zip(qemu_states) {
+        cpu.cr3 = cr3;
+        cpu.cr4 = cr4;
     }
     info
 }
@@ -319,6 +326,21 @@ pub(crate) mod tests {
         assert_eq!(
             x86.reg_index("rax").and_then(|i| regs.get(i).copied().flatten()),
             Some(10)
+        );
+    }
+
+    #[test]
+    fn qemu_notes_after_all_prstatus_notes_go_to_cpus_in_order() {
+        // QEMU's real layout: CORE, CORE, QEMU, QEMU (then VMCOREINFO).
+        let mut blob = note("CORE", 1, &prstatus(Arch::X86_64, 1, 0));
+        blob.extend(note("CORE", 1, &prstatus(Arch::X86_64, 2, 0)));
+        blob.extend(note("QEMU", 0, &qemu_cpu_state(0xa000, 0x20)));
+        blob.extend(note("QEMU", 0, &qemu_cpu_state(0xb000, 0x1020)));
+        let info = interpret(&parse_notes(&blob, Endian::Little), Endian::Little, None);
+        let got: Vec<(Option<u64>, Option<u64>)> = info.cpus.iter().map(|c| (c.cr3, c.cr4)).collect();
+        assert_eq!(
+            got,
+            vec![(Some(0xa000), Some(0x20)), (Some(0xb000), Some(0x1020))]
         );
     }
 
