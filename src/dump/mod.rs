@@ -1,20 +1,377 @@
 //! Crash dumps: ELF vmcores and makedumpfile's kdump formats, read through a page-table walker.
+//!
+//! `Dump::open` detects the format by content (ELF, `KDUMP   `/`DISKDUMP`, flattened
+//! `makedumpfile` records around either) and offers the dump's physical memory ([`PhysRead`]),
+//! architecture, VMCOREINFO and per-CPU registers. Turning kernel virtual addresses into physical
+//! ones is the page-table walker's job (src/arch/).
 
-use crate::cli::Config;
-use crate::target::Target;
-use std::path::Path;
+pub mod bytes;
+pub mod cache;
+pub mod codec;
+pub mod elf;
+pub mod flat;
+pub mod kdump;
+pub mod notes;
+pub mod target;
+#[cfg(test)]
+pub(crate) mod testutil;
+pub mod vmcoreinfo;
+
+use crate::arch::Arch;
+use crate::target::MemError;
+use bytes::{FileSource, ReadAt};
+use elf::ElfCore;
+use flat::FlatSource;
+use kdump::KdumpFile;
+pub use notes::CpuState;
+use std::fmt::Write as _;
+pub use vmcoreinfo::VmcoreInfo;
 
 /// Physical memory of a dump. Same contract as Target::read_memory: a prefix of real bytes, Err when the first byte is not in the dump.
 pub trait PhysRead {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, crate::target::MemError>;
 }
 
-/// Opens a dump as a GDB target.
-pub fn open_target(path: &Path, _config: &Config) -> Result<Box<dyn Target>, String> {
-    Err(format!("{}: crash dumps are not supported yet", path.display()))
+enum Body {
+    Elf(ElfCore),
+    Kdump(Box<KdumpFile>),
+}
+
+/// An open crash dump.
+pub struct Dump {
+    src: Box<dyn ReadAt + Send>,
+    body: Body,
+    flattened: bool,
+    arch: Arch,
+    vmcoreinfo: VmcoreInfo,
+    cpus: Vec<CpuState>,
+    crashing_cpu: Option<usize>,
+}
+
+/// Formats kmemd recognises only to say what to do with them.
+fn foreign_format(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("a gzip file: decompress it first (gunzip)")
+    } else if head.starts_with(b"\xfd7zXZ\0") {
+        Some("an xz file: decompress it first (unxz)")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("a zstd file: decompress it first (unzstd)")
+    } else if head.starts_with(b"BZh") {
+        Some("a bzip2 file: decompress it first (bunzip2)")
+    } else if head.starts_with(b"PAGEDU64") || head.starts_with(b"PAGEDUMP") {
+        Some("a Windows crash dump; kmemd reads Linux vmcores")
+    } else {
+        None
+    }
+}
+
+impl Dump {
+    /// Opens a dump file, detecting its format from its content. Errors are one line that names
+    /// the file and says what is wrong.
+    pub fn open(path: &str) -> Result<Dump, String> {
+        let src = FileSource::open(path)?;
+        Dump::from_source(Box::new(src)).map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// Opens a dump held by any [`ReadAt`] (tests use in-memory buffers).
+    pub fn from_source(src: Box<dyn ReadAt + Send>) -> Result<Dump, String> {
+        if src.is_empty() {
+            return Err("the file is empty; it is not a crash dump".into());
+        }
+        let head = bytes::read_vec(&*src, 0, src.len().min(64), "file header")?;
+        let (src, flattened): (Box<dyn ReadAt + Send>, bool) = if flat::is_flattened(&head) {
+            (Box::new(FlatSource::new(src)?), true)
+        } else {
+            (src, false)
+        };
+        let head = if flattened {
+            bytes::read_vec(&*src, 0, src.len().min(64), "file header")?
+        } else {
+            head
+        };
+        let body = if elf::is_elf(&head) {
+            Body::Elf(ElfCore::parse(&*src)?)
+        } else if kdump::is_kdump(&head) {
+            Body::Kdump(Box::new(KdumpFile::parse(&*src)?))
+        } else if let Some(what) = foreign_format(&head) {
+            return Err(format!("this is {what}"));
+        } else if flattened {
+            return Err("the flattened dump holds neither an ELF vmcore nor a kdump-compressed file".into());
+        } else {
+            return Err(
+                "not a crash dump kmemd can read: expected an ELF vmcore, a makedumpfile \
+                        kdump-compressed file or a flattened dump (makedumpfile -F)"
+                    .into(),
+            );
+        };
+        let (arch, vmcoreinfo, cpus, crashing_cpu) = match &body {
+            Body::Elf(core) => {
+                let mut all = notes::NoteInfo::default();
+                for blob in &core.note_blobs {
+                    let info = notes::interpret(
+                        &notes::parse_notes(blob, core.endian),
+                        core.endian,
+                        Some(core.arch),
+                    );
+                    all.cpus.extend(info.cpus);
+                    all.vmcoreinfo = all.vmcoreinfo.or(info.vmcoreinfo);
+                }
+                let vmci = VmcoreInfo::parse(all.vmcoreinfo.as_deref().unwrap_or_default());
+                // An ELF vmcore does not record which CPU crashed (every CPU saves the same
+                // NT_PRSTATUS); the kernel's `panic_cpu` variable says, given symbols.
+                (core.arch, vmci, all.cpus, None)
+            }
+            Body::Kdump(k) => {
+                let endian = k.header.endian;
+                let parsed = k
+                    .notes
+                    .as_deref()
+                    .map(|n| notes::parse_notes(n, endian))
+                    .unwrap_or_default();
+                let from_machine = match k.header.machine.as_str() {
+                    "x86_64" => Some(Arch::X86_64),
+                    "aarch64" | "arm64" => Some(Arch::Aarch64),
+                    _ => None,
+                };
+                let guess = notes::interpret(&parsed, endian, from_machine);
+                let text = k
+                    .vmcoreinfo
+                    .clone()
+                    .or(guess.vmcoreinfo.clone())
+                    .unwrap_or_default();
+                let vmci = VmcoreInfo::parse(&text);
+                // QEMU writes machine "Unknown" (quirk 5): fall back to the notes, then VMCOREINFO.
+                let arch = from_machine
+                    .or(guess.prstatus_arch)
+                    .or_else(|| arch_from_vmcoreinfo(&vmci))
+                    .ok_or(
+                        "cannot tell this dump's architecture (no machine name, CPU notes or VMCOREINFO); \
+                     it is damaged or not from x86_64/aarch64",
+                    )?;
+                let info = if Some(arch) == from_machine {
+                    guess
+                } else {
+                    notes::interpret(&parsed, endian, Some(arch))
+                };
+                // Only the old "DISKDUMP" writer filled current_cpu; makedumpfile (checked: 1.7.2)
+                // and QEMU leave it 0 whichever CPU crashed.
+                let crashing = (k.header.signature == "DISKDUMP")
+                    .then_some(k.header.current_cpu as usize)
+                    .filter(|&c| c < info.cpus.len());
+                (arch, vmci, info.cpus, crashing)
+            }
+        };
+        if vmcoreinfo.is_empty() {
+            log::warn!("the dump has no VMCOREINFO: kernel addresses cannot be translated without it");
+        }
+        Ok(Dump {
+            src,
+            body,
+            flattened,
+            arch,
+            vmcoreinfo,
+            cpus,
+            crashing_cpu,
+        })
+    }
+
+    /// The dumped kernel's architecture (not the host's).
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// VMCOREINFO (empty when the dump has none).
+    pub fn vmcoreinfo(&self) -> &VmcoreInfo {
+        &self.vmcoreinfo
+    }
+
+    /// One entry per CPU, in note order (CPU 0 first).
+    pub fn cpus(&self) -> &[CpuState] {
+        &self.cpus
+    }
+
+    /// Index into `cpus()` of the CPU that crashed, when the file records it: only the old
+    /// "DISKDUMP" header's `current_cpu`. None for ELF and makedumpfile/QEMU kdump files.
+    pub fn crashing_cpu(&self) -> Option<usize> {
+        self.crashing_cpu
+    }
+
+    /// KASLR slide from VMCOREINFO `KERNELOFFSET`.
+    pub fn kaslr_offset(&self) -> Option<u64> {
+        self.vmcoreinfo.kerneloffset()
+    }
+
+    /// The kernel's page size: VMCOREINFO `PAGESIZE`, else the kdump block size, else 4096.
+    pub fn page_size(&self) -> u64 {
+        self.vmcoreinfo.page_size().unwrap_or(match &self.body {
+            Body::Kdump(k) => k.header.block_size,
+            Body::Elf(_) => 4096,
+        })
+    }
+
+    /// Short format name, e.g. `kdump-compressed (flattened), zlib`.
+    pub fn format_name(&self) -> String {
+        let flat = if self.flattened { " (flattened)" } else { "" };
+        match &self.body {
+            Body::Elf(_) => format!("ELF vmcore{flat}"),
+            Body::Kdump(k) => format!("kdump-compressed{flat}, {} pages", k.header.compression().name()),
+        }
+    }
+
+    /// Physical address ranges `[start, end)` whose bytes the dump holds.
+    pub fn phys_ranges(&self) -> Vec<(u64, u64)> {
+        match &self.body {
+            Body::Elf(core) => {
+                let mut r: Vec<(u64, u64)> = Vec::new();
+                for s in core.segments.iter().filter(|s| s.present > 0) {
+                    let (start, end) = (s.paddr, s.paddr.saturating_add(s.present));
+                    match r.last_mut() {
+                        Some(last) if last.1 == start => last.1 = end,
+                        _ => r.push((start, end)),
+                    }
+                }
+                r
+            }
+            Body::Kdump(k) => k.dumpable_ranges(),
+        }
+    }
+
+    /// Bounds the decompressed-page cache (kdump formats; ELF reads are not cached).
+    pub fn set_cache_limit(&self, bytes: usize) {
+        if let Body::Kdump(k) = &self.body {
+            k.set_cache_limit(bytes);
+        }
+    }
+
+    /// What `kmemd -c FILE --info` prints.
+    pub fn info_text(&self) -> String {
+        let mut t = String::new();
+        let vi = &self.vmcoreinfo;
+        let _ = writeln!(t, "format:        {}", self.format_name());
+        if let Body::Kdump(k) = &self.body {
+            let h = &k.header;
+            let level = h
+                .dump_level
+                .map(|l| format!(", dump level {l}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                t,
+                "kdump header:  version {}, block size {}{level}",
+                h.header_version, h.block_size
+            );
+            if h.incomplete() {
+                let _ = writeln!(
+                    t,
+                    "warning:       incomplete dump (makedumpfile ran out of space): pages are missing"
+                );
+            }
+        }
+        if let Body::Elf(core) = &self.body {
+            if core.truncated {
+                let _ = writeln!(
+                    t,
+                    "warning:       the file is truncated: memory past its end cannot be read"
+                );
+            }
+        }
+        let _ = writeln!(t, "arch:          {}", self.arch);
+        let release = vi.osrelease().map(str::to_string).or_else(|| match &self.body {
+            Body::Kdump(k) if !k.header.release.is_empty() => Some(k.header.release.clone()),
+            _ => None,
+        });
+        let _ = writeln!(
+            t,
+            "kernel:        {}",
+            release.as_deref().unwrap_or("unknown (no VMCOREINFO)")
+        );
+        let _ = writeln!(t, "page size:     {}", self.page_size());
+        let cpus: Vec<String> = self
+            .cpus
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if c.pid == 0 {
+                    format!("CPU {i} idle")
+                } else {
+                    format!("CPU {i} pid {}", c.pid)
+                }
+            })
+            .collect();
+        let _ = writeln!(t, "CPUs:          {} ({})", self.cpus.len(), cpus.join(", "));
+        let crashed = self
+            .crashing_cpu
+            .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"));
+        let _ = writeln!(t, "crashing CPU:  {crashed}");
+        let kaslr = self
+            .kaslr_offset()
+            .map_or("unknown (no KERNELOFFSET)".to_string(), |o| format!("{o:#x}"));
+        let _ = writeln!(t, "KASLR offset:  {kaslr}");
+        let _ = writeln!(t, "VMCOREINFO:    {} entries", vi.entries().len());
+        let ranges = self.phys_ranges();
+        let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+        let size = if total >= 1 << 20 {
+            format!("{} MiB", total >> 20)
+        } else {
+            format!("{} KiB", total >> 10)
+        };
+        let _ = writeln!(t, "physical:      {} range(s), {size} in the dump", ranges.len());
+        for (s, e) in ranges.iter().take(16) {
+            let _ = writeln!(t, "               {s:#014x}-{:#014x}", e - 1);
+        }
+        if ranges.len() > 16 {
+            let _ = writeln!(t, "               ... and {} more", ranges.len() - 16);
+        }
+        t
+    }
+}
+
+/// Architecture from VMCOREINFO keys only x86_64 or only arm64 kernels write
+/// (`arch/x86/kernel/machine_kexec_64.c`, `arch/arm64/kernel/vmcore_info.c`, Linux 6.x).
+fn arch_from_vmcoreinfo(v: &VmcoreInfo) -> Option<Arch> {
+    if v.symbol("init_top_pgt").is_some() || v.get("NUMBER(pgtable_l5_enabled)").is_some() {
+        Some(Arch::X86_64)
+    } else if v.get("NUMBER(kimage_voffset)").is_some() || v.get("NUMBER(VA_BITS)").is_some() {
+        Some(Arch::Aarch64)
+    } else {
+        None
+    }
+}
+
+impl PhysRead for Dump {
+    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        match &self.body {
+            Body::Elf(core) => core.read_phys(&*self.src, paddr, buf),
+            Body::Kdump(k) => k.read_phys(&*self.src, paddr, buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Opens a dump as a GDB target (`-c FILE`).
+pub fn open_target(
+    path: &std::path::Path,
+    config: &crate::cli::Config,
+) -> Result<Box<dyn crate::target::Target>, String> {
+    if config.pid.is_some() {
+        return Err("--pid (one process of a dump) is not supported yet".into());
+    }
+    let t = target::DumpTarget::open(path)?;
+    if let Some(off) = t.dump().kaslr_offset() {
+        log::info!(
+            "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
+             the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
+             need per-CPU variables)"
+        );
+    }
+    Ok(Box::new(t))
 }
 
 /// The `--info` description of a dump.
-pub fn info_text(path: &Path) -> Result<String, String> {
-    Err(format!("{}: crash dumps are not supported yet", path.display()))
+pub fn info_text(path: &std::path::Path) -> Result<String, String> {
+    let name = path
+        .to_str()
+        .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
+    Ok(Dump::open(name)?.info_text())
 }

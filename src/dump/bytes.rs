@@ -1,0 +1,314 @@
+//! Bounds-checked access to untrusted dump bytes: a positioned-read abstraction over files (so
+//! every reader also runs on in-memory buffers in tests) and a field reader whose errors name the
+//! field that did not fit.
+
+use byteorder::{BigEndian, ByteOrder, LittleEndian};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Byte order of a dump's headers (the dumped machine's, or big-endian for flattened records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    Little,
+    Big,
+}
+
+/// Positioned reads from something of known length: a file, a buffer, a reassembled flattened
+/// file. `&self` so one source can be shared by readers and caches.
+pub trait ReadAt {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+
+    /// Fills `buf` from `offset`. Fails unless every byte was read.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
+/// A regular file read with `pread`, so no seek position is shared.
+pub struct FileSource {
+    file: File,
+    len: u64,
+}
+
+impl FileSource {
+    pub fn open(path: &str) -> Result<FileSource, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        let meta = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?;
+        if meta.is_dir() {
+            return Err(format!("{path} is a directory; give the path of a vmcore file"));
+        }
+        Ok(FileSource {
+            file,
+            len: meta.len(),
+        })
+    }
+}
+
+impl ReadAt for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| format!("reading {} bytes at offset {offset:#x} failed: {e}", buf.len()))
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.as_slice().read_exact_at(offset, buf)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some((start, start.checked_add(buf.len())?)))
+            .and_then(|(start, end)| self.get(start..end));
+        match src {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(format!(
+                "{} bytes at offset {offset:#x} are past the end ({} bytes)",
+                buf.len(),
+                <[u8]>::len(self)
+            )),
+        }
+    }
+}
+
+/// Reads `len` bytes at `offset` into a new vector, checking first that they lie inside the
+/// source, so a corrupt length can never cause a huge allocation. `what` names the structure for
+/// the error message.
+pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| format!("the {what} has an impossible offset {offset:#x} + length {len:#x}"))?;
+    if end > src.len() {
+        return Err(format!(
+            "the file is truncated or corrupt: the {what} ({len} bytes at offset {offset:#x}) ends past \
+             the end of the file ({} bytes)",
+            src.len()
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| format!("the {what} is too large ({len} bytes)"))?;
+    let mut buf = vec![0u8; len];
+    src.read_exact_at(offset, &mut buf)
+        .map_err(|e| format!("cannot read the {what}: {e}"))?;
+    Ok(buf)
+}
+
+/// A view of untrusted bytes with checked, endian-aware field accessors. Every accessor takes the
+/// field's name so a failure says which field of which structure did not fit.
+#[derive(Clone, Copy)]
+pub struct Bytes<'a> {
+    data: &'a [u8],
+    endian: Endian,
+    what: &'a str,
+}
+
+impl<'a> Bytes<'a> {
+    /// `what` names the structure (e.g. "ELF header") in error messages.
+    pub fn new(data: &'a [u8], endian: Endian, what: &'a str) -> Bytes<'a> {
+        Bytes { data, endian, what }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn endian(&self) -> Endian {
+        self.endian
+    }
+
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// `len` bytes at `off`, or an error naming `field`.
+    pub fn slice(&self, off: usize, len: usize, field: &str) -> Result<&'a [u8], String> {
+        off.checked_add(len)
+            .and_then(|end| self.data.get(off..end))
+            .ok_or_else(|| {
+                format!(
+                    "the {} is truncated or corrupt: field {field} ({len} bytes at offset {off}) is outside \
+                 its {} bytes",
+                    self.what,
+                    self.data.len()
+                )
+            })
+    }
+
+    /// A sub-view of `len` bytes at `off`, with the same byte order.
+    pub fn sub(&self, off: usize, len: usize, field: &str) -> Result<Bytes<'a>, String> {
+        Ok(Bytes {
+            data: self.slice(off, len, field)?,
+            ..*self
+        })
+    }
+
+    pub fn u8(&self, off: usize, field: &str) -> Result<u8, String> {
+        Ok(self.slice(off, 1, field)?.first().copied().unwrap_or(0))
+    }
+
+    pub fn u16(&self, off: usize, field: &str) -> Result<u16, String> {
+        let b = self.slice(off, 2, field)?;
+        Ok(match self.endian {
+            Endian::Little => LittleEndian::read_u16(b),
+            Endian::Big => BigEndian::read_u16(b),
+        })
+    }
+
+    pub fn u32(&self, off: usize, field: &str) -> Result<u32, String> {
+        let b = self.slice(off, 4, field)?;
+        Ok(match self.endian {
+            Endian::Little => LittleEndian::read_u32(b),
+            Endian::Big => BigEndian::read_u32(b),
+        })
+    }
+
+    pub fn u64(&self, off: usize, field: &str) -> Result<u64, String> {
+        let b = self.slice(off, 8, field)?;
+        Ok(match self.endian {
+            Endian::Little => LittleEndian::read_u64(b),
+            Endian::Big => BigEndian::read_u64(b),
+        })
+    }
+
+    pub fn i32(&self, off: usize, field: &str) -> Result<i32, String> {
+        Ok(self.u32(off, field)? as i32)
+    }
+
+    pub fn i64(&self, off: usize, field: &str) -> Result<i64, String> {
+        Ok(self.u64(off, field)? as i64)
+    }
+
+    /// A NUL-padded fixed-size text field, up to its first NUL, lossily decoded.
+    pub fn cstr(&self, off: usize, len: usize, field: &str) -> Result<String, String> {
+        let b = self.slice(off, len, field)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(String::from_utf8_lossy(b.get(..end).unwrap_or_default()).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_read_in_the_requested_byte_order() {
+        let data = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+        let le = Bytes::new(&data, Endian::Little, "test header");
+        let be = Bytes::new(&data, Endian::Big, "test header");
+        assert_eq!(le.u16(0, "a").ok(), Some(0x0201));
+        assert_eq!(be.u16(0, "a").ok(), Some(0x0102));
+        assert_eq!(le.u32(1, "b").ok(), Some(0x0504_0302));
+        assert_eq!(be.u32(1, "b").ok(), Some(0x0203_0405));
+        assert_eq!(le.u64(1, "c").ok(), Some(0x0908_0706_0504_0302));
+        assert_eq!(be.u64(0, "c").ok(), Some(0x0102_0304_0506_0708));
+        assert_eq!(le.u8(8, "d").ok(), Some(9));
+        let neg = [0xffu8; 8];
+        assert_eq!(Bytes::new(&neg, Endian::Little, "x").i32(0, "e").ok(), Some(-1));
+        assert_eq!(Bytes::new(&neg, Endian::Little, "x").i64(0, "e").ok(), Some(-1));
+    }
+
+    #[test]
+    fn out_of_range_fields_name_the_field_and_structure() {
+        let data = [0u8; 6];
+        let b = Bytes::new(&data, Endian::Little, "widget header");
+        let err = b.u32(4, "e_flags").err().unwrap_or_default();
+        assert!(err.contains("e_flags") && err.contains("widget header"), "{err}");
+        assert!(
+            b.u64(usize::MAX - 2, "huge").is_err(),
+            "offset overflow must not panic"
+        );
+        assert!(b.slice(7, 0, "past end").is_err());
+        assert!(b.slice(6, 0, "at end").is_ok());
+        let sub = b.sub(2, 4, "tail").ok();
+        assert_eq!(sub.map(|s| s.len()), Some(4));
+        assert!(b.sub(3, 4, "tail").is_err());
+    }
+
+    #[test]
+    fn cstr_stops_at_the_first_nul() {
+        let data = *b"x86_64\0\0garbage";
+        let b = Bytes::new(&data, Endian::Little, "utsname");
+        assert_eq!(b.cstr(0, 8, "machine").ok().as_deref(), Some("x86_64"));
+        assert_eq!(b.cstr(8, 7, "rest").ok().as_deref(), Some("garbage"));
+    }
+
+    #[test]
+    fn read_at_on_buffers_checks_bounds() {
+        let data: Vec<u8> = (0u8..32).collect();
+        let mut buf = [0u8; 4];
+        assert!(data.read_exact_at(28, &mut buf).is_ok());
+        assert_eq!(buf, [28, 29, 30, 31]);
+        assert!(data.read_exact_at(29, &mut buf).is_err());
+        assert!(data.read_exact_at(u64::MAX, &mut buf).is_err());
+        assert_eq!(read_vec(&data, 4, 2, "thing").ok(), Some(vec![4, 5]));
+        let err = read_vec(&data, 30, 1 << 40, "bitmap").err().unwrap_or_default();
+        assert!(err.contains("bitmap") && err.contains("truncated"), "{err}");
+        assert!(read_vec(&data, u64::MAX, 2, "thing").is_err());
+    }
+
+    #[test]
+    fn file_source_reads_at_offsets() {
+        let dir = std::env::temp_dir().join(format!("kmemd-bytes-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("f");
+        std::fs::write(&path, b"hello, dump").ok();
+        let src = FileSource::open(path.to_str().unwrap_or_default());
+        let src = match src {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(src.len(), 11);
+        let mut buf = [0u8; 4];
+        assert!(src.read_exact_at(7, &mut buf).is_ok());
+        assert_eq!(&buf, b"dump");
+        assert!(src.read_exact_at(8, &mut buf).is_err());
+        assert!(FileSource::open(dir.to_str().unwrap_or_default()).is_err());
+        assert!(FileSource::open("/nonexistent/kmemd").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,413 @@
+//! makedumpfile's kdump-compressed format ("KDUMP   ", and the older "DISKDUMP"): header,
+//! sub-header, one or two page bitmaps, one page descriptor per dumpable page, page data.
+//! Layout and field offsets: makedumpfile `diskdump_mod.h`/`IMPLEMENTATION`, crash `diskdump.c`
+//! (see the team reference, section 5.1). Both makedumpfile and QEMU (`kdump-raw-*`) write it.
+
+use super::bytes::{read_vec, Bytes, Endian, ReadAt};
+use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
+use super::codec::{self, Compression, ZSTD_UNSUPPORTED};
+use crate::target::MemError;
+use std::cell::RefCell;
+
+/// Size of the fixed part of the 64-bit `disk_dump_header` (up to `tasks[]`).
+const HEADER_SIZE: usize = 464;
+/// Size of the 64-bit `kdump_sub_header` as of header_version 6.
+const SUB_HEADER_SIZE: usize = 104;
+/// Size of a `page_desc`.
+const PAGE_DESC_SIZE: u64 = 24;
+/// Pages per rank-table entry (crash's BITMAP_SECT_LEN): 512 bitmap bytes.
+const SECTION_PFNS: u64 = 4096;
+const SECTION_BYTES: usize = (SECTION_PFNS / 8) as usize;
+/// `status` bits (`diskdump_mod.h`).
+const STATUS_INCOMPLETE: u32 = 0x8;
+const STATUS_ZSTD: u32 = 0x20;
+
+pub fn is_kdump(head: &[u8]) -> bool {
+    head.starts_with(b"KDUMP   ") || head.starts_with(b"DISKDUMP")
+}
+
+/// Parsed header fields, for `--info` and for the dump's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdumpHeader {
+    pub signature: String,
+    pub endian: Endian,
+    pub header_version: i32,
+    pub release: String,
+    pub machine: String,
+    pub status: u32,
+    pub block_size: u64,
+    pub sub_hdr_size: u64,
+    pub bitmap_blocks: u64,
+    pub max_mapnr: u64,
+    pub current_cpu: u32,
+    pub nr_cpus: u32,
+    /// Sub-header fields, gated by header_version (None when absent).
+    pub phys_base: Option<u64>,
+    pub dump_level: Option<i32>,
+    pub split: Option<i32>,
+    pub offset_vmcoreinfo: Option<(u64, u64)>,
+    pub offset_note: Option<(u64, u64)>,
+}
+
+impl KdumpHeader {
+    /// Compression named by `status` (what makedumpfile/QEMU was asked for; pages that did not
+    /// shrink are stored raw anyway).
+    pub fn compression(&self) -> Compression {
+        Compression::from_flags(self.status & 0x27)
+    }
+
+    pub fn incomplete(&self) -> bool {
+        self.status & STATUS_INCOMPLETE != 0
+    }
+}
+
+pub struct KdumpFile {
+    pub header: KdumpHeader,
+    block_shift: u32,
+    two_bitmaps: bool,
+    /// File offset of the first bitmap (memory holes), used only to explain errors.
+    bitmap1_offset: u64,
+    /// The dumpable-page bitmap, `ceil(max_mapnr / 8)` bytes.
+    dumpable: Vec<u8>,
+    /// `ranks[k]` = dumpable pages below pfn `k * SECTION_PFNS`.
+    ranks: Vec<u64>,
+    data_offset: u64,
+    pub vmcoreinfo: Option<Vec<u8>>,
+    pub notes: Option<Vec<u8>>,
+    cache: RefCell<PageCache>,
+}
+
+fn header_endian(head: &[u8]) -> Option<Endian> {
+    // The header is in the dumped machine's byte order: pick the one giving a sane block size.
+    [Endian::Little, Endian::Big].into_iter().find(|&e| {
+        let b = Bytes::new(head, e, "kdump header");
+        let bs = b.u32(428, "block_size").unwrap_or(0);
+        let ver = b.i32(8, "header_version").unwrap_or(-1);
+        bs.is_power_of_two() && (512..=1 << 20).contains(&bs) && (0..=1000).contains(&ver)
+    })
+}
+
+impl KdumpFile {
+    pub fn parse(src: &dyn ReadAt) -> Result<KdumpFile, String> {
+        let head = read_vec(src, 0, HEADER_SIZE as u64, "kdump header")?;
+        if !is_kdump(&head) {
+            return Err("not a kdump-compressed file".into());
+        }
+        let endian = header_endian(&head).ok_or(
+            "corrupt kdump header: the block size is not a page size; the file is damaged or not a \
+             makedumpfile dump",
+        )?;
+        let h = Bytes::new(&head, endian, "kdump header");
+        let header_version = h.i32(8, "header_version")?;
+        let block_size = u64::from(h.u32(428, "block_size")?);
+        let block_shift = block_size.trailing_zeros();
+        let sub_hdr_size = u64::from(h.u32(432, "sub_hdr_size")?);
+        let bitmap_blocks = u64::from(h.u32(436, "bitmap_blocks")?);
+        let mut hdr = KdumpHeader {
+            signature: h.cstr(0, 8, "signature")?.trim_end().to_string(),
+            endian,
+            header_version,
+            release: h.cstr(12 + 2 * 65, 65, "utsname.release")?,
+            machine: h.cstr(12 + 4 * 65, 65, "utsname.machine")?,
+            status: h.u32(424, "status")?,
+            block_size,
+            sub_hdr_size,
+            bitmap_blocks,
+            max_mapnr: u64::from(h.u32(440, "max_mapnr")?),
+            current_cpu: h.u32(456, "current_cpu")?,
+            nr_cpus: h.u32(460, "nr_cpus")?,
+            phys_base: None,
+            dump_level: None,
+            split: None,
+            offset_vmcoreinfo: None,
+            offset_note: None,
+        };
+        if hdr.status & STATUS_ZSTD != 0 {
+            return Err(ZSTD_UNSUPPORTED.into());
+        }
+        if sub_hdr_size > 0 {
+            let len = (sub_hdr_size * block_size).min(SUB_HEADER_SIZE as u64);
+            let sub = read_vec(src, block_size, len, "kdump sub-header")?;
+            let s = Bytes::new(&sub, endian, "kdump sub-header");
+            hdr.phys_base = Some(s.u64(0, "phys_base")?);
+            if header_version >= 1 {
+                hdr.dump_level = Some(s.i32(8, "dump_level")?);
+            }
+            if header_version >= 2 {
+                hdr.split = Some(s.i32(12, "split")?);
+            }
+            if header_version >= 3 {
+                hdr.offset_vmcoreinfo =
+                    Some((s.u64(32, "offset_vmcoreinfo")?, s.u64(40, "size_vmcoreinfo")?));
+            }
+            if header_version >= 4 {
+                hdr.offset_note = Some((s.u64(48, "offset_note")?, s.u64(56, "size_note")?));
+            }
+            if header_version >= 6 {
+                let m64 = s.u64(96, "max_mapnr_64")?;
+                if m64 != 0 {
+                    hdr.max_mapnr = m64;
+                }
+            }
+        }
+        if hdr.split.is_some_and(|s| s != 0) {
+            return Err(
+                "this file is one part of a split dump (makedumpfile --split); join the parts with \
+                        makedumpfile --reassemble and open the result"
+                    .into(),
+            );
+        }
+        let corrupt = |what: &str| format!("corrupt kdump header: {what}; the file is damaged");
+        let bitmap_offset = sub_hdr_size
+            .checked_add(1)
+            .and_then(|b| b.checked_mul(block_size))
+            .ok_or_else(|| corrupt("sub_hdr_size is impossible"))?;
+        let bitmap_len = bitmap_blocks
+            .checked_mul(block_size)
+            .ok_or_else(|| corrupt("bitmap_blocks is impossible"))?;
+        let data_offset = bitmap_offset
+            .checked_add(bitmap_len)
+            .ok_or_else(|| corrupt("bitmap_blocks is impossible"))?;
+        if data_offset > src.len() {
+            return Err(format!(
+                "the kdump file is truncated: its bitmaps end at offset {data_offset:#x} but the file has {} \
+                 bytes; copy the dump again",
+                src.len()
+            ));
+        }
+        let needed = hdr.max_mapnr.div_ceil(8);
+        // Two bitmaps when there is room for two of max_mapnr bits each (crash `dump_is_partial`).
+        let two_bitmaps = bitmap_blocks >= needed.div_ceil(block_size).saturating_mul(2);
+        let (dumpable_offset, available) = if two_bitmaps {
+            (bitmap_offset + bitmap_len / 2, bitmap_len / 2)
+        } else {
+            (bitmap_offset, bitmap_len)
+        };
+        if needed > available {
+            return Err(corrupt(&format!(
+                "max_mapnr {} needs {needed} bitmap bytes but the bitmap has {available}",
+                hdr.max_mapnr
+            )));
+        }
+        let dumpable = read_vec(src, dumpable_offset, needed, "page bitmap")?;
+        let mut ranks = Vec::with_capacity(dumpable.len().div_ceil(SECTION_BYTES));
+        let mut total = 0u64;
+        for chunk in dumpable.chunks(SECTION_BYTES) {
+            ranks.push(total);
+            total += chunk.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        }
+        let vmcoreinfo = match hdr.offset_vmcoreinfo {
+            Some((off, size)) if off != 0 && size != 0 => Some(read_vec(src, off, size, "VMCOREINFO")?),
+            _ => None,
+        };
+        let notes = match hdr.offset_note {
+            Some((off, size)) if off != 0 && size != 0 => Some(read_vec(src, off, size, "ELF notes")?),
+            _ => None,
+        };
+        if hdr.incomplete() {
+            log::warn!("the dump is incomplete (makedumpfile ran out of space): some pages are missing");
+        }
+        Ok(KdumpFile {
+            header: hdr,
+            block_shift,
+            two_bitmaps,
+            bitmap1_offset: bitmap_offset,
+            dumpable,
+            ranks,
+            data_offset,
+            vmcoreinfo,
+            notes,
+            cache: RefCell::new(PageCache::new(DEFAULT_CACHE_BYTES)),
+        })
+    }
+
+    pub fn set_cache_limit(&self, bytes: usize) {
+        self.cache.borrow_mut().set_limit(bytes);
+    }
+
+    /// Number of dumpable pages.
+    pub fn dumpable_pages(&self) -> u64 {
+        self.dumpable.iter().map(|b| u64::from(b.count_ones())).sum()
+    }
+
+    fn is_dumpable(&self, pfn: u64) -> bool {
+        let byte = usize::try_from(pfn >> 3).ok().and_then(|i| self.dumpable.get(i));
+        byte.is_some_and(|b| b & (1 << (pfn & 7)) != 0)
+    }
+
+    /// Physical ranges (start, end) whose pages are in the dump, merged.
+    pub fn dumpable_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for (i, &b) in self.dumpable.iter().enumerate() {
+            if b == 0 {
+                continue;
+            }
+            for bit in 0..8u64 {
+                if b & (1 << bit) == 0 {
+                    continue;
+                }
+                let start = ((i as u64) * 8 + bit) << self.block_shift;
+                let end = start + self.header.block_size;
+                match ranges.last_mut() {
+                    Some(last) if last.1 == start => last.1 = end,
+                    _ => ranges.push((start, end)),
+                }
+            }
+        }
+        ranges
+    }
+
+    /// Index of pfn's descriptor: dumpable pages below it.
+    fn rank(&self, pfn: u64) -> u64 {
+        let section = (pfn / SECTION_PFNS) as usize;
+        let base = self.ranks.get(section).copied().unwrap_or(0);
+        let first = section * SECTION_BYTES;
+        let last = (pfn >> 3) as usize;
+        let whole: u64 = self
+            .dumpable
+            .get(first..last)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| u64::from(b.count_ones()))
+            .sum();
+        let partial = self
+            .dumpable
+            .get(last)
+            .map_or(0, |b| u64::from((b & ((1u8 << (pfn & 7)) - 1)).count_ones()));
+        base + whole + partial
+    }
+
+    /// Whether a pfn below max_mapnr is RAM (set in the 1st bitmap); None with one bitmap.
+    fn in_ram(&self, src: &dyn ReadAt, pfn: u64) -> Option<bool> {
+        if !self.two_bitmaps {
+            return None;
+        }
+        let mut b = [0u8; 1];
+        let off = self.bitmap1_offset.checked_add(pfn >> 3)?;
+        src.read_exact_at(off, &mut b).ok()?;
+        Some(b.first().is_some_and(|v| v & (1 << (pfn & 7)) != 0))
+    }
+
+    /// True when every excluded RAM page is known to be all zeros: the dump level excluded zero
+    /// pages and nothing else (makedumpfile DL_EXCLUDE_ZERO = bit 0 of `dump_level`). Current
+    /// makedumpfile (checked: 1.7.2) and QEMU keep zero pages in the bitmap with a shared zero
+    /// descriptor, so this matters only for older writers that cleared their bitmap bits instead.
+    fn excluded_pages_are_zero(&self) -> bool {
+        self.header.dump_level == Some(1)
+    }
+
+    /// Why a pfn is not in the dump: a hole in physical memory, or a page makedumpfile excluded.
+    fn missing_reason(&self, src: &dyn ReadAt, pfn: u64) -> String {
+        if pfn >= self.header.max_mapnr {
+            return format!("pfn {pfn:#x} is beyond the end of the dumped memory");
+        }
+        if self.in_ram(src, pfn) == Some(false) {
+            return format!("pfn {pfn:#x} is not RAM in this dump (a hole in physical memory)");
+        }
+        let level = self
+            .header
+            .dump_level
+            .map(|l| format!(" -d {l}"))
+            .unwrap_or_default();
+        format!("pfn {pfn:#x} was excluded from the dump (makedumpfile{level}); make the dump with a lower -d to keep it")
+    }
+
+    /// Reads and decodes one page.
+    fn load_page(&self, src: &dyn ReadAt, pfn: u64) -> Result<Vec<u8>, String> {
+        let rank = self.rank(pfn);
+        let desc_off = rank
+            .checked_mul(PAGE_DESC_SIZE)
+            .and_then(|o| o.checked_add(self.data_offset))
+            .ok_or_else(|| format!("page descriptor of pfn {pfn:#x} has an impossible offset"))?;
+        let mut raw = [0u8; PAGE_DESC_SIZE as usize];
+        if desc_off
+            .checked_add(PAGE_DESC_SIZE)
+            .is_none_or(|end| end > src.len())
+        {
+            return Err(format!(
+                "page descriptor of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
+            ));
+        }
+        src.read_exact_at(desc_off, &mut raw)?;
+        let d = Bytes::new(&raw, self.header.endian, "page descriptor");
+        let offset = d.u64(0, "offset")?;
+        let size = u64::from(d.u32(8, "size")?);
+        let flags = d.u32(12, "flags")?;
+        if offset == 0 {
+            return Err(if self.header.incomplete() {
+                format!("pfn {pfn:#x} was not written: the dump is incomplete (makedumpfile ran out of disk space)")
+            } else {
+                format!("pfn {pfn:#x} has an empty page descriptor: the dump is incomplete or corrupt")
+            });
+        }
+        if size == 0 || size > self.header.block_size {
+            return Err(format!(
+                "pfn {pfn:#x} has a corrupt page descriptor (size {size})"
+            ));
+        }
+        if offset.checked_add(size).is_none_or(|end| end > src.len()) {
+            return Err(format!(
+                "the data of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
+            ));
+        }
+        let stored = read_vec(src, offset, size, "page data")?;
+        let mut page = vec![0u8; self.header.block_size as usize];
+        codec::decode(Compression::from_flags(flags), &stored, &mut page)
+            .map_err(|e| format!("pfn {pfn:#x} cannot be decompressed: {e}"))?;
+        Ok(page)
+    }
+
+    pub fn read_phys(&self, src: &dyn ReadAt, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let pfn = paddr >> self.block_shift;
+        let within = (paddr & (self.header.block_size - 1)) as usize;
+        let n = buf.len().min(self.header.block_size as usize - within);
+        if pfn >= self.header.max_mapnr || !self.is_dumpable(pfn) {
+            if pfn < self.header.max_mapnr
+                && self.excluded_pages_are_zero()
+                && self.in_ram(src, pfn) == Some(true)
+            {
+                let dst = buf.get_mut(..n).unwrap_or_default();
+                dst.fill(0);
+                return Ok(dst.len());
+            }
+            return Err(MemError::new(paddr, self.missing_reason(src, pfn)));
+        }
+        let mut cache = self.cache.borrow_mut();
+        if cache.get(pfn).is_none() {
+            let page = self.load_page(src, pfn).map_err(|e| MemError::new(paddr, e))?;
+            cache.insert(pfn, page);
+        }
+        let copied = match cache.get(pfn) {
+            Some(page) => copy_prefix(page, within, buf, n),
+            None => {
+                // The cache holds nothing (limit 0 or below one page): decode again, uncached.
+                drop(cache);
+                let page = self.load_page(src, pfn).map_err(|e| MemError::new(paddr, e))?;
+                copy_prefix(&page, within, buf, n)
+            }
+        };
+        if copied == 0 {
+            return Err(MemError::new(
+                paddr,
+                "internal error: page shorter than the block size",
+            ));
+        }
+        Ok(copied)
+    }
+}
+
+fn copy_prefix(page: &[u8], from: usize, buf: &mut [u8], n: usize) -> usize {
+    match (page.get(from..from + n), buf.get_mut(..n)) {
+        (Some(s), Some(d)) => {
+            d.copy_from_slice(s);
+            n
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
