@@ -37,8 +37,13 @@ gdb18:
 	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
-test: build-deps
+test: build-deps fixtures
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
+
+# Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.
+# Cached in $$KMEMD_FIXTURES or .fixtures/ (a second run takes a second). Needs root and apt.
+fixtures:
+	tests/fixtures/make-fixtures.sh --arch all
 
 lint:
 	$(CARGO) fmt --all -- --check
