@@ -53,10 +53,11 @@ clean:
 	$(CARGO) clean
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
-bench:
+bench: fixtures
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
+	python3 tests/bench/dumps.py target/release/kmemd
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
 bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
