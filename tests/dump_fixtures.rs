@@ -18,7 +18,6 @@ struct Oracle {
 
 struct Fixture {
     variant: String,
-    dir: PathBuf,
     arch: String,
     release: String,
     kaslr: u64,
@@ -64,7 +63,6 @@ fn load(dir: &Path) -> Fixture {
     let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
     let mut f = Fixture {
         variant: String::new(),
-        dir: dir.to_path_buf(),
         arch: String::new(),
         release: String::new(),
         kaslr: 0,

@@ -1,29 +1,12 @@
 //! Plant checks against the real kernel (root with CAP_BPF/CAP_PERFMON).
 
-use kmemd::live::plant::Plant;
+mod common;
 
-/// Root tests run for real; without root they are skipped only outside CI.
-fn need_root() -> bool {
-    // Effective uid from /proc (the crate denies unsafe code, so no geteuid()).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid_zero = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if euid_zero {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
-    }
-    eprintln!("skipping: not root");
-    false
-}
+use kmemd::live::plant::Plant;
 
 #[test]
 fn plant_writes_reads_back_and_bumps() {
-    if !need_root() {
+    if !common::require_root("plant_writes_reads_back_and_bumps") {
         return;
     }
     let plant = Plant::new(4096).expect("plant");

@@ -1,26 +1,10 @@
 //! The BPF kernel reader against bytes we planted ourselves (root with CAP_BPF/CAP_PERFMON).
 
+mod common;
+
 use kmemd::live::bpf::KernelReader;
 use kmemd::live::plant::Plant;
 use std::io::Read;
-
-/// Root tests run for real; without root they are skipped only outside CI.
-fn need_root() -> bool {
-    // Effective uid from /proc (the crate denies unsafe code, so no geteuid()).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    if euid == Some("0") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
-    }
-    eprintln!("skipping: not root");
-    false
-}
 
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
@@ -32,7 +16,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 
 #[test]
 fn reads_planted_bytes_exactly() {
-    if !need_root() {
+    if !common::require_root("reads_planted_bytes_exactly") {
         return;
     }
     let mut reader = KernelReader::open().expect("open the BPF reader");
@@ -63,7 +47,7 @@ fn reads_planted_bytes_exactly() {
 
 #[test]
 fn reads_larger_than_one_chunk() {
-    if !need_root() {
+    if !common::require_root("reads_larger_than_one_chunk") {
         return;
     }
     let mut reader = KernelReader::open().expect("open the BPF reader");
@@ -79,7 +63,7 @@ fn reads_larger_than_one_chunk() {
 
 #[test]
 fn unmapped_addresses_fail() {
-    if !need_root() {
+    if !common::require_root("unmapped_addresses_fail") {
         return;
     }
     let mut reader = KernelReader::open().expect("open the BPF reader");
@@ -98,7 +82,7 @@ fn unmapped_addresses_fail() {
 /// must fault.
 #[test]
 fn read_crossing_into_a_guard_page_returns_the_mapped_prefix() {
-    if !need_root() {
+    if !common::require_root("read_crossing_into_a_guard_page_returns_the_mapped_prefix") {
         return;
     }
     let mut reader = KernelReader::open().expect("open the BPF reader");

@@ -1,31 +1,16 @@
 //! LiveTarget on the running kernel (root with CAP_BPF/CAP_PERFMON).
 
+mod common;
+
 use kmemd::arch::Arch;
 use kmemd::live::kallsyms::Kallsyms;
 use kmemd::live::plant::Plant;
 use kmemd::live::LiveTarget;
 use kmemd::target::Target;
 
-fn need_root() -> bool {
-    // Effective uid from /proc (the crate denies unsafe code, so no geteuid()).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    if euid == Some("0") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
-    }
-    eprintln!("skipping: not root");
-    false
-}
-
 #[test]
 fn live_target_serves_the_running_kernel() {
-    if !need_root() {
+    if !common::require_root("live_target_serves_the_running_kernel") {
         return;
     }
     let mut t = LiveTarget::open(None).expect("open the live target");

@@ -1,6 +1,8 @@
 //! `kmemd -w` against the real kernel: a planted BPF map value written by the kernel on demand,
 //! watched by the built binary. Needs root (CAP_BPF, CAP_PERFMON); skipped only outside CI.
 
+mod common;
+
 use kmemd::live::plant::Plant;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,23 +15,6 @@ static SLOTS: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SLOTS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn need_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid_zero = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if euid_zero {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root with CAP_BPF and CAP_PERFMON, and CI=true forbids skipping it");
-    }
-    eprintln!("skipping: not root");
-    false
 }
 
 /// A running `kmemd -w ...` whose stderr is collected line by line.
@@ -180,7 +165,7 @@ fn addr_arg(p: &Plant) -> String {
 
 #[test]
 fn bpf_test_run_writes_hit_once_each_with_value_and_stack() {
-    if !need_root() {
+    if !common::require_root("bpf_test_run_writes_hit_once_each_with_value_and_stack") {
         return;
     }
     let _g = serial();
@@ -231,7 +216,7 @@ fn bpf_test_run_writes_hit_once_each_with_value_and_stack() {
 
 #[test]
 fn map_update_from_user_space_traps_once_per_byte_copied() {
-    if !need_root() {
+    if !common::require_root("map_update_from_user_space_traps_once_per_byte_copied") {
         return;
     }
     let _g = serial();
@@ -277,7 +262,7 @@ fn map_update_from_user_space_traps_once_per_byte_copied() {
 
 #[test]
 fn rw_counts_reads_too() {
-    if !need_root() {
+    if !common::require_root("rw_counts_reads_too") {
         return;
     }
     let _g = serial();
@@ -305,7 +290,7 @@ fn rw_counts_reads_too() {
 
 #[test]
 fn count_limit_stops_after_n_hits() {
-    if !need_root() {
+    if !common::require_root("count_limit_stops_after_n_hits") {
         return;
     }
     let _g = serial();
@@ -327,7 +312,7 @@ fn count_limit_stops_after_n_hits() {
 
 #[test]
 fn time_limit_stops_an_idle_watch() {
-    if !need_root() {
+    if !common::require_root("time_limit_stops_an_idle_watch") {
         return;
     }
     let _g = serial();
@@ -349,7 +334,7 @@ fn time_limit_stops_an_idle_watch() {
 
 #[test]
 fn sigint_during_a_storm_stops_fast_with_a_summary() {
-    if !need_root() {
+    if !common::require_root("sigint_during_a_storm_stops_fast_with_a_summary") {
         return;
     }
     let _g = serial();
@@ -386,7 +371,7 @@ fn sigint_during_a_storm_stops_fast_with_a_summary() {
 
 #[test]
 fn refusals_say_why() {
-    if !need_root() {
+    if !common::require_root("refusals_say_why") {
         return;
     }
     let _g = serial();

@@ -31,14 +31,19 @@ pub fn pr_reg_len(arch: Arch) -> usize {
     }
 }
 
+/// Names of the `pr_reg` slots in NT_PRSTATUS order, as GDB names the registers.
+pub fn pr_reg_names(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &X86_64_PR_REG,
+        Arch::Aarch64 => &AARCH64_PR_REG,
+    }
+}
+
 /// Maps a `pr_reg` array (already decoded to u64s) to GDB registers. Registers the note does not
 /// carry (x87/SSE, aarch64 FP/SIMD) are `None`; values of registers narrower than 64 bits in the
 /// target description (eflags, segment selectors, cpsr) keep their low bits only.
 pub fn registers_from_pr_reg(arch: Arch, pr_reg: &[u64]) -> Result<Registers, String> {
-    let names: &[&str] = match arch {
-        Arch::X86_64 => &X86_64_PR_REG,
-        Arch::Aarch64 => &AARCH64_PR_REG,
-    };
+    let names = pr_reg_names(arch);
     if pr_reg.len() < names.len() {
         return Err(format!(
             "the {arch} NT_PRSTATUS note holds {} registers where {} are expected; the dump is corrupt",

@@ -88,43 +88,11 @@ pub struct CpuState {
     pub cr4: Option<u64>,
 }
 
-/// Names of `pr_reg` slots: x86_64 `struct user_regs_struct` order; arm64 `struct user_pt_regs`
-/// (x0–x30, sp, pc, pstate), with pstate under GDB's name `cpsr`.
-pub fn prstatus_reg_names(arch: Arch) -> &'static [&'static str] {
-    match arch {
-        Arch::X86_64 => &[
-            "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
-            "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
-            "gs",
-        ],
-        Arch::Aarch64 => &[
-            "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
-            "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28",
-            "x29", "x30", "sp", "pc", "cpsr",
-        ],
-    }
-}
-
 impl CpuState {
-    /// The saved registers in the order of `arch`'s GDB target description
-    /// (`Arch::registers()`); registers a dump does not save (FPU, vector) are `None`. Values
-    /// narrower than 64 bits (eflags, segment selectors, cpsr) are truncated to their width.
-    pub fn gdb_registers(&self, arch: Arch) -> crate::target::Registers {
-        let names = prstatus_reg_names(arch);
-        let regs = arch
-            .registers()
-            .iter()
-            .map(|desc| {
-                let slot = names.iter().position(|n| *n == desc.name)?;
-                let v = *self.regs.get(slot)?;
-                Some(if desc.bits < 64 {
-                    v & ((1u64 << desc.bits) - 1)
-                } else {
-                    v
-                })
-            })
-            .collect();
-        crate::target::Registers(regs)
+    /// The saved registers in the order of `arch`'s GDB target description; registers a dump
+    /// does not save (FPU, vector) are `None`.
+    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::target::Registers, String> {
+        crate::arch::prstatus::registers_from_pr_reg(arch, &self.regs)
     }
 }
 
@@ -139,10 +107,7 @@ pub struct NoteInfo {
 
 /// Number of `pr_reg` values in a 64-bit `elf_prstatus` of `arch`.
 pub fn prstatus_reg_count(arch: Arch) -> usize {
-    match arch {
-        Arch::X86_64 => 27,
-        Arch::Aarch64 => 34,
-    }
+    crate::arch::prstatus::pr_reg_len(arch)
 }
 
 /// Whole `elf_prstatus` size, which tells the two 64-bit arches apart (x86_64 336, arm64 392).
@@ -290,9 +255,9 @@ pub(crate) mod tests {
             let Some(cpu) = info.cpus.first() else {
                 panic!("no CPU")
             };
-            let regs = cpu.gdb_registers(arch).0;
+            let regs = cpu.gdb_registers(arch).expect("full note").0;
             assert_eq!(regs.len(), arch.registers().len());
-            let names = prstatus_reg_names(arch);
+            let names = crate::arch::prstatus::pr_reg_names(arch);
             assert_eq!(names.len(), prstatus_reg_count(arch));
             for (slot, name) in names.iter().enumerate() {
                 let idx = arch.reg_index(name);
@@ -317,7 +282,8 @@ pub(crate) mod tests {
         let regs = info
             .cpus
             .first()
-            .map(|c| c.gdb_registers(x86).0)
+            .and_then(|c| c.gdb_registers(x86).ok())
+            .map(|r| r.0)
             .unwrap_or_default();
         assert_eq!(
             x86.reg_index("rip").and_then(|i| regs.get(i).copied().flatten()),

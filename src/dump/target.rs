@@ -113,7 +113,7 @@ impl Target for DumpTarget {
             .checked_sub(1)
             .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
             .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        Ok(cpu.gdb_registers(self.arch))
+        cpu.gdb_registers(self.arch)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

@@ -195,9 +195,12 @@ mod tests {
     }
 
     /// Vectors made by liblzo2 (tests/data/codec/make_vectors.py), checked against zlib copies.
+    /// (zlib copy, LZO1X-1 stream, LZO1X-999 stream, page size)
+    type Vector = (&'static [u8], &'static [u8], &'static [u8], usize);
+
     #[test]
     fn decodes_liblzo2_output_exactly() {
-        let cases: [(&[u8], &[u8], &[u8], usize); 4] = [
+        let cases: [Vector; 4] = [
             (
                 vector!("text4k", "zlib"),
                 vector!("text4k", "lzo1"),
