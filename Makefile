@@ -1,0 +1,1 @@
+include cross/static.mk
