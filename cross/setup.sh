@@ -65,6 +65,14 @@ elif [ -n "${NEED_UPDATE:-}" ]; then
   apt_update
 fi
 
+# -Zbuild-std compiles std from rust-web-src with rustc-web: they must be the same release.
+v_rustc=$(dpkg-query -W -f='${Version}' rustc-web)
+v_src=$(dpkg-query -W -f='${Version}' rust-web-src)
+if [ "$v_rustc" != "$v_src" ]; then
+  echo "setup.sh: rustc-web $v_rustc and rust-web-src $v_src differ; aligning rust-web-src" >&2
+  retry "apt-get install rust-web-src=$v_rustc" $APT install "rust-web-src=$v_rustc"
+fi
+
 # ------------------------------------------------- musl compat (both arches)
 INC=/usr/local/include/musl-compat
 LIB=/usr/local/lib/musl-compat

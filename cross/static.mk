@@ -3,7 +3,7 @@
 #
 #   make static                 target/x86_64-unknown-linux-musl/release/kmemd
 #   make cross                  target/aarch64-unknown-linux-musl/release/kmemd
-#   make verify-static F=path   no PT_INTERP, no DT_NEEDED, <= 2 MiB; prints `file`
+#   make verify-static F=path   no PT_INTERP, no DT_NEEDED, stripped, <= 2 MiB; prints `file`
 #   make static-test-aarch64    unit tests built for aarch64 musl, run under qemu-aarch64-static
 #
 # Toolchain: rustup's own musl std when `rustup target list --installed` has the target;
@@ -44,7 +44,8 @@ cross: static-check-tools
 	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_REL)) build --release --locked --target $(STATIC_ARM) --bin $(STATIC_BIN)
 	@$(MAKE) --no-print-directory verify-static F=$(STATIC_TARGETDIR)/$(STATIC_ARM)/release/$(STATIC_BIN)
 
-# Fails unless $(F) exists, has no program interpreter, needs no shared library and fits.
+# Fails unless $(F) exists, has no program interpreter, needs no shared library, is stripped
+# and fits in 2 MiB.
 verify-static:
 	@test -n "$(F)" || { echo "usage: make verify-static F=path/to/binary"; exit 1; }
 	@test -f "$(F)" || { echo "verify-static: $(F) does not exist; build it first (make static / make cross)"; exit 1; }
@@ -52,9 +53,11 @@ verify-static:
 	  echo "NOT STATIC: $(F) has a PT_INTERP program header"; file "$(F)"; exit 1; fi
 	@if readelf -dW "$(F)" | grep -q 'NEEDED'; then \
 	  echo "NOT STATIC: $(F) needs shared libraries:"; readelf -dW "$(F)" | grep NEEDED; exit 1; fi
+	@if readelf -SW "$(F)" | grep -qE '\.symtab|\.debug_'; then \
+	  echo "NOT STRIPPED: $(F) still has a symbol table or debug info (profile.release strip?)"; exit 1; fi
 	@size=$$(stat -c %s "$(F)"); if [ $$size -gt $(STATIC_MAX) ]; then \
 	  echo "TOO BIG: $(F) is $$size bytes, the limit is $(STATIC_MAX) (2 MiB)"; exit 1; fi; \
-	  echo "static: $(F) ($$size bytes, limit $(STATIC_MAX)): no PT_INTERP, no DT_NEEDED"
+	  echo "static: $(F) ($$size bytes, limit $(STATIC_MAX)): no PT_INTERP, no DT_NEEDED, stripped"
 	@file "$(F)"
 
 # Unit tests of the aarch64 build, run under qemu-user. Tests that need bpf(2) or
