@@ -50,6 +50,8 @@ PKGS=(
   "$BPF_CLANG_PKG"
   # checks / running aarch64 binaries
   qemu-user-static binfmt-support file binutils
+  # CI: the aarch64 binary serves an aarch64 crash dump to gdb-multiarch
+  gdb-multiarch
 )
 [ "${WITH_GNU_ARM64:-0}" = 1 ] && PKGS+=(libstd-rust-web-dev:arm64)
 

@@ -63,6 +63,7 @@ verify-static:
 # Unit tests of the aarch64 build, run under qemu-user. Tests that need bpf(2) or
 # perf_event_open(2) get ENOSYS there; cross/qemu-test.sh reports them separately.
 static-test-aarch64: static-check-tools
+	@mkdir -p $(STATIC_TARGETDIR)
 	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_TEST)) test --locked --target $(STATIC_ARM) --no-run \
 	  --message-format=json-render-diagnostics > $(STATIC_TARGETDIR)/static-test-aarch64.json
 	QEMU=$(QEMU_AARCH64) cross/qemu-test.sh $(STATIC_TARGETDIR)/static-test-aarch64.json
