@@ -52,6 +52,9 @@ lint:
 clean:
 	$(CARGO) clean
 
+# Static musl binaries for boards: make static (x86_64), make cross (aarch64); see cross/.
+include cross/static.mk
+
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 bench: fixtures
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
