@@ -67,3 +67,8 @@ static-test-aarch64: static-check-tools
 	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_TEST)) test --locked --target $(STATIC_ARM) --no-run \
 	  --message-format=json-render-diagnostics > $(STATIC_TARGETDIR)/static-test-aarch64.json
 	QEMU=$(QEMU_AARCH64) cross/qemu-test.sh $(STATIC_TARGETDIR)/static-test-aarch64.json
+
+# The static aarch64 binary (under qemu-user) serves the aarch64 fixture dump to gdb-multiarch.
+.PHONY: cross-dump-check
+cross-dump-check: cross fixtures
+	tests/cross/aarch64-dump.sh $(STATIC_TARGETDIR)/$(STATIC_ARM)/release/$(STATIC_BIN)

@@ -118,6 +118,31 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// True when bpf(2) does not exist here (ENOSYS): qemu-user, or a kernel built without
+/// CONFIG_BPF_SYSCALL. Any other answer (EINVAL, EPERM, ...) means the syscall exists.
+pub fn bpf_syscall_missing() -> bool {
+    // SAFETY: an invalid command with a NULL attr of size 0: the kernel reads no memory and
+    // answers EINVAL (or EPERM) without doing anything.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 0xffff_i64, std::ptr::null::<u8>(), 0_i64) };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+}
+
+/// Same for perf_event_open(2).
+pub fn perf_event_open_missing() -> bool {
+    // SAFETY: a NULL attr: the kernel fails copying it (EFAULT) before doing anything.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            std::ptr::null::<u8>(),
+            0_i64,
+            -1_i64,
+            -1_i64,
+            0_i64,
+        )
+    };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+}
+
 // ---- signals ----------------------------------------------------------------------------------
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
