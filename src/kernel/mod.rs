@@ -13,6 +13,7 @@
 pub mod btf;
 pub mod kallsyms;
 pub mod livemap;
+pub mod scan;
 
 use crate::dump::vmcoreinfo::VmcoreInfo;
 use crate::live::kallsyms::Kallsyms;
@@ -181,6 +182,10 @@ pub struct KernelInfo {
     kallsyms: SymbolTable,
     btf: Option<Btf>,
     vmcoreinfo: VmcoreInfo,
+    /// `init_task`/`modules` found by [`scan::scan_image`] when no table names them.
+    scanned: HashMap<String, u64>,
+    /// The kernel has no loadable modules (live: no /proc/modules), so `modules` is not wanted.
+    no_modules: bool,
     /// Where each source came from (for `monitor` and logs), e.g. `BTF: /sys/kernel/btf/vmlinux`.
     sources: Vec<String>,
     /// Problems met while building (sources that failed), one line each.
@@ -194,7 +199,7 @@ const WANTED_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "pid"),
     ("task_struct", "tgid"),
     ("task_struct", "tasks"),
-    ("task_struct", "thread_group"),
+    ("task_struct", "thread_node"),
     ("task_struct", "real_parent"),
     ("module", "list"),
     ("module", "name"),
@@ -278,7 +283,84 @@ impl KernelInfo {
                 Err(e) => k.problems.push(format!("no BTF in the dump's memory: {e}")),
             }
         }
+        k.find_image_symbols(mem);
         k
+    }
+
+    /// The running kernel with everything found through its memory (`mem`, the live BPF reader):
+    /// VMCOREINFO through the direct map ([`livemap::read_live_vmcoreinfo`]), then
+    /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
+    /// [`KernelInfo::missing`].
+    pub fn live_from_memory(
+        mem: &mut dyn KernelMem,
+        arch: crate::arch::Arch,
+        kallsyms: &Kallsyms,
+        vmlinux: Option<&Path>,
+    ) -> KernelInfo {
+        let (text, problem) = match kallsyms.lookup("_text") {
+            Some(t) => match livemap::read_live_vmcoreinfo(mem, arch, t) {
+                Ok(v) => {
+                    log::debug!(
+                        "live VMCOREINFO: direct map at {:#x}; {}",
+                        v.direct_map_base,
+                        v.how
+                    );
+                    (Some(v.text), None)
+                }
+                Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
+            },
+            None => (
+                None,
+                Some("no live VMCOREINFO: /proc/kallsyms has no _text".to_string()),
+            ),
+        };
+        let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux);
+        k.problems.extend(problem);
+        // procfs shows /proc/modules exactly when the kernel has CONFIG_MODULES
+        // (kernel/module/procfs.c).
+        if !Path::new("/proc/modules").exists() {
+            k.no_modules = true;
+            k.sources
+                .push("modules: none (no /proc/modules: the kernel is built without module support)".into());
+        }
+        k.find_image_symbols(mem);
+        k
+    }
+
+    /// Finds `init_task` and `modules` in the kernel image's data when no symbol source names
+    /// them (kallsyms without CONFIG_KALLSYMS_ALL), with the checks [`scan`] describes.
+    /// Needs BTF; does nothing when both are known.
+    pub fn find_image_symbols(&mut self, mem: &mut dyn KernelMem) {
+        let want_init = self.symbol("init_task").is_none();
+        let want_modules = !self.no_modules && self.symbol("modules").is_none();
+        if !want_init && !want_modules {
+            return;
+        }
+        let Some(btf) = self.btf.as_ref() else { return };
+        let (Some(text), Some(from)) = (
+            self.symbol("_stext").or_else(|| self.symbol("_text")),
+            self.symbol("_etext"),
+        ) else {
+            self.problems
+                .push("cannot search the kernel image for init_task/modules: no _stext/_etext".into());
+            return;
+        };
+        let to = self.symbol("_end").unwrap_or(from.saturating_add(scan::MAX_SPAN));
+        match scan::scan_image(mem, btf, text, from, to, want_init, want_modules) {
+            Ok(found) => {
+                for (name, v) in [("init_task", found.init_task), ("modules", found.modules)] {
+                    if let Some(addr) = v {
+                        self.sources.push(format!(
+                            "{name}: {addr:#x}, found by searching the kernel image's data"
+                        ));
+                        self.scanned.insert(name.to_string(), addr);
+                    }
+                }
+            }
+            Err(e) => self.problems.push(format!(
+                "cannot search the kernel image for init_task/modules: {e}"
+            )),
+        }
     }
 
     /// Symbols and BTF from an ELF vmlinux. `runtime_text` (the kernel's `_text` as it runs)
@@ -337,6 +419,7 @@ impl KernelInfo {
             .lookup(name)
             .or_else(|| self.kallsyms.lookup(name))
             .or_else(|| self.vmcoreinfo.symbol(name))
+            .or_else(|| self.scanned.get(name).copied())
     }
 
     /// The symbol at or below `addr` and the offset into it.
@@ -400,7 +483,7 @@ impl KernelInfo {
     pub fn missing(&self) -> Vec<String> {
         let mut out = self.problems.clone();
         for s in WANTED_SYMBOLS {
-            if self.symbol(s).is_none() {
+            if self.symbol(s).is_none() && !(self.no_modules && *s == "modules") {
                 out.push(format!(
                     "symbol {s} not found (not in kallsyms, which may lack data symbols without \
                      CONFIG_KALLSYMS_ALL, nor in VMCOREINFO): give -k the matching vmlinux"
@@ -408,7 +491,7 @@ impl KernelInfo {
             }
         }
         for (s, m) in WANTED_MEMBERS {
-            if self.member(s, m).is_none() {
+            if self.member(s, m).is_none() && !(self.no_modules && *s == "module") {
                 out.push(format!(
                     "layout of {s}.{m} not found (no BTF, no VMCOREINFO OFFSET): give -k the matching \
                      vmlinux built with BTF"
