@@ -127,3 +127,47 @@ fn kernel_info_live() {
     }
     assert!(found, "pid {me} not on init_task's list after {seen} tasks");
 }
+
+#[test]
+fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
+    if !require_root("kallsyms_decoded_from_live_memory_match_proc_kallsyms") {
+        return;
+    }
+    let mut t = LiveTarget::open(None).expect("live target");
+    let arch = t.arch();
+    let text = t.kallsyms().lookup("_text").expect("_text");
+    let live =
+        livemap::read_live_vmcoreinfo(&mut t as &mut dyn KernelMem, arch, text).expect("live VMCOREINFO");
+    let vmci = kmemd::dump::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
+    let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn KernelMem, &vmci).expect("decode");
+    let proc: std::collections::HashSet<(String, u64)> = t
+        .kallsyms()
+        .symbols()
+        .iter()
+        .filter(|s| s.module.is_none())
+        .map(|s| (s.name.clone(), s.addr))
+        .collect();
+    // /proc/kallsyms lists the same table (plus module, BPF and ftrace symbols): every decoded
+    // symbol is there at the same address, and the decoded table is all of /proc's core symbols.
+    let missing: Vec<_> = decoded
+        .iter()
+        .filter(|s| !proc.contains(&(s.name.clone(), s.addr)))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "decoded but not in /proc/kallsyms: {missing:?}"
+    );
+    let decoded_set: std::collections::HashSet<(String, u64)> =
+        decoded.iter().map(|s| (s.name.clone(), s.addr)).collect();
+    let only_proc: Vec<_> = proc.difference(&decoded_set).take(5).collect();
+    assert!(
+        only_proc.is_empty(),
+        "in /proc/kallsyms but not decoded: {only_proc:?}"
+    );
+    eprintln!(
+        "{} symbols decoded from live memory, all in /proc/kallsyms ({} core)",
+        decoded.len(),
+        proc.len()
+    );
+}
