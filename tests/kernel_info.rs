@@ -197,3 +197,35 @@ fn kernel_info_from_dumps_without_vmlinux() {
         );
     }
 }
+
+/// A makedumpfile `-d 31` dump (free, cache and user pages left out) still holds the kernel
+/// image, so it gives the same symbols, BTF and image search results as the full ELF dump.
+#[test]
+fn filtered_kdump_gives_the_same_kernel_info() {
+    let Some(fx) = fixtures() else { return };
+    for (dir, _arch, _) in fx {
+        let path = dir.join("mdf-zlib-d31.kdump");
+        if !path.exists() {
+            assert!(!in_ci(), "{} missing", path.display());
+            continue;
+        }
+        let mut full = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
+        let vmci = full.dump().vmcoreinfo().clone();
+        let a = KernelInfo::from_dump(&mut full as &mut dyn KernelMem, &vmci, None);
+        let mut filtered = DumpTarget::open(&path).expect("open kdump");
+        let vmci = filtered.dump().vmcoreinfo().clone();
+        let b = KernelInfo::from_dump(&mut filtered as &mut dyn KernelMem, &vmci, None);
+        assert_eq!(a.symbols().len(), b.symbols().len(), "{}", path.display());
+        assert!(
+            a.symbols().symbols() == b.symbols().symbols(),
+            "{}",
+            path.display()
+        );
+        for name in ["init_task", "modules", "prb", "_stext"] {
+            assert_eq!(a.symbol(name), b.symbol(name), "{}: {name}", path.display());
+        }
+        assert_eq!(a.member("task_struct", "comm"), b.member("task_struct", "comm"));
+        assert_eq!(a.size_of("task_struct"), b.size_of("task_struct"));
+        assert!(b.missing().is_empty(), "{}: {:?}", path.display(), b.missing());
+    }
+}

@@ -553,3 +553,198 @@ fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, Stri
         format!("kernel memory at {start:#x} (BTF header found after _etext)"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 LE x86_64 file: sections (name, type, addr, bytes) after a null one, a
+    /// symbol table of (name, value, st_info), and the two string tables.
+    fn elf(sections: &[(&str, u32, u64, Vec<u8>)], syms: &[(&str, u64, u8)]) -> Vec<u8> {
+        let mut strtab = vec![0u8];
+        let mut symtab = vec![0u8; 24];
+        for (name, value, info) in syms {
+            let mut s = [0u8; 24];
+            s[..4].copy_from_slice(&(strtab.len() as u32).to_le_bytes());
+            s[4] = *info;
+            s[6..8].copy_from_slice(&1u16.to_le_bytes());
+            s[8..16].copy_from_slice(&value.to_le_bytes());
+            symtab.extend_from_slice(&s);
+            strtab.extend_from_slice(name.as_bytes());
+            strtab.push(0);
+        }
+        let n = sections.len() as u32;
+        let mut all: Vec<(&str, u32, u64, Vec<u8>, u32)> = sections
+            .iter()
+            .map(|(a, b, c, d)| (*a, *b, *c, d.clone(), 0))
+            .collect();
+        all.push((".symtab", 2, 0, symtab, n + 2));
+        all.push((".strtab", 3, 0, strtab, 0));
+        let mut shstr = vec![0u8];
+        let mut name_offs = Vec::new();
+        for s in all.iter().map(|s| s.0).chain([".shstrtab"]) {
+            name_offs.push(shstr.len() as u32);
+            shstr.extend_from_slice(s.as_bytes());
+            shstr.push(0);
+        }
+        all.push((".shstrtab", 3, 0, shstr, 0));
+        let mut out = vec![0u8; 64];
+        let mut headers = vec![0u8; 64];
+        for (i, (_, kind, addr, bytes, link)) in all.iter().enumerate() {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&name_offs[i].to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[16..24].copy_from_slice(&addr.to_le_bytes());
+            h[24..32].copy_from_slice(&(out.len() as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            headers.extend_from_slice(&h);
+            out.extend_from_slice(bytes);
+        }
+        let shoff = out.len() as u64;
+        out.extend_from_slice(&headers);
+        out[..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2;
+        out[5] = 1;
+        out[6] = 1;
+        out[16..18].copy_from_slice(&2u16.to_le_bytes());
+        out[18..20].copy_from_slice(&62u16.to_le_bytes());
+        out[40..48].copy_from_slice(&shoff.to_le_bytes());
+        out[58..60].copy_from_slice(&64u16.to_le_bytes());
+        out[60..62].copy_from_slice(&(all.len() as u16 + 1).to_le_bytes());
+        out[62..64].copy_from_slice(&(all.len() as u16).to_le_bytes());
+        out
+    }
+
+    const SLIDE: u64 = 0x1e40_0000;
+
+    #[test]
+    fn sources_take_precedence_in_order() {
+        let vmlinux = elf(
+            &[
+                (".text", 1, 0xffff_ffff_8100_0000, vec![0x90; 16]),
+                (".BTF", 1, 0, btf::tests::sample()),
+            ],
+            &[
+                ("_text", 0xffff_ffff_8100_0000, 0x10),
+                ("init_task", 0xffff_ffff_8200_0000, 0x11), // STB_GLOBAL, STT_OBJECT
+                ("helper", 0xffff_ffff_8100_0100, 0x02),    // STB_LOCAL, STT_FUNC
+            ],
+        );
+        let path = std::env::temp_dir().join(format!("kmemd-kernelinfo-{}", std::process::id()));
+        std::fs::write(&path, vmlinux).unwrap();
+        let kallsyms = Kallsyms::parse(&format!(
+            "{:x} T _text\n{:x} T only_in_kallsyms\n{:x} D init_task\n",
+            0xffff_ffff_8100_0000u64 + SLIDE,
+            0xffff_ffff_8100_0200u64 + SLIDE,
+            0xffff_ffff_8300_0000u64, // a stale value the vmlinux overrides
+        ));
+        let vmci = "SYMBOL(prb)=ffffffffa0e643e0\nOFFSET(printk_ringbuffer.fail)=80\nSIZE(prb_desc)=24\n\
+                    OFFSET(task_struct.comm)=1\n";
+        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path));
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(
+            k.symbol("init_task"),
+            Some(0xffff_ffff_8200_0000 + SLIDE),
+            "vmlinux, slid"
+        );
+        assert_eq!(k.symbol("only_in_kallsyms"), Some(0xffff_ffff_8100_0200 + SLIDE));
+        assert_eq!(k.symbol("prb"), Some(0xffff_ffff_a0e6_43e0), "VMCOREINFO last");
+        assert_eq!(k.symbol("nothing"), None);
+        assert_eq!(
+            k.symbolize(0xffff_ffff_8100_0104 + SLIDE),
+            Some(("helper".to_string(), 4))
+        );
+        let kinds: Vec<char> = k.symbols().symbols().iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec!['?', 't', 'D'],
+            "_text (NOTYPE), helper (local func), init_task"
+        );
+        // BTF from the vmlinux's .BTF beats VMCOREINFO's OFFSET (which says 1 here).
+        let comm = k.member("task_struct", "comm").unwrap();
+        assert_eq!((comm.offset(), comm.size), (32, 16));
+        assert_eq!(k.member("task_struct", "thread.sp").map(|m| m.offset()), Some(56));
+        let fail = k.member("printk_ringbuffer", "fail").unwrap();
+        assert_eq!((fail.offset_bits, fail.size, fail.type_id), (640, 0, 0));
+        assert_eq!(k.size_of("task_struct"), Some(96));
+        assert_eq!(k.size_of("prb_desc"), Some(24));
+        assert_eq!(k.size_of("no_such_type"), None);
+        assert!(
+            k.sources().iter().any(|s| s.contains(".BTF section")),
+            "{:?}",
+            k.sources()
+        );
+        let missing = k.missing();
+        assert!(
+            missing.iter().any(|l| l.starts_with("symbol modules not found")),
+            "{missing:?}"
+        );
+        assert!(
+            missing.iter().any(|l| l.starts_with("layout of module.list")),
+            "{missing:?}"
+        );
+        assert!(!missing.iter().any(|l| l.contains("init_task")), "{missing:?}");
+    }
+
+    #[test]
+    fn a_dump_without_tables_says_what_is_missing() {
+        let mut mem = BufferMem {
+            base: 0xffff_ffff_8100_0000,
+            bytes: vec![0u8; 4096],
+        };
+        let vmci = VmcoreInfo::parse(b"SYMBOL(prb)=ffffffff81000010\nOFFSET(task_struct.comm)=3000\n");
+        let k = KernelInfo::from_dump(&mut mem, &vmci, None);
+        assert_eq!(k.symbol("prb"), Some(0xffff_ffff_8100_0010));
+        assert_eq!(k.member("task_struct", "comm").map(|m| m.offset()), Some(3000));
+        let missing = k.missing();
+        assert!(
+            missing.iter().any(|l| l.contains("SYMBOL(kallsyms_names)")),
+            "{missing:?}"
+        );
+        assert!(
+            missing
+                .iter()
+                .any(|l| l.starts_with("no BTF in the dump's memory")),
+            "{missing:?}"
+        );
+        assert!(
+            missing
+                .iter()
+                .any(|l| l.starts_with("symbol init_task not found")),
+            "{missing:?}"
+        );
+        assert!(
+            !missing.iter().any(|l| l.contains("task_struct.comm")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn reads_cross_chunk_boundaries() {
+        struct Pages(BufferMem);
+        impl KernelMem for Pages {
+            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+                // One byte at a time, like a reader that stops at every boundary.
+                let n = buf.len().min(1);
+                self.0.read(addr, &mut buf[..n])
+            }
+        }
+        let mut m = Pages(BufferMem {
+            base: 0x1000,
+            bytes: (0..64u8).collect(),
+        });
+        assert_eq!(
+            read_u64(&mut m, 0x1008).unwrap(),
+            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
+        );
+        assert_eq!(
+            read_u32(&mut m, 0x103c).unwrap(),
+            u32::from_le_bytes([60, 61, 62, 63])
+        );
+        assert!(read_u64(&mut m, 0x103c).is_err(), "runs past the end");
+        assert!(read_u64(&mut m, 0xfff).is_err());
+        assert!(read_exact(&mut m, u64::MAX - 2, &mut [0u8; 8]).is_err());
+    }
+}
