@@ -250,7 +250,7 @@ mod tests {
 
     const TEXT: u64 = 0xffff_ffff_9f40_0000;
     const PHYS_BASE: u64 = 0x1_2000_0000;
-    const NOTE_PA: u64 = 0x1_0c66_000;
+    const NOTE_PA: u64 = 0x1_00c6_6000;
 
     fn machine(base: u64, text_at_base: &[u8], decoy: Option<u64>) -> Regions {
         let text: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
