@@ -159,11 +159,17 @@ impl SymbolTable {
             .map(|s| s.addr)
     }
 
-    /// The symbol at or below `addr`, and the offset into it.
+    /// The symbol at or below `addr`, and the offset into it. Past the last symbol (module
+    /// memory, the heap) only its first page counts, so such addresses are not passed off as
+    /// `_end+0x...`.
     pub fn symbolize(&self, addr: u64) -> Option<(&Sym, u64)> {
         let idx = self.by_addr.partition_point(|s| s.addr <= addr);
         let sym = self.by_addr.get(idx.checked_sub(1)?)?;
-        Some((sym, addr - sym.addr))
+        let off = addr - sym.addr;
+        if idx == self.by_addr.len() && (off >= 4096 || sym.name == "_end") {
+            return None;
+        }
+        Some((sym, off))
     }
 
     pub fn has_data_symbols(&self) -> bool {
@@ -719,6 +725,45 @@ mod tests {
             !missing.iter().any(|l| l.contains("task_struct.comm")),
             "{missing:?}"
         );
+    }
+
+    #[test]
+    fn symbolize_stays_inside_the_table() {
+        let t = SymbolTable::new(vec![
+            Sym {
+                addr: 0x1000,
+                name: "a".into(),
+                kind: 'T',
+            },
+            Sym {
+                addr: 0x9000,
+                name: "last".into(),
+                kind: 't',
+            },
+            Sym {
+                addr: 0,
+                name: "hidden".into(),
+                kind: 'T',
+            },
+        ]);
+        assert_eq!(t.len(), 2, "zero addresses are dropped");
+        assert_eq!(
+            t.symbolize(0x8fff).map(|(s, o)| (s.name.as_str(), o)),
+            Some(("a", 0x7fff))
+        );
+        assert_eq!(
+            t.symbolize(0x9010).map(|(s, o)| (s.name.as_str(), o)),
+            Some(("last", 0x10))
+        );
+        assert_eq!(t.symbolize(0x20000), None, "far past the last symbol");
+        assert_eq!(t.symbolize(0xfff), None);
+        assert_eq!(t.lookup("last"), Some(0x9000));
+        let with_end = SymbolTable::new(vec![Sym {
+            addr: 0x5000,
+            name: "_end".into(),
+            kind: 'B',
+        }]);
+        assert_eq!(with_end.symbolize(0x5001), None);
     }
 
     #[test]
