@@ -40,6 +40,12 @@ fn btf_of_the_running_kernel() {
         Some(8)
     );
     assert_eq!(btf.member_by_name("page", "lru").map(|m| m.size), Some(16));
+    // Bitfields use the kind_flag encoding: task_struct.sched_reset_on_fork is `unsigned :1`
+    // (include/linux/sched.h, 6.x).
+    let bf = btf
+        .member_by_name("task_struct", "sched_reset_on_fork")
+        .expect("bitfield");
+    assert_eq!(bf.bitfield_bits, 1);
     // A typedef chain: pid_t -> __kernel_pid_t -> int.
     assert_eq!(btf.size_of_name("pid_t"), Some(4));
     // Dotted paths: x86_64 thread.sp, arm64 thread.cpu_context.
