@@ -6,6 +6,7 @@ pub mod app;
 pub mod arch;
 pub mod cli;
 pub mod dump;
+pub mod kernel;
 pub mod live;
 pub mod rsp;
 pub mod server;

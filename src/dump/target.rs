@@ -10,6 +10,26 @@ use crate::arch::Arch;
 use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
 use std::path::Path;
 
+/// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.
+pub struct DumpMem<'a> {
+    pub dump: &'a Dump,
+    pub paging: &'a Paging,
+}
+
+impl crate::kernel::tasks::Mem for DumpMem<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(self.dump, self.paging, addr, buf)
+    }
+}
+
+fn read_virt(dump: &Dump, paging: &Paging, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    let t = paging.translate(dump, VirtAddr(addr))?;
+    // One page (or block) at a time: the next one may map anywhere, or nowhere.
+    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+    dump.read_phys(t.pa.value(), &mut buf[..n])
+        .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
+}
+
 pub struct DumpTarget {
     dump: Dump,
     arch: Arch,
@@ -90,14 +110,7 @@ impl Target for DumpTarget {
     }
 
     fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        let t = self.paging.translate(&self.dump, VirtAddr(addr))?;
-        // One page (or block) at a time: the next one may map anywhere, or nowhere.
-        let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-        let got = self
-            .dump
-            .read_phys(t.pa.value(), &mut buf[..n])
-            .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))?;
-        Ok(got)
+        read_virt(&self.dump, &self.paging, addr, buf)
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
@@ -129,6 +142,13 @@ impl Target for DumpTarget {
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
             "info" => Some(Ok(self.dump.info_text())),
+            "dmesg" => {
+                let mut mem = DumpMem {
+                    dump: &self.dump,
+                    paging: &self.paging,
+                };
+                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()))
+            }
             "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
                 Some(off) => format!(
                     "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
@@ -148,6 +168,10 @@ impl Target for DumpTarget {
                 "walk the page tables for a kernel address, level by level",
             ),
             ("info", "what the dump is (format, kernel, CPUs, memory)"),
+            (
+                "dmesg",
+                "the kernel log (printk ring buffer), as makedumpfile --dump-dmesg prints it",
+            ),
             (
                 "kaslr",
                 "the KASLR offset and the GDB lines that apply it to every section",

@@ -1,0 +1,1 @@
+//! `monitor lsmod` (work in progress).
