@@ -16,7 +16,7 @@ pub struct DumpMem<'a> {
     pub paging: &'a Paging,
 }
 
-impl crate::kernel::tasks::Mem for DumpMem<'_> {
+impl crate::kernel::KernelMem for DumpMem<'_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         read_virt(self.dump, self.paging, addr, buf)
     }

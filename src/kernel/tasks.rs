@@ -6,42 +6,17 @@
 use crate::arch::Arch;
 use crate::target::{MemError, Registers};
 use std::collections::HashSet;
+
+pub use super::{read_exact, read_u64, KernelMem};
 use std::fmt::Write as _;
-
-/// Kernel virtual memory, with the `Target::read_memory` contract: a prefix of real bytes, `Err`
-/// when the first byte cannot be read.
-pub trait Mem {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
-}
-
-/// Fills all of `buf` from `addr` or fails.
-pub fn read_exact(mem: &mut dyn Mem, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = addr
-            .checked_add(done as u64)
-            .ok_or_else(|| MemError::new(addr, "the range wraps past the end of the address space"))?;
-        let rest = buf.get_mut(done..).unwrap_or_default();
-        let n = mem.read(at, rest)?;
-        if n == 0 {
-            return Err(MemError::new(at, "the reader returned no bytes"));
-        }
-        done += n.min(rest.len());
-    }
-    Ok(())
-}
 
 /// Little-endian unsigned value of `size` (1 to 8) bytes at `addr` (both supported arches are
 /// little-endian).
-pub fn read_uint(mem: &mut dyn Mem, addr: u64, size: u64) -> Result<u64, MemError> {
+pub fn read_uint(mem: &mut dyn KernelMem, addr: u64, size: u64) -> Result<u64, MemError> {
     let n = usize::try_from(size.clamp(1, 8)).unwrap_or(8);
     let mut b = [0u8; 8];
     read_exact(mem, addr, &mut b[..n])?;
     Ok(u64::from_le_bytes(b))
-}
-
-pub fn read_u64(mem: &mut dyn Mem, addr: u64) -> Result<u64, MemError> {
-    read_uint(mem, addr, 8)
 }
 
 /// A struct member: byte offset and size in bytes.
@@ -60,6 +35,22 @@ pub trait Layout {
     fn member(&self, st: &str, member: &str) -> Option<Field>;
     /// Size in bytes of a struct (or other named type).
     fn size_of(&self, ty: &str) -> Option<u64>;
+}
+
+impl Layout for super::KernelInfo {
+    fn symbol(&self, name: &str) -> Option<u64> {
+        super::KernelInfo::symbol(self, name)
+    }
+    fn member(&self, st: &str, member: &str) -> Option<Field> {
+        let m = super::KernelInfo::member(self, st, member)?;
+        Some(Field {
+            offset: m.offset(),
+            size: m.size,
+        })
+    }
+    fn size_of(&self, ty: &str) -> Option<u64> {
+        super::KernelInfo::size_of(self, ty)
+    }
 }
 
 /// The task_struct (and friends) offsets the task walk needs.
@@ -261,7 +252,7 @@ pub struct Task {
     pub comm: String,
 }
 
-fn read_field(mem: &mut dyn Mem, base: u64, f: Field) -> Result<u64, MemError> {
+fn read_field(mem: &mut dyn KernelMem, base: u64, f: Field) -> Result<u64, MemError> {
     read_uint(mem, base.wrapping_add(f.offset), f.size)
 }
 
@@ -286,7 +277,7 @@ pub fn state_letter(state: u64, exit_state: u64) -> char {
 const MAX_TASKS: usize = 1 << 20;
 
 /// Reads one task.
-pub fn read_task(mem: &mut dyn Mem, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
+pub fn read_task(mem: &mut dyn KernelMem, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
     let pid = read_field(mem, addr, l.pid)? as u32 as i32;
     let tgid = read_field(mem, addr, l.tgid)? as u32 as i32;
     let mut comm = vec![0u8; usize::try_from(l.comm.size.min(64)).unwrap_or(16)];
@@ -326,7 +317,7 @@ pub fn read_task(mem: &mut dyn Mem, l: &TaskLayout, addr: u64) -> Result<Task, M
 
 /// Follows a circular `list_head` from `head` (whose `next` is at `head`): the addresses of the
 /// entries' `list_head`s, `head` excluded.
-fn list_entries(mem: &mut dyn Mem, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
+fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut cur = read_u64(mem, head)?;
@@ -343,7 +334,7 @@ fn list_entries(mem: &mut dyn Mem, head: u64, limit: usize) -> Result<Vec<u64>, 
 /// Every task: the thread-group leaders on the circular `tasks` list through `start` (any task:
 /// its group leader is used, as only leaders are on that list), each followed by its other
 /// threads. `init_task` (pid 0) comes first when it is on the list.
-pub fn walk(mem: &mut dyn Mem, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
+pub fn walk(mem: &mut dyn KernelMem, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
     let leader = read_u64(mem, start.wrapping_add(l.group_leader))
         .map_err(|e| format!("cannot read the first task at {start:#x}: {e}"))?;
     let leader = if leader == 0 { start } else { leader };
@@ -389,7 +380,7 @@ pub fn walk(mem: &mut dyn Mem, l: &TaskLayout, start: u64) -> Result<Vec<Task>, 
 }
 
 /// Addresses of the other threads of the group `leader` leads.
-fn thread_addrs(mem: &mut dyn Mem, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
+fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
     match l.threads {
         Threads::SignalList { signal, head, node } => {
             let sig = read_u64(mem, leader.wrapping_add(signal))?;
@@ -431,7 +422,7 @@ pub fn ps_text(tasks: &[Task]) -> String {
 
 /// Registers a switched-out task saved at its last context switch, in `arch`'s GDB order.
 pub fn saved_registers(
-    mem: &mut dyn Mem,
+    mem: &mut dyn KernelMem,
     l: &TaskLayout,
     arch: Arch,
     task: u64,
@@ -517,7 +508,7 @@ pub(crate) mod tests {
         }
     }
 
-    impl Mem for FakeMem {
+    impl KernelMem for FakeMem {
         fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
             let mut n = 0;
             for (i, b) in buf.iter_mut().enumerate() {
