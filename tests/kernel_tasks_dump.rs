@@ -119,3 +119,30 @@ fn dmesg_equals_makedumpfile_dump_dmesg() {
         }
     }
 }
+
+#[test]
+fn ps_lists_init_and_both_sleeps() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let d = f.dumps.first().expect("a dump");
+        let mut t = open(d);
+        let ps = t
+            .monitor("ps")
+            .expect("ps is a monitor command")
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        eprintln!("{}:\n{ps}", f.variant);
+        let rows: Vec<Vec<&str>> = ps
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let find = |pid: i32| rows.iter().find(|r| r.first() == Some(&pid.to_string().as_str()));
+        let init = find(1).unwrap_or_else(|| panic!("{}: no pid 1 in\n{ps}", f.variant));
+        assert_eq!(init[1], "0", "{}: init's parent is pid 0", f.variant);
+        for &p in &f.sleep_pids {
+            let r = find(p).unwrap_or_else(|| panic!("{}: no sleep pid {p} in\n{ps}", f.variant));
+            assert!(r.contains(&"sleep"), "{}: pid {p} is not sleep: {r:?}", f.variant);
+            assert_eq!(r[2], "S", "{}: sleep {p} is sleeping: {r:?}", f.variant);
+        }
+    }
+}

@@ -7,6 +7,8 @@ use crate::arch::aarch64::PagingAarch64;
 use crate::arch::walk::{Paging, VirtAddr};
 use crate::arch::x86_64::PagingX86_64;
 use crate::arch::Arch;
+use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::KernelInfo;
 use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -36,6 +38,11 @@ pub struct DumpTarget {
     paging: Paging,
     threads: Vec<ThreadInfo>,
     stop: Tid,
+    /// Kernel symbols and layouts, built on first use (decoding kallsyms and finding BTF takes
+    /// a moment, and `--read` never needs them).
+    kinfo: Option<KernelInfo>,
+    /// The task list (a dump does not change), or why there is none.
+    tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
 }
 
 impl DumpTarget {
@@ -96,11 +103,110 @@ impl DumpTarget {
             paging,
             threads,
             stop,
+            kinfo: None,
+            tasks: None,
         })
+    }
+
+    /// Symbols and layouts from the dump's own memory (kallsyms, BTF, VMCOREINFO).
+    pub fn kernel_info(&mut self) -> &KernelInfo {
+        if self.kinfo.is_none() {
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), None);
+            for m in k.missing() {
+                log::warn!("{m}");
+            }
+            self.kinfo = Some(k);
+        }
+        self.kinfo.get_or_insert_with(KernelInfo::default)
+    }
+
+    /// Every task of the dump, walked once.
+    pub fn tasks(&mut self) -> Result<&(TaskLayout, Vec<Task>), String> {
+        if self.tasks.is_none() {
+            self.kernel_info();
+            let r = match &self.kinfo {
+                Some(k) => walk_dump_tasks(&self.dump, &self.paging, self.arch, k),
+                None => Err("no kernel information".into()),
+            };
+            if let Err(e) = &r {
+                log::warn!("no task threads: {e}");
+            }
+            self.tasks = Some(r);
+        }
+        match &self.tasks {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no tasks".into()),
+        }
     }
 
     pub fn dump(&self) -> &Dump {
         &self.dump
+    }
+}
+
+/// The task list of a dump, from `init_task` or else from a task found through a CPU's stack.
+fn walk_dump_tasks(
+    dump: &Dump,
+    paging: &Paging,
+    arch: Arch,
+    k: &KernelInfo,
+) -> Result<(TaskLayout, Vec<Task>), String> {
+    let layout = TaskLayout::new(k, arch)?;
+    let mut mem = DumpMem { dump, paging };
+    let sp_index = arch.reg_index(match arch {
+        Arch::X86_64 => "rsp",
+        Arch::Aarch64 => "sp",
+    });
+    let start = match k.symbol("init_task") {
+        Some(t) => t,
+        None => dump
+            .cpus()
+            .iter()
+            .find_map(|c| {
+                let regs = c.gdb_registers(arch).0;
+                let sp = regs.get(sp_index?).copied().flatten()?;
+                let all: Vec<u64> = regs.into_iter().flatten().collect();
+                tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
+            })
+            .ok_or(
+                "kallsyms in the dump has no init_task (a kernel without CONFIG_KALLSYMS_ALL) and no \
+                 CPU's kernel stack led to a task, so the task list has no known start",
+            )?,
+    };
+    let list = tasks::walk(&mut mem, &layout, start)?;
+    Ok((layout, list))
+}
+
+impl DumpTarget {
+    /// A task's registers: the CPU's saved registers while it ran on one, else those its last
+    /// context switch saved.
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+        let arch = self.arch;
+        let (layout, list) = self.tasks()?;
+        let task = list
+            .iter()
+            .find(|t| t.pid == pid)
+            .cloned()
+            .ok_or_else(|| format!("no task with pid {pid} in the dump"))?;
+        let layout = layout.clone();
+        if task.on_cpu {
+            if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
+                // NT_PRSTATUS pr_pid says who ran there; the idle tasks are all pid 0.
+                if c.pid == task.pid {
+                    return Ok(c.gdb_registers(arch));
+                }
+            }
+        }
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
     }
 }
 
@@ -114,7 +220,11 @@ impl Target for DumpTarget {
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
-        self.threads.clone()
+        let mut all = self.threads.clone();
+        if let Ok((_, tasks)) = self.tasks() {
+            all.extend(tasks::task_threads(tasks));
+        }
+        all
     }
 
     fn stop_thread(&mut self) -> Tid {
@@ -122,6 +232,9 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        if let Some(pid) = tasks::tid_pid(tid) {
+            return self.task_registers(pid);
+        }
         let cpu = tid
             .checked_sub(1)
             .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
@@ -142,6 +255,11 @@ impl Target for DumpTarget {
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
             "info" => Some(Ok(self.dump.info_text())),
+            "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
+            "sym" => {
+                let arg: Vec<&str> = words.collect();
+                Some(tasks::sym_text(self.kernel_info(), &arg.join(" ")))
+            }
             "dmesg" => {
                 let mut mem = DumpMem {
                     dump: &self.dump,

@@ -402,6 +402,122 @@ fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<
     }
 }
 
+/// Largest THREAD_SIZE of the supported kernels (arm64 and x86_64 with KASAN: 32 KiB).
+const MAX_THREAD_SIZE: u64 = 32 << 10;
+
+/// Whether `cand` is a task_struct whose kernel stack holds `sp` and whose `tasks` list is
+/// consistent (next->prev points back).
+fn is_task_of_stack(mem: &mut dyn KernelMem, l: &TaskLayout, cand: u64, sp: u64) -> bool {
+    let Some(stack_off) = l.stack else { return false };
+    let mut ok = || -> Result<bool, MemError> {
+        let stack = read_u64(mem, cand.wrapping_add(stack_off))?;
+        if stack == 0 || sp < stack || sp - stack >= MAX_THREAD_SIZE {
+            return Ok(false);
+        }
+        let pid = read_uint(mem, cand.wrapping_add(l.pid.offset), 4)?;
+        if pid >= 1 << 22 {
+            return Ok(false);
+        }
+        let node = cand.wrapping_add(l.tasks);
+        let next = read_u64(mem, node)?;
+        Ok(read_u64(mem, next.wrapping_add(8))? == node)
+    };
+    ok().unwrap_or(false)
+}
+
+/// A task to start the walk from when no `init_task` symbol is known (kallsyms without
+/// CONFIG_KALLSYMS_ALL, e.g. Debian arm64): the task that owns the kernel stack a CPU's saved
+/// `sp` points into. Its address is among the CPU's registers or the words on that stack (every
+/// kernel function that uses `current` more than once keeps it in a callee-saved register, which
+/// deeper calls spill to the stack); a candidate counts only when its `stack` member covers `sp`
+/// and its `tasks` list links back to it.
+pub fn find_task_from_cpu(
+    mem: &mut dyn KernelMem,
+    l: &TaskLayout,
+    kernel_start: u64,
+    sp: u64,
+    regs: &[u64],
+) -> Option<u64> {
+    if sp < kernel_start {
+        return None;
+    }
+    let mut cands: Vec<u64> = regs.to_vec();
+    let top = (sp | (MAX_THREAD_SIZE - 1)).wrapping_add(1);
+    let mut buf = vec![0u8; usize::try_from(top.wrapping_sub(sp & !7).min(MAX_THREAD_SIZE)).unwrap_or(0)];
+    let mut got = 0;
+    while got < buf.len() {
+        match mem.read((sp & !7) + got as u64, buf.get_mut(got..).unwrap_or_default()) {
+            Ok(n) if n > 0 => got += n,
+            _ => break,
+        }
+    }
+    cands.extend(
+        buf.get(..got)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+    );
+    let mut seen = HashSet::new();
+    cands
+        .into_iter()
+        .filter(|&c| c >= kernel_start && c % 8 == 0 && seen.insert(c))
+        .find(|&c| is_task_of_stack(mem, l, c, sp))
+}
+
+/// GDB thread ids of tasks: `TASK_TID_BASE + pid`. CPU threads are 1..=NR_CPUS (at most 8192,
+/// include/linux/threads.h), so the two never collide; pids are below PID_MAX_LIMIT (2^22).
+pub const TASK_TID_BASE: u64 = 0x1_0000;
+
+pub fn task_tid(pid: i32) -> crate::target::Tid {
+    TASK_TID_BASE + u64::from(pid.max(0) as u32)
+}
+
+/// The pid a task thread id stands for.
+pub fn tid_pid(tid: crate::target::Tid) -> Option<i32> {
+    tid.checked_sub(TASK_TID_BASE).and_then(|p| i32::try_from(p).ok())
+}
+
+/// One GDB thread per task: name = comm, extra = pid, state and CPU.
+pub fn task_threads(tasks: &[Task]) -> Vec<crate::target::ThreadInfo> {
+    tasks
+        .iter()
+        .map(|t| {
+            let mut extra = format!("pid {} {} ({}", t.pid, t.comm, t.state);
+            if let Some(c) = t.cpu {
+                let _ = write!(extra, ", {} CPU {c}", if t.on_cpu { "on" } else { "last on" });
+            }
+            extra.push(')');
+            crate::target::ThreadInfo {
+                tid: task_tid(t.pid),
+                name: t.comm.clone(),
+                extra,
+                core: t.cpu,
+            }
+        })
+        .collect()
+}
+
+/// `monitor sym NAME|ADDR`: a name's address, or the symbol+offset at an address.
+pub fn sym_text(l: &super::KernelInfo, arg: &str) -> Result<String, String> {
+    let arg = arg.trim();
+    if arg.is_empty() {
+        return Err("usage: monitor sym NAME|ADDR".into());
+    }
+    if let Some(a) = l.symbol(arg) {
+        return Ok(format!("{arg} = {a:#x}\n"));
+    }
+    match crate::cli::parse_addr(arg) {
+        Ok(addr) => match l.symbolize(addr) {
+            Some((name, 0)) => Ok(format!("{addr:#x} = {name}\n")),
+            Some((name, off)) => Ok(format!("{addr:#x} = {name}+{off:#x}\n")),
+            None => Err(format!("no symbol at or below {addr:#x}")),
+        },
+        Err(_) => Err(format!(
+            "no symbol {arg} (kallsyms without CONFIG_KALLSYMS_ALL has no data symbols; -k vmlinux has all)"
+        )),
+    }
+}
+
 /// `monitor ps` text.
 pub fn ps_text(tasks: &[Task]) -> String {
     let mut out = format!(
