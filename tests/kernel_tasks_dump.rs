@@ -146,3 +146,97 @@ fn ps_lists_init_and_both_sleeps() {
         }
     }
 }
+
+fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
+    let mut v = gdbs();
+    if arch == "aarch64" {
+        // Debian's plain gdb is x86-only; gdb-multiarch and GDB 18 read any architecture.
+        v.retain(|(n, _)| n != "gdb13");
+        v.insert(0, ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")));
+    }
+    v
+}
+
+/// A sleeping task's registers come from its last context switch: the PC is where the switch
+/// returns to, x86_64 `__schedule` (after `call __switch_to_asm`, context_switch is inlined),
+/// arm64 `__switch_to` (the lr `cpu_switch_to` saved; arm64 calls it from __switch_to).
+#[test]
+fn sleeping_tasks_have_their_switch_registers() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let mut t = open(&f.dumps[0]);
+        let pc = t.arch().pc_index();
+        for &p in &f.sleep_pids {
+            let r = t
+                .registers(kmemd::kernel::tasks::task_tid(p))
+                .unwrap_or_else(|e| panic!("{}: pid {p}: {e}", f.variant));
+            let pc = r.0[pc].unwrap_or_else(|| panic!("{}: pid {p} has no pc", f.variant));
+            let sym = t.monitor(&format!("sym {pc:#x}")).unwrap().unwrap();
+            let want = if f.arch == "aarch64" {
+                "= __switch_to+"
+            } else {
+                "= __schedule+"
+            };
+            assert!(sym.contains(want), "{}: pid {p} pc {pc:#x}: {sym}", f.variant);
+        }
+    }
+}
+
+#[test]
+fn gdb_info_threads_lists_the_tasks() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let dump = &f.dumps[0];
+        let dir = scratch(&format!("tasksgdb-{}", f.variant));
+        let sock = dir.join("gdb.sock");
+        let mut k = Kmemd::spawn(
+            &["-c", dump.to_str().unwrap(), "-s", sock.to_str().unwrap()],
+            dir.join("kmemd.log"),
+        );
+        k.wait_unix(&sock);
+        let pc = if f.arch == "aarch64" { "pc" } else { "rip" };
+        // Direct access to a task's registers through GDB: its thread id is 0x10000 + pid.
+        let p = f.sleep_pids[0];
+        let mut lib = open(dump);
+        let want_pc =
+            lib.registers(kmemd::kernel::tasks::task_tid(p)).unwrap().0[lib.arch().pc_index()].unwrap();
+        for (name, gdb) in gdbs_for(&f.arch) {
+            let cmds = vec![
+                "info threads".to_string(),
+                format!("thread find pid {p} "),
+                "monitor ps".to_string(),
+            ];
+            let o = gdb_batch(&gdb, sock.to_str().unwrap(), &cmds);
+            let t = text(&o);
+            let ctx = format!("{name} {}", f.variant);
+            assert!(
+                t.contains("\"swapper/0\"") && t.contains("\"init\""),
+                "{ctx}: {t}"
+            );
+            for &p in &f.sleep_pids {
+                assert!(
+                    t.contains(&format!("pid {p} sleep")),
+                    "{ctx}: sleep {p} missing: {t}"
+                );
+            }
+            // `thread find` prints "Thread N has target id ..." for the match; switch to it.
+            let n: String = t
+                .lines()
+                .find(|l| l.starts_with("Thread ") && l.contains(&format!("pid {p} ")))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("{ctx}: thread find: {t}"))
+                .to_string();
+            let o = gdb_batch(
+                &gdb,
+                sock.to_str().unwrap(),
+                &[format!("thread {n}"), format!("printf \"@@pc=%#lx\\n\", ${pc}")],
+            );
+            let t = text(&o);
+            assert!(
+                t.contains(&format!("@@pc={want_pc:#x}")),
+                "{ctx}: thread {n}: {t}"
+            );
+            assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
+        }
+    }
+}
