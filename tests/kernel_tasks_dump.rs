@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 struct Fixture {
     variant: String,
-    dir: PathBuf,
     arch: String,
     dumps: Vec<PathBuf>,
     sleep_pids: Vec<i32>,
@@ -19,6 +18,8 @@ struct Fixture {
     modules: Vec<(String, u64, u64)>,
     dmesg: Option<PathBuf>,
     busybox: PathBuf,
+    /// The first sleep's /proc/PID/maps: (start, end, perms, path).
+    maps: Vec<(u64, u64, String, String)>,
 }
 
 fn hex(s: &str) -> u64 {
@@ -52,13 +53,13 @@ fn load(dir: &Path) -> Fixture {
     let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
     let mut f = Fixture {
         variant: String::new(),
-        dir: dir.to_path_buf(),
         arch: String::new(),
         dumps: vec![],
         sleep_pids: vec![],
         modules: vec![],
         dmesg: None,
         busybox: dir.join("busybox"),
+        maps: vec![],
     };
     for line in text.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
@@ -70,6 +71,9 @@ fn load(dir: &Path) -> Fixture {
             ["module", n, a, s] => f.modules.push((n.to_string(), hex(a), s.parse().expect("size"))),
             ["dmesg", p] => f.dmesg = Some(dir.join(p)),
             ["busybox", p] => f.busybox = dir.join(p),
+            ["sleep_map", _, s, e, perms, _, rest @ ..] => {
+                f.maps.push((hex(s), hex(e), perms.to_string(), rest.join(" ")))
+            }
             _ => {}
         }
     }
@@ -238,5 +242,94 @@ fn gdb_info_threads_lists_the_tasks() {
             );
             assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
         }
+    }
+}
+
+fn kmemd_read(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(KMEMD)
+        .args(args)
+        .output()
+        .expect("run kmemd")
+}
+
+/// `--pid` serves the process through its own page tables: busybox (static, non-PIE) is mapped
+/// at 0x400000, so the first bytes there are the file's ELF header.
+#[test]
+fn pid_reads_the_process_elf_header_through_its_page_tables() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let want = std::fs::read(&f.busybox).expect("busybox");
+        assert_eq!(&want[..4], b"\x7fELF");
+        for d in [&f.dumps[0], f.dumps.last().unwrap()] {
+            for &p in &f.sleep_pids {
+                let o = kmemd_read(&[
+                    "-c",
+                    d.to_str().unwrap(),
+                    "--pid",
+                    &p.to_string(),
+                    "--read",
+                    "0x400000",
+                    "64",
+                ]);
+                assert!(o.status.success(), "{} pid {p}: {}", d.display(), text(&o));
+                assert_eq!(o.stdout, want[..64], "{} pid {p}", d.display());
+            }
+        }
+        // A kernel thread has no address space: one sentence, no panic.
+        let o = kmemd_read(&[
+            "-c",
+            f.dumps[0].to_str().unwrap(),
+            "--pid",
+            "2",
+            "--read",
+            "0x400000",
+            "8",
+        ]);
+        assert!(
+            !o.status.success() && text(&o).contains("kernel thread"),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+/// The user registers in pt_regs: the PC is in busybox's code and the SP in the [stack] mapping
+/// the guest's /proc/PID/maps printed.
+#[test]
+fn pid_threads_have_user_registers() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let p = f.sleep_pids[0];
+        let t = DumpTarget::open(&f.dumps[0]).unwrap();
+        let mut proc = kmemd::dump::process::ProcessTarget::new(t, p as u32).unwrap();
+        let threads = proc.threads();
+        assert_eq!(threads.len(), 1, "{}: sleep is single-threaded", f.variant);
+        assert_eq!(threads[0].name, "sleep");
+        let r = proc.registers(threads[0].tid).unwrap();
+        let (pc, sp) = if f.arch == "aarch64" {
+            ("pc", "sp")
+        } else {
+            ("rip", "rsp")
+        };
+        let get = |n: &str| r.0[proc.arch().reg_index(n).unwrap()].unwrap();
+        let inside = |v: u64, perm: &str, path: &str| {
+            f.maps
+                .iter()
+                .any(|(s, e, pm, pa)| v >= *s && v < *e && pm.contains(perm) && pa.contains(path))
+        };
+        assert!(
+            inside(get(pc), "x", "busybox"),
+            "{}: pc {:#x} not in busybox text {:?}",
+            f.variant,
+            get(pc),
+            f.maps
+        );
+        assert!(
+            inside(get(sp), "rw", "[stack]"),
+            "{}: sp {:#x} not in [stack] {:?}",
+            f.variant,
+            get(sp),
+            f.maps
+        );
     }
 }

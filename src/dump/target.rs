@@ -147,6 +147,11 @@ impl DumpTarget {
     pub fn dump(&self) -> &Dump {
         &self.dump
     }
+
+    /// The dump and the kernel's page tables, borrowed together.
+    pub fn parts(&self) -> (&Dump, &Paging) {
+        (&self.dump, &self.paging)
+    }
 }
 
 /// The task list of a dump, from `init_task` or else from a task found through a CPU's stack.

@@ -119,7 +119,7 @@ pub fn dmesg(mem: &mut dyn KernelMem, vmci: &VmcoreInfo) -> Result<String, Strin
     let rb = read_vec(mem, prb_addr, l.rb_size, "the printk_ringbuffer")?;
     let count_bits = field(&rb, l.desc_ring + l.count_bits, 4);
     let text_bits = field(&rb, l.text_ring + l.size_bits, 4);
-    if count_bits > MAX_COUNT_BITS || text_bits > MAX_TEXT_BITS || text_bits < 3 {
+    if count_bits > MAX_COUNT_BITS || !(3..=MAX_TEXT_BITS).contains(&text_bits) {
         return Err(format!(
             "the printk ring buffer at {prb_addr:#x} looks damaged (2^{count_bits} descriptors, 2^{text_bits} \
              bytes of text)"

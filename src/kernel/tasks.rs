@@ -233,6 +233,12 @@ impl TaskLayout {
         self.mm
     }
 
+    /// The mm_struct of a task (0 for kernel threads).
+    pub fn mm_of(&self, mem: &mut dyn KernelMem, task: u64) -> Result<u64, String> {
+        let off = self.mm.ok_or("task_struct.mm is unknown")?;
+        read_u64(mem, task.wrapping_add(off)).map_err(|e| format!("cannot read task {task:#x}'s mm: {e}"))
+    }
+
     pub fn stack_offset(&self) -> Option<u64> {
         self.stack
     }
@@ -400,6 +406,148 @@ fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<
             .collect()),
         Threads::None => Ok(Vec::new()),
     }
+}
+
+/// Where a task's user registers are: `struct pt_regs` at the top of its kernel stack
+/// (`task_pt_regs()`: x86_64 arch/x86/include/asm/processor.h, arm64 asm/processor.h), member
+/// offsets from BTF by name, mapped to GDB register names.
+#[derive(Debug, Clone)]
+pub struct UserRegsLayout {
+    pub size: u64,
+    pub regs: Vec<(&'static str, u64)>,
+    pub fsbase: Option<u64>,
+}
+
+impl UserRegsLayout {
+    pub fn new(l: &dyn Layout, arch: Arch) -> Result<UserRegsLayout, String> {
+        let size = l
+            .size_of("pt_regs")
+            .ok_or("the kernel's type information has no struct pt_regs: user registers are unavailable")?;
+        let mut regs = Vec::new();
+        match arch {
+            Arch::X86_64 => {
+                const MAP: [(&str, &str); 21] = [
+                    ("r15", "r15"),
+                    ("r14", "r14"),
+                    ("r13", "r13"),
+                    ("r12", "r12"),
+                    ("bp", "rbp"),
+                    ("bx", "rbx"),
+                    ("r11", "r11"),
+                    ("r10", "r10"),
+                    ("r9", "r9"),
+                    ("r8", "r8"),
+                    ("ax", "rax"),
+                    ("cx", "rcx"),
+                    ("dx", "rdx"),
+                    ("si", "rsi"),
+                    ("di", "rdi"),
+                    ("orig_ax", "orig_rax"),
+                    ("ip", "rip"),
+                    ("cs", "cs"),
+                    ("flags", "eflags"),
+                    ("sp", "rsp"),
+                    ("ss", "ss"),
+                ];
+                for (m, r) in MAP {
+                    if let Some(f) = l.member("pt_regs", m) {
+                        regs.push((r, f.offset));
+                    }
+                }
+            }
+            Arch::Aarch64 => {
+                // `regs[31]`, `sp`, `pc`, `pstate` (inside an anonymous union with user_pt_regs).
+                const X: [&str; 31] = [
+                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+                    "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
+                    "x26", "x27", "x28", "x29", "x30",
+                ];
+                if let Some(f) = l.member("pt_regs", "regs") {
+                    for (i, r) in X.iter().enumerate() {
+                        regs.push((*r, f.offset + 8 * i as u64));
+                    }
+                }
+                for (m, r) in [("sp", "sp"), ("pc", "pc"), ("pstate", "cpsr")] {
+                    if let Some(f) = l.member("pt_regs", m) {
+                        regs.push((r, f.offset));
+                    }
+                }
+            }
+        }
+        if regs.len() < 8 {
+            return Err("the kernel's struct pt_regs has none of the expected members".into());
+        }
+        let fsbase = match (
+            l.member("task_struct", "thread"),
+            l.member("thread_struct", "fsbase"),
+        ) {
+            (Some(t), Some(f)) if arch == Arch::X86_64 => Some(t.offset + f.offset),
+            _ => None,
+        };
+        Ok(UserRegsLayout { size, regs, fsbase })
+    }
+}
+
+/// A user task's registers from the `pt_regs` at the top of its kernel stack. THREAD_SIZE is not
+/// in BTF: 16 KiB (both arches without KASAN) is tried first, then 32 KiB, and the one whose
+/// frame holds user-mode state wins (x86_64 `cs` = __USER_CS 0x33; arm64 PSTATE.M = EL0t).
+pub fn user_registers(
+    mem: &mut dyn KernelMem,
+    l: &TaskLayout,
+    u: &UserRegsLayout,
+    arch: Arch,
+    task: u64,
+) -> Result<Registers, String> {
+    let stack_off = l
+        .stack
+        .ok_or("task_struct.stack is unknown: user registers are unavailable")?;
+    let stack = read_u64(mem, task.wrapping_add(stack_off))
+        .map_err(|e| format!("cannot read task {task:#x}'s stack pointer: {e}"))?;
+    let mut last = String::from("no stack");
+    for thread_size in [16u64 << 10, 32 << 10] {
+        let base = stack.wrapping_add(thread_size).wrapping_sub(u.size);
+        let mut regs = vec![None; arch.registers().len()];
+        let mut user_mode = false;
+        let mut ok = true;
+        for (name, off) in &u.regs {
+            match read_u64(mem, base.wrapping_add(*off)) {
+                Ok(v) => {
+                    match (*name, arch) {
+                        ("cs", Arch::X86_64) => user_mode = v & 0xffff == 0x33,
+                        ("cpsr", Arch::Aarch64) => user_mode = v & 0xf == 0,
+                        _ => {}
+                    }
+                    if let Some(slot) = arch.reg_index(name).and_then(|i| regs.get_mut(i)) {
+                        *slot = Some(v);
+                    }
+                }
+                Err(e) => {
+                    last = format!("cannot read pt_regs at {base:#x}: {e}");
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && user_mode {
+            if let Some(fs) = u.fsbase {
+                if let (Ok(v), Some(i)) = (read_u64(mem, task.wrapping_add(fs)), arch.reg_index("fs_base")) {
+                    if let Some(slot) = regs.get_mut(i) {
+                        *slot = Some(v);
+                    }
+                }
+            }
+            return Ok(Registers(regs));
+        }
+        if ok {
+            last = format!(
+                "no user-mode pt_regs at the top of the {}-KiB stack at {stack:#x}",
+                thread_size >> 10
+            );
+        }
+    }
+    Err(format!(
+        "task {task:#x}: {last} (a kernel thread has no user registers)"
+    ))
 }
 
 /// Largest THREAD_SIZE of the supported kernels (arm64 and x86_64 with KASAN: 32 KiB).
@@ -702,6 +850,7 @@ pub(crate) mod tests {
     const K: u64 = 0xffff_8880_0000_0000;
 
     /// Writes a task at `addr`; links are set by the caller.
+    #[allow(clippy::too_many_arguments)]
     fn task(
         m: &mut FakeMem,
         addr: u64,
