@@ -333,3 +333,27 @@ fn pid_threads_have_user_registers() {
         );
     }
 }
+
+#[test]
+fn lsmod_shows_the_guests_module_at_its_address() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        assert!(!f.modules.is_empty(), "{}: the guest loaded a module", f.variant);
+        let mut t = open(&f.dumps[0]);
+        let text = t
+            .monitor("lsmod")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: {e}", f.variant));
+        eprintln!("{}:\n{text}", f.variant);
+        for (name, addr, size) in &f.modules {
+            let row = format!("{name:<24} {addr:#018x} {size:>8}");
+            assert!(text.contains(&row), "{}: wanted '{row}' in\n{text}", f.variant);
+            let add = format!("  add-symbol-file {name}.ko {addr:#x}");
+            assert!(
+                text.contains(&add) && text.contains(" -s .data 0x"),
+                "{}: {text}",
+                f.variant
+            );
+        }
+    }
+}

@@ -261,6 +261,19 @@ impl Target for DumpTarget {
             }),
             "info" => Some(Ok(self.dump.info_text())),
             "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
+            "lsmod" => {
+                let arch = self.arch;
+                self.kernel_info();
+                let mut mem = DumpMem {
+                    dump: &self.dump,
+                    paging: &self.paging,
+                };
+                Some(match &self.kinfo {
+                    Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
+                        .map(|m| crate::kernel::modules::lsmod_text(&m)),
+                    None => Err("no kernel information".into()),
+                })
+            }
             "sym" => {
                 let arg: Vec<&str> = words.collect();
                 Some(tasks::sym_text(self.kernel_info(), &arg.join(" ")))
