@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use kmemd::dump::target::DumpTarget;
-use kmemd::kernel::{kallsyms, KernelInfo, KernelMem};
+use kmemd::kernel::{kallsyms, scan, KernelInfo, KernelMem};
 use std::path::{Path, PathBuf};
 
 fn fixtures_root() -> PathBuf {
@@ -117,7 +117,7 @@ fn kallsyms_decoded_from_dumps_match_the_guest() {
 #[test]
 fn kernel_info_from_dumps_without_vmlinux() {
     let Some(fx) = fixtures() else { return };
-    for (dir, _arch, ksyms) in fx {
+    for (dir, arch, ksyms) in fx {
         let mut t = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
         let vmci = t.dump().vmcoreinfo().clone();
         let k = KernelInfo::from_dump(&mut t as &mut dyn KernelMem, &vmci, None);
@@ -136,13 +136,7 @@ fn kernel_info_from_dumps_without_vmlinux() {
         assert_eq!(tasks.size, 16, "list_head");
         assert_eq!(Some(16), k.size_of("list_head"));
         assert!(k.size_of("task_struct").unwrap() > comm.offset() + 16);
-        // Debian arm64 kallsyms has no data symbols; init_task/modules there come in a later step.
-        let wanted: &[&str] = if _arch == "x86_64" {
-            &["init_task", "prb", "modules"]
-        } else {
-            &["prb"]
-        };
-        for &name in wanted {
+        for name in ["init_task", "prb", "modules"] {
             assert!(
                 k.symbol(name).is_some(),
                 "{}: {name} not found: {:?}",
@@ -157,9 +151,37 @@ fn kernel_info_from_dumps_without_vmlinux() {
         }
         // init_task's comm reads "swapper/0" through the BTF offset (init/init_task.c names it
         // "swapper"; init_idle renames the boot CPU's idle task "swapper/0").
-        let Some(init) = k.symbol("init_task") else {
-            continue;
-        };
+        let init = k.symbol("init_task").unwrap();
+        // The image search must find what kallsyms says (x86_64 has data symbols) and be what
+        // arm64 uses; checked on every variant.
+        let btf = k.btf().unwrap();
+        let text = k.symbol("_stext").unwrap();
+        let from = k.symbol("_etext").unwrap();
+        let found = scan::scan_image(
+            &mut t as &mut dyn KernelMem,
+            btf,
+            text,
+            from,
+            from + scan::MAX_SPAN,
+            true,
+            true,
+        )
+        .expect("scan");
+        assert_eq!(found.init_task, Some(init), "{}", dir.display());
+        assert_eq!(found.modules, k.symbol("modules"), "{}", dir.display());
+        if arch == "x86_64" {
+            assert!(
+                k.sources().iter().all(|s| !s.contains("searching")),
+                "kallsyms has them"
+            );
+        }
+        // The module the guest loaded is first on the list.
+        let list = k.member("module", "list").unwrap().offset();
+        let name_off = k.member("module", "name").unwrap().offset();
+        let first = kmemd::kernel::read_u64(&mut t as &mut dyn KernelMem, found.modules.unwrap()).unwrap();
+        let mut name = [0u8; 12];
+        kmemd::kernel::read_exact(&mut t as &mut dyn KernelMem, first - list + name_off, &mut name).unwrap();
+        assert_eq!(&name, b"qemu_fw_cfg\0", "{}", dir.display());
         let mut name = [0u8; 16];
         kmemd::kernel::read_exact(&mut t as &mut dyn KernelMem, init + comm.offset(), &mut name).unwrap();
         assert!(
@@ -173,5 +195,37 @@ fn kernel_info_from_dumps_without_vmlinux() {
             dir.display(),
             k.missing()
         );
+    }
+}
+
+/// A makedumpfile `-d 31` dump (free, cache and user pages left out) still holds the kernel
+/// image, so it gives the same symbols, BTF and image search results as the full ELF dump.
+#[test]
+fn filtered_kdump_gives_the_same_kernel_info() {
+    let Some(fx) = fixtures() else { return };
+    for (dir, _arch, _) in fx {
+        let path = dir.join("mdf-zlib-d31.kdump");
+        if !path.exists() {
+            assert!(!in_ci(), "{} missing", path.display());
+            continue;
+        }
+        let mut full = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
+        let vmci = full.dump().vmcoreinfo().clone();
+        let a = KernelInfo::from_dump(&mut full as &mut dyn KernelMem, &vmci, None);
+        let mut filtered = DumpTarget::open(&path).expect("open kdump");
+        let vmci = filtered.dump().vmcoreinfo().clone();
+        let b = KernelInfo::from_dump(&mut filtered as &mut dyn KernelMem, &vmci, None);
+        assert_eq!(a.symbols().len(), b.symbols().len(), "{}", path.display());
+        assert!(
+            a.symbols().symbols() == b.symbols().symbols(),
+            "{}",
+            path.display()
+        );
+        for name in ["init_task", "modules", "prb", "_stext"] {
+            assert_eq!(a.symbol(name), b.symbol(name), "{}: {name}", path.display());
+        }
+        assert_eq!(a.member("task_struct", "comm"), b.member("task_struct", "comm"));
+        assert_eq!(a.size_of("task_struct"), b.size_of("task_struct"));
+        assert!(b.missing().is_empty(), "{}: {:?}", path.display(), b.missing());
     }
 }

@@ -164,6 +164,9 @@ struct NameStream {
     next_addr: u64,
     buf: Vec<u8>,
     pos: usize,
+    /// Next read size: starts at a page and doubles up to NAMES_CHUNK, so small or damaged
+    /// tables do not cost a large read.
+    chunk: usize,
 }
 
 impl NameStream {
@@ -172,6 +175,7 @@ impl NameStream {
             next_addr: addr,
             buf: Vec::new(),
             pos: 0,
+            chunk: 4096,
         }
     }
 
@@ -180,7 +184,8 @@ impl NameStream {
             self.pos += 1;
             return Ok(b);
         }
-        self.buf.resize(NAMES_CHUNK, 0);
+        self.buf.resize(self.chunk, 0);
+        self.chunk = (self.chunk * 2).min(NAMES_CHUNK);
         let got = read_prefix(mem, self.next_addr, &mut self.buf);
         if got == 0 {
             return Err(format!("kallsyms_names is unreadable at {:#x}", self.next_addr));

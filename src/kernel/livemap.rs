@@ -137,6 +137,7 @@ pub fn find_with_note(
         }
     };
     let mut head = [0u8; 24];
+    let mut contradicted = None;
     for base in candidates {
         let Some(va) = base.checked_add(note_pa) else {
             continue;
@@ -150,17 +151,25 @@ pub fn find_with_note(
         }
         let Some(text) = note_text(&note) else { continue };
         let info = VmcoreInfo::parse(text.as_bytes());
-        let how = confirm_with_text(mem, arch, base, text_addr, &info, kernel_code)?;
+        let how = match confirm_with_text(mem, arch, base, text_addr, &info, kernel_code) {
+            Ok(how) => how,
+            Err(e) => {
+                contradicted = Some(e);
+                continue;
+            }
+        };
         return Ok(LiveVmcoreinfo {
             direct_map_base: base,
             text,
             how,
         });
     }
-    Err(format!(
-        "the VMCOREINFO note (physical {note_pa:#x}) shows up at no candidate direct-map base; \
-         live data symbols such as prb are unavailable (give -k the matching vmlinux)"
-    ))
+    Err(contradicted.unwrap_or_else(|| {
+        format!(
+            "the VMCOREINFO note (physical {note_pa:#x}) shows up at no candidate direct-map base; \
+             live data symbols such as prb are unavailable (give -k the matching vmlinux)"
+        )
+    }))
 }
 
 /// Confirms a direct-map base with the kernel's own text. Fails only when the text is readable
@@ -204,4 +213,98 @@ fn confirm_with_text(
     Ok(format!(
         "note header and _text (physical {text_pa:#x}) both found at base {base:#x}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::MemError;
+
+    /// Sparse kernel memory: a few mapped regions.
+    struct Regions(Vec<(u64, Vec<u8>)>);
+
+    impl KernelMem for Regions {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+            for (base, bytes) in &self.0 {
+                if let Some(off) = addr.checked_sub(*base).filter(|&o| o < bytes.len() as u64) {
+                    let src = &bytes[off as usize..];
+                    let n = src.len().min(buf.len());
+                    buf[..n].copy_from_slice(&src[..n]);
+                    return Ok(n);
+                }
+            }
+            Err(MemError::new(addr, "unmapped"))
+        }
+    }
+
+    fn note(text: &str) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&11u32.to_le_bytes());
+        n.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        n.extend_from_slice(&0u32.to_le_bytes());
+        n.extend_from_slice(b"VMCOREINFO\0\0");
+        n.extend_from_slice(text.as_bytes());
+        n.resize(4096, 0);
+        n
+    }
+
+    const TEXT: u64 = 0xffff_ffff_9f40_0000;
+    const PHYS_BASE: u64 = 0x1_2000_0000;
+    const NOTE_PA: u64 = 0x1_00c6_6000;
+
+    fn machine(base: u64, text_at_base: &[u8], decoy: Option<u64>) -> Regions {
+        let text: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let text_pa = TEXT - START_KERNEL_MAP + PHYS_BASE;
+        let info = format!("OSRELEASE=6.1.0\nNUMBER(phys_base)={PHYS_BASE}\n");
+        let mut r = vec![
+            (TEXT, text),
+            (base + NOTE_PA, note(&info)),
+            (base + text_pa, text_at_base.to_vec()),
+        ];
+        if let Some(d) = decoy {
+            // A note at a wrong base, whose kernel text does not match.
+            r.push((d + NOTE_PA, note(&info)));
+            r.push((d + text_pa, vec![0u8; 4096]));
+        }
+        Regions(r)
+    }
+
+    #[test]
+    fn finds_a_randomized_direct_map() {
+        let text: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let base = X86_BASE_L4 + 37 * GIB;
+        let mut m = machine(base, &text, Some(X86_BASE_L4 + 5 * GIB));
+        let v = find_with_note(&mut m, Arch::X86_64, TEXT, NOTE_PA, 4096, &[], &[]).unwrap();
+        assert_eq!(v.direct_map_base, base);
+        assert!(v.text.starts_with("OSRELEASE=6.1.0\n"), "{:?}", v.text);
+        assert!(v.how.contains("_text"), "{}", v.how);
+        // 5-level base.
+        let base5 = X86_BASE_L5 + 3 * GIB;
+        let mut m = machine(base5, &text, None);
+        let v = find_with_note(&mut m, Arch::X86_64, TEXT, NOTE_PA, 4096, &[], &[]).unwrap();
+        assert_eq!(v.direct_map_base, base5);
+    }
+
+    #[test]
+    fn text_that_disagrees_is_refused() {
+        let mut m = machine(X86_BASE_L4 + GIB, &[0xcc; 4096], None);
+        let e = find_with_note(&mut m, Arch::X86_64, TEXT, NOTE_PA, 4096, &[], &[]).unwrap_err();
+        assert!(e.contains("contradicts"), "{e}");
+        let mut nothing = Regions(vec![]);
+        assert!(find_with_note(&mut nothing, Arch::X86_64, TEXT, NOTE_PA, 4096, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn parses_the_sysfs_file_and_note_headers() {
+        assert_eq!(
+            parse_note_location("0x0000000100c66000 1024\n"),
+            Some((0x1_00c6_6000, 0x1024))
+        );
+        assert_eq!(parse_note_location("garbage"), None);
+        assert_eq!(note_text(&note("A=1\n")).as_deref(), Some("A=1\n"));
+        let mut bad = note("A=1\n");
+        bad[12] = b'X';
+        assert_eq!(note_text(&bad), None);
+        assert_eq!(note_text(&bad[..10]), None);
+    }
 }
