@@ -357,3 +357,37 @@ fn lsmod_shows_the_guests_module_at_its_address() {
         }
     }
 }
+
+/// `monitor sym` both ways, against the guest's own /proc/kallsyms lines in the manifest.
+#[test]
+fn sym_looks_up_names_and_addresses() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let text = std::fs::read_to_string(f.dumps[0].parent().unwrap().join("manifest.txt")).unwrap();
+        let ksyms: Vec<(String, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                match w.as_slice() {
+                    ["ksym", n, a] => Some((n.to_string(), hex(a))),
+                    _ => None,
+                }
+            })
+            .filter(|(n, _)| n.starts_with("_stext") || n == "jiffies_64" || n == "init_task" || n == "prb")
+            .collect();
+        assert!(!ksyms.is_empty(), "{}: manifest ksym lines", f.variant);
+        let mut t = open(&f.dumps[0]);
+        for (name, addr) in &ksyms {
+            let by_name = t.monitor(&format!("sym {name}")).unwrap().unwrap();
+            assert_eq!(by_name, format!("{name} = {addr:#x}\n"), "{}", f.variant);
+            let by_addr = t.monitor(&format!("sym {:#x}", addr + 1)).unwrap().unwrap();
+            assert!(
+                by_addr.starts_with(&format!("{:#x} = ", addr + 1)) && by_addr.ends_with("+0x1\n"),
+                "{}: {by_addr}",
+                f.variant
+            );
+        }
+        let e = t.monitor("sym no_such_symbol_at_all").unwrap().unwrap_err();
+        assert!(e.contains("no symbol"), "{e}");
+    }
+}
