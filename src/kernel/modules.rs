@@ -170,7 +170,7 @@ pub fn from_memory(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Resul
         Where::Mem {
             at: m.offset,
             stride,
-            count: if stride > 0 { (m.size / stride).max(1) } else { 1 },
+            count: m.size.checked_div(stride).unwrap_or(1).max(1),
             base: field(l, "module_memory", "base")?,
             size: field(l, "module_memory", "size")?,
         }

@@ -41,9 +41,15 @@ pub struct LiveTarget {
     kinfo: Option<KernelInfo>,
     /// Where the task walk starts (init_task, else this process's own task from BPF).
     task_start: Option<Result<u64, String>>,
-    /// The tasks as of the last `threads()`: live, they change under us.
+    /// The tasks as of the last walk: live, they change under us.
     tasks: Vec<Task>,
+    /// When that walk was made. The server asks for the thread list for every `Hg`/`T` packet
+    /// too; a walk younger than [`TASKS_FRESH`] answers those without reading every task again.
+    tasks_at: Option<std::time::Instant>,
 }
+
+/// How long one task walk answers `threads()`.
+const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The BPF reader as kernel memory for the decoders.
 struct ReaderMem<'a>(&'a mut KernelReader);
@@ -124,6 +130,7 @@ impl LiveTarget {
             kinfo: None,
             task_start: None,
             tasks: Vec::new(),
+            tasks_at: None,
         })
     }
 
@@ -174,6 +181,7 @@ impl LiveTarget {
         let mut mem = ReaderMem(&mut self.reader);
         let list = tasks::walk(&mut mem, &layout, start)?;
         self.tasks = list.clone();
+        self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
     }
 
@@ -355,6 +363,10 @@ impl Target for LiveTarget {
                 core: Some(cpu),
             })
             .collect();
+        if self.tasks_at.is_some_and(|t| t.elapsed() < TASKS_FRESH) {
+            all.extend(tasks::task_threads(&self.tasks));
+            return all;
+        }
         match self.tasks() {
             Ok((_, list)) => all.extend(tasks::task_threads(&list)),
             Err(e) => log::warn!("no task threads: {e}"),
