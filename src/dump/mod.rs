@@ -355,7 +355,8 @@ pub fn open_target(
     path: &std::path::Path,
     config: &crate::cli::Config,
 ) -> Result<Box<dyn crate::target::Target>, String> {
-    let t = target::DumpTarget::open(path)?;
+    let mut t = target::DumpTarget::open(path)?;
+    t.set_vmlinux(config.vmlinux.as_deref());
     if let Some(pid) = config.pid {
         return Ok(Box::new(process::ProcessTarget::new(t, pid)?));
     }

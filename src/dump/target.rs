@@ -43,6 +43,8 @@ pub struct DumpTarget {
     kinfo: Option<KernelInfo>,
     /// The task list (a dump does not change), or why there is none.
     tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
+    /// `-k vmlinux`: its symbols and BTF take precedence over what the dump's memory gives.
+    vmlinux: Option<std::path::PathBuf>,
 }
 
 impl DumpTarget {
@@ -105,7 +107,15 @@ impl DumpTarget {
             stop,
             kinfo: None,
             tasks: None,
+            vmlinux: None,
         })
+    }
+
+    /// Takes symbols and BTF from `vmlinux` first (`-k`).
+    pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
+        self.vmlinux = vmlinux.map(Path::to_path_buf);
+        self.kinfo = None;
+        self.tasks = None;
     }
 
     /// Symbols and layouts from the dump's own memory (kallsyms, BTF, VMCOREINFO).
@@ -115,7 +125,7 @@ impl DumpTarget {
                 dump: &self.dump,
                 paging: &self.paging,
             };
-            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), None);
+            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), self.vmlinux.as_deref());
             for m in k.missing() {
                 log::warn!("{m}");
             }

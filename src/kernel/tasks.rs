@@ -949,6 +949,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn user_registers_find_the_user_frame_at_the_top_of_the_stack() {
+        let mut fl = x86_layout();
+        for (i, n) in [
+            "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
+            "orig_ax", "ip", "cs", "flags", "sp", "ss",
+        ]
+        .iter()
+        .enumerate()
+        {
+            fl.m("pt_regs", n, i as u64 * 8, 8);
+        }
+        fl.sizes.insert("pt_regs".into(), 168);
+        let l = TaskLayout::new(&fl, Arch::X86_64).unwrap();
+        let u = UserRegsLayout::new(&fl, Arch::X86_64).unwrap();
+        let mut m = world();
+        let t = K + 0x1000;
+        let stack = K + 0x80000;
+        m.put_u64(t + 128, stack);
+        // A 32 KiB stack: the 16 KiB guess finds kernel data there (cs 0x10), not user state.
+        m.put_bytes(stack, &[0u8; 32 << 10]);
+        let top16 = stack + (16 << 10) - 168;
+        m.put_u64(top16 + 17 * 8, 0x10);
+        let top = stack + (32 << 10) - 168;
+        m.put_u64(top + 16 * 8, 0x40_1234);
+        m.put_u64(top + 17 * 8, 0x33);
+        m.put_u64(top + 19 * 8, 0x7ffd_0000_1000);
+        m.put_u64(top + 10 * 8, 0xfffffffffffffe00);
+        let r = user_registers(&mut m, &l, &u, Arch::X86_64, t).unwrap();
+        let get = |n: &str| r.0[Arch::X86_64.reg_index(n).unwrap()];
+        assert_eq!(get("rip"), Some(0x40_1234));
+        assert_eq!(get("rsp"), Some(0x7ffd_0000_1000));
+        assert_eq!(get("rax"), Some(0xfffffffffffffe00));
+        // Neither size holds a user frame: a kernel thread.
+        m.put_u64(top + 17 * 8, 0x10);
+        let e = user_registers(&mut m, &l, &u, Arch::X86_64, t).unwrap_err();
+        assert!(e.contains("kernel thread"), "{e}");
+    }
+
+    #[test]
     fn x86_switch_frame_gives_rip_rsp_and_callee_saved() {
         let l = TaskLayout::new(&x86_layout(), Arch::X86_64).unwrap();
         let mut m = world();
