@@ -11,9 +11,12 @@
 //! [`KernelInfo::missing`] and callers keep working without it.
 
 pub mod btf;
+pub mod dmesg;
 pub mod kallsyms;
 pub mod livemap;
+pub mod modules;
 pub mod scan;
+pub mod tasks;
 
 use crate::dump::vmcoreinfo::VmcoreInfo;
 use crate::live::kallsyms::Kallsyms;
