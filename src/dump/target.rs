@@ -183,7 +183,7 @@ fn walk_dump_tasks(
             .cpus()
             .iter()
             .find_map(|c| {
-                let regs = c.gdb_registers(arch).0;
+                let regs = c.gdb_registers(arch).ok()?.0;
                 let sp = regs.get(sp_index?).copied().flatten()?;
                 let all: Vec<u64> = regs.into_iter().flatten().collect();
                 tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
@@ -213,7 +213,7 @@ impl DumpTarget {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
                 // NT_PRSTATUS pr_pid says who ran there; the idle tasks are all pid 0.
                 if c.pid == task.pid {
-                    return Ok(c.gdb_registers(arch));
+                    return c.gdb_registers(arch);
                 }
             }
         }
