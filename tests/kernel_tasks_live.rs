@@ -107,7 +107,10 @@ fn live_threads_dmesg_lsmod_through_gdb() {
         // The sleeper's registers come from its switch frame: GDB's PC is in __schedule.
         let n: String = t
             .lines()
-            .find(|l| l.starts_with("Thread ") && l.contains(&format!("pid {pid} ")))
+            // `thread find` prints "Thread N has extra info ..."; GDB does not always end the
+            // `info threads` table with a newline first (a running task's frame prints nothing).
+            .filter_map(|l| l.find("Thread ").map(|i| &l[i..]))
+            .find(|l| l.contains("has extra info") && l.contains(&format!("pid {pid} ")))
             .and_then(|l| l.split_whitespace().nth(1))
             .unwrap_or_else(|| panic!("{name}: thread find: {t}"))
             .to_string();
