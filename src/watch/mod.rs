@@ -31,6 +31,11 @@ pub const RING_PAGES: usize = 256;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
 
+/// The live reader's chunk in watch mode: it reads one watched word (at most 8 bytes) per hit,
+/// and the whole result buffer stays resident while mapped (the 4 MiB default would be half the
+/// RSS budget of watch mode). One page is the smallest mapping anyway.
+const VALUE_CHUNK: usize = 4096;
+
 /// Where the watched values come from.
 pub trait ValueReader {
     /// Fills all of `buf` from kernel address `addr`, or says why not.
@@ -58,7 +63,7 @@ impl ValueReader for KernelReader {
 
 /// The live BPF reader, or /proc/kcore where BPF cannot be loaded.
 fn open_reader() -> Result<Box<dyn ValueReader>, String> {
-    match KernelReader::open() {
+    match KernelReader::open_with_chunk(VALUE_CHUNK) {
         Ok(r) => Ok(Box::new(r)),
         Err(bpf) => match kcore::Kcore::open() {
             Ok(k) => {
