@@ -340,6 +340,14 @@ impl Armed {
         Ok(armed)
     }
 
+    /// Stops every event (the watchpoints stay allocated until drop): nothing more is counted
+    /// or queued, so the counts and the rings can be read consistently.
+    pub fn disable(&self) {
+        for fd in &self.events {
+            let _ = os::perf_disable(fd);
+        }
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
@@ -360,9 +368,7 @@ impl Drop for Armed {
     fn drop(&mut self) {
         // Stop the traps first so no CPU keeps hitting while we tear down; closing the fds
         // (OwnedFd) then frees the debug registers.
-        for fd in &self.events {
-            let _ = os::perf_disable(fd);
-        }
+        self.disable();
     }
 }
 
