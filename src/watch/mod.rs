@@ -127,7 +127,18 @@ pub fn run(config: &Config) -> Result<i32, String> {
         return Err("internal: watch::run called without -w".into());
     };
     let arch = Arch::host();
-    let mut syms = Syms::load()?;
+    // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
+    // the text symbols.
+    let mut wanted = vec!["_text"];
+    let names: Vec<String> = pairs
+        .iter()
+        .filter_map(|(_, t)| match spec::parse_target(t) {
+            Ok(spec::Target::Symbol { name, .. }) => Some(name),
+            _ => None,
+        })
+        .collect();
+    wanted.extend(names.iter().map(String::as_str));
+    let mut syms = Syms::load(&wanted)?;
     // Symbols: kallsyms first, then vmlinux's ELF symbols moved by the KASLR slide.
     let vmlinux = match &config.vmlinux {
         Some(path) => {

@@ -221,6 +221,7 @@ mod tests {
         Syms::parse(
             "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n"
                 .as_bytes(),
+            &[],
         )
         .unwrap()
     }
