@@ -19,7 +19,6 @@ use crate::sys::os;
 use perf::{Armed, Record, Sample};
 use report::{Hit, StopReason, Summary};
 use spec::Spec;
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -98,7 +97,7 @@ fn read_value(reader: &mut dyn ValueReader, spec: &Spec) -> Result<u64, String> 
 
 /// Task names by thread id, read from /proc once per thread.
 struct Comms {
-    cache: HashMap<u32, String>,
+    cache: syms::IntMap<u32, String>,
 }
 
 impl Comms {
@@ -218,7 +217,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
         reader: reader.as_mut(),
         prev,
         comms: Comms {
-            cache: HashMap::new(),
+            cache: syms::IntMap::default(),
         },
         summary: Summary::default(),
         unshown: 0,
