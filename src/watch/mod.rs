@@ -32,8 +32,7 @@ use syms::Syms;
 pub const RING_PAGES: usize = 256;
 /// Most bytes of records taken from one ring per pass (~480 hits with a short stack). What a
 /// pass takes is copied, parsed and formatted (a JSON hit is ~4x its record) on the heap, so
-/// this bounds the heap, while unread hits wait in the ring (mapped kernel pages: on this
-/// kernel, 6.18, perf maps them as PFN mappings that do not count in RSS at all).
+/// this bounds the heap, while unread hits wait in the ring (see RING_PAGES: no RSS there).
 const PASS_BYTES: usize = 64 << 10;
 /// Formatted output is written whenever it reaches this size, so a large pass never holds all
 /// its text at once.
