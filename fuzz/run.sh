@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs kmemd's fuzz targets, each for a bounded time, and fails on the first crash.
+# Runs kmemd's fuzz targets, each for a bounded time; fails if any of them crashed.
 #   fuzz/run.sh SECONDS [TARGET...]      (all targets in fuzz/fuzz_targets/ when none is named)
 # Toolchain (see fuzz/README.md): rustup's nightly when installed, with AddressSanitizer; else
 # Debian's rustc-web as the "nightly" (RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1), which ships no
@@ -71,19 +71,25 @@ start=$(date +%s)
 "${cargo_fuzz[@]}" build "${run_flags[@]}"
 echo "fuzz: built in $(( $(date +%s) - start ))s"
 
+failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "seeds/$t"
     log="$CARGO_TARGET_DIR/fuzz-$t.log"
     # New inputs go to corpus/ (not committed); seeds/ holds the committed starting points.
     if "${cargo_fuzz[@]}" run "${run_flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -print_final_stats=1 >"$log" 2>&1; then
         echo "fuzz: $t ok: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') runs, $(grep -E '^stat::peak_rss_mb' "$log" | awk '{print $2}') MiB peak"
     else
         echo "fuzz: $t FAILED; its log ($log) ends:" >&2
         tail -40 "$log" >&2
         echo "fuzz: the crashing input is in fuzz/artifacts/$t/; reproduce with" \
              "'cd fuzz && ${cargo_fuzz[*]} run ${run_flags[*]} $t artifacts/$t/<file>'" >&2
-        exit 1
+        failed+=("$t")
     fi
 done
-echo "fuzz: all ${#targets[@]} targets ran ${secs}s each without a crash ($(( $(date +%s) - start ))s in all)"
+took=$(( $(date +%s) - start ))
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: ${#failed[@]} of ${#targets[@]} targets crashed: ${failed[*]} (${took}s in all)" >&2
+    exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets ran ${secs}s each without a crash (${took}s in all)"

@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let k = Kallsyms::parse(&text);
     assert_eq!(k.is_empty(), k.len() == 0);
     let syms = k.symbols();
-    assert!(syms.windows(2).all(|w| w[0].addr <= w[1].addr), "sorted by address");
+    assert!(
+        syms.windows(2).all(|w| w[0].addr <= w[1].addr),
+        "sorted by address"
+    );
     for s in syms.iter().take(64) {
         assert_ne!(s.addr, 0, "hidden (zero) addresses are dropped");
         assert!(k.lookup(&s.name).is_some());

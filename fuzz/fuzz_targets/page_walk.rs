@@ -80,17 +80,31 @@ fuzz_target!(|data: &[u8]| {
     let t = translate(&mem, &form, root, va);
     let w = walk_steps(&mem, &form, root, va);
     assert_eq!(t, w.result, "translate and walk_steps disagree");
-    assert!(w.steps.len() <= usize::from(form.levels), "more steps than levels");
+    assert!(
+        w.steps.len() <= usize::from(form.levels),
+        "more steps than levels"
+    );
     for pair in w.steps.windows(2) {
         assert_eq!(pair[0].level, pair[1].level + 1, "levels go down one at a time");
     }
     if let Ok(tr) = &t {
         let leaf = w.leaf_size.expect("a translation has a leaf size");
         assert!(leaf.is_power_of_two() && leaf >= 1 << form.page_shift);
-        assert!((1..=leaf).contains(&tr.page_size), "page_size {} of leaf {leaf}", tr.page_size);
-        assert_eq!(tr.pa.0 & (leaf - 1), leaf - tr.page_size, "offset inside the leaf");
+        assert!(
+            (1..=leaf).contains(&tr.page_size),
+            "page_size {} of leaf {leaf}",
+            tr.page_size
+        );
+        assert_eq!(
+            tr.pa.0 & (leaf - 1),
+            leaf - tr.page_size,
+            "offset inside the leaf"
+        );
         assert_eq!(va.0 & (leaf - 1), leaf - tr.page_size, "va offset kept");
-        assert!(w.steps.iter().all(|s| s.entry.is_some()), "a leaf after a missing entry");
+        assert!(
+            w.steps.iter().all(|s| s.entry.is_some()),
+            "a leaf after a missing entry"
+        );
     }
     let _ = w.to_string();
 });

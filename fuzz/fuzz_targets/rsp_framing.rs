@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         if let Some(Event::Packet(p)) = d.push(b) {
             // The raw payload kept is at most max_len bytes, and run-length expansion is
             // capped at max_len, so a packet is at most twice the limit: memory stays bounded.
-            assert!(p.len() <= 2 * max_len, "packet of {} bytes over limit {max_len}", p.len());
+            assert!(
+                p.len() <= 2 * max_len,
+                "packet of {} bytes over limit {max_len}",
+                p.len()
+            );
         }
         // Between packets (or inside a body, as a resync) a '$' starts a packet. Where a
         // checksum digit is due it only ends the bad packet, as in GDB's own reader.
@@ -39,6 +43,10 @@ fuzz_target!(|data: &[u8]| {
     frame_into(&escaped, &mut framed);
     let mut d = Decoder::new(framed.len());
     let events: Vec<Event> = framed.iter().filter_map(|&b| d.push(b)).collect();
-    assert_eq!(events, vec![Event::Packet(rest.to_vec())], "escape/frame/decode round trip");
+    assert_eq!(
+        events,
+        vec![Event::Packet(rest.to_vec())],
+        "escape/frame/decode round trip"
+    );
     assert!(d.is_idle());
 });

@@ -50,7 +50,11 @@ impl Target for Fake {
             return Err(format!("no thread {tid}"));
         }
         let n = self.arch.registers().len();
-        Ok(Registers((0..n).map(|i| (i % 3 != 0).then_some(tid << 32 | i as u64)).collect()))
+        Ok(Registers(
+            (0..n)
+                .map(|i| (i % 3 != 0).then_some(tid << 32 | i as u64))
+                .collect(),
+        ))
     }
     fn kaslr_offset(&self) -> Option<u64> {
         Some(self.base & 0x3fff_f000)
@@ -105,14 +109,20 @@ fn check_stream(out: &[u8]) {
             b'+' | b'-' => i += 1,
             b'$' => {
                 let body = &out[i + 1..];
-                let end = body.iter().position(|&c| c == b'#').expect("a packet without '#'");
+                let end = body
+                    .iter()
+                    .position(|&c| c == b'#')
+                    .expect("a packet without '#'");
                 let payload = &body[..end];
                 assert!(!payload.contains(&b'$'), "a '$' inside a reply");
                 let cs = body.get(end + 1..end + 3).expect("a packet cut short");
                 let sum = payload.iter().fold(0u8, |a, &c| a.wrapping_add(c));
                 assert_eq!(hex::decode(cs), Some(vec![sum]), "bad checksum on a reply");
                 assert!(payload.len() <= PACKET_SIZE, "reply of {} bytes", payload.len());
-                assert!(decode_payload(payload, PACKET_SIZE).is_some(), "malformed escapes");
+                assert!(
+                    decode_payload(payload, PACKET_SIZE).is_some(),
+                    "malformed escapes"
+                );
                 i += 1 + end + 3;
             }
             c => panic!("byte {c:#04x} outside a packet at {i}"),
@@ -126,7 +136,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (head, rest) = data.split_at(13);
-    let arch = if head[0] & 1 == 0 { Arch::X86_64 } else { Arch::Aarch64 };
+    let arch = if head[0] & 1 == 0 {
+        Arch::X86_64
+    } else {
+        Arch::Aarch64
+    };
     let step = 1 + usize::from(head[1]);
     let chunk = 1 + usize::from(head[2]) * 16;
     let threads = 1 + u64::from(head[3] % 8);

@@ -87,3 +87,25 @@ with tempfile.TemporaryDirectory() as t:
     elf = open(obj, "rb").read()
 put("vmlinux", "x86_64.o", elf)
 put("vmlinux", "aarch64.o", elf[:18] + struct.pack("<H", 183) + elf[20:])
+
+# Dumps and compressed pages: the project's own test vectors (tests/data), made by makedumpfile,
+# liblzo2 and libsnappy. Codec seeds get the 2-byte output size header of the lzo/snappy targets.
+DATA = os.path.join(HERE, "..", "..", "tests", "data")
+for name in sorted(os.listdir(os.path.join(DATA, "mdf"))):
+    if name.endswith(".py"):
+        continue
+    blob = open(os.path.join(DATA, "mdf", name), "rb").read()
+    put("dump_open", name, blob)
+    if name.endswith(".elf"):
+        put("dump_elf", name, blob)
+    elif name.endswith(".kdump"):
+        put("dump_kdump", name, blob)
+    elif name.endswith(".flat"):
+        put("dump_flat", name, blob)
+for name in sorted(os.listdir(os.path.join(DATA, "codec"))):
+    kind = name.rsplit(".", 1)[-1]
+    target = "lzo" if kind.startswith("lzo") else kind if kind == "snappy" else None
+    if target:
+        size = 65536 if name.startswith("far64k") else 4096
+        blob = open(os.path.join(DATA, "codec", name), "rb").read()
+        put(target, name, struct.pack("<H", size - 1) + blob)
