@@ -1,6 +1,4 @@
-//! Named regression tests for what fuzzing found (fuzz/, `make fuzz`). A test marked `#[ignore]`
-//! names a bug that is not fixed yet and whose file the fuzzing helper does not own: it fails
-//! until the owner fixes the bug, who then removes the `#[ignore]`.
+//! Named regression tests for what fuzzing found (fuzz/, `make fuzz`), each with its reproducer.
 
 use kmemd::rsp::framing::decode_payload;
 
@@ -9,7 +7,6 @@ use kmemd::rsp::framing::decode_payload;
 /// reached the limit go past it. Memory stays bounded (at most twice the limit), but the
 /// contract does not hold.
 #[test]
-#[ignore = "bug in src/rsp/framing.rs (lead): plain bytes after a run-length expansion exceed max_len"]
 fn plain_bytes_after_a_run_cannot_exceed_max_len() {
     // 'a', then "*&" repeats it 9 more times (0x26 - 29): exactly the limit of 10. Then 4 more.
     assert_eq!(decode_payload(b"a*&", 10).map(|v| v.len()), Some(10));
@@ -23,7 +20,6 @@ fn plain_bytes_after_a_run_cannot_exceed_max_len() {
 /// allocated as is and `kmemd -c FILE --info` aborts ("memory allocation of 219902325559400
 /// bytes failed", src/dump/kdump.rs KdumpFile::parse -> read_vec). It must be a one-line error.
 #[test]
-#[ignore = "bug in src/dump/ (dumpfmt): allocation sized by a flattened dump's claimed length aborts kmemd"]
 fn flattened_dump_with_a_huge_claimed_length_is_a_clean_error() {
     let file = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -51,7 +47,6 @@ fn flattened_dump_with_a_huge_claimed_length_is_a_clean_error() {
 /// anonymous member up to MAX_DEPTH levels, so the work is (anonymous members)^MAX_DEPTH
 /// (stack seen: member_depth depth 31 -> 32 on type 1). Needs a visited set or a work budget.
 #[test]
-#[ignore = "bug in src/kernel/btf.rs (btf): member lookup is exponential in anonymous self-nesting"]
 fn crafted_btf_is_answered_promptly() {
     let data = include_bytes!("robust_data/btf-hang.btf").to_vec();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -25,11 +25,22 @@ pub trait ReadAt {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes the source really holds. It bounds any one structure read from it: a flattened
+    /// dump's `len()` is only what its records claim (their holes read as zeros), so it cannot
+    /// size an allocation by itself.
+    fn stored_len(&self) -> u64 {
+        self.len()
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn len(&self) -> u64 {
         (**self).len()
+    }
+
+    fn stored_len(&self) -> u64 {
+        (**self).stored_len()
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
@@ -40,6 +51,10 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     fn len(&self) -> u64 {
         (**self).len()
+    }
+
+    fn stored_len(&self) -> u64 {
+        (**self).stored_len()
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
@@ -125,6 +140,12 @@ pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, what: &str) -> Result<V
             "the file is truncated or corrupt: the {what} ({len} bytes at offset {offset:#x}) ends past \
              the end of the file ({} bytes)",
             src.len()
+        ));
+    }
+    if len > src.stored_len() {
+        return Err(format!(
+            "the file is corrupt: the {what} claims {len} bytes, more than the whole file holds ({} bytes)",
+            src.stored_len()
         ));
     }
     let len = usize::try_from(len).map_err(|_| format!("the {what} is too large ({len} bytes)"))?;

@@ -130,6 +130,10 @@ impl<R: ReadAt> ReadAt for FlatSource<R> {
         self.len
     }
 
+    fn stored_len(&self) -> u64 {
+        self.inner.stored_len()
+    }
+
     /// Bytes no record wrote read as zeros, as in the file `makedumpfile -R` would write.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
         let end = offset

@@ -430,14 +430,27 @@ impl Btf {
     /// A member of struct/union `id` by name, searching anonymous struct/union members too.
     /// The offset is from the start of `id`.
     pub fn member(&self, id: u32, name: &str) -> Option<super::Member> {
-        self.member_depth(id, name, 0)
+        self.member_depth(id, name, 0, &mut std::collections::HashSet::new())
     }
 
-    fn member_depth(&self, id: u32, name: &str, depth: usize) -> Option<super::Member> {
+    /// `searched` holds the types already searched without finding `name`: searching one again
+    /// (a type nested anonymously in several places, or in itself in crafted BTF) cannot find
+    /// it either, and without the set the work would grow exponentially with the nesting.
+    fn member_depth(
+        &self,
+        id: u32,
+        name: &str,
+        depth: usize,
+        searched: &mut std::collections::HashSet<u32>,
+    ) -> Option<super::Member> {
         if depth > MAX_DEPTH {
             return None;
         }
-        let t = self.get(self.resolve(id)?)?;
+        let resolved = self.resolve(id)?;
+        if !searched.insert(resolved) {
+            return None;
+        }
+        let t = self.get(resolved)?;
         if !matches!(t.kind, Kind::Struct | Kind::Union) {
             return None;
         }
@@ -453,7 +466,7 @@ impl Btf {
         }
         // Anonymous members (C11 anonymous structs/unions) are searched in order.
         for m in t.members.iter().filter(|m| m.name.is_empty()) {
-            if let Some(inner) = self.member_depth(m.type_id, name, depth + 1) {
+            if let Some(inner) = self.member_depth(m.type_id, name, depth + 1, searched) {
                 return Some(super::Member {
                     offset_bits: inner.offset_bits.checked_add(m.offset_bits)?,
                     ..inner

@@ -149,6 +149,9 @@ pub fn decode_payload(raw: &[u8], max_len: usize) -> Option<Vec<u8>> {
             expanded.extend(std::iter::repeat_n(prev, n));
             i += 2;
         } else {
+            if expanded.len() >= max_len {
+                return None;
+            }
             expanded.push(b);
             i += 1;
         }
