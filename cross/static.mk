@@ -4,7 +4,7 @@
 #   make static                 target/x86_64-unknown-linux-musl/release/kmemd
 #   make cross                  target/aarch64-unknown-linux-musl/release/kmemd
 #   make verify-static F=path   no PT_INTERP, no DT_NEEDED, stripped, <= 2 MiB; prints `file`
-#   make static-test-aarch64    unit tests built for aarch64 musl, run under qemu-aarch64-static
+#   make static-test-aarch64    unit tests (--lib) built for aarch64 musl, run under qemu-aarch64-static
 #
 # Toolchain: rustup's own musl std when `rustup target list --installed` has the target;
 # otherwise Debian's rustc-web 1.96 (/usr/bin/rustc, /usr/bin/cargo, called by absolute path
@@ -64,7 +64,7 @@ verify-static:
 # perf_event_open(2) get ENOSYS there; cross/qemu-test.sh reports them separately.
 static-test-aarch64: static-check-tools
 	@mkdir -p $(STATIC_TARGETDIR)
-	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_TEST)) test --locked --target $(STATIC_ARM) --no-run \
+	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_TEST)) test --locked --target $(STATIC_ARM) --lib --no-run \
 	  --message-format=json-render-diagnostics > $(STATIC_TARGETDIR)/static-test-aarch64.json
 	QEMU=$(QEMU_AARCH64) cross/qemu-test.sh $(STATIC_TARGETDIR)/static-test-aarch64.json
 
