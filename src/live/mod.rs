@@ -3,6 +3,7 @@
 pub mod bpf;
 pub mod kallsyms;
 pub mod plant;
+pub mod vmcoreinfo;
 pub mod vmlinux;
 
 use crate::arch::Arch;
@@ -34,6 +35,8 @@ pub struct LiveTarget {
     link_source: LinkText,
     cpus: Vec<u32>,
     release: String,
+    /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbol fallback).
+    vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
 }
 
 impl LiveTarget {
@@ -103,7 +106,47 @@ impl LiveTarget {
             link_source,
             cpus,
             release,
+            vmcoreinfo: None,
         })
+    }
+
+    /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
+    pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
+        if self.vmcoreinfo.is_none() {
+            self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, &self.kallsyms));
+        }
+        match &self.vmcoreinfo {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("internal: VMCOREINFO not loaded".into()),
+        }
+    }
+
+    /// A kernel symbol's address: kallsyms first, then the live VMCOREINFO's `SYMBOL(name)`
+    /// lines, which name data symbols (init_uts_ns, swapper_pg_dir, prb, ...) that kallsyms
+    /// lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels). Returns where it came from.
+    pub fn lookup_symbol(&mut self, name: &str) -> Option<(u64, &'static str)> {
+        if let Some(a) = self.kallsyms.lookup(name) {
+            return Some((a, "kallsyms"));
+        }
+        let v = self.live_vmcoreinfo().ok()?;
+        v.info.symbol(name).map(|a| (a, "VMCOREINFO"))
+    }
+
+    /// The text of `monitor vmcoreinfo`.
+    pub fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let v = self.live_vmcoreinfo()?;
+        let mut out = format!(
+            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
+            v.phys,
+            v.direct_map.wrapping_add(v.phys),
+            v.direct_map
+        );
+        out.push_str(&v.text);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     pub fn kallsyms(&self) -> &Kallsyms {
@@ -254,15 +297,36 @@ impl Target for LiveTarget {
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         match cmd.trim() {
             "kaslr" => Some(Ok(self.kaslr_text())),
+            "vmcoreinfo" => Some(self.vmcoreinfo_text()),
+            c if c.starts_with("symbol ") => {
+                let name = c["symbol ".len()..].trim();
+                Some(match self.lookup_symbol(name) {
+                    Some((a, from)) => Ok(format!("{name} = {a:#x} (from {from})\n")),
+                    None => Err(format!(
+                        "no symbol '{name}' in /proc/kallsyms or the live VMCOREINFO: give GDB the \
+                         vmlinux (`file vmlinux`) and use its symbols"
+                    )),
+                })
+            }
             _ => None,
         }
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(
-            "kaslr",
-            "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
-        )]
+        vec![
+            (
+                "kaslr",
+                "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
+            ),
+            (
+                "vmcoreinfo",
+                "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
+            ),
+            (
+                "symbol NAME",
+                "address of a kernel symbol from kallsyms, else from the live VMCOREINFO",
+            ),
+        ]
     }
 
     fn describe(&self) -> String {
