@@ -178,7 +178,10 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
                     crate::live::LinkText::Vmlinux { .. } => "against the vmlinux given with -k",
                 };
                 if off == 0 {
-                    Item::ok("kaslr", format!("offset 0 ({how}): KASLR is off or nokaslr was given"))
+                    Item::ok(
+                        "kaslr",
+                        format!("offset 0 ({how}): KASLR is off or nokaslr was given"),
+                    )
                 } else {
                     Item::ok(
                         "kaslr",
@@ -262,7 +265,12 @@ fn random_bytes(n: usize) -> Vec<u8> {
 fn check_read(reader: &mut KernelReader, plant: &Plant) -> Item {
     let want = random_bytes(plant.len());
     if let Err(e) = plant.write(&want) {
-        return Item::not(Status::Fail, "read", e, "report this: the kernel refused a map update");
+        return Item::not(
+            Status::Fail,
+            "read",
+            e,
+            "report this: the kernel refused a map update",
+        );
     }
     let addr = plant.kernel_addr();
     let mut got = vec![0u8; want.len()];
@@ -277,7 +285,10 @@ fn check_read(reader: &mut KernelReader, plant: &Plant) -> Item {
         Ok(n) if n < got.len() => Item::not(
             Status::Fail,
             "read",
-            format!("only {n} of {} planted bytes at {addr:#x} were readable", want.len()),
+            format!(
+                "only {n} of {} planted bytes at {addr:#x} were readable",
+                want.len()
+            ),
             "report this with `kmemd -vv --check` output",
         ),
         Ok(_) => {
@@ -285,9 +296,7 @@ fn check_read(reader: &mut KernelReader, plant: &Plant) -> Item {
             Item::not(
                 Status::Fail,
                 "read",
-                format!(
-                    "the bytes read at {addr:#x} differ from the planted ones (first at +{first})"
-                ),
+                format!("the bytes read at {addr:#x} differ from the planted ones (first at +{first})"),
                 "report this with `kmemd -vv --check` output: the BPF reader returns wrong bytes",
             )
         }
@@ -320,12 +329,7 @@ fn check_kallsyms(k: &Result<Kallsyms, String>) -> Item {
                 ),
             ),
         },
-        Err(e) => Item::not(
-            Status::Missing,
-            "kallsyms",
-            "no kernel symbols",
-            e.clone(),
-        ),
+        Err(e) => Item::not(Status::Missing, "kallsyms", "no kernel symbols", e.clone()),
     }
 }
 
@@ -368,7 +372,10 @@ fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
                 return Item::not(
                     Status::Missing,
                     "vmcoreinfo",
-                    format!("found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines", v.phys),
+                    format!(
+                        "found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines",
+                        v.phys
+                    ),
                     "data symbols need -k vmlinux on this kernel",
                 );
             }
@@ -478,7 +485,12 @@ fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => Status::Missing,
         _ => Status::Fail,
     };
-    Item::not(status, "watch-slots", "perf hardware watchpoints unavailable", why)
+    Item::not(
+        status,
+        "watch-slots",
+        "perf hardware watchpoints unavailable",
+        why,
+    )
 }
 
 /// Small rings: a handful of samples is all a check produces (a power of two of pages).
@@ -511,10 +523,22 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
     let cpus = perf::online_cpus().unwrap_or_else(|_| vec![0]);
     let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
         Ok(a) => a,
-        Err(e) => return Item::not(Status::Fail, "watch-hit", "cannot arm a watchpoint on every CPU", e),
+        Err(e) => {
+            return Item::not(
+                Status::Fail,
+                "watch-hit",
+                "cannot arm a watchpoint on every CPU",
+                e,
+            )
+        }
     };
     if let Err(e) = plant.bump(BUMPS) {
-        return Item::not(Status::Fail, "watch-hit", e, "report this: the planted value cannot be bumped");
+        return Item::not(
+            Status::Fail,
+            "watch-hit",
+            e,
+            "report this: the planted value cannot be bumped",
+        );
     }
     let (n, samples) = traps(&mut armed, Some(spec.addr));
     drop(armed);
@@ -548,7 +572,12 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
         Arch::Aarch64 => ("__arm64_sys_getpid", 4),
     };
     if perf_err {
-        return Item::not(Status::Fail, "watch-exec", "not tried", "make the `watch-slots` line OK");
+        return Item::not(
+            Status::Fail,
+            "watch-exec",
+            "not tried",
+            "make the `watch-slots` line OK",
+        );
     }
     let Some(addr) = kallsyms.and_then(|k| k.lookup(name)) else {
         return Item::not(

@@ -77,7 +77,9 @@ pub fn location() -> Result<(u64, u64), String> {
 }
 
 fn le32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Whether `head` (at least 24 bytes) starts with the VMCOREINFO note header; returns descsz.
@@ -224,7 +226,9 @@ mod tests {
     /// Memory holding only the note at `at`.
     fn mem(at: u64, bytes: Vec<u8>) -> impl FnMut(u64, &mut [u8]) -> bool {
         move |addr, buf| {
-            let Some(off) = addr.checked_sub(at) else { return false };
+            let Some(off) = addr.checked_sub(at) else {
+                return false;
+            };
             let Some(src) = usize::try_from(off)
                 .ok()
                 .and_then(|o| bytes.get(o..o.checked_add(buf.len())?))
@@ -238,7 +242,10 @@ mod tests {
 
     #[test]
     fn location_parses_sysfs_text() {
-        assert_eq!(parse_location("0000000100c66000 1024\n"), Some((0x1_00c6_6000, 0x1024)));
+        assert_eq!(
+            parse_location("0000000100c66000 1024\n"),
+            Some((0x1_00c6_6000, 0x1024))
+        );
         assert_eq!(parse_location("0 1024"), None);
         assert_eq!(parse_location("zz 10"), None);
         assert_eq!(parse_location("1000 ffffffff"), None);
@@ -248,7 +255,10 @@ mod tests {
     fn finds_a_randomized_x86_base_by_search() {
         let base = X86_BASE_L4 + 37 * GIB;
         let phys = 0x1_00c6_6000;
-        let mut read = mem(base + phys, note("OSRELEASE=6.1.0\nSYMBOL(init_uts_ns)=ffffffff82a12345\n"));
+        let mut read = mem(
+            base + phys,
+            note("OSRELEASE=6.1.0\nSYMBOL(init_uts_ns)=ffffffff82a12345\n"),
+        );
         let v = find(&mut read, Arch::X86_64, phys, 0x1000, &Hints::default()).unwrap();
         assert_eq!(v.direct_map, base);
         assert_eq!(v.info.symbol("init_uts_ns"), Some(0xffff_ffff_82a1_2345));
