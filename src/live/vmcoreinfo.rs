@@ -5,7 +5,10 @@
 //! addresses, so the direct map's base has to be found: it is right when the note's header
 //! (`namesz` 11, type 0, name `VMCOREINFO`, kernel/vmcore_info.c) shows up at `base + phys`.
 //!
-//! Candidates:
+//! Candidates, most likely first:
+//! - below a known direct-map address: a small BPF array map's value is kmalloc'ed
+//!   (kernel/bpf/syscall.c __bpf_map_area_alloc), so kmemd plants one and learns its address;
+//!   the base is that address rounded down to 1 GiB minus at most the top of RAM (/proc/iomem);
 //! - x86_64: `page_offset_base` read from memory when kallsyms lists it (CONFIG_KALLSYMS_ALL);
 //!   otherwise `__PAGE_OFFSET_BASE_L4` 0xffff888000000000 (or `_L5` 0xff11000000000000) plus a
 //!   whole number of GiB: KASLR memory randomization aligns the direct map to PUD_SIZE
@@ -27,9 +30,9 @@ const X86_BASE_L5: u64 = 0xff11_0000_0000_0000;
 /// GiB steps tried above an unrandomized base: the 4-level randomization region is 64 TiB
 /// (arch/x86/mm/kaslr.c: the direct map, vmalloc and vmemmap share it).
 const X86_STEPS: u64 = 64 << 10;
-/// GiB steps tried above an arm64 base (randomized linear regions move by far less than this
-/// on boards with a few GiB of RAM; a whole 47-bit region would be 128 Ki steps).
-const ARM64_STEPS: u64 = 4 << 10;
+/// GiB steps tried above an arm64 base: a randomized linear region moves within
+/// (1 << (VA_BITS - 1)) - (1 << PARange) bytes (arch/arm64/mm/init.c), 128 Ki GiB at VA_BITS 48.
+const ARM64_STEPS: u64 = 128 << 10;
 /// The kernel reserves one page for the note (VMCOREINFO_NOTE_SIZE is about 4 KiB); anything
 /// far larger in sysfs is not a note we should read.
 const MAX_NOTE: u64 = 1 << 16;
@@ -105,33 +108,51 @@ pub struct Hints {
     pub page_offset_base_sym: Option<u64>,
     /// First `System RAM` start in /proc/iomem (arm64 memstart).
     pub ram_start: Option<u64>,
+    /// Last `System RAM` end in /proc/iomem.
+    pub ram_end: Option<u64>,
+    /// Some address known to be in the direct map (a kmalloc'ed BPF map value).
+    pub linear_addr: Option<u64>,
 }
 
 impl Hints {
     pub fn from_system(kallsyms: &super::kallsyms::Kallsyms) -> Hints {
-        let ram_start = std::fs::read_to_string("/proc/iomem").ok().and_then(|t| {
-            t.lines().find_map(|l| {
+        // Without CAP_SYS_ADMIN /proc/iomem shows zeros: then there is nothing to learn.
+        let ram: Vec<(u64, u64)> = std::fs::read_to_string("/proc/iomem")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
                 let (range, what) = l.trim().split_once(" : ")?;
                 (what.trim() == "System RAM").then_some(())?;
-                let start = u64::from_str_radix(range.split_once('-')?.0, 16).ok()?;
-                // Without CAP_SYS_ADMIN /proc/iomem shows zeros.
-                (start != 0 || range.trim_start_matches('0').starts_with('-')).then_some(start)
+                let (a, b) = range.split_once('-')?;
+                Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
             })
-        });
+            .filter(|&(_, b)| b != 0)
+            .collect();
+        // Dropped at the end of this function: only its address is kept.
+        let plant = super::plant::Plant::new(64).ok();
         Hints {
             page_offset_base_sym: kallsyms.lookup("page_offset_base"),
-            ram_start,
+            ram_start: ram.first().map(|r| r.0),
+            ram_end: ram.iter().map(|r| r.1).max(),
+            linear_addr: plant.map(|p| p.kernel_addr()),
         }
     }
 }
 
 /// Direct-map base candidates, most likely first: exact ones, then whole-GiB steps.
-fn candidates(arch: Arch, exact: Option<u64>, ram_start: Option<u64>) -> Vec<(u64, u64)> {
+fn candidates(arch: Arch, exact: Option<u64>, hints: &Hints) -> Vec<(u64, u64)> {
     // (base, steps of 1 GiB above it to try)
     let mut out: Vec<(u64, u64)> = Vec::new();
     if let Some(b) = exact {
         out.push((b, 1));
     }
+    if let Some(a) = hints.linear_addr {
+        // base <= a and a - base <= top of RAM; bases are 1 GiB aligned.
+        let span = hints.ram_end.unwrap_or(64 * GIB) / GIB + 1;
+        let lowest = (a & !(GIB - 1)).saturating_sub(span * GIB);
+        out.push((lowest, span + 1));
+    }
+    let ram_start = hints.ram_start;
     match arch {
         Arch::X86_64 => {
             out.push((X86_BASE_L4, X86_STEPS));
@@ -168,7 +189,7 @@ pub fn find(
     });
     let mut head = [0u8; 24];
     let mut tried = 0u64;
-    for (base, steps) in candidates(arch, exact, hints.ram_start) {
+    for (base, steps) in candidates(arch, exact, hints) {
         for i in 0..steps {
             let Some(b) = base.checked_add(i * GIB) else { break };
             let Some(va) = b.checked_add(phys) else { break };
@@ -278,6 +299,28 @@ mod tests {
         let v = find(&mut read, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
         assert_eq!(v.direct_map, base);
         assert_eq!(v.info.number("VA_BITS"), Some(48));
+    }
+
+    #[test]
+    fn a_linear_address_narrows_the_arm64_search() {
+        // A randomized linear map 0x1234 GiB above the unrandomized one.
+        let base = 0xffff_0000_0000_0000u64 - 0x4000_0000 + 0x1234 * GIB;
+        let phys = 0x4fd1_0000;
+        let mut tried = 0;
+        let mut inner = mem(base + phys, note("NUMBER(VA_BITS)=48\n"));
+        let mut read = |a: u64, b: &mut [u8]| {
+            tried += 1;
+            inner(a, b)
+        };
+        let hints = Hints {
+            ram_start: Some(0x4000_0000),
+            ram_end: Some(0x4fff_ffff),
+            linear_addr: Some(base + 0x4123_4560),
+            ..Hints::default()
+        };
+        let v = find(&mut read, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
+        assert_eq!(v.direct_map, base);
+        assert!(tried < 8, "{tried} reads");
     }
 
     #[test]
