@@ -65,7 +65,7 @@ pub fn parse_location(text: &str) -> Option<(u64, u64)> {
     let mut it = text.split_whitespace();
     let addr = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
     let size = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
-    (addr != 0 && size >= 24 && size <= MAX_NOTE).then_some((addr, size))
+    (addr != 0 && (24..=MAX_NOTE).contains(&size)).then_some((addr, size))
 }
 
 /// The note's location from sysfs, with the fix when it is missing.
