@@ -46,10 +46,7 @@ impl LiveTarget {
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
         let reader = KernelReader::open()?;
         let kallsyms = Kallsyms::load()?;
-        let runtime_text = kallsyms
-            .lookup("_text")
-            .ok_or("/proc/kallsyms has no _text symbol: is /proc the host's procfs?")?;
-        let (link_text, link_source) = match vmlinux {
+        let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
                 if v.arch != arch {
@@ -67,15 +64,27 @@ impl LiveTarget {
                     )
                 })?;
                 let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
+                let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
                 (
                     text,
                     LinkText::Vmlinux {
                         path: path.to_path_buf(),
                         percpu_at_zero,
                     },
+                    head,
                 )
             }
-            None => (arch.default_text_link_addr(), LinkText::Default),
+            None => (arch.default_text_link_addr(), LinkText::Default, None),
+        };
+        let runtime_text = match kallsyms.lookup("_text") {
+            Some(t) => t,
+            // Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in [_stext, _etext] and the
+            // init text (scripts/kallsyms.c text_ranges): arm64's _text sits below _stext, before
+            // the head section, so only _stext is listed (Debian's arm64 6.1 kernels).
+            None => kallsyms
+                .lookup("_stext")
+                .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| head_size(arch))))
+                .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?,
         };
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
@@ -169,6 +178,16 @@ impl LiveTarget {
     /// The text of `monitor kaslr`.
     pub fn kaslr_text(&self) -> String {
         kaslr_text(self.runtime_text, self.link_text, &self.link_source)
+    }
+}
+
+/// `_stext - _text` of the architecture's default layout: x86_64 starts text at _text; arm64
+/// puts the 64 KiB-aligned .head.text first (arch/arm64/kernel/vmlinux.lds.S, SEGMENT_ALIGN
+/// 64 KiB, Linux 5.x-6.x), so _stext = _text + 0x10000.
+pub fn head_size(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 0,
+        Arch::Aarch64 => 0x1_0000,
     }
 }
 

@@ -300,6 +300,10 @@ def run_guest(arch, kmemd, cache, debdir, res):
     os.makedirs(gdir, exist_ok=True)
     if not res.check(f"{name}: static kmemd exists", os.path.isfile(kmemd), f"{kmemd} missing: run make static/cross"):
         return
+    if not res.check(f"{name}: host has {a['qemu'][0]}", shutil.which(a["qemu"][0]) is not None,
+                     "run `make fixtures` once (it installs QEMU), or apt-get install qemu-system-x86 "
+                     "qemu-system-arm"):  # fmt: skip
+        return
     kern = fg.extract_kernel(debdir, a["deb"], gdir)
     busybox = fg.extract_busybox(debdir, a["deb"], gdir)
     moddir, mods = extract_modules(debdir, a["deb"], kern, gdir, a["top_mods"])
@@ -344,7 +348,8 @@ def run_guest(arch, kmemd, cache, debdir, res):
         res.check(f"{name}: kmemd serves /dev/hvc1", hvc == ["/dev/hvc1"], f"{hvc}; hvc devices: {lines(text, 'BOARD-HVC')}")
 
         # 2. GDB over the virtio console
-        out = run_gdb(arch, guest, res, name)
+        out = run_gdb(arch, guest, res, name) if hvc == ["/dev/hvc1"] else "(kmemd -s did not start)"
+        
         uts = dict(l.split(" ", 1) for l in lines(out, "GDB-UTS") if " " in l)
         res.check(f"{name}: GDB reads the marker hostname from init_uts_ns", uts.get("nodename") == marker,
                   f"nodename {uts.get('nodename')!r}, want {marker!r}; GDB said:\n{out[-2000:]}")  # fmt: skip

@@ -31,15 +31,19 @@ while [ -z "$HVC" ] && [ $i -lt 100 ]; do
   [ -z "$HVC" ] && sleep 0.1
 done
 echo "BOARD-HVC $(ls /dev/hvc* 2>/dev/null | tr '\n' ' ')"
+[ -z "$HVC" ] && echo "BOARD-SERVING failed"
 if [ -n "$HVC" ]; then
   /kmemd -s "$HVC" > /tmp/serve.log 2>&1 &
   S=$!
   i=0
-  while ! grep -q 'serving on serial line' /tmp/serve.log && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
-  echo "BOARD-SERVING $HVC"
+  while ! grep -q 'serving on serial line' /tmp/serve.log && kill -0 $S 2>/dev/null && [ $i -lt 300 ]; do
+    i=$((i + 1))
+    sleep 0.1
+  done
+  if grep -q 'serving on serial line' /tmp/serve.log; then echo "BOARD-SERVING $HVC"; else echo "BOARD-SERVING failed"; fi
   # The host's GDB detaches when it is done; kmemd logs the end of the session.
   i=0
-  while ! grep -q -e 'session ended' -e 'GDB went away' /tmp/serve.log && [ $i -lt 1500 ]; do
+  while ! grep -q -e 'session ended' -e 'GDB went away' /tmp/serve.log && kill -0 $S 2>/dev/null && [ $i -lt 1500 ]; do
     i=$((i + 1))
     sleep 0.2
   done
