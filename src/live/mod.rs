@@ -76,16 +76,8 @@ impl LiveTarget {
             }
             None => (arch.default_text_link_addr(), LinkText::Default, None),
         };
-        let runtime_text = match kallsyms.lookup("_text") {
-            Some(t) => t,
-            // Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in [_stext, _etext] and the
-            // init text (scripts/kallsyms.c text_ranges): arm64's _text sits below _stext, before
-            // the head section, so only _stext is listed (Debian's arm64 6.1 kernels).
-            None => kallsyms
-                .lookup("_stext")
-                .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| head_size(arch))))
-                .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?,
-        };
+        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+            .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
         // 64 KiB (arch/arm64/kernel/kaslr.c); anything else means the wrong vmlinux.
@@ -189,6 +181,18 @@ pub fn head_size(arch: Arch) -> u64 {
         Arch::X86_64 => 0,
         Arch::Aarch64 => 0x1_0000,
     }
+}
+
+/// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
+/// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
+/// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
+/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the default).
+pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
+    kallsyms.lookup("_text").or_else(|| {
+        kallsyms
+            .lookup("_stext")
+            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| head_size(arch))))
+    })
 }
 
 /// `monitor kaslr` output (pure, so it is tested without a kernel).
@@ -370,6 +374,33 @@ mod tests {
         assert_eq!(parse_cpu_list("4-2"), None);
         assert_eq!(parse_cpu_list("x"), None);
         assert_eq!(parse_cpu_list("0-4294967295"), None);
+    }
+
+    #[test]
+    fn text_comes_from_stext_when_kallsyms_lacks_it() {
+        let both = Kallsyms::parse("ffff800008000000 T _text\nffff800008010000 T _stext\n");
+        assert_eq!(
+            runtime_text(&both, Arch::Aarch64, None),
+            Some(0xffff_8000_0800_0000)
+        );
+        let arm = Kallsyms::parse("ffffa0c1e1a10000 T _stext\nffffa0c1e1a10040 t gic_handle_irq\n");
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, None),
+            Some(0xffff_a0c1_e1a0_0000)
+        );
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, Some(0x2_0000)),
+            Some(0xffff_a0c1_e19f_0000)
+        );
+        let x86 = Kallsyms::parse("ffffffff81000000 T _stext\n");
+        assert_eq!(
+            runtime_text(&x86, Arch::X86_64, None),
+            Some(0xffff_ffff_8100_0000)
+        );
+        assert_eq!(
+            runtime_text(&Kallsyms::parse("ffffffff81000100 T foo\n"), Arch::X86_64, None),
+            None
+        );
     }
 
     #[test]
