@@ -59,6 +59,7 @@ i=0
 while ! grep -q 'watching ' /tmp/watch.err && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
 echo "BOARD-WATCH-ARMED"
 sh -c "$WATCH_CMD"
+echo "BOARD-HOSTNAME $(hostname)"
 wait $W
 echo "BOARD-WATCH-RC $?"
 while IFS= read -r l; do echo "BOARD-WATCH $l"; done < /tmp/watch.out
