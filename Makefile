@@ -54,6 +54,8 @@ clean:
 
 # Static musl binaries for boards: make static (x86_64), make cross (aarch64); see cross/.
 include cross/static.mk
+# Fuzzing (cargo fuzz): make fuzz (60 s a target), make fuzz-ci (20 s a target); see fuzz/.
+include fuzz/fuzz.mk
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 bench: fixtures
@@ -61,6 +63,7 @@ bench: fixtures
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
 	python3 tests/bench/dumps.py target/release/kmemd
+	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
 bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))

@@ -14,8 +14,11 @@
  * or non-canonical one). A fault anywhere zero-fills the whole destination, so user space must
  * never trust the buffer after a non-zero retval.
  *
- * The chunk size is the map's value size: user space reads it from the map rather than from a
- * shared constant. The verifier needs len bounded by it (checked below).
+ * The chunk size is chosen by user space at open (src/live/bpf.rs KernelReader::open_with_chunk):
+ * before loading it sets kmem_buf's value size and kmem_chunk (in .rodata) to the same number.
+ * libbpf freezes .rodata, so the verifier reads kmem_chunk as a known constant and checks the
+ * bound on len against the value size it was given; the defaults below are 4 MiB, the
+ * largest value an array map takes (KMALLOC_MAX_SIZE with 4 KiB pages, kernel/bpf/arraymap.c).
  */
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
@@ -25,7 +28,7 @@ typedef unsigned long long __u64;
 
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_F_MMAPABLE (1U << 10)
-#define KMEM_CHUNK (4U << 20) /* 4 MiB: ~26 GB/s per reference/live-reads.md */
+#define KMEM_CHUNK (4U << 20) /* default 4 MiB: ~26 GB/s per reference/live-reads.md */
 #define EINVAL 22
 #define ENOENT 2
 
@@ -40,6 +43,10 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 } kmem_buf SEC(".maps");
 
+/* The value size of kmem_buf, set by user space before load (the only .rodata variable: user
+ * space checks .rodata is exactly 4 bytes). volatile keeps clang from folding the default in. */
+const volatile __u32 kmem_chunk = KMEM_CHUNK;
+
 SEC("raw_tp")
 int kmem_read(__u64 *ctx)
 {
@@ -50,7 +57,7 @@ int kmem_read(__u64 *ctx)
 
 	if (!dst)
 		return -ENOENT;
-	if (len == 0 || len > KMEM_CHUNK)
+	if (len == 0 || len > kmem_chunk)
 		return -EINVAL;
 	return bpf_probe_read_kernel(dst, len, (const void *)addr);
 }

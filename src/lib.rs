@@ -7,6 +7,7 @@ pub mod arch;
 pub mod check;
 pub mod cli;
 pub mod dump;
+pub mod kernel;
 pub mod live;
 pub mod rsp;
 pub mod server;

@@ -39,6 +39,9 @@ struct Session<'t> {
     threads_xml: Vec<u8>,
     /// The last packet sent, for `-` retransmission.
     last_sent: Vec<u8>,
+    /// The thread list as of GDB's last listing: a live task walk takes a while, and `H`, `T`
+    /// and `qThreadExtraInfo` come once per thread, so they use this instead of walking again.
+    threads: Option<Vec<ThreadInfo>>,
     payload: Vec<u8>,
     mem: Vec<u8>,
 }
@@ -53,6 +56,7 @@ pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionE
         pending_ids: Vec::new(),
         threads_xml: Vec::new(),
         last_sent: Vec::new(),
+        threads: None,
         payload: Vec::new(),
         mem: Vec::new(),
     };
@@ -199,7 +203,7 @@ impl Session<'_> {
             }
             Command::XferThreads { offset, len } => {
                 if offset == 0 {
-                    self.threads_xml = threads_xml(&self.target.threads());
+                    self.threads_xml = threads_xml(self.fresh_threads());
                 }
                 xfer_chunk(&self.threads_xml, offset, len, &mut self.payload);
                 Outcome::Reply
@@ -210,7 +214,7 @@ impl Session<'_> {
             }
             Command::Attached => self.reply("1"),
             Command::ThreadInfoFirst => {
-                self.pending_ids = self.target.threads().iter().map(|t| t.tid).collect();
+                self.pending_ids = self.fresh_threads().iter().map(|t| t.tid).collect();
                 self.pending_ids.reverse();
                 self.thread_ids_reply();
                 Outcome::Reply
@@ -237,7 +241,7 @@ impl Session<'_> {
                 None => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
-                let threads = self.target.threads();
+                let threads = self.listed_threads();
                 let tid = self.resolve_in(&threads, thread);
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
@@ -298,8 +302,21 @@ impl Session<'_> {
         }
     }
 
+    /// Lists the threads anew (GDB asked for the list).
+    fn fresh_threads(&mut self) -> &[ThreadInfo] {
+        self.threads.insert(self.target.threads())
+    }
+
+    /// The threads of GDB's last listing, listing them if GDB has not yet.
+    fn listed_threads(&mut self) -> Vec<ThreadInfo> {
+        if self.threads.is_none() {
+            self.fresh_threads();
+        }
+        self.threads.clone().unwrap_or_default()
+    }
+
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
-        let threads = self.target.threads();
+        let threads = self.listed_threads();
         self.resolve_in(&threads, sel)
     }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use kmemd::live::bpf::KernelReader;
+use kmemd::live::bpf::{ChunkError, ChunkRead, KernelReader, MAX_CHUNK};
 use kmemd::live::plant::Plant;
 use std::io::Read;
 
@@ -80,12 +80,7 @@ fn unmapped_addresses_fail() {
 /// guard page (mm/vmalloc.c, no VM_NO_GUARD). So a read from inside the value that runs past its
 /// end must stop exactly at a page boundary at most one page after the value, and the next page
 /// must fault.
-#[test]
-fn read_crossing_into_a_guard_page_returns_the_mapped_prefix() {
-    if !common::require_root("read_crossing_into_a_guard_page_returns_the_mapped_prefix") {
-        return;
-    }
-    let mut reader = KernelReader::open().expect("open the BPF reader");
+fn check_guard_page_prefix(reader: &mut KernelReader) {
     let data = random_bytes((64 << 10) + 100);
     let plant = Plant::new(data.len()).expect("plant");
     plant.write(&data).unwrap();
@@ -112,4 +107,63 @@ fn read_crossing_into_a_guard_page_returns_the_mapped_prefix() {
     assert!(reader.read(end + 4095, &mut small[..1]).is_err());
     // One byte before it still reads.
     assert_eq!(reader.read(end - 1, &mut small), Ok(1));
+}
+
+#[test]
+fn read_crossing_into_a_guard_page_returns_the_mapped_prefix() {
+    if !common::require_root("read_crossing_into_a_guard_page_returns_the_mapped_prefix") {
+        return;
+    }
+    check_guard_page_prefix(&mut KernelReader::open().expect("open the BPF reader"));
+}
+
+/// Watch mode opens the reader with a one-page chunk. Everything above must hold with any chunk,
+/// including one that is not a page multiple (chunks then straddle page boundaries).
+#[test]
+fn small_chunk_readers_read_across_chunks_and_stop_at_the_guard_page() {
+    if !common::require_root("small_chunk_readers_read_across_chunks_and_stop_at_the_guard_page") {
+        return;
+    }
+    for chunk in [4096, 1000] {
+        let mut reader = KernelReader::open_with_chunk(chunk).expect("open a small-chunk BPF reader");
+        assert_eq!(reader.chunk_size(), chunk);
+        // Many chunks in one read, from an unaligned start.
+        let data = random_bytes(20 * chunk + 777);
+        let plant = Plant::new(data.len()).expect("plant");
+        plant.write(&data).unwrap();
+        let mut got = vec![0u8; data.len() - 5];
+        assert_eq!(reader.read(plant.kernel_addr() + 5, &mut got), Ok(got.len()));
+        assert!(
+            got[..] == data[5..],
+            "{chunk}-byte chunks: multi-chunk read differs from the plant"
+        );
+        // The watched-word case: 8 bytes, seeing kernel-side writes.
+        plant.bump(2).unwrap();
+        let mut word = [0u8; 8];
+        assert_eq!(reader.read(plant.kernel_addr(), &mut word), Ok(8));
+        let before = u64::from_ne_bytes(data[..8].try_into().unwrap());
+        assert_eq!(u64::from_ne_bytes(word), before.wrapping_add(2));
+        // The BPF program's bound is the chunk it was loaded with, not the 4 MiB default: one
+        // byte more is refused by the program itself (-EINVAL), before any copy.
+        let mut over = vec![0u8; chunk + 1];
+        assert_eq!(
+            reader.read_chunk(plant.kernel_addr(), &mut over),
+            Err(ChunkError::Fault(22)),
+            "a {}-byte run on a {chunk}-byte reader",
+            chunk + 1
+        );
+        check_guard_page_prefix(&mut reader);
+    }
+}
+
+#[test]
+fn chunk_sizes_outside_what_an_array_map_takes_are_refused() {
+    if !common::require_root("chunk_sizes_outside_what_an_array_map_takes_are_refused") {
+        return;
+    }
+    for bad in [0, MAX_CHUNK + 1] {
+        let e = KernelReader::open_with_chunk(bad).unwrap_err();
+        assert!(e.contains(&bad.to_string()), "{e}");
+    }
+    assert_eq!(KernelReader::open().unwrap().chunk_size(), MAX_CHUNK);
 }

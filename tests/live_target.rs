@@ -16,10 +16,15 @@ fn live_target_serves_the_running_kernel() {
     let mut t = LiveTarget::open(None).expect("open the live target");
     assert_eq!(t.arch(), Arch::host());
 
-    // Threads: one per online CPU, numbered from 1, all without registers.
+    // Threads: one per online CPU, numbered from 1, all without registers (then the tasks,
+    // from TASK_TID_BASE up: tests/kernel_tasks_live.rs).
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
     let cpus = kmemd::live::parse_cpu_list(&online).unwrap();
-    let threads = t.threads();
+    let threads: Vec<_> = t
+        .threads()
+        .into_iter()
+        .filter(|t| t.tid < kmemd::kernel::tasks::TASK_TID_BASE)
+        .collect();
     assert_eq!(threads.len(), cpus.len());
     for (th, cpu) in threads.iter().zip(&cpus) {
         assert_eq!(th.tid, *cpu as u64 + 1);

@@ -12,6 +12,7 @@ pub mod elf;
 pub mod flat;
 pub mod kdump;
 pub mod notes;
+pub mod process;
 pub mod target;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -354,10 +355,11 @@ pub fn open_target(
     path: &std::path::Path,
     config: &crate::cli::Config,
 ) -> Result<Box<dyn crate::target::Target>, String> {
-    if config.pid.is_some() {
-        return Err("--pid (one process of a dump) is not supported yet".into());
+    let mut t = target::DumpTarget::open(path)?;
+    t.set_vmlinux(config.vmlinux.as_deref());
+    if let Some(pid) = config.pid {
+        return Ok(Box::new(process::ProcessTarget::new(t, pid)?));
     }
-    let t = target::DumpTarget::open(path)?;
     if let Some(off) = t.dump().kaslr_offset() {
         log::info!(
             "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \

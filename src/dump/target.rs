@@ -7,8 +7,30 @@ use crate::arch::aarch64::PagingAarch64;
 use crate::arch::walk::{Paging, VirtAddr};
 use crate::arch::x86_64::PagingX86_64;
 use crate::arch::Arch;
+use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::KernelInfo;
 use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
 use std::path::Path;
+
+/// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.
+pub struct DumpMem<'a> {
+    pub dump: &'a Dump,
+    pub paging: &'a Paging,
+}
+
+impl crate::kernel::KernelMem for DumpMem<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(self.dump, self.paging, addr, buf)
+    }
+}
+
+fn read_virt(dump: &Dump, paging: &Paging, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    let t = paging.translate(dump, VirtAddr(addr))?;
+    // One page (or block) at a time: the next one may map anywhere, or nowhere.
+    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+    dump.read_phys(t.pa.value(), &mut buf[..n])
+        .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
+}
 
 pub struct DumpTarget {
     dump: Dump,
@@ -16,6 +38,13 @@ pub struct DumpTarget {
     paging: Paging,
     threads: Vec<ThreadInfo>,
     stop: Tid,
+    /// Kernel symbols and layouts, built on first use (decoding kallsyms and finding BTF takes
+    /// a moment, and `--read` never needs them).
+    kinfo: Option<KernelInfo>,
+    /// The task list (a dump does not change), or why there is none.
+    tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
+    /// `-k vmlinux`: its symbols and BTF take precedence over what the dump's memory gives.
+    vmlinux: Option<std::path::PathBuf>,
 }
 
 impl DumpTarget {
@@ -76,11 +105,123 @@ impl DumpTarget {
             paging,
             threads,
             stop,
+            kinfo: None,
+            tasks: None,
+            vmlinux: None,
         })
+    }
+
+    /// Takes symbols and BTF from `vmlinux` first (`-k`).
+    pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
+        self.vmlinux = vmlinux.map(Path::to_path_buf);
+        self.kinfo = None;
+        self.tasks = None;
+    }
+
+    /// Symbols and layouts from the dump's own memory (kallsyms, BTF, VMCOREINFO).
+    pub fn kernel_info(&mut self) -> &KernelInfo {
+        if self.kinfo.is_none() {
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), self.vmlinux.as_deref());
+            for m in k.missing() {
+                log::warn!("{m}");
+            }
+            self.kinfo = Some(k);
+        }
+        self.kinfo.get_or_insert_with(KernelInfo::default)
+    }
+
+    /// Every task of the dump, walked once.
+    pub fn tasks(&mut self) -> Result<&(TaskLayout, Vec<Task>), String> {
+        if self.tasks.is_none() {
+            self.kernel_info();
+            let r = match &self.kinfo {
+                Some(k) => walk_dump_tasks(&self.dump, &self.paging, self.arch, k),
+                None => Err("no kernel information".into()),
+            };
+            if let Err(e) = &r {
+                log::warn!("no task threads: {e}");
+            }
+            self.tasks = Some(r);
+        }
+        match &self.tasks {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no tasks".into()),
+        }
     }
 
     pub fn dump(&self) -> &Dump {
         &self.dump
+    }
+
+    /// The dump and the kernel's page tables, borrowed together.
+    pub fn parts(&self) -> (&Dump, &Paging) {
+        (&self.dump, &self.paging)
+    }
+}
+
+/// The task list of a dump, from `init_task` or else from a task found through a CPU's stack.
+fn walk_dump_tasks(
+    dump: &Dump,
+    paging: &Paging,
+    arch: Arch,
+    k: &KernelInfo,
+) -> Result<(TaskLayout, Vec<Task>), String> {
+    let layout = TaskLayout::new(k, arch)?;
+    let mut mem = DumpMem { dump, paging };
+    let sp_index = arch.reg_index(match arch {
+        Arch::X86_64 => "rsp",
+        Arch::Aarch64 => "sp",
+    });
+    let start = match k.symbol("init_task") {
+        Some(t) => t,
+        None => dump
+            .cpus()
+            .iter()
+            .find_map(|c| {
+                let regs = c.gdb_registers(arch).ok()?.0;
+                let sp = regs.get(sp_index?).copied().flatten()?;
+                let all: Vec<u64> = regs.into_iter().flatten().collect();
+                tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
+            })
+            .ok_or(
+                "kallsyms in the dump has no init_task (a kernel without CONFIG_KALLSYMS_ALL) and no \
+                 CPU's kernel stack led to a task, so the task list has no known start",
+            )?,
+    };
+    let list = tasks::walk(&mut mem, &layout, start)?;
+    Ok((layout, list))
+}
+
+impl DumpTarget {
+    /// A task's registers: the CPU's saved registers while it ran on one, else those its last
+    /// context switch saved.
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+        let arch = self.arch;
+        let (layout, list) = self.tasks()?;
+        let task = list
+            .iter()
+            .find(|t| t.pid == pid)
+            .cloned()
+            .ok_or_else(|| format!("no task with pid {pid} in the dump"))?;
+        let layout = layout.clone();
+        if task.on_cpu {
+            if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
+                // NT_PRSTATUS pr_pid says who ran there; the idle tasks are all pid 0.
+                if c.pid == task.pid {
+                    return c.gdb_registers(arch);
+                }
+            }
+        }
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
     }
 }
 
@@ -90,18 +231,15 @@ impl Target for DumpTarget {
     }
 
     fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        let t = self.paging.translate(&self.dump, VirtAddr(addr))?;
-        // One page (or block) at a time: the next one may map anywhere, or nowhere.
-        let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-        let got = self
-            .dump
-            .read_phys(t.pa.value(), &mut buf[..n])
-            .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))?;
-        Ok(got)
+        read_virt(&self.dump, &self.paging, addr, buf)
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
-        self.threads.clone()
+        let mut all = self.threads.clone();
+        if let Ok((_, tasks)) = self.tasks() {
+            all.extend(tasks::task_threads(tasks));
+        }
+        all
     }
 
     fn stop_thread(&mut self) -> Tid {
@@ -109,6 +247,9 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        if let Some(pid) = tasks::tid_pid(tid) {
+            return self.task_registers(pid);
+        }
         let cpu = tid
             .checked_sub(1)
             .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
@@ -129,6 +270,31 @@ impl Target for DumpTarget {
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
             "info" => Some(Ok(self.dump.info_text())),
+            "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
+            "lsmod" => {
+                let arch = self.arch;
+                self.kernel_info();
+                let mut mem = DumpMem {
+                    dump: &self.dump,
+                    paging: &self.paging,
+                };
+                Some(match &self.kinfo {
+                    Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
+                        .map(|m| crate::kernel::modules::lsmod_text(&m)),
+                    None => Err("no kernel information".into()),
+                })
+            }
+            "sym" => {
+                let arg: Vec<&str> = words.collect();
+                Some(tasks::sym_text(self.kernel_info(), &arg.join(" ")))
+            }
+            "dmesg" => {
+                let mut mem = DumpMem {
+                    dump: &self.dump,
+                    paging: &self.paging,
+                };
+                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()))
+            }
             "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
                 Some(off) => format!(
                     "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
@@ -148,6 +314,10 @@ impl Target for DumpTarget {
                 "walk the page tables for a kernel address, level by level",
             ),
             ("info", "what the dump is (format, kernel, CPUs, memory)"),
+            (
+                "dmesg",
+                "the kernel log (printk ring buffer), as makedumpfile --dump-dmesg prints it",
+            ),
             (
                 "kaslr",
                 "the KASLR offset and the GDB lines that apply it to every section",

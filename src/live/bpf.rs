@@ -142,15 +142,42 @@ pub struct KernelReader {
     view: MapView,
 }
 
+/// Largest chunk: an array map value may not exceed KMALLOC_MAX_SIZE (kernel/bpf/arraymap.c
+/// array_map_alloc_check), 4 MiB with 4 KiB pages, and reads past ~1 MiB gain little speed.
+pub const MAX_CHUNK: usize = 4 << 20;
+
 impl KernelReader {
-    /// Loads bpf/kmem.bpf.o (embedded) and maps its result buffer. Needs root or CAP_BPF and
-    /// CAP_PERFMON; errors say what to do.
+    /// Loads bpf/kmem.bpf.o (embedded) with the default 4 MiB chunk (the fastest bulk reads) and
+    /// maps its result buffer. Needs root or CAP_BPF and CAP_PERFMON; errors say what to do.
     pub fn open() -> Result<KernelReader, String> {
+        Self::open_with_chunk(MAX_CHUNK)
+    }
+
+    /// Like `open`, with `bytes` (1 to `MAX_CHUNK`) as the largest read one BPF run does. The
+    /// result buffer is that big and all of it stays resident while mapped, so a caller that
+    /// reads a few words (watch mode) asks for one page rather than 4 MiB.
+    pub fn open_with_chunk(bytes: usize) -> Result<KernelReader, String> {
+        let size = u32::try_from(bytes)
+            .ok()
+            .filter(|&b| b >= 1 && b as usize <= MAX_CHUNK)
+            .ok_or_else(|| {
+                format!("internal: BPF read chunk of {bytes} bytes; it must be 1 to {MAX_CHUNK}")
+            })?;
         let mut obj = BpfObject::open_mem("kmem", KMEM_OBJ)?;
+        // The map's value size and the program's bound on len must agree: kmem_chunk is the
+        // only variable in .rodata (set_initial_value fails unless the sizes match exactly).
+        obj.set_value_size("kmem_buf", size)?;
+        obj.set_initial_value(".rodata", &size.to_ne_bytes())?;
         obj.load()?;
         let prog = obj.program("kmem_read")?;
         let map = obj.map_handle("kmem_buf")?;
         drop(obj);
+        if map.value_size() != bytes {
+            return Err(format!(
+                "internal: the BPF result buffer is {} bytes, {bytes} were asked",
+                map.value_size()
+            ));
+        }
         let view = map.mmap_readonly().map_err(|e| {
             format!(
                 "cannot mmap the BPF result buffer ({e}): kmemd needs Linux 5.5 or later (BPF_F_MMAPABLE)"
@@ -158,7 +185,7 @@ impl KernelReader {
         })?;
         // The mapping keeps the map alive; the map fd is no longer needed.
         drop(map);
-        log::debug!("BPF kernel reader ready, {} KiB per chunk", view.len() / 1024);
+        log::debug!("BPF kernel reader ready, {} bytes per chunk", view.len());
         Ok(KernelReader { prog, view })
     }
 

@@ -3,10 +3,13 @@
 pub mod bpf;
 pub mod kallsyms;
 pub mod plant;
+pub mod task;
 pub mod vmcoreinfo;
 pub mod vmlinux;
 
 use crate::arch::Arch;
+use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::{KernelInfo, KernelMem};
 use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
 use bpf::KernelReader;
 use kallsyms::Kallsyms;
@@ -35,8 +38,29 @@ pub struct LiveTarget {
     link_source: LinkText,
     cpus: Vec<u32>,
     release: String,
-    /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbol fallback).
+    /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
     vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
+    /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
+    kinfo: Option<KernelInfo>,
+    /// Where the task walk starts (init_task, else this process's own task from BPF).
+    task_start: Option<Result<u64, String>>,
+    /// The tasks as of the last walk: live, they change under us.
+    tasks: Vec<Task>,
+    /// When that walk was made. The server asks for the thread list for every `Hg`/`T` packet
+    /// too; a walk younger than [`TASKS_FRESH`] answers those without reading every task again.
+    tasks_at: Option<std::time::Instant>,
+}
+
+/// How long one task walk answers `threads()`.
+const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The BPF reader as kernel memory for the decoders.
+struct ReaderMem<'a>(&'a mut KernelReader);
+
+impl KernelMem for ReaderMem<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.0.read(addr, buf)
+    }
 }
 
 impl LiveTarget {
@@ -108,6 +132,125 @@ impl LiveTarget {
             cpus,
             release,
             vmcoreinfo: None,
+            kinfo: None,
+            task_start: None,
+            tasks: Vec::new(),
+            tasks_at: None,
+        })
+    }
+
+    /// Symbols and layouts of the running kernel: kallsyms, BTF (`-k vmlinux` first, else
+    /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
+    pub fn kernel_info(&mut self) -> &KernelInfo {
+        if self.kinfo.is_none() {
+            // live::vmcoreinfo first: it also finds arm64's randomized linear map (Debian's
+            // kernels under a kaslr-seed); kernel::livemap's search is the second opinion.
+            let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
+                Ok(t) => Some(t),
+                Err(first) => {
+                    let mut mem = ReaderMem(&mut self.reader);
+                    match crate::kernel::livemap::read_live_vmcoreinfo(&mut mem, self.arch, self.runtime_text)
+                    {
+                        Ok(v) => Some(v.text),
+                        Err(e) => {
+                            log::warn!("no live VMCOREINFO ({first}; {e}): monitor dmesg needs it");
+                            None
+                        }
+                    }
+                }
+            };
+            let vmlinux = match &self.link_source {
+                LinkText::Vmlinux { path, .. } => Some(path.clone()),
+                LinkText::Default => None,
+            };
+            let k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref());
+            for m in k.missing() {
+                log::debug!("{m}");
+            }
+            self.kinfo = Some(k);
+        }
+        self.kinfo.get_or_insert_with(KernelInfo::default)
+    }
+
+    /// Walks the task list now.
+    pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let layout = TaskLayout::new(k, self.arch)?;
+        if self.task_start.is_none() {
+            self.task_start = Some(match k.symbol("init_task") {
+                Some(a) => Ok(a),
+                None => task::current_task().map_err(|e| {
+                    format!("no init_task in /proc/kallsyms and BPF cannot report the current task: {e}")
+                }),
+            });
+        }
+        let start = match &self.task_start {
+            Some(Ok(a)) => *a,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("no task to start from".into()),
+        };
+        let mut mem = ReaderMem(&mut self.reader);
+        let list = tasks::walk(&mut mem, &layout, start)?;
+        self.tasks = list.clone();
+        self.tasks_at = Some(std::time::Instant::now());
+        Ok((layout, list))
+    }
+
+    /// A task's registers: those saved at its last switch; a task running right now has none
+    /// (PC 0, like the CPUs). A task that exited since `threads()` is an error.
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+        let old = self
+            .tasks
+            .iter()
+            .find(|t| t.pid == pid)
+            .cloned()
+            .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let layout = TaskLayout::new(k, self.arch)?;
+        let mut mem = ReaderMem(&mut self.reader);
+        let now =
+            tasks::read_task(&mut mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
+        if now.pid != pid || now.comm != old.comm || now.state == 'X' || now.state == 'Z' {
+            return Err(format!("task {pid} ({}) has exited", old.comm));
+        }
+        if now.on_cpu {
+            let mut regs = vec![None; self.arch.registers().len()];
+            regs[self.arch.pc_index()] = Some(0);
+            return Ok(Registers(regs));
+        }
+        tasks::saved_registers(&mut mem, &layout, self.arch, old.addr)
+    }
+
+    fn kernel_monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        let mut words = cmd.split_whitespace();
+        Some(match words.next()? {
+            "ps" => self.tasks().map(|(_, t)| tasks::ps_text(&t)),
+            "dmesg" => {
+                self.kernel_info();
+                let vmci = self
+                    .kinfo
+                    .as_ref()
+                    .map(|k| k.vmcoreinfo().clone())
+                    .unwrap_or_default();
+                if vmci.is_empty() {
+                    Err(
+                        "the live VMCOREINFO could not be read (see the log), and dmesg needs its printk \
+                         offsets"
+                            .into(),
+                    )
+                } else {
+                    crate::kernel::dmesg::dmesg(&mut ReaderMem(&mut self.reader), &vmci)
+                }
+            }
+            "lsmod" => crate::kernel::modules::from_sysfs(Path::new("/sys/module"))
+                .map(|m| crate::kernel::modules::lsmod_text(&m)),
+            "sym" => {
+                let arg: Vec<&str> = words.collect();
+                tasks::sym_text(self.kernel_info(), &arg.join(" "))
+            }
+            _ => return None,
         })
     }
 
@@ -283,7 +426,8 @@ impl Target for LiveTarget {
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
-        self.cpus
+        let mut all: Vec<ThreadInfo> = self
+            .cpus
             .iter()
             .map(|&cpu| ThreadInfo {
                 tid: cpu as Tid + 1,
@@ -291,10 +435,22 @@ impl Target for LiveTarget {
                 extra: format!("CPU {cpu} (running: no registers)"),
                 core: Some(cpu),
             })
-            .collect()
+            .collect();
+        if self.tasks_at.is_some_and(|t| t.elapsed() < TASKS_FRESH) {
+            all.extend(tasks::task_threads(&self.tasks));
+            return all;
+        }
+        match self.tasks() {
+            Ok((_, list)) => all.extend(tasks::task_threads(&list)),
+            Err(e) => log::warn!("no task threads: {e}"),
+        }
+        all
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        if let Some(pid) = tasks::tid_pid(tid) {
+            return self.task_registers(pid);
+        }
         let known = tid
             .checked_sub(1)
             .and_then(|c| u32::try_from(c).ok())
@@ -321,17 +477,7 @@ impl Target for LiveTarget {
         match cmd.trim() {
             "kaslr" => Some(Ok(self.kaslr_text())),
             "vmcoreinfo" => Some(self.vmcoreinfo_text()),
-            c if c.starts_with("symbol ") => {
-                let name = c["symbol ".len()..].trim();
-                Some(match self.lookup_symbol(name) {
-                    Some((a, from)) => Ok(format!("{name} = {a:#x} (from {from})\n")),
-                    None => Err(format!(
-                        "no symbol '{name}' in /proc/kallsyms or the live VMCOREINFO: give GDB the \
-                         vmlinux (`file vmlinux`) and use its symbols"
-                    )),
-                })
-            }
-            _ => None,
+            _ => self.kernel_monitor(cmd),
         }
     }
 
@@ -346,8 +492,17 @@ impl Target for LiveTarget {
                 "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
             ),
             (
-                "symbol NAME",
-                "address of a kernel symbol from kallsyms, else from the live VMCOREINFO",
+                "ps",
+                "every task: pid, parent, state, CPU, command, task_struct address",
+            ),
+            ("dmesg", "the kernel log (printk ring buffer)"),
+            (
+                "lsmod",
+                "loaded modules (/sys/module): base, size and the add-symbol-file line",
+            ),
+            (
+                "sym NAME|ADDR",
+                "a kernel symbol's address, or the symbol at an address",
             ),
         ]
     }

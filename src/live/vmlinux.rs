@@ -249,6 +249,46 @@ impl Vmlinux {
         })
     }
 
+    /// Every named symbol with its value and an nm-like type letter (functions `T`/`t`, objects
+    /// `D`/`d`, others `?`); section and file symbols are left out.
+    pub fn all_symbols(&self) -> Vec<(String, u64, char)> {
+        self.symtab
+            .chunks_exact(SYM_SIZE)
+            .skip(1)
+            .filter_map(|sym| {
+                let name = str_at(&self.strtab, u32_at(sym, 0).ok()?).ok()?;
+                let info = *sym.get(4)?;
+                let value = u64_at(sym, 8).ok()?;
+                let global = info >> 4 != 0; // STB_LOCAL is 0
+                let kind = match info & 0xf {
+                    2 => 'T',             // STT_FUNC
+                    1 => 'D',             // STT_OBJECT
+                    3 | 4 => return None, // STT_SECTION, STT_FILE
+                    _ => '?',
+                };
+                let kind = if global || kind == '?' {
+                    kind
+                } else {
+                    kind.to_ascii_lowercase()
+                };
+                (!name.is_empty() && value != 0).then(|| (name.to_string(), value, kind))
+            })
+            .collect()
+    }
+
+    /// The bytes of a section, read again from the file this was loaded from.
+    pub fn section_bytes(&self, path: &Path, name: &str) -> Result<Vec<u8>, String> {
+        let s = self
+            .section(name)
+            .ok_or_else(|| format!("{} has no {name} section", path.display()))?;
+        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let size = file
+            .metadata()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+            .len();
+        FileSource { file, size }.read_vec(s.offset, s.size, name)
+    }
+
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }

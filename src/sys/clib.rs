@@ -193,6 +193,27 @@ impl BpfObject {
         Ok(())
     }
 
+    /// Replaces the initial contents of a global-data map (`.rodata`, `.data`, `.bss`); only
+    /// before `load`. `bytes` must be exactly the map's value size (libbpf checks it), which is how
+    /// a caller setting one `const volatile` variable knows the section holds nothing else.
+    pub fn set_initial_value(&mut self, map: &str, bytes: &[u8]) -> Result<(), String> {
+        let m = self.map(map)?;
+        // SAFETY: `m` belongs to the live, not yet loaded object; libbpf copies `bytes.len()`
+        // bytes out of the live slice (after checking the length against the value size).
+        let rc =
+            unsafe { bpf::bpf_map__set_initial_value(m.as_ptr(), bytes.as_ptr().cast(), bytes.len() as _) };
+        if rc != 0 {
+            return Err(format!(
+                "cannot set the initial value of BPF map {map} in {} ({} bytes): {}; the kmemd \
+                 binary and its embedded BPF object do not match",
+                self.name,
+                bytes.len(),
+                io::Error::from_raw_os_error(-rc)
+            ));
+        }
+        Ok(())
+    }
+
     /// Verifies and loads every program and creates every map.
     pub fn load(&mut self) -> Result<(), String> {
         // SAFETY: `self.obj` is a live, not yet loaded object.

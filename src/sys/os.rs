@@ -457,23 +457,64 @@ impl PerfRing {
     /// Appends every unread byte to `out` (whole records: the kernel only publishes `data_head`
     /// at record boundaries) and hands the space back to the kernel. Returns the byte count.
     pub fn take(&mut self, out: &mut Vec<u8>) -> usize {
+        self.take_max(out, usize::MAX).0
+    }
+
+    /// Like `take`, but stops at the last whole record that keeps the copy within `max` bytes
+    /// (at least one record is taken, whatever its size): the rest stays in the ring, which is
+    /// where unread hits cost no heap. Returns the bytes taken and whether more are waiting.
+    pub fn take_max(&mut self, out: &mut Vec<u8>, max: usize) -> (usize, bool) {
         let head = self.load_u64(MMAP_DATA_HEAD);
         let tail = self.atomic(MMAP_DATA_TAIL).load(Ordering::Relaxed);
-        let avail = head.wrapping_sub(tail).min(self.data_size as u64) as usize;
-        let start = (tail % self.data_size as u64) as usize;
-        let first = avail.min(self.data_size - start);
-        out.reserve(avail);
-        // SAFETY: [data_off + start, + first) and [data_off, + avail - first) lie inside the data
-        // area of the live mapping; the kernel does not write between tail and head until we
-        // move tail, which happens after the copy (Release store below).
+        let size = self.data_size as u64;
+        let avail = head.wrapping_sub(tail).min(size) as usize;
+        let mut n = 0usize;
+        if avail <= max {
+            n = avail;
+        } else {
+            while n < avail {
+                let at = (tail.wrapping_add(n as u64) % size) as usize;
+                // perf_event_header.size (u16 at offset 6). Records are 8-byte aligned and the
+                // data area a multiple of 8 bytes, so a header never wraps.
+                let Some(rec) = self.header_size(at) else {
+                    n = avail; // a corrupt header: hand it all to the parser, which stops there
+                    break;
+                };
+                if n > 0 && n + rec > max {
+                    break;
+                }
+                n = (n + rec).min(avail);
+            }
+        }
+        let start = (tail % size) as usize;
+        let first = n.min(self.data_size - start);
+        out.reserve(n);
+        // SAFETY: [data_off + start, + first) and [data_off, + n - first) lie inside the data
+        // area of the live mapping (n <= avail <= data_size); the kernel does not write between
+        // tail and head until we move tail, which happens after the copy (Release store below).
         unsafe {
             let data = self.base.add(self.data_off);
             out.extend_from_slice(std::slice::from_raw_parts(data.add(start), first));
-            out.extend_from_slice(std::slice::from_raw_parts(data, avail - first));
+            out.extend_from_slice(std::slice::from_raw_parts(data, n - first));
         }
         self.atomic(MMAP_DATA_TAIL)
-            .store(tail.wrapping_add(avail as u64), Ordering::Release);
-        avail
+            .store(tail.wrapping_add(n as u64), Ordering::Release);
+        (n, n < avail)
+    }
+
+    /// The size field of the record header at data offset `at`, when it is a plausible size.
+    fn header_size(&self, at: usize) -> Option<usize> {
+        if at % 8 != 0 || at.checked_add(8)? > self.data_size {
+            return None;
+        }
+        let mut h = [0u8; 2];
+        // SAFETY: bytes [at + 6, at + 8) lie inside the data area (checked above) and were
+        // published by the kernel before data_head (read with Acquire by the caller).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(self.data_off + at + 6), h.as_mut_ptr(), 2);
+        }
+        let rec = u16::from_ne_bytes(h) as usize;
+        (rec >= 8).then_some(rec)
     }
 }
 
@@ -510,4 +551,106 @@ pub fn self_usage() -> (f64, f64, u64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     (t(ru.ru_utime), t(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring laid out like perf's (header page, then data) over anonymous memory, so the
+    /// record-boundary logic of `take_max` can be tested without the kernel.
+    fn fake_ring(data_size: usize) -> PerfRing {
+        let page = page_size();
+        let map_len = page + data_size;
+        // SAFETY: a fresh private anonymous mapping, checked against MAP_FAILED; PerfRing's Drop
+        // unmaps exactly this range.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        PerfRing {
+            base: base.cast(),
+            map_len,
+            data_off: page,
+            data_size,
+        }
+    }
+
+    /// Appends a record of `size` bytes (type = size, body bytes = `fill`) at the ring's head.
+    fn push(r: &mut PerfRing, size: u16, fill: u8) {
+        let head = r.load_u64(MMAP_DATA_HEAD);
+        let mut rec = vec![fill; size as usize];
+        rec[..4].copy_from_slice(&u32::from(size).to_ne_bytes());
+        rec[4..6].copy_from_slice(&0u16.to_ne_bytes());
+        rec[6..8].copy_from_slice(&size.to_ne_bytes());
+        for (i, b) in rec.iter().enumerate() {
+            let at = (head as usize + i) % r.data_size;
+            // SAFETY: `at` is inside the data area of the live test mapping.
+            unsafe { *r.base.add(r.data_off + at) = *b };
+        }
+        r.atomic(MMAP_DATA_HEAD)
+            .store(head + u64::from(size), Ordering::Release);
+    }
+
+    fn sizes(buf: &[u8]) -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 8 <= buf.len() {
+            let size = u16::from_ne_bytes([buf[pos + 6], buf[pos + 7]]);
+            assert!(buf[pos + 8..pos + size as usize].iter().all(|&b| b == size as u8));
+            out.push(size);
+            pos += size as usize;
+        }
+        assert_eq!(pos, buf.len(), "whole records only");
+        out
+    }
+
+    #[test]
+    fn take_max_stops_on_record_boundaries_and_wraps() {
+        let mut r = fake_ring(256);
+        for s in [64, 40, 96] {
+            push(&mut r, s, s as u8);
+        }
+        let mut out = Vec::new();
+        // 64 + 40 fit in 110, the 96-byte record does not.
+        assert_eq!(r.take_max(&mut out, 110), (104, true));
+        assert_eq!(sizes(&out), vec![64, 40]);
+        // A record larger than the limit still goes out alone (no livelock).
+        out.clear();
+        assert_eq!(r.take_max(&mut out, 8), (96, false));
+        assert_eq!(sizes(&out), vec![96]);
+        // Records that wrap around the end of the data area come out whole and in order.
+        for s in [120, 72, 48] {
+            push(&mut r, s, s as u8);
+        }
+        out.clear();
+        assert_eq!(r.take_max(&mut out, 200), (192, true));
+        assert_eq!(sizes(&out), vec![120, 72]);
+        out.clear();
+        assert_eq!(r.take(&mut out), 48);
+        assert_eq!(sizes(&out), vec![48]);
+        out.clear();
+        assert_eq!(r.take_max(&mut out, 1 << 20), (0, false));
+        assert_eq!(
+            r.atomic(MMAP_DATA_TAIL).load(Ordering::Relaxed),
+            64 + 40 + 96 + 120 + 72 + 48
+        );
+    }
+
+    #[test]
+    fn take_max_hands_a_corrupt_header_to_the_parser() {
+        let mut r = fake_ring(256);
+        push(&mut r, 32, 1);
+        // A zero-size header after it: never loop on it.
+        r.atomic(MMAP_DATA_HEAD).store(32 + 64, Ordering::Release);
+        let mut out = Vec::new();
+        assert_eq!(r.take_max(&mut out, 40), (96, false));
+    }
 }

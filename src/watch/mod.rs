@@ -19,17 +19,31 @@ use crate::sys::os;
 use perf::{Armed, Record, Sample};
 use report::{Hit, StopReason, Summary};
 use spec::Spec;
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use syms::Syms;
 
-/// Data pages per CPU ring: 1 MiB holds ~3,000 hits with their stacks, about 30 ms of the
-/// fastest trap rate measured here (~100k hits/s), far more than one drain pass takes.
+/// Data pages per CPU ring: 1 MiB holds ~7,700 hits with a short stack (136-byte records,
+/// ~3,000 with deep ones), 30-80 ms of the fastest trap rate measured here (~100k hits/s): room
+/// for kmemd being descheduled on a busy machine. The ring costs no RSS on this kernel (6.18
+/// maps perf rings as PFN mappings, measured: Rss 0 kB); older kernels fault its pages in and
+/// count them as they fill.
 pub const RING_PAGES: usize = 256;
+/// Most bytes of records taken from one ring per pass (~480 hits with a short stack). What a
+/// pass takes is copied, parsed and formatted (a JSON hit is ~4x its record) on the heap, so
+/// this bounds the heap, while unread hits wait in the ring (see RING_PAGES: no RSS there).
+const PASS_BYTES: usize = 64 << 10;
+/// Formatted output is written whenever it reaches this size, so a large pass never holds all
+/// its text at once.
+const OUT_FLUSH: usize = 64 << 10;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
+
+/// The live reader's chunk in watch mode: it reads one watched word (at most 8 bytes) per hit,
+/// and the whole result buffer stays resident while mapped (the 4 MiB default would be half the
+/// RSS budget of watch mode). One page is the smallest mapping anyway.
+const VALUE_CHUNK: usize = 4096;
 
 /// Where the watched values come from.
 pub trait ValueReader {
@@ -58,7 +72,7 @@ impl ValueReader for KernelReader {
 
 /// The live BPF reader, or /proc/kcore where BPF cannot be loaded.
 fn open_reader() -> Result<Box<dyn ValueReader>, String> {
-    match KernelReader::open() {
+    match KernelReader::open_with_chunk(VALUE_CHUNK) {
         Ok(r) => Ok(Box::new(r)),
         Err(bpf) => match kcore::Kcore::open() {
             Ok(k) => {
@@ -82,7 +96,7 @@ fn read_value(reader: &mut dyn ValueReader, spec: &Spec) -> Result<u64, String> 
 
 /// Task names by thread id, read from /proc once per thread.
 struct Comms {
-    cache: HashMap<u32, String>,
+    cache: syms::IntMap<u32, String>,
 }
 
 impl Comms {
@@ -111,7 +125,18 @@ pub fn run(config: &Config) -> Result<i32, String> {
         return Err("internal: watch::run called without -w".into());
     };
     let arch = Arch::host();
-    let mut syms = Syms::load()?;
+    // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
+    // the text symbols.
+    let mut wanted = vec!["_text"];
+    let names: Vec<String> = pairs
+        .iter()
+        .filter_map(|(_, t)| match spec::parse_target(t) {
+            Ok(spec::Target::Symbol { name, .. }) => Some(name),
+            _ => None,
+        })
+        .collect();
+    wanted.extend(names.iter().map(String::as_str));
+    let mut syms = Syms::load(&wanted)?;
     // Symbols: kallsyms first, then vmlinux's ELF symbols moved by the KASLR slide.
     let vmlinux = match &config.vmlinux {
         Some(path) => {
@@ -209,7 +234,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
         reader: reader.as_mut(),
         prev,
         comms: Comms {
-            cache: HashMap::new(),
+            cache: syms::IntMap::default(),
         },
         summary: Summary::default(),
         unshown: 0,
@@ -218,25 +243,34 @@ pub fn run(config: &Config) -> Result<i32, String> {
             let (mono, real) = os::clocks_ns();
             real.wrapping_sub(mono)
         },
-        out: String::with_capacity(1 << 16),
+        out: String::with_capacity(OUT_FLUSH + 4096),
     };
     let started = Instant::now();
     let (reason, armed) = w.watch(armed, stop_fd.as_raw_fd(), started);
     let elapsed = started.elapsed().as_secs_f64();
     // Release the debug registers before printing; what is still queued is counted, not shown.
-    let mut rest = Vec::new();
+    // Disabled first, so the kernel's counts and what the rings hold describe the same traps;
+    // the queued records are counted a pass at a time, so a full ring never becomes one copy.
     let mut armed = armed;
-    for r in &mut armed.rings {
-        r.ring.take(&mut rest);
-    }
+    armed.disable();
     let counted = armed.kernel_counts();
+    let mut rest = Vec::with_capacity(PASS_BYTES);
+    for r in &mut armed.rings {
+        loop {
+            rest.clear();
+            let (_, more) = r.ring.take_max(&mut rest, PASS_BYTES);
+            perf::parse_records(&rest, |r| match r {
+                Record::Sample(s) if s.pid != w.own_pid => w.unshown += 1,
+                Record::Lost { lost, .. } => w.summary.lost += lost,
+                Record::Throttle => w.summary.throttled += 1,
+                _ => {}
+            });
+            if !more {
+                break;
+            }
+        }
+    }
     drop(armed);
-    perf::parse_records(&rest, |r| match r {
-        Record::Sample(s) if s.pid != w.own_pid => w.unshown += 1,
-        Record::Lost { lost, .. } => w.summary.lost += lost,
-        Record::Throttle => w.summary.throttled += 1,
-        _ => {}
-    });
     if let Some((_, lost)) = counted {
         // The kernel's own count is exact even when its last PERF_RECORD_LOST never made it
         // into a full ring.
@@ -286,9 +320,11 @@ impl Watcher<'_> {
         let deadline = self.config.seconds.map(|s| started + Duration::from_secs_f64(s));
         let mut fds: Vec<i32> = armed.rings.iter().map(|r| r.fd).collect();
         fds.push(stop_fd);
-        let mut buf = Vec::with_capacity(RING_PAGES * os::page_size());
+        let mut buf = Vec::with_capacity(PASS_BYTES * armed.rings.len());
         let mut batch: Vec<(usize, Sample)> = Vec::new();
-        let stdout = std::io::stdout();
+        // Set when a pass left records in a ring: poll then only looks for a stop, without
+        // waiting (perf's poll reports a ring readable once per wake-up, not while it holds data).
+        let mut more = false;
         loop {
             if os::stop_requested() {
                 return (StopReason::Signal, armed);
@@ -303,6 +339,7 @@ impl Watcher<'_> {
                 }
                 None => POLL_MS,
             };
+            let timeout = if more { 0 } else { timeout };
             if let Err(e) = os::poll_readable(&fds, timeout) {
                 log::error!("{e}");
                 return (StopReason::Signal, armed);
@@ -312,8 +349,9 @@ impl Watcher<'_> {
                 return (StopReason::Signal, armed);
             }
             buf.clear();
+            more = false;
             for r in &mut armed.rings {
-                r.ring.take(&mut buf);
+                more |= r.ring.take_max(&mut buf, PASS_BYTES).1;
             }
             batch.clear();
             let ids = &armed.ids;
@@ -384,14 +422,12 @@ impl Watcher<'_> {
                 } else {
                     report::format_text(&hit, spec, self.syms, &mut self.out);
                 }
+                if self.out.len() >= OUT_FLUSH && !self.flush() {
+                    return (StopReason::OutputClosed, armed);
+                }
             }
             batch.clear();
-            let mut so = stdout.lock();
-            if so
-                .write_all(self.out.as_bytes())
-                .and_then(|_| so.flush())
-                .is_err()
-            {
+            if !self.flush() {
                 return (StopReason::OutputClosed, armed);
             }
             if self.config.count.is_some_and(|c| self.summary.hits >= c) {
@@ -401,5 +437,13 @@ impl Watcher<'_> {
                 return (r, armed);
             }
         }
+    }
+
+    /// Writes out what the pass formatted so far; false when stdout is closed.
+    fn flush(&mut self) -> bool {
+        let mut so = std::io::stdout().lock();
+        let ok = so.write_all(self.out.as_bytes()).and_then(|_| so.flush()).is_ok();
+        self.out.clear();
+        ok
     }
 }

@@ -5,9 +5,9 @@
 //! carry PERF_SAMPLE_IDENTIFIER so we know which watchpoint tripped.
 
 use super::spec::{Access, Spec};
+use super::syms::IntMap;
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 // PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
@@ -265,7 +265,7 @@ pub struct Armed {
     pub rings: Vec<CpuRing>,
     events: Vec<OwnedFd>,
     /// Event id -> index of the watchpoint in the spec list.
-    pub ids: HashMap<u64, usize>,
+    pub ids: IntMap<u64, usize>,
 }
 
 impl Armed {
@@ -276,7 +276,7 @@ impl Armed {
         let mut armed = Armed {
             rings: Vec::new(),
             events: Vec::new(),
-            ids: HashMap::new(),
+            ids: IntMap::default(),
         };
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
@@ -340,6 +340,14 @@ impl Armed {
         Ok(armed)
     }
 
+    /// Stops every event (the watchpoints stay allocated until drop): nothing more is counted
+    /// or queued, so the counts and the rings can be read consistently.
+    pub fn disable(&self) {
+        for fd in &self.events {
+            let _ = os::perf_disable(fd);
+        }
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
@@ -360,9 +368,7 @@ impl Drop for Armed {
     fn drop(&mut self) {
         // Stop the traps first so no CPU keeps hitting while we tear down; closing the fds
         // (OwnedFd) then frees the debug registers.
-        for fd in &self.events {
-            let _ = os::perf_disable(fd);
-        }
+        self.disable();
     }
 }
 

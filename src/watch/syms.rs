@@ -3,10 +3,48 @@
 //! /proc/kallsyms has ~120k lines here; `live::kallsyms::Kallsyms` keeps a `String` per symbol
 //! (~11 MiB, plus the whole file text while loading). Watch mode must stay small while it runs
 //! (goal: RSS <= 8 MiB), so this table streams the file and packs all names into one string with
-//! 16 bytes of index per symbol (~4 MiB for this kernel).
+//! 16 bytes of index per symbol (2.4 MiB for this kernel's 64k symbols). Stacks and instruction
+//! addresses are always code, so only text symbols are kept, plus the few other names watch mode
+//! asks for (its targets): a kernel with CONFIG_KALLSYMS_ALL lists about as many variables as
+//! functions, which would otherwise double the table.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Read};
+
+/// A hasher for integer keys (addresses, event ids, thread ids) of maps consulted for every hit:
+/// SipHash's resistance to chosen keys buys nothing for keys the kernel hands us, and it cost
+/// ~6 % of watch mode's CPU under a hit storm. Multiplicative (FxHash's constant), so the high
+/// bits hashbrown uses for its control bytes depend on every input bit.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// A HashMap keyed by integers, hashed with `IntHasher`.
+pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -22,17 +60,18 @@ pub struct Syms {
     entries: Vec<Entry>,
     names: String,
     /// Formatted `func+0xoff` per address seen: stacks repeat the same few addresses.
-    cache: HashMap<u64, String>,
+    cache: IntMap<u64, String>,
 }
 
 impl Syms {
     pub const PATH: &'static str = "/proc/kallsyms";
 
-    /// Streams /proc/kallsyms. Fails when it shows no addresses (kptr_restrict, not root).
-    pub fn load() -> Result<Syms, String> {
+    /// Streams /proc/kallsyms, keeping the text symbols and those named in `wanted`. Fails when
+    /// it shows no addresses (kptr_restrict, not root).
+    pub fn load(wanted: &[&str]) -> Result<Syms, String> {
         let f = std::fs::File::open(Self::PATH)
             .map_err(|e| format!("cannot read {}: {e} (kmemd needs procfs and root)", Self::PATH))?;
-        let s = Syms::parse(f).map_err(|e| format!("cannot read {}: {e}", Self::PATH))?;
+        let s = Syms::parse(f, wanted).map_err(|e| format!("cannot read {}: {e}", Self::PATH))?;
         if s.entries.is_empty() {
             return Err(format!(
                 "{} shows no addresses (all zero): run kmemd as root, and if it still hides them, \
@@ -43,9 +82,10 @@ impl Syms {
         Ok(s)
     }
 
-    /// Parses kallsyms text (`addr type name [module]` lines), dropping zero addresses and lines
-    /// that do not parse.
-    pub fn parse(r: impl Read) -> std::io::Result<Syms> {
+    /// Parses kallsyms text (`addr type name [module]` lines), keeping text symbols (types t, T,
+    /// w, W) and any symbol named in `wanted`, and dropping zero addresses and lines that do not
+    /// parse.
+    pub fn parse(r: impl Read, wanted: &[&str]) -> std::io::Result<Syms> {
         let mut s = Syms::default();
         let mut rd = BufReader::with_capacity(64 << 10, r);
         let mut line = String::new();
@@ -55,7 +95,7 @@ impl Syms {
                 break;
             }
             let mut it = line.split_whitespace();
-            let (Some(a), Some(_kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+            let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
                 continue;
             };
             let Ok(addr) = u64::from_str_radix(a, 16) else {
@@ -64,6 +104,9 @@ impl Syms {
             // `__pfx_*` label the padding before each function (CONFIG_FUNCTION_PADDING_CFI):
             // about half the table, never a call site or a variable.
             if addr == 0 || name.len() > 512 || name.starts_with("__pfx_") {
+                continue;
+            }
+            if !matches!(kind, "t" | "T" | "w" | "W") && !wanted.contains(&name) {
                 continue;
             }
             let Ok(off) = u32::try_from(s.names.len()) else {
@@ -143,13 +186,17 @@ ffffffff81001000 t helper
 0000000000000000 T hidden
 ffffffffc0000000 t mod_init\t[mymod]
 ffffffffc0000100 T helper\t[mymod]
+ffffffff82000000 D jiffies_64
+ffffffff82000040 d some_static
+ffffffff82000080 B bss_thing
+ffffffff81002000 W weak_fn
 garbage line
 ";
 
     #[test]
     fn parses_looks_up_and_formats() {
-        let mut s = Syms::parse(SAMPLE.as_bytes()).unwrap();
-        assert_eq!(s.len(), 4);
+        let mut s = Syms::parse(SAMPLE.as_bytes(), &[]).unwrap();
+        assert_eq!(s.len(), 5);
         assert_eq!(s.lookup("hidden"), None);
         assert_eq!(s.lookup("__pfx_helper"), None, "padding labels are dropped");
         assert_eq!(s.format(0xffff_ffff_8100_0ff4), "_text+0xff4");
@@ -163,8 +210,21 @@ garbage line
         assert_eq!(s.format(0xffff_ffff_c000_0004), "mod_init+0x4 [mymod]");
         assert_eq!(s.format(0xffff_ffff_c000_0104), "helper+0x4 [mymod]");
         assert_eq!(s.format(0x1000), "0x1000");
-        assert!(Syms::parse("0000000000000000 T x\n".as_bytes())
+        assert!(Syms::parse("0000000000000000 T x\n".as_bytes(), &[])
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn keeps_only_code_and_the_variables_asked_for() {
+        let s = Syms::parse(SAMPLE.as_bytes(), &["jiffies_64", "not_there"]).unwrap();
+        assert_eq!(s.lookup("jiffies_64"), Some(0xffff_ffff_8200_0000));
+        assert_eq!(s.lookup("some_static"), None);
+        assert_eq!(s.lookup("bss_thing"), None);
+        assert_eq!(s.lookup("weak_fn"), Some(0xffff_ffff_8100_2000));
+        assert_eq!(s.len(), 6);
+        // An address past the last function but inside the kept variable names it.
+        let mut s = s;
+        assert_eq!(s.format(0xffff_ffff_8200_0004), "jiffies_64+0x4");
     }
 }

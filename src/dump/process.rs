@@ -1,0 +1,186 @@
+//! `kmemd -c VMCORE --pid PID`: one user process of a dump, served like a core file. Memory goes
+//! through the process's own page tables (`mm->pgd`), threads are its tasks, and registers are
+//! the user registers saved in `pt_regs` at the top of each task's kernel stack.
+
+use super::target::{DumpMem, DumpTarget};
+use crate::arch::walk::{Paging, PhysAddr, VirtAddr};
+use crate::arch::Arch;
+use crate::dump::PhysRead;
+use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
+use crate::kernel::KernelMem;
+use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+
+pub struct ProcessTarget {
+    inner: DumpTarget,
+    arch: Arch,
+    pid: u32,
+    user: Paging,
+    threads: Vec<Task>,
+    layout: TaskLayout,
+    regs: Result<UserRegsLayout, String>,
+}
+
+impl ProcessTarget {
+    pub fn new(mut inner: DumpTarget, pid: u32) -> Result<ProcessTarget, String> {
+        let arch = inner.arch();
+        let regs = UserRegsLayout::new(inner.kernel_info(), arch);
+        let (layout, list) = inner.tasks()?.clone();
+        let threads: Vec<Task> = list
+            .iter()
+            .filter(|t| i64::from(t.tgid) == i64::from(pid))
+            .cloned()
+            .collect();
+        let leader = threads
+            .iter()
+            .find(|t| i64::from(t.pid) == i64::from(pid))
+            .ok_or_else(|| {
+                format!("the dump has no process {pid}: `monitor ps` on the whole dump lists the processes")
+            })?
+            .clone();
+        let (dump, kpaging) = inner.parts();
+        let mut mem = DumpMem {
+            dump,
+            paging: kpaging,
+        };
+        let mm = layout.mm_of(&mut mem, leader.addr)?;
+        if mm == 0 {
+            return Err(format!(
+                "pid {pid} ({}) is a kernel thread: it has no user address space",
+                leader.comm
+            ));
+        }
+        let pgd_off = inner
+            .kernel_info()
+            .member("mm_struct", "pgd")
+            .ok_or("the kernel's type information lacks mm_struct.pgd")?
+            .offset();
+        let (dump, kpaging) = inner.parts();
+        let mut mem = DumpMem {
+            dump,
+            paging: kpaging,
+        };
+        let pgd = crate::kernel::read_u64(&mut mem, mm.wrapping_add(pgd_off))
+            .map_err(|e| format!("cannot read pid {pid}'s mm->pgd: {e}"))?;
+        let pa = kpaging
+            .translate(dump, VirtAddr(pgd))
+            .map_err(|e| format!("pid {pid}'s page table {pgd:#x} is not mapped: {e}"))?
+            .pa;
+        let user = Paging {
+            form: kpaging.form,
+            root: PhysAddr(pa.value()),
+        };
+        log::info!(
+            "process {pid} ({}): {} thread(s), page tables at physical {:#x}",
+            leader.comm,
+            threads.len(),
+            pa.value()
+        );
+        Ok(ProcessTarget {
+            inner,
+            arch,
+            pid,
+            user,
+            threads,
+            layout,
+            regs,
+        })
+    }
+
+    /// The address the walker takes for a user address. arm64's walker checks for kernel (TTBR1)
+    /// addresses; TTBR0 tables of the same geometry index the same low bits, so user addresses
+    /// get the high bits set (a 48-bit user VA space, like the kernel's, as Linux configures it).
+    fn walk_addr(&self, addr: u64) -> Result<u64, MemError> {
+        match self.arch {
+            Arch::X86_64 => Ok(addr),
+            Arch::Aarch64 => {
+                let bits = self.user.form.va_bits;
+                if addr >> bits != 0 {
+                    return Err(MemError::new(
+                        addr,
+                        format!("not a user address of this process ({bits}-bit user addresses)"),
+                    ));
+                }
+                Ok(addr | !((1u64 << bits) - 1))
+            }
+        }
+    }
+}
+
+impl Target for ProcessTarget {
+    fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        let va = self.walk_addr(addr)?;
+        let (dump, _) = self.inner.parts();
+        let t = self
+            .user
+            .translate(dump, VirtAddr(va))
+            .map_err(|e| MemError::new(addr, e.reason))?;
+        let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+        dump.read_phys(t.pa.value(), &mut buf[..n])
+            .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
+    }
+
+    fn threads(&mut self) -> Vec<ThreadInfo> {
+        self.threads
+            .iter()
+            .map(|t| ThreadInfo {
+                tid: u64::from(t.pid.max(1) as u32),
+                name: t.comm.clone(),
+                extra: format!("pid {} {} ({})", t.pid, t.comm, t.state),
+                core: t.cpu,
+            })
+            .collect()
+    }
+
+    fn stop_thread(&mut self) -> Tid {
+        u64::from(self.pid)
+    }
+
+    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        let task = self
+            .threads
+            .iter()
+            .find(|t| u64::from(t.pid.max(0) as u32) == tid)
+            .ok_or_else(|| format!("process {} has no thread {tid}", self.pid))?
+            .clone();
+        let u = self.regs.clone()?;
+        let (dump, kpaging) = self.inner.parts();
+        let mut mem = DumpMem {
+            dump,
+            paging: kpaging,
+        };
+        let mem: &mut dyn KernelMem = &mut mem;
+        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
+    }
+
+    fn kaslr_offset(&self) -> Option<u64> {
+        None
+    }
+
+    fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        match cmd.split_whitespace().next()? {
+            "ps" | "dmesg" | "sym" | "lsmod" | "info" => self.inner.monitor(cmd),
+            _ => None,
+        }
+    }
+
+    fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
+        self.inner
+            .monitor_help()
+            .into_iter()
+            .filter(|(c, _)| {
+                ["ps", "dmesg", "sym", "lsmod", "info"]
+                    .iter()
+                    .any(|w| c.starts_with(w))
+            })
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        let comm = self.threads.first().map_or("?", |t| t.comm.as_str());
+        format!("process {} ({comm}) of a {}", self.pid, self.inner.describe())
+    }
+}

@@ -1,0 +1,345 @@
+//! The kernel's compressed kallsyms tables, decoded from kernel memory (kernel/kallsyms.c and
+//! scripts/kallsyms.c, Linux 6.1):
+//! - `kallsyms_num_syms`: u32 count;
+//! - `kallsyms_names`: per symbol a length byte (if its top bit is set, a second byte holds bits
+//!   7..14, "big" symbols since 6.1), then that many token numbers;
+//! - `kallsyms_token_table`: NUL-terminated strings; `kallsyms_token_index`: u16[256], the
+//!   offset of each token's string;
+//! - `kallsyms_offsets`: i32 per symbol, with `kallsyms_relative_base` (u64)
+//!   (CONFIG_KALLSYMS_BASE_RELATIVE). Without CONFIG_KALLSYMS_ABSOLUTE_PERCPU (arm64; x86 since
+//!   6.15) an address is `relative_base + (u32)offset`. With it (x86_64 SMP up to 6.14) a
+//!   non-negative offset is an absolute address (per-cpu symbols, linked at 0) and a negative
+//!   one means `relative_base - 1 - offset`. VMCOREINFO does not say which, so it is recognized
+//!   from the data: with absolute per-cpu, every kernel symbol has a negative offset.
+//!
+//! The first character of a decoded name is its nm-style type letter.
+//! VMCOREINFO lists these symbols since Linux 6.0 (kernel/crash_core.c, CONFIG_KALLSYMS).
+
+use super::{read_exact, read_u32, read_u64, KernelMem, Sym};
+use crate::dump::vmcoreinfo::VmcoreInfo;
+
+/// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
+const MAX_SYMS: u32 = 4_000_000;
+/// kallsyms_names bytes are read in chunks of this size.
+const NAMES_CHUNK: usize = 256 << 10;
+/// The token table is small (256 short strings); more than this is damage.
+const MAX_TOKEN_TABLE: u64 = 64 << 10;
+
+/// Addresses of the kallsyms tables, from VMCOREINFO `SYMBOL()` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    pub names: u64,
+    pub num_syms: u64,
+    pub token_table: u64,
+    pub token_index: u64,
+    pub offsets: u64,
+    pub relative_base: u64,
+}
+
+impl Tables {
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Tables, String> {
+        let get = |n: &str| {
+            v.symbol(n).ok_or_else(|| {
+                format!(
+                    "VMCOREINFO has no SYMBOL({n}) (kernels before 6.0 or without CONFIG_KALLSYMS do not \
+                     export kallsyms there): give -k the matching vmlinux"
+                )
+            })
+        };
+        Ok(Tables {
+            names: get("kallsyms_names")?,
+            num_syms: get("kallsyms_num_syms")?,
+            token_table: get("kallsyms_token_table")?,
+            token_index: get("kallsyms_token_index")?,
+            offsets: get("kallsyms_offsets")?,
+            relative_base: get("kallsyms_relative_base")?,
+        })
+    }
+}
+
+/// Decodes every kallsyms symbol from kernel memory, using the table addresses in VMCOREINFO.
+pub fn decode(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, String> {
+    decode_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?)
+}
+
+/// Decodes every kallsyms symbol from the tables at `t`.
+pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, String> {
+    let rd = |e: crate::target::MemError| format!("reading the kallsyms tables: {e}");
+    let count = read_u32(mem, t.num_syms).map_err(rd)?;
+    if count == 0 || count > MAX_SYMS {
+        return Err(format!(
+            "kallsyms_num_syms is {count}, which is not a plausible symbol count"
+        ));
+    }
+    let n = count as usize;
+    let base = read_u64(mem, t.relative_base).map_err(rd)?;
+
+    let mut raw_offsets = vec![0u8; n * 4];
+    read_exact(mem, t.offsets, &mut raw_offsets).map_err(rd)?;
+    let offsets: Vec<i32> = raw_offsets
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+
+    let mut raw_index = [0u8; 512];
+    read_exact(mem, t.token_index, &mut raw_index).map_err(rd)?;
+    let index: Vec<usize> = raw_index
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize)
+        .collect();
+    // The token table ends where the index starts in every layout scripts/kallsyms.c writes;
+    // otherwise read what the largest index needs plus a margin.
+    let table_len = match t.token_index.checked_sub(t.token_table) {
+        Some(l) if l > 0 && l <= MAX_TOKEN_TABLE => l as usize,
+        _ => index.iter().max().copied().unwrap_or(0) + 256,
+    };
+    let mut table = vec![0u8; table_len];
+    let got = read_prefix(mem, t.token_table, &mut table);
+    table.truncate(got);
+    let tokens: Vec<&[u8]> = index
+        .iter()
+        .map(|&off| {
+            let rest = table.get(off..).unwrap_or_default();
+            let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+            rest.get(..end).unwrap_or_default()
+        })
+        .collect();
+
+    // Absolute per-cpu layout: kernel symbols are the negative offsets, and they are most of them.
+    let negative = offsets.iter().filter(|&&o| o < 0).count();
+    let absolute_percpu = negative * 2 > n;
+
+    let mut names = NameStream::new(t.names);
+    let mut syms = Vec::with_capacity(n);
+    let mut name = Vec::with_capacity(64);
+    for (i, &off) in offsets.iter().enumerate() {
+        let mut len = names.byte(mem).map_err(|e| format!("symbol {i}: {e}"))? as usize;
+        if len & 0x80 != 0 {
+            let hi = names.byte(mem).map_err(|e| format!("symbol {i}: {e}"))? as usize;
+            len = (len & 0x7f) | (hi << 7);
+        }
+        name.clear();
+        for _ in 0..len {
+            let tok = names.byte(mem).map_err(|e| format!("symbol {i}: {e}"))?;
+            name.extend_from_slice(tokens.get(tok as usize).copied().unwrap_or_default());
+        }
+        let Some((&kind, rest)) = name.split_first() else {
+            return Err(format!(
+                "kallsyms symbol {i} has an empty name: the tables are damaged"
+            ));
+        };
+        let addr = if !absolute_percpu {
+            base.wrapping_add(u64::from(off as u32))
+        } else if off >= 0 {
+            off as u64
+        } else {
+            // kallsyms_relative_base - 1 - offset (kernel/kallsyms.c, 6.1)
+            base.wrapping_sub(1).wrapping_sub(i64::from(off) as u64)
+        };
+        syms.push(Sym {
+            addr,
+            name: String::from_utf8_lossy(rest).into_owned(),
+            kind: kind as char,
+        });
+    }
+    Ok(syms)
+}
+
+/// Reads as much of `buf` as is readable from `addr`; returns the length read.
+fn read_prefix(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        let Some(rest) = buf.get_mut(got..) else { break };
+        match mem.read(addr.wrapping_add(got as u64), rest) {
+            Ok(n) if n > 0 && n <= rest.len() => got += n,
+            _ => break,
+        }
+    }
+    got
+}
+
+/// `kallsyms_names`, read sequentially in chunks (its length is not recorded anywhere VMCOREINFO
+/// points to).
+struct NameStream {
+    next_addr: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Next read size: starts at a page and doubles up to NAMES_CHUNK, so small or damaged
+    /// tables do not cost a large read.
+    chunk: usize,
+}
+
+impl NameStream {
+    fn new(addr: u64) -> NameStream {
+        NameStream {
+            next_addr: addr,
+            buf: Vec::new(),
+            pos: 0,
+            chunk: 4096,
+        }
+    }
+
+    fn byte(&mut self, mem: &mut dyn KernelMem) -> Result<u8, String> {
+        if let Some(&b) = self.buf.get(self.pos) {
+            self.pos += 1;
+            return Ok(b);
+        }
+        self.buf.resize(self.chunk, 0);
+        self.chunk = (self.chunk * 2).min(NAMES_CHUNK);
+        let got = read_prefix(mem, self.next_addr, &mut self.buf);
+        if got == 0 {
+            return Err(format!("kallsyms_names is unreadable at {:#x}", self.next_addr));
+        }
+        self.buf.truncate(got);
+        self.next_addr = self.next_addr.wrapping_add(got as u64);
+        self.pos = 1;
+        self.buf
+            .first()
+            .copied()
+            .ok_or_else(|| "kallsyms_names read returned nothing".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::BufferMem;
+
+    const BASE: u64 = 0xffff_ffff_8000_0000;
+
+    /// Lays out kallsyms tables the way scripts/kallsyms.c does (tokens are single characters
+    /// plus one two-character token), at BASE.
+    fn build(syms: &[(&str, u64)], absolute_percpu: bool, relative_base: u64) -> (BufferMem, Tables) {
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
+        tokens[0] = b"_s".to_vec(); // a multi-character token; byte 0 never appears in names
+        let mut names = Vec::new();
+        for (name, _) in syms {
+            let mut toks = Vec::new();
+            let b = name.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"_s") {
+                    toks.push(0u8);
+                    i += 2;
+                } else {
+                    toks.push(b[i]);
+                    i += 1;
+                }
+            }
+            if toks.len() >= 0x80 {
+                names.push((toks.len() & 0x7f) as u8 | 0x80);
+                names.push((toks.len() >> 7) as u8);
+            } else {
+                names.push(toks.len() as u8);
+            }
+            names.extend_from_slice(&toks);
+        }
+        let mut table = Vec::new();
+        let mut index = Vec::new();
+        for t in &tokens {
+            index.extend_from_slice(&(table.len() as u16).to_le_bytes());
+            table.extend_from_slice(t);
+            table.push(0);
+        }
+        let offsets: Vec<u8> = syms
+            .iter()
+            .flat_map(|&(_, a)| {
+                let o: i32 = if !absolute_percpu {
+                    (a - relative_base) as u32 as i32
+                } else if a < 0x1_0000_0000 {
+                    a as i32
+                } else {
+                    relative_base.wrapping_sub(1).wrapping_sub(a) as i64 as i32
+                };
+                o.to_le_bytes()
+            })
+            .collect();
+        let mut mem = Vec::new();
+        let mut place = |bytes: &[u8]| {
+            while mem.len() % 8 != 0 {
+                mem.push(0xaa);
+            }
+            let at = BASE + mem.len() as u64;
+            mem.extend_from_slice(bytes);
+            at
+        };
+        let t = Tables {
+            offsets: place(&offsets),
+            relative_base: place(&relative_base.to_le_bytes()),
+            num_syms: place(&(syms.len() as u32).to_le_bytes()),
+            names: place(&names),
+            token_table: place(&table),
+            token_index: place(&index),
+        };
+        (
+            BufferMem {
+                base: BASE,
+                bytes: mem,
+            },
+            t,
+        )
+    }
+
+    fn sample() -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("T_stext".to_string(), 0xffff_ffff_8100_0000),
+            ("Dinit_task".to_string(), 0xffff_ffff_8260_0000),
+            ("t_some_static".to_string(), 0xffff_ffff_8100_1000),
+            (format!("T{}", "x".repeat(200)), 0xffff_ffff_8100_2000),
+        ];
+        for i in 0..3000u64 {
+            v.push((format!("tfunc_{i}"), 0xffff_ffff_8100_3000 + i * 16));
+        }
+        v
+    }
+
+    #[test]
+    fn decodes_both_offset_layouts() {
+        let sample = sample();
+        let mut syms: Vec<(&str, u64)> = sample.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        for absolute in [false, true] {
+            if absolute {
+                syms.push(("Afixed_percpu", 0x1c000));
+            }
+            let (mut mem, t) = build(&syms, absolute, 0xffff_ffff_8100_0000);
+            let out = decode_tables(&mut mem, &t).unwrap();
+            assert_eq!(out.len(), syms.len());
+            for (s, (name, addr)) in out.iter().zip(&syms) {
+                assert_eq!(s.kind, name.chars().next().unwrap());
+                assert_eq!(s.name, name[1..]);
+                assert_eq!(s.addr, *addr, "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_tables_are_errors_not_panics() {
+        let sample = sample();
+        let syms: Vec<(&str, u64)> = sample.iter().take(40).map(|(n, a)| (n.as_str(), *a)).collect();
+        let (mem, t) = build(&syms, false, 0xffff_ffff_8100_0000);
+        for len in 0..mem.bytes.len() {
+            let mut m = BufferMem {
+                base: BASE,
+                bytes: mem.bytes[..len].to_vec(),
+            };
+            let _ = decode_tables(&mut m, &t);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut m = mem.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x as usize) % m.bytes.len();
+                m.bytes[at] = (x >> 40) as u8;
+            }
+            let _ = decode_tables(&mut m, &t);
+        }
+        let mut huge = mem.clone();
+        let at = (t.num_syms - BASE) as usize;
+        huge.bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_tables(&mut huge, &t).is_err());
+        assert!(decode(&mut mem.clone(), &VmcoreInfo::default()).is_err());
+    }
+}

@@ -1,0 +1,798 @@
+//! Kernel knowledge without a vmlinux (issue 9): symbols and struct layouts, taken from what the
+//! kernel itself carries. Sources, by precedence:
+//! - `-k vmlinux`: its ELF `.symtab` and `.BTF` section;
+//! - kallsyms: `/proc/kallsyms` live; on a dump, the compressed tables decoded from kernel memory
+//!   (VMCOREINFO names them since Linux 6.0);
+//! - BTF: `/sys/kernel/btf/vmlinux` live; on a dump, kernel memory between `__start_BTF` and
+//!   `__stop_BTF`;
+//! - VMCOREINFO `SYMBOL()`, `OFFSET()` and `SIZE()` lines, last.
+//!
+//! Layouts are never hard-coded per kernel version: what no source gives is listed by
+//! [`KernelInfo::missing`] and callers keep working without it.
+
+pub mod btf;
+pub mod dmesg;
+pub mod kallsyms;
+pub mod livemap;
+pub mod modules;
+pub mod scan;
+pub mod tasks;
+
+use crate::dump::vmcoreinfo::VmcoreInfo;
+use crate::live::kallsyms::Kallsyms;
+use crate::live::vmlinux::Vmlinux;
+use crate::target::{MemError, Target};
+use btf::Btf;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Kernel virtual memory, as a [`Target`] reads it: `read` fills a prefix of `buf` with real bytes
+/// and returns its length (at least 1), or fails when the first byte is not readable.
+pub trait KernelMem {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
+}
+
+impl<T: Target + ?Sized> KernelMem for T {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.read_memory(addr, buf)
+    }
+}
+
+/// Kernel memory held in a buffer at a base address (tests, or bytes read earlier).
+#[derive(Debug, Clone, Default)]
+pub struct BufferMem {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl KernelMem for BufferMem {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        let start = addr
+            .checked_sub(self.base)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o < self.bytes.len())
+            .ok_or_else(|| MemError::new(addr, "outside the buffer"))?;
+        let src = self.bytes.get(start..).unwrap_or_default();
+        let n = src.len().min(buf.len());
+        buf.get_mut(..n)
+            .ok_or_else(|| MemError::new(addr, "empty read"))?
+            .copy_from_slice(src.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, or fails at the first unreadable byte.
+pub fn read_exact(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = addr
+            .checked_add(done as u64)
+            .ok_or_else(|| MemError::new(addr, "address overflows"))?;
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        let n = mem.read(at, rest)?;
+        if n == 0 || n > rest.len() {
+            return Err(MemError::new(at, "the reader returned no bytes"));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Reads a little-endian u64 (both architectures kmemd serves are little-endian).
+pub fn read_u64(mem: &mut dyn KernelMem, addr: u64) -> Result<u64, MemError> {
+    let mut b = [0u8; 8];
+    read_exact(mem, addr, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Reads a little-endian u32.
+pub fn read_u32(mem: &mut dyn KernelMem, addr: u64) -> Result<u32, MemError> {
+    let mut b = [0u8; 4];
+    read_exact(mem, addr, &mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Where a struct member is. `offset_bits` is from the start of the outermost struct asked for
+/// (anonymous members and dotted paths are added up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub offset_bits: u64,
+    /// Size in bytes of the member's type; 0 when unknown (VMCOREINFO `OFFSET()` gives no size).
+    pub size: u64,
+    /// Width of a bitfield in bits; 0 when the member is not a bitfield.
+    pub bitfield_bits: u32,
+    /// BTF type id of the member (0 when the layout came from VMCOREINFO).
+    pub type_id: u32,
+}
+
+impl Member {
+    /// Byte offset (bitfields: the byte holding their first bit).
+    pub fn offset(&self) -> u64 {
+        self.offset_bits / 8
+    }
+}
+
+/// One kernel symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sym {
+    pub addr: u64,
+    pub name: String,
+    /// nm-style type letter (`T`, `t`, `D`, ...); `?` when the source has none.
+    pub kind: char,
+}
+
+/// Symbols by name and by address. Module symbols are left out: they move with each load.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolTable {
+    by_addr: Vec<Sym>,
+    by_name: HashMap<String, usize>,
+}
+
+impl SymbolTable {
+    pub fn new(mut syms: Vec<Sym>) -> SymbolTable {
+        syms.retain(|s| s.addr != 0 && !s.name.is_empty());
+        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+        let mut by_name = HashMap::with_capacity(syms.len());
+        for (i, s) in syms.iter().enumerate() {
+            // The first (lowest) address wins for duplicated local names.
+            by_name.entry(s.name.clone()).or_insert(i);
+        }
+        SymbolTable {
+            by_addr: syms,
+            by_name,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    pub fn symbols(&self) -> &[Sym] {
+        &self.by_addr
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<u64> {
+        self.by_name
+            .get(name)
+            .and_then(|&i| self.by_addr.get(i))
+            .map(|s| s.addr)
+    }
+
+    /// The symbol at or below `addr`, and the offset into it. Past the last symbol (module
+    /// memory, the heap) only its first page counts, so such addresses are not passed off as
+    /// `_end+0x...`.
+    pub fn symbolize(&self, addr: u64) -> Option<(&Sym, u64)> {
+        let idx = self.by_addr.partition_point(|s| s.addr <= addr);
+        let sym = self.by_addr.get(idx.checked_sub(1)?)?;
+        let off = addr - sym.addr;
+        if idx == self.by_addr.len() && (off >= 4096 || sym.name == "_end") {
+            return None;
+        }
+        Some((sym, off))
+    }
+
+    pub fn has_data_symbols(&self) -> bool {
+        self.by_addr
+            .iter()
+            .any(|s| matches!(s.kind, 'D' | 'd' | 'B' | 'b' | 'R' | 'r'))
+    }
+}
+
+/// Symbols and layouts of one kernel, built once per target.
+#[derive(Debug, Default)]
+pub struct KernelInfo {
+    /// From `-k vmlinux`'s `.symtab`: link-time addresses, shifted by `vmlinux_slide`.
+    vmlinux_syms: SymbolTable,
+    vmlinux_slide: u64,
+    kallsyms: SymbolTable,
+    btf: Option<Btf>,
+    vmcoreinfo: VmcoreInfo,
+    /// `init_task`/`modules` found by [`scan::scan_image`] when no table names them.
+    scanned: HashMap<String, u64>,
+    /// The kernel has no loadable modules (live: no /proc/modules), so `modules` is not wanted.
+    no_modules: bool,
+    /// Where each source came from (for `monitor` and logs), e.g. `BTF: /sys/kernel/btf/vmlinux`.
+    sources: Vec<String>,
+    /// Problems met while building (sources that failed), one line each.
+    problems: Vec<String>,
+}
+
+/// What the task/dmesg/module code needs, checked by [`KernelInfo::missing`].
+const WANTED_SYMBOLS: &[&str] = &["init_task", "prb", "modules"];
+const WANTED_MEMBERS: &[(&str, &str)] = &[
+    ("task_struct", "comm"),
+    ("task_struct", "pid"),
+    ("task_struct", "tgid"),
+    ("task_struct", "tasks"),
+    ("task_struct", "thread_node"),
+    ("task_struct", "real_parent"),
+    ("module", "list"),
+    ("module", "name"),
+];
+
+impl KernelInfo {
+    /// The running kernel: `kallsyms` (from `/proc/kallsyms`), the live VMCOREINFO text when the
+    /// caller could read it (see [`livemap::read_live_vmcoreinfo`]), BTF from `-k vmlinux` or else
+    /// `/sys/kernel/btf/vmlinux`.
+    pub fn live(kallsyms: &Kallsyms, vmcoreinfo_text: Option<&str>, vmlinux: Option<&Path>) -> KernelInfo {
+        let mut k = KernelInfo {
+            kallsyms: table_from_kallsyms(kallsyms),
+            vmcoreinfo: vmcoreinfo_text
+                .map(|t| VmcoreInfo::parse(t.as_bytes()))
+                .unwrap_or_default(),
+            ..KernelInfo::default()
+        };
+        k.sources
+            .push(format!("symbols: /proc/kallsyms ({} symbols)", k.kallsyms.len()));
+        if vmcoreinfo_text.is_some() {
+            k.sources
+                .push("VMCOREINFO: /sys/kernel/vmcoreinfo (read through the direct map)".into());
+        }
+        let runtime_text = kallsyms.lookup("_text");
+        if let Some(path) = vmlinux {
+            k.add_vmlinux(path, runtime_text);
+        }
+        if k.btf.is_none() {
+            const SYS_BTF: &str = "/sys/kernel/btf/vmlinux";
+            match std::fs::read(SYS_BTF)
+                .map_err(|e| e.to_string())
+                .and_then(Btf::parse)
+            {
+                Ok(b) => {
+                    k.sources
+                        .push(format!("BTF: {SYS_BTF} ({} types)", b.type_count()));
+                    k.btf = Some(b);
+                }
+                Err(e) => k.problems.push(format!(
+                    "no BTF from {SYS_BTF}: {e} (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it; \
+                     or give -k the matching vmlinux)"
+                )),
+            }
+        }
+        k
+    }
+
+    /// A crash dump: kallsyms decoded from its memory through VMCOREINFO, BTF from `-k vmlinux`
+    /// or else from memory between `__start_BTF` and `__stop_BTF`.
+    pub fn from_dump(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
+        let mut k = KernelInfo {
+            vmcoreinfo: vmcoreinfo.clone(),
+            ..KernelInfo::default()
+        };
+        match kallsyms::decode(mem, vmcoreinfo) {
+            Ok(syms) => {
+                k.kallsyms = SymbolTable::new(syms);
+                k.sources.push(format!(
+                    "symbols: kallsyms decoded from kernel memory ({} symbols)",
+                    k.kallsyms.len()
+                ));
+            }
+            Err(e) => k
+                .problems
+                .push(format!("no kallsyms from the dump's memory: {e}")),
+        }
+        let runtime_text = k
+            .kallsyms
+            .lookup("_text")
+            .or_else(|| vmcoreinfo.symbol("_text"))
+            .or_else(|| k.kallsyms.lookup("_stext"));
+        if let Some(path) = vmlinux {
+            k.add_vmlinux(path, runtime_text);
+        }
+        if k.btf.is_none() {
+            match btf_from_memory(mem, &k) {
+                Ok((b, how)) => {
+                    k.sources.push(format!("BTF: {how} ({} types)", b.type_count()));
+                    k.btf = Some(b);
+                }
+                Err(e) => k.problems.push(format!("no BTF in the dump's memory: {e}")),
+            }
+        }
+        k.find_image_symbols(mem);
+        k
+    }
+
+    /// The running kernel with everything found through its memory (`mem`, the live BPF reader):
+    /// VMCOREINFO through the direct map ([`livemap::read_live_vmcoreinfo`]), then
+    /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
+    /// [`KernelInfo::missing`].
+    pub fn live_from_memory(
+        mem: &mut dyn KernelMem,
+        arch: crate::arch::Arch,
+        kallsyms: &Kallsyms,
+        vmlinux: Option<&Path>,
+    ) -> KernelInfo {
+        let (text, problem) = match kallsyms.lookup("_text") {
+            Some(t) => match livemap::read_live_vmcoreinfo(mem, arch, t) {
+                Ok(v) => {
+                    log::debug!(
+                        "live VMCOREINFO: direct map at {:#x}; {}",
+                        v.direct_map_base,
+                        v.how
+                    );
+                    (Some(v.text), None)
+                }
+                Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
+            },
+            None => (
+                None,
+                Some("no live VMCOREINFO: /proc/kallsyms has no _text".to_string()),
+            ),
+        };
+        let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux);
+        k.problems.extend(problem);
+        // procfs shows /proc/modules exactly when the kernel has CONFIG_MODULES
+        // (kernel/module/procfs.c).
+        if !Path::new("/proc/modules").exists() {
+            k.no_modules = true;
+            k.sources
+                .push("modules: none (no /proc/modules: the kernel is built without module support)".into());
+        }
+        k.find_image_symbols(mem);
+        k
+    }
+
+    /// Finds `init_task` and `modules` in the kernel image's data when no symbol source names
+    /// them (kallsyms without CONFIG_KALLSYMS_ALL), with the checks [`scan`] describes.
+    /// Needs BTF; does nothing when both are known.
+    pub fn find_image_symbols(&mut self, mem: &mut dyn KernelMem) {
+        let want_init = self.symbol("init_task").is_none();
+        let want_modules = !self.no_modules && self.symbol("modules").is_none();
+        if !want_init && !want_modules {
+            return;
+        }
+        let Some(btf) = self.btf.as_ref() else { return };
+        let (Some(text), Some(from)) = (
+            self.symbol("_stext").or_else(|| self.symbol("_text")),
+            self.symbol("_etext"),
+        ) else {
+            self.problems
+                .push("cannot search the kernel image for init_task/modules: no _stext/_etext".into());
+            return;
+        };
+        let to = self.symbol("_end").unwrap_or(from.saturating_add(scan::MAX_SPAN));
+        match scan::scan_image(mem, btf, text, from, to, want_init, want_modules) {
+            Ok(found) => {
+                for (name, v) in [("init_task", found.init_task), ("modules", found.modules)] {
+                    if let Some(addr) = v {
+                        self.sources.push(format!(
+                            "{name}: {addr:#x}, found by searching the kernel image's data"
+                        ));
+                        self.scanned.insert(name.to_string(), addr);
+                    }
+                }
+            }
+            Err(e) => self.problems.push(format!(
+                "cannot search the kernel image for init_task/modules: {e}"
+            )),
+        }
+    }
+
+    /// Symbols and BTF from an ELF vmlinux. `runtime_text` (the kernel's `_text` as it runs)
+    /// gives the KASLR slide applied to the file's link-time addresses.
+    fn add_vmlinux(&mut self, path: &Path, runtime_text: Option<u64>) {
+        let v = match Vmlinux::load(path) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problems.push(e);
+                return;
+            }
+        };
+        let link_text = v.symbol("_text").or_else(|| v.symbol("_stext"));
+        self.vmlinux_slide = match (runtime_text, link_text) {
+            (Some(r), Some(l)) => r.wrapping_sub(l),
+            _ => 0,
+        };
+        let syms = v.all_symbols();
+        if syms.is_empty() {
+            self.problems
+                .push(format!("{} has no symbol table", path.display()));
+        } else {
+            let slide = self.vmlinux_slide;
+            self.vmlinux_syms = SymbolTable::new(
+                syms.into_iter()
+                    .map(|(name, addr, kind)| Sym {
+                        addr: addr.wrapping_add(slide),
+                        name,
+                        kind,
+                    })
+                    .collect(),
+            );
+            self.sources.push(format!(
+                "symbols: {} ({} symbols, slide {:#x})",
+                path.display(),
+                self.vmlinux_syms.len(),
+                slide
+            ));
+        }
+        match v.section_bytes(path, ".BTF").and_then(Btf::parse) {
+            Ok(b) => {
+                self.sources.push(format!(
+                    "BTF: {} .BTF section ({} types)",
+                    path.display(),
+                    b.type_count()
+                ));
+                self.btf = Some(b);
+            }
+            Err(e) => self.problems.push(format!("no BTF from {}: {e}", path.display())),
+        }
+    }
+
+    /// Runtime address of a symbol: vmlinux, then kallsyms, then VMCOREINFO `SYMBOL()`.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.vmlinux_syms
+            .lookup(name)
+            .or_else(|| self.kallsyms.lookup(name))
+            .or_else(|| self.vmcoreinfo.symbol(name))
+            .or_else(|| self.scanned.get(name).copied())
+    }
+
+    /// The symbol at or below `addr` and the offset into it.
+    pub fn symbolize(&self, addr: u64) -> Option<(String, u64)> {
+        let table = if self.vmlinux_syms.is_empty() {
+            &self.kallsyms
+        } else {
+            &self.vmlinux_syms
+        };
+        table.symbolize(addr).map(|(s, off)| (s.name.clone(), off))
+    }
+
+    /// The symbol table used for lookups by address (vmlinux when given, else kallsyms).
+    pub fn symbols(&self) -> &SymbolTable {
+        if self.vmlinux_syms.is_empty() {
+            &self.kallsyms
+        } else {
+            &self.vmlinux_syms
+        }
+    }
+
+    /// A member of a struct or union: BTF first (nested anonymous members, dotted paths such as
+    /// `thread.sp`), then VMCOREINFO `OFFSET(strukt.member)`.
+    pub fn member(&self, strukt: &str, member: &str) -> Option<Member> {
+        if let Some(m) = self.btf.as_ref().and_then(|b| b.member_by_name(strukt, member)) {
+            return Some(m);
+        }
+        self.vmcoreinfo
+            .offset(&format!("{strukt}.{member}"))
+            .map(|off| Member {
+                offset_bits: off.saturating_mul(8),
+                size: 0,
+                bitfield_bits: 0,
+                type_id: 0,
+            })
+    }
+
+    /// Size in bytes of a named type (struct, union, typedef, int, enum): BTF, then `SIZE()`.
+    pub fn size_of(&self, ty: &str) -> Option<u64> {
+        self.btf
+            .as_ref()
+            .and_then(|b| b.size_of_name(ty))
+            .or_else(|| self.vmcoreinfo.size(ty))
+    }
+
+    pub fn btf(&self) -> Option<&Btf> {
+        self.btf.as_ref()
+    }
+
+    pub fn vmcoreinfo(&self) -> &VmcoreInfo {
+        &self.vmcoreinfo
+    }
+
+    /// Where symbols, BTF and VMCOREINFO came from, one line each.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// What could not be found, one clear line each: failed sources, then the symbols and
+    /// members kernel awareness needs that no source gives.
+    pub fn missing(&self) -> Vec<String> {
+        let mut out = self.problems.clone();
+        for s in WANTED_SYMBOLS {
+            if self.symbol(s).is_none() && !(self.no_modules && *s == "modules") {
+                out.push(format!(
+                    "symbol {s} not found (not in kallsyms, which may lack data symbols without \
+                     CONFIG_KALLSYMS_ALL, nor in VMCOREINFO): give -k the matching vmlinux"
+                ));
+            }
+        }
+        for (s, m) in WANTED_MEMBERS {
+            if self.member(s, m).is_none() && !(self.no_modules && *s == "module") {
+                out.push(format!(
+                    "layout of {s}.{m} not found (no BTF, no VMCOREINFO OFFSET): give -k the matching \
+                     vmlinux built with BTF"
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn table_from_kallsyms(k: &Kallsyms) -> SymbolTable {
+    SymbolTable::new(
+        k.symbols()
+            .iter()
+            .filter(|s| s.module.is_none())
+            .map(|s| Sym {
+                addr: s.addr,
+                name: s.name.clone(),
+                kind: s.kind,
+            })
+            .collect(),
+    )
+}
+
+/// Largest BTF blob read from kernel memory (vmlinux BTF of a distribution kernel is ~6 MiB).
+const MAX_BTF_IN_MEMORY: u64 = 64 << 20;
+
+/// The kernel's own BTF from memory: `__start_BTF`..`__stop_BTF` when kallsyms has them, else a
+/// search of the kernel image's read-only data (after `_etext`) for the BTF header, because
+/// kallsyms without CONFIG_KALLSYMS_ALL (Debian arm64) holds only text symbols.
+fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, String), String> {
+    if let (Some(start), Some(stop)) = (k.symbol("__start_BTF"), k.symbol("__stop_BTF")) {
+        let len = stop
+            .checked_sub(start)
+            .filter(|&l| l > 0 && l <= MAX_BTF_IN_MEMORY)
+            .ok_or_else(|| format!("__start_BTF {start:#x} and __stop_BTF {stop:#x} make no sane range"))?;
+        let mut buf = vec![0u8; len as usize];
+        read_exact(mem, start, &mut buf).map_err(|e| format!("reading BTF: {e}"))?;
+        let b = Btf::parse(buf)?;
+        return Ok((b, format!("kernel memory __start_BTF..__stop_BTF at {start:#x}")));
+    }
+    let from = k
+        .symbol("_etext")
+        .ok_or("kallsyms has neither __start_BTF nor _etext, so there is nowhere to look for BTF")?;
+    let to = k
+        .symbol("_end")
+        .unwrap_or(from.saturating_add(MAX_BTF_IN_MEMORY * 2));
+    let start = btf::find_header(mem, from, to)
+        .ok_or_else(|| format!("no BTF header between _etext {from:#x} and {to:#x}"))?;
+    let len = btf::blob_len(mem, start)?;
+    if len > MAX_BTF_IN_MEMORY {
+        return Err(format!("BTF at {start:#x} claims {len} bytes"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    read_exact(mem, start, &mut buf).map_err(|e| format!("reading BTF: {e}"))?;
+    let b = Btf::parse(buf)?;
+    Ok((
+        b,
+        format!("kernel memory at {start:#x} (BTF header found after _etext)"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 LE x86_64 file: sections (name, type, addr, bytes) after a null one, a
+    /// symbol table of (name, value, st_info), and the two string tables.
+    fn elf(sections: &[(&str, u32, u64, Vec<u8>)], syms: &[(&str, u64, u8)]) -> Vec<u8> {
+        let mut strtab = vec![0u8];
+        let mut symtab = vec![0u8; 24];
+        for (name, value, info) in syms {
+            let mut s = [0u8; 24];
+            s[..4].copy_from_slice(&(strtab.len() as u32).to_le_bytes());
+            s[4] = *info;
+            s[6..8].copy_from_slice(&1u16.to_le_bytes());
+            s[8..16].copy_from_slice(&value.to_le_bytes());
+            symtab.extend_from_slice(&s);
+            strtab.extend_from_slice(name.as_bytes());
+            strtab.push(0);
+        }
+        let n = sections.len() as u32;
+        let mut all: Vec<(&str, u32, u64, Vec<u8>, u32)> = sections
+            .iter()
+            .map(|(a, b, c, d)| (*a, *b, *c, d.clone(), 0))
+            .collect();
+        all.push((".symtab", 2, 0, symtab, n + 2));
+        all.push((".strtab", 3, 0, strtab, 0));
+        let mut shstr = vec![0u8];
+        let mut name_offs = Vec::new();
+        for s in all.iter().map(|s| s.0).chain([".shstrtab"]) {
+            name_offs.push(shstr.len() as u32);
+            shstr.extend_from_slice(s.as_bytes());
+            shstr.push(0);
+        }
+        all.push((".shstrtab", 3, 0, shstr, 0));
+        let mut out = vec![0u8; 64];
+        let mut headers = vec![0u8; 64];
+        for (i, (_, kind, addr, bytes, link)) in all.iter().enumerate() {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&name_offs[i].to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[16..24].copy_from_slice(&addr.to_le_bytes());
+            h[24..32].copy_from_slice(&(out.len() as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            headers.extend_from_slice(&h);
+            out.extend_from_slice(bytes);
+        }
+        let shoff = out.len() as u64;
+        out.extend_from_slice(&headers);
+        out[..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2;
+        out[5] = 1;
+        out[6] = 1;
+        out[16..18].copy_from_slice(&2u16.to_le_bytes());
+        out[18..20].copy_from_slice(&62u16.to_le_bytes());
+        out[40..48].copy_from_slice(&shoff.to_le_bytes());
+        out[58..60].copy_from_slice(&64u16.to_le_bytes());
+        out[60..62].copy_from_slice(&(all.len() as u16 + 1).to_le_bytes());
+        out[62..64].copy_from_slice(&(all.len() as u16).to_le_bytes());
+        out
+    }
+
+    const SLIDE: u64 = 0x1e40_0000;
+
+    #[test]
+    fn sources_take_precedence_in_order() {
+        let vmlinux = elf(
+            &[
+                (".text", 1, 0xffff_ffff_8100_0000, vec![0x90; 16]),
+                (".BTF", 1, 0, btf::tests::sample()),
+            ],
+            &[
+                ("_text", 0xffff_ffff_8100_0000, 0x10),
+                ("init_task", 0xffff_ffff_8200_0000, 0x11), // STB_GLOBAL, STT_OBJECT
+                ("helper", 0xffff_ffff_8100_0100, 0x02),    // STB_LOCAL, STT_FUNC
+            ],
+        );
+        let path = std::env::temp_dir().join(format!("kmemd-kernelinfo-{}", std::process::id()));
+        std::fs::write(&path, vmlinux).unwrap();
+        let kallsyms = Kallsyms::parse(&format!(
+            "{:x} T _text\n{:x} T only_in_kallsyms\n{:x} D init_task\n",
+            0xffff_ffff_8100_0000u64 + SLIDE,
+            0xffff_ffff_8100_0200u64 + SLIDE,
+            0xffff_ffff_8300_0000u64, // a stale value the vmlinux overrides
+        ));
+        let vmci = "SYMBOL(prb)=ffffffffa0e643e0\nOFFSET(printk_ringbuffer.fail)=80\nSIZE(prb_desc)=24\n\
+                    OFFSET(task_struct.comm)=1\n";
+        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path));
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(
+            k.symbol("init_task"),
+            Some(0xffff_ffff_8200_0000 + SLIDE),
+            "vmlinux, slid"
+        );
+        assert_eq!(k.symbol("only_in_kallsyms"), Some(0xffff_ffff_8100_0200 + SLIDE));
+        assert_eq!(k.symbol("prb"), Some(0xffff_ffff_a0e6_43e0), "VMCOREINFO last");
+        assert_eq!(k.symbol("nothing"), None);
+        assert_eq!(
+            k.symbolize(0xffff_ffff_8100_0104 + SLIDE),
+            Some(("helper".to_string(), 4))
+        );
+        let kinds: Vec<char> = k.symbols().symbols().iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec!['?', 't', 'D'],
+            "_text (NOTYPE), helper (local func), init_task"
+        );
+        // BTF from the vmlinux's .BTF beats VMCOREINFO's OFFSET (which says 1 here).
+        let comm = k.member("task_struct", "comm").unwrap();
+        assert_eq!((comm.offset(), comm.size), (32, 16));
+        assert_eq!(k.member("task_struct", "thread.sp").map(|m| m.offset()), Some(56));
+        let fail = k.member("printk_ringbuffer", "fail").unwrap();
+        assert_eq!((fail.offset_bits, fail.size, fail.type_id), (640, 0, 0));
+        assert_eq!(k.size_of("task_struct"), Some(96));
+        assert_eq!(k.size_of("prb_desc"), Some(24));
+        assert_eq!(k.size_of("no_such_type"), None);
+        assert!(
+            k.sources().iter().any(|s| s.contains(".BTF section")),
+            "{:?}",
+            k.sources()
+        );
+        let missing = k.missing();
+        assert!(
+            missing.iter().any(|l| l.starts_with("symbol modules not found")),
+            "{missing:?}"
+        );
+        assert!(
+            missing.iter().any(|l| l.starts_with("layout of module.list")),
+            "{missing:?}"
+        );
+        assert!(!missing.iter().any(|l| l.contains("init_task")), "{missing:?}");
+    }
+
+    #[test]
+    fn a_dump_without_tables_says_what_is_missing() {
+        let mut mem = BufferMem {
+            base: 0xffff_ffff_8100_0000,
+            bytes: vec![0u8; 4096],
+        };
+        let vmci = VmcoreInfo::parse(b"SYMBOL(prb)=ffffffff81000010\nOFFSET(task_struct.comm)=3000\n");
+        let k = KernelInfo::from_dump(&mut mem, &vmci, None);
+        assert_eq!(k.symbol("prb"), Some(0xffff_ffff_8100_0010));
+        assert_eq!(k.member("task_struct", "comm").map(|m| m.offset()), Some(3000));
+        let missing = k.missing();
+        assert!(
+            missing.iter().any(|l| l.contains("SYMBOL(kallsyms_names)")),
+            "{missing:?}"
+        );
+        assert!(
+            missing
+                .iter()
+                .any(|l| l.starts_with("no BTF in the dump's memory")),
+            "{missing:?}"
+        );
+        assert!(
+            missing
+                .iter()
+                .any(|l| l.starts_with("symbol init_task not found")),
+            "{missing:?}"
+        );
+        assert!(
+            !missing.iter().any(|l| l.contains("task_struct.comm")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn symbolize_stays_inside_the_table() {
+        let t = SymbolTable::new(vec![
+            Sym {
+                addr: 0x1000,
+                name: "a".into(),
+                kind: 'T',
+            },
+            Sym {
+                addr: 0x9000,
+                name: "last".into(),
+                kind: 't',
+            },
+            Sym {
+                addr: 0,
+                name: "hidden".into(),
+                kind: 'T',
+            },
+        ]);
+        assert_eq!(t.len(), 2, "zero addresses are dropped");
+        assert_eq!(
+            t.symbolize(0x8fff).map(|(s, o)| (s.name.as_str(), o)),
+            Some(("a", 0x7fff))
+        );
+        assert_eq!(
+            t.symbolize(0x9010).map(|(s, o)| (s.name.as_str(), o)),
+            Some(("last", 0x10))
+        );
+        assert_eq!(t.symbolize(0x20000), None, "far past the last symbol");
+        assert_eq!(t.symbolize(0xfff), None);
+        assert_eq!(t.lookup("last"), Some(0x9000));
+        let with_end = SymbolTable::new(vec![Sym {
+            addr: 0x5000,
+            name: "_end".into(),
+            kind: 'B',
+        }]);
+        assert_eq!(with_end.symbolize(0x5001), None);
+    }
+
+    #[test]
+    fn reads_cross_chunk_boundaries() {
+        struct Pages(BufferMem);
+        impl KernelMem for Pages {
+            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+                // One byte at a time, like a reader that stops at every boundary.
+                let n = buf.len().min(1);
+                self.0.read(addr, &mut buf[..n])
+            }
+        }
+        let mut m = Pages(BufferMem {
+            base: 0x1000,
+            bytes: (0..64u8).collect(),
+        });
+        assert_eq!(
+            read_u64(&mut m, 0x1008).unwrap(),
+            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
+        );
+        assert_eq!(
+            read_u32(&mut m, 0x103c).unwrap(),
+            u32::from_le_bytes([60, 61, 62, 63])
+        );
+        assert!(read_u64(&mut m, 0x103c).is_err(), "runs past the end");
+        assert!(read_u64(&mut m, 0xfff).is_err());
+        assert!(read_exact(&mut m, u64::MAX - 2, &mut [0u8; 8]).is_err());
+    }
+}
