@@ -50,7 +50,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             print!("{}", crate::dump::info_text(path)?);
             Ok(0)
         }
-        Mode::Check => Err("--check is not implemented yet".into()),
+        Mode::Check => crate::check::run(config),
         Mode::Watch(_) => crate::watch::run(config),
     }
 }

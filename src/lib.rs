@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod arch;
+pub mod check;
 pub mod cli;
 pub mod dump;
 pub mod kernel;

@@ -4,6 +4,7 @@ pub mod bpf;
 pub mod kallsyms;
 pub mod plant;
 pub mod task;
+pub mod vmcoreinfo;
 pub mod vmlinux;
 
 use crate::arch::Arch;
@@ -37,6 +38,8 @@ pub struct LiveTarget {
     link_source: LinkText,
     cpus: Vec<u32>,
     release: String,
+    /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
+    vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
     /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
     kinfo: Option<KernelInfo>,
     /// Where the task walk starts (init_task, else this process's own task from BPF).
@@ -67,10 +70,7 @@ impl LiveTarget {
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
         let reader = KernelReader::open()?;
         let kallsyms = Kallsyms::load()?;
-        let runtime_text = kallsyms
-            .lookup("_text")
-            .ok_or("/proc/kallsyms has no _text symbol: is /proc the host's procfs?")?;
-        let (link_text, link_source) = match vmlinux {
+        let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
                 if v.arch != arch {
@@ -88,16 +88,20 @@ impl LiveTarget {
                     )
                 })?;
                 let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
+                let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
                 (
                     text,
                     LinkText::Vmlinux {
                         path: path.to_path_buf(),
                         percpu_at_zero,
                     },
+                    head,
                 )
             }
-            None => (arch.default_text_link_addr(), LinkText::Default),
+            None => (arch.default_text_link_addr(), LinkText::Default, None),
         };
+        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+            .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
         // 64 KiB (arch/arm64/kernel/kaslr.c); anything else means the wrong vmlinux.
@@ -127,6 +131,7 @@ impl LiveTarget {
             link_source,
             cpus,
             release,
+            vmcoreinfo: None,
             kinfo: None,
             task_start: None,
             tasks: Vec::new(),
@@ -138,15 +143,22 @@ impl LiveTarget {
     /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
     pub fn kernel_info(&mut self) -> &KernelInfo {
         if self.kinfo.is_none() {
-            let mut mem = ReaderMem(&mut self.reader);
-            let vmci =
-                match crate::kernel::livemap::read_live_vmcoreinfo(&mut mem, self.arch, self.runtime_text) {
-                    Ok(v) => Some(v.text),
-                    Err(e) => {
-                        log::warn!("no live VMCOREINFO ({e}): monitor dmesg needs it");
-                        None
+            // live::vmcoreinfo first: it also finds arm64's randomized linear map (Debian's
+            // kernels under a kaslr-seed); kernel::livemap's search is the second opinion.
+            let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
+                Ok(t) => Some(t),
+                Err(first) => {
+                    let mut mem = ReaderMem(&mut self.reader);
+                    match crate::kernel::livemap::read_live_vmcoreinfo(&mut mem, self.arch, self.runtime_text)
+                    {
+                        Ok(v) => Some(v.text),
+                        Err(e) => {
+                            log::warn!("no live VMCOREINFO ({first}; {e}): monitor dmesg needs it");
+                            None
+                        }
                     }
-                };
+                }
+            };
             let vmlinux = match &self.link_source {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
@@ -242,6 +254,45 @@ impl LiveTarget {
         })
     }
 
+    /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
+    pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
+        if self.vmcoreinfo.is_none() {
+            self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, &self.kallsyms));
+        }
+        match &self.vmcoreinfo {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("internal: VMCOREINFO not loaded".into()),
+        }
+    }
+
+    /// A kernel symbol's address: kallsyms first, then the live VMCOREINFO's `SYMBOL(name)`
+    /// lines, which name data symbols (init_uts_ns, swapper_pg_dir, prb, ...) that kallsyms
+    /// lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels). Returns where it came from.
+    pub fn lookup_symbol(&mut self, name: &str) -> Option<(u64, &'static str)> {
+        if let Some(a) = self.kallsyms.lookup(name) {
+            return Some((a, "kallsyms"));
+        }
+        let v = self.live_vmcoreinfo().ok()?;
+        v.info.symbol(name).map(|a| (a, "VMCOREINFO"))
+    }
+
+    /// The text of `monitor vmcoreinfo`.
+    pub fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let v = self.live_vmcoreinfo()?;
+        let mut out = format!(
+            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
+            v.phys,
+            v.direct_map.wrapping_add(v.phys),
+            v.direct_map
+        );
+        out.push_str(&v.text);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
     pub fn kallsyms(&self) -> &Kallsyms {
         &self.kallsyms
     }
@@ -263,6 +314,28 @@ impl LiveTarget {
     pub fn kaslr_text(&self) -> String {
         kaslr_text(self.runtime_text, self.link_text, &self.link_source)
     }
+}
+
+/// `_stext - _text` of the architecture's default layout: x86_64 starts text at _text; arm64
+/// puts the 64 KiB-aligned .head.text first (arch/arm64/kernel/vmlinux.lds.S, SEGMENT_ALIGN
+/// 64 KiB, Linux 5.x-6.x), so _stext = _text + 0x10000.
+pub fn head_size(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 0,
+        Arch::Aarch64 => 0x1_0000,
+    }
+}
+
+/// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
+/// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
+/// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
+/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the default).
+pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
+    kallsyms.lookup("_text").or_else(|| {
+        kallsyms
+            .lookup("_stext")
+            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| head_size(arch))))
+    })
 }
 
 /// `monitor kaslr` output (pure, so it is tested without a kernel).
@@ -403,6 +476,7 @@ impl Target for LiveTarget {
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         match cmd.trim() {
             "kaslr" => Some(Ok(self.kaslr_text())),
+            "vmcoreinfo" => Some(self.vmcoreinfo_text()),
             _ => self.kernel_monitor(cmd),
         }
     }
@@ -412,6 +486,10 @@ impl Target for LiveTarget {
             (
                 "kaslr",
                 "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
+            ),
+            (
+                "vmcoreinfo",
+                "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
             ),
             (
                 "ps",
@@ -451,6 +529,33 @@ mod tests {
         assert_eq!(parse_cpu_list("4-2"), None);
         assert_eq!(parse_cpu_list("x"), None);
         assert_eq!(parse_cpu_list("0-4294967295"), None);
+    }
+
+    #[test]
+    fn text_comes_from_stext_when_kallsyms_lacks_it() {
+        let both = Kallsyms::parse("ffff800008000000 T _text\nffff800008010000 T _stext\n");
+        assert_eq!(
+            runtime_text(&both, Arch::Aarch64, None),
+            Some(0xffff_8000_0800_0000)
+        );
+        let arm = Kallsyms::parse("ffffa0c1e1a10000 T _stext\nffffa0c1e1a10040 t gic_handle_irq\n");
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, None),
+            Some(0xffff_a0c1_e1a0_0000)
+        );
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, Some(0x2_0000)),
+            Some(0xffff_a0c1_e19f_0000)
+        );
+        let x86 = Kallsyms::parse("ffffffff81000000 T _stext\n");
+        assert_eq!(
+            runtime_text(&x86, Arch::X86_64, None),
+            Some(0xffff_ffff_8100_0000)
+        );
+        assert_eq!(
+            runtime_text(&Kallsyms::parse("ffffffff81000100 T foo\n"), Arch::X86_64, None),
+            None
+        );
     }
 
     #[test]

@@ -156,18 +156,36 @@ pub fn run(config: &Config) -> Result<i32, String> {
         }
         None => None,
     };
+    // Last resort: the live VMCOREINFO's SYMBOL() lines (data symbols such as init_uts_ns that
+    // kallsyms lacks without CONFIG_KALLSYMS_ALL), read only when a name is found nowhere else.
+    let live_info: std::cell::OnceCell<Option<crate::dump::vmcoreinfo::VmcoreInfo>> =
+        std::cell::OnceCell::new();
     let lookup = |name: &str| {
-        syms.lookup(name).or_else(|| {
-            let (vm, slide) = vmlinux.as_ref()?;
-            vm.symbol(name).map(|a| a.wrapping_add(*slide))
-        })
+        syms.lookup(name)
+            .or_else(|| {
+                let (vm, slide) = vmlinux.as_ref()?;
+                vm.symbol(name).map(|a| a.wrapping_add(*slide))
+            })
+            .or_else(|| {
+                let info = live_info.get_or_init(|| {
+                    let mut reader = KernelReader::open().ok()?;
+                    let ks = crate::live::kallsyms::Kallsyms::load().ok()?;
+                    crate::live::vmcoreinfo::load(&mut reader, &ks)
+                        .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
+                        .ok()
+                        .map(|v| v.info)
+                });
+                let a = info.as_ref()?.symbol(name)?;
+                log::info!("{name} = {a:#x} from the live VMCOREINFO");
+                Some(a)
+            })
     };
     let hint = if vmlinux.is_some() {
         format!(" in {} nor in the vmlinux given with -k", Syms::PATH)
     } else {
         format!(
-            " in {} (kernels without CONFIG_KALLSYMS_ALL list no variables there: add -k \
-             vmlinux, or give the address in hex)",
+            " in {} nor in the live VMCOREINFO (kernels without CONFIG_KALLSYMS_ALL list no \
+             variables there: add -k vmlinux, or give the address in hex)",
             Syms::PATH
         )
     };
