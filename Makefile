@@ -56,6 +56,8 @@ clean:
 include cross/static.mk
 # Fuzzing (cargo fuzz): make fuzz (60 s a target), make fuzz-ci (20 s a target); see fuzz/.
 include fuzz/fuzz.mk
+# kmemd inside real Debian arm64/amd64 kernels under QEMU, served over a virtio console.
+include tests/board/board.mk
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 bench: fixtures

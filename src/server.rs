@@ -237,8 +237,8 @@ impl Session<'_> {
                 None => self.reply("E02"),
             },
             Command::ThreadAlive(thread) => match self.resolve(thread) {
-                Some(_) => self.reply("OK"),
-                None => self.reply("E02"),
+                Some(tid) if self.target.thread_alive(tid) => self.reply("OK"),
+                _ => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
                 let threads = self.listed_threads();

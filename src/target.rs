@@ -73,6 +73,13 @@ pub trait Target {
     /// Registers of one thread. `Err` when the thread does not exist (any more).
     fn registers(&mut self, tid: Tid) -> Result<Registers, String>;
 
+    /// Whether a thread listed earlier still exists (GDB's `T` packet). Targets whose threads
+    /// never change (CPUs, a dump's tasks) keep the default.
+    fn thread_alive(&mut self, tid: Tid) -> bool {
+        let _ = tid;
+        true
+    }
+
     /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
     fn kaslr_offset(&self) -> Option<u64>;
 

@@ -199,6 +199,25 @@ impl LiveTarget {
 
     /// A task's registers: those saved at its last switch; a task running right now has none
     /// (PC 0, like the CPUs). A task that exited since `threads()` is an error.
+    /// Whether the task GDB listed as `pid` is still that task.
+    fn task_alive(&mut self, pid: i32) -> bool {
+        let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
+            return false;
+        };
+        self.kernel_info();
+        let Some(k) = self.kinfo.as_ref() else {
+            return false;
+        };
+        let Ok(layout) = TaskLayout::new(k, self.arch) else {
+            return false;
+        };
+        let mut mem = ReaderMem(&mut self.reader);
+        match tasks::read_task(&mut mem, &layout, old.addr) {
+            Ok(now) => still_running_as(&old, &now),
+            Err(_) => false,
+        }
+    }
+
     fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
         let old = self
             .tasks
@@ -212,10 +231,14 @@ impl LiveTarget {
         let mut mem = ReaderMem(&mut self.reader);
         let now =
             tasks::read_task(&mut mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
-        if now.pid != pid || now.comm != old.comm || now.state == 'X' || now.state == 'Z' {
-            return Err(format!("task {pid} ({}) has exited", old.comm));
+        let exited = !still_running_as(&old, &now);
+        if exited {
+            // GDB's `info threads` gives up at the first thread whose registers fail, and on a
+            // busy system some task of the listing has always exited by the time GDB asks. So
+            // the registers read as for a running task; `T` (thread alive) says it is gone.
+            log::debug!("task {pid} ({}) exited since GDB listed the threads", old.comm);
         }
-        if now.on_cpu {
+        if exited || now.on_cpu {
             let mut regs = vec![None; self.arch.registers().len()];
             regs[self.arch.pc_index()] = Some(0);
             return Ok(Registers(regs));
@@ -469,6 +492,13 @@ impl Target for LiveTarget {
         Ok(Registers(regs))
     }
 
+    fn thread_alive(&mut self, tid: Tid) -> bool {
+        match tasks::tid_pid(tid) {
+            Some(pid) => self.task_alive(pid),
+            None => true,
+        }
+    }
+
     fn kaslr_offset(&self) -> Option<u64> {
         Some(self.runtime_text.wrapping_sub(self.link_text))
     }
@@ -510,6 +540,12 @@ impl Target for LiveTarget {
     fn describe(&self) -> String {
         format!("live kernel {} ({})", self.release, self.arch)
     }
+}
+
+/// Whether the task read again at a listed task's address is still that task: a freed
+/// task_struct may be reused by another task, or be a zombie by now.
+fn still_running_as(listed: &tasks::Task, now: &tasks::Task) -> bool {
+    now.pid == listed.pid && now.comm == listed.comm && now.state != 'X' && now.state != 'Z'
 }
 
 /// Opens the running kernel as a GDB target.
