@@ -65,6 +65,7 @@ bench: fixtures
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
 	python3 tests/bench/dumps.py target/release/kmemd
+	python3 tests/bench/footprint.py target/release/kmemd
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
