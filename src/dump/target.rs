@@ -37,7 +37,9 @@ pub struct DumpTarget {
     arch: Arch,
     paging: Paging,
     threads: Vec<ThreadInfo>,
-    stop: Tid,
+    /// The CPU that panicked (None: not known or no panic), found on GDB's first `?` or thread
+    /// list, not at open: without the old DISKDUMP header it needs the kernel's symbols.
+    crashed: Option<Option<usize>>,
     /// Kernel symbols and layouts, built on first use (decoding kallsyms and finding BTF takes
     /// a moment, and `--read` never needs them).
     kinfo: Option<KernelInfo>,
@@ -72,7 +74,6 @@ impl DumpTarget {
             Arch::X86_64 => PagingX86_64::from_lookup(lookup)?,
             Arch::Aarch64 => PagingAarch64::from_lookup(lookup)?,
         };
-        let crashed = dump.crashing_cpu();
         let threads: Vec<ThreadInfo> = dump
             .cpus()
             .iter()
@@ -83,9 +84,6 @@ impl DumpTarget {
                     extra.push_str(" idle");
                 } else {
                     extra.push_str(&format!(" pid {}", cpu.pid));
-                }
-                if crashed == Some(i) {
-                    extra.push_str(" (panic)");
                 }
                 ThreadInfo {
                     tid: i as Tid + 1,
@@ -98,13 +96,12 @@ impl DumpTarget {
         if threads.is_empty() {
             return Err("the dump has no NT_PRSTATUS notes, so no CPU registers".into());
         }
-        let stop = crashed.map_or(1, |c| c as Tid + 1);
         Ok(DumpTarget {
             dump,
             arch,
             paging,
             threads,
-            stop,
+            crashed: None,
             kinfo: None,
             tasks: None,
             vmlinux: None,
@@ -116,6 +113,39 @@ impl DumpTarget {
         self.vmlinux = vmlinux.map(Path::to_path_buf);
         self.kinfo = None;
         self.tasks = None;
+        self.crashed = None;
+    }
+
+    /// The CPU that panicked: the DISKDUMP header's `current_cpu` when the dump records it, else
+    /// the kernel's own `panic_cpu` (kernel/panic.c, an atomic_t that panic() and nmi_panic() set
+    /// to the panicking CPU; PANIC_CPU_INVALID = -1 otherwise, Linux 4.5 to 6.x). Needs the
+    /// symbol: kallsyms with data symbols (CONFIG_KALLSYMS_ALL) or `-k vmlinux`.
+    pub fn crashing_cpu(&mut self) -> Option<usize> {
+        if let Some(c) = self.crashed {
+            return c;
+        }
+        let ncpus = self.threads.len();
+        let c = self.dump.crashing_cpu().or_else(|| {
+            let addr = self.kernel_info().symbol("panic_cpu");
+            let Some(addr) = addr else {
+                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+                return None;
+            };
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            match crate::kernel::read_u32(&mut mem, addr) {
+                // -1 and anything past the dump's CPUs: no panic (or not one this dump can show).
+                Ok(v) => usize::try_from(v as i32).ok().filter(|&c| c < ncpus),
+                Err(e) => {
+                    log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.reason);
+                    None
+                }
+            }
+        });
+        self.crashed = Some(c);
+        c
     }
 
     /// Symbols and layouts from the dump's own memory (kallsyms, BTF, VMCOREINFO).
@@ -236,6 +266,9 @@ impl Target for DumpTarget {
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
         let mut all = self.threads.clone();
+        if let Some(t) = self.crashing_cpu().and_then(|c| all.get_mut(c)) {
+            t.extra.push_str(" (panic)");
+        }
         if let Ok((_, tasks)) = self.tasks() {
             all.extend(tasks::task_threads(tasks));
         }
@@ -243,7 +276,7 @@ impl Target for DumpTarget {
     }
 
     fn stop_thread(&mut self) -> Tid {
-        self.stop
+        self.crashing_cpu().map_or(1, |c| c as Tid + 1)
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
