@@ -37,7 +37,7 @@ gdb18:
 	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
-test: build-deps fixtures
+test: build-deps fixtures dbg-vmlinux
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
 
 # Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.
@@ -58,6 +58,8 @@ include cross/static.mk
 include fuzz/fuzz.mk
 # kmemd inside real Debian arm64/amd64 kernels under QEMU, served over a virtio console.
 include tests/board/board.mk
+# Debian's debug vmlinux of the fixtures' kernel (cached outside the repo), for backtraces.
+include tests/fixtures/dbg.mk
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 bench: fixtures
@@ -66,6 +68,7 @@ bench: fixtures
 	  target/release/examples/null_stub target/release/examples/read_throughput
 	python3 tests/bench/dumps.py target/release/kmemd
 	python3 tests/bench/footprint.py target/release/kmemd
+	KMEMD_GDB=gdb python3 tests/bench/kernel.py target/release/kmemd
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
