@@ -98,7 +98,10 @@ pub fn scan_image(
     let mut buf = vec![0u8; CHUNK];
     let mut addr = from & !7;
     let mut gap = 0u64;
-    let near = |p: u64| p.abs_diff(text) < MODULE_REACH && !(text..to).contains(&p);
+    // Not "outside [text, to)": `to` is only a search bound, and module memory can lie inside
+    // it (x86_64 places modules right above a KASLR'd image). is_modules_head() rejects empty
+    // heads and anything whose entries are not modules pointing back to themselves.
+    let near = |p: u64| p.abs_diff(text) < MODULE_REACH;
     while addr < to && (want_init && found.init_task.is_none() || want_modules && found.modules.is_none()) {
         let want = CHUNK.min(usize::try_from(to - addr).unwrap_or(CHUNK));
         let mut got = 0usize;
@@ -170,7 +173,8 @@ fn is_init_task(mem: &mut dyn KernelMem, l: &Layout, task: u64) -> bool {
 fn is_modules_head(mem: &mut dyn KernelMem, l: &ModLayout, head: u64) -> bool {
     let check = |mem: &mut dyn KernelMem| -> Option<bool> {
         let first = read_u64(mem, head).ok()?;
-        if read_u64(mem, first.checked_add(8)?).ok()? != head {
+        // An empty list head (pointing to itself) proves nothing.
+        if first == head || read_u64(mem, first.checked_add(8)?).ok()? != head {
             return Some(false);
         }
         let mut node = first;
