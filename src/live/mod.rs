@@ -657,10 +657,7 @@ mod tests {
         let runtime = Kallsyms::load().unwrap().lookup("_text").unwrap();
         let link = runtime.wrapping_sub(0x2c60_0000);
         let path = std::env::temp_dir().join(format!("kmemd-live-vmlinux-{}", std::process::id()));
-        let machine = match Arch::host() {
-            Arch::X86_64 => 62,
-            Arch::Aarch64 => 183,
-        };
+        let machine = Arch::host().elf_machine();
         std::fs::write(&path, vmlinux::tests::synthetic_vmlinux(machine, link)).unwrap();
         let t = LiveTarget::open(Some(&path));
         std::fs::remove_file(&path).unwrap();

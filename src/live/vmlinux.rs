@@ -9,8 +9,6 @@ use std::path::Path;
 
 const SHT_SYMTAB: u32 = 2;
 const SHN_XINDEX: u16 = 0xffff;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
 const EHDR_SIZE: usize = 64;
 const SHDR_SIZE: usize = 64;
 const SYM_SIZE: usize = 24;
@@ -108,11 +106,9 @@ impl Vmlinux {
             return Err("not a little-endian ELF file (kmemd serves x86_64 and aarch64)".into());
         }
         let h = le(&eh, "ELF header");
-        let arch = match h.u16(18, "e_machine")? {
-            EM_X86_64 => Arch::X86_64,
-            EM_AARCH64 => Arch::Aarch64,
-            m => return Err(format!("ELF machine {m} is neither x86_64 nor aarch64")),
-        };
+        let machine = h.u16(18, "e_machine")?;
+        let arch = Arch::from_elf_machine(machine)
+            .ok_or_else(|| format!("ELF machine {machine} is neither x86_64 nor aarch64"))?;
         let shoff = h.u64(40, "e_shoff")?;
         let shentsize = h.u16(58, "e_shentsize")? as u64;
         let mut shnum = h.u16(60, "e_shnum")? as u64;
@@ -235,6 +231,9 @@ impl Vmlinux {
 pub(crate) mod tests {
     use super::*;
     use byteorder::{ByteOrder, LittleEndian};
+    /// ELF e_machine values (include/uapi/linux/elf-em.h).
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
 
     /// A minimal ELF64 LE: null, .text, .data..percpu (addr 0), .symtab, .strtab, .shstrtab.
     pub(crate) fn synthetic_vmlinux(machine: u16, text: u64) -> Vec<u8> {
