@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use kmemd::kernel::btf::Btf;
-use kmemd::kernel::{livemap, read_exact, read_u64, KernelInfo, KernelMem};
-use kmemd::live::LiveTarget;
+use kmemd::kernel::{read_exact, read_u64, KernelInfo, KernelMem};
+use kmemd::live::{vmcoreinfo, LiveTarget};
 use kmemd::target::Target;
 
 #[test]
@@ -66,16 +66,16 @@ fn kernel_info_live() {
     let mut t = LiveTarget::open(None).expect("live target");
     let arch = t.arch();
     let text = t.kallsyms().lookup("_text").expect("_text");
-    let live = livemap::read_live_vmcoreinfo(&mut t as &mut dyn KernelMem, arch, text)
+    let kallsyms = t.kallsyms().clone();
+    let live = vmcoreinfo::load(&mut t as &mut dyn KernelMem, arch, &kallsyms)
         .expect("read VMCOREINFO through the direct map");
-    eprintln!("direct map {:#x}: {}", live.direct_map_base, live.how);
+    eprintln!("direct map {:#x}: {}", live.direct_map, live.how);
     assert!(
         live.how.contains("_text"),
         "the base was confirmed with the kernel text: {}",
         live.how
     );
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let kallsyms = t.kallsyms().clone();
     let started = std::time::Instant::now();
     let k = KernelInfo::live_from_memory(&mut t as &mut dyn KernelMem, arch, &kallsyms, None);
     eprintln!(
@@ -141,9 +141,9 @@ fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
     }
     let mut t = LiveTarget::open(None).expect("live target");
     let arch = t.arch();
-    let text = t.kallsyms().lookup("_text").expect("_text");
-    let live =
-        livemap::read_live_vmcoreinfo(&mut t as &mut dyn KernelMem, arch, text).expect("live VMCOREINFO");
+    assert!(t.kallsyms().lookup("_text").is_some(), "_text in kallsyms");
+    let kallsyms = t.kallsyms().clone();
+    let live = vmcoreinfo::load(&mut t as &mut dyn KernelMem, arch, &kallsyms).expect("live VMCOREINFO");
     let vmci = kmemd::dump::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
     let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn KernelMem, &vmci).expect("decode");
     let proc: std::collections::HashSet<(String, u64)> = t

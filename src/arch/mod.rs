@@ -45,6 +45,22 @@ impl Arch {
         }
     }
 
+    /// ELF `e_machine` of this architecture: EM_X86_64 62, EM_AARCH64 183 (include/uapi/linux/elf-em.h).
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
+        }
+    }
+
+    /// The architecture of an ELF file's `e_machine`, for vmcores and vmlinux alike; `None` for
+    /// machines kmemd does not serve.
+    pub fn from_elf_machine(machine: u16) -> Option<Arch> {
+        [Arch::X86_64, Arch::Aarch64]
+            .into_iter()
+            .find(|a| a.elf_machine() == machine)
+    }
+
     /// Name as used on the command line, in ELF e_machine terms and in logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -150,6 +166,17 @@ fn parse_reg_descs(xml: &str) -> Vec<RegDesc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elf_machines_map_both_ways() {
+        // include/uapi/linux/elf-em.h: EM_X86_64 62, EM_AARCH64 183; EM_386 3 is not served.
+        assert_eq!(Arch::from_elf_machine(62), Some(Arch::X86_64));
+        assert_eq!(Arch::from_elf_machine(183), Some(Arch::Aarch64));
+        assert_eq!(Arch::from_elf_machine(3), None);
+        for a in [Arch::X86_64, Arch::Aarch64] {
+            assert_eq!(Arch::from_elf_machine(a.elf_machine()), Some(a));
+        }
+    }
 
     #[test]
     fn x86_64_register_table_matches_gdb_layout() {

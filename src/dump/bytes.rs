@@ -69,6 +69,11 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// An already opened file of `len` bytes (callers that word their own open errors).
+    pub fn new(file: File, len: u64) -> FileSource {
+        FileSource { file, len }
+    }
+
     pub fn open(path: &str) -> Result<FileSource, String> {
         let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
         let meta = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?;

@@ -7,8 +7,6 @@ use crate::arch::Arch;
 use crate::target::MemError;
 
 const ET_CORE: u16 = 4;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 /// e_phnum value meaning "the real count is in section header 0's sh_info" (ELF gABI).
@@ -88,15 +86,9 @@ impl ElfCore {
                  vmlinux with -k"
             ));
         }
-        let arch = match e_machine {
-            EM_X86_64 => Arch::X86_64,
-            EM_AARCH64 => Arch::Aarch64,
-            m => {
-                return Err(format!(
-                    "this vmcore is for ELF machine {m}; kmemd reads x86_64 and aarch64 dumps"
-                ))
-            }
-        };
+        let arch = Arch::from_elf_machine(e_machine).ok_or_else(|| {
+            format!("this vmcore is for ELF machine {e_machine}; kmemd reads x86_64 and aarch64 dumps")
+        })?;
         if phnum == u64::from(PN_XNUM) {
             // More than 65534 program headers: the count is in section header 0 (sh_info @44).
             let sh0 = read_vec(src, e_shoff, 64, "section header 0 (holding e_phnum)")?;
@@ -217,6 +209,9 @@ impl ElfCore {
 pub(crate) mod tests {
     use super::*;
     use crate::dump::notes::tests::{note, prstatus};
+    /// ELF e_machine values (include/uapi/linux/elf-em.h).
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
     use crate::dump::testutil::*;
 
     /// A PT_LOAD description for [`build`]: physical address, data bytes, extra memsz.

@@ -13,7 +13,6 @@
 pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
-pub mod livemap;
 pub mod modules;
 pub mod scan;
 pub mod tasks;
@@ -216,7 +215,7 @@ const WANTED_MEMBERS: &[(&str, &str)] = &[
 
 impl KernelInfo {
     /// The running kernel: `kallsyms` (from `/proc/kallsyms`), the live VMCOREINFO text when the
-    /// caller could read it (see [`livemap::read_live_vmcoreinfo`]), BTF from `-k vmlinux` or else
+    /// caller could read it (see [`crate::live::vmcoreinfo::load`]), BTF from `-k vmlinux` or else
     /// `/sys/kernel/btf/vmlinux`.
     pub fn live(kallsyms: &Kallsyms, vmcoreinfo_text: Option<&str>, vmlinux: Option<&Path>) -> KernelInfo {
         let mut k = KernelInfo {
@@ -297,7 +296,7 @@ impl KernelInfo {
     }
 
     /// The running kernel with everything found through its memory (`mem`, the live BPF reader):
-    /// VMCOREINFO through the direct map ([`livemap::read_live_vmcoreinfo`]), then
+    /// VMCOREINFO through the direct map ([`crate::live::vmcoreinfo::load`]), then
     /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
     /// [`KernelInfo::missing`].
     pub fn live_from_memory(
@@ -306,22 +305,9 @@ impl KernelInfo {
         kallsyms: &Kallsyms,
         vmlinux: Option<&Path>,
     ) -> KernelInfo {
-        let (text, problem) = match kallsyms.lookup("_text") {
-            Some(t) => match livemap::read_live_vmcoreinfo(mem, arch, t) {
-                Ok(v) => {
-                    log::debug!(
-                        "live VMCOREINFO: direct map at {:#x}; {}",
-                        v.direct_map_base,
-                        v.how
-                    );
-                    (Some(v.text), None)
-                }
-                Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
-            },
-            None => (
-                None,
-                Some("no live VMCOREINFO: /proc/kallsyms has no _text".to_string()),
-            ),
+        let (text, problem) = match crate::live::vmcoreinfo::load(mem, arch, kallsyms) {
+            Ok(v) => (Some(v.text), None),
+            Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
         };
         let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux);
         k.problems.extend(problem);

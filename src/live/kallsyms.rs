@@ -12,6 +12,17 @@ pub struct Symbol {
     pub module: Option<String>,
 }
 
+/// The fields of one kallsyms line `addr type name [module]`, as they stand in it (the module
+/// with its brackets); `None` when the line has fewer fields or the address is not hex. Shared
+/// with watch mode's compact table (watch::syms), which keeps only slices of these.
+pub fn split_line(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
+    let mut it = line.split_whitespace();
+    let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+    let kind = it.next()?;
+    let name = it.next()?;
+    Some((addr, kind, name, it.next()))
+}
+
 /// A kallsyms table sorted by address.
 #[derive(Debug, Clone, Default)]
 pub struct Kallsyms {
@@ -46,13 +57,10 @@ impl Kallsyms {
         let mut syms: Vec<Symbol> = text
             .lines()
             .filter_map(|line| {
-                let mut it = line.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?.chars().next()?;
-                let name = it.next()?.to_string();
-                let module = it
-                    .next()
-                    .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+                let (addr, kind, name, module) = split_line(line)?;
+                let kind = kind.chars().next()?;
+                let name = name.to_string();
+                let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
                 (addr != 0).then_some(Symbol {
                     addr,
                     name,
@@ -140,6 +148,21 @@ garbage line
         );
         assert!(k.has_data_symbols());
         assert_eq!(k.symbols()[4].module.as_deref(), Some("mymod"));
+    }
+
+    #[test]
+    fn splits_lines_into_their_fields() {
+        assert_eq!(
+            split_line("ffffffffc0000000 t mod_init\t[mymod]\n"),
+            Some((0xffff_ffff_c000_0000, "t", "mod_init", Some("[mymod]")))
+        );
+        assert_eq!(
+            split_line("ffffffff81000000 T _text"),
+            Some((0xffff_ffff_8100_0000, "T", "_text", None))
+        );
+        assert_eq!(split_line("ffffffff81000000 T"), None);
+        assert_eq!(split_line("zz T name"), None);
+        assert_eq!(split_line(""), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct LiveTarget {
 const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The BPF reader as kernel memory for the decoders.
-struct ReaderMem<'a>(&'a mut KernelReader);
+pub(crate) struct ReaderMem<'a>(pub(crate) &'a mut KernelReader);
 
 impl KernelMem for ReaderMem<'_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
@@ -143,20 +143,11 @@ impl LiveTarget {
     /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
     pub fn kernel_info(&mut self) -> &KernelInfo {
         if self.kinfo.is_none() {
-            // live::vmcoreinfo first: it also finds arm64's randomized linear map (Debian's
-            // kernels under a kaslr-seed); kernel::livemap's search is the second opinion.
             let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
                 Ok(t) => Some(t),
-                Err(first) => {
-                    let mut mem = ReaderMem(&mut self.reader);
-                    match crate::kernel::livemap::read_live_vmcoreinfo(&mut mem, self.arch, self.runtime_text)
-                    {
-                        Ok(v) => Some(v.text),
-                        Err(e) => {
-                            log::warn!("no live VMCOREINFO ({first}; {e}): monitor dmesg needs it");
-                            None
-                        }
-                    }
+                Err(e) => {
+                    log::warn!("no live VMCOREINFO ({e}): monitor dmesg needs it");
+                    None
                 }
             };
             let vmlinux = match &self.link_source {
@@ -280,7 +271,11 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, &self.kallsyms));
+            self.vmcoreinfo = Some(vmcoreinfo::load(
+                &mut ReaderMem(&mut self.reader),
+                self.arch,
+                &self.kallsyms,
+            ));
         }
         match &self.vmcoreinfo {
             Some(Ok(v)) => Ok(v),
@@ -662,10 +657,7 @@ mod tests {
         let runtime = Kallsyms::load().unwrap().lookup("_text").unwrap();
         let link = runtime.wrapping_sub(0x2c60_0000);
         let path = std::env::temp_dir().join(format!("kmemd-live-vmlinux-{}", std::process::id()));
-        let machine = match Arch::host() {
-            Arch::X86_64 => 62,
-            Arch::Aarch64 => 183,
-        };
+        let machine = Arch::host().elf_machine();
         std::fs::write(&path, vmlinux::tests::synthetic_vmlinux(machine, link)).unwrap();
         let t = LiveTarget::open(Some(&path));
         std::fs::remove_file(&path).unwrap();

@@ -2,8 +2,9 @@
 //!
 //! `/sys/kernel/vmcoreinfo` prints only the PHYSICAL address and size of the VMCOREINFO ELF note
 //! (`"%lx %x\n"`, kernel/ksysfs.c vmcoreinfo_show(), Linux 6.x). The BPF reader reads virtual
-//! addresses, so the direct map's base has to be found: it is right when the note's header
-//! (`namesz` 11, type 0, name `VMCOREINFO`, kernel/vmcore_info.c) shows up at `base + phys`.
+//! addresses, so the direct map's base has to be found: a candidate is right when the note's
+//! header (`namesz` 11, type 0, name `VMCOREINFO`, kernel/vmcore_info.c) shows up at
+//! `base + phys`, and the kernel's own text does not contradict it (see below).
 //!
 //! Candidates, most likely first:
 //! - below a known direct-map address: a small BPF array map's value is kmalloc'ed
@@ -18,12 +19,23 @@
 //!   (`__phys_to_virt`). `memstart_addr` is the first RAM rounded down to ARM64_MEMSTART_ALIGN
 //!   (1 GiB with 4 KiB pages), lowered by whole steps when the linear region is randomized
 //!   (arch/arm64/mm/init.c arm64_memblock_init()), so again: a base plus a whole number of GiB.
+//!   Debian's arm64 kernels under QEMU with a kaslr-seed land at e.g. 0xffff089300000000.
+//!
+//! A base whose note header matches is then confirmed with the kernel's own text: the first
+//! bytes of `_text` read at its kernel address must equal those at `base + phys(_text)`, where
+//! `phys(_text) = _text - __START_KERNEL_map + phys_base` on x86_64
+//! (arch/x86/include/asm/page_64.h) and `_text - kimage_voffset` on arm64
+//! (arch/arm64/include/asm/memory.h), both NUMBERs of the note just read, or else
+//! `/proc/iomem`'s `Kernel code` start. A base the text contradicts is skipped.
 
 use crate::arch::Arch;
 use crate::dump::vmcoreinfo::VmcoreInfo;
+use crate::kernel::{read_exact, KernelMem};
 
 pub const SYSFS_PATH: &str = "/sys/kernel/vmcoreinfo";
 const GIB: u64 = 1 << 30;
+/// x86_64 `__START_KERNEL_map` (arch/x86/include/asm/page_64_types.h).
+const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 /// x86_64 direct-map bases without randomization (arch/x86/include/asm/page_64_types.h).
 const X86_BASE_L4: u64 = 0xffff_8880_0000_0000;
 const X86_BASE_L5: u64 = 0xff11_0000_0000_0000;
@@ -47,6 +59,8 @@ pub struct LiveVmcoreinfo {
     /// The note's text: `KEY=VALUE` lines.
     pub text: String,
     pub info: VmcoreInfo,
+    /// How the base was confirmed (with `_text` or not), for logs.
+    pub how: String,
 }
 
 impl LiveVmcoreinfo {
@@ -101,7 +115,23 @@ pub fn note_text(note: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(desc.get(..end)?).into_owned())
 }
 
-/// Hints for the base search, taken from the running system.
+/// Physical ranges of `/proc/iomem` lines named `name`. Without CAP_SYS_ADMIN the file shows
+/// zeros: those empty ranges are dropped, so there is nothing to learn then.
+fn iomem(name: &str) -> Vec<(u64, u64)> {
+    std::fs::read_to_string("/proc/iomem")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (range, what) = l.trim().split_once(" : ")?;
+            (what.trim() == name).then_some(())?;
+            let (a, b) = range.split_once('-')?;
+            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+        })
+        .filter(|&(a, b)| b > a)
+        .collect()
+}
+
+/// Hints for the base search and its confirmation, taken from the running system.
 #[derive(Debug, Clone, Default)]
 pub struct Hints {
     /// Address of `page_offset_base` (x86_64 kallsyms with data symbols).
@@ -112,22 +142,16 @@ pub struct Hints {
     pub ram_end: Option<u64>,
     /// Some address known to be in the direct map (a kmalloc'ed BPF map value).
     pub linear_addr: Option<u64>,
+    /// The kernel's `_text` (kallsyms), to confirm a base with.
+    pub text_addr: Option<u64>,
+    /// First `Kernel code` start in /proc/iomem: `_text`'s physical address when the note has
+    /// no `phys_base`/`kimage_voffset`.
+    pub kernel_code: Option<u64>,
 }
 
 impl Hints {
     pub fn from_system(kallsyms: &super::kallsyms::Kallsyms) -> Hints {
-        // Without CAP_SYS_ADMIN /proc/iomem shows zeros: then there is nothing to learn.
-        let ram: Vec<(u64, u64)> = std::fs::read_to_string("/proc/iomem")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (range, what) = l.trim().split_once(" : ")?;
-                (what.trim() == "System RAM").then_some(())?;
-                let (a, b) = range.split_once('-')?;
-                Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
-            })
-            .filter(|&(_, b)| b != 0)
-            .collect();
+        let ram = iomem("System RAM");
         // Dropped at the end of this function: only its address is kept.
         let plant = super::plant::Plant::new(64).ok();
         Hints {
@@ -135,6 +159,8 @@ impl Hints {
             ram_start: ram.first().map(|r| r.0),
             ram_end: ram.iter().map(|r| r.1).max(),
             linear_addr: plant.map(|p| p.kernel_addr()),
+            text_addr: kallsyms.lookup("_text"),
+            kernel_code: iomem("Kernel code").first().map(|r| r.0),
         }
     }
 }
@@ -174,10 +200,10 @@ fn candidates(arch: Arch, exact: Option<u64>, hints: &Hints) -> Vec<(u64, u64)> 
     out
 }
 
-/// Finds the note at `base + phys` for some candidate base. `read` fills all of `buf` from a
-/// kernel virtual address or returns false.
+/// Finds the note at `base + phys` for some candidate base that the kernel text does not
+/// contradict (see the module documentation).
 pub fn find(
-    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    mem: &mut dyn KernelMem,
     arch: Arch,
     phys: u64,
     size: u64,
@@ -185,53 +211,137 @@ pub fn find(
 ) -> Result<LiveVmcoreinfo, String> {
     let exact = hints.page_offset_base_sym.and_then(|sym| {
         let mut b = [0u8; 8];
-        read(sym, &mut b).then(|| u64::from_le_bytes(b))
+        read_exact(mem, sym, &mut b).ok().map(|()| u64::from_le_bytes(b))
     });
     let mut head = [0u8; 24];
     let mut tried = 0u64;
+    let mut contradicted = None;
     for (base, steps) in candidates(arch, exact, hints) {
         for i in 0..steps {
             let Some(b) = base.checked_add(i * GIB) else { break };
             let Some(va) = b.checked_add(phys) else { break };
             tried += 1;
-            if !read(va, &mut head) || note_header(&head).is_none() {
+            if read_exact(mem, va, &mut head).is_err() || note_header(&head).is_none() {
                 continue;
             }
             let mut note = vec![0u8; size.min(MAX_NOTE) as usize];
-            if !read(va, &mut note) {
+            if read_exact(mem, va, &mut note).is_err() {
                 continue;
             }
             let Some(text) = note_text(&note) else { continue };
-            log::debug!("live VMCOREINFO at physical {phys:#x}, direct map {b:#x} ({tried} bases tried)");
+            let info = VmcoreInfo::parse(text.as_bytes());
+            let how = match confirm_with_text(mem, arch, b, &info, hints) {
+                Ok(how) => how,
+                Err(e) => {
+                    contradicted = Some(e);
+                    continue;
+                }
+            };
+            log::debug!(
+                "live VMCOREINFO at physical {phys:#x}, direct map {b:#x} ({tried} bases tried): {how}"
+            );
             return Ok(LiveVmcoreinfo {
                 phys,
                 direct_map: b,
-                info: VmcoreInfo::parse(text.as_bytes()),
                 text,
+                info,
+                how,
             });
         }
     }
-    Err(format!(
-        "the VMCOREINFO note (physical {phys:#x}) is at none of the {tried} direct-map bases tried; \
-         give -k the matching vmlinux for data symbols"
+    Err(contradicted.unwrap_or_else(|| {
+        format!(
+            "the VMCOREINFO note (physical {phys:#x}) is at none of the {tried} direct-map bases tried; \
+             give -k the matching vmlinux for data symbols"
+        )
+    }))
+}
+
+/// Confirms a direct-map base with the kernel's own text. Fails only when the text is readable
+/// at both places and differs (then the base is wrong); says so when it cannot check.
+fn confirm_with_text(
+    mem: &mut dyn KernelMem,
+    arch: Arch,
+    base: u64,
+    info: &VmcoreInfo,
+    hints: &Hints,
+) -> Result<String, String> {
+    let Some(text_addr) = hints.text_addr else {
+        return Ok("note header found; _text not checked (not in kallsyms)".into());
+    };
+    let text_pa = match arch {
+        Arch::X86_64 => info
+            .number_u64("phys_base")
+            .map(|pb| text_addr.wrapping_sub(START_KERNEL_MAP).wrapping_add(pb)),
+        // arm64 kernel image: pa = va - kimage_voffset (arch/arm64/include/asm/memory.h).
+        Arch::Aarch64 => info
+            .number_u64("kimage_voffset")
+            .map(|v| text_addr.wrapping_sub(v)),
+    }
+    .or(hints.kernel_code);
+    let Some(text_pa) = text_pa else {
+        return Ok("note header found; _text not checked (no phys_base, no /proc/iomem)".into());
+    };
+    let mut a = [0u8; 256];
+    let mut b = [0u8; 256];
+    if read_exact(mem, text_addr, &mut a).is_err()
+        || read_exact(mem, base.wrapping_add(text_pa), &mut b).is_err()
+    {
+        return Ok(format!(
+            "note header found; _text (physical {text_pa:#x}) unreadable, not checked"
+        ));
+    }
+    if a != b {
+        return Err(format!(
+            "the VMCOREINFO note shows up at direct-map base {base:#x}, but _text (physical {text_pa:#x}) \
+             does not: refusing a base the kernel text contradicts"
+        ));
+    }
+    Ok(format!(
+        "note header and _text (physical {text_pa:#x}) both found at base {base:#x}"
     ))
 }
 
-/// Reads the live VMCOREINFO with the BPF reader.
+/// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system.
 pub fn load(
-    reader: &mut super::bpf::KernelReader,
+    mem: &mut dyn KernelMem,
+    arch: Arch,
     kallsyms: &super::kallsyms::Kallsyms,
 ) -> Result<LiveVmcoreinfo, String> {
     let (phys, size) = location()?;
     let hints = Hints::from_system(kallsyms);
-    let mut read = |addr: u64, buf: &mut [u8]| matches!(reader.read(addr, buf), Ok(n) if n == buf.len());
-    find(&mut read, Arch::host(), phys, size, &hints)
+    find(mem, arch, phys, size, &hints)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::MemError;
 
+    /// Sparse kernel memory: a few mapped regions; counts the reads made.
+    struct Regions(Vec<(u64, Vec<u8>)>, usize);
+
+    impl KernelMem for Regions {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+            self.1 += 1;
+            for (base, bytes) in &self.0 {
+                if let Some(off) = addr.checked_sub(*base).filter(|&o| o < bytes.len() as u64) {
+                    let src = &bytes[off as usize..];
+                    let n = src.len().min(buf.len());
+                    buf[..n].copy_from_slice(&src[..n]);
+                    return Ok(n);
+                }
+            }
+            Err(MemError::new(addr, "unmapped"))
+        }
+    }
+
+    /// Memory holding only the note at `at`.
+    fn mem(at: u64, bytes: Vec<u8>) -> Regions {
+        Regions(vec![(at, bytes)], 0)
+    }
+
+    /// A note whose descriptor is `text` and a NUL.
     fn note(text: &str) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&11u32.to_le_bytes());
@@ -244,21 +354,16 @@ mod tests {
         v
     }
 
-    /// Memory holding only the note at `at`.
-    fn mem(at: u64, bytes: Vec<u8>) -> impl FnMut(u64, &mut [u8]) -> bool {
-        move |addr, buf| {
-            let Some(off) = addr.checked_sub(at) else {
-                return false;
-            };
-            let Some(src) = usize::try_from(off)
-                .ok()
-                .and_then(|o| bytes.get(o..o.checked_add(buf.len())?))
-            else {
-                return false;
-            };
-            buf.copy_from_slice(src);
-            true
-        }
+    /// A note whose descriptor is exactly `text`, without a NUL.
+    fn note_unterminated(text: &str) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&11u32.to_le_bytes());
+        n.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        n.extend_from_slice(&0u32.to_le_bytes());
+        n.extend_from_slice(b"VMCOREINFO\0\0");
+        n.extend_from_slice(text.as_bytes());
+        n.resize(4096, 0);
+        n
     }
 
     #[test]
@@ -267,21 +372,37 @@ mod tests {
             parse_location("0000000100c66000 1024\n"),
             Some((0x1_00c6_6000, 0x1024))
         );
+        assert_eq!(
+            parse_location("0x0000000100c66000 1024\n"),
+            Some((0x1_00c6_6000, 0x1024))
+        );
+        assert_eq!(parse_location("garbage"), None);
         assert_eq!(parse_location("0 1024"), None);
         assert_eq!(parse_location("zz 10"), None);
         assert_eq!(parse_location("1000 ffffffff"), None);
     }
 
     #[test]
+    fn parses_note_headers() {
+        assert_eq!(note_text(&note_unterminated("A=1\n")).as_deref(), Some("A=1\n"));
+        assert_eq!(note_text(&note("A=1\n")).as_deref(), Some("A=1\n"));
+        let mut bad = note_unterminated("A=1\n");
+        bad[12] = b'X';
+        assert_eq!(note_text(&bad), None);
+        assert_eq!(note_text(&bad[..10]), None);
+    }
+
+    #[test]
     fn finds_a_randomized_x86_base_by_search() {
         let base = X86_BASE_L4 + 37 * GIB;
         let phys = 0x1_00c6_6000;
-        let mut read = mem(
+        let mut m = mem(
             base + phys,
             note("OSRELEASE=6.1.0\nSYMBOL(init_uts_ns)=ffffffff82a12345\n"),
         );
-        let v = find(&mut read, Arch::X86_64, phys, 0x1000, &Hints::default()).unwrap();
+        let v = find(&mut m, Arch::X86_64, phys, 0x1000, &Hints::default()).unwrap();
         assert_eq!(v.direct_map, base);
+        assert_eq!(v.phys, phys);
         assert_eq!(v.info.symbol("init_uts_ns"), Some(0xffff_ffff_82a1_2345));
         assert_eq!(v.symbol_number_counts(), (1, 0));
     }
@@ -291,12 +412,12 @@ mod tests {
         let phys = 0x7fd1_0000;
         let ram = 0x4000_0000;
         let base = 0xffff_0000_0000_0000u64.wrapping_sub(ram);
-        let mut read = mem(base.wrapping_add(phys), note("NUMBER(VA_BITS)=48\n"));
+        let mut m = mem(base.wrapping_add(phys), note("NUMBER(VA_BITS)=48\n"));
         let hints = Hints {
             ram_start: Some(ram),
             ..Hints::default()
         };
-        let v = find(&mut read, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
+        let v = find(&mut m, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
         assert_eq!(v.direct_map, base);
         assert_eq!(v.info.number("VA_BITS"), Some(48));
     }
@@ -306,30 +427,114 @@ mod tests {
         // A randomized linear map 0x1234 GiB above the unrandomized one.
         let base = 0xffff_0000_0000_0000u64 - 0x4000_0000 + 0x1234 * GIB;
         let phys = 0x4fd1_0000;
-        let mut tried = 0;
-        let mut inner = mem(base + phys, note("NUMBER(VA_BITS)=48\n"));
-        let mut read = |a: u64, b: &mut [u8]| {
-            tried += 1;
-            inner(a, b)
-        };
+        let mut m = mem(base + phys, note("NUMBER(VA_BITS)=48\n"));
         let hints = Hints {
             ram_start: Some(0x4000_0000),
             ram_end: Some(0x4fff_ffff),
             linear_addr: Some(base + 0x4123_4560),
             ..Hints::default()
         };
-        let v = find(&mut read, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
+        let v = find(&mut m, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
         assert_eq!(v.direct_map, base);
-        assert!(tried < 8, "{tried} reads");
+        assert!(m.1 < 8, "{} reads", m.1);
     }
 
     #[test]
     fn a_wrong_header_is_not_accepted() {
         let mut bad = note("X=1\n");
         bad[12] = b'W';
-        let mut read = mem(X86_BASE_L4 + 0x1000, bad);
-        let e = find(&mut read, Arch::X86_64, 0x1000, 0x1000, &Hints::default()).unwrap_err();
+        let mut m = mem(X86_BASE_L4 + 0x1000, bad);
+        let e = find(&mut m, Arch::X86_64, 0x1000, 0x1000, &Hints::default()).unwrap_err();
         assert!(e.contains("none of the"), "{e}");
         assert_eq!(note_text(&[0u8; 10]), None);
+    }
+
+    const TEXT: u64 = 0xffff_ffff_9f40_0000;
+    const PHYS_BASE: u64 = 0x1_2000_0000;
+    const NOTE_PA: u64 = 0x1_00c6_6000;
+
+    /// The note at `base`, the kernel text at `TEXT` and `text_at_base` where the direct map
+    /// shows `_text`; `decoy` adds a note at a wrong base whose kernel text does not match.
+    fn machine(base: u64, text_at_base: &[u8], decoy: Option<u64>) -> Regions {
+        let text: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let text_pa = TEXT - START_KERNEL_MAP + PHYS_BASE;
+        let info = format!("OSRELEASE=6.1.0\nNUMBER(phys_base)={PHYS_BASE}\n");
+        let mut r = vec![
+            (TEXT, text),
+            (base + NOTE_PA, note_unterminated(&info)),
+            (base + text_pa, text_at_base.to_vec()),
+        ];
+        if let Some(d) = decoy {
+            r.push((d + NOTE_PA, note_unterminated(&info)));
+            r.push((d + text_pa, vec![0u8; 4096]));
+        }
+        Regions(r, 0)
+    }
+
+    fn with_text() -> Hints {
+        Hints {
+            text_addr: Some(TEXT),
+            ..Hints::default()
+        }
+    }
+
+    #[test]
+    fn the_kernel_text_confirms_a_randomized_direct_map() {
+        let text: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let base = X86_BASE_L4 + 37 * GIB;
+        let mut m = machine(base, &text, Some(X86_BASE_L4 + 5 * GIB));
+        let v = find(&mut m, Arch::X86_64, NOTE_PA, 4096, &with_text()).unwrap();
+        assert_eq!(v.direct_map, base);
+        assert!(v.text.starts_with("OSRELEASE=6.1.0\n"), "{:?}", v.text);
+        assert!(v.how.contains("_text"), "{}", v.how);
+        // 5-level base.
+        let base5 = X86_BASE_L5 + 3 * GIB;
+        let mut m = machine(base5, &text, None);
+        let v = find(&mut m, Arch::X86_64, NOTE_PA, 4096, &with_text()).unwrap();
+        assert_eq!(v.direct_map, base5);
+    }
+
+    #[test]
+    fn text_that_disagrees_is_refused() {
+        let mut m = machine(X86_BASE_L4 + GIB, &[0xcc; 4096], None);
+        let e = find(&mut m, Arch::X86_64, NOTE_PA, 4096, &with_text()).unwrap_err();
+        assert!(e.contains("contradicts"), "{e}");
+        let mut nothing = Regions(vec![], 0);
+        assert!(find(&mut nothing, Arch::X86_64, NOTE_PA, 4096, &with_text()).is_err());
+    }
+
+    /// Debian arm64 under QEMU with a kaslr-seed: the linear map at 0xffff089300000000 (seen on
+    /// a 6.1 guest), found by GiB steps and confirmed through `kimage_voffset`; a decoy note
+    /// at a lower base whose `_text` differs is skipped.
+    #[test]
+    fn an_arm64_randomized_linear_map_is_confirmed_with_kimage_voffset() {
+        let base = 0xffff_0893_0000_0000u64;
+        let ram = 0x4000_0000u64;
+        let phys = 0x7fd1_0000u64;
+        let text_va = 0xffff_a0c1_c4a0_0000u64;
+        let text_pa = 0x4020_0000u64;
+        let voffset = text_va - text_pa;
+        let info = format!("OSRELEASE=6.1.0-arm64\nNUMBER(kimage_voffset)={voffset:#x}\n");
+        let text: Vec<u8> = (0..4096u32).map(|i| (i * 5 + 1) as u8).collect();
+        let decoy = 0xffff_0000_0000_0000u64 - ram;
+        let mut m = Regions(
+            vec![
+                (text_va, text.clone()),
+                (base + phys, note(&info)),
+                (base + text_pa, text),
+                (decoy + phys, note(&info)),
+                (decoy + text_pa, vec![0u8; 4096]),
+            ],
+            0,
+        );
+        let hints = Hints {
+            ram_start: Some(ram),
+            text_addr: Some(text_va),
+            ..Hints::default()
+        };
+        let v = find(&mut m, Arch::Aarch64, phys, 0x1000, &hints).unwrap();
+        assert_eq!(v.direct_map, base);
+        assert!(v.how.contains("_text"), "{}", v.how);
+        assert_eq!(v.info.osrelease(), Some("6.1.0-arm64"));
     }
 }

@@ -3,15 +3,12 @@
 //! gives `Err`, never a panic, and allocations are capped by the file's size.
 
 use crate::arch::Arch;
-use byteorder::{ByteOrder, LittleEndian};
+use crate::dump::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const SHT_SYMTAB: u32 = 2;
 const SHN_XINDEX: u16 = 0xffff;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
 const EHDR_SIZE: usize = 64;
 const SHDR_SIZE: usize = 64;
 const SYM_SIZE: usize = 24;
@@ -36,76 +33,20 @@ pub struct Vmlinux {
     strtab: Vec<u8>,
 }
 
-/// Random access to the file (or, in tests, to bytes in memory).
-trait Source {
-    fn size(&self) -> u64;
-    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String>;
-
-    /// Reads `len` bytes at `off`, refusing ranges past the end before allocating.
-    fn read_vec(&self, off: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
-        let end = off
-            .checked_add(len)
-            .ok_or_else(|| format!("{what} offset overflows"))?;
-        if end > self.size() {
-            return Err(format!(
-                "{what} ({len} bytes at {off:#x}) runs past the end of the file ({} bytes)",
-                self.size()
-            ));
-        }
-        let mut v = vec![0u8; usize::try_from(len).map_err(|_| format!("{what} is too large"))?];
-        self.read_exact_at(off, &mut v)?;
-        Ok(v)
-    }
+/// Little-endian fields of the ELF header, a section header or a symbol (both kernel
+/// architectures kmemd serves are little-endian; big-endian files are refused up front).
+fn le<'a>(b: &'a [u8], what: &'a str) -> Bytes<'a> {
+    Bytes::new(b, Endian::Little, what)
 }
 
-impl Source for [u8] {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String> {
-        let start = usize::try_from(off).map_err(|_| "offset too large".to_string())?;
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| self.get(start..end))
-            .ok_or_else(|| format!("read of {} bytes at {off:#x} is out of bounds", buf.len()))?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-}
-
-struct FileSource {
-    file: File,
-    size: u64,
-}
-
-impl Source for FileSource {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&self, off: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.file
-            .read_exact_at(buf, off)
-            .map_err(|e| format!("read of {} bytes at {off:#x} failed: {e}", buf.len()))
-    }
-}
-
-fn field<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], String> {
-    off.checked_add(N)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| format!("field at {off} is out of bounds"))
-}
-
-fn u16_at(b: &[u8], off: usize) -> Result<u16, String> {
-    Ok(LittleEndian::read_u16(&field::<2>(b, off)?))
-}
-
-fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
-    Ok(LittleEndian::read_u32(&field::<4>(b, off)?))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Result<u64, String> {
-    Ok(LittleEndian::read_u64(&field::<8>(b, off)?))
+/// The file at `path` for positioned reads.
+fn open(path: &Path) -> Result<FileSource, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .len();
+    Ok(FileSource::new(file, size))
 }
 
 /// NUL-terminated string at `off` in a string table.
@@ -122,15 +63,16 @@ fn str_at(table: &[u8], off: u32) -> Result<&str, String> {
 }
 
 fn parse_section(raw: &[u8]) -> Result<(u32, Section), String> {
+    let h = le(raw, "section header");
     Ok((
-        u32_at(raw, 0)?,
+        h.u32(0, "sh_name")?,
         Section {
             name: String::new(),
-            kind: u32_at(raw, 4)?,
-            addr: u64_at(raw, 16)?,
-            offset: u64_at(raw, 24)?,
-            size: u64_at(raw, 32)?,
-            link: u32_at(raw, 40)?,
+            kind: h.u32(4, "sh_type")?,
+            addr: h.u64(16, "sh_addr")?,
+            offset: h.u64(24, "sh_offset")?,
+            size: h.u64(32, "sh_size")?,
+            link: h.u32(40, "sh_link")?,
         },
     ))
 }
@@ -138,12 +80,7 @@ fn parse_section(raw: &[u8]) -> Result<(u32, Section), String> {
 impl Vmlinux {
     /// Reads the headers and symbol table of a vmlinux file.
     pub fn load(path: &Path) -> Result<Vmlinux, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let size = file
-            .metadata()
-            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-            .len();
-        Self::from_source(&FileSource { file, size }).map_err(|e| {
+        Self::from_source(&open(path)?).map_err(|e| {
             format!(
                 "{} is not a usable vmlinux: {e}. Give -k the uncompressed ELF vmlinux with symbols \
                  (not a bzImage/Image), e.g. /usr/lib/debug/boot/vmlinux-$(uname -r)",
@@ -154,11 +91,11 @@ impl Vmlinux {
 
     /// Parses a vmlinux held in memory.
     pub fn parse(bytes: &[u8]) -> Result<Vmlinux, String> {
-        Self::from_source(bytes)
+        Self::from_source(&bytes)
     }
 
-    fn from_source<S: Source + ?Sized>(src: &S) -> Result<Vmlinux, String> {
-        let eh = src.read_vec(0, EHDR_SIZE as u64, "ELF header")?;
+    fn from_source(src: &dyn ReadAt) -> Result<Vmlinux, String> {
+        let eh = read_vec(src, 0, EHDR_SIZE as u64, "ELF header")?;
         if eh.get(..4) != Some(b"\x7fELF") {
             return Err("no ELF magic".into());
         }
@@ -168,15 +105,14 @@ impl Vmlinux {
         if eh.get(5) != Some(&1) {
             return Err("not a little-endian ELF file (kmemd serves x86_64 and aarch64)".into());
         }
-        let arch = match u16_at(&eh, 18)? {
-            EM_X86_64 => Arch::X86_64,
-            EM_AARCH64 => Arch::Aarch64,
-            m => return Err(format!("ELF machine {m} is neither x86_64 nor aarch64")),
-        };
-        let shoff = u64_at(&eh, 40)?;
-        let shentsize = u16_at(&eh, 58)? as u64;
-        let mut shnum = u16_at(&eh, 60)? as u64;
-        let mut shstrndx = u16_at(&eh, 62)? as u32;
+        let h = le(&eh, "ELF header");
+        let machine = h.u16(18, "e_machine")?;
+        let arch = Arch::from_elf_machine(machine)
+            .ok_or_else(|| format!("ELF machine {machine} is neither x86_64 nor aarch64"))?;
+        let shoff = h.u64(40, "e_shoff")?;
+        let shentsize = h.u16(58, "e_shentsize")? as u64;
+        let mut shnum = h.u16(60, "e_shnum")? as u64;
+        let mut shstrndx = h.u16(62, "e_shstrndx")? as u32;
         if shoff == 0 {
             return Err("no section headers".into());
         }
@@ -184,17 +120,18 @@ impl Vmlinux {
             return Err(format!("section header size {shentsize} is below 64"));
         }
         // Extended numbering (ELF gABI): counts that do not fit live in section header 0.
-        let sh0 = src.read_vec(shoff, SHDR_SIZE as u64, "section header 0")?;
+        let sh0 = read_vec(src, shoff, SHDR_SIZE as u64, "section header 0")?;
+        let sh0 = le(&sh0, "section header 0");
         if shnum == 0 {
-            shnum = u64_at(&sh0, 32)?;
+            shnum = sh0.u64(32, "sh_size")?;
         }
         if shstrndx == SHN_XINDEX as u32 {
-            shstrndx = u32_at(&sh0, 40)?;
+            shstrndx = sh0.u32(40, "sh_link")?;
         }
         let table_len = shnum
             .checked_mul(shentsize)
             .ok_or("section header table size overflows")?;
-        let table = src.read_vec(shoff, table_len, "section header table")?;
+        let table = read_vec(src, shoff, table_len, "section header table")?;
         let mut raw = Vec::new();
         for i in 0..shnum {
             let at = usize::try_from(i * shentsize).map_err(|_| "section header offset too large")?;
@@ -206,7 +143,7 @@ impl Vmlinux {
         let shstr = raw
             .get(shstrndx as usize)
             .ok_or_else(|| format!("section name table index {shstrndx} does not exist"))?;
-        let names = src.read_vec(shstr.1.offset, shstr.1.size, "section name table")?;
+        let names = read_vec(src, shstr.1.offset, shstr.1.size, "section name table")?;
         let sections = raw
             .into_iter()
             .map(|(name_off, mut s)| {
@@ -221,8 +158,8 @@ impl Vmlinux {
                     .get(st.link as usize)
                     .ok_or("the symbol table links to a missing string table")?;
                 (
-                    src.read_vec(st.offset, st.size, "symbol table")?,
-                    src.read_vec(strs.offset, strs.size, "symbol string table")?,
+                    read_vec(src, st.offset, st.size, "symbol table")?,
+                    read_vec(src, strs.offset, strs.size, "symbol string table")?,
                 )
             }
             None => (Vec::new(), Vec::new()),
@@ -242,9 +179,9 @@ impl Vmlinux {
     /// Value of the first symbol with this name. Symbols with broken names are skipped.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symtab.chunks_exact(SYM_SIZE).skip(1).find_map(|sym| {
-            let name_off = u32_at(sym, 0).ok()?;
-            (str_at(&self.strtab, name_off).ok()? == name)
-                .then(|| u64_at(sym, 8).ok())
+            let sym = le(sym, "symbol");
+            (str_at(&self.strtab, sym.u32(0, "st_name").ok()?).ok()? == name)
+                .then(|| sym.u64(8, "st_value").ok())
                 .flatten()
         })
     }
@@ -256,9 +193,10 @@ impl Vmlinux {
             .chunks_exact(SYM_SIZE)
             .skip(1)
             .filter_map(|sym| {
-                let name = str_at(&self.strtab, u32_at(sym, 0).ok()?).ok()?;
-                let info = *sym.get(4)?;
-                let value = u64_at(sym, 8).ok()?;
+                let sym = le(sym, "symbol");
+                let name = str_at(&self.strtab, sym.u32(0, "st_name").ok()?).ok()?;
+                let info = sym.u8(4, "st_info").ok()?;
+                let value = sym.u64(8, "st_value").ok()?;
                 let global = info >> 4 != 0; // STB_LOCAL is 0
                 let kind = match info & 0xf {
                     2 => 'T',             // STT_FUNC
@@ -281,12 +219,7 @@ impl Vmlinux {
         let s = self
             .section(name)
             .ok_or_else(|| format!("{} has no {name} section", path.display()))?;
-        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let size = file
-            .metadata()
-            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-            .len();
-        FileSource { file, size }.read_vec(s.offset, s.size, name)
+        read_vec(&open(path)?, s.offset, s.size, name)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
@@ -297,6 +230,10 @@ impl Vmlinux {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use byteorder::{ByteOrder, LittleEndian};
+    /// ELF e_machine values (include/uapi/linux/elf-em.h).
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
 
     /// A minimal ELF64 LE: null, .text, .data..percpu (addr 0), .symtab, .strtab, .shstrtab.
     pub(crate) fn synthetic_vmlinux(machine: u16, text: u64) -> Vec<u8> {

@@ -170,10 +170,14 @@ pub fn run(config: &Config) -> Result<i32, String> {
                 let info = live_info.get_or_init(|| {
                     let mut reader = KernelReader::open().ok()?;
                     let ks = crate::live::kallsyms::Kallsyms::load().ok()?;
-                    crate::live::vmcoreinfo::load(&mut reader, &ks)
-                        .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
-                        .ok()
-                        .map(|v| v.info)
+                    crate::live::vmcoreinfo::load(
+                        &mut crate::live::ReaderMem(&mut reader),
+                        crate::arch::Arch::host(),
+                        &ks,
+                    )
+                    .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
+                    .ok()
+                    .map(|v| v.info)
                 });
                 let a = info.as_ref()?.symbol(name)?;
                 log::info!("{name} = {a:#x} from the live VMCOREINFO");

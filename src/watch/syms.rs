@@ -94,11 +94,7 @@ impl Syms {
             if rd.read_line(&mut line)? == 0 {
                 break;
             }
-            let mut it = line.split_whitespace();
-            let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            let Ok(addr) = u64::from_str_radix(a, 16) else {
+            let Some((addr, kind, name, module)) = crate::live::kallsyms::split_line(&line) else {
                 continue;
             };
             // `__pfx_*` label the padding before each function (CONFIG_FUNCTION_PADDING_CFI):
@@ -113,7 +109,7 @@ impl Syms {
                 break;
             };
             s.names.push_str(name);
-            if let Some(m) = it.next() {
+            if let Some(m) = module {
                 s.names.push(' ');
                 s.names.push_str(m);
             }
