@@ -105,15 +105,14 @@ fn live_threads_dmesg_lsmod_through_gdb() {
             }
         }
         // The sleeper's registers come from its switch frame: GDB's PC is in __schedule.
-        let n: String = t
-            .lines()
-            // `thread find` prints "Thread N has extra info ..."; GDB does not always end the
-            // `info threads` table with a newline first (a running task's frame prints nothing).
-            .filter_map(|l| l.find("Thread ").map(|i| &l[i..]))
-            .find(|l| l.contains("has extra info") && l.contains(&format!("pid {pid} ")))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("{name}: thread find: {t}"))
-            .to_string();
+        // GDB numbers threads per session in the order it meets them, and tasks come and go
+        // between sessions, so the sleeper is selected by its thread id (kmemd gives tasks
+        // 0x10000 + pid), not by a number from the session above.
+        let tid = 0x10000 + u64::from(pid);
+        assert!(
+            t.contains(&format!("Thread {tid} \"kmemd-sleeper\"")),
+            "{name}: the sleeper's thread id: {t}"
+        );
         let pc = if cfg!(target_arch = "aarch64") {
             "pc"
         } else {
@@ -122,7 +121,12 @@ fn live_threads_dmesg_lsmod_through_gdb() {
         let o = gdb_batch(
             &gdb,
             sock.to_str().unwrap(),
-            &[format!("thread {n}"), format!("eval \"monitor sym %#lx\", ${pc}")],
+            &[
+                format!(
+                    "python [t.switch() for t in gdb.selected_inferior().threads() if t.ptid[1] == {tid}]"
+                ),
+                format!("eval \"monitor sym %#lx\", ${pc}"),
+            ],
         );
         let t = text(&o);
         let want = if cfg!(target_arch = "aarch64") {
