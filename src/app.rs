@@ -58,6 +58,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
 fn serve(config: &Config) -> Result<i32, String> {
     let spec = ListenSpec::parse(&config.listen)?;
     let mut target = open_target(config)?;
+    target.prepare();
     info!("serving {}", target.describe());
     let mut listener = Listener::bind(&spec, config.baud)?;
     if spec == ListenSpec::Stdio && config.log_file.is_none() {

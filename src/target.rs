@@ -95,6 +95,11 @@ pub trait Target {
         Vec::new()
     }
 
+    /// Does the slow, one-time work (kernel knowledge: kallsyms decoding, BTF, the task list)
+    /// before GDB connects: GDB gives each reply two seconds by default, and a first
+    /// `qXfer:threads` that builds it all could take longer on a small board.
+    fn prepare(&mut self) {}
+
     /// A short description for logs and `monitor version`, e.g. `live kernel 6.18.4`.
     fn describe(&self) -> String;
 }

@@ -256,6 +256,13 @@ impl DumpTarget {
 }
 
 impl Target for DumpTarget {
+    fn prepare(&mut self) {
+        if let Err(e) = self.tasks() {
+            log::warn!("tasks are not available as threads: {e}");
+        }
+        self.crashing_cpu();
+    }
+
     fn arch(&self) -> Arch {
         self.arch
     }

@@ -435,6 +435,10 @@ pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
 }
 
 impl Target for LiveTarget {
+    fn prepare(&mut self) {
+        self.kernel_info();
+    }
+
     fn arch(&self) -> Arch {
         self.arch
     }
