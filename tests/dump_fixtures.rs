@@ -128,8 +128,14 @@ fn every_dump_format_reads_every_oracle_range_exactly() {
             for o in &f.oracle {
                 let out = read_cmd(dump, o.vaddr, o.len);
                 let want = std::fs::read(&o.file).unwrap();
+                // `-d 31` leaves out free and user pages; on some boots an oracle page is one.
+                // Then the read must be refused (never zeros), and the full dumps have the bytes.
+                let excluded_ok = *level == 31
+                    && out.stdout.len() < want.len()
+                    && want.starts_with(&out.stdout)
+                    && String::from_utf8_lossy(&out.stderr).contains("not in the dump");
                 assert!(
-                    out.status.success() && out.stdout == want,
+                    (out.status.success() && out.stdout == want) || excluded_ok,
                     "{} {format} -d {level} {}: {} at {:#x} differs from QEMU's memsave ({})",
                     f.variant,
                     dump.display(),
