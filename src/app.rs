@@ -89,8 +89,9 @@ fn serve(config: &Config) -> Result<i32, String> {
 /// In `-s -` mode GDB reads the stub's stderr pipe and polls it for every byte it receives, which
 /// makes reads 20 times slower. Once start-up has succeeded, logs go to /dev/null unless --log.
 fn quiet_stderr_pipe() {
+    // GDB's `target remote | CMD` hands the command a socket for stderr; a shell may give a pipe.
     let is_pipe = std::fs::metadata("/proc/self/fd/2")
-        .map(|m| m.file_type().is_fifo())
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_socket())
         .unwrap_or(false);
     if !is_pipe {
         return;
