@@ -18,17 +18,9 @@ struct Fx {
     sleep_pids: Vec<i32>,
 }
 
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
-}
-
 /// The x86_64 4-level fixture and its debug vmlinux, or None (skip) outside CI.
 fn setup() -> Option<(Fx, PathBuf)> {
-    let root = match std::env::var("KMEMD_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"),
-    };
-    let dir = root.join("current").join("x86_64-4l");
+    let dir = fixtures_root().join("current").join("x86_64-4l");
     let Ok(text) = std::fs::read_to_string(dir.join("manifest.txt")) else {
         assert!(
             !in_ci(),

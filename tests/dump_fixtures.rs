@@ -29,34 +29,10 @@ struct Fixture {
     phys: Option<(u64, u64, PathBuf)>,
 }
 
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
-}
-
-fn fixtures_root() -> PathBuf {
-    match std::env::var("KMEMD_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"),
-    }
-}
-
 /// The fixtures, or None (skip) outside CI when they have not been generated.
 fn fixtures() -> Option<Vec<Fixture>> {
-    let root = fixtures_root().join("current");
-    let variants = ["x86_64-4l", "x86_64-5l", "aarch64"];
-    if !root.join(variants[0]).join("manifest.txt").exists() {
-        assert!(
-            !in_ci(),
-            "no dump fixtures in {}: `make fixtures` makes them",
-            root.display()
-        );
-        eprintln!(
-            "SKIP: no dump fixtures in {} (run `make fixtures`)",
-            root.display()
-        );
-        return None;
-    }
-    Some(variants.iter().map(|v| load(&root.join(v))).collect())
+    let dirs = fixture_dirs()?;
+    Some(dirs.iter().map(|d| load(d)).collect())
 }
 
 fn load(dir: &Path) -> Fixture {

@@ -6,14 +6,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn fixtures_root() -> PathBuf {
-    match std::env::var("KMEMD_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"),
-    }
-}
+use std::path::Path;
 
 /// (key, rest of line) of a variant's manifest.txt.
 fn manifest(dir: &Path) -> Vec<(String, String)> {

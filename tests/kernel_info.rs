@@ -8,39 +8,17 @@ mod common;
 use common::*;
 use kmemd::dump::target::DumpTarget;
 use kmemd::kernel::{kallsyms, scan, KernelInfo, KernelMem};
-use std::path::{Path, PathBuf};
-
-fn fixtures_root() -> PathBuf {
-    match std::env::var("KMEMD_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"),
-    }
-}
+use std::path::PathBuf;
 
 /// One fixture variant: its directory, arch and `ksym NAME ADDR` lines.
 type Variant = (PathBuf, String, Vec<(String, u64)>);
 
 /// Every variant, or None (skip) outside CI without fixtures.
 fn fixtures() -> Option<Vec<Variant>> {
-    let root = fixtures_root().join("current");
-    let variants = ["x86_64-4l", "x86_64-5l", "aarch64"];
-    if !root.join(variants[0]).join("manifest.txt").exists() {
-        assert!(
-            !in_ci(),
-            "no dump fixtures in {}: `make fixtures` makes them",
-            root.display()
-        );
-        eprintln!(
-            "SKIP: no dump fixtures in {} (run `make fixtures`)",
-            root.display()
-        );
-        return None;
-    }
+    let dirs = fixture_dirs()?;
     Some(
-        variants
-            .iter()
-            .map(|v| {
-                let dir = root.join(v);
+        dirs.into_iter()
+            .map(|dir| {
                 let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
                 let mut arch = String::new();
                 let mut ksyms = Vec::new();
@@ -48,10 +26,7 @@ fn fixtures() -> Option<Vec<Variant>> {
                     let w: Vec<&str> = line.split_whitespace().collect();
                     match w.as_slice() {
                         ["arch", a] => arch = a.to_string(),
-                        ["ksym", name, addr] => ksyms.push((
-                            name.to_string(),
-                            u64::from_str_radix(addr.trim_start_matches("0x"), 16).expect("ksym address"),
-                        )),
+                        ["ksym", name, addr] => ksyms.push((name.to_string(), hex(addr))),
                         _ => {}
                     }
                 }

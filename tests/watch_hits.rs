@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::hex;
+
 use kmemd::live::plant::Plant;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -140,10 +142,6 @@ fn stack(line: &str) -> Vec<String> {
         return Vec::new();
     }
     inner.split("\",\"").map(str::to_string).collect()
-}
-
-fn hex(v: &str) -> u64 {
-    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
 }
 
 fn summary_hits(err_or_out: &str) -> u64 {

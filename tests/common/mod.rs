@@ -190,3 +190,38 @@ impl Drop for PtyPair {
         let _ = self.child.wait();
     }
 }
+
+/// Where `make fixtures` put the real QEMU dumps: `$KMEMD_FIXTURES` or `.fixtures/`.
+pub fn fixtures_root() -> PathBuf {
+    match std::env::var("KMEMD_FIXTURES") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"),
+    }
+}
+
+/// The fixture variants `make fixtures` makes.
+pub const FIXTURE_VARIANTS: [&str; 3] = ["x86_64-4l", "x86_64-5l", "aarch64"];
+
+/// The directory of each fixture variant, or None (skip) outside CI when they have not been
+/// generated; in CI their absence fails the test.
+pub fn fixture_dirs() -> Option<Vec<PathBuf>> {
+    let root = fixtures_root().join("current");
+    if !root.join(FIXTURE_VARIANTS[0]).join("manifest.txt").exists() {
+        assert!(
+            !in_ci(),
+            "no dump fixtures in {}: `make fixtures` makes them",
+            root.display()
+        );
+        eprintln!(
+            "SKIP: no dump fixtures in {} (run `make fixtures`)",
+            root.display()
+        );
+        return None;
+    }
+    Some(FIXTURE_VARIANTS.iter().map(|v| root.join(v)).collect())
+}
+
+/// A manifest's hex number (`0x...`).
+pub fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
+}
