@@ -37,7 +37,7 @@ gdb18:
 	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
-test: build-deps fixtures dbg-vmlinux
+test: deps fixtures dbg-vmlinux
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
 
 # Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.
