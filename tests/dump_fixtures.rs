@@ -213,16 +213,6 @@ fn excluded_pages_are_errors_not_zeros() {
     );
 }
 
-fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
-    let mut v = gdbs();
-    if arch == "aarch64" {
-        // Debian's plain gdb is x86-only; gdb-multiarch and GDB 18 read any architecture.
-        v.retain(|(n, _)| n != "gdb13");
-        v.insert(0, ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")));
-    }
-    v
-}
-
 #[test]
 fn gdb_reads_dumps_and_shows_each_cpus_saved_registers() {
     let Some(fixtures) = fixtures() else { return };

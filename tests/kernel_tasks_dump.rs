@@ -130,16 +130,6 @@ fn ps_lists_init_and_both_sleeps() {
     }
 }
 
-fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
-    let mut v = gdbs();
-    if arch == "aarch64" {
-        // Debian's plain gdb is x86-only; gdb-multiarch and GDB 18 read any architecture.
-        v.retain(|(n, _)| n != "gdb13");
-        v.insert(0, ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")));
-    }
-    v
-}
-
 /// A sleeping task's registers come from its last context switch: the PC is where the switch
 /// returns to, x86_64 `__schedule` (after `call __switch_to_asm`, context_switch is inlined),
 /// arm64 `__switch_to` (the lr `cpu_switch_to` saved; arm64 calls it from __switch_to).

@@ -225,3 +225,14 @@ pub fn fixture_dirs() -> Option<Vec<PathBuf>> {
 pub fn hex(s: &str) -> u64 {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("bad hex {s}"))
 }
+
+/// The GDBs that can read a target of `arch`: Debian's plain gdb is x86-only, so aarch64 gets
+/// gdb-multiarch and GDB 18 (which reads any architecture).
+pub fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
+    let mut v = gdbs();
+    if arch == "aarch64" {
+        v.retain(|(n, _)| n != "gdb13");
+        v.insert(0, ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")));
+    }
+    v
+}
