@@ -1,7 +1,10 @@
 //! A guest that really panicked (sysrq 'c' on CPU 1, tests/fixtures/guest-init.sh): GDB's stop
-//! thread at connect is the panicking CPU and its extra info says `panic`; on the dumps of the
-//! same guest taken before the panic, no CPU says panic. The oracle is the console's
-//! `CPU: N PID:` line of the oops (`panic_cpu` in manifest.txt), not anything kmemd reads.
+//! thread at connect is the panicking CPU, its extra info says `panic` and names the task that
+//! crashed; on the dumps of the same guest taken before the panic, no CPU says panic. The oracle
+//! is the console's oops line `CPU: N PID: P Comm: C` (`panic_cpu` in manifest.txt), not
+//! anything kmemd reads. No vmlinux: on x86_64 kmemd reads the kernel's `panic_cpu` (Debian's
+//! amd64 kallsyms has data symbols), on aarch64 (text symbols only) it follows each CPU's frame
+//! records to `panic()`.
 
 mod common;
 
@@ -16,6 +19,20 @@ fn manifest(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// (pid, comm) of the task that oopsed on `cpu`, from the guest console's `CPU: N PID: P Comm: C`.
+fn oops_task(dir: &Path, cpu: u32) -> (u32, String) {
+    let log = std::fs::read_to_string(dir.join("console.log")).expect("console.log");
+    log.lines()
+        .find_map(|l| {
+            let rest = l.split_once(&format!("CPU: {cpu} PID: "))?.1;
+            let mut w = rest.split_whitespace();
+            let pid = w.next()?.parse().ok()?;
+            (w.next()? == "Comm:").then_some(())?;
+            Some((pid, w.next()?.to_string()))
+        })
+        .unwrap_or_else(|| panic!("{}: no `CPU: {cpu} PID:` oops line", dir.display()))
 }
 
 /// `info threads` through GDB at connect: (the `*` row, every row that mentions panic).
@@ -76,21 +93,13 @@ fn gdb_stops_on_the_cpu_that_panicked() {
                 .nth(1)
                 .expect("path"),
         );
+        let (pid, comm) = oops_task(&dir, cpu);
         let (star, panics, t) = threads_at_connect(&pdump, &arch, &format!("{v}-panic"));
-        if arch == "aarch64" {
-            // Debian arm64 kallsyms has no data symbols, so without -k vmlinux panic_cpu is not
-            // found: kmemd must then not name a CPU at all (never a wrong one).
-            assert!(
-                panics.iter().all(|l| l.contains(&format!("CPU {cpu}"))),
-                "{v}: a wrong CPU says panic: {t}"
-            );
-        } else {
-            assert!(
-                star.contains(&format!("CPU {cpu} ")) && star.contains("panic"),
-                "{v}: GDB's current thread at connect is CPU {cpu} with panic: {t}"
-            );
-            assert_eq!(panics.len(), 1, "{v}: exactly one CPU says panic: {t}");
-        }
+        assert!(
+            star.contains(&format!("CPU {cpu} pid {pid} {comm} (panic)")),
+            "{v}: GDB's current thread at connect is CPU {cpu}, running pid {pid} {comm}, with panic: {t}"
+        );
+        assert_eq!(panics.len(), 1, "{v}: exactly one CPU says panic: {t}");
         // The dumps taken before the panic: no CPU panicked, and GDB starts on CPU 0.
         for d in ["vmcore.elf", "mdf-lzo.kdump"] {
             if !dir.join(d).exists() {

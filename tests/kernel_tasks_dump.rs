@@ -360,3 +360,53 @@ fn sym_looks_up_names_and_addresses() {
         assert!(e.contains("no symbol"), "{e}");
     }
 }
+
+/// `monitor help` on a dump names every command the dump answers, and each one it names is
+/// answered (not refused as unknown).
+#[test]
+fn monitor_help_lists_exactly_the_commands_a_dump_answers() {
+    let Some(fx) = fixtures() else { return };
+    // Every kernel-awareness command kmemd has, live or dump.
+    let known = [
+        "vtop",
+        "info",
+        "ps",
+        "lsmod",
+        "sym",
+        "dmesg",
+        "kaslr",
+        "vmcoreinfo",
+    ];
+    for f in &fx {
+        let mut t = open(&f.dumps[0]);
+        let listed: Vec<String> = t
+            .monitor_help()
+            .iter()
+            .map(|(c, _)| c.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        for cmd in &listed {
+            // vtop prints a walk for any address, mapped or not.
+            let arg = match cmd.as_str() {
+                "vtop" => " 0x1000",
+                "sym" => " init_task",
+                _ => "",
+            };
+            assert!(
+                t.monitor(&format!("{cmd}{arg}")).is_some(),
+                "{}: `monitor help` lists {cmd} but the dump does not answer it",
+                f.variant
+            );
+        }
+        for cmd in known {
+            let answered = t.monitor(cmd).is_some();
+            assert_eq!(
+                answered,
+                listed.iter().any(|l| l == cmd),
+                "{}: `monitor {cmd}` is {} but `monitor help` {} it: {listed:?}",
+                f.variant,
+                if answered { "answered" } else { "unknown" },
+                if answered { "omits" } else { "lists" },
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ use crate::arch::aarch64::PagingAarch64;
 use crate::arch::walk::{Paging, VirtAddr};
 use crate::arch::x86_64::PagingX86_64;
 use crate::arch::Arch;
+use crate::kernel::panic::{self, CpuRole, FrameRegs};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
 use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
@@ -118,8 +119,9 @@ impl DumpTarget {
 
     /// The CPU that panicked: the DISKDUMP header's `current_cpu` when the dump records it, else
     /// the kernel's own `panic_cpu` (kernel/panic.c, an atomic_t that panic() and nmi_panic() set
-    /// to the panicking CPU; PANIC_CPU_INVALID = -1 otherwise, Linux 4.5 to 6.x). Needs the
-    /// symbol: kallsyms with data symbols (CONFIG_KALLSYMS_ALL) or `-k vmlinux`.
+    /// to the panicking CPU; PANIC_CPU_INVALID = -1 otherwise, Linux 4.5 to 6.x), whose symbol
+    /// kallsyms with data symbols (CONFIG_KALLSYMS_ALL) or `-k vmlinux` gives; else, on aarch64,
+    /// the one CPU whose call chain runs through panic().
     pub fn crashing_cpu(&mut self) -> Option<usize> {
         if let Some(c) = self.crashed {
             return c;
@@ -128,8 +130,7 @@ impl DumpTarget {
         let c = self.dump.crashing_cpu().or_else(|| {
             let addr = self.kernel_info().symbol("panic_cpu");
             let Some(addr) = addr else {
-                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
-                return None;
+                return self.crashing_cpu_from_call_chains();
             };
             let mut mem = DumpMem {
                 dump: &self.dump,
@@ -145,6 +146,52 @@ impl DumpTarget {
             }
         });
         self.crashed = Some(c);
+        c
+    }
+
+    /// Without `panic_cpu`: on aarch64, the CPU whose call chain runs through panic()
+    /// (src/kernel/panic.rs); x86_64 kernels keep no frame pointers to follow.
+    fn crashing_cpu_from_call_chains(&mut self) -> Option<usize> {
+        if self.arch != Arch::Aarch64 {
+            log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+            return None;
+        }
+        let va_bits = self
+            .dump
+            .vmcoreinfo()
+            .number("VA_BITS")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(48);
+        self.kernel_info();
+        let kinfo = self.kinfo.as_ref()?;
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        let symbolize = |a: u64| kinfo.symbolize(a).map(|(name, _)| name);
+        let roles: Vec<CpuRole> = self
+            .dump
+            .cpus()
+            .iter()
+            .map(|cpu| {
+                // NT_PRSTATUS pr_reg on aarch64 (struct user_pt_regs): x0-x30, sp, pc, pstate.
+                let reg = |i: usize| cpu.regs.get(i).copied().unwrap_or(0);
+                let regs = FrameRegs {
+                    pc: reg(32),
+                    lr: reg(30),
+                    fp: reg(29),
+                };
+                panic::classify(&panic::aarch64_call_chain(&mut mem, regs, va_bits), &symbolize)
+            })
+            .collect();
+        for (i, r) in roles.iter().enumerate() {
+            log::debug!("CPU {i}: {r:?}");
+        }
+        let c = panic::panicking_cpu(&roles);
+        match c {
+            Some(c) => log::info!("CPU {c} panicked: its call chain runs through panic() (no panic_cpu symbol to read)"),
+            None => log::info!("no panic_cpu symbol, and no single CPU's call chain runs through panic(): the crashing CPU is not known (-k VMLINUX gives panic_cpu)"),
+        }
         c
     }
 
@@ -239,12 +286,12 @@ impl DumpTarget {
             .cloned()
             .ok_or_else(|| format!("no task with pid {pid} in the dump"))?;
         let layout = layout.clone();
+        // A task running on a CPU: that CPU's saved registers (the task list, not NT_PRSTATUS
+        // pr_pid, says who ran there; QEMU writes the CPU index + 1 as pr_pid). Idle tasks are all
+        // pid 0, so init_task (swapper/0) gets CPU 0's.
         if task.on_cpu {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
-                // NT_PRSTATUS pr_pid says who ran there; the idle tasks are all pid 0.
-                if c.pid == task.pid {
-                    return c.gdb_registers(arch);
-                }
+                return c.gdb_registers(arch);
             }
         }
         let mut mem = DumpMem {
@@ -273,11 +320,24 @@ impl Target for DumpTarget {
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
         let mut all = self.threads.clone();
-        if let Some(t) = self.crashing_cpu().and_then(|c| all.get_mut(c)) {
-            t.extra.push_str(" (panic)");
-        }
+        let crashed = self.crashing_cpu();
         if let Ok((_, tasks)) = self.tasks() {
+            // The task list says who ran on each CPU; NT_PRSTATUS pr_pid does not always (QEMU
+            // writes the CPU index + 1 there, dump/dump.c). A CPU no listed task runs on runs
+            // its idle task: only CPU 0's (init_task) is on the task list.
+            for (i, t) in all.iter_mut().enumerate() {
+                let running = tasks
+                    .iter()
+                    .find(|t| t.on_cpu && t.pid != 0 && t.cpu == Some(i as u32));
+                t.extra = match running {
+                    Some(task) => format!("CPU {i} pid {} {}", task.pid, task.comm),
+                    None => format!("CPU {i} idle"),
+                };
+            }
             all.extend(tasks::task_threads(tasks));
+        }
+        if let Some(t) = crashed.and_then(|c| all.get_mut(c)) {
+            t.extra.push_str(" (panic)");
         }
         all
     }
@@ -354,6 +414,15 @@ impl Target for DumpTarget {
                 "walk the page tables for a kernel address, level by level",
             ),
             ("info", "what the dump is (format, kernel, CPUs, memory)"),
+            (
+                "ps",
+                "every task: pid, parent, state, CPU, command, task_struct address",
+            ),
+            ("lsmod", "loaded modules: base, size and the add-symbol-file line"),
+            (
+                "sym NAME|ADDR",
+                "a kernel symbol's address, or the symbol at an address",
+            ),
             (
                 "dmesg",
                 "the kernel log (printk ring buffer), as makedumpfile --dump-dmesg prints it",

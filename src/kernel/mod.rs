@@ -14,6 +14,7 @@ pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
 pub mod modules;
+pub mod panic;
 pub mod scan;
 pub mod tasks;
 

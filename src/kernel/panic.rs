@@ -1,0 +1,277 @@
+//! Which CPU panicked, found from the CPUs' call chains when the kernel's own `panic_cpu` cannot
+//! be read: kallsyms without data symbols (Debian's arm64 kernels are built without
+//! CONFIG_KALLSYMS_ALL) and no `-k vmlinux`.
+//!
+//! On aarch64 every kernel function that calls another keeps an AAPCS64 frame record: x29 points
+//! at `{caller's x29, return address}` on the stack (arm64 selects FRAME_POINTER, and its own
+//! unwinder, arch/arm64/kernel/stacktrace.c, relies on the records). Following them from a CPU's
+//! saved pc, x30 and x29 gives its call chain with nothing but text symbols, which every
+//! kallsyms has. The CPU that won `panic_cpu` is the one whose chain runs through `panic()` (or
+//! `crash_kexec()`), without first passing through one of the functions that park the other
+//! CPUs (`panic_smp_self_stop()`, `local_cpu_stop()`, ...): those run on CPUs that called panic
+//! second, or that the panicking CPU stopped.
+//!
+//! x86_64 kernels are built with the ORC unwinder and no frame pointers, so there is no chain to
+//! follow from the registers alone; there kmemd needs `panic_cpu` (Debian's amd64 kallsyms has
+//! it).
+
+use super::{read_u64, KernelMem};
+
+/// Functions whose presence in a chain means this CPU is the one panicking (kernel/panic.c
+/// `panic` and, from Linux 6.14, `vpanic`; `nmi_panic`; kernel/kexec_core.c `crash_kexec` and
+/// `__crash_kexec`, which take `panic_cpu` too).
+const PANICKING: &[&str] = &["panic", "vpanic", "nmi_panic", "crash_kexec", "__crash_kexec"];
+
+/// Functions that park a CPU during someone else's panic (kernel/panic.c
+/// `panic_smp_self_stop`/`nmi_panic_self_stop`; arch/arm64/kernel/smp.c `local_cpu_stop`, the
+/// IPI_CPU_STOP handler, and `ipi_cpu_crash_stop`, the IPI_CPU_CRASH_STOP handler).
+const STOPPED: &[&str] = &[
+    "panic_smp_self_stop",
+    "nmi_panic_self_stop",
+    "local_cpu_stop",
+    "ipi_cpu_crash_stop",
+];
+
+/// Longest chain followed: deeper kernel call chains do not reach panic anyway, and a damaged
+/// stack must not make the walk long.
+pub const MAX_FRAMES: usize = 64;
+
+/// The registers a frame-record walk starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRegs {
+    pub pc: u64,
+    /// x30, the link register.
+    pub lr: u64,
+    /// x29, the frame pointer.
+    pub fp: u64,
+}
+
+/// The code addresses of an aarch64 call chain, innermost first: the pc, then the instruction
+/// before each return address (x30, then every frame record's), so that a call that ends a
+/// function (a `noreturn` callee) is named after its caller, not after the function that follows.
+///
+/// `va_bits` (VMCOREINFO `NUMBER(VA_BITS)`) strips pointer-authentication codes from kernel
+/// return addresses: with PAC the bits above VA_BITS of a signed kernel pointer hold the code,
+/// and for a kernel (TTBR1, bit 55 set) address they are all ones once stripped.
+pub fn aarch64_call_chain(mem: &mut dyn KernelMem, regs: FrameRegs, va_bits: u32) -> Vec<u64> {
+    let strip = |a: u64| strip_pac(a, va_bits);
+    let call_site = |a: u64| strip(a).wrapping_sub(4);
+    let mut chain = vec![regs.pc, call_site(regs.lr)];
+    let mut fp = regs.fp;
+    let mut seen = Vec::new();
+    while chain.len() < MAX_FRAMES && fp != 0 && fp % 8 == 0 && !seen.contains(&fp) {
+        seen.push(fp);
+        let (Ok(next), Ok(ret)) = (read_u64(mem, fp), read_u64(mem, fp.wrapping_add(8))) else {
+            break;
+        };
+        // The kernel ends every task's chain with a zeroed record (the `stackframe` of the
+        // pt_regs at the top of the stack).
+        if ret == 0 {
+            break;
+        }
+        chain.push(call_site(ret));
+        fp = next;
+    }
+    chain
+}
+
+/// A kernel address with a pointer-authentication code in its top bits, cleaned.
+fn strip_pac(addr: u64, va_bits: u32) -> u64 {
+    let va_bits = va_bits.clamp(36, 56);
+    if addr & (1 << 55) != 0 {
+        addr | !((1u64 << va_bits) - 1)
+    } else {
+        addr
+    }
+}
+
+/// What a CPU was doing, from its call chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuRole {
+    /// In panic (or crash_kexec): named by the function found.
+    Panicking(String),
+    /// Parked by someone else's panic.
+    Stopped(String),
+    /// Neither: no panic is going on here (or the chain could not be followed).
+    Other,
+}
+
+/// The role of one CPU: the innermost frame that is one of the known functions decides.
+pub fn classify(chain: &[u64], symbolize: &dyn Fn(u64) -> Option<String>) -> CpuRole {
+    for &addr in chain {
+        let Some(name) = symbolize(addr) else { continue };
+        if STOPPED.contains(&name.as_str()) {
+            return CpuRole::Stopped(name);
+        }
+        if PANICKING.contains(&name.as_str()) {
+            return CpuRole::Panicking(name);
+        }
+    }
+    CpuRole::Other
+}
+
+/// The panicking CPU: the only one whose role is [`CpuRole::Panicking`]. None when no CPU is, or
+/// when several are (then the chains cannot tell which one won `panic_cpu`).
+pub fn panicking_cpu(roles: &[CpuRole]) -> Option<usize> {
+    let mut found = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, CpuRole::Panicking(_)));
+    let first = found.next()?.0;
+    found.next().is_none().then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::BufferMem;
+
+    const TEXT: u64 = 0xffff_8000_0800_0000;
+    const STACK: u64 = 0xffff_8000_0a00_0000;
+
+    /// Functions laid out at TEXT + 0x100 * i.
+    const FUNCS: &[&str] = &[
+        "__delay",
+        "panic",
+        "sysrq_handle_crash",
+        "local_cpu_stop",
+        "do_handle_IPI",
+        "cpu_startup_entry",
+        "panic_smp_self_stop",
+    ];
+
+    fn func(name: &str) -> u64 {
+        let i = FUNCS.iter().position(|f| *f == name).expect("known function");
+        TEXT + 0x100 * i as u64
+    }
+
+    fn symbolize(addr: u64) -> Option<String> {
+        let i = addr.checked_sub(TEXT)? / 0x100;
+        FUNCS.get(usize::try_from(i).ok()?).map(|s| s.to_string())
+    }
+
+    /// A stack of frame records: record k at STACK + 0x40 * k, its return address into `rets[k]`
+    /// (+0x10 into the function), chained upwards, the last one zeroed as the kernel ends a task's
+    /// chain.
+    fn stack(rets: &[&str]) -> (BufferMem, u64) {
+        let mut bytes = vec![0u8; 0x40 * (rets.len() + 1)];
+        for (k, f) in rets.iter().enumerate() {
+            let at = 0x40 * k;
+            let next = STACK + 0x40 * (k as u64 + 1);
+            bytes[at..at + 8].copy_from_slice(&next.to_le_bytes());
+            bytes[at + 8..at + 16].copy_from_slice(&(func(f) + 0x10).to_le_bytes());
+        }
+        (BufferMem { base: STACK, bytes }, STACK)
+    }
+
+    fn role(pc_in: &str, rets: &[&str]) -> CpuRole {
+        let (mut mem, fp) = stack(rets);
+        let regs = FrameRegs {
+            pc: func(pc_in) + 8,
+            lr: func(pc_in) + 4,
+            fp,
+        };
+        classify(&aarch64_call_chain(&mut mem, regs, 48), &symbolize)
+    }
+
+    #[test]
+    fn the_chain_follows_frame_records_to_the_zeroed_one() {
+        let (mut mem, fp) = stack(&["panic", "sysrq_handle_crash"]);
+        let regs = FrameRegs {
+            pc: func("__delay") + 8,
+            lr: func("__delay") + 4,
+            fp,
+        };
+        let chain = aarch64_call_chain(&mut mem, regs, 48);
+        let names: Vec<_> = chain.iter().map(|&a| symbolize(a).unwrap()).collect();
+        assert_eq!(names, ["__delay", "__delay", "panic", "sysrq_handle_crash"]);
+    }
+
+    #[test]
+    fn a_return_address_names_the_call_before_it() {
+        // A noreturn call as the last instruction of panic: the return address is the first
+        // instruction of the next function, but the call is in panic.
+        let (mut mem, fp) = stack(&[]);
+        let regs = FrameRegs {
+            pc: func("__delay"),
+            lr: func("sysrq_handle_crash"),
+            fp,
+        };
+        let chain = aarch64_call_chain(&mut mem, regs, 48);
+        assert_eq!(symbolize(chain[1]).as_deref(), Some("panic"));
+    }
+
+    #[test]
+    fn roles_follow_the_innermost_known_function() {
+        assert_eq!(
+            role("__delay", &["panic", "sysrq_handle_crash"]),
+            CpuRole::Panicking("panic".into())
+        );
+        assert_eq!(
+            role("local_cpu_stop", &["do_handle_IPI", "cpu_startup_entry"]),
+            CpuRole::Stopped("local_cpu_stop".into())
+        );
+        // A CPU that called panic second parks itself from inside panic.
+        assert_eq!(
+            role("local_cpu_stop", &["panic_smp_self_stop", "panic"]),
+            CpuRole::Stopped("local_cpu_stop".into())
+        );
+        assert_eq!(role("__delay", &["cpu_startup_entry"]), CpuRole::Other);
+    }
+
+    #[test]
+    fn pointer_authentication_codes_are_stripped() {
+        let (mut mem, fp) = stack(&[]);
+        let signed = (func("panic") + 0x10) & !(0x7fu64 << 48) | (0x2au64 << 48);
+        let regs = FrameRegs {
+            pc: func("__delay"),
+            lr: signed,
+            fp,
+        };
+        let chain = aarch64_call_chain(&mut mem, regs, 48);
+        assert_eq!(symbolize(chain[1]).as_deref(), Some("panic"));
+    }
+
+    #[test]
+    fn loops_bad_pointers_and_unreadable_records_end_the_walk() {
+        // A record that points at itself.
+        let mut bytes = vec![0u8; 16];
+        bytes[..8].copy_from_slice(&STACK.to_le_bytes());
+        bytes[8..].copy_from_slice(&(func("panic") + 4).to_le_bytes());
+        let mut mem = BufferMem { base: STACK, bytes };
+        let regs = FrameRegs {
+            pc: func("__delay"),
+            lr: func("__delay"),
+            fp: STACK,
+        };
+        assert_eq!(aarch64_call_chain(&mut mem, regs, 48).len(), 3);
+        // Misaligned, unreadable and null frame pointers: only pc and lr.
+        for fp in [STACK + 3, 0x1000, 0] {
+            let regs = FrameRegs { fp, ..regs };
+            assert_eq!(aarch64_call_chain(&mut mem, regs, 48).len(), 2, "fp {fp:#x}");
+        }
+    }
+
+    #[test]
+    fn a_long_chain_is_cut() {
+        let rets = vec!["cpu_startup_entry"; MAX_FRAMES * 2];
+        let (mut mem, fp) = stack(&rets);
+        let regs = FrameRegs {
+            pc: func("__delay"),
+            lr: func("__delay"),
+            fp,
+        };
+        assert_eq!(aarch64_call_chain(&mut mem, regs, 48).len(), MAX_FRAMES);
+    }
+
+    #[test]
+    fn exactly_one_panicking_cpu_is_named() {
+        let p = || CpuRole::Panicking("panic".into());
+        let s = || CpuRole::Stopped("local_cpu_stop".into());
+        assert_eq!(panicking_cpu(&[s(), p()]), Some(1));
+        assert_eq!(panicking_cpu(&[p(), CpuRole::Other, s()]), Some(0));
+        assert_eq!(panicking_cpu(&[CpuRole::Other, s()]), None);
+        assert_eq!(panicking_cpu(&[p(), p()]), None);
+        assert_eq!(panicking_cpu(&[]), None);
+    }
+}
