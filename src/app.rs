@@ -76,7 +76,7 @@ fn serve(config: &Config) -> Result<i32, String> {
             }
         };
         match server::serve(target.as_mut(), &mut conn) {
-            SessionEnd::Detached | SessionEnd::Killed => info!("session ended; the kernel keeps running"),
+            SessionEnd::Detached | SessionEnd::Killed => info!("session ended"),
             SessionEnd::Eof => info!("GDB went away"),
             SessionEnd::Io(e) => warn!("session ended: {e}"),
         }

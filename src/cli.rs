@@ -142,9 +142,7 @@ Examples:
 
 In GDB: `monitor help` lists kmemd's commands; `monitor kaslr` prints the KASLR offset and the
 add-symbol-file line that relocates every section of vmlinux.
-kmemd never writes kernel memory. Logs go to stderr (or --log FILE); stdout carries only data.
-
-Options:";
+kmemd never writes kernel memory. Logs go to stderr (or --log FILE); stdout carries only data.";
     options().usage(brief)
 }
 

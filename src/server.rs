@@ -257,11 +257,11 @@ impl Session<'_> {
                 Outcome::End(SessionEnd::Detached)
             }
             Command::Kill => {
-                info!("GDB killed the session (the kernel keeps running)");
+                info!("GDB sent kill: the session ends (kmemd never stops or changes what it serves)");
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VKill => {
-                info!("GDB killed the session (the kernel keeps running)");
+                info!("GDB sent kill: the session ends (kmemd never stops or changes what it serves)");
                 self.payload.extend_from_slice(b"OK");
                 Outcome::End(SessionEnd::Killed)
             }
