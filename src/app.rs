@@ -47,7 +47,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
         Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
         Mode::Info => {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
-            print!("{}", crate::dump::info_text(path)?);
+            print!("{}", crate::dump::info_text(path, config.vmlinux.as_deref())?);
             Ok(0)
         }
         Mode::Check => crate::check::run(config),

@@ -35,6 +35,16 @@ fn oops_task(dir: &Path, cpu: u32) -> (u32, String) {
         .unwrap_or_else(|| panic!("{}: no `CPU: {cpu} PID:` oops line", dir.display()))
 }
 
+/// `kmemd -c DUMP --info`.
+fn info_of(dump: &Path) -> String {
+    let o = std::process::Command::new(KMEMD)
+        .args(["-q", "-c", dump.to_str().unwrap(), "--info"])
+        .output()
+        .expect("run kmemd");
+    assert!(o.status.success(), "--info {}: {}", dump.display(), text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// `info threads` through GDB at connect: (the `*` row, every row that mentions panic).
 fn threads_at_connect(dump: &Path, arch: &str, tag: &str) -> (String, Vec<String>, String) {
     let dir = scratch(&format!("dumppanic-{tag}"));
@@ -100,6 +110,12 @@ fn gdb_stops_on_the_cpu_that_panicked() {
             "{v}: GDB's current thread at connect is CPU {cpu}, running pid {pid} {comm}, with panic: {t}"
         );
         assert_eq!(panics.len(), 1, "{v}: exactly one CPU says panic: {t}");
+        let info = info_of(&pdump);
+        assert!(
+            info.contains(&format!("crashing CPU:  CPU {cpu} ("))
+                && info.contains(&format!("CPU {cpu} pid {pid} {comm}")),
+            "{v}: --info names CPU {cpu} as crashing and pid {pid} {comm} on it:\n{info}"
+        );
         // The dumps taken before the panic: no CPU panicked, and GDB starts on CPU 0.
         for d in ["vmcore.elf", "mdf-lzo.kdump"] {
             if !dir.join(d).exists() {
@@ -108,6 +124,11 @@ fn gdb_stops_on_the_cpu_that_panicked() {
             let (star, panics, t) = threads_at_connect(&dir.join(d), &arch, &format!("{v}-{d}"));
             assert!(panics.is_empty(), "{v} {d}: no CPU panicked: {t}");
             assert!(star.contains("CPU 0 "), "{v} {d}: GDB starts on CPU 0: {t}");
+            let info = info_of(&dir.join(d));
+            assert!(
+                info.contains("crashing CPU:  none found"),
+                "{v} {d}: --info names no crashing CPU:\n{info}"
+            );
         }
     }
 }

@@ -244,8 +244,14 @@ impl Dump {
         }
     }
 
-    /// What `kmemd -c FILE --info` prints.
+    /// What the file itself says of the dump (`--info` when the kernel's data cannot be read).
     pub fn info_text(&self) -> String {
+        self.info_text_with(None, None)
+    }
+
+    /// The description, with the CPU list and crashing CPU given by the caller (who read them
+    /// from the kernel's data) instead of the file's NT_PRSTATUS pr_pid and kdump header.
+    pub fn info_text_with(&self, cpus: Option<&[String]>, crashed: Option<&str>) -> String {
         let mut t = String::new();
         let vi = &self.vmcoreinfo;
         let _ = writeln!(t, "format:        {}", self.format_name());
@@ -286,7 +292,7 @@ impl Dump {
             release.as_deref().unwrap_or("unknown (no VMCOREINFO)")
         );
         let _ = writeln!(t, "page size:     {}", self.page_size());
-        let cpus: Vec<String> = self
+        let from_file: Vec<String> = self
             .cpus
             .iter()
             .enumerate()
@@ -294,14 +300,16 @@ impl Dump {
                 if c.pid == 0 {
                     format!("CPU {i} idle")
                 } else {
-                    format!("CPU {i} pid {}", c.pid)
+                    format!("CPU {i} pr_pid {}", c.pid)
                 }
             })
             .collect();
+        let cpus = cpus.unwrap_or(&from_file);
         let _ = writeln!(t, "CPUs:          {} ({})", self.cpus.len(), cpus.join(", "));
-        let crashed = self
-            .crashing_cpu
-            .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"));
+        let crashed = crashed.map(str::to_string).unwrap_or_else(|| {
+            self.crashing_cpu
+                .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"))
+        });
         let _ = writeln!(t, "crashing CPU:  {crashed}");
         let kaslr = self
             .kaslr_offset()
@@ -371,9 +379,24 @@ pub fn open_target(
 }
 
 /// The `--info` description of a dump.
-pub fn info_text(path: &std::path::Path) -> Result<String, String> {
+pub fn info_text(path: &std::path::Path, vmlinux: Option<&std::path::Path>) -> Result<String, String> {
     let name = path
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
-    Ok(Dump::open(name)?.info_text())
+    let dump = Dump::open(name)?;
+    // Without VMCOREINFO there are no page tables to read the kernel through: the file's own
+    // description is all there is.
+    if dump.vmcoreinfo().is_empty() {
+        return Ok(dump.info_text());
+    }
+    match target::DumpTarget::new(dump) {
+        Ok(mut t) => {
+            t.set_vmlinux(vmlinux);
+            Ok(t.info_text())
+        }
+        Err(e) => {
+            log::warn!("{}: {e}; describing the file alone", path.display());
+            Ok(Dump::open(name)?.info_text())
+        }
+    }
 }

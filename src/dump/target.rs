@@ -40,7 +40,7 @@ pub struct DumpTarget {
     threads: Vec<ThreadInfo>,
     /// The CPU that panicked (None: not known or no panic), found on GDB's first `?` or thread
     /// list, not at open: without the old DISKDUMP header it needs the kernel's symbols.
-    crashed: Option<Option<usize>>,
+    crashed: Option<Option<(usize, &'static str)>>,
     /// Kernel symbols and layouts, built on first use (decoding kallsyms and finding BTF takes
     /// a moment, and `--read` never needs them).
     kinfo: Option<KernelInfo>,
@@ -123,30 +123,60 @@ impl DumpTarget {
     /// kallsyms with data symbols (CONFIG_KALLSYMS_ALL) or `-k vmlinux` gives; else, on aarch64,
     /// the one CPU whose call chain runs through panic().
     pub fn crashing_cpu(&mut self) -> Option<usize> {
+        self.crash().map(|(c, _)| c)
+    }
+
+    /// The crashing CPU and where kmemd learnt it, found once.
+    fn crash(&mut self) -> Option<(usize, &'static str)> {
         if let Some(c) = self.crashed {
             return c;
         }
         let ncpus = self.threads.len();
-        let c = self.dump.crashing_cpu().or_else(|| {
-            let addr = self.kernel_info().symbol("panic_cpu");
-            let Some(addr) = addr else {
-                return self.crashing_cpu_from_call_chains();
-            };
-            let mut mem = DumpMem {
-                dump: &self.dump,
-                paging: &self.paging,
-            };
-            match crate::kernel::read_u32(&mut mem, addr) {
-                // -1 and anything past the dump's CPUs: no panic (or not one this dump can show).
-                Ok(v) => usize::try_from(v as i32).ok().filter(|&c| c < ncpus),
-                Err(e) => {
-                    log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.reason);
-                    None
+        let c = match self.dump.crashing_cpu() {
+            Some(c) => Some((c, "the kdump header's current_cpu")),
+            None => match self.kernel_info().symbol("panic_cpu") {
+                Some(addr) => {
+                    let mut mem = DumpMem {
+                        dump: &self.dump,
+                        paging: &self.paging,
+                    };
+                    match crate::kernel::read_u32(&mut mem, addr) {
+                        // -1 and anything past the dump's CPUs: no panic (or not one this dump
+                        // can show).
+                        Ok(v) => usize::try_from(v as i32)
+                            .ok()
+                            .filter(|&c| c < ncpus)
+                            .map(|c| (c, "the kernel's panic_cpu")),
+                        Err(e) => {
+                            log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.reason);
+                            None
+                        }
+                    }
                 }
-            }
-        });
+                None => self
+                    .crashing_cpu_from_call_chains()
+                    .map(|c| (c, "its call chain runs through panic()")),
+            },
+        };
         self.crashed = Some(c);
         c
+    }
+
+    /// `--info` and `monitor info`: the dump's description, with each CPU's running task and the
+    /// crashing CPU taken from the kernel's own data when it can be read.
+    pub fn info_text(&mut self) -> String {
+        let crashed = self.crash();
+        let cpus: Vec<String> = self
+            .threads()
+            .into_iter()
+            .take(self.threads.len())
+            .map(|t| t.extra.trim_end_matches(" (panic)").to_string())
+            .collect();
+        let crashed = match crashed {
+            Some((c, how)) => format!("CPU {c} ({how})"),
+            None => "none found".to_string(),
+        };
+        self.dump.info_text_with(Some(&cpus), Some(&crashed))
     }
 
     /// Without `panic_cpu`: on aarch64, the CPU whose call chain runs through panic()
@@ -369,7 +399,7 @@ impl Target for DumpTarget {
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
-            "info" => Some(Ok(self.dump.info_text())),
+            "info" => Some(Ok(self.info_text())),
             "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
             "lsmod" => {
                 let arch = self.arch;

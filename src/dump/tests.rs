@@ -76,7 +76,7 @@ fn elf_dump_exposes_arch_cpus_vmcoreinfo_and_memory() {
         "x86_64",
         "6.1.0-28-amd64",
         "0x1c000000",
-        "CPU 1 pid 42",
+        "CPU 1 pr_pid 42",
         "CPU 0 idle",
         "2 range(s)",
     ] {
