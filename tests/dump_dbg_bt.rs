@@ -421,5 +421,24 @@ fn vmlinux_gives_panic_cpu_and_the_panicking_stack() {
             }
             assert!(k.alive(), "{name}: server died: {}", k.log_text());
         }
+        // The answer came from the kernel's panic_cpu, found through the vmlinux's symbols (on
+        // arm64, whose kallsyms has no data symbols, only -k can give it).
+        let o = std::process::Command::new(KMEMD)
+            .args([
+                "-q",
+                "-k",
+                vmlinux.to_str().unwrap(),
+                "-c",
+                f.panic_dump.to_str().unwrap(),
+                "--info",
+            ])
+            .output()
+            .expect("run kmemd --info");
+        let info = text(&o);
+        assert!(
+            info.contains(&format!("crashing CPU:  CPU {cpu} (the kernel's panic_cpu)")),
+            "{}: -k --info: {info}",
+            f.variant
+        );
     }
 }

@@ -429,7 +429,14 @@ impl Target for DumpTarget {
                 Some(off) => format!(
                     "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
                      GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
-                     symbol-file\n  add-symbol-file VMLINUX -o {off:#x} -s .data..percpu 0\n"
+                     symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
+                    // Only x86_64 links per-CPU variables from 0 (arch/x86/kernel/vmlinux.lds.S);
+                    // arm64's .data..percpu is an ordinary section that KASLR moves.
+                    if self.arch == Arch::X86_64 {
+                        " -s .data..percpu 0"
+                    } else {
+                        ""
+                    }
                 ),
                 None => "the dump's VMCOREINFO has no KERNELOFFSET: no KASLR offset known\n".into(),
             })),

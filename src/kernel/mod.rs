@@ -232,7 +232,7 @@ impl KernelInfo {
             k.sources
                 .push("VMCOREINFO: /sys/kernel/vmcoreinfo (read through the direct map)".into());
         }
-        let runtime_text = kallsyms.lookup("_text");
+        let runtime_text = kallsyms.lookup("_text").map(|a| ("_text", a));
         if let Some(path) = vmlinux {
             k.add_vmlinux(path, runtime_text);
         }
@@ -279,7 +279,9 @@ impl KernelInfo {
             .kallsyms
             .lookup("_text")
             .or_else(|| vmcoreinfo.symbol("_text"))
-            .or_else(|| k.kallsyms.lookup("_stext"));
+            .map(|a| ("_text", a))
+            .or_else(|| k.kallsyms.lookup("_stext").map(|a| ("_stext", a)))
+            .or_else(|| vmcoreinfo.symbol("_stext").map(|a| ("_stext", a)));
         if let Some(path) = vmlinux {
             k.add_vmlinux(path, runtime_text);
         }
@@ -359,9 +361,9 @@ impl KernelInfo {
         }
     }
 
-    /// Symbols and BTF from an ELF vmlinux. `runtime_text` (the kernel's `_text` as it runs)
-    /// gives the KASLR slide applied to the file's link-time addresses.
-    fn add_vmlinux(&mut self, path: &Path, runtime_text: Option<u64>) {
+    /// Symbols and BTF from an ELF vmlinux. `runtime_text` (`_text` or `_stext` and its address
+    /// as the kernel runs) gives the KASLR slide applied to the file's link-time addresses.
+    fn add_vmlinux(&mut self, path: &Path, runtime_text: Option<(&str, u64)>) {
         let v = match Vmlinux::load(path) {
             Ok(v) => v,
             Err(e) => {
@@ -369,10 +371,12 @@ impl KernelInfo {
                 return;
             }
         };
-        let link_text = v.symbol("_text").or_else(|| v.symbol("_stext"));
-        self.vmlinux_slide = match (runtime_text, link_text) {
-            (Some(r), Some(l)) => r.wrapping_sub(l),
-            _ => 0,
+        // The same symbol on both sides: arm64's _stext is _text + 0x10000 (.head.text comes
+        // first, arch/arm64/kernel/vmlinux.lds.S; Debian 6.1.0-56-arm64), and its kallsyms has
+        // only _stext.
+        self.vmlinux_slide = match runtime_text.and_then(|(n, r)| Some((r, v.symbol(n)?))) {
+            Some((r, l)) => r.wrapping_sub(l),
+            None => 0,
         };
         let syms = v.all_symbols();
         if syms.is_empty() {
