@@ -232,7 +232,11 @@ impl KernelInfo {
             k.sources
                 .push("VMCOREINFO: /sys/kernel/vmcoreinfo (read through the direct map)".into());
         }
-        let runtime_text = kallsyms.lookup("_text").map(|a| ("_text", a));
+        // arm64's kallsyms may lack _text (Debian 6.1 arm64 lists _stext only).
+        let runtime_text = kallsyms
+            .lookup("_text")
+            .map(|a| ("_text", a))
+            .or_else(|| kallsyms.lookup("_stext").map(|a| ("_stext", a)));
         if let Some(path) = vmlinux {
             k.add_vmlinux(path, runtime_text);
         }
