@@ -221,23 +221,33 @@ impl Btf {
             return Err("BTF has too many types".into());
         }
         // (name offset, id) of each type with a non-empty UTF-8 name, sorted by name then id.
-        let mut named: Vec<(u32, u32)> = Vec::new();
+        // Each name's first bytes as an integer key first, so most comparisons skip the names.
+        let mut named: Vec<(u64, u32, u32)> = Vec::new();
         for (i, &off) in btf.offsets.iter().enumerate() {
             let name_off = u32_at(&btf.data, off as usize).unwrap_or(0);
             if name_off != 0 && btf.str_at(name_off).is_some_and(|n| !n.is_empty()) {
-                named.push((name_off, i as u32 + 1));
+                named.push((
+                    super::symtab::name_prefix(btf.name_bytes(name_off)),
+                    name_off,
+                    i as u32 + 1,
+                ));
             }
         }
-        named.sort_unstable_by(|&(na, ia), &(nb, ib)| {
+        named.sort_unstable_by(|&(ka, na, ia), &(kb, nb, ib)| {
             // pahole deduplicates strings, so one offset is one name: skip the comparison.
-            let by_name = if na == nb {
-                std::cmp::Ordering::Equal
-            } else {
-                btf.name_bytes(na).cmp(btf.name_bytes(nb))
-            };
-            by_name.then(ia.cmp(&ib))
+            ka.cmp(&kb)
+                .then_with(|| {
+                    if na == nb {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        btf.name_bytes(na).cmp(btf.name_bytes(nb))
+                    }
+                })
+                .then(ia.cmp(&ib))
         });
-        btf.by_name = named.into_iter().map(|(_, id)| id).collect();
+        btf.by_name = Vec::with_capacity(named.len());
+        btf.by_name.extend(named.iter().map(|&(_, _, id)| id));
+        drop(named);
         Ok(btf)
     }
 

@@ -110,7 +110,7 @@ impl SymbolBuilder {
         } = self;
         names.shrink_to_fit();
         modules.shrink_to_fit();
-        let name_of = |e: &Entry| entry_name(&names, e);
+        let name_of = |e: &Entry| entry_bytes(names.as_bytes(), e);
         // Stable: module symbols at one address keep their listed order.
         entries.sort_by(|a, b| {
             (a.module != 0)
@@ -126,14 +126,23 @@ impl SymbolBuilder {
         });
         entries.shrink_to_fit();
         let core = entries.partition_point(|e| e.module == 0);
-        // Positions fit in u32: names are at least one byte and their offsets are u32.
-        let mut by_name: Vec<u32> = (0..entries.len()).filter_map(|i| u32::try_from(i).ok()).collect();
-        by_name.sort_unstable_by(|&a, &b| {
-            let (ea, eb) = (entries.get(a as usize), entries.get(b as usize));
-            let na = ea.map_or("", |e| name_of(e));
-            let nb = eb.map_or("", |e| name_of(e));
-            na.cmp(nb).then(a.cmp(&b))
+        // Sorted with each name's first bytes as an integer key, so most comparisons do not
+        // reach the names (a third of the sorting time at opt-level z). Positions fit in u32:
+        // names are at least one byte and their offsets are u32.
+        let mut keyed: Vec<(u64, u32)> = entries
+            .iter()
+            .zip(0u32..)
+            .map(|(e, i)| (name_prefix(name_of(e)), i))
+            .collect();
+        let name_at = |i: u32| entries.get(i as usize).map_or(&[][..], |e| name_of(e));
+        keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
+            ka.cmp(&kb)
+                .then_with(|| name_at(a).cmp(name_at(b)))
+                .then(a.cmp(&b))
         });
+        let mut by_name = Vec::with_capacity(keyed.len());
+        by_name.extend(keyed.iter().map(|&(_, i)| i));
+        drop(keyed);
         SymbolTable {
             entries,
             core,
@@ -144,7 +153,24 @@ impl SymbolBuilder {
     }
 }
 
+/// The first 8 bytes of a name as a big-endian integer, zero-padded: ordering these never
+/// contradicts the names' byte order (equal keys need the names compared).
+pub(crate) fn name_prefix(name: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(name) {
+        *d = *s;
+    }
+    u64::from_be_bytes(b)
+}
+
 fn entry_name<'a>(names: &'a str, e: &Entry) -> &'a str {
+    let start = e.name as usize;
+    names.get(start..start + e.len as usize).unwrap_or_default()
+}
+
+/// The name's bytes: comparing these skips the char-boundary checks of `str` slicing, which
+/// were a tenth of the time to load /proc/kallsyms.
+fn entry_bytes<'a>(names: &'a [u8], e: &Entry) -> &'a [u8] {
     let start = e.name as usize;
     names.get(start..start + e.len as usize).unwrap_or_default()
 }
@@ -208,16 +234,17 @@ impl SymbolTable {
 
     /// The first entry (core before module, then lowest address) with this name.
     fn first_named(&self, name: &str) -> Option<&Entry> {
+        let (names, name) = (self.names.as_bytes(), name.as_bytes());
         let name_at = |i: u32| {
             self.entries
                 .get(i as usize)
-                .map_or("", |e| entry_name(&self.names, e))
+                .map_or(&[][..], |e| entry_bytes(names, e))
         };
         let at = self.by_name.partition_point(|&i| name_at(i) < name);
         let &i = self.by_name.get(at)?;
         self.entries
             .get(i as usize)
-            .filter(|e| entry_name(&self.names, e) == name)
+            .filter(|e| entry_bytes(names, e) == name)
     }
 
     /// Address of the core kernel symbol with this name; the lowest address wins for duplicated
@@ -293,6 +320,31 @@ mod tests {
             name: name.into(),
             kind,
         }
+    }
+
+    #[test]
+    fn name_prefixes_keep_the_byte_order() {
+        let names = [
+            "",
+            "a",
+            "a\u{1}",
+            "ab",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgi",
+            "b",
+            "\u{7f}",
+            "é",
+        ];
+        for x in names {
+            for y in names {
+                let (px, py) = (name_prefix(x.as_bytes()), name_prefix(y.as_bytes()));
+                if px != py {
+                    assert_eq!(px.cmp(&py), x.cmp(y), "{x:?} {y:?}");
+                }
+            }
+        }
+        assert_eq!(name_prefix(b"abcdefgh"), name_prefix(b"abcdefghi"));
     }
 
     #[test]
