@@ -221,33 +221,36 @@ impl Btf {
             return Err("BTF has too many types".into());
         }
         // (name offset, id) of each type with a non-empty UTF-8 name, sorted by name then id.
-        // Each name's first bytes as an integer key first, so most comparisons skip the names.
-        let mut named: Vec<(u64, u32, u32)> = Vec::new();
-        for (i, &off) in btf.offsets.iter().enumerate() {
-            let name_off = u32_at(&btf.data, off as usize).unwrap_or(0);
+        // The named types (non-empty UTF-8 names), then sorted by (name, id) on a key of each
+        // name's first 8 bytes and the id, 12 bytes a type, so most comparisons skip the names.
+        let mut ids: Vec<u32> = Vec::with_capacity(btf.offsets.len());
+        for i in 1..=btf.offsets.len() as u32 {
+            let name_off = btf.type_name_off(i);
             if name_off != 0 && btf.str_at(name_off).is_some_and(|n| !n.is_empty()) {
-                named.push((
-                    super::symtab::name_prefix(btf.name_bytes(name_off)),
-                    name_off,
-                    i as u32 + 1,
-                ));
+                ids.push(i);
             }
         }
-        named.sort_unstable_by(|&(ka, na, ia), &(kb, nb, ib)| {
-            // pahole deduplicates strings, so one offset is one name: skip the comparison.
-            ka.cmp(&kb)
-                .then_with(|| {
-                    if na == nb {
-                        std::cmp::Ordering::Equal
-                    } else {
-                        btf.name_bytes(na).cmp(btf.name_bytes(nb))
-                    }
-                })
-                .then(ia.cmp(&ib))
+        let mut keyed: Vec<[u32; 3]> = Vec::with_capacity(ids.len());
+        keyed.extend(ids.iter().map(|&id| {
+            let k = super::symtab::name_prefix(btf.type_name_bytes(id));
+            [(k >> 32) as u32, k as u32, id]
+        }));
+        keyed.sort_unstable_by(|&[ha, la, ia], &[hb, lb, ib]| {
+            (ha, la).cmp(&(hb, lb)).then_with(|| {
+                let (na, nb) = (btf.type_name_off(ia), btf.type_name_off(ib));
+                // pahole deduplicates strings, so one offset is one name: skip the comparison.
+                if na == nb {
+                    ia.cmp(&ib)
+                } else {
+                    btf.name_bytes(na).cmp(btf.name_bytes(nb)).then(ia.cmp(&ib))
+                }
+            })
         });
-        btf.by_name = Vec::with_capacity(named.len());
-        btf.by_name.extend(named.iter().map(|&(_, _, id)| id));
-        drop(named);
+        ids.clear();
+        ids.extend(keyed.iter().map(|&[_, _, id]| id));
+        drop(keyed);
+        ids.shrink_to_fit();
+        btf.by_name = ids;
         Ok(btf)
     }
 
@@ -276,14 +279,18 @@ impl Btf {
         sec.get(..len).unwrap_or_default()
     }
 
-    /// Name bytes of type `id` (empty for void, bad ids and anonymous types).
-    fn type_name_bytes(&self, id: u32) -> &[u8] {
-        let name_off = (id as usize)
+    /// String offset of type `id`'s name (0 for void, bad ids and anonymous types).
+    fn type_name_off(&self, id: u32) -> u32 {
+        (id as usize)
             .checked_sub(1)
             .and_then(|i| self.offsets.get(i))
             .and_then(|&at| self.word(at as usize))
-            .unwrap_or(0);
-        self.name_bytes(name_off)
+            .unwrap_or(0)
+    }
+
+    /// Name bytes of type `id` (empty for void, bad ids and anonymous types).
+    fn type_name_bytes(&self, id: u32) -> &[u8] {
+        self.name_bytes(self.type_name_off(id))
     }
 
     fn word(&self, off: usize) -> Option<u32> {

@@ -30,15 +30,13 @@ pub struct SymRef<'a> {
     pub module: Option<&'a str>,
 }
 
+/// One symbol of a built table: 16 bytes. Its name runs from `name` to the next entry's `name`
+/// (the arena holds the names in entry order), its module is in `SymbolTable::module_of`.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     addr: u64,
-    /// The name is `names[name..name + len]`.
     name: u32,
-    len: u32,
     kind: char,
-    /// 0 for core kernel symbols, else 1 + index into `modules`.
-    module: u32,
 }
 
 /// Symbols by name and by address.
@@ -49,17 +47,32 @@ pub struct SymbolTable {
     entries: Vec<Entry>,
     /// `entries[..core]` are the core kernel's symbols.
     core: usize,
+    /// Every name, in the order of `entries`.
     names: String,
     modules: Vec<String>,
+    /// Index into `modules` of each module symbol, `entries[core + i]`.
+    module_of: Vec<u32>,
     /// Positions in `entries` sorted by (name, position): for one name, core symbols come
     /// first, each group by ascending address.
     by_name: Vec<u32>,
 }
 
+/// A symbol as added, before sorting.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    addr: u64,
+    /// The name is `names[name..name + len]` of the builder.
+    name: u32,
+    len: u32,
+    kind: char,
+    /// 0 for core kernel symbols, else 1 + index into `modules`.
+    module: u32,
+}
+
 /// Adds symbols one at a time, then sorts them once ([`SymbolBuilder::finish`]).
 #[derive(Debug, Default)]
 pub struct SymbolBuilder {
-    entries: Vec<Entry>,
+    entries: Vec<Pending>,
     names: String,
     modules: Vec<String>,
 }
@@ -67,6 +80,11 @@ pub struct SymbolBuilder {
 impl SymbolBuilder {
     pub fn new() -> SymbolBuilder {
         SymbolBuilder::default()
+    }
+
+    /// Room for `n` more symbols (when the count is known).
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve_exact(n);
     }
 
     /// Adds a symbol; those with a zero address (hidden pointers) or an empty name are dropped.
@@ -77,7 +95,7 @@ impl SymbolBuilder {
         let (Ok(off), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len())) else {
             return;
         };
-        if off.checked_add(len).is_none() {
+        if off.checked_add(len).is_none() || self.entries.len() >= u32::MAX as usize {
             return;
         }
         let module = match module {
@@ -93,7 +111,7 @@ impl SymbolBuilder {
         };
         let Ok(module) = u32::try_from(module) else { return };
         self.names.push_str(name);
-        self.entries.push(Entry {
+        self.entries.push(Pending {
             addr,
             name: off,
             len,
@@ -105,12 +123,14 @@ impl SymbolBuilder {
     pub fn finish(self) -> SymbolTable {
         let SymbolBuilder {
             mut entries,
-            mut names,
+            names,
             mut modules,
         } = self;
-        names.shrink_to_fit();
         modules.shrink_to_fit();
-        let name_of = |e: &Entry| entry_bytes(names.as_bytes(), e);
+        let pending_name = |p: &Pending| {
+            let start = p.name as usize;
+            names.get(start..start + p.len as usize).unwrap_or_default()
+        };
         // Stable: module symbols at one address keep their listed order.
         entries.sort_by(|a, b| {
             (a.module != 0)
@@ -118,38 +138,55 @@ impl SymbolBuilder {
                 .then(a.addr.cmp(&b.addr))
                 .then_with(|| {
                     if a.module == 0 && b.module == 0 {
-                        name_of(a).cmp(name_of(b))
+                        pending_name(a).as_bytes().cmp(pending_name(b).as_bytes())
                     } else {
                         Ordering::Equal
                     }
                 })
         });
-        entries.shrink_to_fit();
-        let core = entries.partition_point(|e| e.module == 0);
+        let core = entries.partition_point(|p| p.module == 0);
+        // The names again, in entry order, so each one ends where the next begins. Offsets fit
+        // in u32: push() kept every name's end below 4 GiB, and this arena is as long.
+        let mut arena = String::with_capacity(names.len());
+        let mut table = Vec::with_capacity(entries.len());
+        let mut module_of = Vec::with_capacity(entries.len() - core);
+        for p in &entries {
+            let name = u32::try_from(arena.len()).unwrap_or(u32::MAX);
+            arena.push_str(pending_name(p));
+            table.push(Entry {
+                addr: p.addr,
+                name,
+                kind: p.kind,
+            });
+            if let Some(m) = p.module.checked_sub(1) {
+                module_of.push(m);
+            }
+        }
+        drop(entries);
+        drop(names);
+        let mut t = SymbolTable {
+            entries: table,
+            core,
+            names: arena,
+            modules,
+            module_of,
+            by_name: Vec::new(),
+        };
         // Sorted with each name's first bytes as an integer key, so most comparisons do not
-        // reach the names (a third of the sorting time at opt-level z). Positions fit in u32:
-        // names are at least one byte and their offsets are u32.
-        let mut keyed: Vec<(u64, u32)> = entries
-            .iter()
+        // reach the names (a third of the sorting time at opt-level z). Positions fit in u32
+        // (push() stops at u32::MAX symbols).
+        let mut keyed: Vec<(u64, u32)> = (0..t.entries.len())
             .zip(0u32..)
-            .map(|(e, i)| (name_prefix(name_of(e)), i))
+            .map(|(i, n)| (name_prefix(t.name_bytes(i)), n))
             .collect();
-        let name_at = |i: u32| entries.get(i as usize).map_or(&[][..], |e| name_of(e));
         keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
             ka.cmp(&kb)
-                .then_with(|| name_at(a).cmp(name_at(b)))
+                .then_with(|| t.name_bytes(a as usize).cmp(t.name_bytes(b as usize)))
                 .then(a.cmp(&b))
         });
-        let mut by_name = Vec::with_capacity(keyed.len());
-        by_name.extend(keyed.iter().map(|&(_, i)| i));
-        drop(keyed);
-        SymbolTable {
-            entries,
-            core,
-            names,
-            modules,
-            by_name,
-        }
+        t.by_name.reserve_exact(keyed.len());
+        t.by_name.extend(keyed.iter().map(|&(_, i)| i));
+        t
     }
 }
 
@@ -163,23 +200,11 @@ pub(crate) fn name_prefix(name: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn entry_name<'a>(names: &'a str, e: &Entry) -> &'a str {
-    let start = e.name as usize;
-    names.get(start..start + e.len as usize).unwrap_or_default()
-}
-
-/// The name's bytes: comparing these skips the char-boundary checks of `str` slicing, which
-/// were a tenth of the time to load /proc/kallsyms.
-fn entry_bytes<'a>(names: &'a [u8], e: &Entry) -> &'a [u8] {
-    let start = e.name as usize;
-    names.get(start..start + e.len as usize).unwrap_or_default()
-}
-
 impl SymbolTable {
     /// A table of core kernel symbols; zero addresses and empty names are dropped.
     pub fn new(syms: Vec<Sym>) -> SymbolTable {
         let mut b = SymbolBuilder::new();
-        b.entries.reserve_exact(syms.len());
+        b.reserve(syms.len());
         for s in &syms {
             b.push(s.addr, &s.name, s.kind, None);
         }
@@ -187,16 +212,37 @@ impl SymbolTable {
         b.finish()
     }
 
-    fn sym(&self, e: &Entry) -> SymRef<'_> {
-        SymRef {
+    /// Byte range in `names` of entry `i`'s name.
+    fn name_range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = self.entries.get(i).map_or(0, |e| e.name as usize);
+        let end = self
+            .entries
+            .get(i + 1)
+            .map_or(self.names.len(), |e| e.name as usize);
+        start..end
+    }
+
+    /// Entry `i`'s name as bytes: comparing these skips the char-boundary checks of `str`
+    /// slicing, which were a tenth of the time to load /proc/kallsyms.
+    fn name_bytes(&self, i: usize) -> &[u8] {
+        self.names.as_bytes().get(self.name_range(i)).unwrap_or_default()
+    }
+
+    fn sym(&self, i: usize) -> Option<SymRef<'_>> {
+        let e = self.entries.get(i)?;
+        let module = match i.checked_sub(self.core) {
+            Some(m) => {
+                let idx = *self.module_of.get(m)?;
+                Some(self.modules.get(idx as usize)?.as_str())
+            }
+            None => None,
+        };
+        Some(SymRef {
             addr: e.addr,
-            name: entry_name(&self.names, e),
+            name: self.names.get(self.name_range(i)).unwrap_or_default(),
             kind: e.kind,
-            module: (e.module as usize)
-                .checked_sub(1)
-                .and_then(|i| self.modules.get(i))
-                .map(String::as_str),
-        }
+            module,
+        })
     }
 
     fn core_entries(&self) -> &[Entry] {
@@ -224,38 +270,34 @@ impl SymbolTable {
 
     /// The core kernel symbols by address (ties by name).
     pub fn symbols(&self) -> impl Iterator<Item = SymRef<'_>> + '_ {
-        self.core_entries().iter().map(|e| self.sym(e))
+        (0..self.core).filter_map(|i| self.sym(i))
     }
 
     /// Every symbol: the core kernel's by address, then the modules' by address.
     pub fn all_symbols(&self) -> impl Iterator<Item = SymRef<'_>> + '_ {
-        self.entries.iter().map(|e| self.sym(e))
+        (0..self.entries.len()).filter_map(|i| self.sym(i))
     }
 
-    /// The first entry (core before module, then lowest address) with this name.
-    fn first_named(&self, name: &str) -> Option<&Entry> {
-        let (names, name) = (self.names.as_bytes(), name.as_bytes());
-        let name_at = |i: u32| {
-            self.entries
-                .get(i as usize)
-                .map_or(&[][..], |e| entry_bytes(names, e))
-        };
-        let at = self.by_name.partition_point(|&i| name_at(i) < name);
-        let &i = self.by_name.get(at)?;
-        self.entries
-            .get(i as usize)
-            .filter(|e| entry_bytes(names, e) == name)
+    /// Position of the first entry (core before module, then lowest address) with this name.
+    fn first_named(&self, name: &str) -> Option<usize> {
+        let name = name.as_bytes();
+        let at = self
+            .by_name
+            .partition_point(|&i| self.name_bytes(i as usize) < name);
+        let i = *self.by_name.get(at)? as usize;
+        (self.name_bytes(i) == name).then_some(i)
     }
 
     /// Address of the core kernel symbol with this name; the lowest address wins for duplicated
     /// local names.
     pub fn lookup(&self, name: &str) -> Option<u64> {
-        self.first_named(name).filter(|e| e.module == 0).map(|e| e.addr)
+        let i = self.first_named(name).filter(|&i| i < self.core)?;
+        self.entries.get(i).map(|e| e.addr)
     }
 
     /// Like [`SymbolTable::lookup`], falling back to the lowest-addressed module symbol.
     pub fn lookup_any(&self, name: &str) -> Option<u64> {
-        self.first_named(name).map(|e| e.addr)
+        self.entries.get(self.first_named(name)?).map(|e| e.addr)
     }
 
     /// The core symbol at or below `addr`, and the offset into it. Past the last symbol (module
@@ -264,9 +306,8 @@ impl SymbolTable {
     pub fn symbolize(&self, addr: u64) -> Option<(SymRef<'_>, u64)> {
         let core = self.core_entries();
         let idx = core.partition_point(|e| e.addr <= addr);
-        let e = core.get(idx.checked_sub(1)?)?;
-        let sym = self.sym(e);
-        let off = addr - e.addr;
+        let sym = self.sym(idx.checked_sub(1)?)?;
+        let off = addr - sym.addr;
         if idx == core.len() && (off >= 4096 || sym.name == "_end") {
             return None;
         }
@@ -277,13 +318,13 @@ impl SymbolTable {
     /// the last one. At one address a module symbol wins over a core one, and the last listed
     /// module symbol over earlier ones.
     pub fn symbolize_any(&self, addr: u64) -> Option<(SymRef<'_>, u64)> {
-        let below = |s: &[Entry]| {
-            let idx = s.partition_point(|e| e.addr <= addr);
-            idx.checked_sub(1).and_then(|i| s.get(i)).copied()
-        };
-        let e = match (below(self.core_entries()), below(self.module_entries())) {
+        let below = |s: &[Entry]| s.partition_point(|e| e.addr <= addr).checked_sub(1);
+        let core = below(self.core_entries());
+        let module = below(self.module_entries()).map(|m| m + self.core);
+        let addr_of = |i: usize| self.entries.get(i).map_or(0, |e| e.addr);
+        let i = match (core, module) {
             (Some(c), Some(m)) => {
-                if m.addr >= c.addr {
+                if addr_of(m) >= addr_of(c) {
                     m
                 } else {
                     c
@@ -291,7 +332,8 @@ impl SymbolTable {
             }
             (c, m) => c.or(m)?,
         };
-        Some((self.sym(&e), addr - e.addr))
+        let sym = self.sym(i)?;
+        Some((sym, addr - sym.addr))
     }
 
     /// Whether core data symbols (`D`, `d`, `B`, `b`, `R`, `r`) are listed: without
@@ -386,6 +428,71 @@ mod tests {
         assert_eq!(t.lookup(""), None);
         let addrs: Vec<u64> = t.symbols().map(|s| s.addr).collect();
         assert_eq!(addrs, vec![0x1000, 0x1800, 0x1900, 0x2000, 0x3000, 0x4000]);
+    }
+
+    #[test]
+    fn lookups_match_a_naive_search() {
+        // Names sharing long prefixes (the 8-byte sort key ties), duplicated at several
+        // addresses, added in a scrambled order; and a module copy of some of them.
+        let mut syms = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = format!("trace_event_raw_{}", x % 700);
+            syms.push(sym(0xffff_ffff_8100_0000 + (x >> 40) * 16 + i, &name, 't'));
+        }
+        let mut b = SymbolBuilder::new();
+        for s in &syms {
+            b.push(s.addr, &s.name, s.kind, None);
+        }
+        for s in syms.iter().take(50) {
+            b.push(s.addr | 0xffff_ffff_c000_0000, &s.name, s.kind, Some("m"));
+            b.push(
+                s.addr | 0xffff_ffff_c000_0000,
+                &format!("{}_mod_only", s.name),
+                'T',
+                Some("m"),
+            );
+        }
+        let t = b.finish();
+        assert_eq!(
+            std::mem::size_of::<Entry>(),
+            16,
+            "the per-symbol cost this table is for"
+        );
+        for k in 0..720 {
+            let name = format!("trace_event_raw_{k}");
+            let want = syms.iter().filter(|s| s.name == name).map(|s| s.addr).min();
+            assert_eq!(t.lookup(&name), want, "{name}");
+            assert_eq!(t.lookup_any(&name), want, "{name}");
+        }
+        for s in syms.iter().take(50) {
+            let name = format!("{}_mod_only", s.name);
+            let want = syms
+                .iter()
+                .take(50)
+                .filter(|o| format!("{}_mod_only", o.name) == name)
+                .map(|o| o.addr | 0xffff_ffff_c000_0000)
+                .min();
+            assert_eq!(t.lookup(&name), None);
+            assert_eq!(t.lookup_any(&name), want, "{name}");
+        }
+        for s in syms.iter().step_by(97) {
+            let (got, off) = t.symbolize(s.addr + 1).unwrap();
+            let best = syms
+                .iter()
+                .filter(|o| o.addr <= s.addr + 1)
+                .map(|o| o.addr)
+                .max()
+                .unwrap();
+            assert_eq!(got.addr + off, s.addr + 1);
+            assert_eq!(got.addr, best);
+        }
+        let names: Vec<&str> = t.all_symbols().map(|s| s.name).collect();
+        assert_eq!(names.len(), 3100);
+        assert!(names.iter().all(|n| n.starts_with("trace_event_raw_")));
     }
 
     #[test]
