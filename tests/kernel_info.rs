@@ -192,7 +192,7 @@ fn filtered_kdump_gives_the_same_kernel_info() {
         let b = KernelInfo::from_dump(&mut filtered as &mut dyn KernelMem, &vmci, None);
         assert_eq!(a.symbols().len(), b.symbols().len(), "{}", path.display());
         assert!(
-            a.symbols().symbols() == b.symbols().symbols(),
+            a.symbols().symbols().eq(b.symbols().symbols()),
             "{}",
             path.display()
         );

@@ -149,9 +149,8 @@ fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
     let proc: std::collections::HashSet<(String, u64)> = t
         .kallsyms()
         .symbols()
-        .iter()
         .filter(|s| s.module.is_none())
-        .map(|s| (s.name.clone(), s.addr))
+        .map(|s| (s.name.to_string(), s.addr))
         .collect();
     // /proc/kallsyms lists the same table (plus module, BPF and ftrace symbols): every decoded
     // symbol is there at the same address, and the decoded table is all of /proc's core symbols.

@@ -4,7 +4,6 @@
 //! `None`, never a panic. Only little-endian BTF is accepted (x86_64 and arm64 kernels).
 
 use super::KernelMem;
-use std::collections::HashMap;
 
 pub const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN: usize = 24;
@@ -128,10 +127,12 @@ pub struct Btf {
     type_end: usize,
     str_start: usize,
     str_end: usize,
-    /// Byte offset (into `data`) of type id `i + 1`.
-    offsets: Vec<usize>,
-    /// Named types by name (all kinds), ids ascending.
-    names: HashMap<String, Vec<u32>>,
+    /// Byte offset (into `data`, which is below 4 GiB) of type id `i + 1`.
+    offsets: Vec<u32>,
+    /// Ids of the named types (all kinds) sorted by (name, id): the ids of one name are a
+    /// contiguous run, found by binary search. Names stay in `data` (a map of owned names cost
+    /// ~9 MB for a distribution kernel's ~100k named types).
+    by_name: Vec<u32>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -154,6 +155,12 @@ impl Btf {
         }
         if data.get(2) != Some(&1) {
             return Err(format!("BTF version {:?} is not 1", data.get(2)));
+        }
+        if u32::try_from(data.len()).is_err() {
+            return Err(format!(
+                "a BTF blob of {} bytes is too large (4 GiB at most)",
+                data.len()
+            ));
         }
         let hdr_len = u32_at(&data, 4).ok_or("BTF header truncated")? as usize;
         if hdr_len < HEADER_MIN || hdr_len > data.len() {
@@ -188,7 +195,7 @@ impl Btf {
             str_start,
             str_end,
             offsets: Vec::new(),
-            names: HashMap::new(),
+            by_name: Vec::new(),
         };
         let mut at = type_start;
         while at < type_end {
@@ -203,23 +210,47 @@ impl Btf {
                 .checked_add(12 + kind.extra_len(vlen))
                 .filter(|&n| n <= type_end)
                 .ok_or_else(|| format!("BTF type {} runs past the type section", btf.offsets.len() + 1))?;
-            btf.offsets.push(at);
+            // `at` < `type_end` <= data.len(), which fits in u32 (checked above).
+            btf.offsets
+                .push(u32::try_from(at).map_err(|_| "BTF type offset past 4 GiB".to_string())?);
             at = next;
         }
+        btf.offsets.shrink_to_fit();
         // Ids are u32 and type 0 is void: more records than that cannot be addressed.
         if btf.offsets.len() >= u32::MAX as usize {
             return Err("BTF has too many types".into());
         }
-        for (i, &off) in btf.offsets.iter().enumerate() {
-            let name_off = u32_at(&btf.data, off).unwrap_or(0);
-            if name_off != 0 {
-                if let Some(name) = btf.str_at(name_off) {
-                    if !name.is_empty() {
-                        btf.names.entry(name.to_string()).or_default().push(i as u32 + 1);
-                    }
-                }
+        // (name offset, id) of each type with a non-empty UTF-8 name, sorted by name then id.
+        // The named types (non-empty UTF-8 names), then sorted by (name, id) on a key of each
+        // name's first 8 bytes and the id, 12 bytes a type, so most comparisons skip the names.
+        let mut ids: Vec<u32> = Vec::with_capacity(btf.offsets.len());
+        for i in 1..=btf.offsets.len() as u32 {
+            let name_off = btf.type_name_off(i);
+            if name_off != 0 && btf.str_at(name_off).is_some_and(|n| !n.is_empty()) {
+                ids.push(i);
             }
         }
+        let mut keyed: Vec<[u32; 3]> = Vec::with_capacity(ids.len());
+        keyed.extend(ids.iter().map(|&id| {
+            let k = super::symtab::name_prefix(btf.type_name_bytes(id));
+            [(k >> 32) as u32, k as u32, id]
+        }));
+        keyed.sort_unstable_by(|&[ha, la, ia], &[hb, lb, ib]| {
+            (ha, la).cmp(&(hb, lb)).then_with(|| {
+                let (na, nb) = (btf.type_name_off(ia), btf.type_name_off(ib));
+                // pahole deduplicates strings, so one offset is one name: skip the comparison.
+                if na == nb {
+                    ia.cmp(&ib)
+                } else {
+                    btf.name_bytes(na).cmp(btf.name_bytes(nb)).then(ia.cmp(&ib))
+                }
+            })
+        });
+        ids.clear();
+        ids.extend(keyed.iter().map(|&[_, _, id]| id));
+        drop(keyed);
+        ids.shrink_to_fit();
+        btf.by_name = ids;
         Ok(btf)
     }
 
@@ -236,6 +267,32 @@ impl Btf {
         std::str::from_utf8(sec.get(..len)?).ok()
     }
 
+    /// Bytes of the NUL-terminated string at `off` (empty when out of range or unterminated;
+    /// the by-name index holds only names `str_at` reads).
+    fn name_bytes(&self, off: u32) -> &[u8] {
+        let sec = self
+            .str_start
+            .checked_add(off as usize)
+            .and_then(|start| self.data.get(start..self.str_end))
+            .unwrap_or_default();
+        let len = sec.iter().position(|&c| c == 0).unwrap_or(0);
+        sec.get(..len).unwrap_or_default()
+    }
+
+    /// String offset of type `id`'s name (0 for void, bad ids and anonymous types).
+    fn type_name_off(&self, id: u32) -> u32 {
+        (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.offsets.get(i))
+            .and_then(|&at| self.word(at as usize))
+            .unwrap_or(0)
+    }
+
+    /// Name bytes of type `id` (empty for void, bad ids and anonymous types).
+    fn type_name_bytes(&self, id: u32) -> &[u8] {
+        self.name_bytes(self.type_name_off(id))
+    }
+
     fn word(&self, off: usize) -> Option<u32> {
         if off.checked_add(4)? > self.type_end || off < self.type_start {
             return None;
@@ -245,7 +302,7 @@ impl Btf {
 
     /// Decodes type `id`; `None` for void (0), ids past the end, or broken records.
     pub fn get(&self, id: u32) -> Option<BtfType> {
-        let at = *self.offsets.get((id as usize).checked_sub(1)?)?;
+        let at = *self.offsets.get((id as usize).checked_sub(1)?)? as usize;
         let name_off = self.word(at)?;
         let info = self.word(at + 4)?;
         let size_type = self.word(at + 8)?;
@@ -337,18 +394,27 @@ impl Btf {
 
     /// Kind of `id` without decoding members.
     fn kind_of(&self, id: u32) -> Option<Kind> {
-        let at = *self.offsets.get((id as usize).checked_sub(1)?)?;
+        let at = *self.offsets.get((id as usize).checked_sub(1)?)? as usize;
         Kind::from_raw((self.word(at + 4)? >> 24) & 0x1f)
     }
 
     fn ref_of(&self, id: u32) -> Option<u32> {
-        let at = *self.offsets.get((id as usize).checked_sub(1)?)?;
+        let at = *self.offsets.get((id as usize).checked_sub(1)?)? as usize;
         self.word(at + 8)
     }
 
     /// Ids of the types with this name (any kind).
     pub fn ids_by_name(&self, name: &str) -> &[u32] {
-        self.names.get(name).map(Vec::as_slice).unwrap_or_default()
+        let name = name.as_bytes();
+        if name.is_empty() {
+            return &[];
+        }
+        let from = self
+            .by_name
+            .partition_point(|&id| self.type_name_bytes(id) < name);
+        let rest = self.by_name.get(from..).unwrap_or_default();
+        let len = rest.partition_point(|&id| self.type_name_bytes(id) == name);
+        rest.get(..len).unwrap_or_default()
     }
 
     /// Follows TYPEDEF, VOLATILE, CONST, RESTRICT and TYPE_TAG to the underlying type.
@@ -712,6 +778,38 @@ pub(crate) mod tests {
         assert_eq!(btf.resolve(25), Some(1));
         assert_eq!(btf.get(0), None);
         assert_eq!(btf.get(27), None);
+    }
+
+    #[test]
+    fn types_are_found_by_name() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4); // 1
+        b.strukt(4, "foo", 4, &[("x", int, 0, 0)]); // 2
+        b.raw("", 2, 0, false, 2, &[]); // 3 anonymous ptr
+        b.raw("foo", 8, 0, false, 2, &[]); // 4 typedef with the struct's name
+        b.int("fo", 1); // 5 a prefix of foo
+        b.int("foobar", 8); // 6 foo is a prefix of it
+                            // 7: a typedef sharing the string of type 4's name (pahole writes each string once);
+                            // type 4 starts at byte 52 (int 16 + struct with one member 24 + ptr 12).
+        let foo_off = u32::from_le_bytes(b.types[52..56].try_into().unwrap());
+        b.types.extend_from_slice(&foo_off.to_le_bytes());
+        b.types.extend_from_slice(&(8u32 << 24).to_le_bytes());
+        b.types.extend_from_slice(&2u32.to_le_bytes());
+        b.count += 1;
+        let btf = Btf::parse(b.build()).unwrap();
+        assert_eq!(btf.get(7).unwrap().name, "foo");
+        assert_eq!(btf.ids_by_name("foo"), &[2, 4, 7], "every kind, ids ascending");
+        assert_eq!(btf.ids_by_name("int"), &[1]);
+        assert_eq!(btf.ids_by_name("fo"), &[5]);
+        assert_eq!(btf.ids_by_name("foobar"), &[6]);
+        assert!(btf.ids_by_name("f").is_empty());
+        assert!(btf.ids_by_name("zzz").is_empty());
+        assert!(btf.ids_by_name("").is_empty(), "anonymous types have no name");
+        assert_eq!(btf.find_struct("struct foo"), Some(2));
+        let empty = Btf::parse(Builder::new().build()).unwrap();
+        assert_eq!(empty.type_count(), 0);
+        assert!(empty.ids_by_name("int").is_empty());
+        assert_eq!(empty.find_struct("foo"), None);
     }
 
     #[test]

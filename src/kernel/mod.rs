@@ -16,6 +16,7 @@ pub mod kallsyms;
 pub mod modules;
 pub mod panic;
 pub mod scan;
+pub mod symtab;
 pub mod tasks;
 
 use crate::dump::vmcoreinfo::VmcoreInfo;
@@ -25,6 +26,8 @@ use crate::target::{MemError, Target};
 use btf::Btf;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
 
 /// Kernel virtual memory, as a [`Target`] reads it: `read` fills a prefix of `buf` with real bytes
 /// and returns its length (at least 1), or fails when the first byte is not readable.
@@ -112,83 +115,15 @@ impl Member {
     }
 }
 
-/// One kernel symbol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sym {
-    pub addr: u64,
-    pub name: String,
-    /// nm-style type letter (`T`, `t`, `D`, ...); `?` when the source has none.
-    pub kind: char,
-}
-
-/// Symbols by name and by address. Module symbols are left out: they move with each load.
-#[derive(Debug, Clone, Default)]
-pub struct SymbolTable {
-    by_addr: Vec<Sym>,
-    by_name: HashMap<String, usize>,
-}
-
-impl SymbolTable {
-    pub fn new(mut syms: Vec<Sym>) -> SymbolTable {
-        syms.retain(|s| s.addr != 0 && !s.name.is_empty());
-        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
-        let mut by_name = HashMap::with_capacity(syms.len());
-        for (i, s) in syms.iter().enumerate() {
-            // The first (lowest) address wins for duplicated local names.
-            by_name.entry(s.name.clone()).or_insert(i);
-        }
-        SymbolTable {
-            by_addr: syms,
-            by_name,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_addr.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_addr.is_empty()
-    }
-
-    pub fn symbols(&self) -> &[Sym] {
-        &self.by_addr
-    }
-
-    pub fn lookup(&self, name: &str) -> Option<u64> {
-        self.by_name
-            .get(name)
-            .and_then(|&i| self.by_addr.get(i))
-            .map(|s| s.addr)
-    }
-
-    /// The symbol at or below `addr`, and the offset into it. Past the last symbol (module
-    /// memory, the heap) only its first page counts, so such addresses are not passed off as
-    /// `_end+0x...`.
-    pub fn symbolize(&self, addr: u64) -> Option<(&Sym, u64)> {
-        let idx = self.by_addr.partition_point(|s| s.addr <= addr);
-        let sym = self.by_addr.get(idx.checked_sub(1)?)?;
-        let off = addr - sym.addr;
-        if idx == self.by_addr.len() && (off >= 4096 || sym.name == "_end") {
-            return None;
-        }
-        Some((sym, off))
-    }
-
-    pub fn has_data_symbols(&self) -> bool {
-        self.by_addr
-            .iter()
-            .any(|s| matches!(s.kind, 'D' | 'd' | 'B' | 'b' | 'R' | 'r'))
-    }
-}
-
 /// Symbols and layouts of one kernel, built once per target.
 #[derive(Debug, Default)]
 pub struct KernelInfo {
     /// From `-k vmlinux`'s `.symtab`: link-time addresses, shifted by `vmlinux_slide`.
     vmlinux_syms: SymbolTable,
     vmlinux_slide: u64,
-    kallsyms: SymbolTable,
+    /// Core kernel symbols of kallsyms. Live, this is the table [`Kallsyms`] holds (shared, not
+    /// copied: /proc/kallsyms is the largest thing the live server keeps).
+    kallsyms: Arc<SymbolTable>,
     btf: Option<Btf>,
     vmcoreinfo: VmcoreInfo,
     /// `init_task`/`modules` found by [`scan::scan_image`] when no table names them.
@@ -220,7 +155,7 @@ impl KernelInfo {
     /// `/sys/kernel/btf/vmlinux`.
     pub fn live(kallsyms: &Kallsyms, vmcoreinfo_text: Option<&str>, vmlinux: Option<&Path>) -> KernelInfo {
         let mut k = KernelInfo {
-            kallsyms: table_from_kallsyms(kallsyms),
+            kallsyms: Arc::clone(kallsyms.table()),
             vmcoreinfo: vmcoreinfo_text
                 .map(|t| VmcoreInfo::parse(t.as_bytes()))
                 .unwrap_or_default(),
@@ -269,7 +204,7 @@ impl KernelInfo {
         };
         match kallsyms::decode(mem, vmcoreinfo) {
             Ok(syms) => {
-                k.kallsyms = SymbolTable::new(syms);
+                k.kallsyms = Arc::new(SymbolTable::new(syms));
                 k.sources.push(format!(
                     "symbols: kallsyms decoded from kernel memory ({} symbols)",
                     k.kallsyms.len()
@@ -388,15 +323,12 @@ impl KernelInfo {
                 .push(format!("{} has no symbol table", path.display()));
         } else {
             let slide = self.vmlinux_slide;
-            self.vmlinux_syms = SymbolTable::new(
-                syms.into_iter()
-                    .map(|(name, addr, kind)| Sym {
-                        addr: addr.wrapping_add(slide),
-                        name,
-                        kind,
-                    })
-                    .collect(),
-            );
+            let mut b = SymbolBuilder::new();
+            for (name, addr, kind) in &syms {
+                b.push(addr.wrapping_add(slide), name, *kind, None);
+            }
+            drop(syms);
+            self.vmlinux_syms = b.finish();
             self.sources.push(format!(
                 "symbols: {} ({} symbols, slide {:#x})",
                 path.display(),
@@ -433,7 +365,7 @@ impl KernelInfo {
         } else {
             &self.vmlinux_syms
         };
-        table.symbolize(addr).map(|(s, off)| (s.name.clone(), off))
+        table.symbolize(addr).map(|(s, off)| (s.name.to_string(), off))
     }
 
     /// The symbol table used for lookups by address (vmlinux when given, else kallsyms).
@@ -504,20 +436,6 @@ impl KernelInfo {
         }
         out
     }
-}
-
-fn table_from_kallsyms(k: &Kallsyms) -> SymbolTable {
-    SymbolTable::new(
-        k.symbols()
-            .iter()
-            .filter(|s| s.module.is_none())
-            .map(|s| Sym {
-                addr: s.addr,
-                name: s.name.clone(),
-                kind: s.kind,
-            })
-            .collect(),
-    )
 }
 
 /// Largest BTF blob read from kernel memory (vmlinux BTF of a distribution kernel is ~6 MiB).
@@ -660,7 +578,7 @@ mod tests {
             k.symbolize(0xffff_ffff_8100_0104 + SLIDE),
             Some(("helper".to_string(), 4))
         );
-        let kinds: Vec<char> = k.symbols().symbols().iter().map(|s| s.kind).collect();
+        let kinds: Vec<char> = k.symbols().symbols().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
             vec!['?', 't', 'D'],
@@ -745,12 +663,9 @@ mod tests {
             },
         ]);
         assert_eq!(t.len(), 2, "zero addresses are dropped");
+        assert_eq!(t.symbolize(0x8fff).map(|(s, o)| (s.name, o)), Some(("a", 0x7fff)));
         assert_eq!(
-            t.symbolize(0x8fff).map(|(s, o)| (s.name.as_str(), o)),
-            Some(("a", 0x7fff))
-        );
-        assert_eq!(
-            t.symbolize(0x9010).map(|(s, o)| (s.name.as_str(), o)),
+            t.symbolize(0x9010).map(|(s, o)| (s.name, o)),
             Some(("last", 0x10))
         );
         assert_eq!(t.symbolize(0x20000), None, "far past the last symbol");

@@ -1,45 +1,44 @@
 //! `/proc/kallsyms`: name to address and address to `func+0xoff`, loaded once.
+//!
+//! The table is a [`SymbolTable`] (names in one arena, a sorted by-name index) shared through an
+//! `Arc` with the live [`crate::kernel::KernelInfo`], so the live server holds kallsyms once.
 
-use std::io;
+use crate::kernel::{SymRef, SymbolBuilder, SymbolTable};
+use std::io::{self, BufRead};
+use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Symbol {
-    pub addr: u64,
-    pub name: String,
-    /// nm-style type letter (`T`, `t`, `D`, ...).
-    pub kind: char,
-    /// Module name for symbols of loadable modules (`[ext4]` in kallsyms).
-    pub module: Option<String>,
-}
+/// One kallsyms symbol (`module` is set for symbols of loadable modules).
+pub type Symbol<'a> = SymRef<'a>;
 
 /// The fields of one kallsyms line `addr type name [module]`, as they stand in it (the module
 /// with its brackets); `None` when the line has fewer fields or the address is not hex. Shared
 /// with watch mode's compact table (watch::syms), which keeps only slices of these.
+/// The kernel separates them with a space or a tab (kernel/kallsyms.c s_show), so only ASCII
+/// whitespace is looked for (Unicode-aware splitting was a fifth of the time to load the file).
 pub fn split_line(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
-    let mut it = line.split_whitespace();
+    let mut it = line.split_ascii_whitespace();
     let addr = u64::from_str_radix(it.next()?, 16).ok()?;
     let kind = it.next()?;
     let name = it.next()?;
     Some((addr, kind, name, it.next()))
 }
 
-/// A kallsyms table sorted by address.
+/// A kallsyms table: core kernel symbols, then module symbols, each sorted by address.
 #[derive(Debug, Clone, Default)]
 pub struct Kallsyms {
-    syms: Vec<Symbol>,
+    table: Arc<SymbolTable>,
 }
 
 impl Kallsyms {
     pub const PATH: &'static str = "/proc/kallsyms";
 
-    /// Reads `/proc/kallsyms`. Fails when every address reads as zero, which is how the kernel
-    /// hides them from processes without CAP_SYSLOG or under `kernel.kptr_restrict=2`.
+    /// Reads `/proc/kallsyms` line by line. Fails when every address reads as zero, which is how
+    /// the kernel hides them from processes without CAP_SYSLOG or under `kernel.kptr_restrict=2`.
     pub fn load() -> Result<Kallsyms, String> {
-        let text = std::fs::read_to_string(Self::PATH).map_err(|e: io::Error| {
-            format!("cannot read {}: {e} (kmemd needs procfs and root)", Self::PATH)
-        })?;
-        let table = Kallsyms::parse(&text);
-        if table.syms.is_empty() {
+        let cannot = |e: io::Error| format!("cannot read {}: {e} (kmemd needs procfs and root)", Self::PATH);
+        let file = std::fs::File::open(Self::PATH).map_err(cannot)?;
+        let table = Kallsyms::read(io::BufReader::with_capacity(64 << 10, file)).map_err(cannot)?;
+        if table.is_empty() {
             let kptr = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
             return Err(format!(
                 "{} shows no addresses (all zero; kernel.kptr_restrict={}): run kmemd as root, \
@@ -51,74 +50,90 @@ impl Kallsyms {
         Ok(table)
     }
 
+    /// Reads kallsyms text line by line (see [`Kallsyms::parse`]); fails on a read error or on
+    /// text that is not UTF-8.
+    pub fn read(mut r: impl BufRead) -> io::Result<Kallsyms> {
+        let mut b = SymbolBuilder::new();
+        let mut line = String::with_capacity(256);
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                break;
+            }
+            add_line(&mut b, &line);
+        }
+        Ok(Kallsyms {
+            table: Arc::new(b.finish()),
+        })
+    }
+
     /// Parses kallsyms text, dropping lines with a zero address (hidden pointers) and lines that
     /// do not parse.
     pub fn parse(text: &str) -> Kallsyms {
-        let mut syms: Vec<Symbol> = text
-            .lines()
-            .filter_map(|line| {
-                let (addr, kind, name, module) = split_line(line)?;
-                let kind = kind.chars().next()?;
-                let name = name.to_string();
-                let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
-                (addr != 0).then_some(Symbol {
-                    addr,
-                    name,
-                    kind,
-                    module,
-                })
-            })
-            .collect();
-        syms.sort_by_key(|s| s.addr);
-        Kallsyms { syms }
+        let mut b = SymbolBuilder::new();
+        for line in text.lines() {
+            add_line(&mut b, line);
+        }
+        Kallsyms {
+            table: Arc::new(b.finish()),
+        }
+    }
+
+    /// The table, to share (core symbols answer [`SymbolTable::lookup`]).
+    pub fn table(&self) -> &Arc<SymbolTable> {
+        &self.table
     }
 
     pub fn is_empty(&self) -> bool {
-        self.syms.is_empty()
+        self.table.len_all() == 0
     }
 
+    /// Number of symbols, module symbols included.
     pub fn len(&self) -> usize {
-        self.syms.len()
+        self.table.len_all()
     }
 
-    pub fn symbols(&self) -> &[Symbol] {
-        &self.syms
+    /// Every symbol: the core kernel's by address, then the modules' by address.
+    pub fn symbols(&self) -> impl Iterator<Item = Symbol<'_>> + '_ {
+        self.table.all_symbols()
     }
 
-    /// Address of the first symbol with this name (core kernel symbols come before modules').
+    /// Address of the first symbol with this name (core kernel symbols come before modules';
+    /// among duplicated local names, the lowest address).
     pub fn lookup(&self, name: &str) -> Option<u64> {
-        self.syms
-            .iter()
-            .filter(|s| s.name == name)
-            .min_by_key(|s| s.module.is_some())
-            .map(|s| s.addr)
+        self.table.lookup_any(name)
     }
 
     /// Whether data symbols (`D`, `d`, `B`, `b`, `R`, `r`) are listed: without
     /// CONFIG_KALLSYMS_ALL only text symbols are.
     pub fn has_data_symbols(&self) -> bool {
-        self.syms
-            .iter()
-            .any(|s| matches!(s.kind, 'D' | 'd' | 'B' | 'b' | 'R' | 'r'))
+        self.table.has_data_symbols_any()
     }
 
     /// The symbol at or below `addr`, with the offset into it.
-    pub fn symbolize(&self, addr: u64) -> Option<(&Symbol, u64)> {
-        let idx = self.syms.partition_point(|s| s.addr <= addr);
-        let sym = self.syms.get(idx.checked_sub(1)?)?;
-        Some((sym, addr - sym.addr))
+    pub fn symbolize(&self, addr: u64) -> Option<(Symbol<'_>, u64)> {
+        self.table.symbolize_any(addr)
     }
 
     /// `func+0x1a/[module]` text for a stack line, or the bare hex address.
     pub fn format_addr(&self, addr: u64) -> String {
         match self.symbolize(addr) {
-            Some((s, off)) => match &s.module {
+            Some((s, off)) => match s.module {
                 Some(m) => format!("{}+{:#x} [{m}]", s.name, off),
                 None => format!("{}+{:#x}", s.name, off),
             },
             None => format!("{addr:#x}"),
         }
     }
+}
+
+fn add_line(b: &mut SymbolBuilder, line: &str) {
+    let Some((addr, kind, name, module)) = split_line(line) else {
+        return;
+    };
+    let Some(kind) = kind.chars().next() else { return };
+    let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']'));
+    b.push(addr, name, kind, module);
 }
 
 #[cfg(test)]
@@ -147,7 +162,7 @@ garbage line
             "core symbol wins over module's"
         );
         assert!(k.has_data_symbols());
-        assert_eq!(k.symbols()[4].module.as_deref(), Some("mymod"));
+        assert_eq!(k.symbols().nth(4).and_then(|s| s.module), Some("mymod"));
     }
 
     #[test]

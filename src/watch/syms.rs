@@ -1,9 +1,9 @@
 //! A compact kallsyms table for watch mode, loaded once, plus a cache of formatted stack lines.
 //!
-//! /proc/kallsyms has ~120k lines here; `live::kallsyms::Kallsyms` keeps a `String` per symbol
-//! (~11 MiB, plus the whole file text while loading). Watch mode must stay small while it runs
-//! (goal: RSS <= 8 MiB), so this table streams the file and packs all names into one string with
-//! 16 bytes of index per symbol (2.4 MiB for this kernel's 64k symbols). Stacks and instruction
+//! /proc/kallsyms has ~120k lines here; `live::kallsyms::Kallsyms` keeps every one of them (~6 MiB
+//! with its by-name index). Watch mode must stay small while it runs (goal: RSS <= 8 MiB), so
+//! this table streams the file and packs all names into one string with 16 bytes of index per
+//! symbol (2.4 MiB for this kernel's 64k symbols). Stacks and instruction
 //! addresses are always code, so only text symbols are kept, plus the few other names watch mode
 //! asks for (its targets): a kernel with CONFIG_KALLSYMS_ALL lists about as many variables as
 //! functions, which would otherwise double the table.
