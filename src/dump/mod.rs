@@ -384,11 +384,9 @@ pub fn info_text(path: &std::path::Path, vmlinux: Option<&std::path::Path>) -> R
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
     let dump = Dump::open(name)?;
-    // Without VMCOREINFO there are no page tables to read the kernel through: the file's own
-    // description is all there is.
-    if dump.vmcoreinfo().is_empty() {
-        return Ok(dump.info_text());
-    }
+    // Without VMCOREINFO, or page tables kmemd can set up, the kernel's data cannot be read: the
+    // file's own description is all there is.
+    let file_only = dump.info_text();
     match target::DumpTarget::new(dump) {
         Ok(mut t) => {
             t.set_vmlinux(vmlinux);
@@ -396,7 +394,7 @@ pub fn info_text(path: &std::path::Path, vmlinux: Option<&std::path::Path>) -> R
         }
         Err(e) => {
             log::warn!("{}: {e}; describing the file alone", path.display());
-            Ok(Dump::open(name)?.info_text())
+            Ok(file_only)
         }
     }
 }

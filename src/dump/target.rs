@@ -165,18 +165,34 @@ impl DumpTarget {
     /// `--info` and `monitor info`: the dump's description, with each CPU's running task and the
     /// crashing CPU taken from the kernel's own data when it can be read.
     pub fn info_text(&mut self) -> String {
-        let crashed = self.crash();
-        let cpus: Vec<String> = self
-            .threads()
-            .into_iter()
-            .take(self.threads.len())
-            .map(|t| t.extra.trim_end_matches(" (panic)").to_string())
-            .collect();
-        let crashed = match crashed {
+        let cpus = self.cpu_labels();
+        let crashed = match self.crash() {
             Some((c, how)) => format!("CPU {c} ({how})"),
             None => "none found".to_string(),
         };
         self.dump.info_text_with(Some(&cpus), Some(&crashed))
+    }
+
+    /// What each CPU thread's extra info says: the task the kernel's task list has running on
+    /// it; NT_PRSTATUS pr_pid does not always say (QEMU writes the CPU index + 1 there,
+    /// dump/dump.c). A CPU no listed task runs on runs its idle task: only CPU 0's (init_task)
+    /// is on the task list. Without a task list, what the file says.
+    fn cpu_labels(&mut self) -> Vec<String> {
+        let ncpus = self.threads.len();
+        let Ok((_, tasks)) = self.tasks() else {
+            return self.threads.iter().map(|t| t.extra.clone()).collect();
+        };
+        (0..ncpus)
+            .map(|i| {
+                let running = tasks
+                    .iter()
+                    .find(|t| t.on_cpu && t.pid != 0 && t.cpu == Some(i as u32));
+                match running {
+                    Some(task) => format!("CPU {i} pid {} {}", task.pid, task.comm),
+                    None => format!("CPU {i} idle"),
+                }
+            })
+            .collect()
     }
 
     /// Without `panic_cpu`: on aarch64, the CPU whose call chain runs through panic()
@@ -204,12 +220,15 @@ impl DumpTarget {
             .cpus()
             .iter()
             .map(|cpu| {
-                // NT_PRSTATUS pr_reg on aarch64 (struct user_pt_regs): x0-x30, sp, pc, pstate.
-                let reg = |i: usize| cpu.regs.get(i).copied().unwrap_or(0);
+                let reg = |name: &str| {
+                    let names = crate::arch::prstatus::pr_reg_names(Arch::Aarch64);
+                    let i = names.iter().position(|n| *n == name);
+                    i.and_then(|i| cpu.regs.get(i)).copied().unwrap_or(0)
+                };
                 let regs = FrameRegs {
-                    pc: reg(32),
-                    lr: reg(30),
-                    fp: reg(29),
+                    pc: reg("pc"),
+                    lr: reg("x30"),
+                    fp: reg("x29"),
                 };
                 panic::classify(&panic::aarch64_call_chain(&mut mem, regs, va_bits), &symbolize)
             })
@@ -350,24 +369,14 @@ impl Target for DumpTarget {
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
         let mut all = self.threads.clone();
-        let crashed = self.crashing_cpu();
-        if let Ok((_, tasks)) = self.tasks() {
-            // The task list says who ran on each CPU; NT_PRSTATUS pr_pid does not always (QEMU
-            // writes the CPU index + 1 there, dump/dump.c). A CPU no listed task runs on runs
-            // its idle task: only CPU 0's (init_task) is on the task list.
-            for (i, t) in all.iter_mut().enumerate() {
-                let running = tasks
-                    .iter()
-                    .find(|t| t.on_cpu && t.pid != 0 && t.cpu == Some(i as u32));
-                t.extra = match running {
-                    Some(task) => format!("CPU {i} pid {} {}", task.pid, task.comm),
-                    None => format!("CPU {i} idle"),
-                };
-            }
-            all.extend(tasks::task_threads(tasks));
+        for (t, label) in all.iter_mut().zip(self.cpu_labels()) {
+            t.extra = label;
         }
-        if let Some(t) = crashed.and_then(|c| all.get_mut(c)) {
+        if let Some(t) = self.crashing_cpu().and_then(|c| all.get_mut(c)) {
             t.extra.push_str(" (panic)");
+        }
+        if let Ok((_, tasks)) = self.tasks() {
+            all.extend(tasks::task_threads(tasks));
         }
         all
     }
