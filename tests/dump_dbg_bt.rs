@@ -112,15 +112,7 @@ fn serve(dump: &Path, extra: &[&str], name: &str) -> (Kmemd, PathBuf) {
 
 /// Runs GDB: `cmds_before` (e.g. `file VMLINUX`) before `target remote`, then `cmds`.
 fn gdb_with(gdb: &Path, before: &[String], sock: &Path, cmds: &[String]) -> String {
-    let mut c = std::process::Command::new("timeout");
-    c.arg("300").arg(gdb).args([
-        "-nx",
-        "-batch",
-        "-ex",
-        "set pagination off",
-        "-ex",
-        "set confirm off",
-    ]);
+    let mut c = gdb_batch_command(gdb, 300);
     for b in before {
         c.args(["-ex", b]);
     }
@@ -128,7 +120,6 @@ fn gdb_with(gdb: &Path, before: &[String], sock: &Path, cmds: &[String]) -> Stri
     for cmd in cmds {
         c.args(["-ex", cmd]);
     }
-    c.stdin(std::process::Stdio::null());
     text(&c.output().expect("run gdb"))
 }
 

@@ -98,21 +98,13 @@ fn runtime_text() -> u64 {
 /// Runs GDB in batch mode with `args` (files and -ex commands), then prints each symbol's
 /// address; returns what GDB said and the addresses it printed.
 fn gdb_addrs(gdb: &Path, args: &[String]) -> (String, BTreeMap<String, u64>) {
-    let mut c = Command::new("timeout");
-    c.arg("120").arg(gdb).args([
-        "-nx",
-        "-batch",
-        "-ex",
-        "set pagination off",
-        "-ex",
-        "set confirm off",
-    ]);
+    let mut c = gdb_batch_command(gdb, 120);
     c.args(args);
     for s in SYMS {
         // `(long)&sym` works on ELF symbols without debug info in gdb 13 and 18.
         c.args(["-ex", &format!("printf \"@@{s}=%#lx\\n\", (long)&{s}")]);
     }
-    let o = c.stdin(std::process::Stdio::null()).output().expect("run gdb");
+    let o = c.output().expect("run gdb");
     let t = text(&o);
     let addrs = t
         .lines()

@@ -121,10 +121,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs GDB in batch mode: `target remote TARGET`, then each command. Times out after 120 s.
-pub fn gdb_batch(gdb: &Path, target: &str, cmds: &[String]) -> Output {
+/// GDB in batch mode (no init files, no pager, no questions, stdin closed), killed after
+/// `seconds`; the caller adds its `-ex` commands.
+pub fn gdb_batch_command(gdb: &Path, seconds: u32) -> Command {
     let mut c = Command::new("timeout");
-    c.arg("120").arg(gdb).args([
+    c.arg(seconds.to_string()).arg(gdb).args([
         "-nx",
         "-batch",
         "-ex",
@@ -132,11 +133,17 @@ pub fn gdb_batch(gdb: &Path, target: &str, cmds: &[String]) -> Output {
         "-ex",
         "set confirm off",
     ]);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs GDB in batch mode: `target remote TARGET`, then each command. Times out after 120 s.
+pub fn gdb_batch(gdb: &Path, target: &str, cmds: &[String]) -> Output {
+    let mut c = gdb_batch_command(gdb, 120);
     c.args(["-ex", &format!("target remote {target}")]);
     for cmd in cmds {
         c.args(["-ex", cmd]);
     }
-    c.stdin(Stdio::null());
     c.output().expect("run gdb")
 }
 
