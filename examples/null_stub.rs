@@ -5,8 +5,9 @@
 //! Usage: null_stub SPEC   (SPEC as kmemd's -s: a socket path, :PORT or -)
 
 use kmemd::arch::Arch;
+use kmemd::mem::MemError;
 use kmemd::server;
-use kmemd::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use kmemd::target::{Registers, Target, ThreadInfo, Tid};
 use kmemd::transport::{ListenSpec, Listener};
 
 struct NullTarget {

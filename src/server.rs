@@ -472,7 +472,8 @@ fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::target::{MemError, Registers};
+    use crate::mem::MemError;
+    use crate::target::Registers;
     use std::io::Cursor;
 
     /// Memory: one readable window; everything else faults.

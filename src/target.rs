@@ -2,35 +2,10 @@
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
 use crate::arch::Arch;
-use std::fmt;
+use crate::mem::MemError;
 
 /// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
 pub type Tid = u64;
-
-/// Why memory could not be read. The server turns every one of these into an `Exx` reply, so GDB
-/// says "Cannot access memory"; the text goes to the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemError {
-    pub addr: u64,
-    pub reason: String,
-}
-
-impl MemError {
-    pub fn new(addr: u64, reason: impl Into<String>) -> Self {
-        MemError {
-            addr,
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for MemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read {:#x}: {}", self.addr, self.reason)
-    }
-}
-
-impl std::error::Error for MemError {}
 
 /// One GDB thread: a CPU, or (with kernel awareness) a task.
 #[derive(Debug, Clone, PartialEq, Eq)]

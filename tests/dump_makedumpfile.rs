@@ -3,7 +3,8 @@
 //! formula, not against kmemd's own ELF reader.
 
 use kmemd::arch::Arch;
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::PhysRead;
 
 const PAGE: usize = 4096;
 /// (first pfn, pages) of the generator's two PT_LOADs.

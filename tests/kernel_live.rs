@@ -144,7 +144,7 @@ fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
     assert!(t.kallsyms().lookup("_text").is_some(), "_text in kallsyms");
     let kallsyms = t.kallsyms().clone();
     let live = vmcoreinfo::load(&mut t as &mut dyn KernelMem, arch, &kallsyms).expect("live VMCOREINFO");
-    let vmci = kmemd::dump::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
+    let vmci = kmemd::mem::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
     let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn KernelMem, &vmci).expect("decode");
     let proc: std::collections::HashSet<(String, u64)> = t
         .kallsyms()

@@ -4,7 +4,8 @@
 //! In-process, so a panic fails the test with its message; an abort kills the test binary, which
 //! fails it too (see tests/robust_regressions.rs for the one known).
 
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::PhysRead;
 use std::path::PathBuf;
 
 fn samples() -> Vec<(String, Vec<u8>)> {

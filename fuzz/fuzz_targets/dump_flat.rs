@@ -2,7 +2,7 @@
 //! the reassembled file at arbitrary places.
 #![no_main]
 
-use kmemd::dump::bytes::ReadAt;
+use kmemd::mem::bytes::ReadAt;
 use kmemd::dump::flat::FlatSource;
 use libfuzzer_sys::fuzz_target;
 

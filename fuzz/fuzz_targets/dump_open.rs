@@ -4,7 +4,8 @@
 #![no_main]
 
 use kmemd::dump::target::DumpTarget;
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::PhysRead;
 use kmemd::target::Target;
 use libfuzzer_sys::fuzz_target;
 

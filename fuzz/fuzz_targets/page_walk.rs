@@ -4,10 +4,11 @@
 #![no_main]
 
 use kmemd::arch::aarch64::PagingAarch64;
-use kmemd::arch::walk::{translate, walk_steps, PagingForm, PhysAddr, VirtAddr};
+use kmemd::arch::walk::{translate, walk_steps, PagingForm};
+use kmemd::mem::{PhysAddr, VirtAddr};
 use kmemd::arch::x86_64::PagingX86_64;
-use kmemd::dump::PhysRead;
-use kmemd::target::MemError;
+use kmemd::mem::PhysRead;
+use kmemd::mem::MemError;
 use libfuzzer_sys::fuzz_target;
 
 /// Physical memory: `bytes` at address 0 (holes above), or repeated over the whole address

@@ -7,7 +7,8 @@ use kmemd::arch::Arch;
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
-use kmemd::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use kmemd::mem::MemError;
+use kmemd::target::{Registers, Target, ThreadInfo, Tid};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Write};
 

@@ -5,7 +5,7 @@
 use kmemd::arch::prstatus;
 use kmemd::arch::walk::{parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value};
 use kmemd::arch::Arch;
-use kmemd::dump::VmcoreInfo;
+use kmemd::mem::vmcoreinfo::VmcoreInfo;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,9 +3,9 @@
 //! block descriptors, and 52-bit output addresses (64K FEAT_LPA, 4K/16K FEAT_LPA2).
 
 use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value, Paging, PagingForm, PhysAddr,
-    PteFormat, Step,
+    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value, Paging, PagingForm, PteFormat, Step,
 };
+use crate::mem::PhysAddr;
 
 /// Descriptor type bits [1:0]: 0b11 is a table (or a page at the last level), 0b01 a block,
 /// anything with bit 0 clear is invalid (Arm ARM D8.3).
@@ -186,7 +186,8 @@ pub fn decode_entry(form: &PagingForm, desc: u64, level: u8) -> Step {
 mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
-    use crate::arch::walk::{translate, walk_steps, VirtAddr};
+    use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::VirtAddr;
 
     /// Attribute bits a kernel leaf carries (AF, SH inner shareable, AP, AttrIndx, PXN/UXN and the
     /// software dirty bit 55) and a table's APTable/PXNTable bits: none may leak into addresses.

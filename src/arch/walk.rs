@@ -7,47 +7,8 @@
 //! itself. The depth is bounded by the form, so a corrupt table cannot make a walk loop.
 
 use crate::arch::{aarch64, x86_64};
-use crate::dump::PhysRead;
-use crate::target::MemError;
+use crate::mem::{MemError, PhysAddr, PhysRead, VirtAddr};
 use std::fmt;
-
-/// A kernel virtual address. A different type from `PhysAddr` so the two cannot be mixed up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VirtAddr(pub u64);
-
-/// A physical address, as page-table entries and dump files store them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PhysAddr(pub u64);
-
-impl VirtAddr {
-    pub fn value(self) -> u64 {
-        self.0
-    }
-    pub fn checked_add(self, n: u64) -> Option<VirtAddr> {
-        self.0.checked_add(n).map(VirtAddr)
-    }
-}
-
-impl PhysAddr {
-    pub fn value(self) -> u64 {
-        self.0
-    }
-    pub fn checked_add(self, n: u64) -> Option<PhysAddr> {
-        self.0.checked_add(n).map(PhysAddr)
-    }
-}
-
-impl fmt::Display for VirtAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::Display for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
 
 /// How entries of one paging form are decoded (libaddrxlat's `pte_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

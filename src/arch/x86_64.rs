@@ -3,8 +3,9 @@
 //! pages, 2 MiB pages at the PMD and 1 GiB pages at the PUD (PS bit).
 
 use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, Paging, PagingForm, PhysAddr, PteFormat, Step,
+    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, Paging, PagingForm, PteFormat, Step,
 };
+use crate::mem::PhysAddr;
 
 /// Entry is present (`_PAGE_BIT_PRESENT`, arch/x86/include/asm/pgtable_types.h).
 pub const _PAGE_PRESENT: u64 = 1 << 0;
@@ -116,7 +117,8 @@ pub fn decode_entry(form: &PagingForm, entry: u64, level: u8) -> Step {
 mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
-    use crate::arch::walk::{translate, walk_steps, VirtAddr};
+    use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::VirtAddr;
 
     const NX: u64 = 1 << 63;
     /// Present, writable, accessed, dirty.

@@ -2,9 +2,9 @@
 //! `makedumpfile -E`. Physical memory comes from PT_LOAD segments (p_paddr → p_offset), notes from
 //! PT_NOTE segments.
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
 use crate::arch::Arch;
-use crate::target::MemError;
+use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
+use crate::mem::MemError;
 
 const ET_CORE: u16 = 4;
 const PT_LOAD: u32 = 1;

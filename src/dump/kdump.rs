@@ -3,10 +3,10 @@
 //! Layout and field offsets: makedumpfile `diskdump_mod.h`/`IMPLEMENTATION`, crash `diskdump.c`
 //! (see the team reference, section 5.1). Both makedumpfile and QEMU (`kdump-raw-*`) write it.
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
 use super::codec::{self, Compression, ZSTD_UNSUPPORTED};
-use crate::target::MemError;
+use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
+use crate::mem::MemError;
 use std::cell::RefCell;
 
 /// Size of the fixed part of the 64-bit `disk_dump_header` (up to `tasks[]`).

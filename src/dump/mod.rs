@@ -5,7 +5,6 @@
 //! architecture, VMCOREINFO and per-CPU registers. Turning kernel virtual addresses into physical
 //! ones is the page-table walker's job (src/arch/).
 
-pub mod bytes;
 pub mod cache;
 pub mod codec;
 pub mod elf;
@@ -16,22 +15,16 @@ pub mod process;
 pub mod target;
 #[cfg(test)]
 pub(crate) mod testutil;
-pub mod vmcoreinfo;
 
 use crate::arch::Arch;
-use crate::target::MemError;
-use bytes::{FileSource, ReadAt};
+use crate::mem::bytes::{self, FileSource, ReadAt};
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{MemError, PhysRead};
 use elf::ElfCore;
 use flat::FlatSource;
 use kdump::KdumpFile;
 pub use notes::CpuState;
 use std::fmt::Write as _;
-pub use vmcoreinfo::VmcoreInfo;
-
-/// Physical memory of a dump. Same contract as Target::read_memory: a prefix of real bytes, Err when the first byte is not in the dump.
-pub trait PhysRead {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, crate::target::MemError>;
-}
 
 enum Body {
     Elf(ElfCore),

@@ -1,8 +1,8 @@
 //! ELF notes of a vmcore (PT_NOTE segments, or the kdump header's `offset_note` blob): one
 //! `CORE`/NT_PRSTATUS per CPU, the `VMCOREINFO` text, and QEMU's per-CPU `QEMU` state on x86.
 
-use super::bytes::{Bytes, Endian};
 use crate::arch::Arch;
+use crate::mem::bytes::{Bytes, Endian};
 
 /// `n_type` of `struct elf_prstatus` notes (`include/uapi/linux/elf.h`).
 pub const NT_PRSTATUS: u32 = 1;

@@ -3,12 +3,13 @@
 //! the user registers saved in `pt_regs` at the top of each task's kernel stack.
 
 use super::target::{DumpMem, DumpTarget};
-use crate::arch::walk::{Paging, PhysAddr, VirtAddr};
+use crate::arch::walk::Paging;
 use crate::arch::Arch;
-use crate::dump::PhysRead;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
 use crate::kernel::KernelMem;
-use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use crate::mem::PhysRead;
+use crate::mem::{MemError, PhysAddr, VirtAddr};
+use crate::target::{Registers, Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
     inner: DumpTarget,

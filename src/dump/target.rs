@@ -2,15 +2,16 @@
 //! (src/arch/ walkers), threads are the CPUs with the registers the dump saved, and the KASLR
 //! offset comes from VMCOREINFO.
 
-use super::{Dump, PhysRead};
+use super::Dump;
 use crate::arch::aarch64::PagingAarch64;
-use crate::arch::walk::{Paging, VirtAddr};
+use crate::arch::walk::Paging;
 use crate::arch::x86_64::PagingX86_64;
 use crate::arch::Arch;
 use crate::kernel::panic::{self, CpuRole, FrameRegs};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
-use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use crate::mem::{MemError, PhysRead, VirtAddr};
+use crate::target::{Registers, Target, ThreadInfo, Tid};
 use std::path::Path;
 
 /// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.

@@ -7,7 +7,7 @@
 //! is wide, and bytes that are neither printable ASCII nor white space as `\xNN`.
 
 use super::{read_exact, read_u64, KernelMem};
-use crate::dump::VmcoreInfo;
+use crate::mem::vmcoreinfo::VmcoreInfo;
 
 /// Largest descriptor ring and text ring accepted (the kernel's own limits are 2^25 bytes of text
 /// by CONFIG_LOG_BUF_SHIFT, more with log_buf_len=; these bound what a damaged dump can make us

@@ -16,7 +16,7 @@
 //! VMCOREINFO lists these symbols since Linux 6.0 (kernel/crash_core.c, CONFIG_KALLSYMS).
 
 use super::{read_exact, read_u32, read_u64, KernelMem, Sym};
-use crate::dump::vmcoreinfo::VmcoreInfo;
+use crate::mem::vmcoreinfo::VmcoreInfo;
 
 /// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
 const MAX_SYMS: u32 = 4_000_000;
@@ -64,7 +64,7 @@ pub fn decode(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sy
 
 /// Decodes every kallsyms symbol from the tables at `t`.
 pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, String> {
-    let rd = |e: crate::target::MemError| format!("reading the kallsyms tables: {e}");
+    let rd = |e: crate::mem::MemError| format!("reading the kallsyms tables: {e}");
     let count = read_u32(mem, t.num_syms).map_err(rd)?;
     if count == 0 || count > MAX_SYMS {
         return Err(format!(

@@ -19,10 +19,11 @@ pub mod scan;
 pub mod symtab;
 pub mod tasks;
 
-use crate::dump::vmcoreinfo::VmcoreInfo;
 use crate::live::kallsyms::Kallsyms;
 use crate::live::vmlinux::Vmlinux;
-use crate::target::{MemError, Target};
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::MemError;
+use crate::target::Target;
 use btf::Btf;
 use std::collections::HashMap;
 use std::path::Path;

@@ -269,7 +269,7 @@ fn sections_layout(l: &dyn Layout) -> Option<SectLayout> {
 }
 
 fn read_sections(mem: &mut dyn KernelMem, s: &SectLayout, module: u64) -> Result<Vec<(String, u64)>, String> {
-    let e = |e: crate::target::MemError| e.to_string();
+    let e = |e: crate::mem::MemError| e.to_string();
     let sa = read_u64(mem, module + s.sect_attrs).map_err(e)?;
     if sa == 0 {
         return Ok(Vec::new());

@@ -4,7 +4,8 @@
 //! kernel version.
 
 use crate::arch::Arch;
-use crate::target::{MemError, Registers};
+use crate::mem::MemError;
+use crate::target::Registers;
 use std::collections::HashSet;
 
 pub use super::{read_exact, read_u64, KernelMem};

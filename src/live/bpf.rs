@@ -7,8 +7,8 @@
 //! reference/live-reads.md). `read_prefix` therefore bisects a failed chunk on page boundaries to
 //! find the readable prefix and returns only that, never the zeros.
 
+use crate::mem::MemError;
 use crate::sys::clib::{BpfObject, BpfProg, MapView};
-use crate::target::MemError;
 
 static KMEM_OBJ: &[u8] = include_bytes!("../../bpf/kmem.bpf.o");
 

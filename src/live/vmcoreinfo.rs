@@ -29,8 +29,8 @@
 //! `/proc/iomem`'s `Kernel code` start. A base the text contradicts is skipped.
 
 use crate::arch::Arch;
-use crate::dump::vmcoreinfo::VmcoreInfo;
 use crate::kernel::{read_exact, KernelMem};
+use crate::mem::vmcoreinfo::VmcoreInfo;
 
 pub const SYSFS_PATH: &str = "/sys/kernel/vmcoreinfo";
 const GIB: u64 = 1 << 30;
@@ -316,7 +316,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::MemError;
+    use crate::mem::MemError;
 
     /// Sparse kernel memory: a few mapped regions; counts the reads made.
     struct Regions(Vec<(u64, Vec<u8>)>, usize);

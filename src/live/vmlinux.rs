@@ -3,7 +3,7 @@
 //! gives `Err`, never a panic, and allocations are capped by the file's size.
 
 use crate::arch::Arch;
-use crate::dump::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
+use crate::mem::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
 use std::fs::File;
 use std::path::Path;
 

@@ -158,7 +158,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
     };
     // Last resort: the live VMCOREINFO's SYMBOL() lines (data symbols such as init_uts_ns that
     // kallsyms lacks without CONFIG_KALLSYMS_ALL), read only when a name is found nowhere else.
-    let live_info: std::cell::OnceCell<Option<crate::dump::vmcoreinfo::VmcoreInfo>> =
+    let live_info: std::cell::OnceCell<Option<crate::mem::vmcoreinfo::VmcoreInfo>> =
         std::cell::OnceCell::new();
     let lookup = |name: &str| {
         syms.lookup(name)
