@@ -5,10 +5,8 @@
 
 use kmemd::arch::aarch64::PagingAarch64;
 use kmemd::arch::walk::{translate, walk_steps, PagingForm};
-use kmemd::mem::{PhysAddr, VirtAddr};
 use kmemd::arch::x86_64::PagingX86_64;
-use kmemd::mem::PhysRead;
-use kmemd::mem::MemError;
+use kmemd::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use libfuzzer_sys::fuzz_target;
 
 /// Physical memory: `bytes` at address 0 (holes above), or repeated over the whole address
@@ -23,14 +21,14 @@ impl PhysRead for Mem<'_> {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         let len = self.bytes.len() as u64;
         if len == 0 {
-            return Err(MemError::new(paddr, "no memory"));
+            return Err(MemError::new(paddr, MemErrorKind::NotInDump, "no memory"));
         }
         let start = if self.cyclic {
             paddr % len
         } else if paddr < len {
             paddr
         } else {
-            return Err(MemError::new(paddr, "hole"));
+            return Err(MemError::new(paddr, MemErrorKind::NotInDump, "hole"));
         };
         let mut n = 0;
         while n < buf.len().min(self.chunk) {

@@ -7,7 +7,7 @@ use kmemd::arch::Arch;
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
-use kmemd::mem::MemError;
+use kmemd::mem::{MemError, MemErrorKind};
 use kmemd::target::{Registers, Target, ThreadInfo, Tid};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Write};
@@ -31,7 +31,7 @@ impl Target for Fake {
             .checked_sub(self.base)
             .and_then(|o| usize::try_from(o).ok())
             .filter(|&o| o < self.mem.len())
-            .ok_or_else(|| MemError::new(addr, "outside the fake window"))?;
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::Fault, "outside the fake window"))?;
         let n = buf.len().min(self.mem.len() - off).min(self.chunk);
         buf[..n].copy_from_slice(&self.mem[off..off + n]);
         Ok(n)

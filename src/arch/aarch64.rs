@@ -5,7 +5,7 @@
 use crate::arch::walk::{
     parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value, Paging, PagingForm, PteFormat, Step,
 };
-use crate::mem::PhysAddr;
+use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
 /// Descriptor type bits [1:0]: 0b11 is a table (or a page at the last level), 0b01 a block,
 /// anything with bit 0 clear is invalid (Arm ARM D8.3).
@@ -127,14 +127,18 @@ pub fn untag(va: u64) -> u64 {
 
 /// Untags `va` and checks it is in the TTBR1 (kernel) range the tables translate: bits
 /// 63..va_bits all set. Returns the address to walk.
-pub fn check_kernel_va(va: u64, va_bits: u8) -> Result<u64, String> {
+pub fn check_kernel_va(va: u64, va_bits: u8) -> Result<u64, MemError> {
     let addr = untag(va);
     let high = addr.checked_shr(va_bits.into()).unwrap_or(0);
     if high == u64::MAX.checked_shr(va_bits.into()).unwrap_or(0) {
         Ok(addr)
     } else {
-        Err(format!(
-            "{va:#x} is not a kernel address: the kernel tables (TTBR1) with {va_bits}-bit addresses translate only addresses with bits 63..{va_bits} set"
+        Err(MemError::new(
+            va,
+            MemErrorKind::Fault,
+            format!(
+                "{va:#x} is not a kernel address: the kernel tables (TTBR1) with {va_bits}-bit addresses translate only addresses with bits 63..{va_bits} set"
+            ),
         ))
     }
 }
@@ -173,9 +177,9 @@ pub fn decode_entry(form: &PagingForm, desc: u64, level: u8) -> Step {
     match (desc & DESC_TABLE_OR_PAGE != 0, level) {
         (true, 0) => Step::Leaf(oa),
         (true, _) => Step::Table(oa),
-        (false, 0) => Step::Invalid("is a reserved descriptor type at the last level".to_string()),
+        (false, 0) => Step::Reserved("is a reserved descriptor type at the last level".to_string()),
         (false, _) if block_allowed(form, level) => Step::Leaf(oa),
-        (false, _) => Step::Invalid(format!(
+        (false, _) => Step::Reserved(format!(
             "is a block descriptor, which {}K pages do not allow at this level: the page table is corrupt",
             (1u64 << form.page_shift) / 1024
         )),
@@ -355,7 +359,8 @@ mod tests {
                 let mut b = builder(c);
                 b.map(va, pa_base, level);
                 let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-                assert!(e.reason.contains("block"), "{name} level {level}: {}", e.reason);
+                assert_eq!(e.kind, MemErrorKind::Corrupt, "{name} level {level}: {e}");
+                assert!(e.detail.contains("block"), "{name} level {level}: {}", e.detail);
             }
         }
     }
@@ -378,11 +383,8 @@ mod tests {
                     let w = walk_steps(&b.mem, &form, PhysAddr(b.root), VirtAddr(va));
                     let e = w.result.unwrap_err();
                     let name = w.steps.last().unwrap().name;
-                    assert!(
-                        e.reason.contains(name) && e.reason.contains("not valid"),
-                        "{}",
-                        e.reason
-                    );
+                    assert_eq!(e.kind, MemErrorKind::NotPresent { level: level as u8 }, "{e}");
+                    assert!(e.detail.contains(name), "{}", e.detail);
                     assert_eq!(w.steps.len() as u32, b.levels - level);
                 }
             }
@@ -392,11 +394,8 @@ mod tests {
             let at = b.entry_addr(va, 0);
             b.mem.set(at, 0x8000_0000 | 0b01);
             let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(
-                e.reason.contains("PTE") && e.reason.contains("reserved"),
-                "{}",
-                e.reason
-            );
+            assert_eq!(e.kind, MemErrorKind::Corrupt, "{e}");
+            assert!(e.detail.contains("PTE"), "{}", e.detail);
         }
     }
 
@@ -434,7 +433,8 @@ mod tests {
             0xff7f_8000_0000_0000,
         ] {
             let e = translate(&mem, &form, PhysAddr(0x4000_0000), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("not a kernel address"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("not a kernel address"), "{va:#x}: {}", e.detail);
         }
         // A 1 GiB block at L1 (index 0).
         mem.set(0x4000_1000, 0x0000_0001_c000_0000 | 0x0040_0000_0000_0f41);

@@ -7,7 +7,7 @@
 //! itself. The depth is bounded by the form, so a corrupt table cannot make a walk loop.
 
 use crate::arch::{aarch64, x86_64};
-use crate::mem::{MemError, PhysAddr, PhysRead, VirtAddr};
+use crate::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use std::fmt;
 
 /// How entries of one paging form are decoded (libaddrxlat's `pte_format`).
@@ -50,8 +50,11 @@ pub enum Step {
     /// Maps a page (level 0) or a huge page/block (higher levels). The address is the base of
     /// the page or block; the walker adds the offset of the virtual address inside it.
     Leaf(PhysAddr),
-    /// Not present, or not a valid entry at this level: the reason says which.
+    /// Not present (not valid): the address is not mapped. The text says which bit.
     Invalid(String),
+    /// An entry no kernel writes (a reserved bit or descriptor type at this level): the table is
+    /// damaged. The text says what is wrong.
+    Reserved(String),
 }
 
 impl PagingForm {
@@ -126,7 +129,7 @@ impl PagingForm {
 
     /// Checks that `va` is translated by these tables and returns the address to walk (aarch64
     /// drops pointer tags first).
-    fn check_va(&self, va: VirtAddr) -> Result<u64, String> {
+    fn check_va(&self, va: VirtAddr) -> Result<u64, MemError> {
         match self.pte {
             PteFormat::X86_64 => x86_64::check_canonical(va.0, self.va_bits).map(|()| va.0),
             PteFormat::Aarch64 | PteFormat::Aarch64Lpa | PteFormat::Aarch64Lpa2 => {
@@ -207,7 +210,7 @@ impl fmt::Display for Walk {
                 self.steps.last().map(|s| s.name).unwrap_or("?"),
                 t.page_size
             ),
-            Err(e) => write!(f, "no translation: {}", e.reason),
+            Err(e) => write!(f, "no translation: {}", e.detail),
         }
     }
 }
@@ -275,7 +278,7 @@ fn walk_inner(
     va: VirtAddr,
     record: &mut dyn FnMut(WalkStep),
 ) -> Result<Translation, MemError> {
-    let addr = form.check_va(va).map_err(|why| MemError::new(va.0, why))?;
+    let addr = form.check_va(va)?;
     let mut table = root;
     for level in (0..form.levels).rev() {
         let name = form.level_name(level);
@@ -283,6 +286,7 @@ fn walk_inner(
         let entry_addr = table.checked_add(index * 8).ok_or_else(|| {
             MemError::new(
                 va.0,
+                MemErrorKind::Corrupt,
                 format!("the {name} table address {table} is past the end of memory"),
             )
         })?;
@@ -294,12 +298,14 @@ fn walk_inner(
             entry_addr,
             entry: entry.as_ref().ok().copied(),
         });
+        // The kind stays the one of the physical read (a table page excluded or not in the dump).
         let entry = entry.map_err(|e| {
             MemError::new(
                 va.0,
+                e.kind,
                 format!(
                     "the {name} entry at physical {entry_addr} is not in the dump ({})",
-                    e.reason
+                    e.detail
                 ),
             )
         })?;
@@ -308,6 +314,7 @@ fn walk_inner(
             Step::Table(_) => {
                 return Err(MemError::new(
                     va.0,
+                    MemErrorKind::Corrupt,
                     format!("{name} entry {entry:#x} points to a further table"),
                 ));
             }
@@ -319,6 +326,7 @@ fn walk_inner(
                     .ok_or_else(|| {
                         MemError::new(
                             va.0,
+                            MemErrorKind::Corrupt,
                             format!("{name} entry {entry:#x} maps past the end of memory"),
                         )
                     })?;
@@ -330,13 +338,25 @@ fn walk_inner(
             Step::Invalid(why) => {
                 return Err(MemError::new(
                     va.0,
+                    MemErrorKind::NotPresent { level },
+                    format!("{name} entry {entry:#x} at physical {entry_addr}: {why}"),
+                ));
+            }
+            Step::Reserved(why) => {
+                return Err(MemError::new(
+                    va.0,
+                    MemErrorKind::Corrupt,
                     format!("{name} entry {entry:#x} at physical {entry_addr}: {why}"),
                 ));
             }
         }
     }
     // Unreachable in practice: level 0 always ends the loop with a leaf or an error.
-    Err(MemError::new(va.0, "the page-table walk did not reach a page"))
+    Err(MemError::new(
+        va.0,
+        MemErrorKind::Corrupt,
+        "the page-table walk did not reach a page",
+    ))
 }
 
 /// Reads one little-endian 8-byte entry (both supported arches are little-endian).
@@ -344,13 +364,21 @@ fn read_entry(mem: &dyn PhysRead, at: PhysAddr) -> Result<u64, MemError> {
     let mut buf = [0u8; 8];
     let mut done = 0;
     while done < buf.len() {
-        let pos =
-            at.0.checked_add(done as u64)
-                .ok_or_else(|| MemError::new(at.0, "entry address past the end of memory"))?;
+        let pos = at.0.checked_add(done as u64).ok_or_else(|| {
+            MemError::new(
+                at.0,
+                MemErrorKind::Corrupt,
+                "entry address past the end of memory",
+            )
+        })?;
         let rest = buf.get_mut(done..).unwrap_or_default();
         let n = mem.read_phys(pos, rest)?;
         if n == 0 {
-            return Err(MemError::new(pos, "the dump returned no bytes"));
+            return Err(MemError::new(
+                pos,
+                MemErrorKind::NotInDump,
+                "the dump returned no bytes",
+            ));
         }
         done += n.min(rest.len());
     }
@@ -432,7 +460,11 @@ pub(crate) mod tests {
                 n += 1;
             }
             if n == 0 {
-                Err(MemError::new(paddr, "not in the fake dump"))
+                Err(MemError::new(
+                    paddr,
+                    MemErrorKind::NotInDump,
+                    "not in the fake dump",
+                ))
             } else {
                 Ok(n)
             }
@@ -610,11 +642,8 @@ pub(crate) mod tests {
         let form = PagingForm::new(PteFormat::X86_64, 12, 48).unwrap();
         let w = walk_steps(&mem, &form, PhysAddr(0x1000), VirtAddr(0xffff_ffff_8100_0000));
         let e = w.result.unwrap_err();
-        assert!(
-            e.reason.contains("PGD") && e.reason.contains("not in the dump"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::NotInDump, "{e}");
+        assert!(e.detail.contains("PGD"), "{}", e.detail);
         assert_eq!(e.addr, 0xffff_ffff_8100_0000);
         assert_eq!(w.steps.len(), 1);
         assert_eq!(w.steps[0].entry, None);

@@ -5,7 +5,7 @@
 use crate::arch::walk::{
     parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, Paging, PagingForm, PteFormat, Step,
 };
-use crate::mem::PhysAddr;
+use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
 /// Entry is present (`_PAGE_BIT_PRESENT`, arch/x86/include/asm/pgtable_types.h).
 pub const _PAGE_PRESENT: u64 = 1 << 0;
@@ -75,16 +75,20 @@ impl PagingX86_64 {
 }
 
 /// Non-canonical addresses (bits above `va_bits - 1` not all equal to it) fault on x86_64.
-pub fn check_canonical(va: u64, va_bits: u8) -> Result<(), String> {
+pub fn check_canonical(va: u64, va_bits: u8) -> Result<(), MemError> {
     let high = va >> (va_bits - 1);
     if high == 0 || high == (u64::MAX >> (va_bits - 1)) {
         Ok(())
     } else {
-        Err(format!(
-            "{va:#x} is not a canonical address for {}-level paging (bits 63..{} must all equal bit {})",
-            if va_bits > 48 { 5 } else { 4 },
-            va_bits - 1,
-            va_bits - 1
+        Err(MemError::new(
+            va,
+            MemErrorKind::Fault,
+            format!(
+                "{va:#x} is not a canonical address for {}-level paging (bits 63..{} must all equal bit {})",
+                if va_bits > 48 { 5 } else { 4 },
+                va_bits - 1,
+                va_bits - 1
+            ),
         ))
     }
 }
@@ -106,7 +110,7 @@ pub fn decode_entry(form: &PagingForm, entry: u64, level: u8) -> Step {
         // Huge page: bit 12 is PAT, so the base is the address masked to the page size.
         Step::Leaf(PhysAddr(addr & !(form.entry_span(level) - 1)))
     } else {
-        Step::Invalid(
+        Step::Reserved(
             "has the huge-page bit set, which is reserved at this level: the page table is corrupt"
                 .to_string(),
         )
@@ -246,11 +250,8 @@ mod tests {
                 let w = walk_steps(&b.mem, &form, PhysAddr(b.root), VirtAddr(va));
                 let e = w.result.unwrap_err();
                 let name = names[level as usize];
-                assert!(
-                    e.reason.contains(name) && e.reason.contains("not present"),
-                    "{}",
-                    e.reason
-                );
+                assert_eq!(e.kind, MemErrorKind::NotPresent { level: level as u8 }, "{e}");
+                assert!(e.detail.contains(name), "{}", e.detail);
                 assert_eq!(w.steps.len(), usize::from(levels) - level as usize);
                 assert_eq!(w.steps.last().unwrap().entry_addr.0, at);
             }
@@ -269,7 +270,8 @@ mod tests {
             0x8000_0000_0000_0000,
         ] {
             let e = translate(&b.mem, &f4, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("canonical"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("canonical"), "{va:#x}: {}", e.detail);
         }
         // 57-bit addresses sign-extend from bit 56.
         for va in [
@@ -278,16 +280,13 @@ mod tests {
             0x8000_0000_0000_0000,
         ] {
             let e = translate(&b.mem, &f5, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("canonical"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("canonical"), "{va:#x}: {}", e.detail);
         }
         // Canonical with 5 levels (walked, then not present), not with 4 (checked above).
         for va in [0x00ff_8000_0000_0000u64, 0xff80_0000_0000_0000] {
             let e = translate(&b.mem, &f5, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(
-                !e.reason.contains("canonical") && e.reason.contains("not present"),
-                "{}",
-                e.reason
-            );
+            assert!(matches!(e.kind, MemErrorKind::NotPresent { .. }), "{e}");
         }
         // Lower-half canonical addresses are walked (and here not mapped).
         b.map(0x7fff_ffff_f000, 0x9000, 0);
@@ -323,20 +322,14 @@ mod tests {
         let at = b.entry_addr(va, 1);
         b.mem.set(at, 0x000f_ffff_ffff_f000 | FLAGS);
         let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-        assert!(
-            e.reason.contains("PTE") && e.reason.contains("not in the dump"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::NotInDump, "{e}");
+        assert!(e.detail.contains("PTE"), "{}", e.detail);
         // PSE at PGD level is reserved.
         let at = b.entry_addr(va, 4);
         b.mem.set(at, 0x20_0000 | FLAGS | _PAGE_PSE);
         let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-        assert!(
-            e.reason.contains("PGD") && e.reason.contains("reserved"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::Corrupt, "{e}");
+        assert!(e.detail.contains("PGD"), "{}", e.detail);
         // Tables filled with pseudo-random entries, some pointing back at themselves.
         let mut mem = FakeMem::default();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -4,7 +4,7 @@
 
 use crate::arch::Arch;
 use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
-use crate::mem::MemError;
+use crate::mem::{MemError, MemErrorKind};
 
 const ET_CORE: u16 = 4;
 const PT_LOAD: u32 = 1;
@@ -179,6 +179,7 @@ impl ElfCore {
         let seg = self.find(paddr).ok_or_else(|| {
             MemError::new(
                 paddr,
+                MemErrorKind::NotInDump,
                 "physical address is not in the dump (no PT_LOAD covers it)",
             )
         })?;
@@ -186,12 +187,14 @@ impl ElfCore {
         if within >= seg.filesz {
             return Err(MemError::new(
                 paddr,
+                MemErrorKind::Excluded,
                 "physical page is not in the dump file (excluded when the dump was made: p_filesz < p_memsz)",
             ));
         }
         if within >= seg.present {
             return Err(MemError::new(
                 paddr,
+                MemErrorKind::NotInDump,
                 "physical address is past the end of the truncated vmcore file",
             ));
         }
@@ -200,7 +203,7 @@ impl ElfCore {
             .min(buf.len());
         let dst = buf.get_mut(..n).unwrap_or_default();
         src.read_exact_at(seg.offset + within, dst)
-            .map_err(|e| MemError::new(paddr, e))?;
+            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
         Ok(n)
     }
 }
@@ -327,6 +330,9 @@ pub(crate) mod tests {
         // Near the end of the first segment only the rest of the segment comes back.
         assert_eq!(ok(core.read_phys(&file, 0x2f80, &mut buf)), 0x80);
         assert_eq!(buf.get(..0x80), pattern(2, 0x2000).get(0x1f80..));
+        use crate::mem::MemErrorKind::{Excluded, NotInDump};
+        assert_eq!(kind(core.read_phys(&file, 0x3000, &mut buf)), NotInDump);
+        assert_eq!(kind(core.read_phys(&file, 0x10_3000, &mut buf)), Excluded);
         let hole = err(core.read_phys(&file, 0x3000, &mut buf));
         assert!(hole.contains("not in the dump"), "{hole}");
         let tail = err(core.read_phys(&file, 0x10_3000, &mut buf));
@@ -342,6 +348,10 @@ pub(crate) mod tests {
         assert!(core.truncated);
         let mut buf = [0u8; 0x1000];
         assert_eq!(ok(core.read_phys(&file, 0x1000, &mut buf)), 0x800);
+        assert_eq!(
+            kind(core.read_phys(&file, 0x1800, &mut buf)),
+            crate::mem::MemErrorKind::NotInDump
+        );
         let e = err(core.read_phys(&file, 0x1800, &mut buf));
         assert!(e.contains("truncated"), "{e}");
     }

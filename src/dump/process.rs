@@ -8,7 +8,7 @@ use crate::arch::Arch;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
 use crate::kernel::KernelMem;
 use crate::mem::PhysRead;
-use crate::mem::{MemError, PhysAddr, VirtAddr};
+use crate::mem::{MemError, MemErrorKind, PhysAddr, VirtAddr};
 use crate::target::{Registers, Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
@@ -98,6 +98,7 @@ impl ProcessTarget {
                 if addr >> bits != 0 {
                     return Err(MemError::new(
                         addr,
+                        MemErrorKind::Fault,
                         format!("not a user address of this process ({bits}-bit user addresses)"),
                     ));
                 }
@@ -115,13 +116,13 @@ impl Target for ProcessTarget {
     fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         let va = self.walk_addr(addr)?;
         let (dump, _) = self.inner.parts();
-        let t = self
-            .user
-            .translate(dump, VirtAddr(va))
-            .map_err(|e| MemError::new(addr, e.reason))?;
+        let t = self.user.translate(dump, VirtAddr(va)).map_err(|e| e.at(addr))?;
         let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-        dump.read_phys(t.pa.value(), &mut buf[..n])
-            .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
+        dump.read_phys(t.pa.value(), &mut buf[..n]).map_err(|e| MemError {
+            addr,
+            detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
+            ..e
+        })
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {

@@ -30,8 +30,11 @@ fn read_virt(dump: &Dump, paging: &Paging, addr: u64, buf: &mut [u8]) -> Result<
     let t = paging.translate(dump, VirtAddr(addr))?;
     // One page (or block) at a time: the next one may map anywhere, or nowhere.
     let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-    dump.read_phys(t.pa.value(), &mut buf[..n])
-        .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
+    dump.read_phys(t.pa.value(), &mut buf[..n]).map_err(|e| MemError {
+        addr,
+        detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
+        ..e
+    })
 }
 
 pub struct DumpTarget {
@@ -149,7 +152,7 @@ impl DumpTarget {
                             .filter(|&c| c < ncpus)
                             .map(|c| (c, "the kernel's panic_cpu")),
                         Err(e) => {
-                            log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.reason);
+                            log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.detail);
                             None
                         }
                     }

@@ -22,7 +22,7 @@ pub mod tasks;
 use crate::live::kallsyms::Kallsyms;
 use crate::live::vmlinux::Vmlinux;
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::MemError;
+use crate::mem::{MemError, MemErrorKind};
 use crate::target::Target;
 use btf::Btf;
 use std::collections::HashMap;
@@ -55,11 +55,11 @@ impl KernelMem for BufferMem {
             .checked_sub(self.base)
             .and_then(|o| usize::try_from(o).ok())
             .filter(|&o| o < self.bytes.len())
-            .ok_or_else(|| MemError::new(addr, "outside the buffer"))?;
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "outside the buffer"))?;
         let src = self.bytes.get(start..).unwrap_or_default();
         let n = src.len().min(buf.len());
         buf.get_mut(..n)
-            .ok_or_else(|| MemError::new(addr, "empty read"))?
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "empty read"))?
             .copy_from_slice(src.get(..n).unwrap_or_default());
         Ok(n)
     }
@@ -71,11 +71,15 @@ pub fn read_exact(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> Result<
     while done < buf.len() {
         let at = addr
             .checked_add(done as u64)
-            .ok_or_else(|| MemError::new(addr, "address overflows"))?;
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::Fault, "address overflows"))?;
         let rest = buf.get_mut(done..).unwrap_or_default();
         let n = mem.read(at, rest)?;
         if n == 0 || n > rest.len() {
-            return Err(MemError::new(at, "the reader returned no bytes"));
+            return Err(MemError::new(
+                at,
+                MemErrorKind::Fault,
+                "the reader returned no bytes",
+            ));
         }
         done += n;
     }

@@ -4,7 +4,7 @@
 //! kernel version.
 
 use crate::arch::Arch;
-use crate::mem::MemError;
+use crate::mem::{MemError, MemErrorKind};
 use crate::target::Registers;
 use std::collections::HashSet;
 
@@ -330,7 +330,11 @@ fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<
     let mut cur = read_u64(mem, head)?;
     while cur != head {
         if !seen.insert(cur) || out.len() >= limit {
-            return Err(MemError::new(cur, "the list loops without returning to its head"));
+            return Err(MemError::new(
+                cur,
+                MemErrorKind::Corrupt,
+                "the list loops without returning to its head",
+            ));
         }
         out.push(cur);
         cur = read_u64(mem, cur)?;
@@ -784,7 +788,7 @@ pub(crate) mod tests {
                 n += 1;
             }
             if n == 0 {
-                Err(MemError::new(addr, "not in the fake"))
+                Err(MemError::new(addr, MemErrorKind::NotInDump, "not in the fake"))
             } else {
                 Ok(n)
             }

@@ -7,7 +7,7 @@
 //! reference/live-reads.md). `read_prefix` therefore bisects a failed chunk on page boundaries to
 //! find the readable prefix and returns only that, never the zeros.
 
-use crate::mem::MemError;
+use crate::mem::{MemError, MemErrorKind};
 use crate::sys::clib::{BpfObject, BpfProg, MapView};
 
 static KMEM_OBJ: &[u8] = include_bytes!("../../bpf/kmem.bpf.o");
@@ -71,6 +71,7 @@ pub fn read_prefix<R: ChunkRead>(src: &mut R, addr: u64, buf: &mut [u8]) -> Resu
     if pos == 0 && !buf.is_empty() {
         return Err(MemError::new(
             addr,
+            MemErrorKind::Fault,
             "address wraps past the end of the address space",
         ));
     }
@@ -79,7 +80,7 @@ pub fn read_prefix<R: ChunkRead>(src: &mut R, addr: u64, buf: &mut [u8]) -> Resu
 
 fn finish(pos: usize, addr: u64, why: String) -> Result<usize, MemError> {
     if pos == 0 {
-        Err(MemError::new(addr, why))
+        Err(MemError::new(addr, MemErrorKind::Fault, why))
     } else {
         Ok(pos)
     }

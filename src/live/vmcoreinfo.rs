@@ -316,7 +316,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::MemError;
+    use crate::mem::{MemError, MemErrorKind};
 
     /// Sparse kernel memory: a few mapped regions; counts the reads made.
     struct Regions(Vec<(u64, Vec<u8>)>, usize);
@@ -332,7 +332,7 @@ mod tests {
                     return Ok(n);
                 }
             }
-            Err(MemError::new(addr, "unmapped"))
+            Err(MemError::new(addr, MemErrorKind::Fault, "unmapped"))
         }
     }
 

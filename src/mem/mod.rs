@@ -48,26 +48,74 @@ impl fmt::Display for PhysAddr {
     }
 }
 
-/// Why memory could not be read. The server turns every one of these into an `Exx` reply, so GDB
-/// says "Cannot access memory"; the text goes to the log.
+/// What kind of failure stopped a read. Callers that only report it print the [`MemError`];
+/// callers that act on it (the server's errno, tests, a reader that falls back) match this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemErrorKind {
+    /// The page tables do not map the address: the entry at `level` is not present (not valid).
+    /// Levels count from the bottom as the walker numbers them: 0 is the last level (PTE).
+    NotPresent { level: u8 },
+    /// The page exists but was left out when the dump was made (makedumpfile `-d`, an ELF
+    /// segment whose `p_filesz` is below its `p_memsz`).
+    Excluded,
+    /// The source does not hold the address at all: no segment or bitmap covers it, a hole in
+    /// physical memory, a page past the end of a truncated or incomplete file.
+    NotInDump,
+    /// The source holds the bytes, or the tables leading to them, but they are damaged: a page
+    /// that does not decompress, a corrupt descriptor or page-table entry, a list that loops.
+    Corrupt,
+    /// The bytes are there but kmemd cannot decode them (e.g. a compression it has no decoder
+    /// for).
+    Unsupported,
+    /// The access itself failed: the running kernel faulted (BPF EFAULT/ERANGE), the address
+    /// cannot exist (non-canonical, outside the kernel half, wrapping past the top), or the file
+    /// holding it could not be read.
+    Fault,
+}
+
+impl MemErrorKind {
+    /// A short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemErrorKind::NotPresent { .. } => "not present",
+            MemErrorKind::Excluded => "excluded",
+            MemErrorKind::NotInDump => "not in the dump",
+            MemErrorKind::Corrupt => "corrupt",
+            MemErrorKind::Unsupported => "unsupported",
+            MemErrorKind::Fault => "fault",
+        }
+    }
+}
+
+/// Why memory could not be read: where, what kind of failure, and a sentence for people (the
+/// detail names the level, pfn, segment or errno). The server turns every one of these into an
+/// `Exx` reply (see `server::mem_errno`), so GDB says "Cannot access memory"; the text goes to
+/// the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemError {
     pub addr: u64,
-    pub reason: String,
+    pub kind: MemErrorKind,
+    pub detail: String,
 }
 
 impl MemError {
-    pub fn new(addr: u64, reason: impl Into<String>) -> Self {
+    pub fn new(addr: u64, kind: MemErrorKind, detail: impl Into<String>) -> Self {
         MemError {
             addr,
-            reason: reason.into(),
+            kind,
+            detail: detail.into(),
         }
+    }
+
+    /// The same failure seen at another address (a virtual address whose physical page failed).
+    pub fn at(self, addr: u64) -> MemError {
+        MemError { addr, ..self }
     }
 }
 
 impl fmt::Display for MemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read {:#x}: {}", self.addr, self.reason)
+        write!(f, "cannot read {:#x}: {}", self.addr, self.detail)
     }
 }
 
