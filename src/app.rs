@@ -1,6 +1,7 @@
 //! Runs the mode the command line picked. Kept apart from `main.rs` so tests can reach it.
 
 use crate::cli::{Config, Mode};
+use crate::mem::VirtAddr;
 use crate::server::{self, SessionEnd};
 use crate::sys::os;
 use crate::target::Target;
@@ -132,7 +133,7 @@ pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn W
             .checked_add(done)
             .ok_or("the range runs past the end of the address space")?;
         let want = (len - done).min(buf.len() as u64) as usize;
-        match target.read_memory(at, &mut buf[..want]) {
+        match target.read_virt(VirtAddr(at), &mut buf[..want]) {
             Ok(n) => {
                 let n = n.min(want);
                 out.write_all(&buf[..n])

@@ -12,6 +12,7 @@ use crate::live::bpf::KernelReader;
 use crate::live::kallsyms::Kallsyms;
 use crate::live::plant::Plant;
 use crate::live::LiveTarget;
+use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
 use crate::target::Target;
 use crate::watch::perf::{self, Armed, Record};
@@ -274,7 +275,7 @@ fn check_read(reader: &mut KernelReader, plant: &Plant) -> Item {
     }
     let addr = plant.kernel_addr();
     let mut got = vec![0u8; want.len()];
-    match reader.read(addr, &mut got) {
+    match reader.read_virt(VirtAddr(addr), &mut got) {
         Ok(n) if n == got.len() && got == want => Item::ok(
             "read",
             format!(

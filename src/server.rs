@@ -2,7 +2,7 @@
 //! knows RSP, never sockets or kernels; recoverable problems become `Exx` replies and the session
 //! goes on, only the connection ending (or `D`/`k`) ends it.
 
-use crate::mem::MemErrorKind;
+use crate::mem::{MemErrorKind, VirtAddr};
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
@@ -383,7 +383,7 @@ impl Session<'_> {
         let mut filled = 0;
         while filled < len {
             let at = addr.wrapping_add(filled as u64);
-            match self.target.read_memory(at, &mut self.mem[filled..len]) {
+            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..len]) {
                 Ok(0) => break,
                 Ok(n) => filled += n.min(len - filled),
                 Err(e) => {
@@ -489,7 +489,7 @@ fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::mem::MemError;
+    use crate::mem::{MemError, VirtRead};
     use crate::target::Registers;
     use std::io::Cursor;
 
@@ -500,11 +500,9 @@ mod tests {
         reads: usize,
     }
 
-    impl Target for Mock {
-        fn arch(&self) -> Arch {
-            Arch::X86_64
-        }
-        fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for Mock {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             self.reads += 1;
             let end = self.base + self.bytes.len() as u64;
             if addr < self.base || addr >= end {
@@ -515,6 +513,12 @@ mod tests {
             let n = buf.len().min(self.bytes.len() - off).min(100);
             buf[..n].copy_from_slice(&self.bytes[off..off + n]);
             Ok(n)
+        }
+    }
+
+    impl Target for Mock {
+        fn arch(&self) -> Arch {
+            Arch::X86_64
         }
         fn threads(&mut self) -> Vec<ThreadInfo> {
             (1..=3)

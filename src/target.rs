@@ -2,7 +2,7 @@
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
 use crate::arch::Arch;
-use crate::mem::MemError;
+use crate::mem::VirtRead;
 
 /// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
 pub type Tid = u64;
@@ -24,18 +24,12 @@ pub struct ThreadInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registers(pub Vec<Option<u64>>);
 
-/// The contract every memory source keeps:
-/// - `read_memory` fills a prefix of `buf` with real bytes read at `addr` and returns its length
-///   (at least 1 when it returns `Ok`). It may stop early at any point (e.g. the end of a mapped
-///   region); the server asks again for the rest. It fails only when the first byte cannot be
-///   read. It never returns bytes it did not read: no zero-fill for holes.
-/// - Nothing in a `Target` writes to the kernel.
-pub trait Target {
+/// A target's memory is its [`VirtRead`], with that trait's contract: a prefix of real bytes,
+/// an error only when the first byte cannot be read, never zero-fill; the server asks again for
+/// the rest. Nothing in a `Target` writes to the kernel.
+pub trait Target: VirtRead {
     /// The architecture of the kernel served (a dump's, not the host's).
     fn arch(&self) -> Arch;
-
-    /// Reads kernel virtual memory; see the trait documentation for the contract.
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
 
     /// The threads GDB sees, in a stable order. Never empty.
     fn threads(&mut self) -> Vec<ThreadInfo>;

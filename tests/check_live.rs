@@ -3,6 +3,7 @@
 mod common;
 
 use kmemd::live::LiveTarget;
+use kmemd::mem::{VirtAddr, VirtRead};
 use kmemd::sys::os;
 use kmemd::target::Target;
 use kmemd::watch::perf;
@@ -121,7 +122,10 @@ fn live_vmcoreinfo_feeds_symbols() {
         .expect("OFFSET(uts_namespace.name)");
     // struct new_utsname: six char[65] fields, sysname then nodename (include/uapi/linux/utsname.h).
     let mut uts = [0u8; 65 * 3];
-    assert_eq!(t.read_memory(addr + name_off, &mut uts).unwrap(), uts.len());
+    assert_eq!(
+        t.read_virt(VirtAddr(addr + name_off), &mut uts).unwrap(),
+        uts.len()
+    );
     let field = |i: usize| {
         let f = &uts[65 * i..65 * (i + 1)];
         String::from_utf8_lossy(&f[..f.iter().position(|&c| c == 0).unwrap()]).to_string()

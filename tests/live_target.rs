@@ -6,6 +6,7 @@ use kmemd::arch::Arch;
 use kmemd::live::kallsyms::Kallsyms;
 use kmemd::live::plant::Plant;
 use kmemd::live::LiveTarget;
+use kmemd::mem::{VirtAddr, VirtRead};
 use kmemd::target::Target;
 
 #[test]
@@ -62,9 +63,9 @@ fn live_target_serves_the_running_kernel() {
     let data: Vec<u8> = (0..=255u8).rev().collect();
     plant.write(&data).unwrap();
     let mut buf = [0u8; 256];
-    assert_eq!(t.read_memory(plant.kernel_addr(), &mut buf), Ok(256));
+    assert_eq!(t.read_virt(VirtAddr(plant.kernel_addr()), &mut buf), Ok(256));
     assert_eq!(buf[..], data[..]);
-    assert!(t.read_memory(0x1000, &mut buf).is_err());
+    assert!(t.read_virt(VirtAddr(0x1000), &mut buf).is_err());
     // Kernel text at _text reads too (the first thing gdb asks for).
-    assert_eq!(t.read_memory(text, &mut buf[..16]), Ok(16));
+    assert_eq!(t.read_virt(VirtAddr(text), &mut buf[..16]), Ok(16));
 }

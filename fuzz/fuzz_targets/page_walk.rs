@@ -18,7 +18,8 @@ struct Mem<'a> {
 }
 
 impl PhysRead for Mem<'_> {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let paddr = paddr.0;
         let len = self.bytes.len() as u64;
         if len == 0 {
             return Err(MemError::new(paddr, MemErrorKind::NotInDump, "no memory"));

@@ -4,10 +4,10 @@
 #![no_main]
 
 use kmemd::arch::Arch;
+use kmemd::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
-use kmemd::mem::{MemError, MemErrorKind};
 use kmemd::target::{Registers, Target, ThreadInfo, Tid};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Write};
@@ -22,11 +22,9 @@ struct Fake {
     threads: u64,
 }
 
-impl Target for Fake {
-    fn arch(&self) -> Arch {
-        self.arch
-    }
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+impl VirtRead for Fake {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
         let off = addr
             .checked_sub(self.base)
             .and_then(|o| usize::try_from(o).ok())
@@ -35,6 +33,12 @@ impl Target for Fake {
         let n = buf.len().min(self.mem.len() - off).min(self.chunk);
         buf[..n].copy_from_slice(&self.mem[off..off + n]);
         Ok(n)
+    }
+}
+
+impl Target for Fake {
+    fn arch(&self) -> Arch {
+        self.arch
     }
     fn threads(&mut self) -> Vec<ThreadInfo> {
         (1..=self.threads)

@@ -372,7 +372,7 @@ fn read_entry(mem: &dyn PhysRead, at: PhysAddr) -> Result<u64, MemError> {
             )
         })?;
         let rest = buf.get_mut(done..).unwrap_or_default();
-        let n = mem.read_phys(pos, rest)?;
+        let n = mem.read_phys(PhysAddr(pos), rest)?;
         if n == 0 {
             return Err(MemError::new(
                 pos,
@@ -449,7 +449,8 @@ pub(crate) mod tests {
     }
 
     impl PhysRead for FakeMem {
-        fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let paddr = paddr.0;
             let mut n = 0;
             while n < buf.len() {
                 let a = paddr + n as u64;
@@ -575,7 +576,7 @@ pub(crate) mod tests {
         while done < len {
             let t = translate(mem, form, root, VirtAddr(va + done as u64)).expect("translate");
             let n = (len - done).min(t.page_size as usize);
-            let got = mem.read_phys(t.pa.0, &mut out[done..done + n]).expect("read");
+            let got = mem.read_phys(t.pa, &mut out[done..done + n]).expect("read");
             assert_eq!(got, n, "the physical page must hold page_size bytes");
             done += n;
         }

@@ -19,7 +19,7 @@ pub(crate) mod testutil;
 use crate::arch::Arch;
 use crate::mem::bytes::{self, FileSource, ReadAt};
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::{MemError, PhysRead};
+use crate::mem::{MemError, PhysAddr, PhysRead};
 use elf::ElfCore;
 use flat::FlatSource;
 use kdump::KdumpFile;
@@ -340,10 +340,10 @@ fn arch_from_vmcoreinfo(v: &VmcoreInfo) -> Option<Arch> {
 }
 
 impl PhysRead for Dump {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
         match &self.body {
-            Body::Elf(core) => core.read_phys(&*self.src, paddr, buf),
-            Body::Kdump(k) => k.read_phys(&*self.src, paddr, buf),
+            Body::Elf(core) => core.read_phys(&*self.src, paddr.0, buf),
+            Body::Kdump(k) => k.read_phys(&*self.src, paddr.0, buf),
         }
     }
 }

@@ -6,9 +6,7 @@ use super::target::{DumpMem, DumpTarget};
 use crate::arch::walk::Paging;
 use crate::arch::Arch;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
-use crate::kernel::KernelMem;
-use crate::mem::PhysRead;
-use crate::mem::{MemError, MemErrorKind, PhysAddr, VirtAddr};
+use crate::mem::{read_u64, MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use crate::target::{Registers, Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
@@ -60,7 +58,7 @@ impl ProcessTarget {
             dump,
             paging: kpaging,
         };
-        let pgd = crate::kernel::read_u64(&mut mem, mm.wrapping_add(pgd_off))
+        let pgd = read_u64(&mut mem, mm.wrapping_add(pgd_off))
             .map_err(|e| format!("cannot read pid {pid}'s mm->pgd: {e}"))?;
         let pa = kpaging
             .translate(dump, VirtAddr(pgd))
@@ -108,21 +106,24 @@ impl ProcessTarget {
     }
 }
 
-impl Target for ProcessTarget {
-    fn arch(&self) -> Arch {
-        self.arch
-    }
-
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+impl VirtRead for ProcessTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
         let va = self.walk_addr(addr)?;
         let (dump, _) = self.inner.parts();
         let t = self.user.translate(dump, VirtAddr(va)).map_err(|e| e.at(addr))?;
         let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-        dump.read_phys(t.pa.value(), &mut buf[..n]).map_err(|e| MemError {
+        dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
             addr,
             detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
             ..e
         })
+    }
+}
+
+impl Target for ProcessTarget {
+    fn arch(&self) -> Arch {
+        self.arch
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
@@ -154,7 +155,7 @@ impl Target for ProcessTarget {
             dump,
             paging: kpaging,
         };
-        let mem: &mut dyn KernelMem = &mut mem;
+        let mem: &mut dyn VirtRead = &mut mem;
         tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
     }
 

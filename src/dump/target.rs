@@ -10,7 +10,7 @@ use crate::arch::Arch;
 use crate::kernel::panic::{self, CpuRole, FrameRegs};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
-use crate::mem::{MemError, PhysRead, VirtAddr};
+use crate::mem::{read_u32, MemError, PhysRead, VirtAddr, VirtRead};
 use crate::target::{Registers, Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -20,18 +20,18 @@ pub struct DumpMem<'a> {
     pub paging: &'a Paging,
 }
 
-impl crate::kernel::KernelMem for DumpMem<'_> {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+impl VirtRead for DumpMem<'_> {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
         read_virt(self.dump, self.paging, addr, buf)
     }
 }
 
-fn read_virt(dump: &Dump, paging: &Paging, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-    let t = paging.translate(dump, VirtAddr(addr))?;
+fn read_virt(dump: &Dump, paging: &Paging, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+    let t = paging.translate(dump, addr)?;
     // One page (or block) at a time: the next one may map anywhere, or nowhere.
     let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-    dump.read_phys(t.pa.value(), &mut buf[..n]).map_err(|e| MemError {
-        addr,
+    dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
+        addr: addr.0,
         detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
         ..e
     })
@@ -144,7 +144,7 @@ impl DumpTarget {
                         dump: &self.dump,
                         paging: &self.paging,
                     };
-                    match crate::kernel::read_u32(&mut mem, addr) {
+                    match read_u32(&mut mem, addr) {
                         // -1 and anything past the dump's CPUs: no panic (or not one this dump
                         // can show).
                         Ok(v) => usize::try_from(v as i32)
@@ -355,6 +355,12 @@ impl DumpTarget {
     }
 }
 
+impl VirtRead for DumpTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(&self.dump, &self.paging, addr, buf)
+    }
+}
+
 impl Target for DumpTarget {
     fn prepare(&mut self) {
         if let Err(e) = self.tasks() {
@@ -365,10 +371,6 @@ impl Target for DumpTarget {
 
     fn arch(&self) -> Arch {
         self.arch
-    }
-
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(&self.dump, &self.paging, addr, buf)
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {

@@ -6,8 +6,8 @@
 //! `[%5llu.%06lu] ` stamp per record, embedded newlines followed by as many spaces as the stamp
 //! is wide, and bytes that are neither printable ASCII nor white space as `\xNN`.
 
-use super::{read_exact, read_u64, KernelMem};
 use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, read_u64, VirtRead};
 
 /// Largest descriptor ring and text ring accepted (the kernel's own limits are 2^25 bytes of text
 /// by CONFIG_LOG_BUF_SHIFT, more with log_buf_len=; these bound what a damaged dump can make us
@@ -105,7 +105,7 @@ fn field(buf: &[u8], off: u64, width: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn read_vec(mem: &mut dyn KernelMem, addr: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
+fn read_vec(mem: &mut dyn VirtRead, addr: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
     let n = usize::try_from(len).map_err(|_| format!("{what} is too large ({len} bytes)"))?;
     let mut v = vec![0u8; n];
     read_exact(mem, addr, &mut v).map_err(|e| format!("cannot read {what}: {e}"))?;
@@ -113,7 +113,7 @@ fn read_vec(mem: &mut dyn KernelMem, addr: u64, len: u64, what: &str) -> Result<
 }
 
 /// The whole log as `makedumpfile --dump-dmesg` prints it.
-pub fn dmesg(mem: &mut dyn KernelMem, vmci: &VmcoreInfo) -> Result<String, String> {
+pub fn dmesg(mem: &mut dyn VirtRead, vmci: &VmcoreInfo) -> Result<String, String> {
     let l = Layout::from(vmci)?;
     let prb_addr = read_u64(mem, l.prb).map_err(|e| format!("cannot read the prb pointer: {e}"))?;
     let rb = read_vec(mem, prb_addr, l.rb_size, "the printk_ringbuffer")?;

@@ -15,8 +15,9 @@
 //! The first character of a decoded name is its nm-style type letter.
 //! VMCOREINFO lists these symbols since Linux 6.0 (kernel/crash_core.c, CONFIG_KALLSYMS).
 
-use super::{read_exact, read_u32, read_u64, KernelMem, Sym};
+use super::Sym;
 use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, read_u32, read_u64, VirtAddr, VirtRead};
 
 /// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
 const MAX_SYMS: u32 = 4_000_000;
@@ -58,12 +59,12 @@ impl Tables {
 }
 
 /// Decodes every kallsyms symbol from kernel memory, using the table addresses in VMCOREINFO.
-pub fn decode(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, String> {
+pub fn decode(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, String> {
     decode_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?)
 }
 
 /// Decodes every kallsyms symbol from the tables at `t`.
-pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, String> {
+pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, String> {
     let rd = |e: crate::mem::MemError| format!("reading the kallsyms tables: {e}");
     let count = read_u32(mem, t.num_syms).map_err(rd)?;
     if count == 0 || count > MAX_SYMS {
@@ -146,11 +147,11 @@ pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, St
 }
 
 /// Reads as much of `buf` as is readable from `addr`; returns the length read.
-fn read_prefix(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> usize {
+fn read_prefix(mem: &mut dyn VirtRead, addr: u64, buf: &mut [u8]) -> usize {
     let mut got = 0;
     while got < buf.len() {
         let Some(rest) = buf.get_mut(got..) else { break };
-        match mem.read(addr.wrapping_add(got as u64), rest) {
+        match mem.read_virt(VirtAddr(addr.wrapping_add(got as u64)), rest) {
             Ok(n) if n > 0 && n <= rest.len() => got += n,
             _ => break,
         }
@@ -179,7 +180,7 @@ impl NameStream {
         }
     }
 
-    fn byte(&mut self, mem: &mut dyn KernelMem) -> Result<u8, String> {
+    fn byte(&mut self, mem: &mut dyn VirtRead) -> Result<u8, String> {
         if let Some(&b) = self.buf.get(self.pos) {
             self.pos += 1;
             return Ok(b);
@@ -203,7 +204,7 @@ impl NameStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::BufferMem;
+    use crate::mem::BufferMem;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
 

@@ -22,83 +22,12 @@ pub mod tasks;
 use crate::live::kallsyms::Kallsyms;
 use crate::live::vmlinux::Vmlinux;
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::{MemError, MemErrorKind};
-use crate::target::Target;
+use crate::mem::{read_exact, VirtRead};
 use btf::Btf;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
-
-/// Kernel virtual memory, as a [`Target`] reads it: `read` fills a prefix of `buf` with real bytes
-/// and returns its length (at least 1), or fails when the first byte is not readable.
-pub trait KernelMem {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
-}
-
-impl<T: Target + ?Sized> KernelMem for T {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.read_memory(addr, buf)
-    }
-}
-
-/// Kernel memory held in a buffer at a base address (tests, or bytes read earlier).
-#[derive(Debug, Clone, Default)]
-pub struct BufferMem {
-    pub base: u64,
-    pub bytes: Vec<u8>,
-}
-
-impl KernelMem for BufferMem {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        let start = addr
-            .checked_sub(self.base)
-            .and_then(|o| usize::try_from(o).ok())
-            .filter(|&o| o < self.bytes.len())
-            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "outside the buffer"))?;
-        let src = self.bytes.get(start..).unwrap_or_default();
-        let n = src.len().min(buf.len());
-        buf.get_mut(..n)
-            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "empty read"))?
-            .copy_from_slice(src.get(..n).unwrap_or_default());
-        Ok(n)
-    }
-}
-
-/// Reads exactly `buf.len()` bytes, or fails at the first unreadable byte.
-pub fn read_exact(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = addr
-            .checked_add(done as u64)
-            .ok_or_else(|| MemError::new(addr, MemErrorKind::Fault, "address overflows"))?;
-        let rest = buf.get_mut(done..).unwrap_or_default();
-        let n = mem.read(at, rest)?;
-        if n == 0 || n > rest.len() {
-            return Err(MemError::new(
-                at,
-                MemErrorKind::Fault,
-                "the reader returned no bytes",
-            ));
-        }
-        done += n;
-    }
-    Ok(())
-}
-
-/// Reads a little-endian u64 (both architectures kmemd serves are little-endian).
-pub fn read_u64(mem: &mut dyn KernelMem, addr: u64) -> Result<u64, MemError> {
-    let mut b = [0u8; 8];
-    read_exact(mem, addr, &mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-/// Reads a little-endian u32.
-pub fn read_u32(mem: &mut dyn KernelMem, addr: u64) -> Result<u32, MemError> {
-    let mut b = [0u8; 4];
-    read_exact(mem, addr, &mut b)?;
-    Ok(u32::from_le_bytes(b))
-}
 
 /// Where a struct member is. `offset_bits` is from the start of the outermost struct asked for
 /// (anonymous members and dotted paths are added up).
@@ -202,7 +131,7 @@ impl KernelInfo {
 
     /// A crash dump: kallsyms decoded from its memory through VMCOREINFO, BTF from `-k vmlinux`
     /// or else from memory between `__start_BTF` and `__stop_BTF`.
-    pub fn from_dump(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
+    pub fn from_dump(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
         let mut k = KernelInfo {
             vmcoreinfo: vmcoreinfo.clone(),
             ..KernelInfo::default()
@@ -247,7 +176,7 @@ impl KernelInfo {
     /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
     /// [`KernelInfo::missing`].
     pub fn live_from_memory(
-        mem: &mut dyn KernelMem,
+        mem: &mut dyn VirtRead,
         arch: crate::arch::Arch,
         kallsyms: &Kallsyms,
         vmlinux: Option<&Path>,
@@ -272,7 +201,7 @@ impl KernelInfo {
     /// Finds `init_task` and `modules` in the kernel image's data when no symbol source names
     /// them (kallsyms without CONFIG_KALLSYMS_ALL), with the checks [`scan`] describes.
     /// Needs BTF; does nothing when both are known.
-    pub fn find_image_symbols(&mut self, mem: &mut dyn KernelMem) {
+    pub fn find_image_symbols(&mut self, mem: &mut dyn VirtRead) {
         let want_init = self.symbol("init_task").is_none();
         let want_modules = !self.no_modules && self.symbol("modules").is_none();
         if !want_init && !want_modules {
@@ -449,7 +378,7 @@ const MAX_BTF_IN_MEMORY: u64 = 64 << 20;
 /// The kernel's own BTF from memory: `__start_BTF`..`__stop_BTF` when kallsyms has them, else a
 /// search of the kernel image's read-only data (after `_etext`) for the BTF header, because
 /// kallsyms without CONFIG_KALLSYMS_ALL (Debian arm64) holds only text symbols.
-fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, String), String> {
+fn btf_from_memory(mem: &mut dyn VirtRead, k: &KernelInfo) -> Result<(Btf, String), String> {
     if let (Some(start), Some(stop)) = (k.symbol("__start_BTF"), k.symbol("__stop_BTF")) {
         let len = stop
             .checked_sub(start)
@@ -484,6 +413,7 @@ fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mem::BufferMem;
 
     /// A minimal ELF64 LE x86_64 file: sections (name, type, addr, bytes) after a null one, a
     /// symbol table of (name, value, st_info), and the two string tables.
@@ -682,32 +612,5 @@ mod tests {
             kind: 'B',
         }]);
         assert_eq!(with_end.symbolize(0x5001), None);
-    }
-
-    #[test]
-    fn reads_cross_chunk_boundaries() {
-        struct Pages(BufferMem);
-        impl KernelMem for Pages {
-            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-                // One byte at a time, like a reader that stops at every boundary.
-                let n = buf.len().min(1);
-                self.0.read(addr, &mut buf[..n])
-            }
-        }
-        let mut m = Pages(BufferMem {
-            base: 0x1000,
-            bytes: (0..64u8).collect(),
-        });
-        assert_eq!(
-            read_u64(&mut m, 0x1008).unwrap(),
-            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
-        );
-        assert_eq!(
-            read_u32(&mut m, 0x103c).unwrap(),
-            u32::from_le_bytes([60, 61, 62, 63])
-        );
-        assert!(read_u64(&mut m, 0x103c).is_err(), "runs past the end");
-        assert!(read_u64(&mut m, 0xfff).is_err());
-        assert!(read_exact(&mut m, u64::MAX - 2, &mut [0u8; 8]).is_err());
     }
 }

@@ -2,9 +2,9 @@
 //! loads each one's symbols. Dumps: the kernel's `modules` list (kernel/module/main.c); live:
 //! `/sys/module/*/sections` and `coresize`.
 
-use super::tasks::{read_uint, Field, Layout};
-use super::{read_exact, read_u64, KernelMem};
+use super::tasks::{Field, Layout};
 use crate::arch::Arch;
+use crate::mem::{read_exact, read_u64, read_uint, VirtAddr, VirtRead};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,12 +29,15 @@ fn field(l: &dyn Layout, st: &str, m: &str) -> Result<Field, String> {
         .ok_or_else(|| format!("the kernel's type information lacks {st}.{m}: modules cannot be listed"))
 }
 
-fn read_cstr(mem: &mut dyn KernelMem, addr: u64, max: usize) -> Result<String, String> {
+fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, String> {
     let mut buf = vec![0u8; max];
     // Names may end right before an unreadable page: read what is there.
     let mut got = 0;
     while got < max {
-        match mem.read(addr + got as u64, buf.get_mut(got..).unwrap_or_default()) {
+        match mem.read_virt(
+            VirtAddr(addr + got as u64),
+            buf.get_mut(got..).unwrap_or_default(),
+        ) {
             Ok(n) if n > 0 => got += n,
             _ => break,
         }
@@ -53,7 +56,7 @@ fn read_cstr(mem: &mut dyn KernelMem, addr: u64, max: usize) -> Result<String, S
 /// The address of the `modules` list head: the symbol when kallsyms has data symbols, else
 /// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the ADRP+ADD/LDR pairs in the code of functions
 /// that walk the list, each candidate checked as a list head of modules.
-pub fn find_modules_head(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Result<u64, String> {
+pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<u64, String> {
     if let Some(a) = l.symbol("modules") {
         return Ok(a);
     }
@@ -118,7 +121,7 @@ pub fn arm64_adrp_targets(pc0: u64, code: &[u8]) -> Vec<u64> {
     out
 }
 
-fn is_module_list_head(mem: &mut dyn KernelMem, l: &dyn Layout, head: u64, list: u64) -> bool {
+fn is_module_list_head(mem: &mut dyn VirtRead, l: &dyn Layout, head: u64, list: u64) -> bool {
     let Ok(next) = read_u64(mem, head) else {
         return false;
     };
@@ -145,7 +148,7 @@ fn is_module_list_head(mem: &mut dyn KernelMem, l: &dyn Layout, head: u64, list:
 }
 
 /// Modules on the kernel's `modules` list.
-pub fn from_memory(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, String> {
+pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, String> {
     let head = find_modules_head(mem, l, arch)?;
     let list = field(l, "module", "list")?.offset;
     let name = field(l, "module", "name")?;
@@ -268,7 +271,7 @@ fn sections_layout(l: &dyn Layout) -> Option<SectLayout> {
     })
 }
 
-fn read_sections(mem: &mut dyn KernelMem, s: &SectLayout, module: u64) -> Result<Vec<(String, u64)>, String> {
+fn read_sections(mem: &mut dyn VirtRead, s: &SectLayout, module: u64) -> Result<Vec<(String, u64)>, String> {
     let e = |e: crate::mem::MemError| e.to_string();
     let sa = read_u64(mem, module + s.sect_attrs).map_err(e)?;
     if sa == 0 {

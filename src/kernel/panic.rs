@@ -15,7 +15,7 @@
 //! follow from the registers alone; there kmemd needs `panic_cpu` (Debian's amd64 kallsyms has
 //! it).
 
-use super::{read_u64, KernelMem};
+use crate::mem::{read_u64, VirtRead};
 
 /// Functions whose presence in a chain means this CPU is the one panicking (kernel/panic.c
 /// `panic` and, from Linux 6.14, `vpanic`; `nmi_panic`; kernel/kexec_core.c `crash_kexec` and
@@ -53,7 +53,7 @@ pub struct FrameRegs {
 /// `va_bits` (VMCOREINFO `NUMBER(VA_BITS)`) strips pointer-authentication codes from kernel
 /// return addresses: with PAC the bits above VA_BITS of a signed kernel pointer hold the code,
 /// and for a kernel (TTBR1, bit 55 set) address they are all ones once stripped.
-pub fn aarch64_call_chain(mem: &mut dyn KernelMem, regs: FrameRegs, va_bits: u32) -> Vec<u64> {
+pub fn aarch64_call_chain(mem: &mut dyn VirtRead, regs: FrameRegs, va_bits: u32) -> Vec<u64> {
     let strip = |a: u64| strip_pac(a, va_bits);
     let call_site = |a: u64| strip(a).wrapping_sub(4);
     let mut chain = vec![regs.pc, call_site(regs.lr)];
@@ -124,7 +124,7 @@ pub fn panicking_cpu(roles: &[CpuRole]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::BufferMem;
+    use crate::mem::BufferMem;
 
     const TEXT: u64 = 0xffff_8000_0800_0000;
     const STACK: u64 = 0xffff_8000_0a00_0000;

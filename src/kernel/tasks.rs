@@ -8,17 +8,8 @@ use crate::mem::{MemError, MemErrorKind};
 use crate::target::Registers;
 use std::collections::HashSet;
 
-pub use super::{read_exact, read_u64, KernelMem};
+use crate::mem::{read_exact, read_u64, read_uint, VirtAddr, VirtRead};
 use std::fmt::Write as _;
-
-/// Little-endian unsigned value of `size` (1 to 8) bytes at `addr` (both supported arches are
-/// little-endian).
-pub fn read_uint(mem: &mut dyn KernelMem, addr: u64, size: u64) -> Result<u64, MemError> {
-    let n = usize::try_from(size.clamp(1, 8)).unwrap_or(8);
-    let mut b = [0u8; 8];
-    read_exact(mem, addr, &mut b[..n])?;
-    Ok(u64::from_le_bytes(b))
-}
 
 /// A struct member: byte offset and size in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +226,7 @@ impl TaskLayout {
     }
 
     /// The mm_struct of a task (0 for kernel threads).
-    pub fn mm_of(&self, mem: &mut dyn KernelMem, task: u64) -> Result<u64, String> {
+    pub fn mm_of(&self, mem: &mut dyn VirtRead, task: u64) -> Result<u64, String> {
         let off = self.mm.ok_or("task_struct.mm is unknown")?;
         read_u64(mem, task.wrapping_add(off)).map_err(|e| format!("cannot read task {task:#x}'s mm: {e}"))
     }
@@ -259,7 +250,7 @@ pub struct Task {
     pub comm: String,
 }
 
-fn read_field(mem: &mut dyn KernelMem, base: u64, f: Field) -> Result<u64, MemError> {
+fn read_field(mem: &mut dyn VirtRead, base: u64, f: Field) -> Result<u64, MemError> {
     read_uint(mem, base.wrapping_add(f.offset), f.size)
 }
 
@@ -284,7 +275,7 @@ pub fn state_letter(state: u64, exit_state: u64) -> char {
 const MAX_TASKS: usize = 1 << 20;
 
 /// Reads one task.
-pub fn read_task(mem: &mut dyn KernelMem, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
+pub fn read_task(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
     let pid = read_field(mem, addr, l.pid)? as u32 as i32;
     let tgid = read_field(mem, addr, l.tgid)? as u32 as i32;
     let mut comm = vec![0u8; usize::try_from(l.comm.size.min(64)).unwrap_or(16)];
@@ -324,7 +315,7 @@ pub fn read_task(mem: &mut dyn KernelMem, l: &TaskLayout, addr: u64) -> Result<T
 
 /// Follows a circular `list_head` from `head` (whose `next` is at `head`): the addresses of the
 /// entries' `list_head`s, `head` excluded.
-fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
+fn list_entries(mem: &mut dyn VirtRead, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut cur = read_u64(mem, head)?;
@@ -345,7 +336,7 @@ fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<
 /// Every task: the thread-group leaders on the circular `tasks` list through `start` (any task:
 /// its group leader is used, as only leaders are on that list), each followed by its other
 /// threads. `init_task` (pid 0) comes first when it is on the list.
-pub fn walk(mem: &mut dyn KernelMem, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
+pub fn walk(mem: &mut dyn VirtRead, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
     let leader = read_u64(mem, start.wrapping_add(l.group_leader))
         .map_err(|e| format!("cannot read the first task at {start:#x}: {e}"))?;
     let leader = if leader == 0 { start } else { leader };
@@ -391,7 +382,7 @@ pub fn walk(mem: &mut dyn KernelMem, l: &TaskLayout, start: u64) -> Result<Vec<T
 }
 
 /// Addresses of the other threads of the group `leader` leads.
-fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
+fn thread_addrs(mem: &mut dyn VirtRead, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
     match l.threads {
         Threads::SignalList { signal, head, node } => {
             let sig = read_u64(mem, leader.wrapping_add(signal))?;
@@ -497,7 +488,7 @@ impl UserRegsLayout {
 /// in BTF: 16 KiB (both arches without KASAN) is tried first, then 32 KiB, and the one whose
 /// frame holds user-mode state wins (x86_64 `cs` = __USER_CS 0x33; arm64 PSTATE.M = EL0t).
 pub fn user_registers(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     u: &UserRegsLayout,
     arch: Arch,
@@ -560,7 +551,7 @@ const MAX_THREAD_SIZE: u64 = 32 << 10;
 
 /// Whether `cand` is a task_struct whose kernel stack holds `sp` and whose `tasks` list is
 /// consistent (next->prev points back).
-fn is_task_of_stack(mem: &mut dyn KernelMem, l: &TaskLayout, cand: u64, sp: u64) -> bool {
+fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64) -> bool {
     let Some(stack_off) = l.stack else { return false };
     let mut ok = || -> Result<bool, MemError> {
         let stack = read_u64(mem, cand.wrapping_add(stack_off))?;
@@ -585,7 +576,7 @@ fn is_task_of_stack(mem: &mut dyn KernelMem, l: &TaskLayout, cand: u64, sp: u64)
 /// deeper calls spill to the stack); a candidate counts only when its `stack` member covers `sp`
 /// and its `tasks` list links back to it.
 pub fn find_task_from_cpu(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     kernel_start: u64,
     sp: u64,
@@ -599,7 +590,10 @@ pub fn find_task_from_cpu(
     let mut buf = vec![0u8; usize::try_from(top.wrapping_sub(sp & !7).min(MAX_THREAD_SIZE)).unwrap_or(0)];
     let mut got = 0;
     while got < buf.len() {
-        match mem.read((sp & !7) + got as u64, buf.get_mut(got..).unwrap_or_default()) {
+        match mem.read_virt(
+            VirtAddr((sp & !7) + got as u64),
+            buf.get_mut(got..).unwrap_or_default(),
+        ) {
             Ok(n) if n > 0 => got += n,
             _ => break,
         }
@@ -691,7 +685,7 @@ pub fn ps_text(tasks: &[Task]) -> String {
 
 /// Registers a switched-out task saved at its last context switch, in `arch`'s GDB order.
 pub fn saved_registers(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     arch: Arch,
     task: u64,
@@ -777,8 +771,9 @@ pub(crate) mod tests {
         }
     }
 
-    impl KernelMem for FakeMem {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for FakeMem {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             let mut n = 0;
             for (i, b) in buf.iter_mut().enumerate() {
                 match self.bytes.get(&(addr + i as u64)) {

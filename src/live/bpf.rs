@@ -7,7 +7,7 @@
 //! reference/live-reads.md). `read_prefix` therefore bisects a failed chunk on page boundaries to
 //! find the readable prefix and returns only that, never the zeros.
 
-use crate::mem::{MemError, MemErrorKind};
+use crate::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use crate::sys::clib::{BpfObject, BpfProg, MapView};
 
 static KMEM_OBJ: &[u8] = include_bytes!("../../bpf/kmem.bpf.o");
@@ -194,10 +194,12 @@ impl KernelReader {
     pub fn chunk_size(&self) -> usize {
         self.view.len()
     }
+}
 
-    /// Reads kernel memory with the `Target::read_memory` contract (see `read_prefix`).
-    pub fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_prefix(self, addr, buf)
+/// Kernel memory with the [`VirtRead`] contract, through `read_prefix`.
+impl VirtRead for KernelReader {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_prefix(self, addr.0, buf)
     }
 }
 

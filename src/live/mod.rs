@@ -9,8 +9,8 @@ pub mod vmlinux;
 
 use crate::arch::Arch;
 use crate::kernel::tasks::{self, Task, TaskLayout};
-use crate::kernel::{KernelInfo, KernelMem};
-use crate::mem::MemError;
+use crate::kernel::KernelInfo;
+use crate::mem::{MemError, VirtAddr, VirtRead};
 use crate::target::{Registers, Target, ThreadInfo, Tid};
 use bpf::KernelReader;
 use kallsyms::Kallsyms;
@@ -54,15 +54,6 @@ pub struct LiveTarget {
 
 /// How long one task walk answers `threads()`.
 const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// The BPF reader as kernel memory for the decoders.
-pub(crate) struct ReaderMem<'a>(pub(crate) &'a mut KernelReader);
-
-impl KernelMem for ReaderMem<'_> {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.0.read(addr, buf)
-    }
-}
 
 impl LiveTarget {
     /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
@@ -182,7 +173,7 @@ impl LiveTarget {
             Some(Err(e)) => return Err(e.clone()),
             None => return Err("no task to start from".into()),
         };
-        let mut mem = ReaderMem(&mut self.reader);
+        let mut mem = &mut self.reader;
         let list = tasks::walk(&mut mem, &layout, start)?;
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
@@ -203,7 +194,7 @@ impl LiveTarget {
         let Ok(layout) = TaskLayout::new(k, self.arch) else {
             return false;
         };
-        let mut mem = ReaderMem(&mut self.reader);
+        let mut mem = &mut self.reader;
         match tasks::read_task(&mut mem, &layout, old.addr) {
             Ok(now) => still_running_as(&old, &now),
             Err(_) => false,
@@ -220,7 +211,7 @@ impl LiveTarget {
         self.kernel_info();
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
-        let mut mem = ReaderMem(&mut self.reader);
+        let mut mem = &mut self.reader;
         let now =
             tasks::read_task(&mut mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
         let exited = !still_running_as(&old, &now);
@@ -256,7 +247,7 @@ impl LiveTarget {
                             .into(),
                     )
                 } else {
-                    crate::kernel::dmesg::dmesg(&mut ReaderMem(&mut self.reader), &vmci)
+                    crate::kernel::dmesg::dmesg(&mut &mut self.reader, &vmci)
                 }
             }
             "lsmod" => crate::kernel::modules::from_sysfs(Path::new("/sys/module"))
@@ -272,11 +263,7 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            self.vmcoreinfo = Some(vmcoreinfo::load(
-                &mut ReaderMem(&mut self.reader),
-                self.arch,
-                &self.kallsyms,
-            ));
+            self.vmcoreinfo = Some(vmcoreinfo::load(&mut &mut self.reader, self.arch, &self.kallsyms));
         }
         match &self.vmcoreinfo {
             Some(Ok(v)) => Ok(v),
@@ -435,6 +422,12 @@ pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
     Some(cpus)
 }
 
+impl VirtRead for LiveTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.reader.read_virt(addr, buf)
+    }
+}
+
 impl Target for LiveTarget {
     fn prepare(&mut self) {
         self.kernel_info();
@@ -442,10 +435,6 @@ impl Target for LiveTarget {
 
     fn arch(&self) -> Arch {
         self.arch
-    }
-
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.reader.read(addr, buf)
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {

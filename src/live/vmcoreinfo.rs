@@ -29,8 +29,8 @@
 //! `/proc/iomem`'s `Kernel code` start. A base the text contradicts is skipped.
 
 use crate::arch::Arch;
-use crate::kernel::{read_exact, KernelMem};
 use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, VirtRead};
 
 pub const SYSFS_PATH: &str = "/sys/kernel/vmcoreinfo";
 const GIB: u64 = 1 << 30;
@@ -203,7 +203,7 @@ fn candidates(arch: Arch, exact: Option<u64>, hints: &Hints) -> Vec<(u64, u64)> 
 /// Finds the note at `base + phys` for some candidate base that the kernel text does not
 /// contradict (see the module documentation).
 pub fn find(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
     phys: u64,
     size: u64,
@@ -260,7 +260,7 @@ pub fn find(
 /// Confirms a direct-map base with the kernel's own text. Fails only when the text is readable
 /// at both places and differs (then the base is wrong); says so when it cannot check.
 fn confirm_with_text(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
     base: u64,
     info: &VmcoreInfo,
@@ -304,7 +304,7 @@ fn confirm_with_text(
 
 /// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system.
 pub fn load(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
     kallsyms: &super::kallsyms::Kallsyms,
 ) -> Result<LiveVmcoreinfo, String> {
@@ -316,13 +316,14 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::{MemError, MemErrorKind};
+    use crate::mem::{MemError, MemErrorKind, VirtAddr};
 
     /// Sparse kernel memory: a few mapped regions; counts the reads made.
     struct Regions(Vec<(u64, Vec<u8>)>, usize);
 
-    impl KernelMem for Regions {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for Regions {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             self.1 += 1;
             for (base, bytes) in &self.0 {
                 if let Some(off) = addr.checked_sub(*base).filter(|&o| o < bytes.len() as u64) {

@@ -121,7 +121,126 @@ impl fmt::Display for MemError {
 
 impl std::error::Error for MemError {}
 
-/// Physical memory of a dump. Same contract as Target::read_memory: a prefix of real bytes, Err when the first byte is not in the dump.
+/// Physical memory (a dump's). The contract, the same for both read traits:
+/// - a read fills a prefix of `buf` with real bytes read at `paddr` and returns its length, at
+///   least 1 when it returns `Ok` (0 only for an empty `buf`). It may stop early anywhere (the
+///   end of a page, a segment or a file); the caller asks again for the rest.
+/// - It fails only when the first byte cannot be read, and the error says why ([`MemError`]).
+/// - It never returns bytes it did not read: no zero-fill for holes.
 pub trait PhysRead {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
+    fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError>;
+}
+
+/// Virtual memory: the kernel's (live, or a dump's through its page tables) or one process's.
+/// Same contract as [`PhysRead`]. `&mut self`: a live reader runs a BPF program per read.
+/// Nothing that implements it writes to the kernel.
+pub trait VirtRead {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError>;
+}
+
+impl<T: VirtRead + ?Sized> VirtRead for &mut T {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        (**self).read_virt(addr, buf)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `addr`, or fails at the first unreadable byte (the error
+/// is the reader's, at that byte). Kernel data holds addresses as plain `u64`s, so the helpers
+/// take those.
+pub fn read_exact(mem: &mut dyn VirtRead, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = addr
+            .checked_add(done as u64)
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::Fault, "address overflows"))?;
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        let n = mem.read_virt(VirtAddr(at), rest)?;
+        if n == 0 || n > rest.len() {
+            return Err(MemError::new(
+                at,
+                MemErrorKind::Fault,
+                "the reader returned no bytes",
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Reads a little-endian u64 (both architectures kmemd serves are little-endian).
+pub fn read_u64(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, MemError> {
+    let mut b = [0u8; 8];
+    read_exact(mem, addr, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Reads a little-endian u32.
+pub fn read_u32(mem: &mut dyn VirtRead, addr: u64) -> Result<u32, MemError> {
+    let mut b = [0u8; 4];
+    read_exact(mem, addr, &mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Little-endian unsigned value of `size` (1 to 8) bytes at `addr`.
+pub fn read_uint(mem: &mut dyn VirtRead, addr: u64, size: u64) -> Result<u64, MemError> {
+    let n = usize::try_from(size.clamp(1, 8)).unwrap_or(8);
+    let mut b = [0u8; 8];
+    read_exact(mem, addr, &mut b[..n])?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Memory held in a buffer at a base address (tests, or bytes read earlier).
+#[derive(Debug, Clone, Default)]
+pub struct BufferMem {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl VirtRead for BufferMem {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
+        let start = addr
+            .checked_sub(self.base)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o < self.bytes.len())
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "outside the buffer"))?;
+        let src = self.bytes.get(start..).unwrap_or_default();
+        let n = src.len().min(buf.len());
+        buf.get_mut(..n)
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::NotInDump, "empty read"))?
+            .copy_from_slice(src.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cross_chunk_boundaries() {
+        struct Pages(BufferMem);
+        impl VirtRead for Pages {
+            fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+                // One byte at a time, like a reader that stops at every boundary.
+                let n = buf.len().min(1);
+                self.0.read_virt(addr, &mut buf[..n])
+            }
+        }
+        let mut m = Pages(BufferMem {
+            base: 0x1000,
+            bytes: (0..64u8).collect(),
+        });
+        assert_eq!(
+            read_u64(&mut m, 0x1008).unwrap(),
+            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
+        );
+        assert_eq!(
+            read_u32(&mut m, 0x103c).unwrap(),
+            u32::from_le_bytes([60, 61, 62, 63])
+        );
+        assert!(read_u64(&mut m, 0x103c).is_err(), "runs past the end");
+        assert!(read_u64(&mut m, 0xfff).is_err());
+        assert!(read_exact(&mut m, u64::MAX - 2, &mut [0u8; 8]).is_err());
+    }
 }

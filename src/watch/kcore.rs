@@ -1,6 +1,7 @@
 //! Reading the watched word through `/proc/kcore` (the kernel's memory as an ELF core file):
 //! the fallback value reader while the live BPF reader is not wired into watch mode.
 
+use crate::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -81,22 +82,32 @@ impl Kcore {
             .ok_or_else(|| format!("{} is not an ELF64 core kmemd understands", Self::PATH))?;
         Ok(Kcore { file, loads })
     }
+}
 
-    /// Reads `buf.len()` bytes at kernel address `addr`; fails when no segment holds them all or
-    /// the kernel reports them unreadable.
-    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        let end = addr
-            .checked_add(buf.len() as u64)
-            .ok_or("address range overflows")?;
+/// Kernel memory through /proc/kcore, with the [`VirtRead`] contract: a read stops at the end of
+/// the segment holding `addr`.
+impl VirtRead for Kcore {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
+        let fault = |detail: String| MemError::new(addr, MemErrorKind::Fault, detail);
         let seg = self
             .loads
             .iter()
-            .find(|l| addr >= l.vaddr && l.vaddr.checked_add(l.memsz).is_some_and(|e| end <= e))
-            .ok_or_else(|| format!("{addr:#x} is not in any memory range of {}", Self::PATH))?;
-        let off = seg.offset + (addr - seg.vaddr);
+            .find(|l| addr >= l.vaddr && l.vaddr.checked_add(l.memsz).is_some_and(|e| addr < e))
+            .ok_or_else(|| fault(format!("{addr:#x} is not in any memory range of {}", Self::PATH)))?;
+        let within = addr - seg.vaddr;
+        let n = usize::try_from(seg.memsz - within)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let off = seg
+            .offset
+            .checked_add(within)
+            .ok_or_else(|| fault(format!("{addr:#x} is past the end of {}", Self::PATH)))?;
+        let dst = buf.get_mut(..n).unwrap_or_default();
         self.file
-            .read_exact_at(buf, off)
-            .map_err(|e| format!("{addr:#x} is not readable through {}: {e}", Self::PATH))
+            .read_exact_at(dst, off)
+            .map_err(|e| fault(format!("{addr:#x} is not readable through {}: {e}", Self::PATH)))?;
+        Ok(n)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::arch::Arch;
 use crate::cli::{Config, Mode};
 use crate::live::bpf::KernelReader;
 use crate::live::vmlinux::Vmlinux;
+use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
 use report::{Hit, StopReason, Summary};
@@ -45,33 +46,8 @@ const POLL_MS: i32 = 20;
 /// RSS budget of watch mode). One page is the smallest mapping anyway.
 const VALUE_CHUNK: usize = 4096;
 
-/// Where the watched values come from.
-pub trait ValueReader {
-    /// Fills all of `buf` from kernel address `addr`, or says why not.
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
-}
-
-impl ValueReader for kcore::Kcore {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        kcore::Kcore::read(self, addr, buf)
-    }
-}
-
-impl ValueReader for KernelReader {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        let n = KernelReader::read(self, addr, buf).map_err(|e| e.to_string())?;
-        if n < buf.len() {
-            return Err(format!(
-                "only {n} of {} bytes at {addr:#x} are readable",
-                buf.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The live BPF reader, or /proc/kcore where BPF cannot be loaded.
-fn open_reader() -> Result<Box<dyn ValueReader>, String> {
+fn open_reader() -> Result<Box<dyn VirtRead>, String> {
     match KernelReader::open_with_chunk(VALUE_CHUNK) {
         Ok(r) => Ok(Box::new(r)),
         Err(bpf) => match kcore::Kcore::open() {
@@ -86,11 +62,11 @@ fn open_reader() -> Result<Box<dyn ValueReader>, String> {
     }
 }
 
-fn read_value(reader: &mut dyn ValueReader, spec: &Spec) -> Result<u64, String> {
+fn read_value(reader: &mut dyn VirtRead, spec: &Spec) -> Result<u64, String> {
     let mut b = [0u8; 8];
     let n = spec.len as usize;
     let buf = b.get_mut(..n).ok_or("internal: watch length above 8")?;
-    reader.read(spec.addr, buf)?;
+    read_exact(reader, spec.addr, buf).map_err(|e| e.to_string())?;
     Ok(u64::from_le_bytes(b))
 }
 
@@ -170,14 +146,10 @@ pub fn run(config: &Config) -> Result<i32, String> {
                 let info = live_info.get_or_init(|| {
                     let mut reader = KernelReader::open().ok()?;
                     let ks = crate::live::kallsyms::Kallsyms::load().ok()?;
-                    crate::live::vmcoreinfo::load(
-                        &mut crate::live::ReaderMem(&mut reader),
-                        crate::arch::Arch::host(),
-                        &ks,
-                    )
-                    .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
-                    .ok()
-                    .map(|v| v.info)
+                    crate::live::vmcoreinfo::load(&mut reader, crate::arch::Arch::host(), &ks)
+                        .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
+                        .ok()
+                        .map(|v| v.info)
                 });
                 let a = info.as_ref()?.symbol(name)?;
                 log::info!("{name} = {a:#x} from the live VMCOREINFO");
@@ -306,7 +278,7 @@ struct Watcher<'a> {
     config: &'a Config,
     specs: &'a [Spec],
     syms: &'a mut Syms,
-    reader: &'a mut dyn ValueReader,
+    reader: &'a mut dyn VirtRead,
     prev: Vec<Option<u64>>,
     comms: Comms,
     summary: Summary,
