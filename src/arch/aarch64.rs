@@ -2,9 +2,8 @@
 //! the kernel's tables from VMCOREINFO. 4K, 16K and 64K granules, 39 to 52 virtual address bits,
 //! block descriptors, and 52-bit output addresses (64K FEAT_LPA, 4K/16K FEAT_LPA2).
 
-use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value, Paging, PagingForm, PteFormat, Step,
-};
+use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
+use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
 use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
 /// Descriptor type bits [1:0]: 0b11 is a table (or a page at the last level), 0b01 a block,
@@ -45,18 +44,14 @@ impl PagingAarch64 {
         PagingForm::new(pte, page_shift, va_bits)
     }
 
-    /// The kernel's tables described by raw VMCOREINFO text.
-    pub fn from_vmcoreinfo(text: &str) -> Result<Paging, String> {
-        Self::from_lookup(|key| vmcoreinfo_value(text, key))
-    }
-
-    /// The kernel's tables from a VMCOREINFO lookup (`"NUMBER(VA_BITS)"` -> `"48"`), following
-    /// drgn `arch_aarch64.c` and libaddrxlat `aarch64.c`.
-    pub fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Paging, String> {
+    /// The kernel's tables described by a dump's VMCOREINFO, following drgn `arch_aarch64.c` and
+    /// libaddrxlat `aarch64.c`.
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+        let lookup = |key: &str| v.get(key);
         let number = |key: &str| -> Result<Option<u64>, String> {
             match lookup(key) {
                 None => Ok(None),
-                Some(v) => parse_vmcoreinfo_number(v).map(Some).ok_or_else(|| {
+                Some(v) => parse_number(v).map(|n| Some(n as u64)).ok_or_else(|| {
                     format!("VMCOREINFO's {key} value {v:?} is not a number; the dump is corrupt")
                 }),
             }
@@ -102,7 +97,7 @@ impl PagingAarch64 {
         let pgd = lookup("SYMBOL(swapper_pg_dir)").ok_or(
             "the dump's VMCOREINFO has no SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found",
         )?;
-        let pgd = parse_vmcoreinfo_symbol(pgd)
+        let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's SYMBOL(swapper_pg_dir) {pgd:?} is not a hex address"))?;
         // Kernel image VA -> PA is va - kimage_voffset (arch/arm64/include/asm/memory.h).
         let voffset = number("NUMBER(kimage_voffset)")?.ok_or(
@@ -526,12 +521,16 @@ mod tests {
         }
     }
 
+    fn from_text(text: &str) -> Result<Paging, String> {
+        PagingAarch64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
     #[test]
     fn from_vmcoreinfo_picks_geometry_and_root() {
         let base = "SYMBOL(swapper_pg_dir)=ffff800082d6c000\nNUMBER(kimage_voffset)=0xffff7fffc0000000\n";
         // 0xffff800082d6c000 - 0xffff7fffc0000000
         let root = PhysAddr(0xc2d6_c000);
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
         ))
         .unwrap();
@@ -540,12 +539,12 @@ mod tests {
             (root, 48, 4, PteFormat::Aarch64)
         );
         // Configured 52 bits, running with 48 (no LPA2): T1SZ wins for 4K.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=16\n"
         ))
         .unwrap();
         assert_eq!((p.form.va_bits, p.form.pte), (48, PteFormat::Aarch64));
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0xc\n"
         ))
         .unwrap();
@@ -554,7 +553,7 @@ mod tests {
             (52, 4, PteFormat::Aarch64Lpa2)
         );
         // 16K configured for 52 bits falls back to 47 without LPA2.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x11\n"
         ))
         .unwrap();
@@ -563,7 +562,7 @@ mod tests {
             (47, 3, PteFormat::Aarch64)
         );
         // 64K keeps VA_BITS geometry whatever T1SZ says.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=65536\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
         ))
         .unwrap();
@@ -572,32 +571,25 @@ mod tests {
             (52, 3, PteFormat::Aarch64Lpa)
         );
         // Old kernels without T1SZ.
-        let p =
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
+        let p = from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
         assert_eq!((p.form.va_bits, p.form.levels), (39, 3));
 
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}NUMBER(VA_BITS)=48\n"))
-                .unwrap_err()
-                .contains("PAGESIZE")
-        );
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n")).is_err()
-        );
-        assert!(PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\n"))
+        assert!(from_text(&format!("{base}NUMBER(VA_BITS)=48\n"))
+            .unwrap_err()
+            .contains("PAGESIZE"));
+        assert!(from_text(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n")).is_err());
+        assert!(from_text(&format!("{base}PAGESIZE=4096\n"))
             .unwrap_err()
             .contains("VA_BITS"));
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n")).is_err()
-        );
-        assert!(PagingAarch64::from_vmcoreinfo(&format!(
+        assert!(from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n")).is_err());
+        assert!(from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x40\n"
         ))
         .is_err());
-        assert!(PagingAarch64::from_vmcoreinfo(
-            "PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n"
-        )
-        .unwrap_err()
-        .contains("kimage_voffset"));
+        assert!(
+            from_text("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n")
+                .unwrap_err()
+                .contains("kimage_voffset")
+        );
     }
 }

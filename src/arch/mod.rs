@@ -7,6 +7,7 @@ pub mod walk;
 #[allow(non_upper_case_globals)]
 pub mod x86_64;
 
+use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::target::Registers;
 use std::fmt;
 use std::sync::OnceLock;
@@ -123,8 +124,9 @@ impl Arch {
         }
     }
 
-    /// The kernel page tables (form and top table) described by a dump's raw VMCOREINFO text.
-    pub fn paging_from_vmcoreinfo(self, vmcoreinfo: &str) -> Result<Paging, String> {
+    /// The kernel page tables (form and top table) a dump's VMCOREINFO describes: the one way
+    /// the dump target and the fuzzer both build them.
+    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, String> {
         match self {
             Arch::X86_64 => x86_64::PagingX86_64::from_vmcoreinfo(vmcoreinfo),
             Arch::Aarch64 => aarch64::PagingAarch64::from_vmcoreinfo(vmcoreinfo),

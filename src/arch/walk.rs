@@ -385,32 +385,6 @@ fn read_entry(mem: &dyn PhysRead, at: PhysAddr) -> Result<u64, MemError> {
     Ok(u64::from_le_bytes(buf))
 }
 
-/// Looks up `KEY` in raw VMCOREINFO text (`KEY=VALUE` lines).
-pub fn vmcoreinfo_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-        .map(str::trim)
-}
-
-/// Parses a VMCOREINFO `NUMBER()` value: signed decimal (`%ld`) or `0x` hex as arm64 prints.
-/// Negative values come back as their two's complement.
-pub fn parse_vmcoreinfo_number(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()
-    } else if s.starts_with('-') {
-        s.parse::<i64>().ok().map(|v| v as u64)
-    } else {
-        s.parse::<u64>().ok()
-    }
-}
-
-/// Parses a VMCOREINFO `SYMBOL()` value: hex without `0x` (`%lx`).
-pub fn parse_vmcoreinfo_symbol(s: &str) -> Option<u64> {
-    let s = s.trim();
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -613,28 +587,6 @@ pub(crate) mod tests {
         assert!(PagingForm::new(PteFormat::X86_64, 13, 48).is_err());
         assert!(PagingForm::new(PteFormat::X86_64, 12, 64).is_err());
         assert!(PagingForm::new(PteFormat::X86_64, 12, 12).is_err());
-    }
-
-    #[test]
-    fn vmcoreinfo_values_parse() {
-        let text = "OSRELEASE=6.1.0\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(phys_base)=-2147483648\nNUMBER(kimage_voffset)=0xffff7fffc0000000\nNUMBER(VA_BITS)=48\n";
-        assert_eq!(
-            vmcoreinfo_value(text, "SYMBOL(init_top_pgt)"),
-            Some("ffffffff9a40a000")
-        );
-        assert_eq!(vmcoreinfo_value(text, "SYMBOL(init_top)"), None);
-        assert_eq!(
-            parse_vmcoreinfo_symbol("ffffffff9a40a000"),
-            Some(0xffff_ffff_9a40_a000)
-        );
-        let pb = parse_vmcoreinfo_number(vmcoreinfo_value(text, "NUMBER(phys_base)").unwrap()).unwrap();
-        assert_eq!(pb as i64, -0x8000_0000);
-        assert_eq!(
-            parse_vmcoreinfo_number("0xffff7fffc0000000"),
-            Some(0xffff_7fff_c000_0000)
-        );
-        assert_eq!(parse_vmcoreinfo_number("48"), Some(48));
-        assert_eq!(parse_vmcoreinfo_number("4x"), None);
     }
 
     #[test]

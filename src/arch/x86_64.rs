@@ -2,9 +2,8 @@
 //! 4-level paging (48-bit addresses) or 5-level (57-bit, LA57), 9 index bits per level, 4 KiB
 //! pages, 2 MiB pages at the PMD and 1 GiB pages at the PUD (PS bit).
 
-use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, Paging, PagingForm, PteFormat, Step,
-};
+use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
+use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
 use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
 /// Entry is present (`_PAGE_BIT_PRESENT`, arch/x86/include/asm/pgtable_types.h).
@@ -30,23 +29,20 @@ impl PagingX86_64 {
         }
     }
 
-    /// The kernel's tables described by raw VMCOREINFO text.
-    pub fn from_vmcoreinfo(text: &str) -> Result<Paging, String> {
-        Self::from_lookup(|key| crate::arch::walk::vmcoreinfo_value(text, key))
-    }
-
-    /// The kernel's tables from a VMCOREINFO lookup (`"NUMBER(phys_base)"` -> `"0"`).
+    /// The kernel's tables described by a dump's VMCOREINFO.
     ///
     /// Root = `SYMBOL(init_top_pgt)` - `__START_KERNEL_map` + `NUMBER(phys_base)` (drgn
     /// `arch_x86_64.c`, libaddrxlat `x86_64.c`). SYMBOL values are already KASLR-relocated.
-    pub fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Paging, String> {
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+        let lookup = |key: &str| v.get(key);
+        let number = |s: &str| parse_number(s).map(|n| n as u64);
         // init_top_pgt since Linux 4.13 (renamed from init_level4_pgt); the generic
         // SYMBOL(swapper_pg_dir) carries the same address (`#define swapper_pg_dir init_top_pgt`).
         let pgd = ["SYMBOL(init_top_pgt)", "SYMBOL(swapper_pg_dir)", "SYMBOL(init_level4_pgt)"]
             .iter()
             .find_map(|k| lookup(k))
             .ok_or("the dump's VMCOREINFO has no SYMBOL(init_top_pgt) or SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found; is this an x86_64 kernel dump?")?;
-        let pgd = parse_vmcoreinfo_symbol(pgd)
+        let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's page-table symbol value {pgd:?} is not a hex address"))?;
         if pgd < __START_KERNEL_map {
             return Err(format!(
@@ -58,11 +54,11 @@ impl PagingX86_64 {
         let phys_base = lookup("NUMBER(phys_base)").ok_or(
             "the dump's VMCOREINFO has no NUMBER(phys_base) (kernels before 4.10), so the kernel page tables cannot be located",
         )?;
-        let phys_base = parse_vmcoreinfo_number(phys_base)
+        let phys_base = number(phys_base)
             .ok_or_else(|| format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number"))?;
         // NUMBER(pgtable_l5_enabled) is printed by kernels where 5-level paging is a boot-time
         // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels.
-        let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(parse_vmcoreinfo_number) {
+        let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(number) {
             Some(Some(0)) | None => 4,
             Some(Some(_)) => 5,
             Some(None) => return Err("VMCOREINFO's NUMBER(pgtable_l5_enabled) is not a number".to_string()),
@@ -356,41 +352,41 @@ mod tests {
         }
     }
 
+    fn from_text(text: &str) -> Result<Paging, String> {
+        PagingX86_64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
     #[test]
     fn from_vmcoreinfo_finds_the_root() {
         let text = "OSRELEASE=6.1.0-18-amd64\nSYMBOL(swapper_pg_dir)=ffffffff9a40a000\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(pgtable_l5_enabled)=0\nNUMBER(phys_base)=434110464\nKERNELOFFSET=19000000\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         // 0x9a40a000 - 0x80000000 + 434110464 (0x19e00000)
         assert_eq!(p.root, PhysAddr(0x1a40_a000 + 0x19e0_0000));
         assert_eq!(p.form.levels, 4);
 
         // Negative phys_base (kernel loaded below its link address), 5-level paging.
         let text = "SYMBOL(init_top_pgt)=ffffffffc1a0a000\nNUMBER(pgtable_l5_enabled)=1\nNUMBER(phys_base)=-1073741824\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         assert_eq!(p.root, PhysAddr(0x01a0_a000));
         assert_eq!((p.form.levels, p.form.va_bits), (5, 57));
 
         // Lines as a KASLR'd cloud kernel prints them (phys_base well above 4 GiB).
         let text = "SYMBOL(init_top_pgt)=ffffffffb7010000\nNUMBER(pgtable_l5_enabled)=0\nNUMBER(phys_base)=31541166080\nKERNELOFFSET=34000000\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         assert_eq!(p.root, PhysAddr(0x3701_0000 + 0x7_5800_0000));
 
         // Only the generic key, no pgtable_l5_enabled: 4 levels.
-        let p =
-            PagingX86_64::from_vmcoreinfo("SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(phys_base)=0\n")
-                .unwrap();
+        let p = from_text("SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(phys_base)=0\n").unwrap();
         assert_eq!((p.root, p.form.levels), (PhysAddr(0x0200_0000), 4));
 
-        assert!(PagingX86_64::from_vmcoreinfo("NUMBER(phys_base)=0\n")
+        assert!(from_text("NUMBER(phys_base)=0\n")
             .unwrap_err()
             .contains("init_top_pgt"));
-        assert!(
-            PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=ffffffff82000000\n")
-                .unwrap_err()
-                .contains("phys_base")
-        );
-        assert!(PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
-        assert!(PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
+        assert!(from_text("SYMBOL(init_top_pgt)=ffffffff82000000\n")
+            .unwrap_err()
+            .contains("phys_base"));
+        assert!(from_text("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
+        assert!(from_text("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! offset comes from VMCOREINFO.
 
 use super::Dump;
-use crate::arch::aarch64::PagingAarch64;
 use crate::arch::walk::Paging;
-use crate::arch::x86_64::PagingX86_64;
 use crate::arch::Arch;
 use crate::kernel::panic::{self, CpuRole, FrameRegs};
 use crate::kernel::tasks::{self, Task, TaskLayout};
@@ -74,11 +72,7 @@ impl DumpTarget {
                     .into(),
             );
         }
-        let lookup = |key: &str| vmci.get(key);
-        let paging = match arch {
-            Arch::X86_64 => PagingX86_64::from_lookup(lookup)?,
-            Arch::Aarch64 => PagingAarch64::from_lookup(lookup)?,
-        };
+        let paging = arch.paging(vmci)?;
         let threads: Vec<ThreadInfo> = dump
             .cpus()
             .iter()
