@@ -83,7 +83,7 @@ impl Dump {
         } else {
             head
         };
-        let body = if elf::is_elf(&head) {
+        let body = if crate::mem::elf::is_elf(&head) {
             Body::Elf(ElfCore::parse(&*src)?)
         } else if kdump::is_kdump(&head) {
             Body::Kdump(Box::new(KdumpFile::parse(&*src)?))

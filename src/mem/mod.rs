@@ -6,6 +6,7 @@
 //! This module uses nothing of the crate but `sys`: everything above it may use it.
 
 pub mod bytes;
+pub mod elf;
 pub mod vmcoreinfo;
 
 use std::fmt;

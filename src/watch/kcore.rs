@@ -1,11 +1,11 @@
 //! Reading the watched word through `/proc/kcore` (the kernel's memory as an ELF core file):
 //! the fallback value reader while the live BPF reader is not wired into watch mode.
 
+use crate::mem::bytes::{read_vec, Endian, FileSource, ReadAt};
+use crate::mem::elf::{self, EHDR_SIZE, PT_LOAD};
 use crate::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-
-const PT_LOAD: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Load {
@@ -15,50 +15,29 @@ struct Load {
 }
 
 pub struct Kcore {
-    file: File,
+    src: FileSource,
     loads: Vec<Load>,
 }
 
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
-/// Parses the program headers of an ELF64 little-endian core (both kmemd arches are LE).
-fn parse_loads(ehdr: &[u8], read_at: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<Vec<Load>> {
-    if ehdr.get(0..4)? != b"\x7fELF" || *ehdr.get(4)? != 2 || *ehdr.get(5)? != 1 {
+/// The PT_LOAD segments of an ELF64 little-endian core (both kmemd arches are LE), through the
+/// one ELF reader; `None` when the file is not such a core.
+fn parse_loads(src: &dyn ReadAt) -> Option<Vec<Load>> {
+    let ehdr = read_vec(src, 0, EHDR_SIZE as u64, "ELF header").ok()?;
+    if !elf::is_elf(&ehdr) || !elf::is_64bit(&ehdr) || elf::byte_order(&ehdr) != Some(Endian::Little) {
         return None;
     }
-    let phoff = u64_at(ehdr, 32)?;
-    let phentsize = u16_at(ehdr, 54)? as usize;
-    let phnum = u16_at(ehdr, 56)? as usize;
-    if phentsize < 56 {
-        return None;
-    }
-    let table = read_at(phoff, phentsize.checked_mul(phnum)?)?;
-    let mut loads = Vec::new();
-    for i in 0..phnum {
-        let p = table.get(i * phentsize..(i + 1) * phentsize)?;
-        if u32_at(p, 0)? == PT_LOAD {
-            loads.push(Load {
-                offset: u64_at(p, 8)?,
-                vaddr: u64_at(p, 16)?,
-                memsz: u64_at(p, 40)?,
-            });
-        }
-    }
-    Some(loads)
+    let h = elf::Header::parse(&ehdr, Endian::Little).ok()?;
+    let phs = h.program_headers(src, h.phnum(src).ok()?).ok()?;
+    Some(
+        phs.into_iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| Load {
+                offset: p.offset,
+                vaddr: p.vaddr,
+                memsz: p.memsz,
+            })
+            .collect(),
+    )
 }
 
 impl Kcore {
@@ -71,16 +50,17 @@ impl Kcore {
                 Self::PATH
             )
         })?;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("cannot read {}: {e}", Self::PATH))?
+            .len();
+        let src = FileSource::new(file, len);
         let mut ehdr = [0u8; 64];
-        file.read_exact_at(&mut ehdr, 0)
+        src.read_exact_at(0, &mut ehdr)
             .map_err(|e| format!("cannot read {}: {e}", Self::PATH))?;
-        let read_at = |off: u64, len: usize| {
-            let mut v = vec![0u8; len.min(1 << 20)];
-            file.read_exact_at(&mut v, off).ok().map(|_| v)
-        };
-        let loads = parse_loads(&ehdr, &read_at)
+        let loads = parse_loads(&src)
             .ok_or_else(|| format!("{} is not an ELF64 core kmemd understands", Self::PATH))?;
-        Ok(Kcore { file, loads })
+        Ok(Kcore { src, loads })
     }
 }
 
@@ -104,7 +84,8 @@ impl VirtRead for Kcore {
             .checked_add(within)
             .ok_or_else(|| fault(format!("{addr:#x} is past the end of {}", Self::PATH)))?;
         let dst = buf.get_mut(..n).unwrap_or_default();
-        self.file
+        self.src
+            .file()
             .read_exact_at(dst, off)
             .map_err(|e| fault(format!("{addr:#x} is not readable through {}: {e}", Self::PATH)))?;
         Ok(n)
@@ -131,8 +112,7 @@ mod tests {
         img[p + 8..p + 16].copy_from_slice(&0x1000u64.to_le_bytes());
         img[p + 16..p + 24].copy_from_slice(&0xffff_8880_0000_0000u64.to_le_bytes());
         img[p + 40..p + 48].copy_from_slice(&0x2000u64.to_le_bytes());
-        let read_at = |off: u64, len: usize| img.get(off as usize..off as usize + len).map(|s| s.to_vec());
-        let loads = parse_loads(&img[..64], &read_at).unwrap();
+        let loads = parse_loads(&img).unwrap();
         assert_eq!(
             loads,
             vec![Load {
@@ -141,11 +121,10 @@ mod tests {
                 offset: 0x1000
             }]
         );
-        assert!(parse_loads(&[0u8; 64], &read_at).is_none());
+        assert!(parse_loads(&vec![0u8; 64]).is_none());
         // A table past the end of the image is refused, not indexed.
         let mut bad = img.clone();
         bad[56..58].copy_from_slice(&200u16.to_le_bytes());
-        let read_bad = |off: u64, len: usize| bad.get(off as usize..off as usize + len).map(|s| s.to_vec());
-        assert!(parse_loads(&bad[..64], &read_bad).is_none());
+        assert!(parse_loads(&bad).is_none());
     }
 }
