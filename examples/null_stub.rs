@@ -4,10 +4,10 @@
 //!
 //! Usage: null_stub SPEC   (SPEC as kmemd's -s: a socket path, :PORT or -)
 
-use kmemd::arch::Arch;
+use kmemd::arch::{Arch, Registers};
 use kmemd::mem::{MemError, VirtAddr, VirtRead};
 use kmemd::server;
-use kmemd::target::{Registers, Target, ThreadInfo, Tid};
+use kmemd::target::{Target, ThreadInfo, Tid};
 use kmemd::transport::{ListenSpec, Listener};
 
 struct NullTarget {

@@ -488,9 +488,8 @@ fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
+    use crate::arch::{Arch, Registers};
     use crate::mem::{MemError, VirtRead};
-    use crate::target::Registers;
     use std::io::Cursor;
 
     /// Memory: one readable window; everything else faults.

@@ -1,7 +1,7 @@
 //! What the GDB server needs from whatever it serves: a live kernel, a crash dump, or one process
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Registers};
 use crate::mem::VirtRead;
 
 /// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
@@ -18,11 +18,6 @@ pub struct ThreadInfo {
     /// CPU the thread is on, when known.
     pub core: Option<u32>,
 }
-
-/// Register values in the order of the target description of `Target::arch()`
-/// (`Arch::registers()`). `None` means unavailable and is sent to GDB as `xx` bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Registers(pub Vec<Option<u64>>);
 
 /// A target's memory is its [`VirtRead`], with that trait's contract: a prefix of real bytes,
 /// an error only when the first byte cannot be read, never zero-fill; the server asks again for

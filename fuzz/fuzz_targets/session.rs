@@ -3,12 +3,12 @@
 //! well-formed stream of acks and checksummed packets no larger than the advertised size.
 #![no_main]
 
-use kmemd::arch::Arch;
+use kmemd::arch::{Arch, Registers};
 use kmemd::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
-use kmemd::target::{Registers, Target, ThreadInfo, Tid};
+use kmemd::target::{Target, ThreadInfo, Tid};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Write};
 

@@ -8,7 +8,6 @@ pub mod walk;
 pub mod x86_64;
 
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::target::Registers;
 use std::fmt;
 use std::sync::OnceLock;
 use walk::Paging;
@@ -19,6 +18,11 @@ pub enum Arch {
     X86_64,
     Aarch64,
 }
+
+/// Register values in the order of the target description of an architecture
+/// (`Arch::registers()`). `None` means unavailable and is sent to GDB as `xx` bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registers(pub Vec<Option<u64>>);
 
 /// One register of a target description, in `g` packet order.
 #[derive(Debug, Clone, PartialEq, Eq)]

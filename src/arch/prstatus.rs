@@ -2,8 +2,7 @@
 //! (`Arch::registers()`). The note layouts are the kernel's `struct elf_prstatus` with `pr_reg`
 //! at offset 112 on both arches (drgn `pr_reg_offset`; libkdumpfile `elf_prstatus`).
 
-use crate::arch::Arch;
-use crate::target::Registers;
+use crate::arch::{Arch, Registers};
 
 /// Offset of `pr_reg` in a 64-bit `struct elf_prstatus` (both x86_64 and aarch64).
 pub const PR_REG_OFFSET: usize = 112;

@@ -91,7 +91,7 @@ pub struct CpuState {
 impl CpuState {
     /// The saved registers in the order of `arch`'s GDB target description; registers a dump
     /// does not save (FPU, vector) are `None`.
-    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::target::Registers, String> {
+    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, String> {
         crate::arch::prstatus::registers_from_pr_reg(arch, &self.regs)
     }
 }

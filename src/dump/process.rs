@@ -4,10 +4,10 @@
 
 use super::target::{DumpMem, DumpTarget};
 use crate::arch::walk::Paging;
-use crate::arch::Arch;
+use crate::arch::{Arch, Registers};
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
 use crate::mem::{read_u64, MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr, VirtRead};
-use crate::target::{Registers, Target, ThreadInfo, Tid};
+use crate::target::{Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
     inner: DumpTarget,

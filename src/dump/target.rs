@@ -4,12 +4,12 @@
 
 use super::Dump;
 use crate::arch::walk::Paging;
-use crate::arch::Arch;
+use crate::arch::{Arch, Registers};
 use crate::kernel::panic::{self, CpuRole, FrameRegs};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, PhysRead, VirtAddr, VirtRead};
-use crate::target::{Registers, Target, ThreadInfo, Tid};
+use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
 /// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.

@@ -3,9 +3,8 @@
 //! stack. Layout facts name the kernel source they come from; offsets are never hard-coded per
 //! kernel version.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Registers};
 use crate::mem::{MemError, MemErrorKind};
-use crate::target::Registers;
 use std::collections::HashSet;
 
 use crate::mem::{read_exact, read_u64, read_uint, VirtAddr, VirtRead};

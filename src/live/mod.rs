@@ -7,11 +7,11 @@ pub mod task;
 pub mod vmcoreinfo;
 pub mod vmlinux;
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Registers};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
 use crate::mem::{MemError, VirtAddr, VirtRead};
-use crate::target::{Registers, Target, ThreadInfo, Tid};
+use crate::target::{Target, ThreadInfo, Tid};
 use bpf::KernelReader;
 use kallsyms::Kallsyms;
 use std::path::{Path, PathBuf};
