@@ -156,7 +156,7 @@ impl Target for ProcessTarget {
             paging: kpaging,
         };
         let mem: &mut dyn VirtRead = &mut mem;
-        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
+        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr).map_err(String::from)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

@@ -345,7 +345,7 @@ impl DumpTarget {
             dump: &self.dump,
             paging: &self.paging,
         };
-        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr).map_err(String::from)
     }
 }
 
@@ -419,7 +419,8 @@ impl Target for DumpTarget {
                 };
                 Some(match &self.kinfo {
                     Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
-                        .map(|m| crate::kernel::modules::lsmod_text(&m)),
+                        .map(|m| crate::kernel::modules::lsmod_text(&m))
+                        .map_err(String::from),
                     None => Err("no kernel information".into()),
                 })
             }
@@ -432,7 +433,7 @@ impl Target for DumpTarget {
                     dump: &self.dump,
                     paging: &self.paging,
                 };
-                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()))
+                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()).map_err(String::from))
             }
             "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
                 Some(off) => format!(

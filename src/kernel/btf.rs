@@ -3,7 +3,7 @@
 //! record) and decoded on demand; every read is bounds-checked, so a damaged blob gives `Err` or
 //! `None`, never a panic. Only little-endian BTF is accepted (x86_64 and arm64 kernels).
 
-use crate::mem::{read_exact, VirtAddr, VirtRead};
+use crate::mem::{read_exact, ReadError, VirtAddr, VirtRead};
 
 pub const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN: usize = 24;
@@ -607,17 +607,17 @@ pub fn find_header(mem: &mut dyn VirtRead, from: u64, to: u64) -> Option<u64> {
 
 /// Total length of the BTF blob whose header is at `addr` (header + both sections, which the
 /// kernel lays out back to back), checked for sanity.
-pub fn blob_len(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, String> {
+pub fn blob_len(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, ReadError> {
     let mut h = [0u8; HEADER_MIN];
-    read_exact(mem, addr, &mut h).map_err(|e| format!("reading the BTF header: {e}"))?;
+    read_exact(mem, addr, &mut h).map_err(|e| ReadError::mem("reading the BTF header", e))?;
     let f = |o: usize| u64::from(u32_at(&h, o).unwrap_or(0));
     let (hdr, toff, tlen, soff, slen) = (f(4), f(8), f(12), f(16), f(20));
     if hdr != HEADER_MIN as u64 || tlen == 0 || slen == 0 || toff % 4 != 0 {
-        return Err(format!("the BTF header at {addr:#x} is not plausible"));
+        return Err(format!("the BTF header at {addr:#x} is not plausible").into());
     }
     let end = (toff + tlen).max(soff + slen) + hdr;
     if end > 256 << 20 {
-        return Err(format!("the BTF header at {addr:#x} claims {end} bytes"));
+        return Err(format!("the BTF header at {addr:#x} claims {end} bytes").into());
     }
     Ok(end)
 }

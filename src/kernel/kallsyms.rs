@@ -17,7 +17,7 @@
 
 use super::Sym;
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::{read_exact, read_u32, read_u64, VirtAddr, VirtRead};
+use crate::mem::{read_exact, read_u32, read_u64, ReadError, VirtAddr, VirtRead};
 
 /// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
 const MAX_SYMS: u32 = 4_000_000;
@@ -59,18 +59,16 @@ impl Tables {
 }
 
 /// Decodes every kallsyms symbol from kernel memory, using the table addresses in VMCOREINFO.
-pub fn decode(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, String> {
+pub fn decode(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, ReadError> {
     decode_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?)
 }
 
 /// Decodes every kallsyms symbol from the tables at `t`.
-pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, String> {
-    let rd = |e: crate::mem::MemError| format!("reading the kallsyms tables: {e}");
+pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, ReadError> {
+    let rd = |e| ReadError::mem("reading the kallsyms tables", e);
     let count = read_u32(mem, t.num_syms).map_err(rd)?;
     if count == 0 || count > MAX_SYMS {
-        return Err(format!(
-            "kallsyms_num_syms is {count}, which is not a plausible symbol count"
-        ));
+        return Err(format!("kallsyms_num_syms is {count}, which is not a plausible symbol count").into());
     }
     let n = count as usize;
     let base = read_u64(mem, t.relative_base).map_err(rd)?;
@@ -125,9 +123,7 @@ pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, Str
             name.extend_from_slice(tokens.get(tok as usize).copied().unwrap_or_default());
         }
         let Some((&kind, rest)) = name.split_first() else {
-            return Err(format!(
-                "kallsyms symbol {i} has an empty name: the tables are damaged"
-            ));
+            return Err(format!("kallsyms symbol {i} has an empty name: the tables are damaged").into());
         };
         let addr = if !absolute_percpu {
             base.wrapping_add(u64::from(off as u32))

@@ -4,7 +4,7 @@
 
 use super::tasks::{Field, Layout};
 use crate::arch::Arch;
-use crate::mem::{read_exact, read_u64, read_uint, VirtAddr, VirtRead};
+use crate::mem::{read_exact, read_u64, read_uint, ReadError, VirtAddr, VirtRead};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,7 +29,7 @@ fn field(l: &dyn Layout, st: &str, m: &str) -> Result<Field, String> {
         .ok_or_else(|| format!("the kernel's type information lacks {st}.{m}: modules cannot be listed"))
 }
 
-fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, String> {
+fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, ReadError> {
     let mut buf = vec![0u8; max];
     // Names may end right before an unreadable page: read what is there.
     let mut got = 0;
@@ -46,7 +46,7 @@ fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, St
         }
     }
     if got == 0 {
-        return Err(format!("cannot read a name at {addr:#x}"));
+        return Err(format!("cannot read a name at {addr:#x}").into());
     }
     let b = buf.get(..got).unwrap_or_default();
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -56,7 +56,7 @@ fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, St
 /// The address of the `modules` list head: the symbol when kallsyms has data symbols, else
 /// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the ADRP+ADD/LDR pairs in the code of functions
 /// that walk the list, each candidate checked as a list head of modules.
-pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<u64, String> {
+pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<u64, ReadError> {
     if let Some(a) = l.symbol("modules") {
         return Ok(a);
     }
@@ -148,7 +148,7 @@ fn is_module_list_head(mem: &mut dyn VirtRead, l: &dyn Layout, head: u64, list: 
 }
 
 /// Modules on the kernel's `modules` list.
-pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, String> {
+pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, ReadError> {
     let head = find_modules_head(mem, l, arch)?;
     let list = field(l, "module", "list")?.offset;
     let name = field(l, "module", "name")?;
@@ -188,7 +188,7 @@ pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result
     let sect = sections_layout(l);
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut node = read_u64(mem, head).map_err(|e| format!("cannot read the module list: {e}"))?;
+    let mut node = read_u64(mem, head).map_err(|e| ReadError::mem("cannot read the module list", e))?;
     while node != head {
         if !seen.insert(node) || out.len() >= MAX_MODULES {
             return Err("the module list loops without returning to its head".into());
@@ -242,7 +242,7 @@ pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result
             size,
             sections,
         });
-        node = read_u64(mem, node).map_err(|e| format!("cannot follow the module list: {e}"))?;
+        node = read_u64(mem, node).map_err(|e| ReadError::mem("cannot follow the module list", e))?;
     }
     Ok(out)
 }
@@ -271,7 +271,11 @@ fn sections_layout(l: &dyn Layout) -> Option<SectLayout> {
     })
 }
 
-fn read_sections(mem: &mut dyn VirtRead, s: &SectLayout, module: u64) -> Result<Vec<(String, u64)>, String> {
+fn read_sections(
+    mem: &mut dyn VirtRead,
+    s: &SectLayout,
+    module: u64,
+) -> Result<Vec<(String, u64)>, ReadError> {
     let e = |e: crate::mem::MemError| e.to_string();
     let sa = read_u64(mem, module + s.sect_attrs).map_err(e)?;
     if sa == 0 {

@@ -11,7 +11,7 @@
 //!   `MODULE_STATE_*` (0..=3) and a printable name; the walk returns to the head.
 
 use crate::kernel::btf::Btf;
-use crate::mem::{read_exact, read_u64, VirtAddr, VirtRead};
+use crate::mem::{read_exact, read_u64, ReadError, VirtAddr, VirtRead};
 
 const CHUNK: usize = 256 << 10;
 /// Stop after this much unreadable memory in a row (the end of the image mapping).
@@ -85,7 +85,7 @@ pub fn scan_image(
     to: u64,
     want_init: bool,
     want_modules: bool,
-) -> Result<Found, String> {
+) -> Result<Found, ReadError> {
     let l = match want_init {
         true => Some(Layout::from_btf(btf).ok_or("BTF lacks task_struct's comm, pid, real_parent or tasks")?),
         false => None,

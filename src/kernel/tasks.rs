@@ -7,7 +7,7 @@ use crate::arch::{Arch, Registers};
 use crate::mem::{MemError, MemErrorKind};
 use std::collections::HashSet;
 
-use crate::mem::{read_exact, read_u64, read_uint, VirtAddr, VirtRead};
+use crate::mem::{read_exact, read_u64, read_uint, ReadError, VirtAddr, VirtRead};
 use std::fmt::Write as _;
 
 /// A struct member: byte offset and size in bytes.
@@ -225,9 +225,10 @@ impl TaskLayout {
     }
 
     /// The mm_struct of a task (0 for kernel threads).
-    pub fn mm_of(&self, mem: &mut dyn VirtRead, task: u64) -> Result<u64, String> {
+    pub fn mm_of(&self, mem: &mut dyn VirtRead, task: u64) -> Result<u64, ReadError> {
         let off = self.mm.ok_or("task_struct.mm is unknown")?;
-        read_u64(mem, task.wrapping_add(off)).map_err(|e| format!("cannot read task {task:#x}'s mm: {e}"))
+        read_u64(mem, task.wrapping_add(off))
+            .map_err(|e| ReadError::mem(format!("cannot read task {task:#x}'s mm"), e))
     }
 
     pub fn stack_offset(&self) -> Option<u64> {
@@ -335,15 +336,15 @@ fn list_entries(mem: &mut dyn VirtRead, head: u64, limit: usize) -> Result<Vec<u
 /// Every task: the thread-group leaders on the circular `tasks` list through `start` (any task:
 /// its group leader is used, as only leaders are on that list), each followed by its other
 /// threads. `init_task` (pid 0) comes first when it is on the list.
-pub fn walk(mem: &mut dyn VirtRead, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
+pub fn walk(mem: &mut dyn VirtRead, l: &TaskLayout, start: u64) -> Result<Vec<Task>, ReadError> {
     let leader = read_u64(mem, start.wrapping_add(l.group_leader))
-        .map_err(|e| format!("cannot read the first task at {start:#x}: {e}"))?;
+        .map_err(|e| ReadError::mem(format!("cannot read the first task at {start:#x}"), e))?;
     let leader = if leader == 0 { start } else { leader };
     let head = leader.wrapping_add(l.tasks);
     let mut leaders = vec![leader];
     leaders.extend(
         list_entries(mem, head, MAX_TASKS)
-            .map_err(|e| format!("the task list is damaged: {e}"))?
+            .map_err(|e| ReadError::mem("the task list is damaged", e))?
             .into_iter()
             .map(|node| node.wrapping_sub(l.tasks)),
     );
@@ -492,12 +493,12 @@ pub fn user_registers(
     u: &UserRegsLayout,
     arch: Arch,
     task: u64,
-) -> Result<Registers, String> {
+) -> Result<Registers, ReadError> {
     let stack_off = l
         .stack
         .ok_or("task_struct.stack is unknown: user registers are unavailable")?;
     let stack = read_u64(mem, task.wrapping_add(stack_off))
-        .map_err(|e| format!("cannot read task {task:#x}'s stack pointer: {e}"))?;
+        .map_err(|e| ReadError::mem(format!("cannot read task {task:#x}'s stack pointer"), e))?;
     let mut last = String::from("no stack");
     for thread_size in [16u64 << 10, 32 << 10] {
         let base = stack.wrapping_add(thread_size).wrapping_sub(u.size);
@@ -540,9 +541,7 @@ pub fn user_registers(
             );
         }
     }
-    Err(format!(
-        "task {task:#x}: {last} (a kernel thread has no user registers)"
-    ))
+    Err(format!("task {task:#x}: {last} (a kernel thread has no user registers)").into())
 }
 
 /// Largest THREAD_SIZE of the supported kernels (arm64 and x86_64 with KASAN: 32 KiB).
@@ -688,7 +687,7 @@ pub fn saved_registers(
     l: &TaskLayout,
     arch: Arch,
     task: u64,
-) -> Result<Registers, String> {
+) -> Result<Registers, ReadError> {
     let mut regs = vec![None; arch.registers().len()];
     let mut set = |name: &str, v: u64| {
         if let Some(i) = arch.reg_index(name) {
@@ -705,10 +704,11 @@ pub fn saved_registers(
             fsbase,
         } => {
             let sp = read_u64(mem, task.wrapping_add(*thread_sp))
-                .map_err(|e| format!("cannot read thread.sp of task {task:#x}: {e}"))?;
+                .map_err(|e| ReadError::mem(format!("cannot read thread.sp of task {task:#x}"), e))?;
             for (reg, off) in frame {
-                let v = read_u64(mem, sp.wrapping_add(*off))
-                    .map_err(|e| format!("cannot read the switch frame of task {task:#x}: {e}"))?;
+                let v = read_u64(mem, sp.wrapping_add(*off)).map_err(|e| {
+                    ReadError::mem(format!("cannot read the switch frame of task {task:#x}"), e)
+                })?;
                 set(reg, v);
             }
             // __switch_to_asm returns (through __switch_to) to ret_addr with the frame popped.
@@ -724,8 +724,9 @@ pub fn saved_registers(
             regs: list,
         } => {
             for (reg, off) in list {
-                let v = read_u64(mem, task.wrapping_add(cpu_context + off))
-                    .map_err(|e| format!("cannot read thread.cpu_context of task {task:#x}: {e}"))?;
+                let v = read_u64(mem, task.wrapping_add(cpu_context + off)).map_err(|e| {
+                    ReadError::mem(format!("cannot read thread.cpu_context of task {task:#x}"), e)
+                })?;
                 set(reg, v);
                 // cpu_switch_to returns with `ret` to the saved lr, which cpu_context keeps as pc.
                 if *reg == "pc" {
@@ -736,7 +737,8 @@ pub fn saved_registers(
         SavedLayout::None(what) => {
             return Err(format!(
                 "the kernel's type information lacks {what}: saved task registers are unavailable"
-            ))
+            )
+            .into())
         }
     }
     Ok(Registers(regs))
@@ -929,7 +931,9 @@ pub(crate) mod tests {
         let mut m = world();
         // init's `next` points back at itself: the circle never returns to init_task.
         m.put_u64(K + 0x1000 + 32, K + 0x1000 + 32);
-        assert!(walk(&mut m, &l, K).unwrap_err().contains("damaged"));
+        let e = walk(&mut m, &l, K).unwrap_err();
+        assert_eq!(e.kind(), Some(MemErrorKind::Corrupt), "{e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
         let mut empty = FakeMem::default();
         assert!(walk(&mut empty, &l, K).is_err());
         let e = TaskLayout::new(&FakeLayout::default(), Arch::X86_64).unwrap_err();
@@ -983,7 +987,8 @@ pub(crate) mod tests {
         // Neither size holds a user frame: a kernel thread.
         m.put_u64(top + 17 * 8, 0x10);
         let e = user_registers(&mut m, &l, &u, Arch::X86_64, t).unwrap_err();
-        assert!(e.contains("kernel thread"), "{e}");
+        assert_eq!(e.kind(), None, "the stack was read: {e}");
+        assert!(e.to_string().contains("kernel thread"), "{e}");
     }
 
     #[test]

@@ -173,8 +173,8 @@ impl LiveTarget {
             Some(Err(e)) => return Err(e.clone()),
             None => return Err("no task to start from".into()),
         };
-        let mut mem = &mut self.reader;
-        let list = tasks::walk(&mut mem, &layout, start)?;
+        let mem = &mut self.reader;
+        let list = tasks::walk(mem, &layout, start)?;
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
@@ -194,8 +194,8 @@ impl LiveTarget {
         let Ok(layout) = TaskLayout::new(k, self.arch) else {
             return false;
         };
-        let mut mem = &mut self.reader;
-        match tasks::read_task(&mut mem, &layout, old.addr) {
+        let mem = &mut self.reader;
+        match tasks::read_task(mem, &layout, old.addr) {
             Ok(now) => still_running_as(&old, &now),
             Err(_) => false,
         }
@@ -211,9 +211,8 @@ impl LiveTarget {
         self.kernel_info();
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
-        let mut mem = &mut self.reader;
-        let now =
-            tasks::read_task(&mut mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
+        let mem = &mut self.reader;
+        let now = tasks::read_task(mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
         let exited = !still_running_as(&old, &now);
         if exited {
             // GDB's `info threads` gives up at the first thread whose registers fail, and on a
@@ -226,7 +225,7 @@ impl LiveTarget {
             regs[self.arch.pc_index()] = Some(0);
             return Ok(Registers(regs));
         }
-        tasks::saved_registers(&mut mem, &layout, self.arch, old.addr)
+        tasks::saved_registers(mem, &layout, self.arch, old.addr).map_err(String::from)
     }
 
     fn kernel_monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
@@ -247,7 +246,7 @@ impl LiveTarget {
                             .into(),
                     )
                 } else {
-                    crate::kernel::dmesg::dmesg(&mut &mut self.reader, &vmci)
+                    crate::kernel::dmesg::dmesg(&mut self.reader, &vmci).map_err(String::from)
                 }
             }
             "lsmod" => crate::kernel::modules::from_sysfs(Path::new("/sys/module"))
@@ -263,7 +262,7 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            self.vmcoreinfo = Some(vmcoreinfo::load(&mut &mut self.reader, self.arch, &self.kallsyms));
+            self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &self.kallsyms));
         }
         match &self.vmcoreinfo {
             Some(Ok(v)) => Ok(v),

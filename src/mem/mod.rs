@@ -122,6 +122,74 @@ impl fmt::Display for MemError {
 
 impl std::error::Error for MemError {}
 
+/// Why something that learns a fact by reading memory (a task list, the kernel log, kallsyms,
+/// a page table's root) could not: the memory error that stopped it, kept with its kind and
+/// said with what was being read, or why what was read (or what is known about how to read it)
+/// gives no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// Memory that had to be read could not be. `context` says what it was (may be empty).
+    Mem { context: String, err: MemError },
+    /// The bytes were read but make no sense (a list that loops, a count out of range), or a
+    /// symbol or layout the read needs is not known.
+    Invalid(String),
+}
+
+impl ReadError {
+    /// A memory error met while reading `context` (e.g. "cannot read the first task at 0x..").
+    pub fn mem(context: impl Into<String>, err: MemError) -> ReadError {
+        ReadError::Mem {
+            context: context.into(),
+            err,
+        }
+    }
+
+    /// The kind of the memory failure, when a memory read is what failed.
+    pub fn kind(&self) -> Option<MemErrorKind> {
+        match self {
+            ReadError::Mem { err, .. } => Some(err.kind),
+            ReadError::Invalid(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Mem { context, err } if context.is_empty() => write!(f, "{err}"),
+            ReadError::Mem { context, err } => write!(f, "{context}: {err}"),
+            ReadError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<MemError> for ReadError {
+    fn from(err: MemError) -> ReadError {
+        ReadError::mem("", err)
+    }
+}
+
+impl From<String> for ReadError {
+    fn from(why: String) -> ReadError {
+        ReadError::Invalid(why)
+    }
+}
+
+impl From<&str> for ReadError {
+    fn from(why: &str) -> ReadError {
+        ReadError::Invalid(why.to_string())
+    }
+}
+
+/// For the layers that report in text (monitor replies, `--info`, logs).
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> String {
+        e.to_string()
+    }
+}
+
 /// Physical memory (a dump's). The contract, the same for both read traits:
 /// - a read fills a prefix of `buf` with real bytes read at `paddr` and returns its length, at
 ///   least 1 when it returns `Ok` (0 only for an empty `buf`). It may stop early anywhere (the
