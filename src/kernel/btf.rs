@@ -3,7 +3,7 @@
 //! record) and decoded on demand; every read is bounds-checked, so a damaged blob gives `Err` or
 //! `None`, never a panic. Only little-endian BTF is accepted (x86_64 and arm64 kernels).
 
-use crate::mem::{read_exact, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_available, read_exact, ReadError, VirtRead};
 
 pub const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN: usize = 24;
@@ -576,13 +576,7 @@ pub fn find_header(mem: &mut dyn VirtRead, from: u64, to: u64) -> Option<u64> {
     let mut addr = from & !3;
     while addr < to {
         let want = CHUNK.min(usize::try_from(to - addr).unwrap_or(CHUNK)) + 8;
-        let mut got = 0usize;
-        while got < want {
-            match mem.read_virt(VirtAddr(addr + got as u64), buf.get_mut(got..want)?) {
-                Ok(n) if n > 0 => got += n,
-                _ => break,
-            }
-        }
+        let got = read_available(mem, addr, buf.get_mut(..want)?);
         if got == 0 {
             addr = (addr | (PAGE - 1)).checked_add(1)?;
             continue;

@@ -17,7 +17,7 @@
 
 use super::Sym;
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::{read_exact, read_u32, read_u64, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_available, read_exact, read_u32, read_u64, ReadError, VirtRead};
 
 /// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
 const MAX_SYMS: u32 = 4_000_000;
@@ -93,7 +93,7 @@ pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, Rea
         _ => index.iter().max().copied().unwrap_or(0) + 256,
     };
     let mut table = vec![0u8; table_len];
-    let got = read_prefix(mem, t.token_table, &mut table);
+    let got = read_available(mem, t.token_table, &mut table);
     table.truncate(got);
     let tokens: Vec<&[u8]> = index
         .iter()
@@ -142,19 +142,6 @@ pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, Rea
     Ok(syms)
 }
 
-/// Reads as much of `buf` as is readable from `addr`; returns the length read.
-fn read_prefix(mem: &mut dyn VirtRead, addr: u64, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        let Some(rest) = buf.get_mut(got..) else { break };
-        match mem.read_virt(VirtAddr(addr.wrapping_add(got as u64)), rest) {
-            Ok(n) if n > 0 && n <= rest.len() => got += n,
-            _ => break,
-        }
-    }
-    got
-}
-
 /// `kallsyms_names`, read sequentially in chunks (its length is not recorded anywhere VMCOREINFO
 /// points to).
 struct NameStream {
@@ -183,7 +170,7 @@ impl NameStream {
         }
         self.buf.resize(self.chunk, 0);
         self.chunk = (self.chunk * 2).min(NAMES_CHUNK);
-        let got = read_prefix(mem, self.next_addr, &mut self.buf);
+        let got = read_available(mem, self.next_addr, &mut self.buf);
         if got == 0 {
             return Err(format!("kallsyms_names is unreadable at {:#x}", self.next_addr));
         }

@@ -11,7 +11,7 @@
 //!   `MODULE_STATE_*` (0..=3) and a printable name; the walk returns to the head.
 
 use crate::kernel::btf::Btf;
-use crate::mem::{read_exact, read_u64, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_available, read_exact, read_u64, ReadError, VirtRead};
 
 const CHUNK: usize = 256 << 10;
 /// Stop after this much unreadable memory in a row (the end of the image mapping).
@@ -104,14 +104,7 @@ pub fn scan_image(
     let near = |p: u64| p.abs_diff(text) < MODULE_REACH;
     while addr < to && (want_init && found.init_task.is_none() || want_modules && found.modules.is_none()) {
         let want = CHUNK.min(usize::try_from(to - addr).unwrap_or(CHUNK));
-        let mut got = 0usize;
-        while got < want {
-            let Some(rest) = buf.get_mut(got..want) else { break };
-            match mem.read_virt(VirtAddr(addr + got as u64), rest) {
-                Ok(n) if n > 0 => got += n,
-                _ => break,
-            }
-        }
+        let got = read_available(mem, addr, buf.get_mut(..want).unwrap_or_default());
         if got < 8 {
             gap += 4096;
             if gap > MAX_GAP {

@@ -7,7 +7,7 @@ use crate::arch::{Arch, Registers};
 use crate::mem::{MemError, MemErrorKind};
 use std::collections::HashSet;
 
-use crate::mem::{read_exact, read_u64, read_uint, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_available, read_exact, read_u64, read_uint, ReadError, VirtRead};
 use std::fmt::Write as _;
 
 /// A struct member: byte offset and size in bytes.
@@ -586,16 +586,7 @@ pub fn find_task_from_cpu(
     let mut cands: Vec<u64> = regs.to_vec();
     let top = (sp | (MAX_THREAD_SIZE - 1)).wrapping_add(1);
     let mut buf = vec![0u8; usize::try_from(top.wrapping_sub(sp & !7).min(MAX_THREAD_SIZE)).unwrap_or(0)];
-    let mut got = 0;
-    while got < buf.len() {
-        match mem.read_virt(
-            VirtAddr((sp & !7) + got as u64),
-            buf.get_mut(got..).unwrap_or_default(),
-        ) {
-            Ok(n) if n > 0 => got += n,
-            _ => break,
-        }
-    }
+    let got = read_available(mem, sp & !7, &mut buf);
     cands.extend(
         buf.get(..got)
             .unwrap_or_default()
@@ -747,6 +738,7 @@ pub fn saved_registers(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::mem::VirtAddr;
     use std::collections::HashMap;
 
     /// Sparse kernel memory for tests: bytes by address.

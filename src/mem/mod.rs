@@ -236,6 +236,23 @@ pub fn read_exact(mem: &mut dyn VirtRead, addr: u64, buf: &mut [u8]) -> Result<(
     Ok(())
 }
 
+/// Reads as much of `buf` as is readable from `addr` and returns the length read (0 when the
+/// first byte is not): for scans that take what there is and skip the rest.
+pub fn read_available(mem: &mut dyn VirtRead, addr: u64, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        let Some(at) = addr.checked_add(got as u64) else {
+            break;
+        };
+        let Some(rest) = buf.get_mut(got..) else { break };
+        match mem.read_virt(VirtAddr(at), rest) {
+            Ok(n) if n > 0 && n <= rest.len() => got += n,
+            _ => break,
+        }
+    }
+    got
+}
+
 /// Reads a little-endian u64 (both architectures kmemd serves are little-endian).
 pub fn read_u64(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, MemError> {
     let mut b = [0u8; 8];
