@@ -581,10 +581,8 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
 
 /// An execute breakpoint on the getpid syscall's kernel function, then one getpid.
 fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
-    let (name, len) = match arch {
-        Arch::X86_64 => ("__x64_sys_getpid", 8),
-        Arch::Aarch64 => ("__arm64_sys_getpid", 4),
-    };
+    let name = arch.syscall_symbol("getpid");
+    let len = arch.debug_regs().exec_len;
     if perf_err {
         return Item::not(
             Status::Fail,
@@ -593,7 +591,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
             "make the `watch-slots` line OK",
         );
     }
-    let Some(addr) = kallsyms.and_then(|k| k.lookup(name)) else {
+    let Some(addr) = kallsyms.and_then(|k| k.lookup(&name)) else {
         return Item::not(
             Status::Missing,
             "watch-exec",

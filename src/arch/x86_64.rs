@@ -1,8 +1,11 @@
-//! x86_64 paging: the entry decoder for the generic walker and the kernel's tables from VMCOREINFO.
-//! 4-level paging (48-bit addresses) or 5-level (57-bit, LA57), 9 index bits per level, 4 KiB
-//! pages, 2 MiB pages at the PMD and 1 GiB pages at the PUD (PS bit).
+//! x86_64: what kmemd knows of the architecture. Paging (the entry decoder for the generic walker
+//! and the kernel's tables from VMCOREINFO: 4-level paging with 48-bit addresses or 5-level
+//! with 57-bit (LA57), 9 index bits per level, 4 KiB pages, 2 MiB pages at the PMD and 1 GiB
+//! pages at the PUD, PS bit); the kernel's layout around it (direct map, image, switch frame,
+//! pt_regs); crash-dump notes; debug registers.
 
 use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
+use crate::arch::{DebugRegs, PtRegs, SwitchFrame};
 use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
 use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
@@ -15,6 +18,123 @@ pub const _PAGE_PSE: u64 = 1 << 7;
 pub const PTE_PFN_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// `__START_KERNEL_map`: the kernel image is mapped here, at physical `phys_base`.
 pub const __START_KERNEL_map: u64 = 0xffff_ffff_8000_0000;
+
+/// GDB's names for the program counter and the stack pointer (x86_64.xml).
+pub const PC: &str = "rip";
+pub const SP: &str = "rsp";
+
+/// What a kdump header's `utsname.machine` says on x86_64.
+pub const MACHINE_NAMES: &[&str] = &["x86_64"];
+
+/// Whether VMCOREINFO has keys only x86_64 kernels write (arch/x86/kernel/machine_kexec_64.c,
+/// Linux 6.x).
+pub fn vmcoreinfo_is_ours(v: &VmcoreInfo) -> bool {
+    v.symbol("init_top_pgt").is_some() || v.get("NUMBER(pgtable_l5_enabled)").is_some()
+}
+
+/// Size of a 64-bit x86_64 `struct elf_prstatus`.
+pub const PRSTATUS_SIZE: usize = 336;
+
+/// QEMUCPUState (QEMU `target/i386/arch_dump.c`): offsets of cr3 and cr4 in the `QEMU` note.
+pub const QEMU_CPU_STATE_CR3: usize = 416;
+pub const QEMU_CPU_STATE_CR4: usize = 424;
+
+/// `_stext - _text`: x86_64 starts its text at `_text`.
+pub const HEAD_SIZE: u64 = 0;
+
+/// Per-CPU variables are linked from address 0 (arch/x86/kernel/vmlinux.lds.S, SMP kernels).
+pub const PERCPU_AT_ZERO: bool = true;
+
+/// Direct-map bases without KASLR memory randomization: `__PAGE_OFFSET_BASE_L4` and `_L5`
+/// (arch/x86/include/asm/page_64_types.h).
+pub const __PAGE_OFFSET_BASE_L4: u64 = 0xffff_8880_0000_0000;
+pub const __PAGE_OFFSET_BASE_L5: u64 = 0xff11_0000_0000_0000;
+/// GiB steps tried above an unrandomized base: KASLR memory randomization aligns the direct map
+/// to PUD_SIZE within a 64 TiB region with 4 levels (arch/x86/mm/kaslr.c
+/// kernel_randomize_memory(): the direct map, vmalloc and vmemmap share it).
+const DIRECT_MAP_STEPS: u64 = 64 << 10;
+
+/// Direct-map base candidates: the 4- and 5-level bases, each with its randomization steps.
+pub fn direct_map_candidates() -> Vec<(u64, u64)> {
+    vec![
+        (__PAGE_OFFSET_BASE_L4, DIRECT_MAP_STEPS),
+        (__PAGE_OFFSET_BASE_L5, DIRECT_MAP_STEPS),
+    ]
+}
+
+/// Physical address of a kernel-image address: `va - __START_KERNEL_map + phys_base`
+/// (arch/x86/include/asm/page_64.h), `NUMBER(phys_base)` from VMCOREINFO.
+pub fn image_phys(va: u64, v: &VmcoreInfo) -> Option<u64> {
+    v.number_u64("phys_base")
+        .map(|pb| va.wrapping_sub(__START_KERNEL_map).wrapping_add(pb))
+}
+
+/// A switched-out task: `thread.sp` points at a `struct inactive_task_frame`
+/// (arch/x86/include/asm/switch_to.h, Linux 4.9+): callee-saved registers and `ret_addr`;
+/// `__switch_to_asm` returns (through `__switch_to`) to `ret_addr` with the frame popped.
+pub const SWITCH_FRAME: SwitchFrame = SwitchFrame::OnStack {
+    sp_member: "sp",
+    frame_struct: "inactive_task_frame",
+    members: &[
+        ("r15", "r15"),
+        ("r14", "r14"),
+        ("r13", "r13"),
+        ("r12", "r12"),
+        ("bx", "rbx"),
+        ("bp", "rbp"),
+        ("ret_addr", "rip"),
+    ],
+};
+
+/// The user fs base a task keeps in `thread_struct.fsbase` (arch/x86/include/asm/processor.h).
+pub const THREAD_FSBASE: (&str, &str) = ("fsbase", "fs_base");
+
+/// `struct pt_regs` (arch/x86/include/asm/ptrace.h) member names and GDB registers.
+pub const PT_REGS: PtRegs = PtRegs {
+    array: None,
+    members: &[
+        ("r15", "r15"),
+        ("r14", "r14"),
+        ("r13", "r13"),
+        ("r12", "r12"),
+        ("bp", "rbp"),
+        ("bx", "rbx"),
+        ("r11", "r11"),
+        ("r10", "r10"),
+        ("r9", "r9"),
+        ("r8", "r8"),
+        ("ax", "rax"),
+        ("cx", "rcx"),
+        ("dx", "rdx"),
+        ("si", "rsi"),
+        ("di", "rdi"),
+        ("orig_ax", "orig_rax"),
+        ("ip", "rip"),
+        ("cs", "cs"),
+        ("flags", "eflags"),
+        ("sp", "rsp"),
+        ("ss", "ss"),
+    ],
+};
+
+/// User mode is `cs` = `__USER_CS` (0x33, arch/x86/include/asm/segment.h).
+pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
+    (reg == "cs").then_some(value & 0xffff == 0x33)
+}
+
+/// Debug registers DR0-DR3 (DR7 sets type and length): no read-only type, and a length-aligned
+/// address for data; perf takes execute breakpoints with length sizeof(long).
+pub const DEBUG_REGS: DebugRegs = DebugRegs {
+    slots: Some(4),
+    no_read_only: Some("x86 debug registers cannot trap reads alone"),
+    exec_len: 8,
+    exec_len_why: "execute breakpoints on x86 take length 8 (sizeof(long))",
+    data_aligned: |addr, len| len != 0 && addr % u64::from(len) == 0,
+};
+
+/// System call functions are `__x64_sys_NAME` (arch/x86/include/asm/syscall_wrapper.h,
+/// Linux 4.17+).
+pub const SYSCALL_PREFIX: &str = "__x64_sys_";
 
 /// The x86_64 paging forms and the kernel page tables of a dump.
 pub struct PagingX86_64;

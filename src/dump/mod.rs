@@ -122,11 +122,7 @@ impl Dump {
                     .as_deref()
                     .map(|n| notes::parse_notes(n, endian))
                     .unwrap_or_default();
-                let from_machine = match k.header.machine.as_str() {
-                    "x86_64" => Some(Arch::X86_64),
-                    "aarch64" | "arm64" => Some(Arch::Aarch64),
-                    _ => None,
-                };
+                let from_machine = Arch::from_machine_name(&k.header.machine);
                 let guess = notes::interpret(&parsed, endian, from_machine);
                 let text = k
                     .vmcoreinfo
@@ -137,7 +133,7 @@ impl Dump {
                 // QEMU writes machine "Unknown" (quirk 5): fall back to the notes, then VMCOREINFO.
                 let arch = from_machine
                     .or(guess.prstatus_arch)
-                    .or_else(|| arch_from_vmcoreinfo(&vmci))
+                    .or_else(|| Arch::from_vmcoreinfo(&vmci))
                     .ok_or(
                         "cannot tell this dump's architecture (no machine name, CPU notes or VMCOREINFO); \
                      it is damaged or not from x86_64/aarch64",
@@ -324,18 +320,6 @@ impl Dump {
             let _ = writeln!(t, "               ... and {} more", ranges.len() - 16);
         }
         t
-    }
-}
-
-/// Architecture from VMCOREINFO keys only x86_64 or only arm64 kernels write
-/// (`arch/x86/kernel/machine_kexec_64.c`, `arch/arm64/kernel/vmcore_info.c`, Linux 6.x).
-fn arch_from_vmcoreinfo(v: &VmcoreInfo) -> Option<Arch> {
-    if v.symbol("init_top_pgt").is_some() || v.get("NUMBER(pgtable_l5_enabled)").is_some() {
-        Some(Arch::X86_64)
-    } else if v.get("NUMBER(kimage_voffset)").is_some() || v.get("NUMBER(VA_BITS)").is_some() {
-        Some(Arch::Aarch64)
-    } else {
-        None
     }
 }
 

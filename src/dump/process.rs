@@ -6,7 +6,7 @@ use super::target::{DumpMem, DumpTarget};
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
-use crate::mem::{read_u64, MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr, VirtRead};
+use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
@@ -84,32 +84,12 @@ impl ProcessTarget {
             regs,
         })
     }
-
-    /// The address the walker takes for a user address. arm64's walker checks for kernel (TTBR1)
-    /// addresses; TTBR0 tables of the same geometry index the same low bits, so user addresses
-    /// get the high bits set (a 48-bit user VA space, like the kernel's, as Linux configures it).
-    fn walk_addr(&self, addr: u64) -> Result<u64, MemError> {
-        match self.arch {
-            Arch::X86_64 => Ok(addr),
-            Arch::Aarch64 => {
-                let bits = self.user.form.va_bits;
-                if addr >> bits != 0 {
-                    return Err(MemError::new(
-                        addr,
-                        MemErrorKind::Fault,
-                        format!("not a user address of this process ({bits}-bit user addresses)"),
-                    ));
-                }
-                Ok(addr | !((1u64 << bits) - 1))
-            }
-        }
-    }
 }
 
 impl VirtRead for ProcessTarget {
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
         let addr = addr.0;
-        let va = self.walk_addr(addr)?;
+        let va = self.arch.user_walk_addr(addr, self.user.form.va_bits)?;
         let (dump, _) = self.inner.parts();
         let t = self.user.translate(dump, VirtAddr(va)).map_err(|e| e.at(addr))?;
         let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));

@@ -5,7 +5,7 @@
 use super::Dump;
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
-use crate::kernel::panic::{self, CpuRole, FrameRegs};
+use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, PhysRead, VirtAddr, VirtRead};
@@ -193,19 +193,10 @@ impl DumpTarget {
             .collect()
     }
 
-    /// Without `panic_cpu`: on aarch64, the CPU whose call chain runs through panic()
-    /// (src/kernel/panic.rs); x86_64 kernels keep no frame pointers to follow.
+    /// Without `panic_cpu`: the CPU whose call chain runs through panic() (src/kernel/panic.rs),
+    /// where the architecture keeps frame records to follow (arm64; x86_64 kernels keep no
+    /// frame pointers).
     fn crashing_cpu_from_call_chains(&mut self) -> Option<usize> {
-        if self.arch != Arch::Aarch64 {
-            log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
-            return None;
-        }
-        let va_bits = self
-            .dump
-            .vmcoreinfo()
-            .number("VA_BITS")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(48);
         self.kernel_info();
         let kinfo = self.kinfo.as_ref()?;
         let mut mem = DumpMem {
@@ -213,24 +204,14 @@ impl DumpTarget {
             paging: &self.paging,
         };
         let symbolize = |a: u64| kinfo.symbolize(a).map(|(name, _)| name);
-        let roles: Vec<CpuRole> = self
-            .dump
-            .cpus()
-            .iter()
-            .map(|cpu| {
-                let reg = |name: &str| {
-                    let names = crate::arch::prstatus::pr_reg_names(Arch::Aarch64);
-                    let i = names.iter().position(|n| *n == name);
-                    i.and_then(|i| cpu.regs.get(i)).copied().unwrap_or(0)
-                };
-                let regs = FrameRegs {
-                    pc: reg("pc"),
-                    lr: reg("x30"),
-                    fp: reg("x29"),
-                };
-                panic::classify(&panic::aarch64_call_chain(&mut mem, regs, va_bits), &symbolize)
-            })
-            .collect();
+        let mut roles: Vec<CpuRole> = Vec::new();
+        for cpu in self.dump.cpus() {
+            let Some(chain) = self.arch.call_chain(&mut mem, &cpu.regs, self.dump.vmcoreinfo()) else {
+                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+                return None;
+            };
+            roles.push(panic::classify(&chain, &symbolize));
+        }
         for (i, r) in roles.iter().enumerate() {
             log::debug!("CPU {i}: {r:?}");
         }
@@ -297,10 +278,7 @@ fn walk_dump_tasks(
 ) -> Result<(TaskLayout, Vec<Task>), String> {
     let layout = TaskLayout::new(k, arch)?;
     let mut mem = DumpMem { dump, paging };
-    let sp_index = arch.reg_index(match arch {
-        Arch::X86_64 => "rsp",
-        Arch::Aarch64 => "sp",
-    });
+    let sp_index = arch.sp_index();
     let start = match k.symbol("init_task") {
         Some(t) => t,
         None => dump
@@ -440,9 +418,9 @@ impl Target for DumpTarget {
                     "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
                      GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
                      symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
-                    // Only x86_64 links per-CPU variables from 0 (arch/x86/kernel/vmlinux.lds.S);
-                    // arm64's .data..percpu is an ordinary section that KASLR moves.
-                    if self.arch == Arch::X86_64 {
+                    // Only where per-CPU variables are linked from 0 (x86_64) must GDB leave
+                    // .data..percpu alone.
+                    if self.arch.percpu_at_zero() {
                         " -s .data..percpu 0"
                     } else {
                         ""

@@ -54,13 +54,14 @@ fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, Re
 }
 
 /// The address of the `modules` list head: the symbol when kallsyms has data symbols, else
-/// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the ADRP+ADD/LDR pairs in the code of functions
-/// that walk the list, each candidate checked as a list head of modules.
+/// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the data addresses formed in the code of
+/// functions that walk the list (arm64's ADRP+ADD/LDR pairs, decoded by arch/), each candidate
+/// checked as a list head of modules.
 pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<u64, ReadError> {
     if let Some(a) = l.symbol("modules") {
         return Ok(a);
     }
-    if arch != Arch::Aarch64 {
+    if !arch.decodes_data_refs() {
         return Err(
             "kallsyms has no `modules` symbol (no CONFIG_KALLSYMS_ALL): give -k the matching vmlinux".into(),
         );
@@ -78,47 +79,13 @@ pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> 
         if read_exact(mem, at, &mut code).is_err() {
             continue;
         }
-        for cand in arm64_adrp_targets(at, &code) {
+        for cand in arch.code_data_refs(at, &code) {
             if is_module_list_head(mem, l, cand, list) {
                 return Ok(cand);
             }
         }
     }
     Err("kallsyms has no `modules` symbol and no known function's code led to it: give -k the matching vmlinux".into())
-}
-
-/// Addresses formed by `ADRP Xd, page` followed (within 8 instructions) by `ADD Xd', Xd, #lo12` or
-/// `LDR Xt, [Xd, #lo12]` (Arm ARM C6.2.11 ADRP, C6.2.4 ADD (immediate), C6.2.132 LDR (immediate,
-/// unsigned offset)).
-pub fn arm64_adrp_targets(pc0: u64, code: &[u8]) -> Vec<u64> {
-    let insns: Vec<u32> = code
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut out = Vec::new();
-    for (i, &insn) in insns.iter().enumerate() {
-        if insn & 0x9f00_0000 != 0x9000_0000 {
-            continue;
-        }
-        let rd = insn & 0x1f;
-        let immlo = u64::from((insn >> 29) & 3);
-        let immhi = u64::from((insn >> 5) & 0x7ffff);
-        let imm = ((((immhi << 2) | immlo) << 43) as i64 >> 43) << 12;
-        let pc = pc0.wrapping_add(4 * i as u64);
-        let page = (pc & !0xfff).wrapping_add(imm as u64);
-        for &next in insns.iter().skip(i + 1).take(8) {
-            let rn = (next >> 5) & 0x1f;
-            if rn != rd {
-                continue;
-            }
-            if next & 0xffc0_0000 == 0x9100_0000 {
-                out.push(page + u64::from((next >> 10) & 0xfff));
-            } else if next & 0xffc0_0000 == 0xf940_0000 {
-                out.push(page + 8 * u64::from((next >> 10) & 0xfff));
-            }
-        }
-    }
-    out
 }
 
 fn is_module_list_head(mem: &mut dyn VirtRead, l: &dyn Layout, head: u64, list: u64) -> bool {
@@ -365,28 +332,6 @@ pub fn lsmod_text(mods: &[Module]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn adrp_add_and_adrp_ldr_pairs_decode() {
-        // adrp x0, #+0x2000 pages from 0x...1000 ; add x0, x0, #0x123 ; adrp x1, #-1 page ;
-        // ldr x2, [x1, #0x10]
-        let pc = 0xffff_8000_0801_0ff8u64;
-        let adrp = |rd: u32, pages: i64| {
-            let imm = (pages as u64 & 0x1f_ffff) as u32;
-            0x9000_0000 | ((imm & 3) << 29) | ((imm >> 2) << 5) | rd
-        };
-        let code: Vec<u8> = [
-            adrp(0, 0x2000),
-            0x9100_0000 | (0x123 << 10),
-            adrp(1, -1),
-            0xf940_0000 | (2 << 10) | (1 << 5) | 2,
-        ]
-        .iter()
-        .flat_map(|i| i.to_le_bytes())
-        .collect();
-        let t = arm64_adrp_targets(pc, &code);
-        assert_eq!(t, vec![0xffff_8000_0a01_0000 + 0x123, 0xffff_8000_0801_0000 + 16]);
-    }
 
     #[test]
     fn lsmod_lines_name_text_and_other_sections() {

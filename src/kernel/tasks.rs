@@ -3,7 +3,7 @@
 //! stack. Layout facts name the kernel source they come from; offsets are never hard-coded per
 //! kernel version.
 
-use crate::arch::{Arch, Registers};
+use crate::arch::{Arch, Registers, SwitchFrame};
 use crate::mem::{MemError, MemErrorKind};
 use std::collections::HashSet;
 
@@ -72,21 +72,26 @@ enum Threads {
     None,
 }
 
-/// Where a switched-out task's registers are.
+/// Where a switched-out task's registers are: the architecture's [`SwitchFrame`] with the
+/// offsets BTF gives.
 #[derive(Debug, Clone)]
 pub enum SavedLayout {
-    /// x86_64: `thread.sp` points at a `struct inactive_task_frame` (arch/x86/include/asm/
-    /// switch_to.h, Linux 4.9+): callee-saved registers and `ret_addr`, by BTF member name.
-    X86 {
+    /// `thread.<sp_member>` (at `thread_sp` in the task) points at a frame of `frame_size` bytes
+    /// holding `frame` (register, offset).
+    OnStack {
+        sp_member: &'static str,
         thread_sp: u64,
         frame: Vec<(&'static str, u64)>,
         frame_size: u64,
-        fsbase: Option<u64>,
+        /// The user fs base (register, offset in the task), where the architecture has one.
+        fsbase: Option<(&'static str, u64)>,
     },
-    /// aarch64: `thread.cpu_context` (arch/arm64/include/asm/processor.h): x19-x28, fp, sp, pc.
-    Arm64 {
-        cpu_context: u64,
+    /// `thread.<member>` (at `context` in the task) holds `regs` (register, offset into it).
+    InThread {
+        member: &'static str,
+        context: u64,
         regs: Vec<(&'static str, u64)>,
+        copies: &'static [(&'static str, &'static str)],
     },
     None(String),
 }
@@ -146,60 +151,51 @@ impl TaskLayout {
             },
         };
         let thread = l.member(ts, "thread").map(|f| f.offset);
-        let saved = match (arch, thread) {
+        let fsbase = arch.thread_fsbase().and_then(|(m, reg)| {
+            let th = thread?;
+            Some((reg, th + l.member("thread_struct", m)?.offset))
+        });
+        let saved = match (arch.switch_frame(), thread) {
             (_, None) => SavedLayout::None("task_struct.thread".into()),
-            (Arch::X86_64, Some(th)) => {
-                match (l.member("thread_struct", "sp"), l.size_of("inactive_task_frame")) {
-                    (Some(sp), Some(size)) => {
-                        let frame = [
-                            ("r15", "r15"),
-                            ("r14", "r14"),
-                            ("r13", "r13"),
-                            ("r12", "r12"),
-                            ("bx", "rbx"),
-                            ("bp", "rbp"),
-                            ("ret_addr", "rip"),
-                        ]
+            (
+                SwitchFrame::OnStack {
+                    sp_member,
+                    frame_struct,
+                    members,
+                },
+                Some(th),
+            ) => match (l.member("thread_struct", sp_member), l.size_of(frame_struct)) {
+                (Some(sp), Some(size)) => SavedLayout::OnStack {
+                    sp_member,
+                    thread_sp: th + sp.offset,
+                    frame: members
                         .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member("inactive_task_frame", m)?.offset)))
-                        .collect();
-                        SavedLayout::X86 {
-                            thread_sp: th + sp.offset,
-                            frame,
-                            frame_size: size,
-                            fsbase: l.member("thread_struct", "fsbase").map(|f| th + f.offset),
-                        }
-                    }
-                    _ => SavedLayout::None("thread_struct.sp or struct inactive_task_frame".into()),
-                }
-            }
-            (Arch::Aarch64, Some(th)) => match l.member("thread_struct", "cpu_context") {
-                Some(cc) => {
-                    const NAMES: [(&str, &str); 13] = [
-                        ("x19", "x19"),
-                        ("x20", "x20"),
-                        ("x21", "x21"),
-                        ("x22", "x22"),
-                        ("x23", "x23"),
-                        ("x24", "x24"),
-                        ("x25", "x25"),
-                        ("x26", "x26"),
-                        ("x27", "x27"),
-                        ("x28", "x28"),
-                        ("fp", "x29"),
-                        ("sp", "sp"),
-                        ("pc", "pc"),
-                    ];
-                    let regs = NAMES
+                        .filter_map(|(m, reg)| Some((*reg, l.member(frame_struct, m)?.offset)))
+                        .collect(),
+                    frame_size: size,
+                    fsbase,
+                },
+                _ => SavedLayout::None(format!("thread_struct.{sp_member} or struct {frame_struct}")),
+            },
+            (
+                SwitchFrame::InThread {
+                    member,
+                    strukt,
+                    members,
+                    copies,
+                },
+                Some(th),
+            ) => match l.member("thread_struct", member) {
+                Some(cc) => SavedLayout::InThread {
+                    member,
+                    context: th + cc.offset,
+                    regs: members
                         .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member("cpu_context", m)?.offset)))
-                        .collect();
-                    SavedLayout::Arm64 {
-                        cpu_context: th + cc.offset,
-                        regs,
-                    }
-                }
-                None => SavedLayout::None("thread_struct.cpu_context".into()),
+                        .filter_map(|(m, reg)| Some((*reg, l.member(strukt, m)?.offset)))
+                        .collect(),
+                    copies,
+                },
+                None => SavedLayout::None(format!("thread_struct.{member}")),
             },
         };
         Ok(TaskLayout {
@@ -411,7 +407,8 @@ fn thread_addrs(mem: &mut dyn VirtRead, l: &TaskLayout, leader: u64) -> Result<V
 pub struct UserRegsLayout {
     pub size: u64,
     pub regs: Vec<(&'static str, u64)>,
-    pub fsbase: Option<u64>,
+    /// The user fs base (register, offset in the task), where the architecture has one.
+    pub fsbase: Option<(&'static str, u64)>,
 }
 
 impl UserRegsLayout {
@@ -420,66 +417,26 @@ impl UserRegsLayout {
             .size_of("pt_regs")
             .ok_or("the kernel's type information has no struct pt_regs: user registers are unavailable")?;
         let mut regs = Vec::new();
-        match arch {
-            Arch::X86_64 => {
-                const MAP: [(&str, &str); 21] = [
-                    ("r15", "r15"),
-                    ("r14", "r14"),
-                    ("r13", "r13"),
-                    ("r12", "r12"),
-                    ("bp", "rbp"),
-                    ("bx", "rbx"),
-                    ("r11", "r11"),
-                    ("r10", "r10"),
-                    ("r9", "r9"),
-                    ("r8", "r8"),
-                    ("ax", "rax"),
-                    ("cx", "rcx"),
-                    ("dx", "rdx"),
-                    ("si", "rsi"),
-                    ("di", "rdi"),
-                    ("orig_ax", "orig_rax"),
-                    ("ip", "rip"),
-                    ("cs", "cs"),
-                    ("flags", "eflags"),
-                    ("sp", "rsp"),
-                    ("ss", "ss"),
-                ];
-                for (m, r) in MAP {
-                    if let Some(f) = l.member("pt_regs", m) {
-                        regs.push((r, f.offset));
-                    }
+        let pt = arch.pt_regs();
+        if let Some((array, names)) = pt.array {
+            if let Some(f) = l.member("pt_regs", array) {
+                for (i, r) in names.iter().enumerate() {
+                    regs.push((*r, f.offset + 8 * i as u64));
                 }
             }
-            Arch::Aarch64 => {
-                // `regs[31]`, `sp`, `pc`, `pstate` (inside an anonymous union with user_pt_regs).
-                const X: [&str; 31] = [
-                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
-                    "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
-                    "x26", "x27", "x28", "x29", "x30",
-                ];
-                if let Some(f) = l.member("pt_regs", "regs") {
-                    for (i, r) in X.iter().enumerate() {
-                        regs.push((*r, f.offset + 8 * i as u64));
-                    }
-                }
-                for (m, r) in [("sp", "sp"), ("pc", "pc"), ("pstate", "cpsr")] {
-                    if let Some(f) = l.member("pt_regs", m) {
-                        regs.push((r, f.offset));
-                    }
-                }
+        }
+        for (m, r) in pt.members {
+            if let Some(f) = l.member("pt_regs", m) {
+                regs.push((*r, f.offset));
             }
         }
         if regs.len() < 8 {
             return Err("the kernel's struct pt_regs has none of the expected members".into());
         }
-        let fsbase = match (
-            l.member("task_struct", "thread"),
-            l.member("thread_struct", "fsbase"),
-        ) {
-            (Some(t), Some(f)) if arch == Arch::X86_64 => Some(t.offset + f.offset),
-            _ => None,
-        };
+        let fsbase = arch.thread_fsbase().and_then(|(m, reg)| {
+            let t = l.member("task_struct", "thread")?;
+            Some((reg, t.offset + l.member("thread_struct", m)?.offset))
+        });
         Ok(UserRegsLayout { size, regs, fsbase })
     }
 }
@@ -508,10 +465,8 @@ pub fn user_registers(
         for (name, off) in &u.regs {
             match read_u64(mem, base.wrapping_add(*off)) {
                 Ok(v) => {
-                    match (*name, arch) {
-                        ("cs", Arch::X86_64) => user_mode = v & 0xffff == 0x33,
-                        ("cpsr", Arch::Aarch64) => user_mode = v & 0xf == 0,
-                        _ => {}
+                    if let Some(user) = arch.is_user_mode(name, v) {
+                        user_mode = user;
                     }
                     if let Some(slot) = arch.reg_index(name).and_then(|i| regs.get_mut(i)) {
                         *slot = Some(v);
@@ -525,8 +480,8 @@ pub fn user_registers(
             }
         }
         if ok && user_mode {
-            if let Some(fs) = u.fsbase {
-                if let (Ok(v), Some(i)) = (read_u64(mem, task.wrapping_add(fs)), arch.reg_index("fs_base")) {
+            if let Some((reg, fs)) = u.fsbase {
+                if let (Ok(v), Some(i)) = (read_u64(mem, task.wrapping_add(fs)), arch.reg_index(reg)) {
                     if let Some(slot) = regs.get_mut(i) {
                         *slot = Some(v);
                     }
@@ -688,40 +643,49 @@ pub fn saved_registers(
         }
     };
     match &l.saved {
-        SavedLayout::X86 {
+        SavedLayout::OnStack {
+            sp_member,
             thread_sp,
             frame,
             frame_size,
             fsbase,
         } => {
-            let sp = read_u64(mem, task.wrapping_add(*thread_sp))
-                .map_err(|e| ReadError::mem(format!("cannot read thread.sp of task {task:#x}"), e))?;
+            let sp = read_u64(mem, task.wrapping_add(*thread_sp)).map_err(|e| {
+                ReadError::mem(format!("cannot read thread.{sp_member} of task {task:#x}"), e)
+            })?;
             for (reg, off) in frame {
                 let v = read_u64(mem, sp.wrapping_add(*off)).map_err(|e| {
                     ReadError::mem(format!("cannot read the switch frame of task {task:#x}"), e)
                 })?;
                 set(reg, v);
             }
-            // __switch_to_asm returns (through __switch_to) to ret_addr with the frame popped.
-            set("rsp", sp.wrapping_add(*frame_size));
-            if let Some(fs) = fsbase {
+            // The switch returns with the frame popped.
+            if let Some(sp_reg) = arch.sp_index().and_then(|i| arch.registers().get(i)) {
+                set(&sp_reg.name, sp.wrapping_add(*frame_size));
+            }
+            if let Some((reg, fs)) = fsbase {
                 if let Ok(v) = read_u64(mem, task.wrapping_add(*fs)) {
-                    set("fs_base", v);
+                    set(reg, v);
                 }
             }
         }
-        SavedLayout::Arm64 {
-            cpu_context,
+        SavedLayout::InThread {
+            member,
+            context,
             regs: list,
+            copies,
         } => {
+            let mut read = Vec::with_capacity(list.len());
             for (reg, off) in list {
-                let v = read_u64(mem, task.wrapping_add(cpu_context + off)).map_err(|e| {
-                    ReadError::mem(format!("cannot read thread.cpu_context of task {task:#x}"), e)
+                let v = read_u64(mem, task.wrapping_add(context + off)).map_err(|e| {
+                    ReadError::mem(format!("cannot read thread.{member} of task {task:#x}"), e)
                 })?;
                 set(reg, v);
-                // cpu_switch_to returns with `ret` to the saved lr, which cpu_context keeps as pc.
-                if *reg == "pc" {
-                    set("x30", v);
+                read.push((*reg, v));
+            }
+            for (to, from) in copies.iter() {
+                if let Some((_, v)) = read.iter().find(|(r, _)| r == from) {
+                    set(to, *v);
                 }
             }
         }

@@ -321,25 +321,16 @@ impl LiveTarget {
     }
 }
 
-/// `_stext - _text` of the architecture's default layout: x86_64 starts text at _text; arm64
-/// puts the 64 KiB-aligned .head.text first (arch/arm64/kernel/vmlinux.lds.S, SEGMENT_ALIGN
-/// 64 KiB, Linux 5.x-6.x), so _stext = _text + 0x10000.
-pub fn head_size(arch: Arch) -> u64 {
-    match arch {
-        Arch::X86_64 => 0,
-        Arch::Aarch64 => 0x1_0000,
-    }
-}
-
 /// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
 /// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
 /// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
-/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the default).
+/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the
+/// architecture's default, `Arch::head_size`).
 pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
     kallsyms.lookup("_text").or_else(|| {
         kallsyms
             .lookup("_stext")
-            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| head_size(arch))))
+            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| arch.head_size())))
     })
 }
 
