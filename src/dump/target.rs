@@ -381,7 +381,7 @@ impl Target for DumpTarget {
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         let mut words = cmd.split_whitespace();
         match words.next()? {
-            "vtop" => Some(match words.next().map(crate::cli::parse_addr) {
+            "vtop" => Some(match words.next().map(crate::mem::parse_addr) {
                 Some(Ok(va)) => Ok(format!("{}\n", self.paging.walk(&self.dump, VirtAddr(va)))),
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),

@@ -275,7 +275,7 @@ pub fn from_sysfs(root: &Path) -> Result<Vec<Module>, String> {
             .filter_map(|s| {
                 let name = s.file_name().to_string_lossy().into_owned();
                 let text = std::fs::read_to_string(s.path()).ok()?;
-                Some((name, crate::cli::parse_addr(text.trim()).ok()?))
+                Some((name, crate::mem::parse_addr(text.trim()).ok()?))
             })
             .collect();
         sections.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));

@@ -597,7 +597,7 @@ pub fn sym_text(l: &super::KernelInfo, arg: &str) -> Result<String, String> {
     if let Some(a) = l.symbol(arg) {
         return Ok(format!("{arg} = {a:#x}\n"));
     }
-    match crate::cli::parse_addr(arg) {
+    match crate::mem::parse_addr(arg) {
         Ok(addr) => match l.symbolize(addr) {
             Some((name, 0)) => Ok(format!("{addr:#x} = {name}\n")),
             Some((name, off)) => Ok(format!("{addr:#x} = {name}+{off:#x}\n")),

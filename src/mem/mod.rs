@@ -49,6 +49,15 @@ impl fmt::Display for PhysAddr {
     }
 }
 
+/// Parses an address as people type it (`--read`, `monitor vtop`, `monitor sym`) and as sysfs
+/// prints it: hex with or without `0x` (kernel addresses are always given in hex); decimal is not
+/// accepted on purpose.
+pub fn parse_addr(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    u64::from_str_radix(hex, 16).map_err(|_| format!("'{s}' is not a hex address (e.g. 0xffffffff81000000)"))
+}
+
 /// What kind of failure stopped a read. Callers that only report it print the [`MemError`];
 /// callers that act on it (the server's errno, tests, a reader that falls back) match this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
