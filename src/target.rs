@@ -2,22 +2,9 @@
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
 use crate::arch::{Arch, Registers};
+/// The thread vocabulary of the trait, from kernel/ where tasks become threads.
+pub use crate::kernel::threads::{ThreadInfo, Tid};
 use crate::mem::VirtRead;
-
-/// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
-pub type Tid = u64;
-
-/// One GDB thread: a CPU, or (with kernel awareness) a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadInfo {
-    pub tid: Tid,
-    /// Short name shown by `info threads` (`qXfer:threads:read` name attribute).
-    pub name: String,
-    /// Longer text for `qThreadExtraInfo`, e.g. `CPU 1 (panic)`.
-    pub extra: String,
-    /// CPU the thread is on, when known.
-    pub core: Option<u32>,
-}
 
 /// A target's memory is its [`VirtRead`], with that trait's contract: a prefix of real bytes,
 /// an error only when the first byte cannot be read, never zero-fill; the server asks again for

@@ -18,6 +18,7 @@ pub mod panic;
 pub mod scan;
 pub mod symtab;
 pub mod tasks;
+pub mod threads;
 
 use crate::live::kallsyms::Kallsyms;
 use crate::live::vmlinux::Vmlinux;

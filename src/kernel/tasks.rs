@@ -559,17 +559,17 @@ pub fn find_task_from_cpu(
 /// include/linux/threads.h), so the two never collide; pids are below PID_MAX_LIMIT (2^22).
 pub const TASK_TID_BASE: u64 = 0x1_0000;
 
-pub fn task_tid(pid: i32) -> crate::target::Tid {
+pub fn task_tid(pid: i32) -> super::threads::Tid {
     TASK_TID_BASE + u64::from(pid.max(0) as u32)
 }
 
 /// The pid a task thread id stands for.
-pub fn tid_pid(tid: crate::target::Tid) -> Option<i32> {
+pub fn tid_pid(tid: super::threads::Tid) -> Option<i32> {
     tid.checked_sub(TASK_TID_BASE).and_then(|p| i32::try_from(p).ok())
 }
 
 /// One GDB thread per task: name = comm, extra = pid, state and CPU.
-pub fn task_threads(tasks: &[Task]) -> Vec<crate::target::ThreadInfo> {
+pub fn task_threads(tasks: &[Task]) -> Vec<super::threads::ThreadInfo> {
     tasks
         .iter()
         .map(|t| {
@@ -578,7 +578,7 @@ pub fn task_threads(tasks: &[Task]) -> Vec<crate::target::ThreadInfo> {
                 let _ = write!(extra, ", {} CPU {c}", if t.on_cpu { "on" } else { "last on" });
             }
             extra.push(')');
-            crate::target::ThreadInfo {
+            super::threads::ThreadInfo {
                 tid: task_tid(t.pid),
                 name: t.comm.clone(),
                 extra,
