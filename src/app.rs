@@ -52,7 +52,13 @@ pub fn run(config: &Config) -> Result<i32, String> {
             Ok(0)
         }
         Mode::Check => crate::check::run(config),
-        Mode::Watch(_) => crate::watch::run(config),
+        Mode::Watch(pairs) => crate::watch::run(&crate::watch::Options {
+            pairs: pairs.clone(),
+            vmlinux: config.vmlinux.clone(),
+            count: config.count,
+            seconds: config.seconds,
+            json: config.json,
+        }),
     }
 }
 

@@ -12,7 +12,6 @@ pub mod spec;
 pub mod syms;
 
 use crate::arch::Arch;
-use crate::cli::{Config, Mode};
 use crate::live::bpf::KernelReader;
 use crate::live::vmlinux::Vmlinux;
 use crate::mem::{read_exact, VirtRead};
@@ -22,6 +21,7 @@ use report::{Hit, StopReason, Summary};
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use syms::Syms;
 
@@ -94,12 +94,24 @@ impl Comms {
     }
 }
 
+/// What watch mode is asked to do (from the command line: `-w`, `-k`, `-n`, `-t`, `--json`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `-w TYPE TARGET` pairs, as typed.
+    pub pairs: Vec<(String, String)>,
+    /// `-k`: a vmlinux for symbols kallsyms lacks.
+    pub vmlinux: Option<PathBuf>,
+    /// Stop after this many hits (`-n`) / seconds (`-t`).
+    pub count: Option<u64>,
+    pub seconds: Option<f64>,
+    /// One JSON object per hit.
+    pub json: bool,
+}
+
 /// `kmemd -w TYPE TARGET ...`: arms the watchpoints and prints hits until `-n`, `-t`, SIGINT or
 /// SIGTERM. Returns the process exit code.
-pub fn run(config: &Config) -> Result<i32, String> {
-    let Mode::Watch(pairs) = &config.mode else {
-        return Err("internal: watch::run called without -w".into());
-    };
+pub fn run(config: &Options) -> Result<i32, String> {
+    let pairs = &config.pairs;
     let arch = Arch::host();
     // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
     // the text symbols.
@@ -275,7 +287,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
 }
 
 struct Watcher<'a> {
-    config: &'a Config,
+    config: &'a Options,
     specs: &'a [Spec],
     syms: &'a mut Syms,
     reader: &'a mut dyn VirtRead,
