@@ -36,7 +36,7 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
 /// Opens what `-c`/live asks for.
 pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     match &config.dump {
-        Some(path) => crate::dump::open_target(path, config),
+        Some(path) => crate::target::dump::open_target(path, config.vmlinux.as_deref(), config.pid),
         None => crate::live::open_target(config),
     }
 }
@@ -48,7 +48,10 @@ pub fn run(config: &Config) -> Result<i32, String> {
         Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
         Mode::Info => {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
-            print!("{}", crate::dump::info_text(path, config.vmlinux.as_deref())?);
+            print!(
+                "{}",
+                crate::target::dump::info_text(path, config.vmlinux.as_deref())?
+            );
             Ok(0)
         }
         Mode::Check => crate::check::run(config),

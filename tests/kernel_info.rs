@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use kmemd::dump::target::DumpTarget;
 use kmemd::kernel::{kallsyms, scan, KernelInfo};
 use kmemd::mem::VirtRead;
+use kmemd::target::dump::DumpTarget;
 use std::path::PathBuf;
 
 /// One fixture variant: its directory, arch and `ksym NAME ADDR` lines.

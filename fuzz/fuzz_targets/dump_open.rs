@@ -3,7 +3,7 @@
 //! as a GDB target (page walks through the dump's own tables, registers).
 #![no_main]
 
-use kmemd::dump::target::DumpTarget;
+use kmemd::target::dump::DumpTarget;
 use kmemd::dump::Dump;
 use kmemd::mem::{PhysAddr, PhysRead, VirtAddr, VirtRead};
 use kmemd::target::Target;

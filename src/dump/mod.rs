@@ -11,15 +11,14 @@ pub mod elf;
 pub mod flat;
 pub mod kdump;
 pub mod notes;
-pub mod process;
-pub mod target;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+use crate::arch::walk::Paging;
 use crate::arch::Arch;
 use crate::mem::bytes::{self, FileSource, ReadAt};
 use crate::mem::vmcoreinfo::VmcoreInfo;
-use crate::mem::{MemError, PhysAddr, PhysRead};
+use crate::mem::{MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use elf::ElfCore;
 use flat::FlatSource;
 use kdump::KdumpFile;
@@ -332,46 +331,31 @@ impl PhysRead for Dump {
     }
 }
 
+/// Virtual memory of a dump through page tables (the kernel's, or a process's), for the
+/// kernel-aware decoders.
+pub struct DumpMem<'a> {
+    pub dump: &'a Dump,
+    pub paging: &'a Paging,
+}
+
+impl VirtRead for DumpMem<'_> {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(self.dump, self.paging, addr, buf)
+    }
+}
+
+/// Reads kernel (or any) virtual memory of `dump` through the page tables `paging`, one page
+/// or block at a time.
+pub fn read_virt(dump: &Dump, paging: &Paging, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+    let t = paging.translate(dump, addr)?;
+    // One page (or block) at a time: the next one may map anywhere, or nowhere.
+    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+    dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
+        addr: addr.0,
+        detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
+        ..e
+    })
+}
+
 #[cfg(test)]
 mod tests;
-
-/// Opens a dump as a GDB target (`-c FILE`).
-pub fn open_target(
-    path: &std::path::Path,
-    config: &crate::cli::Config,
-) -> Result<Box<dyn crate::target::Target>, String> {
-    let mut t = target::DumpTarget::open(path)?;
-    t.set_vmlinux(config.vmlinux.as_deref());
-    if let Some(pid) = config.pid {
-        return Ok(Box::new(process::ProcessTarget::new(t, pid)?));
-    }
-    if let Some(off) = t.dump().kaslr_offset() {
-        log::info!(
-            "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
-             the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
-             need per-CPU variables)"
-        );
-    }
-    Ok(Box::new(t))
-}
-
-/// The `--info` description of a dump.
-pub fn info_text(path: &std::path::Path, vmlinux: Option<&std::path::Path>) -> Result<String, String> {
-    let name = path
-        .to_str()
-        .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
-    let dump = Dump::open(name)?;
-    // Without VMCOREINFO, or page tables kmemd can set up, the kernel's data cannot be read: the
-    // file's own description is all there is.
-    let file_only = dump.info_text();
-    match target::DumpTarget::new(dump) {
-        Ok(mut t) => {
-            t.set_vmlinux(vmlinux);
-            Ok(t.info_text())
-        }
-        Err(e) => {
-            log::warn!("{}: {e}; describing the file alone", path.display());
-            Ok(file_only)
-        }
-    }
-}

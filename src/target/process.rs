@@ -2,9 +2,10 @@
 //! through the process's own page tables (`mm->pgd`), threads are its tasks, and registers are
 //! the user registers saved in `pt_regs` at the top of each task's kernel stack.
 
-use super::target::{DumpMem, DumpTarget};
+use super::dump::DumpTarget;
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
+use crate::dump::DumpMem;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
 use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};

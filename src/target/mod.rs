@@ -1,6 +1,9 @@
 //! What the GDB server needs from whatever it serves: a live kernel, a crash dump, or one process
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
+pub mod dump;
+pub mod process;
+
 use crate::arch::{Arch, Registers};
 /// The thread vocabulary of the trait, from kernel/ where tasks become threads.
 pub use crate::kernel::threads::{ThreadInfo, Tid};

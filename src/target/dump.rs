@@ -2,38 +2,15 @@
 //! (src/arch/ walkers), threads are the CPUs with the registers the dump saved, and the KASLR
 //! offset comes from VMCOREINFO.
 
-use super::Dump;
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
+use crate::dump::{read_virt, Dump, DumpMem};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
-use crate::mem::{read_u32, MemError, PhysRead, VirtAddr, VirtRead};
+use crate::mem::{read_u32, MemError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
-
-/// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.
-pub struct DumpMem<'a> {
-    pub dump: &'a Dump,
-    pub paging: &'a Paging,
-}
-
-impl VirtRead for DumpMem<'_> {
-    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(self.dump, self.paging, addr, buf)
-    }
-}
-
-fn read_virt(dump: &Dump, paging: &Paging, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-    let t = paging.translate(dump, addr)?;
-    // One page (or block) at a time: the next one may map anywhere, or nowhere.
-    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-    dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
-        addr: addr.0,
-        detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
-        ..e
-    })
-}
 
 pub struct DumpTarget {
     dump: Dump,
@@ -467,5 +444,43 @@ impl Target for DumpTarget {
             self.dump.format_name(),
             self.threads.len()
         )
+    }
+}
+
+/// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
+pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Result<Box<dyn Target>, String> {
+    let mut t = DumpTarget::open(path)?;
+    t.set_vmlinux(vmlinux);
+    if let Some(pid) = pid {
+        return Ok(Box::new(super::process::ProcessTarget::new(t, pid)?));
+    }
+    if let Some(off) = t.dump().kaslr_offset() {
+        log::info!(
+            "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
+             the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
+             need per-CPU variables)"
+        );
+    }
+    Ok(Box::new(t))
+}
+
+/// The `--info` description of a dump.
+pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> {
+    let name = path
+        .to_str()
+        .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
+    let dump = Dump::open(name)?;
+    // Without VMCOREINFO, or page tables kmemd can set up, the kernel's data cannot be read: the
+    // file's own description is all there is.
+    let file_only = dump.info_text();
+    match DumpTarget::new(dump) {
+        Ok(mut t) => {
+            t.set_vmlinux(vmlinux);
+            Ok(t.info_text())
+        }
+        Err(e) => {
+            log::warn!("{}: {e}; describing the file alone", path.display());
+            Ok(file_only)
+        }
     }
 }
