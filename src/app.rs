@@ -37,7 +37,7 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
 pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     match &config.dump {
         Some(path) => crate::target::dump::open_target(path, config.vmlinux.as_deref(), config.pid),
-        None => crate::live::open_target(config),
+        None => crate::target::live::open_target(config.vmlinux.as_deref()),
     }
 }
 

@@ -8,12 +8,12 @@
 
 use crate::arch::Arch;
 use crate::cli::Config;
+use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::live::bpf::KernelReader;
-use crate::live::kallsyms::Kallsyms;
 use crate::live::plant::Plant;
-use crate::live::LiveTarget;
 use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
+use crate::target::live::{self as live_target, LiveTarget};
 use crate::target::Target;
 use crate::watch::perf::{self, Armed, Record};
 use crate::watch::spec::{self, Access, Spec};
@@ -161,7 +161,7 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
         &mut report,
     );
 
-    let kallsyms = Kallsyms::load();
+    let kallsyms = live_target::load_kallsyms();
     push(check_kallsyms(&kallsyms), &mut report);
 
     // LiveTarget: the KASLR offset and the live VMCOREINFO, as `kmemd -s` will see them.
@@ -175,8 +175,8 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
             Ok(t) => {
                 let off = t.kaslr_offset().unwrap_or(0);
                 let how = match t.link_source() {
-                    crate::live::LinkText::Default => "against the architecture's default link address",
-                    crate::live::LinkText::Vmlinux { .. } => "against the vmlinux given with -k",
+                    live_target::LinkText::Default => "against the architecture's default link address",
+                    live_target::LinkText::Vmlinux { .. } => "against the vmlinux given with -k",
                 };
                 if off == 0 {
                     Item::ok(

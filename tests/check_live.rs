@@ -2,9 +2,9 @@
 
 mod common;
 
-use kmemd::live::LiveTarget;
 use kmemd::mem::{VirtAddr, VirtRead};
 use kmemd::sys::os;
+use kmemd::target::live::LiveTarget;
 use kmemd::target::Target;
 use kmemd::watch::perf;
 use kmemd::watch::spec::{Access, Spec};
@@ -21,7 +21,7 @@ fn status<'a>(out: &'a str, name: &str) -> &'a str {
 /// Whether this kernel takes an execute breakpoint on its getpid function: asked directly,
 /// independently of --check.
 fn exec_breakpoints_allowed() -> bool {
-    let ks = kmemd::live::kallsyms::Kallsyms::load().unwrap();
+    let ks = kmemd::target::live::load_kallsyms().unwrap();
     let (name, len) = if cfg!(target_arch = "x86_64") {
         ("__x64_sys_getpid", 8)
     } else {

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use kmemd::kernel::btf::Btf;
-use kmemd::kernel::KernelInfo;
-use kmemd::live::{vmcoreinfo, LiveTarget};
+use kmemd::live::vmcoreinfo;
 use kmemd::mem::{read_exact, read_u64, VirtRead};
+use kmemd::target::live::{kernel_info_from_memory, LiveTarget};
 use kmemd::target::Target;
 
 #[test]
@@ -68,7 +68,7 @@ fn kernel_info_live() {
     let arch = t.arch();
     let text = t.kallsyms().lookup("_text").expect("_text");
     let kallsyms = t.kallsyms().clone();
-    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &kallsyms)
+    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &|n| kallsyms.lookup(n))
         .expect("read VMCOREINFO through the direct map");
     eprintln!("direct map {:#x}: {}", live.direct_map, live.how);
     assert!(
@@ -78,7 +78,7 @@ fn kernel_info_live() {
     );
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let started = std::time::Instant::now();
-    let k = KernelInfo::live_from_memory(&mut t as &mut dyn VirtRead, arch, &kallsyms, None);
+    let k = kernel_info_from_memory(&mut t as &mut dyn VirtRead, arch, &kallsyms, None);
     eprintln!(
         "built in {:?}\nsources {:?}\nmissing {:?}",
         started.elapsed(),
@@ -144,7 +144,8 @@ fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
     let arch = t.arch();
     assert!(t.kallsyms().lookup("_text").is_some(), "_text in kallsyms");
     let kallsyms = t.kallsyms().clone();
-    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &kallsyms).expect("live VMCOREINFO");
+    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &|n| kallsyms.lookup(n))
+        .expect("live VMCOREINFO");
     let vmci = kmemd::mem::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
     let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn VirtRead, &vmci).expect("decode");
     let proc: std::collections::HashSet<(String, u64)> = t

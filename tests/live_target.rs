@@ -3,10 +3,9 @@
 mod common;
 
 use kmemd::arch::Arch;
-use kmemd::live::kallsyms::Kallsyms;
 use kmemd::live::plant::Plant;
-use kmemd::live::LiveTarget;
 use kmemd::mem::{VirtAddr, VirtRead};
+use kmemd::target::live::{load_kallsyms, LiveTarget};
 use kmemd::target::Target;
 
 #[test]
@@ -42,7 +41,7 @@ fn live_target_serves_the_running_kernel() {
     assert!(t.registers(cpus.len() as u64 + 100).is_err());
 
     // KASLR without a vmlinux: runtime _text minus the architecture default.
-    let text = Kallsyms::load().unwrap().lookup("_text").unwrap();
+    let text = load_kallsyms().unwrap().lookup("_text").unwrap();
     let slide = text.wrapping_sub(Arch::host().default_text_link_addr());
     assert_eq!(t.kaslr_offset(), Some(slide));
     let out = t

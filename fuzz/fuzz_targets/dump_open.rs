@@ -3,9 +3,9 @@
 //! as a GDB target (page walks through the dump's own tables, registers).
 #![no_main]
 
-use kmemd::target::dump::DumpTarget;
 use kmemd::dump::Dump;
 use kmemd::mem::{PhysAddr, PhysRead, VirtAddr, VirtRead};
+use kmemd::target::dump::DumpTarget;
 use kmemd::target::Target;
 use libfuzzer_sys::fuzz_target;
 

@@ -15,20 +15,22 @@ pub mod dmesg;
 pub mod kallsyms;
 pub mod modules;
 pub mod panic;
+pub mod proc_kallsyms;
 pub mod scan;
 pub mod symtab;
 pub mod tasks;
 pub mod threads;
+pub mod vmlinux;
 
-use crate::live::kallsyms::Kallsyms;
-use crate::live::vmlinux::Vmlinux;
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use btf::Btf;
+use proc_kallsyms::Kallsyms;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
+use vmlinux::Vmlinux;
 
 /// Where a struct member is. `offset_bits` is from the start of the outermost struct asked for
 /// (anonymous members and dotted paths are added up).
@@ -48,6 +50,13 @@ impl Member {
     pub fn offset(&self) -> u64 {
         self.offset_bits / 8
     }
+}
+
+/// Where the running kernel's own BTF comes from, as a source hands it over: its name for
+/// messages, and how to read it (only when no vmlinux gives BTF).
+pub struct BtfSource<'a> {
+    pub name: &'a str,
+    pub read: &'a dyn Fn() -> Result<Vec<u8>, String>,
 }
 
 /// Symbols and layouts of one kernel, built once per target.
@@ -86,9 +95,14 @@ const WANTED_MEMBERS: &[(&str, &str)] = &[
 
 impl KernelInfo {
     /// The running kernel: `kallsyms` (from `/proc/kallsyms`), the live VMCOREINFO text when the
-    /// caller could read it (see [`crate::live::vmcoreinfo::load`]), BTF from `-k vmlinux` or else
-    /// `/sys/kernel/btf/vmlinux`.
-    pub fn live(kallsyms: &Kallsyms, vmcoreinfo_text: Option<&str>, vmlinux: Option<&Path>) -> KernelInfo {
+    /// caller could read it (live/vmcoreinfo.rs), BTF from `-k vmlinux` or else the kernel's own
+    /// (`system_btf`, read only then).
+    pub fn live(
+        kallsyms: &Kallsyms,
+        vmcoreinfo_text: Option<&str>,
+        vmlinux: Option<&Path>,
+        system_btf: &BtfSource<'_>,
+    ) -> KernelInfo {
         let mut k = KernelInfo {
             kallsyms: Arc::clone(kallsyms.table()),
             vmcoreinfo: vmcoreinfo_text
@@ -111,18 +125,14 @@ impl KernelInfo {
             k.add_vmlinux(path, runtime_text);
         }
         if k.btf.is_none() {
-            const SYS_BTF: &str = "/sys/kernel/btf/vmlinux";
-            match std::fs::read(SYS_BTF)
-                .map_err(|e| e.to_string())
-                .and_then(Btf::parse)
-            {
+            let name = system_btf.name;
+            match (system_btf.read)().and_then(Btf::parse) {
                 Ok(b) => {
-                    k.sources
-                        .push(format!("BTF: {SYS_BTF} ({} types)", b.type_count()));
+                    k.sources.push(format!("BTF: {name} ({} types)", b.type_count()));
                     k.btf = Some(b);
                 }
                 Err(e) => k.problems.push(format!(
-                    "no BTF from {SYS_BTF}: {e} (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it; \
+                    "no BTF from {name}: {e} (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it; \
                      or give -k the matching vmlinux)"
                 )),
             }
@@ -172,31 +182,17 @@ impl KernelInfo {
         k
     }
 
-    /// The running kernel with everything found through its memory (`mem`, the live BPF reader):
-    /// VMCOREINFO through the direct map ([`crate::live::vmcoreinfo::load`]), then
-    /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
+    /// Records a problem the caller met while gathering this kernel's sources, for
     /// [`KernelInfo::missing`].
-    pub fn live_from_memory(
-        mem: &mut dyn VirtRead,
-        arch: crate::arch::Arch,
-        kallsyms: &Kallsyms,
-        vmlinux: Option<&Path>,
-    ) -> KernelInfo {
-        let (text, problem) = match crate::live::vmcoreinfo::load(mem, arch, kallsyms) {
-            Ok(v) => (Some(v.text), None),
-            Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
-        };
-        let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux);
-        k.problems.extend(problem);
-        // procfs shows /proc/modules exactly when the kernel has CONFIG_MODULES
-        // (kernel/module/procfs.c).
-        if !Path::new("/proc/modules").exists() {
-            k.no_modules = true;
-            k.sources
-                .push("modules: none (no /proc/modules: the kernel is built without module support)".into());
-        }
-        k.find_image_symbols(mem);
-        k
+    pub fn note_problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// The kernel has no loadable modules, so `modules` is not wanted; `why` is listed with the
+    /// sources.
+    pub fn without_modules(&mut self, why: &str) {
+        self.no_modules = true;
+        self.sources.push(format!("modules: none ({why})"));
     }
 
     /// Finds `init_task` and `modules` in the kernel image's data when no symbol source names
@@ -499,7 +495,11 @@ mod tests {
         ));
         let vmci = "SYMBOL(prb)=ffffffffa0e643e0\nOFFSET(printk_ringbuffer.fail)=80\nSIZE(prb_desc)=24\n\
                     OFFSET(task_struct.comm)=1\n";
-        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path));
+        let unread = BtfSource {
+            name: "(not read: the vmlinux has BTF)",
+            read: &|| Err("not read".into()),
+        };
+        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path), &unread);
         std::fs::remove_file(&path).unwrap();
 
         assert_eq!(

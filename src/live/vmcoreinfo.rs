@@ -131,16 +131,17 @@ pub struct Hints {
 }
 
 impl Hints {
-    pub fn from_system(kallsyms: &super::kallsyms::Kallsyms) -> Hints {
+    /// `symbol` looks a name up in the running kernel's symbols (kallsyms).
+    pub fn from_system(symbol: &dyn Fn(&str) -> Option<u64>) -> Hints {
         let ram = iomem("System RAM");
         // Dropped at the end of this function: only its address is kept.
         let plant = super::plant::Plant::new(64).ok();
         Hints {
-            page_offset_base_sym: kallsyms.lookup("page_offset_base"),
+            page_offset_base_sym: symbol("page_offset_base"),
             ram_start: ram.first().map(|r| r.0),
             ram_end: ram.iter().map(|r| r.1).max(),
             linear_addr: plant.map(|p| p.kernel_addr()),
-            text_addr: kallsyms.lookup("_text"),
+            text_addr: symbol("_text"),
             kernel_code: iomem("Kernel code").first().map(|r| r.0),
         }
     }
@@ -256,14 +257,15 @@ fn confirm_with_text(
     ))
 }
 
-/// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system.
+/// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system;
+/// `symbol` looks names up in its kallsyms.
 pub fn load(
     mem: &mut dyn VirtRead,
     arch: Arch,
-    kallsyms: &super::kallsyms::Kallsyms,
+    symbol: &dyn Fn(&str) -> Option<u64>,
 ) -> Result<LiveVmcoreinfo, String> {
     let (phys, size) = location()?;
-    let hints = Hints::from_system(kallsyms);
+    let hints = Hints::from_system(symbol);
     find(mem, arch, phys, size, &hints)
 }
 

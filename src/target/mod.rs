@@ -2,6 +2,7 @@
 //! of a dump. The server knows RSP; a `Target` knows memory, threads and registers, never packets.
 
 pub mod dump;
+pub mod live;
 pub mod process;
 
 use crate::arch::{Arch, Registers};

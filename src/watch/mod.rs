@@ -12,8 +12,8 @@ pub mod spec;
 pub mod syms;
 
 use crate::arch::Arch;
+use crate::kernel::vmlinux::Vmlinux;
 use crate::live::bpf::KernelReader;
-use crate::live::vmlinux::Vmlinux;
 use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
@@ -157,8 +157,8 @@ pub fn run(config: &Options) -> Result<i32, String> {
             .or_else(|| {
                 let info = live_info.get_or_init(|| {
                     let mut reader = KernelReader::open().ok()?;
-                    let ks = crate::live::kallsyms::Kallsyms::load().ok()?;
-                    crate::live::vmcoreinfo::load(&mut reader, crate::arch::Arch::host(), &ks)
+                    let ks = crate::target::live::load_kallsyms().ok()?;
+                    crate::live::vmcoreinfo::load(&mut reader, crate::arch::Arch::host(), &|n| ks.lookup(n))
                         .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
                         .ok()
                         .map(|v| v.info)
