@@ -637,7 +637,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
 }
 
 fn check_kcore() -> Item {
-    match crate::watch::kcore::Kcore::open() {
+    match crate::live::kcore::Kcore::open() {
         Ok(_) => Item::ok("kcore", "/proc/kcore present and readable"),
         Err(e) => Item::not(
             Status::Missing,

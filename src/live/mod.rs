@@ -5,6 +5,7 @@
 
 pub mod bpf;
 pub mod kallsyms;
+pub mod kcore;
 pub mod plant;
 pub mod task;
 pub mod vmcoreinfo;

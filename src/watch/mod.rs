@@ -5,7 +5,6 @@
 //! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
 //! symbolized from a kallsyms table loaded once (report.rs).
 
-pub mod kcore;
 pub mod perf;
 pub mod report;
 pub mod spec;
@@ -50,7 +49,7 @@ const VALUE_CHUNK: usize = 4096;
 fn open_reader() -> Result<Box<dyn VirtRead>, String> {
     match KernelReader::open_with_chunk(VALUE_CHUNK) {
         Ok(r) => Ok(Box::new(r)),
-        Err(bpf) => match kcore::Kcore::open() {
+        Err(bpf) => match crate::live::kcore::Kcore::open() {
             Ok(k) => {
                 log::warn!("BPF reader unavailable ({bpf}); reading watched values through /proc/kcore");
                 Ok(Box::new(k))

@@ -1,5 +1,5 @@
-//! Reading the watched word through `/proc/kcore` (the kernel's memory as an ELF core file):
-//! the fallback value reader while the live BPF reader is not wired into watch mode.
+//! Kernel memory through `/proc/kcore` (the kernel's memory as an ELF core file): the fallback
+//! reader where BPF cannot be loaded (watch mode reads its watched words through it then).
 
 use crate::mem::bytes::{read_vec, Endian, FileSource, ReadAt};
 use crate::mem::elf::{self, EHDR_SIZE, PT_LOAD};
