@@ -9,6 +9,10 @@
 //!
 //! Layouts are never hard-coded per kernel version: what no source gives is listed by
 //! [`KernelInfo::missing`] and callers keep working without it.
+//!
+//! kernel/ reads what it is handed: memory (`mem::VirtRead`), kallsyms text, VMCOREINFO, BTF
+//! bytes, a vmlinux path, a /sys/module-shaped directory. Where those come from (/proc, /sys, a dump's notes) is live/'s and
+//! dump/'s business; target/ joins the two.
 
 pub mod btf;
 pub mod dmesg;

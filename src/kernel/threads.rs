@@ -1,5 +1,5 @@
 //! GDB threads as the kernel knows them: a CPU, or a task. Kernel awareness (src/kernel/tasks.rs)
-//! lists tasks as these; the `Target` trait (src/target.rs) speaks them to the server.
+//! lists tasks as these; the `Target` trait (src/target/mod.rs) speaks them to the server.
 
 /// A GDB thread id. GDB reserves 0 ("any") and -1 ("all"), so ids start at 1.
 pub type Tid = u64;
