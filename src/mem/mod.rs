@@ -3,7 +3,7 @@
 //! beside them the bounds-checked byte readers (`bytes`, `elf`) and the VMCOREINFO parser
 //! (`vmcoreinfo`) that dump files, vmlinux files and the live kernel all need.
 //!
-//! This module uses nothing of the crate but `sys`: everything above it may use it.
+//! This module uses nothing else of the crate: every other module but `sys` sits above it.
 
 pub mod bytes;
 pub mod elf;
