@@ -6,7 +6,7 @@ use crate::mem::VirtAddr;
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::rsp::reply::{self, MAX_READ};
-use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
+use crate::rsp::{hex, MAX_INCOMING};
 use crate::target::{Target, ThreadInfo, Tid};
 use log::{debug, info, trace, warn};
 use std::io::{self, Read, Write};
@@ -163,11 +163,8 @@ impl Session<'_> {
         match command::parse(p) {
             Command::Supported(features) => {
                 debug!("GDB features: {}", String::from_utf8_lossy(features));
-                let r = format!(
-                    "PacketSize={PACKET_SIZE:x};QStartNoAckMode+;qXfer:features:read+;\
-                     qXfer:threads:read+;binary-upload+;vContSupported+"
-                );
-                self.reply(&r)
+                reply::supported(self.target.capabilities(), &mut self.payload);
+                Outcome::Reply
             }
             Command::StartNoAckMode => {
                 // The OK still goes out in ack mode; GDB acks it and then both sides stop.
@@ -188,7 +185,9 @@ impl Session<'_> {
                 self.reply("E01")
             }
             Command::XferFeatures { annex, offset, len } => {
-                if annex == b"target.xml" {
+                if !self.target.capabilities().target_description {
+                    Outcome::Reply
+                } else if annex == b"target.xml" {
                     let xml = self.target.arch().target_xml().as_bytes();
                     reply::xfer_chunk(xml, offset, len, &mut self.payload);
                     Outcome::Reply
@@ -196,6 +195,7 @@ impl Session<'_> {
                     self.reply("E00")
                 }
             }
+            Command::XferThreads { .. } if !self.target.capabilities().thread_list => Outcome::Reply,
             Command::XferThreads { offset, len } => {
                 if offset == 0 {
                     self.threads_xml = reply::threads_xml(self.fresh_threads());
@@ -403,6 +403,7 @@ mod tests {
         base: u64,
         bytes: Vec<u8>,
         reads: usize,
+        caps: crate::target::Capabilities,
     }
 
     impl VirtRead for Mock {
@@ -424,6 +425,9 @@ mod tests {
     impl Target for Mock {
         fn arch(&self) -> Arch {
             Arch::X86_64
+        }
+        fn capabilities(&self) -> crate::target::Capabilities {
+            self.caps
         }
         fn threads(&mut self) -> Vec<ThreadInfo> {
             (1..=3)
@@ -487,6 +491,7 @@ mod tests {
             base: 0xffff_8880_0000_0000,
             bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
             reads: 0,
+            caps: crate::target::Capabilities::ALL,
         }
     }
 
@@ -683,6 +688,31 @@ mod tests {
         let threads = s(&r[3]);
         assert!(threads.starts_with("l<?xml"));
         assert!(threads.contains("<thread id=\"3\" name=\"CPU 2\" core=\"2\">CPU 2 &lt;&amp;&gt;</thread>"));
+    }
+
+    #[test]
+    fn features_a_target_lacks_are_neither_offered_nor_served() {
+        let mut m = mock();
+        m.caps = crate::target::Capabilities {
+            target_description: false,
+            thread_list: false,
+        };
+        let mut input = Vec::new();
+        for p in [
+            &b"qSupported"[..],
+            b"qXfer:features:read:target.xml:0,100",
+            b"qXfer:threads:read::0,1000",
+            b"qfThreadInfo",
+        ] {
+            input.extend(pkt(p));
+        }
+        let (r, _, _) = run(&mut m, &input);
+        let sup = s(&r[0]);
+        assert!(sup.contains("PacketSize=100000"), "{sup}");
+        assert!(!sup.contains("qXfer"), "{sup}");
+        assert_eq!(r[1], b"", "not supported");
+        assert_eq!(r[2], b"", "not supported");
+        assert_eq!(r[3], b"m1,2,3", "qfThreadInfo still lists the threads");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::hex;
 use super::PACKET_SIZE;
 use crate::arch::{RegDesc, Registers};
 use crate::mem::MemErrorKind;
-use crate::target::{ThreadInfo, Tid};
+use crate::target::{Capabilities, ThreadInfo, Tid};
 
 /// Largest read answered in one `m`/`x` reply (and the largest `qXfer` chunk): the hex (or
 /// worst-case escaped) form must fit the advertised packet size.
@@ -14,6 +14,19 @@ pub const MAX_READ: usize = (PACKET_SIZE - 16) / 2;
 
 /// Thread ids per `qfThreadInfo`/`qsThreadInfo` reply.
 pub const IDS_PER_REPLY: usize = 200;
+
+/// The `qSupported` reply: the packet size (GDB 13 reads 560 bytes per `m` without it), what the
+/// session itself always does (no-ack mode, binary reads, vCont), and the target's features.
+pub fn supported(caps: Capabilities, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
+    if caps.target_description {
+        out.extend_from_slice(b"qXfer:features:read+;");
+    }
+    if caps.thread_list {
+        out.extend_from_slice(b"qXfer:threads:read+;");
+    }
+    out.extend_from_slice(b"binary-upload+;vContSupported+");
+}
 
 /// A stop reply for `?` and for an interrupt: `T` + signal + the stopped thread.
 pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
@@ -140,6 +153,32 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn supported_follows_the_capabilities() {
+        assert_eq!(
+            text(|o| supported(Capabilities::ALL, o)),
+            "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
+             binary-upload+;vContSupported+"
+        );
+        let none = Capabilities {
+            target_description: false,
+            thread_list: false,
+        };
+        assert_eq!(
+            text(|o| supported(none, o)),
+            "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
+        );
+        let xml_only = Capabilities {
+            thread_list: false,
+            ..Capabilities::ALL
+        };
+        let t = text(|o| supported(xml_only, o));
+        assert!(
+            t.contains("qXfer:features:read+") && !t.contains("threads"),
+            "{t}"
+        );
     }
 
     #[test]
