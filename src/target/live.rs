@@ -507,7 +507,13 @@ pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
 /// which is how the kernel hides them from processes without CAP_SYSLOG or under
 /// `kernel.kptr_restrict=2`.
 pub fn load_kallsyms() -> Result<Kallsyms, String> {
-    let table = Kallsyms::read(live::kallsyms::open()?).map_err(|e| live::kallsyms::read_error(&e))?;
+    load_kallsyms_filtered(&|_, _| true)
+}
+
+/// [`load_kallsyms`] keeping only the symbols `keep(kind, name)` accepts.
+pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kallsyms, String> {
+    let table =
+        Kallsyms::read_filtered(live::kallsyms::open()?, keep).map_err(|e| live::kallsyms::read_error(&e))?;
     if table.is_empty() {
         return Err(live::kallsyms::hidden());
     }

@@ -5,6 +5,7 @@
 //! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
 //! symbolized from a kallsyms table loaded once (report.rs).
 
+pub mod intmap;
 pub mod perf;
 pub mod report;
 pub mod spec;
@@ -71,7 +72,7 @@ fn read_value(reader: &mut dyn VirtRead, spec: &Spec) -> Result<u64, String> {
 
 /// Task names by thread id, read from /proc once per thread.
 struct Comms {
-    cache: syms::IntMap<u32, String>,
+    cache: intmap::IntMap<u32, String>,
 }
 
 impl Comms {
@@ -134,7 +135,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
                     return Err(format!(
                         "{}: cannot compute the KASLR slide (no _text in it or in {})",
                         path.display(),
-                        Syms::PATH
+                        crate::live::kallsyms::PATH
                     ))
                 }
             };
@@ -168,12 +169,15 @@ pub fn run(config: &Options) -> Result<i32, String> {
             })
     };
     let hint = if vmlinux.is_some() {
-        format!(" in {} nor in the vmlinux given with -k", Syms::PATH)
+        format!(
+            " in {} nor in the vmlinux given with -k",
+            crate::live::kallsyms::PATH
+        )
     } else {
         format!(
             " in {} nor in the live VMCOREINFO (kernels without CONFIG_KALLSYMS_ALL list no \
              variables there: add -k vmlinux, or give the address in hex)",
-            Syms::PATH
+            crate::live::kallsyms::PATH
         )
     };
     let specs = pairs
@@ -221,7 +225,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
         reader: reader.as_mut(),
         prev,
         comms: Comms {
-            cache: syms::IntMap::default(),
+            cache: intmap::IntMap::default(),
         },
         summary: Summary::default(),
         unshown: 0,

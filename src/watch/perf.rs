@@ -4,8 +4,8 @@
 //! a sample. All events of a CPU write into one ring (PERF_EVENT_IOC_SET_OUTPUT) and samples
 //! carry PERF_SAMPLE_IDENTIFIER so we know which watchpoint tripped.
 
+use super::intmap::IntMap;
 use super::spec::{Access, Spec};
-use super::syms::IntMap;
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
 use std::os::fd::{AsRawFd, OwnedFd};
