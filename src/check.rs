@@ -428,7 +428,7 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
             true,
         );
     }
-    let cpu = perf::online_cpus()
+    let cpu = crate::live::online_cpus()
         .ok()
         .and_then(|c| c.first().copied())
         .unwrap_or(0);
@@ -521,7 +521,7 @@ fn traps(armed: &mut Armed, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
 fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> Item {
     const BUMPS: u32 = 3;
     let spec = word_spec(plant, 0, Access::W);
-    let cpus = perf::online_cpus().unwrap_or_else(|_| vec![0]);
+    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
     let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
         Ok(a) => a,
         Err(e) => {
@@ -605,7 +605,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
         addr,
         target: name.to_string(),
     };
-    let cpus = perf::online_cpus().unwrap_or_else(|_| vec![0]);
+    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
     let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
         Ok(a) => a,
         Err(e) => {

@@ -99,8 +99,8 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
-        let cpus = live::online_cpus().unwrap_or_else(|| {
-            log::warn!("cannot read /sys/devices/system/cpu/online; showing one thread for CPU 0");
+        let cpus = live::online_cpus().unwrap_or_else(|e| {
+            log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
         });
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());

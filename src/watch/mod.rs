@@ -204,7 +204,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
         })?;
         prev.push(Some(v));
     }
-    let cpus = perf::online_cpus()?;
+    let cpus = crate::live::online_cpus()?;
     let stop_fd = os::install_stop_signals()?;
     let armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
     for s in &specs {

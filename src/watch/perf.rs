@@ -178,35 +178,6 @@ pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
     }
 }
 
-/// Parses a CPU list such as `0-3,5,7-8` (/sys/devices/system/cpu/online).
-pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("cannot parse CPU list '{}'", s.trim());
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if b < a || b - a > 65536 {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("CPU list '{}' is empty", s.trim()));
-    }
-    Ok(out)
-}
-
-pub fn online_cpus() -> Result<Vec<u32>, String> {
-    let path = "/sys/devices/system/cpu/online";
-    let s =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e} (is sysfs mounted?)"))?;
-    parse_cpu_list(&s)
-}
-
 /// What decides a refusal with EPERM/EACCES: whether kmemd lacked a privilege, or holds it and the
 /// kernel forbids kernel breakpoints anyway (a hypervisor hiding the debug registers, lockdown, a
 /// security module). Gathered only on that error path.
@@ -642,15 +613,6 @@ mod tests {
         zero[6] = 0;
         zero[7] = 0;
         assert_eq!(parse_records(&zero, |_| panic!("no record expected")), zero.len());
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
-        assert_eq!(parse_cpu_list("0,2-4,7").unwrap(), vec![0, 2, 3, 4, 7]);
-        assert!(parse_cpu_list("x").is_err());
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("").is_err());
     }
 
     #[test]
