@@ -15,10 +15,9 @@ use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
 use crate::target::live::{self as live_target, LiveTarget};
 use crate::target::Target;
-use crate::watch::perf::{self, Armed, Record};
+use crate::watch::perf::{self, Armed, PerfSys, Record, SysPerf};
 use crate::watch::spec::{self, Access, Spec};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 
 /// How an item came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,11 +404,11 @@ fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
     }
 }
 
-fn word_spec(plant: &Plant, i: usize, access: Access) -> Spec {
+fn word_spec(base: u64, i: usize, access: Access) -> Spec {
     Spec {
         access,
         len: 8,
-        addr: plant.kernel_addr() + 8 * i as u64,
+        addr: base + 8 * i as u64,
         target: format!("planted word {i}"),
     }
 }
@@ -432,22 +431,20 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
         .ok()
         .and_then(|c| c.first().copied())
         .unwrap_or(0);
-    let mut held: Vec<OwnedFd> = Vec::new();
+    probe_slots(&mut SysPerf, plant.kernel_addr(), arch, cpu)
+}
+
+/// The slot count itself, through the perf seam: write watchpoints on the words from `base` on
+/// `cpu`, held until the kernel says ENOSPC, then all released.
+fn probe_slots<S: PerfSys>(sys: &mut S, base: u64, arch: Arch, cpu: u32) -> (Item, bool) {
+    let mut held: Vec<S::Event> = Vec::new();
     for i in 0..PLANT_WORDS {
-        let spec = word_spec(plant, i, Access::W);
-        match os::perf_event_open(&perf::attr_for(&spec, arch), -1, cpu as i32) {
+        let spec = word_spec(base, i, Access::W);
+        // Kernels before 6.0 reject PERF_FORMAT_LOST: open_event retries without it.
+        match perf::open_event(sys, &perf::attr_for(&spec, arch), cpu) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
-            // Kernels before 6.0 reject PERF_FORMAT_LOST: retry without it.
-            Err(libc::EINVAL) if held.is_empty() => {
-                let mut attr = perf::attr_for(&spec, arch);
-                attr.read_format = 0;
-                match os::perf_event_open(&attr, -1, cpu as i32) {
-                    Ok(fd) => held.push(fd),
-                    Err(e) => return (slot_error(e, &spec, arch, cpu), true),
-                }
-            }
-            Err(e) if held.is_empty() => return (slot_error(e, &spec, arch, cpu), true),
+            Err(e) if held.is_empty() => return (slot_error(e, &spec, arch, cpu, sys), true),
             Err(e) => {
                 log::debug!("slot probe stopped at {i}: errno {e}");
                 break;
@@ -480,8 +477,8 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
     )
 }
 
-fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
-    let why = perf::open_error(errno, spec, arch, cpu, &perf::PermFacts::gather);
+fn slot_error<S: PerfSys>(errno: i32, spec: &Spec, arch: Arch, cpu: u32, sys: &S) -> Item {
+    let why = perf::open_error(errno, spec, arch, cpu, &|| sys.perm_facts());
     let status = match errno {
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => Status::Missing,
         _ => Status::Fail,
@@ -498,10 +495,10 @@ fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
 const CHECK_RING_PAGES: usize = 4;
 
 /// Traps the kernel counted on `armed`, from the counters or else from the samples queued.
-fn traps(armed: &mut Armed, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
+fn traps<S: PerfSys>(armed: &mut Armed<S>, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
     let mut buf = Vec::new();
     for r in &mut armed.rings {
-        r.ring.take(&mut buf);
+        perf::Ring::take(&mut r.ring, &mut buf);
     }
     let mut samples = Vec::new();
     perf::parse_records(&buf, |r| {
@@ -520,7 +517,7 @@ fn traps(armed: &mut Armed, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
 
 fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> Item {
     const BUMPS: u32 = 3;
-    let spec = word_spec(plant, 0, Access::W);
+    let spec = word_spec(plant.kernel_addr(), 0, Access::W);
     let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
     let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
         Ok(a) => a,
@@ -671,6 +668,154 @@ mod tests {
         );
         r.items[2].status = Status::Fail;
         assert!(!r.reads_work());
+    }
+
+    use crate::watch::perf::fake::Fake;
+    use crate::watch::perf::PermFacts;
+
+    const BASE: u64 = 0xffff_8880_0100_0000;
+
+    fn probe(f: &Fake, arch: Arch) -> (Item, bool) {
+        let mut sys = f.clone();
+        let r = probe_slots(&mut sys, BASE, arch, 2);
+        assert_eq!(f.state().open_now, 0, "the probe releases every slot it took");
+        r
+    }
+
+    #[test]
+    fn the_slot_probe_counts_until_enospc() {
+        let f = Fake::default();
+        f.state().slots = Some(4);
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(!perf_err);
+        assert_eq!(
+            item.line(),
+            "OK      watch-slots  perf hardware watchpoints available: 4 free slots on CPU 2 (the CPU \
+             has 4 debug registers)"
+        );
+        let st = f.state();
+        assert_eq!(st.opened.len(), 4);
+        assert!(st.opened.iter().all(|(a, cpu)| *cpu == 2 && a.bp_len == 8));
+        let addrs: Vec<u64> = st.opened.iter().map(|(a, _)| a.bp_addr).collect();
+        assert_eq!(addrs, [BASE, BASE + 8, BASE + 16, BASE + 24], "one word each");
+    }
+
+    #[test]
+    fn the_slot_probe_on_a_kernel_without_format_lost_counts_every_slot() {
+        let f = Fake::default();
+        f.state().slots = Some(6);
+        f.state().no_format_lost = true;
+        let (item, perf_err) = probe(&f, Arch::Aarch64);
+        assert!(!perf_err);
+        assert!(item.detail.contains(": 6 free slots on CPU 2"), "{}", item.line());
+    }
+
+    #[test]
+    fn the_slot_probe_stops_at_a_later_refusal() {
+        let f = Fake::default();
+        f.state().refuse_at = vec![(2, libc::EBUSY)];
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(!perf_err);
+        assert!(item.detail.contains(": 2 free slots"), "{}", item.line());
+    }
+
+    #[test]
+    fn the_slot_probe_explains_a_first_refusal() {
+        let cases: &[(i32, Status, &str)] = &[
+            (libc::EPERM, Status::Fail, "lacks CAP_PERFMON"),
+            (libc::EACCES, Status::Fail, "lacks CAP_PERFMON"),
+            (libc::ENOENT, Status::Missing, "no hardware breakpoint support"),
+            (libc::ENODEV, Status::Missing, "no hardware breakpoint support"),
+            (
+                libc::EOPNOTSUPP,
+                Status::Missing,
+                "no hardware breakpoint support",
+            ),
+            (libc::EINVAL, Status::Fail, "must be aligned"),
+        ];
+        for &(errno, status, want) in cases {
+            let f = Fake::default();
+            // EINVAL is refused twice: with PERF_FORMAT_LOST and without.
+            f.state().refuse_at = vec![(0, errno), (1, errno)];
+            let (item, perf_err) = probe(&f, Arch::X86_64);
+            assert!(perf_err, "errno {errno}");
+            assert_eq!(item.status, status, "errno {errno}: {}", item.line());
+            assert_eq!(item.detail, "perf hardware watchpoints unavailable");
+            let fix = item.fix.unwrap_or_default();
+            assert!(fix.contains(want), "errno {errno}: {fix}");
+            assert!(fix.contains("(planted word 0)"), "{fix}");
+        }
+        let f = Fake::default();
+        f.state().refuse_at = vec![(0, libc::EPERM)];
+        f.state().facts = PermFacts {
+            privileged: true,
+            user_breakpoint_ok: Some(true),
+            ..PermFacts::default()
+        };
+        let (item, _) = probe(&f, Arch::X86_64);
+        assert!(
+            item.fix
+                .unwrap_or_default()
+                .contains("forbids hardware breakpoints on kernel addresses"),
+            "with the capability, the kernel is blamed"
+        );
+        assert_eq!(f.state().facts_asked, 1);
+    }
+
+    #[test]
+    fn the_slot_probe_says_when_no_slot_is_free() {
+        let f = Fake::default();
+        f.state().slots = Some(0);
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(perf_err);
+        assert_eq!(item.status, Status::Fail);
+        assert!(
+            item.detail.contains("CPU 2 has no free slot (the CPU has 4"),
+            "{}",
+            item.line()
+        );
+    }
+
+    /// A PERF_RECORD_SAMPLE as SAMPLE_TYPE lays it out, without a stack.
+    fn sample(ip: u64, addr: u64) -> Vec<u8> {
+        let words = [101, ip, 0x2a_0000_002a, 1, addr, 0, 0];
+        let mut v = Vec::new();
+        v.extend_from_slice(&9u32.to_ne_bytes());
+        v.extend_from_slice(&0u16.to_ne_bytes());
+        v.extend_from_slice(&(8 + 8 * words.len() as u16).to_ne_bytes());
+        for w in words {
+            v.extend_from_slice(&w.to_ne_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn traps_come_from_the_counters_else_from_the_samples() {
+        let spec = word_spec(BASE, 0, Access::W);
+        let f = Fake::default();
+        let mut ring = sample(0xffff_ffff_8100_0010, BASE);
+        ring.extend(sample(0xffff_ffff_8100_0020, BASE + 8));
+        ring.extend(sample(0xffff_ffff_8100_0030, BASE));
+        f.state().ring_bytes = ring;
+        let arm = || {
+            Armed::arm_with(
+                f.clone(),
+                std::slice::from_ref(&spec),
+                &[0],
+                CHECK_RING_PAGES,
+                Arch::X86_64,
+            )
+            .unwrap()
+        };
+        let (n, samples) = traps(&mut arm(), Some(BASE));
+        assert_eq!(n, 2, "no counters: the samples at the address");
+        let ips: Vec<u64> = samples.iter().map(|s| s.ip).collect();
+        assert_eq!(ips, [0xffff_ffff_8100_0010, 0xffff_ffff_8100_0030]);
+        let (n, samples) = traps(&mut arm(), None);
+        assert_eq!((n, samples.len()), (3, 3));
+        f.state().counts = Some((7, 0));
+        let (n, _) = traps(&mut arm(), Some(BASE));
+        assert_eq!(n, 7, "the kernel's count wins");
     }
 
     #[test]
