@@ -9,8 +9,10 @@
 use crate::arch::Arch;
 use crate::cli::Config;
 use crate::kernel::proc_kallsyms::Kallsyms;
+use crate::kernel::symbols::Symbols;
 use crate::live::bpf::KernelReader;
 use crate::live::plant::Plant;
+use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
 use crate::target::live::{self as live_target, LiveTarget};
@@ -18,6 +20,7 @@ use crate::target::Target;
 use crate::watch::perf::{self, Armed, PerfSys, Record, SysPerf};
 use crate::watch::spec::{self, Access, Spec};
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// How an item came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +228,16 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
         },
         &mut report,
     );
-    push(check_exec(arch, kallsyms.as_ref().ok(), perf_err), &mut report);
+    // Names resolve as `kmemd -s` and `-w` resolve them: the live target's resolver, or kallsyms
+    // alone when the live target could not be opened.
+    let mut symbol = |name: &str| match live.as_mut() {
+        Ok(t) => t.lookup_symbol(name).map(|(a, _)| a),
+        Err(_) => kallsyms
+            .as_ref()
+            .ok()
+            .and_then(|k| Symbols::new(Arc::clone(k.table()), VmcoreInfo::default()).symbol(name)),
+    };
+    push(check_exec(arch, &mut symbol, perf_err), &mut report);
     push(check_kcore(), &mut report);
     report
 }
@@ -577,7 +589,7 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
 }
 
 /// An execute breakpoint on the getpid syscall's kernel function, then one getpid.
-fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
+fn check_exec(arch: Arch, symbol: &mut dyn FnMut(&str) -> Option<u64>, perf_err: bool) -> Item {
     let name = arch.syscall_symbol("getpid");
     let len = arch.debug_regs().exec_len;
     if perf_err {
@@ -588,7 +600,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
             "make the `watch-slots` line OK",
         );
     }
-    let Some(addr) = kallsyms.and_then(|k| k.lookup(&name)) else {
+    let Some(addr) = symbol(&name) else {
         return Item::not(
             Status::Missing,
             "watch-exec",

@@ -264,15 +264,15 @@ impl LiveTarget {
         }
     }
 
-    /// A kernel symbol's address: kallsyms first, then the live VMCOREINFO's `SYMBOL(name)`
-    /// lines, which name data symbols (init_uts_ns, swapper_pg_dir, prb, ...) that kallsyms
-    /// lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels). Returns where it came from.
+    /// A kernel symbol's address and the source that gave it (`kallsyms`, `VMCOREINFO`, ...),
+    /// from the one resolver (kernel/symbols.rs): -k vmlinux, kallsyms, then the live
+    /// VMCOREINFO's `SYMBOL(name)` lines, which name data symbols (init_uts_ns, swapper_pg_dir,
+    /// prb, ...) that kallsyms lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels).
     pub fn lookup_symbol(&mut self, name: &str) -> Option<(u64, &'static str)> {
-        if let Some(a) = self.kallsyms.lookup(name) {
-            return Some((a, "kallsyms"));
-        }
-        let v = self.live_vmcoreinfo().ok()?;
-        v.info.symbol(name).map(|a| (a, "VMCOREINFO"))
+        self.kernel_info()
+            .resolver()
+            .lookup(name)
+            .map(|(a, from)| (a, from.name()))
     }
 
     /// The text of `monitor vmcoreinfo`.
