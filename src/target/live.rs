@@ -121,22 +121,32 @@ impl LiveTarget {
         })
     }
 
-    /// Symbols and layouts of the running kernel: kallsyms, BTF (`-k vmlinux` first, else
-    /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
+    /// Symbols and layouts of the running kernel, built on first use: kallsyms, BTF (`-k
+    /// vmlinux` first, else /sys/kernel/btf/vmlinux), the live VMCOREINFO read through the
+    /// direct map, then [`KernelInfo::find_image_symbols`] through the BPF reader. Failures are
+    /// listed by [`KernelInfo::missing`]. This is the one live assembly: `kmemd -s`, `--check`
+    /// and the tests all get it here.
     pub fn kernel_info(&mut self) -> &KernelInfo {
         if self.kinfo.is_none() {
-            let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
-                Ok(t) => Some(t),
+            let (vmci, problem) = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
+                Ok(t) => (Some(t), None),
                 Err(e) => {
                     log::warn!("no live VMCOREINFO ({e}): monitor dmesg needs it");
-                    None
+                    (None, Some(format!("no live VMCOREINFO: {e}")))
                 }
             };
             let vmlinux = match &self.link_source {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
-            let k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            let mut k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            if let Some(p) = problem {
+                k.note_problem(p);
+            }
+            if !live::has_modules() {
+                k.without_modules("no /proc/modules: the kernel is built without module support");
+            }
+            k.find_image_symbols(&mut self.reader);
             for m in k.missing() {
                 log::debug!("{m}");
             }
@@ -526,30 +536,6 @@ fn system_btf() -> BtfSource<'static> {
         name: live::SYS_BTF,
         read: &live::read_sys_btf,
     }
-}
-
-/// The running kernel with everything found through its memory (`mem`, the live BPF reader):
-/// VMCOREINFO through the direct map (live/vmcoreinfo.rs), then [`KernelInfo::live`], then
-/// [`KernelInfo::find_image_symbols`]. Failures are listed by [`KernelInfo::missing`].
-pub fn kernel_info_from_memory(
-    mem: &mut dyn VirtRead,
-    arch: Arch,
-    kallsyms: &Kallsyms,
-    vmlinux: Option<&Path>,
-) -> KernelInfo {
-    let (text, problem) = match vmcoreinfo::load(mem, arch, &|name| kallsyms.lookup(name)) {
-        Ok(v) => (Some(v.text), None),
-        Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
-    };
-    let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux, &system_btf());
-    if let Some(p) = problem {
-        k.note_problem(p);
-    }
-    if !live::has_modules() {
-        k.without_modules("no /proc/modules: the kernel is built without module support");
-    }
-    k.find_image_symbols(mem);
-    k
 }
 
 #[cfg(test)]
