@@ -17,7 +17,9 @@
 pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
+pub mod kaslr;
 pub mod modules;
+pub mod monitor;
 pub mod panic;
 pub mod proc_kallsyms;
 pub mod scan;

@@ -588,45 +588,6 @@ pub fn task_threads(tasks: &[Task]) -> Vec<super::threads::ThreadInfo> {
         .collect()
 }
 
-/// `monitor sym NAME|ADDR`: a name's address, or the symbol+offset at an address.
-pub fn sym_text(l: &super::KernelInfo, arg: &str) -> Result<String, String> {
-    let arg = arg.trim();
-    if arg.is_empty() {
-        return Err("usage: monitor sym NAME|ADDR".into());
-    }
-    if let Some(a) = l.symbol(arg) {
-        return Ok(format!("{arg} = {a:#x}\n"));
-    }
-    match crate::mem::parse_addr(arg) {
-        Ok(addr) => match l.symbolize(addr) {
-            Some((name, 0)) => Ok(format!("{addr:#x} = {name}\n")),
-            Some((name, off)) => Ok(format!("{addr:#x} = {name}+{off:#x}\n")),
-            None => Err(format!("no symbol at or below {addr:#x}")),
-        },
-        Err(_) => Err(format!(
-            "no symbol {arg} (kallsyms without CONFIG_KALLSYMS_ALL has no data symbols; -k vmlinux has all)"
-        )),
-    }
-}
-
-/// `monitor ps` text.
-pub fn ps_text(tasks: &[Task]) -> String {
-    let mut out = format!(
-        "{:>7} {:>7} {:>2} {:>4} {:<16} {:>18}\n",
-        "PID", "PPID", "ST", "CPU", "COMM", "TASK"
-    );
-    for t in tasks {
-        let cpu = t.cpu.map_or("-".to_string(), |c| c.to_string());
-        let run = if t.on_cpu { ">" } else { " " };
-        let _ = writeln!(
-            out,
-            "{:>7} {:>7} {:>2} {:>3}{run} {:<16} {:#018x}",
-            t.pid, t.ppid, t.state, cpu, t.comm, t.addr
-        );
-    }
-    out
-}
-
 /// Registers a switched-out task saved at its last context switch, in `arch`'s GDB order.
 pub fn saved_registers(
     mem: &mut dyn VirtRead,
@@ -877,7 +838,7 @@ pub(crate) mod tests {
             assert_eq!(tasks[3].addr, K + 0x3000);
             assert_eq!(tasks[0].cpu, Some(1));
         }
-        let ps = ps_text(&walk(&mut m, &l, K).unwrap());
+        let ps = crate::kernel::monitor::ps_text(&walk(&mut m, &l, K).unwrap());
         assert!(ps.lines().nth(2).unwrap().contains("      1       0  S"), "{ps}");
     }
 

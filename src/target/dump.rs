@@ -5,6 +5,9 @@
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
+use crate::kernel::kaslr::Kaslr;
+use crate::kernel::modules::{self, Module};
+use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
@@ -364,76 +367,20 @@ impl Target for DumpTarget {
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
             "info" => Some(Ok(self.info_text())),
-            "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
-            "lsmod" => {
-                let arch = self.arch;
-                self.kernel_info();
-                let mut mem = DumpMem {
-                    dump: &self.dump,
-                    paging: &self.paging,
-                };
-                Some(match &self.kinfo {
-                    Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
-                        .map(|m| crate::kernel::modules::lsmod_text(&m))
-                        .map_err(String::from),
-                    None => Err("no kernel information".into()),
-                })
-            }
-            "sym" => {
-                let arg: Vec<&str> = words.collect();
-                Some(tasks::sym_text(self.kernel_info(), &arg.join(" ")))
-            }
-            "dmesg" => {
-                let mut mem = DumpMem {
-                    dump: &self.dump,
-                    paging: &self.paging,
-                };
-                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()).map_err(String::from))
-            }
-            "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
-                Some(off) => format!(
-                    "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
-                     GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
-                     symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
-                    // Only where per-CPU variables are linked from 0 (x86_64) must GDB leave
-                    // .data..percpu alone.
-                    if self.arch.percpu_at_zero() {
-                        " -s .data..percpu 0"
-                    } else {
-                        ""
-                    }
-                ),
-                None => "the dump's VMCOREINFO has no KERNELOFFSET: no KASLR offset known\n".into(),
-            })),
-            _ => None,
+            _ => monitor::run(self, cmd),
         }
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
+        let mut help = vec![
             (
                 "vtop ADDR",
                 "walk the page tables for a kernel address, level by level",
             ),
             ("info", "what the dump is (format, kernel, CPUs, memory)"),
-            (
-                "ps",
-                "every task: pid, parent, state, CPU, command, task_struct address",
-            ),
-            ("lsmod", "loaded modules: base, size and the add-symbol-file line"),
-            (
-                "sym NAME|ADDR",
-                "a kernel symbol's address, or the symbol at an address",
-            ),
-            (
-                "dmesg",
-                "the kernel log (printk ring buffer), as makedumpfile --dump-dmesg prints it",
-            ),
-            (
-                "kaslr",
-                "the KASLR offset and the GDB lines that apply it to every section",
-            ),
-        ]
+        ];
+        help.extend_from_slice(monitor::COMMANDS);
+        help
     }
 
     fn describe(&self) -> String {
@@ -444,6 +391,52 @@ impl Target for DumpTarget {
             self.dump.format_name(),
             self.threads.len()
         )
+    }
+}
+
+impl KernelView for DumpTarget {
+    fn with_kernel(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
+    ) -> Result<String, String> {
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        f(&mut mem, k)
+    }
+
+    fn task_list(&mut self) -> Result<Vec<Task>, String> {
+        self.tasks().map(|(_, t)| t.clone())
+    }
+
+    /// From the kernel's own module list in the dump's memory.
+    fn module_list(&mut self) -> Result<Vec<Module>, String> {
+        let arch = self.arch;
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        modules::from_memory(&mut mem, k, arch).map_err(String::from)
+    }
+
+    fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let mut out = format!("# VMCOREINFO from the dump's notes ({})\n", self.dump.format_name());
+        for (k, v) in self.dump.vmcoreinfo().entries() {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+        Ok(out)
+    }
+
+    fn kaslr(&self) -> Kaslr {
+        Kaslr::Dump {
+            offset: self.dump.kaslr_offset(),
+            percpu_at_zero: self.arch.percpu_at_zero(),
+        }
     }
 }
 

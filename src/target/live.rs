@@ -3,6 +3,11 @@
 //! kernel/ makes sense of it; this file puts the two together.
 
 use crate::arch::{Arch, Registers};
+/// Where the link-time `_text` came from (kernel/kaslr.rs).
+pub use crate::kernel::kaslr::LinkText;
+use crate::kernel::kaslr::{runtime_text, Kaslr};
+use crate::kernel::modules::{self, Module};
+use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::vmlinux::Vmlinux;
@@ -11,17 +16,7 @@ use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
 use crate::mem::{MemError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
-use std::path::{Path, PathBuf};
-
-/// Where the link-time `_text` came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkText {
-    /// `_text` from the symbol table of the vmlinux given with `-k`; `percpu_at_zero` says whether
-    /// its `.data..percpu` section is linked at address 0 (x86_64 SMP kernels).
-    Vmlinux { path: PathBuf, percpu_at_zero: bool },
-    /// No vmlinux: the architecture's default link address.
-    Default,
-}
+use std::path::Path;
 
 /// The running kernel, read through BPF. Its CPUs are GDB's threads; their registers are
 /// unavailable because the kernel keeps running.
@@ -228,37 +223,6 @@ impl LiveTarget {
         tasks::saved_registers(mem, &layout, self.arch, old.addr).map_err(String::from)
     }
 
-    fn kernel_monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
-        let mut words = cmd.split_whitespace();
-        Some(match words.next()? {
-            "ps" => self.tasks().map(|(_, t)| tasks::ps_text(&t)),
-            "dmesg" => {
-                self.kernel_info();
-                let vmci = self
-                    .kinfo
-                    .as_ref()
-                    .map(|k| k.vmcoreinfo().clone())
-                    .unwrap_or_default();
-                if vmci.is_empty() {
-                    Err(
-                        "the live VMCOREINFO could not be read (see the log), and dmesg needs its printk \
-                         offsets"
-                            .into(),
-                    )
-                } else {
-                    crate::kernel::dmesg::dmesg(&mut self.reader, &vmci).map_err(String::from)
-                }
-            }
-            "lsmod" => crate::kernel::modules::from_sysfs(Path::new(live::SYS_MODULE))
-                .map(|m| crate::kernel::modules::lsmod_text(&m)),
-            "sym" => {
-                let arg: Vec<&str> = words.collect();
-                tasks::sym_text(self.kernel_info(), &arg.join(" "))
-            }
-            _ => return None,
-        })
-    }
-
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
@@ -285,22 +249,6 @@ impl LiveTarget {
             .map(|(a, from)| (a, from.name()))
     }
 
-    /// The text of `monitor vmcoreinfo`.
-    pub fn vmcoreinfo_text(&mut self) -> Result<String, String> {
-        let v = self.live_vmcoreinfo()?;
-        let mut out = format!(
-            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
-            v.phys,
-            v.direct_map.wrapping_add(v.phys),
-            v.direct_map
-        );
-        out.push_str(&v.text);
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-        Ok(out)
-    }
-
     pub fn kallsyms(&self) -> &Kallsyms {
         &self.kallsyms
     }
@@ -317,80 +265,6 @@ impl LiveTarget {
     pub fn link_source(&self) -> &LinkText {
         &self.link_source
     }
-
-    /// The text of `monitor kaslr`.
-    pub fn kaslr_text(&self) -> String {
-        kaslr_text(self.runtime_text, self.link_text, &self.link_source)
-    }
-}
-
-/// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
-/// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
-/// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
-/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the
-/// architecture's default, `Arch::head_size`).
-pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
-    kallsyms.lookup("_text").or_else(|| {
-        kallsyms
-            .lookup("_stext")
-            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| arch.head_size())))
-    })
-}
-
-/// `monitor kaslr` output (pure, so it is tested without a kernel).
-pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> String {
-    let slide = runtime_text.wrapping_sub(link_text);
-    let (file, from) = match source {
-        LinkText::Vmlinux { path, .. } => (path.display().to_string(), format!("from {}", path.display())),
-        LinkText::Default => (
-            "VMLINUX".to_string(),
-            "the architecture's default; give -k vmlinux".into(),
-        ),
-    };
-    let mut out = format!(
-        "KASLR offset: {slide:#x} (runtime _text {runtime_text:#x} - link-time _text {link_text:#x}, {from})\n"
-    );
-    if slide == 0 {
-        out.push_str("The kernel runs at its link-time address: `file VMLINUX` needs no offset.\n");
-        return out;
-    }
-    // Measured with gdb 13.1 and GDB 18.1 on a vmlinux-shaped ELF (tests/kaslr_gdb.rs): qOffsets
-    // moves only .text/.data/.bss; `file -o` also moves the zero-based .data..percpu; and symbols
-    // loaded by `add-symbol-file` lose every lookup to those of `gdb vmlinux`, so the half-relocated
-    // main symbol file has to be dropped first (`symbol-file` with no argument).
-    out.push_str(&format!(
-        "kmemd answers qOffsets with Text=Data=Bss={slide:#x}. GDB applies that to .text, .data and .bss \
-         only: symbols in other sections (.rodata such as linux_banner, .init.*) keep their link-time \
-         addresses.\n"
-    ));
-    let percpu = match source {
-        LinkText::Vmlinux { percpu_at_zero, .. } => *percpu_at_zero,
-        LinkText::Default => false,
-    };
-    let percpu_lines = format!("  symbol-file\n  add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n");
-    let why = "`symbol-file` with no argument drops the half-relocated symbols that `gdb vmlinux` loaded \
-               (answer y): they would otherwise shadow the relocated ones.\n";
-    if percpu {
-        out.push_str(
-            "To relocate every section but keep per-CPU symbols as zero-based offsets, run in GDB:\n",
-        );
-        out.push_str(&percpu_lines);
-        out.push_str(why);
-        out.push_str(&format!(
-            "Not `file {file} -o {slide:#x}`: it also relocates .data..percpu, which makes per-CPU \
-             addresses (e.g. &current_task) wrong.\n"
-        ));
-    } else if matches!(source, LinkText::Default) {
-        out.push_str("If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), run in GDB:\n");
-        out.push_str(&percpu_lines);
-        out.push_str(why);
-        out.push_str(&format!("else run in GDB:\n  file {file} -o {slide:#x}\n"));
-    } else {
-        out.push_str(&format!(
-            "To relocate every section, run in GDB:\n  file {file} -o {slide:#x}\n"
-        ));
-    }
-    out
 }
 
 impl VirtRead for LiveTarget {
@@ -464,41 +338,58 @@ impl Target for LiveTarget {
     }
 
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
-        match cmd.trim() {
-            "kaslr" => Some(Ok(self.kaslr_text())),
-            "vmcoreinfo" => Some(self.vmcoreinfo_text()),
-            _ => self.kernel_monitor(cmd),
-        }
+        monitor::run(self, cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
-            (
-                "kaslr",
-                "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
-            ),
-            (
-                "vmcoreinfo",
-                "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
-            ),
-            (
-                "ps",
-                "every task: pid, parent, state, CPU, command, task_struct address",
-            ),
-            ("dmesg", "the kernel log (printk ring buffer)"),
-            (
-                "lsmod",
-                "loaded modules (/sys/module): base, size and the add-symbol-file line",
-            ),
-            (
-                "sym NAME|ADDR",
-                "a kernel symbol's address, or the symbol at an address",
-            ),
-        ]
+        monitor::COMMANDS.to_vec()
     }
 
     fn describe(&self) -> String {
         format!("live kernel {} ({})", self.release, self.arch)
+    }
+}
+
+impl KernelView for LiveTarget {
+    fn with_kernel(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
+    ) -> Result<String, String> {
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        f(&mut self.reader, k)
+    }
+
+    fn task_list(&mut self) -> Result<Vec<Task>, String> {
+        self.tasks().map(|(_, t)| t)
+    }
+
+    /// From /sys/module: the running kernel lists its modules there.
+    fn module_list(&mut self) -> Result<Vec<Module>, String> {
+        modules::from_sysfs(Path::new(live::SYS_MODULE))
+    }
+
+    fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let v = self.live_vmcoreinfo()?;
+        let mut out = format!(
+            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
+            v.phys,
+            v.direct_map.wrapping_add(v.phys),
+            v.direct_map
+        );
+        out.push_str(&v.text);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    fn kaslr(&self) -> Kaslr {
+        Kaslr::Live {
+            runtime_text: self.runtime_text,
+            link_text: self.link_text,
+            link: self.link_source.clone(),
+        }
     }
 }
 
@@ -541,73 +432,6 @@ fn system_btf() -> BtfSource<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_comes_from_stext_when_kallsyms_lacks_it() {
-        let both = Kallsyms::parse("ffff800008000000 T _text\nffff800008010000 T _stext\n");
-        assert_eq!(
-            runtime_text(&both, Arch::Aarch64, None),
-            Some(0xffff_8000_0800_0000)
-        );
-        let arm = Kallsyms::parse("ffffa0c1e1a10000 T _stext\nffffa0c1e1a10040 t gic_handle_irq\n");
-        assert_eq!(
-            runtime_text(&arm, Arch::Aarch64, None),
-            Some(0xffff_a0c1_e1a0_0000)
-        );
-        assert_eq!(
-            runtime_text(&arm, Arch::Aarch64, Some(0x2_0000)),
-            Some(0xffff_a0c1_e19f_0000)
-        );
-        let x86 = Kallsyms::parse("ffffffff81000000 T _stext\n");
-        assert_eq!(
-            runtime_text(&x86, Arch::X86_64, None),
-            Some(0xffff_ffff_8100_0000)
-        );
-        assert_eq!(
-            runtime_text(&Kallsyms::parse("ffffffff81000100 T foo\n"), Arch::X86_64, None),
-            None
-        );
-    }
-
-    #[test]
-    fn kaslr_text_names_the_right_commands() {
-        let vm = LinkText::Vmlinux {
-            path: PathBuf::from("/tmp/vmlinux"),
-            percpu_at_zero: true,
-        };
-        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &vm);
-        assert!(t.starts_with("KASLR offset: 0x2c600000 "), "{t}");
-        assert!(
-            t.contains("  symbol-file\n  add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
-            "{t}"
-        );
-        assert!(t.contains("Not `file /tmp/vmlinux -o 0x2c600000`"), "{t}");
-        assert!(t.contains("file /tmp/vmlinux -o 0x2c600000"), "{t}");
-        assert!(t.contains(".rodata"), "{t}");
-
-        let no_percpu = LinkText::Vmlinux {
-            path: PathBuf::from("/v"),
-            percpu_at_zero: false,
-        };
-        let t = kaslr_text(0xffff_8000_8123_0000, 0xffff_8000_8000_0000, &no_percpu);
-        assert!(t.starts_with("KASLR offset: 0x1230000 "), "{t}");
-        assert!(!t.contains("add-symbol-file"), "{t}");
-        assert!(t.contains("  file /v -o 0x1230000\n"), "{t}");
-
-        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
-        assert!(
-            t.contains("  symbol-file\n  add-symbol-file VMLINUX -o 0x2c600000 -s .data..percpu 0\n"),
-            "{t}"
-        );
-        assert!(
-            t.contains("else run in GDB:\n  file VMLINUX -o 0x2c600000\n"),
-            "{t}"
-        );
-
-        let t = kaslr_text(0xffff_ffff_8100_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
-        assert!(t.starts_with("KASLR offset: 0x0 "), "{t}");
-        assert!(!t.contains(" -o "), "{t}");
-    }
 
     /// Needs root and bpf(2): runs only as root, fails when CI=true and not root, and skips
     /// where the syscall does not exist (qemu-user runs of the aarch64 build: ENOSYS).
