@@ -141,7 +141,7 @@ fn sleeping_tasks_have_their_switch_registers() {
         let pc = t.arch().pc_index();
         for &p in &f.sleep_pids {
             let r = t
-                .registers(kmemd::kernel::tasks::task_tid(p))
+                .registers(kmemd::kernel::threads::task_tid(p))
                 .unwrap_or_else(|e| panic!("{}: pid {p}: {e}", f.variant));
             let pc = r.0[pc].unwrap_or_else(|| panic!("{}: pid {p} has no pc", f.variant));
             let sym = t.monitor(&format!("sym {pc:#x}")).unwrap().unwrap();
@@ -172,7 +172,7 @@ fn gdb_info_threads_lists_the_tasks() {
         let p = f.sleep_pids[0];
         let mut lib = open(dump);
         let want_pc =
-            lib.registers(kmemd::kernel::tasks::task_tid(p)).unwrap().0[lib.arch().pc_index()].unwrap();
+            lib.registers(kmemd::kernel::threads::task_tid(p)).unwrap().0[lib.arch().pc_index()].unwrap();
         for (name, gdb) in gdbs_for(&f.arch) {
             let cmds = vec![
                 "info threads".to_string(),

@@ -222,7 +222,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tasks::tests::FakeMem;
+    use crate::kernel::tasks::testutil::FakeMem;
 
     const VMCI: &str = "SYMBOL(prb)=ffff000000001000\nSIZE(printk_ringbuffer)=88\n\
 OFFSET(printk_ringbuffer.desc_ring)=0\nOFFSET(printk_ringbuffer.text_data_ring)=48\n\

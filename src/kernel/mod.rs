@@ -18,6 +18,7 @@ pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
 pub mod kaslr;
+pub mod layout;
 pub mod modules;
 pub mod monitor;
 pub mod panic;

@@ -121,7 +121,7 @@ pub fn ps_text(tasks: &[Task]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tasks::tests::FakeMem;
+    use crate::kernel::tasks::testutil::FakeMem;
     use crate::mem::vmcoreinfo::VmcoreInfo;
 
     /// A kernel of a few symbols and no memory.

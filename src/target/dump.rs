@@ -10,6 +10,7 @@ use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::threads;
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
@@ -334,7 +335,7 @@ impl Target for DumpTarget {
             t.extra.push_str(" (panic)");
         }
         if let Ok((_, tasks)) = self.tasks() {
-            all.extend(tasks::task_threads(tasks));
+            all.extend(threads::task_threads(tasks));
         }
         all
     }
@@ -344,7 +345,7 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
-        if let Some(pid) = tasks::tid_pid(tid) {
+        if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
         let cpu = tid
@@ -425,7 +426,10 @@ impl KernelView for DumpTarget {
     }
 
     fn vmcoreinfo_text(&mut self) -> Result<String, String> {
-        let mut out = format!("# VMCOREINFO from the dump's notes ({})\n", self.dump.format_name());
+        let mut out = format!(
+            "# VMCOREINFO from the dump's notes ({})\n",
+            self.dump.format_name()
+        );
         for (k, v) in self.dump.vmcoreinfo().entries() {
             out.push_str(&format!("{k}={v}\n"));
         }

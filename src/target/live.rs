@@ -10,6 +10,7 @@ use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::threads;
 use crate::kernel::vmlinux::Vmlinux;
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
@@ -294,18 +295,18 @@ impl Target for LiveTarget {
             })
             .collect();
         if self.tasks_at.is_some_and(|t| t.elapsed() < TASKS_FRESH) {
-            all.extend(tasks::task_threads(&self.tasks));
+            all.extend(threads::task_threads(&self.tasks));
             return all;
         }
         match self.tasks() {
-            Ok((_, list)) => all.extend(tasks::task_threads(&list)),
+            Ok((_, list)) => all.extend(threads::task_threads(&list)),
             Err(e) => log::warn!("no task threads: {e}"),
         }
         all
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
-        if let Some(pid) = tasks::tid_pid(tid) {
+        if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
         let known = tid
@@ -327,7 +328,7 @@ impl Target for LiveTarget {
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
-        match tasks::tid_pid(tid) {
+        match threads::tid_pid(tid) {
             Some(pid) => self.task_alive(pid),
             None => true,
         }
