@@ -1,5 +1,8 @@
-//! Shared helpers for integration tests: running kmemd, driving real GDB, root checks.
+//! Shared helpers for integration tests: running kmemd, driving real GDB, root checks; `rsp`
+//! is a raw RSP client for the robustness tests.
 #![allow(dead_code)]
+
+pub mod rsp;
 
 use std::io::Read;
 use std::net::TcpStream;
