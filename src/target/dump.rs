@@ -12,7 +12,7 @@ use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
 use crate::kernel::KernelInfo;
-use crate::mem::{read_u32, MemError, VirtAddr, VirtRead};
+use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -283,7 +283,7 @@ fn walk_dump_tasks(
 impl DumpTarget {
     /// A task's registers: the CPU's saved registers while it ran on one, else those its last
     /// context switch saved.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
         let arch = self.arch;
         let (layout, list) = self.tasks()?;
         let task = list
@@ -297,14 +297,14 @@ impl DumpTarget {
         // pid 0, so init_task (swapper/0) gets CPU 0's.
         if task.on_cpu {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
-                return c.gdb_registers(arch);
+                return Ok(c.gdb_registers(arch)?);
             }
         }
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        tasks::saved_registers(&mut mem, &layout, arch, task.addr).map_err(String::from)
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
     }
 }
 
@@ -344,7 +344,7 @@ impl Target for DumpTarget {
         self.crashing_cpu().map_or(1, |c| c as Tid + 1)
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
@@ -352,7 +352,7 @@ impl Target for DumpTarget {
             .checked_sub(1)
             .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
             .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        cpu.gdb_registers(self.arch)
+        Ok(cpu.gdb_registers(self.arch)?)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

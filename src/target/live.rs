@@ -15,7 +15,7 @@ use crate::kernel::vmlinux::Vmlinux;
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
-use crate::mem::{MemError, VirtAddr, VirtRead};
+use crate::mem::{MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -176,8 +176,6 @@ impl LiveTarget {
         Ok((layout, list))
     }
 
-    /// A task's registers: those saved at its last switch; a task running right now has none
-    /// (PC 0, like the CPUs). A task that exited since `threads()` is an error.
     /// Whether the task GDB listed as `pid` is still that task.
     fn task_alive(&mut self, pid: i32) -> bool {
         let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
@@ -197,7 +195,9 @@ impl LiveTarget {
         }
     }
 
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+    /// A task's registers: those saved at its last switch; a task running right now has none
+    /// (PC 0, like the CPUs), and neither has one that exited since `threads()`.
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
         let old = self
             .tasks
             .iter()
@@ -208,7 +208,8 @@ impl LiveTarget {
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
         let mem = &mut self.reader;
-        let now = tasks::read_task(mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
+        let now = tasks::read_task(mem, &layout, old.addr)
+            .map_err(|e| ReadError::mem(format!("task {pid} is gone"), e))?;
         let exited = !still_running_as(&old, &now);
         if exited {
             // GDB's `info threads` gives up at the first thread whose registers fail, and on a
@@ -221,7 +222,7 @@ impl LiveTarget {
             regs[self.arch.pc_index()] = Some(0);
             return Ok(Registers(regs));
         }
-        tasks::saved_registers(mem, &layout, self.arch, old.addr).map_err(String::from)
+        tasks::saved_registers(mem, &layout, self.arch, old.addr)
     }
 
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
@@ -305,7 +306,7 @@ impl Target for LiveTarget {
         all
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
@@ -317,7 +318,8 @@ impl Target for LiveTarget {
             return Err(format!(
                 "no thread {tid}: threads are the online CPUs, 1 to {}",
                 self.cpus.len()
-            ));
+            )
+            .into());
         }
         // The kernel keeps running, so no CPU has registers to show. GDB refuses every memory
         // read while the PC is unavailable ("Cannot access memory" without asking the stub), so

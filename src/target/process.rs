@@ -7,7 +7,7 @@ use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::DumpMem;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
-use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
+use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 
 /// The dump's monitor commands a process target does not answer.
@@ -126,7 +126,7 @@ impl Target for ProcessTarget {
         u64::from(self.pid)
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         let task = self
             .threads
             .iter()
@@ -140,7 +140,7 @@ impl Target for ProcessTarget {
             paging: kpaging,
         };
         let mem: &mut dyn VirtRead = &mut mem;
-        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr).map_err(String::from)
+        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
