@@ -15,9 +15,9 @@ pub fn is_flattened(head: &[u8]) -> bool {
     head.starts_with(SIGNATURE)
 }
 
-/// The reassembled view of a flattened file.
-pub struct FlatSource<R: ReadAt> {
-    inner: R,
+/// The reassembled view of a flattened file (boxed: a dump's source is a `Box<dyn ReadAt>`).
+pub struct FlatSource<R: ReadAt + ?Sized> {
+    inner: Box<R>,
     /// Non-overlapping pieces sorted by reassembled offset: (offset, length, offset in `inner`).
     pieces: Vec<(u64, u64, u64)>,
     len: u64,
@@ -25,8 +25,8 @@ pub struct FlatSource<R: ReadAt> {
     pub truncated: bool,
 }
 
-impl<R: ReadAt> FlatSource<R> {
-    pub fn new(inner: R) -> Result<FlatSource<R>, String> {
+impl<R: ReadAt + ?Sized> FlatSource<R> {
+    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, String> {
         let mut head = [0u8; 32];
         inner
             .read_exact_at(0, &mut head)
@@ -125,7 +125,7 @@ fn insert(map: &mut BTreeMap<u64, (u64, u64)>, offset: u64, len: u64, src: u64) 
     map.insert(offset, (len, src));
 }
 
-impl<R: ReadAt> ReadAt for FlatSource<R> {
+impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
     fn len(&self) -> u64 {
         self.len
     }
@@ -208,7 +208,7 @@ pub(crate) mod tests {
             ],
             true,
         );
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         assert!(!f.truncated);
         assert_eq!(f.len(), 206);
         let mut buf = [0u8; 7];
@@ -231,7 +231,7 @@ pub(crate) mod tests {
     #[test]
     fn covering_records_replace_whole_pieces() {
         let flat = flatten(&[(10, b"aaaa"), (14, b"bbbb"), (8, b"cccccccccccc")], true);
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         let mut buf = [0u8; 12];
         ok(f.read_exact_at(8, &mut buf));
         assert_eq!(&buf, b"cccccccccccc");
@@ -243,7 +243,7 @@ pub(crate) mod tests {
         let flat = flatten(&[(0, b"hello"), (5, b"world")], true);
         for cut in 0..flat.len() {
             let part = flat.get(..cut).unwrap_or_default();
-            if let Ok(f) = FlatSource::new(part) {
+            if let Ok(f) = FlatSource::new(Box::new(part)) {
                 let mut buf = vec![0u8; f.len() as usize];
                 ok(f.read_exact_at(0, &mut buf));
                 assert!(
@@ -255,9 +255,9 @@ pub(crate) mod tests {
         }
         let mut bad = flat.clone();
         put(&mut bad, 4096 + 8, &(-5i64).to_be_bytes());
-        assert!(err(FlatSource::new(bad)).contains("corrupt"));
+        assert!(err(FlatSource::new(Box::new(bad))).contains("corrupt"));
         let mut ver = flat.clone();
         put(&mut ver, 24, &2i64.to_be_bytes());
-        assert!(err(FlatSource::new(ver)).contains("version"));
+        assert!(err(FlatSource::new(Box::new(ver))).contains("version"));
     }
 }

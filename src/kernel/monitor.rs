@@ -13,11 +13,8 @@ use std::fmt::Write as _;
 
 /// What the commands need from a target.
 pub trait KernelView {
-    /// Runs `f` over the kernel's memory and its knowledge (built on first use).
-    fn with_kernel(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
-    ) -> Result<String, String>;
+    /// The kernel's memory and its knowledge (built on first use), borrowed together.
+    fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String>;
     /// Every task.
     fn task_list(&mut self) -> Result<Vec<Task>, String>;
     /// The loaded modules.
@@ -60,9 +57,9 @@ pub fn run(k: &mut dyn KernelView, cmd: &str) -> Option<Result<String, String>> 
         "ps" => k.task_list().map(|t| ps_text(&t)),
         "sym" => {
             let arg = words.collect::<Vec<_>>().join(" ");
-            k.with_kernel(&mut |_, info| sym_text(info, &arg))
+            k.kernel().and_then(|(_, info)| sym_text(info, &arg))
         }
-        "dmesg" => k.with_kernel(&mut |mem, info| {
+        "dmesg" => k.kernel().and_then(|(mut mem, info)| {
             if info.vmcoreinfo().is_empty() {
                 return Err(
                     "the kernel's VMCOREINFO could not be read (see the log), and dmesg needs its \
@@ -70,7 +67,7 @@ pub fn run(k: &mut dyn KernelView, cmd: &str) -> Option<Result<String, String>> 
                         .into(),
                 );
             }
-            super::dmesg::dmesg(mem, info.vmcoreinfo()).map_err(String::from)
+            super::dmesg::dmesg(mem.as_mut(), info.vmcoreinfo()).map_err(String::from)
         }),
         "lsmod" => k.module_list().map(|m| modules::lsmod_text(&m)),
         "vmcoreinfo" => k.vmcoreinfo_text(),
@@ -131,11 +128,8 @@ mod tests {
     }
 
     impl KernelView for View {
-        fn with_kernel(
-            &mut self,
-            f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
-        ) -> Result<String, String> {
-            f(&mut FakeMem::default(), &self.info)
+        fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String> {
+            Ok((Box::new(FakeMem::default()), &self.info))
         }
         fn task_list(&mut self) -> Result<Vec<Task>, String> {
             Ok(self.tasks.clone())

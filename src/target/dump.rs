@@ -396,17 +396,13 @@ impl Target for DumpTarget {
 }
 
 impl KernelView for DumpTarget {
-    fn with_kernel(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
-    ) -> Result<String, String> {
+    fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String> {
         self.kernel_info();
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let mut mem = DumpMem {
+        let mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        f(&mut mem, k)
+        Ok((Box::new(mem), self.kinfo.as_ref().ok_or("no kernel information")?))
     }
 
     fn task_list(&mut self) -> Result<Vec<Task>, String> {
@@ -416,13 +412,8 @@ impl KernelView for DumpTarget {
     /// From the kernel's own module list in the dump's memory.
     fn module_list(&mut self) -> Result<Vec<Module>, String> {
         let arch = self.arch;
-        self.kernel_info();
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let mut mem = DumpMem {
-            dump: &self.dump,
-            paging: &self.paging,
-        };
-        modules::from_memory(&mut mem, k, arch).map_err(String::from)
+        let (mut mem, k) = self.kernel()?;
+        modules::from_memory(mem.as_mut(), k, arch).map_err(String::from)
     }
 
     fn vmcoreinfo_text(&mut self) -> Result<String, String> {

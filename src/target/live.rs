@@ -354,13 +354,10 @@ impl Target for LiveTarget {
 }
 
 impl KernelView for LiveTarget {
-    fn with_kernel(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn VirtRead, &KernelInfo) -> Result<String, String>,
-    ) -> Result<String, String> {
+    fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String> {
         self.kernel_info();
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        f(&mut self.reader, k)
+        Ok((Box::new(&mut self.reader), k))
     }
 
     fn task_list(&mut self) -> Result<Vec<Task>, String> {
