@@ -346,11 +346,11 @@ fn check_kallsyms(k: &Result<Kallsyms, String>) -> Item {
 }
 
 fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
+    let not = |status, detail: String, fix: &str| Item::not(status, "vmcoreinfo", detail, fix);
     let Some(live) = live else {
-        return Item::not(
+        return not(
             Status::Fail,
-            "vmcoreinfo",
-            "not tried",
+            "not tried".into(),
             "make the `bpf` and `kallsyms` lines OK",
         );
     };
@@ -358,62 +358,56 @@ fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let stext = live.kallsyms().lookup("_stext");
-    match live.live_vmcoreinfo() {
-        Ok(v) => {
-            let (syms, nums) = v.symbol_number_counts();
-            let osrel = v.info.osrelease().unwrap_or("");
-            if osrel != release {
-                return Item::not(
-                    Status::Fail,
-                    "vmcoreinfo",
-                    format!("the note read says OSRELEASE={osrel:?}, but this kernel is {release:?}"),
-                    "report this with `kmemd -vv --check` output: the direct map was found wrong",
-                );
-            }
-            if let (Some(a), Some(b)) = (stext, v.info.symbol("_stext")) {
-                if a != b {
-                    return Item::not(
-                        Status::Fail,
-                        "vmcoreinfo",
-                        format!("its SYMBOL(_stext)={b:#x} disagrees with kallsyms ({a:#x})"),
-                        "report this with `kmemd -vv --check` output",
-                    );
-                }
-            }
-            if syms == 0 || nums == 0 {
-                return Item::not(
-                    Status::Missing,
-                    "vmcoreinfo",
-                    format!(
-                        "found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines",
-                        v.phys
-                    ),
-                    "data symbols need -k vmlinux on this kernel",
-                );
-            }
-            let uts = v
-                .info
-                .symbol("init_uts_ns")
-                .map(|a| format!(", init_uts_ns at {a:#x}"))
-                .unwrap_or_default();
-            Item::ok(
-                "vmcoreinfo",
-                format!(
-                    "physical {:#x} read through the direct map at {:#x}: {} lines, {syms} SYMBOL and \
-                     {nums} NUMBER{uts}; `monitor vmcoreinfo` prints it",
-                    v.phys,
-                    v.direct_map,
-                    v.info.entries().len()
-                ),
-            )
+    let v = match live.live_vmcoreinfo() {
+        Ok(v) => v,
+        Err(e) => {
+            let fix = "without it, data symbols missing from kallsyms need -k vmlinux";
+            return not(Status::Missing, e, fix);
         }
-        Err(e) => Item::not(
-            Status::Missing,
-            "vmcoreinfo",
-            e,
-            "without it, data symbols missing from kallsyms need -k vmlinux",
-        ),
+    };
+    let (syms, nums) = v.symbol_number_counts();
+    let osrel = v.info.osrelease().unwrap_or("");
+    let report = "report this with `kmemd -vv --check` output";
+    if osrel != release {
+        let detail = format!("the note read says OSRELEASE={osrel:?}, but this kernel is {release:?}");
+        return not(
+            Status::Fail,
+            detail,
+            &format!("{report}: the direct map was found wrong"),
+        );
     }
+    if let (Some(a), Some(b)) = (stext, v.info.symbol("_stext")) {
+        if a != b {
+            let detail = format!("its SYMBOL(_stext)={b:#x} disagrees with kallsyms ({a:#x})");
+            return not(Status::Fail, detail, report);
+        }
+    }
+    if syms == 0 || nums == 0 {
+        let detail = format!(
+            "found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines",
+            v.phys
+        );
+        return not(
+            Status::Missing,
+            detail,
+            "data symbols need -k vmlinux on this kernel",
+        );
+    }
+    let uts = v
+        .info
+        .symbol("init_uts_ns")
+        .map(|a| format!(", init_uts_ns at {a:#x}"))
+        .unwrap_or_default();
+    Item::ok(
+        "vmcoreinfo",
+        format!(
+            "physical {:#x} read through the direct map at {:#x}: {} lines, {syms} SYMBOL and \
+             {nums} NUMBER{uts}; `monitor vmcoreinfo` prints it",
+            v.phys,
+            v.direct_map,
+            v.info.entries().len()
+        ),
+    )
 }
 
 fn word_spec(base: u64, i: usize, access: Access) -> Spec {
@@ -527,13 +521,35 @@ fn traps<S: PerfSys>(armed: &mut Armed<S>, ids_addr: Option<u64>) -> (u64, Vec<p
     (n, samples)
 }
 
+/// Why [`trapped`] has no count.
+enum Trap {
+    /// The watchpoint could not be armed on every CPU.
+    Arm(String),
+    /// The access that should trap could not be made.
+    Trigger(String),
+}
+
+/// Arms `spec` on every online CPU, makes the access that should trap (`trigger`), and returns
+/// the traps counted (the samples at `only_addr`, or all), releasing the watchpoint after.
+fn trapped(
+    spec: &Spec,
+    arch: Arch,
+    trigger: impl FnOnce() -> Result<(), String>,
+    only_addr: Option<u64>,
+) -> Result<(u64, Vec<perf::Sample>), Trap> {
+    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
+    let mut armed =
+        Armed::arm(std::slice::from_ref(spec), &cpus, CHECK_RING_PAGES, arch).map_err(Trap::Arm)?;
+    trigger().map_err(Trap::Trigger)?;
+    Ok(traps(&mut armed, only_addr))
+}
+
 fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> Item {
     const BUMPS: u32 = 3;
     let spec = word_spec(plant.kernel_addr(), 0, Access::W);
-    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
-    let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
-        Ok(a) => a,
-        Err(e) => {
+    let (n, samples) = match trapped(&spec, arch, || plant.bump(BUMPS), Some(spec.addr)) {
+        Ok(t) => t,
+        Err(Trap::Arm(e)) => {
             return Item::not(
                 Status::Fail,
                 "watch-hit",
@@ -541,17 +557,15 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
                 e,
             )
         }
+        Err(Trap::Trigger(e)) => {
+            return Item::not(
+                Status::Fail,
+                "watch-hit",
+                e,
+                "report this: the planted value cannot be bumped",
+            )
+        }
     };
-    if let Err(e) = plant.bump(BUMPS) {
-        return Item::not(
-            Status::Fail,
-            "watch-hit",
-            e,
-            "report this: the planted value cannot be bumped",
-        );
-    }
-    let (n, samples) = traps(&mut armed, Some(spec.addr));
-    drop(armed);
     let at = samples
         .first()
         .map(|s| match kallsyms {
@@ -614,10 +628,14 @@ fn check_exec(arch: Arch, symbol: &mut dyn FnMut(&str) -> Option<u64>, perf_err:
         addr,
         target: name.to_string(),
     };
-    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
-    let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
-        Ok(a) => a,
-        Err(e) => {
+    // std::process::id() is a real getpid(2) each time (glibc >= 2.25 and musl do not cache it).
+    let getpid = || {
+        let _ = std::process::id();
+        Ok(())
+    };
+    let n = match trapped(&spec, arch, getpid, None) {
+        Ok((n, _)) => n,
+        Err(Trap::Arm(e) | Trap::Trigger(e)) => {
             return Item::not(
                 Status::Missing,
                 "watch-exec",
@@ -626,10 +644,6 @@ fn check_exec(arch: Arch, symbol: &mut dyn FnMut(&str) -> Option<u64>, perf_err:
             )
         }
     };
-    // std::process::id() is a real getpid(2) each time (glibc >= 2.25 and musl do not cache it).
-    let _ = std::process::id();
-    let (n, _) = traps(&mut armed, None);
-    drop(armed);
     if n >= 1 {
         Item::ok(
             "watch-exec",

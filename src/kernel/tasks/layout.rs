@@ -57,6 +57,19 @@ pub enum SavedLayout {
     None(String),
 }
 
+/// Where the registers of a (member, register) list are in `strukt`; members this kernel's
+/// struct lacks are left out.
+fn register_offsets(
+    l: &dyn Layout,
+    strukt: &str,
+    members: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, u64)> {
+    members
+        .iter()
+        .filter_map(|(m, reg)| Some((*reg, l.member(strukt, m)?.offset)))
+        .collect()
+}
+
 fn need(l: &dyn Layout, st: &str, m: &str, missing: &mut Vec<String>) -> Field {
     l.member(st, m).unwrap_or_else(|| {
         missing.push(format!("{st}.{m}"));
@@ -129,10 +142,7 @@ impl TaskLayout {
                 (Some(sp), Some(size)) => SavedLayout::OnStack {
                     sp_member,
                     thread_sp: th + sp.offset,
-                    frame: members
-                        .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member(frame_struct, m)?.offset)))
-                        .collect(),
+                    frame: register_offsets(l, frame_struct, members),
                     frame_size: size,
                     fsbase,
                 },
@@ -150,10 +160,7 @@ impl TaskLayout {
                 Some(cc) => SavedLayout::InThread {
                     member,
                     context: th + cc.offset,
-                    regs: members
-                        .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member(strukt, m)?.offset)))
-                        .collect(),
+                    regs: register_offsets(l, strukt, members),
                     copies,
                 },
                 None => SavedLayout::None(format!("thread_struct.{member}")),
