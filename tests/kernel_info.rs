@@ -16,26 +16,20 @@ type Variant = (PathBuf, String, Vec<(String, u64)>);
 
 /// Every variant, or None (skip) outside CI without fixtures.
 fn fixtures() -> Option<Vec<Variant>> {
-    let dirs = fixture_dirs()?;
-    Some(
-        dirs.into_iter()
-            .map(|dir| {
-                let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
-                let mut arch = String::new();
-                let mut ksyms = Vec::new();
-                for line in text.lines() {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    match w.as_slice() {
-                        ["arch", a] => arch = a.to_string(),
-                        ["ksym", name, addr] => ksyms.push((name.to_string(), hex(addr))),
-                        _ => {}
-                    }
-                }
-                assert!(!ksyms.is_empty(), "{}: manifest has no ksym lines", dir.display());
-                (dir, arch, ksyms)
-            })
-            .collect(),
-    )
+    load_fixtures(|dir| {
+        let mut arch = String::new();
+        let mut ksyms = Vec::new();
+        for line in manifest(dir) {
+            let w: Vec<&str> = line.iter().map(String::as_str).collect();
+            match w.as_slice() {
+                ["arch", a] => arch = a.to_string(),
+                ["ksym", name, addr] => ksyms.push((name.to_string(), hex(addr))),
+                _ => {}
+            }
+        }
+        assert!(!ksyms.is_empty(), "{}: manifest has no ksym lines", dir.display());
+        (dir.to_path_buf(), arch, ksyms)
+    })
 }
 
 #[test]
