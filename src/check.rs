@@ -480,7 +480,7 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
 }
 
 fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
-    let why = perf::open_error(errno, spec, arch, cpu);
+    let why = perf::open_error(errno, spec, arch, cpu, &perf::PermFacts::gather);
     let status = match errno {
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => Status::Missing,
         _ => Status::Fail,
