@@ -434,12 +434,12 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
     let mut held: Vec<OwnedFd> = Vec::new();
     for i in 0..PLANT_WORDS {
         let spec = word_spec(plant, i, Access::W);
-        match os::perf_event_open(&perf::attr_for(&spec), -1, cpu as i32) {
+        match os::perf_event_open(&perf::attr_for(&spec, arch), -1, cpu as i32) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
             // Kernels before 6.0 reject PERF_FORMAT_LOST: retry without it.
             Err(libc::EINVAL) if held.is_empty() => {
-                let mut attr = perf::attr_for(&spec);
+                let mut attr = perf::attr_for(&spec, arch);
                 attr.read_format = 0;
                 match os::perf_event_open(&attr, -1, cpu as i32) {
                     Ok(fd) => held.push(fd),

@@ -33,7 +33,7 @@ fn exec_breakpoints_allowed() -> bool {
         addr,
         target: name.into(),
     };
-    os::perf_event_open(&perf::attr_for(&spec), -1, 0).is_ok()
+    os::perf_event_open(&perf::attr_for(&spec, kmemd::arch::Arch::host()), -1, 0).is_ok()
 }
 
 #[test]

@@ -154,7 +154,7 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
 }
 
 /// The perf_event_attr of one watchpoint.
-pub fn attr_for(spec: &Spec) -> PerfEventAttr {
+pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
     PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,
         sample_period: 1,
@@ -166,7 +166,9 @@ pub fn attr_for(spec: &Spec) -> PerfEventAttr {
             | os::ATTR_FLAG_USE_CLOCKID,
         // Wake the reader at every sample: a lone hit is printed (and its value read) at once;
         // under a storm the reader is busy draining, and wake-ups without a waiter cost little.
-        wakeup_events: 1,
+        // Where a wake-up makes the trapped instruction trap again (arm64), none: the kernel then
+        // wakes at half a ring, and the reader's poll timeout (watch::POLL_MS) shows a lone hit.
+        wakeup_events: u32::from(arch.wake_per_breakpoint_sample()),
         bp_type: spec.access.bp_type(),
         bp_addr: spec.addr,
         bp_len: spec.len as u64,
@@ -379,7 +381,7 @@ impl Armed {
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
-                let attr = attr_for(spec);
+                let attr = attr_for(spec, arch);
                 let fd = match os::perf_event_open(&attr, -1, cpu as i32) {
                     // Kernels before 6.0 do not know PERF_FORMAT_LOST: count without it.
                     Err(libc::EINVAL) => {
@@ -659,10 +661,19 @@ mod tests {
             addr: 0xffff_8880_0000_0008,
             target: "x".into(),
         };
-        let a = attr_for(&spec);
+        let a = attr_for(&spec, Arch::X86_64);
         assert_eq!((a.type_, a.sample_period, a.bp_type, a.bp_len), (5, 1, 2, 8));
         assert_eq!(a.bp_addr, spec.addr);
         assert_ne!(a.sample_type & SAMPLE_CALLCHAIN, 0);
         assert_ne!(a.flags & os::ATTR_FLAG_DISABLED, 0);
+        assert_eq!(a.wakeup_events, 1, "x86: the reader wakes at every hit");
+        // arm64: a wake-up per sample re-traps the stepped instruction (Arch docs): none.
+        let a = attr_for(&spec, Arch::Aarch64);
+        assert_eq!(a.wakeup_events, 0);
+        assert_eq!(
+            a.flags & os::ATTR_FLAG_WATERMARK,
+            0,
+            "the kernel's default: half a ring"
+        );
     }
 }
