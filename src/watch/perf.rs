@@ -284,7 +284,7 @@ pub fn open_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32, facts: &dyn Fn(
              can only be watched when the kernel has kprobes (CONFIG_KPROBES), which this one \
              lacks or refuses for this address. Use GDB breakpoints on a dump, or watch data"
         ),
-        libc::EINVAL if spec.access == Access::R && arch == Arch::X86_64 => {
+        libc::EINVAL if spec.access == Access::R && arch.debug_regs().no_read_only.is_some() => {
             format!(
                 "{what}: x86 cannot watch reads alone (EINVAL); use rw{}",
                 spec.len

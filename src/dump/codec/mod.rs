@@ -47,8 +47,31 @@ impl Compression {
 pub const ZSTD_UNSUPPORTED: &str = "this dump's pages are zstd-compressed, which kmemd cannot read; \
      convert it with makedumpfile using -c (zlib), -l (lzo) or -p (snappy) instead of -z";
 
+/// Why a stored page could not be decoded: damaged data, or a compression kmemd has no decoder
+/// for. The page cache (kdump.rs) turns these into memory errors of the same kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    Corrupt(String),
+    Unsupported(String),
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::Corrupt(s) | CodecError::Unsupported(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A decoder's own error text: the page's data is damaged.
+impl From<String> for CodecError {
+    fn from(s: String) -> CodecError {
+        CodecError::Corrupt(s)
+    }
+}
+
 /// Decodes one stored page into `out`, which must come out exactly full.
-pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), String> {
+pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
     let produced = match kind {
         Compression::Raw => {
             if input.len() != out.len() {
@@ -56,7 +79,8 @@ pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), Str
                     "uncompressed page is {} bytes, expected {}",
                     input.len(),
                     out.len()
-                ));
+                )
+                .into());
             }
             out.copy_from_slice(input);
             input.len()
@@ -66,13 +90,10 @@ pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), Str
         }
         Compression::Lzo => lzo::decompress(input, out)?,
         Compression::Snappy => snappy::decompress(input, out)?,
-        Compression::Zstd => return Err(ZSTD_UNSUPPORTED.into()),
+        Compression::Zstd => return Err(CodecError::Unsupported(ZSTD_UNSUPPORTED.into())),
     };
     if produced != out.len() {
-        return Err(format!(
-            "page decompressed to {produced} bytes, expected {}",
-            out.len()
-        ));
+        return Err(format!("page decompressed to {produced} bytes, expected {}", out.len()).into());
     }
     Ok(())
 }
@@ -92,9 +113,10 @@ mod tests {
         assert!(decode(Compression::Raw, &[1; 8], &mut out).is_ok());
         assert_eq!(out, [1; 8]);
         assert!(decode(Compression::Raw, &[1; 7], &mut out).is_err());
-        let e = decode(Compression::Zstd, &[0; 8], &mut out)
-            .err()
-            .unwrap_or_default();
+        let e = decode(Compression::Zstd, &[0; 8], &mut out).err();
+        let Some(CodecError::Unsupported(e)) = e else {
+            panic!("zstd pages are unsupported: {e:?}")
+        };
         assert!(e.contains("-c") && e.contains("-l"), "{e}");
         // zlib.compress(b"abc"): a valid stream, but 3 bytes are not a full page.
         let short = [0x78, 0x9c, 0x4b, 0x4c, 0x4a, 0x06, 0x00, 0x02, 0x4d, 0x01, 0x27];
