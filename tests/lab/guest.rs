@@ -147,11 +147,14 @@ struct Booting {
     dir: PathBuf,
 }
 
-static STARTED: OnceLock<Mutex<[Option<Result<Booting, String>>; 2]>> = OnceLock::new();
+/// Each arch's boot, taken by the first `guest()` of that arch.
+type Boots = Mutex<[Option<Result<Booting, String>>; 2]>;
+
+static STARTED: OnceLock<Boots> = OnceLock::new();
 static GUESTS: [OnceLock<Result<Guest, String>>; 2] = [OnceLock::new(), OnceLock::new()];
 
 /// Starts both guests' boots (they overlap: TCG boots take 10-60 s), once.
-fn start_all() -> &'static Mutex<[Option<Result<Booting, String>>; 2]> {
+fn start_all() -> &'static Boots {
     STARTED.get_or_init(|| Mutex::new(ARCHES.map(|a| Some(start(a)))))
 }
 
@@ -373,10 +376,11 @@ impl Guest {
     /// Runs `cmd` and returns its stdout; a non-zero exit fails the test with its output.
     pub fn sh(&self, cmd: &str) -> String {
         let o = self.run(cmd);
+        let how = if o.timed_out { "timed out" } else { "failed" };
         assert_eq!(
             o.code,
             0,
-            "in the {} guest, `{cmd}` failed:\n{}",
+            "in the {} guest, `{cmd}` {how}:\n{}",
             self.arch.name(),
             o.text()
         );

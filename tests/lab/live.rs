@@ -165,6 +165,18 @@ fn run_gdb(g: &Guest, gdb: &std::path::Path, sock: &std::path::Path, typed: bool
     Seen { kv, text }
 }
 
+/// The text of a char array as GDB prints it (`"swapper/0\000\000..."`): up to the first NUL.
+fn c_string(v: &str) -> &str {
+    let inner = v.trim().trim_start_matches('"');
+    // `"abc\000\000"` or `"abc", '\000' <repeats 53 times>`: the text ends at whichever comes first.
+    let end = [inner.find("\\000"), inner.find('"')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(inner.len());
+    &inner[..end]
+}
+
 /// jiffies from the guest's own /proc/timer_list.
 fn guest_jiffies(g: &Guest) -> u64 {
     g.sh("grep -m1 '^jiffies:' /proc/timer_list")
@@ -232,12 +244,12 @@ fn gdb_reads_the_running_kernel_through_a_real_vmlinux() {
                 "{what}: jiffies {j} not within the guest's {before}..{after}"
             );
             assert!(
-                seen.get("comm").contains(&format!("\"{comm0}\"")),
+                c_string(seen.get("comm")) == comm0,
                 "{what}: {}",
                 seen.get("comm")
             );
             assert!(
-                seen.get("nodename").contains(&format!("\"{marker}\"")),
+                c_string(seen.get("nodename")) == marker,
                 "{what}: {}",
                 seen.get("nodename")
             );

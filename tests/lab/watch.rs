@@ -7,7 +7,7 @@
 //! bpf_map_update_elem that copies the value in from user space.
 
 use crate::guest::{guest, Arch, Guest, Job, ARCHES};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 static RUN: AtomicU32 = AtomicU32::new(0);
@@ -126,7 +126,10 @@ impl<'g> GuestWatch<'g> {
     /// Waits until kmemd has printed something (a hit).
     pub fn wait_for_output(&self) {
         let o = self.g.run_for(
-            &format!("i=0; while [ ! -s {} ]; do i=$((i + 1)); [ $i -gt 1200 ] && exit 3; sleep 0.05; done", self.out),
+            &format!(
+                "i=0; while [ ! -s {} ]; do i=$((i + 1)); [ $i -gt 1200 ] && exit 3; sleep 0.05; done",
+                self.out
+            ),
             Duration::from_secs(90),
         );
         assert_eq!(o.code, 0, "kmemd printed no hit within a minute");
@@ -174,15 +177,23 @@ impl<'g> GuestWatch<'g> {
     /// 20 ms at the latest). Hits the reader has not shown when it is stopped are counted as
     /// "queued at stop", not shown: a test of counts must wait for them.
     pub fn wait_hits(&self, n: u64) {
+        // Stops early when the count stands still for 2 s (lost samples never show up).
         let o = self.g.run_for(
             &format!(
-                "i=0; while [ $(grep -cE '^(\\{{\"seq\"|#[0-9]+ )' {out}) -lt {n} ]; do i=$((i + 1)); \
-                 [ $i -gt 2400 ] && exit 3; sleep 0.05; done; sleep 0.3",
+                "i=0; last=-1; same=0; \
+                 while c=$(grep -cE '^(\\{{\"seq\"|#[0-9]+ )' {out}); [ $c -lt {n} ]; do \
+                 if [ $c = $last ]; then same=$((same + 1)); else same=0; last=$c; fi; \
+                 [ $same -gt 40 ] && exit 0; i=$((i + 1)); [ $i -gt 2400 ] && exit 3; sleep 0.05; done; sleep 0.3",
                 out = self.out
             ),
             Duration::from_secs(180),
         );
-        assert_eq!(o.code, 0, "kmemd did not show {n} hits within two minutes:\n{}", o.text());
+        assert_eq!(
+            o.code,
+            0,
+            "kmemd did not show {n} hits within two minutes:\n{}",
+            o.text()
+        );
     }
 
     /// Ctrl-C, then the output.
@@ -298,9 +309,11 @@ fn watch_matrix_every_type_and_length() {
     }
 }
 
-/// Hit counts: exact on x86_64. On arm64 under TCG a watchpoint or breakpoint re-traps the same
-/// instruction many times (see the README's kernel-lab section), so there the test asserts what
-/// is still exact: every access trapped at least once, and kmemd showed every trap perf counted.
+/// Hit counts. x86_64 traps after the access: exactly one hit per access. arm64 traps before it
+/// and the kernel single-steps the instruction; an interrupt that arrives in that window makes the
+/// step fire in the interrupt handler and the same access trap again (README, "Watchpoints on
+/// arm64"), so there perf counts each access at least once and stray re-traps stay rare. Either
+/// way kmemd accounts for every trap perf counted.
 fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) {
     let (counted, shown, lost, queued, own) = d.kernel_counted();
     assert_eq!(shown, got, "{what}: hits printed vs the summary's shown");
@@ -311,10 +324,16 @@ fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) 
     );
     match arch {
         Arch::X86_64 => {
+            assert_eq!(lost, 0, "{what}: nothing lost:\n{}", d.err);
             assert_eq!(got, want, "{what}: one hit per access:\n{}", d.err);
-            assert_eq!(lost, 0, "{what}");
         }
-        Arch::Aarch64 => assert!(got >= want, "{what}: {got} hits for {want} accesses:\n{}", d.err),
+        // Without a wake-up per hit (see the Arch docs) a burst can outrun a reader that the
+        // host's load leaves no CPU: then samples are lost, and perf counts them.
+        Arch::Aarch64 => assert!(
+            want <= counted && counted <= want + 1 + want / 10,
+            "{what}: perf counted {counted} traps for {want} accesses:\n{}",
+            d.err
+        ),
     }
 }
 
@@ -333,7 +352,10 @@ fn misaligned_and_user_addresses_are_refused() {
         let e = refusal(g, &format!("-w {ty} {at:#x} -t 1"));
         let len: u64 = ty[1..].parse().unwrap();
         let down = at & !(len - 1);
-        assert!(e.contains("misaligned") && e.contains(&format!("e.g. {down:#x}")), "{e}");
+        assert!(
+            e.contains("misaligned") && e.contains(&format!("e.g. {down:#x}")),
+            "{e}"
+        );
         let e = refusal(g, "-w w8 0x1000 -t 1");
         assert!(e.contains("not a kernel address"), "{e}");
         let e = refusal(g, "-w w8 no_such_symbol_here -t 1");
@@ -375,12 +397,15 @@ fn symbol_and_symbol_plus_offset_targets() {
         let w = GuestWatch::start(g, "-w w1 init_uts_ns+65 --json");
         // The writer: a shell on CPU 0 whose builtin echo writes the sysctl (proc_do_uts_string
         // copies the name in); it outlives the hit, so kmemd can name it.
-        let pid_line = g.sh("taskset 1 sh -c 'echo $$; echo watched1 > /proc/sys/kernel/hostname; sleep 1'");
+        let who = g.sh(
+            "taskset 1 sh -c 'echo $$ $(cat /proc/$$/comm); echo watched1 > /proc/sys/kernel/hostname; sleep 1; :'",
+        );
         w.wait_hits(1);
         let d = w.stop();
         g.sh("hostname lab");
         assert_eq!(d.code, 0, "{}", d.text());
-        let writer: u64 = pid_line.trim().parse().expect("the writer's pid");
+        let (writer, comm) = who.trim().split_once(' ').expect("pid and comm");
+        let writer: u64 = writer.parse().expect("the writer's pid");
         let hits = d.hits();
         assert!(
             !hits.is_empty(),
@@ -391,7 +416,7 @@ fn symbol_and_symbol_plus_offset_targets() {
         for h in &hits {
             assert_eq!(field(h, "target"), "init_uts_ns+65");
             assert_eq!(num(h, "pid"), writer, "the writer is the hostname process: {h}");
-            assert_eq!(field(h, "comm"), "sh", "{h}");
+            assert_eq!(field(h, "comm"), comm, "the writer's name as the guest says: {h}");
             assert_eq!(num(h, "cpu"), 0, "taskset 1 pins the writer to CPU 0: {h}");
             let stack = h.split("\"stack\":[").nth(1).unwrap_or("");
             assert!(
@@ -459,16 +484,8 @@ fn count_and_time_limits() {
     }
 }
 
-/// Writes that take a while: enough that kmemd's stop can be seen to come before their end.
-fn storm_writes(arch: Arch) -> u32 {
-    match arch {
-        Arch::X86_64 => 300_000,
-        Arch::Aarch64 => 100_000,
-    }
-}
-
-/// SIGINT and SIGTERM during a storm of writes end kmemd while the writer still runs, with a
-/// summary that counts every hit it showed and no more hits than writes.
+/// SIGINT and SIGTERM during a storm of writes end kmemd before the storm ends (it disarms at
+/// once, so most writes go unwatched), with a summary that counts every hit it showed.
 #[test]
 fn signals_end_a_storm_with_a_summary() {
     for arch in ARCHES {
@@ -477,24 +494,27 @@ fn signals_end_a_storm_with_a_summary() {
         for sig in [2, 15] {
             let plant = g.plant(8);
             let w = GuestWatch::start(g, &format!("-w w8 {:#x}", plant.addr));
-            let storm_done = AtomicBool::new(false);
-            let (d, ended_first) = std::thread::scope(|s| {
-                s.spawn(|| {
-                    plant.bump(storm_writes(arch));
-                    storm_done.store(true, Ordering::SeqCst);
-                });
+            let writes = 300_000u32;
+            let d = std::thread::scope(|s| {
+                s.spawn(|| plant.bump(writes));
                 w.wait_for_output();
                 w.signal(sig);
                 let code = w.exit(Duration::from_secs(60));
-                let first = !storm_done.load(Ordering::SeqCst);
-                (w.collect(code), first)
+                w.collect(code)
             });
             assert_eq!(d.code, 0, "signal {sig}: {}", d.text());
-            assert!(ended_first, "signal {sig}: kmemd ended only after the storm of writes");
-            assert!(d.out.contains("(interrupted)"), "signal {sig}: summary on stop:\n{}", d.text());
+            assert!(
+                d.out.contains("(interrupted)"),
+                "signal {sig}: summary on stop:\n{}",
+                d.text()
+            );
             let hits = d.summary_hits();
             let written = u64::from_ne_bytes(plant.read()[..8].try_into().unwrap());
-            assert!(hits > 0 && hits <= written, "signal {sig}: {hits} hits of {written} writes");
+            assert_eq!(written, writes as u64, "the storm ran to its end");
+            assert!(
+                hits > 0 && hits < written / 2,
+                "signal {sig}: {hits} hits of {written} writes: kmemd did not stop during the storm"
+            );
             let (counted, shown, lost, queued, own) = d.kernel_counted();
             assert_eq!(shown, hits, "signal {sig}");
             assert_eq!(counted, shown + lost + queued + own, "signal {sig}: {}", d.text());
@@ -533,17 +553,34 @@ fn exact_counts_for_both_kinds_of_kernel_writer() {
         assert_eq!(d.code, 0, "{what}: {}", d.text());
         let hits = d.hits();
         assert!(!hits.is_empty(), "{what}: {}", d.text());
-        let per = hits.len() as u64 / updates;
-        let want = 1;
-        eprintln!("MAPUPDATE {} {:?}", arch.name(), hits.iter().map(|h| field(h, "ip_sym")).collect::<Vec<_>>());
-        assert_exact_or_storm(arch, &what, hits.len() as u64, want * updates, &d);
-        assert!(per >= 1);
+        // x86 copies with `rep movsb` (memcpy_erms: QEMU's `max` CPU has ERMS) and QEMU's TCG
+        // checks the watchpoint once per such instruction: one trap per update. (Earlier CI hosts
+        // under KVM trapped once per byte of a `rep movsb`.) arm64's memcpy copies 8 to 16 bytes
+        // as two 8-byte stores, to the start and to the end - here both cover the watched value:
+        // two traps per update, at two instructions.
+        let (per, ips) = match arch {
+            Arch::X86_64 => (1, 1),
+            Arch::Aarch64 => (2, 2),
+        };
+        assert_exact_or_storm(arch, &what, hits.len() as u64, per * updates, &d);
+        let at: std::collections::BTreeSet<&str> = hits.iter().map(|h| field(h, "ip_sym")).collect();
+        assert_eq!(at.len(), ips, "{what}: {at:?}");
+        let copy = match arch {
+            Arch::X86_64 => "memcpy_erms+",
+            // arm64's memcpy and memmove are one function; kallsyms names it memmove.
+            Arch::Aarch64 => "memmove+",
+        };
+        assert!(at.iter().all(|s| s.starts_with(copy)), "{what}: {at:?}");
         for h in &hits {
             let st = h.split("\"stack\":[").nth(1).unwrap_or("");
             assert!(st.contains("map_update_elem"), "{what}: {h}");
         }
         let last = hex(field(hits[hits.len() - 1], "value"));
-        assert_eq!(last, 0x1122_3344_5566_7700 + updates, "{what}: the last hit shows the last update");
+        assert_eq!(
+            last,
+            0x1122_3344_5566_7700 + updates,
+            "{what}: the last hit shows the last update"
+        );
     }
 }
 
@@ -569,10 +606,16 @@ fn forced_ring_overflow_counts_what_was_lost() {
         assert_eq!(shown, d.out_lines, "{what}");
         match arch {
             Arch::X86_64 => assert_eq!(counted, n as u64, "{what}: perf counted every write"),
-            Arch::Aarch64 => assert!(counted >= n as u64 && counted <= n as u64 * 11 / 10, "{what}: {counted}"),
+            Arch::Aarch64 => assert!(
+                counted >= n as u64 && counted <= n as u64 * 11 / 10,
+                "{what}: {counted}"
+            ),
         }
         let first = d.err.lines().find(|l| l.starts_with("summary: ")).unwrap_or("");
-        assert!(first.contains(&format!(", {lost} lost,")), "{what}: the summary's lost is perf's: {first}");
+        assert!(
+            first.contains(&format!(", {lost} lost,")),
+            "{what}: the summary's lost is perf's: {first}"
+        );
     }
 }
 
@@ -614,15 +657,24 @@ fn json_hits_name_the_writer_and_the_summary_adds_up() {
         }
         assert_eq!(prev_value, n as u64, "the last hit shows the last write");
         let t = d.err.clone();
-        let cpu_line = t.lines().find(|l| l.trim_start().starts_with("per cpu:")).expect("per cpu line");
+        let cpu_line = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("per cpu:"))
+            .expect("per cpu line");
         for (cpu, k) in &per_cpu {
-            assert!(cpu_line.contains(&format!("cpu{cpu}={k}")), "{cpu_line} vs {per_cpu:?}");
+            assert!(
+                cpu_line.contains(&format!("cpu{cpu}={k}")),
+                "{cpu_line} vs {per_cpu:?}"
+            );
         }
         let site = t
             .lines()
             .skip_while(|l| !l.contains("per call site:"))
             .nth(1)
             .unwrap_or("");
-        assert!(site.contains("plant_bump") && site.trim().starts_with(&hits.len().to_string()), "{site}");
+        assert!(
+            site.contains("plant_bump") && site.trim().starts_with(&hits.len().to_string()),
+            "{site}"
+        );
     }
 }
