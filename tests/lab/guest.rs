@@ -7,6 +7,7 @@
 //! commands and reads their output and exit codes, keeps BPF plants the kernel writes on request,
 //! and borrows a virtio serial line on which `kmemd -s /dev/hvcN` serves the host's GDB.
 
+use crate::common::in_ci;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -88,11 +89,6 @@ pub struct Guest {
     slots: Mutex<()>,
     kallsyms: OnceLock<HashMap<String, u64>>,
     _labd: Mutex<(Child, ChildStdin)>,
-}
-
-/// Whether the environment says this is CI (any non-empty CI other than `false`/`0`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 fn repo() -> &'static Path {

@@ -304,3 +304,102 @@ fn gdb_reads_the_running_kernel_through_a_real_vmlinux() {
         g.sh("hostname lab");
     }
 }
+
+/// Runs inside GDB with no vmlinux, as on a board on first contact: everything it learns comes from
+/// kmemd over the serial line, the addresses and layout from the guest's own VMCOREINFO.
+const BOARD_SCRIPT: &str = r#"
+import gdb, re
+gdb.execute("set remotetimeout 120")
+gdb.execute("target remote %(sock)s")
+vi = gdb.execute("monitor vmcoreinfo", to_string=True)
+for l in vi.splitlines():
+    print("KV vmcoreinfo " + l)
+sym = re.search(r"^SYMBOL\(init_uts_ns\)=([0-9a-f]+)$", vi, re.M)
+off = re.search(r"^OFFSET\(uts_namespace\.name\)=(\d+)$", vi, re.M)
+if sym and off:
+    base = int(sym.group(1), 16) + int(off.group(1))
+    raw = gdb.selected_inferior().read_memory(base, 65 * 3).tobytes()
+    for i, f in enumerate(("sysname", "nodename", "release")):
+        print("KV %s %s" % (f, raw[65 * i:65 * (i + 1)].split(b"\0")[0].decode()))
+print("KV sym " + gdb.execute("monitor sym init_uts_ns", to_string=True).strip())
+print("KV kaslr " + gdb.execute("monitor kaslr", to_string=True).splitlines()[0])
+gdb.execute("detach")
+print("KV done yes")
+"#;
+
+/// The board's first session: no vmlinux on the desk; GDB finds init_uts_ns through `monitor
+/// vmcoreinfo` and reads the hostname the guest set, `monitor sym` and `monitor kaslr` agree
+/// with the guest's VMCOREINFO and (amd64) kallsyms.
+#[test]
+fn gdb_without_vmlinux_reads_what_vmcoreinfo_points_at() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let marker = format!("board{:08x}", std::process::id() ^ (arch as u32) << 24);
+        g.sh(&format!("hostname {marker}"));
+        let release = g.sh("uname -r");
+        let gdb = lab_gdbs(arch).into_iter().next().expect("a GDB").1;
+        let served = Served::start(g, "");
+        let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join(format!("board-{}.py", arch.name()));
+        std::fs::write(
+            &script,
+            BOARD_SCRIPT.replace("%(sock)s", &served.port.host.display().to_string()),
+        )
+        .unwrap();
+        let out = gdb_batch_command(&gdb, 300)
+            .arg("-x")
+            .arg(&script)
+            .output()
+            .expect("run gdb");
+        let log = served.stop(g);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = Seen {
+            kv: text
+                .lines()
+                .filter_map(|l| l.strip_prefix("KV "))
+                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+            text: text.clone(),
+        };
+        let what = arch.name();
+        assert_eq!(seen.get("done"), "yes", "{what}: {text}\nkmemd:\n{log}");
+        assert_eq!(seen.get("nodename"), marker, "{what}: the hostname the guest set");
+        assert_eq!(seen.get("sysname"), "Linux", "{what}");
+        assert_eq!(seen.get("release"), release.trim(), "{what}");
+        let vi = seen.all("vmcoreinfo");
+        assert!(
+            vi.contains(&format!("OSRELEASE={}", release.trim()).as_str()),
+            "{what}: {vi:?}"
+        );
+        let vsym = vi
+            .iter()
+            .find_map(|l| l.strip_prefix("SYMBOL(init_uts_ns)="))
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .expect("SYMBOL(init_uts_ns)");
+        if arch == Arch::X86_64 {
+            assert_eq!(
+                vsym,
+                g.ksym("init_uts_ns"),
+                "VMCOREINFO's init_uts_ns vs kallsyms'"
+            );
+        }
+        assert_eq!(seen.get("sym"), format!("init_uts_ns = {vsym:#x}"), "{what}");
+        let koff = vi
+            .iter()
+            .find_map(|l| l.strip_prefix("KERNELOFFSET="))
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .expect("KERNELOFFSET");
+        assert_ne!(koff, 0, "{what}: KASLR is on in the lab");
+        assert!(
+            seen.get("kaslr")
+                .starts_with(&format!("KASLR offset: {koff:#x} ")),
+            "{what}: {}",
+            seen.get("kaslr")
+        );
+    }
+}
