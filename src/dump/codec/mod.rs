@@ -3,6 +3,7 @@
 
 pub mod lzo;
 pub mod snappy;
+pub mod xxh64;
 
 use crate::sys::clib::zlib_uncompress;
 
