@@ -4,6 +4,7 @@
 pub mod lzo;
 pub mod snappy;
 pub mod xxh64;
+pub mod zstd;
 
 use crate::sys::clib::zlib_uncompress;
 
