@@ -12,6 +12,8 @@
 mod bits;
 mod fse;
 mod huffman;
+#[cfg(test)]
+mod tests;
 
 use super::xxh64::xxh64;
 use bits::Backward;
