@@ -5,7 +5,7 @@
 
 use super::bytes::{read_vec, Bytes, Endian, ReadAt};
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
-use super::codec::{self, Compression, ZSTD_UNSUPPORTED};
+use super::codec::{self, Compression};
 use crate::target::MemError;
 use std::cell::RefCell;
 
@@ -20,6 +20,7 @@ const SECTION_PFNS: u64 = 4096;
 const SECTION_BYTES: usize = (SECTION_PFNS / 8) as usize;
 /// `status` bits (`diskdump_mod.h`).
 const STATUS_INCOMPLETE: u32 = 0x8;
+/// DUMP_DH_COMPRESSED_ZSTD (makedumpfile 1.7.0+).
 const STATUS_ZSTD: u32 = 0x20;
 
 pub fn is_kdump(head: &[u8]) -> bool {
@@ -53,7 +54,7 @@ impl KdumpHeader {
     /// Compression named by `status` (what makedumpfile/QEMU was asked for; pages that did not
     /// shrink are stored raw anyway).
     pub fn compression(&self) -> Compression {
-        Compression::from_flags(self.status & 0x27)
+        Compression::from_flags(self.status & (0x7 | STATUS_ZSTD))
     }
 
     pub fn incomplete(&self) -> bool {
@@ -122,9 +123,6 @@ impl KdumpFile {
             offset_vmcoreinfo: None,
             offset_note: None,
         };
-        if hdr.status & STATUS_ZSTD != 0 {
-            return Err(ZSTD_UNSUPPORTED.into());
-        }
         if sub_hdr_size > 0 {
             let len = (sub_hdr_size * block_size).min(SUB_HEADER_SIZE as u64);
             let sub = read_vec(src, block_size, len, "kdump sub-header")?;

@@ -293,12 +293,24 @@ fn qemu_style_64k_blocks_work() {
 }
 
 #[test]
-fn zstd_dumps_and_split_dumps_are_refused_with_advice() {
+fn zstd_dumps_read_and_split_dumps_are_refused_with_advice() {
+    // makedumpfile -z: status and page flags DUMP_DH_COMPRESSED_ZSTD (0x20).
     let zstd = build(&Spec {
         status: 0x20,
-        ..every_codec_spec()
+        pages: vec![
+            (0, Page::Stored(0x20, vector!("text4k.zst1"))),
+            (1, Page::Stored(0x20, vector!("text4k.zst3"))),
+            (2, Page::Stored(0x20, vector!("zero4k.zst3"))),
+            (3, Page::Stored(0, pattern(3, 4096))),
+        ],
+        ..Spec::default()
     });
-    assert!(err(KdumpFile::parse(&zstd)).contains("-c (zlib)"));
+    let k = ok(KdumpFile::parse(&zstd));
+    assert_eq!(k.header.compression(), Compression::Zstd);
+    assert!(ok(read_all(&k, &zstd, 0, 4096)) == text4k());
+    assert!(ok(read_all(&k, &zstd, 4096, 4096)) == text4k());
+    assert_eq!(ok(read_all(&k, &zstd, 2 * 4096, 4096)), vec![0u8; 4096]);
+    assert_eq!(ok(read_all(&k, &zstd, 3 * 4096, 4096)), pattern(3, 4096));
     let mut split = build(&every_codec_spec());
     put_u32(&mut split, 4096 + 12, 1);
     assert!(err(KdumpFile::parse(&split)).contains("--reassemble"));

@@ -212,3 +212,20 @@ fn hand_made_frames_hit_each_refusal() {
     assert!(err(&raw, &mut out).contains("past the end of the page"));
     assert_eq!(decompress(&raw, &mut [0u8; 9]), Ok(9));
 }
+
+#[test]
+fn codec_decode_accepts_only_a_full_page() {
+    let frame = std::fs::read(codec_dir().join("text4k.zst19")).unwrap_or_default();
+    let page = page_of("text4k");
+    let mut out = vec![0u8; 4096];
+    assert_eq!(
+        crate::dump::codec::decode(crate::dump::codec::Compression::Zstd, &frame, &mut out),
+        Ok(())
+    );
+    assert!(out == page);
+    let mut big = vec![0u8; 8192];
+    let e = crate::dump::codec::decode(crate::dump::codec::Compression::Zstd, &frame, &mut big)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("4096 bytes, expected 8192"), "{e}");
+}
