@@ -76,6 +76,8 @@ pub struct KdumpFile {
     pub vmcoreinfo: Option<Vec<u8>>,
     pub notes: Option<Vec<u8>>,
     cache: RefCell<PageCache>,
+    /// Read through a flattened file's reassembled view: page offsets are not file offsets.
+    flattened: bool,
 }
 
 fn header_endian(head: &[u8]) -> Option<Endian> {
@@ -216,7 +218,14 @@ impl KdumpFile {
             vmcoreinfo,
             notes,
             cache: RefCell::new(PageCache::new(DEFAULT_CACHE_BYTES)),
+            flattened: false,
         })
+    }
+
+    /// Says the file is read through `flat::FlatSource`, so that errors give page offsets as
+    /// offsets of the reassembled kdump file (what `makedumpfile -R` writes).
+    pub fn mark_flattened(&mut self) {
+        self.flattened = true;
     }
 
     pub fn set_cache_limit(&self, bytes: usize) {
@@ -350,8 +359,18 @@ impl KdumpFile {
         }
         let stored = read_vec(src, offset, size, "page data")?;
         let mut page = vec![0u8; self.header.block_size as usize];
-        codec::decode(Compression::from_flags(flags), &stored, &mut page)
-            .map_err(|e| format!("pfn {pfn:#x} cannot be decompressed: {e}"))?;
+        let kind = Compression::from_flags(flags);
+        codec::decode(kind, &stored, &mut page).map_err(|e| {
+            let at = if self.flattened {
+                format!("offset {offset:#x} of the reassembled kdump file")
+            } else {
+                format!("file offset {offset:#x}")
+            };
+            format!(
+                "pfn {pfn:#x} cannot be decompressed ({} page data, {size} bytes at {at}): {e}",
+                kind.name()
+            )
+        })?;
         Ok(page)
     }
 

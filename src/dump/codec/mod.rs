@@ -45,7 +45,20 @@ impl Compression {
     }
 }
 
-/// Decodes one stored page into `out`, which must come out exactly full.
+/// What zlib's `uncompress` return codes mean for a page (zlib.h).
+fn zlib_error(rc: i32) -> String {
+    let why = match rc {
+        -3 => "bad data or a failed adler32 check (Z_DATA_ERROR)",
+        -5 => "truncated data, or more than a page (Z_BUF_ERROR)",
+        -4 => "out of memory (Z_MEM_ERROR)",
+        _ => "unexpected error",
+    };
+    format!("corrupt zlib data: {why}, zlib error {rc}")
+}
+
+/// Decodes one stored page into `out`, which must come out exactly full. zlib and zstd pages
+/// carry checks (zlib's adler32 always, zstd's XXH64 when the frame has one), and a failed check
+/// is an error; lzo, snappy and raw pages have none, so damage inside them can go unnoticed.
 pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), String> {
     let produced = match kind {
         Compression::Raw => {
@@ -59,9 +72,7 @@ pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), Str
             out.copy_from_slice(input);
             input.len()
         }
-        Compression::Zlib => {
-            zlib_uncompress(input, out).map_err(|rc| format!("corrupt zlib data (zlib error {rc})"))?
-        }
+        Compression::Zlib => zlib_uncompress(input, out).map_err(zlib_error)?,
         Compression::Lzo => lzo::decompress(input, out)?,
         Compression::Snappy => snappy::decompress(input, out)?,
         Compression::Zstd => zstd::decompress(input, out)?,

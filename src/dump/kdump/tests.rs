@@ -348,6 +348,69 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
     assert!(err(read_all(&k, &past, 0, 8)).contains("truncated"));
 }
 
+/// zlib (adler32) and zstd (XXH64) pages carry checks, and a page that fails one is an error
+/// naming its pfn and where its data is; lzo has no check, so damage there reads as wrong data.
+#[test]
+fn failed_page_checks_are_errors_naming_the_page() {
+    let spec = Spec {
+        pages: vec![
+            (0, Page::Stored(1, vector!("text4k.zlib"))),
+            (1, Page::Stored(0x20, vector!("text4k.zst3"))),
+            (2, Page::Stored(0x20, vector!("mixed4k.zst3"))),
+            (3, Page::Stored(2, vector!("text4k.lzo1"))),
+        ],
+        ..Spec::default()
+    };
+    let clean = build(&spec);
+    let k = ok(KdumpFile::parse(&clean));
+    let data_offset = |i: usize| {
+        Bytes::new(&clean, Endian::Little, "t")
+            .u64(k.data_offset as usize + i * PAGE_DESC_SIZE as usize, "offset")
+            .unwrap_or(0) as usize
+    };
+    let damaged = |at: usize| {
+        let mut bad = clean.clone();
+        if let Some(b) = bad.get_mut(at) {
+            *b ^= 0x04;
+        }
+        bad
+    };
+    // zlib: the adler32 trailer is the last 4 bytes of the page data.
+    let zlib_end = data_offset(0) + vector!("text4k.zlib").len();
+    let bad = damaged(zlib_end - 1);
+    let k = ok(KdumpFile::parse(&bad));
+    let e = err(read_all(&k, &bad, 0, 8));
+    let want = "pfn 0x0 cannot be decompressed (zlib page data, ";
+    assert!(
+        e.contains(want) && e.contains(&format!("at file offset {:#x}", data_offset(0))),
+        "{e}"
+    );
+    assert!(e.contains("adler32"), "{e}");
+    // zstd: a damaged checksum, and a damaged byte of raw literals that only the checksum catches.
+    let zstd_end = data_offset(1) + vector!("text4k.zst3").len();
+    for (pfn, at) in [(1u64, zstd_end - 2), (2, data_offset(2) + 400)] {
+        let bad = damaged(at);
+        let k = ok(KdumpFile::parse(&bad));
+        let e = err(read_all(&k, &bad, pfn * 4096, 8));
+        let offset = data_offset(pfn as usize);
+        assert!(
+            e.contains(&format!("pfn {pfn:#x} cannot be decompressed (zstd page data, "))
+                && e.contains(&format!("at file offset {offset:#x}"))
+                && e.contains("checksum mismatch"),
+            "{e}"
+        );
+        assert!(
+            ok(read_all(&k, &bad, 0, 4096)) == text4k(),
+            "other pages still read"
+        );
+    }
+    // lzo: a flipped byte in the first literal run decodes "fine" to different bytes.
+    let bad = damaged(data_offset(3) + 8);
+    let k = ok(KdumpFile::parse(&bad));
+    let page = ok(read_all(&k, &bad, 3 * 4096, 4096));
+    assert!(page != text4k(), "the flip should change the lzo page's data");
+}
+
 #[test]
 fn cache_limit_zero_still_reads() {
     let file = build(&every_codec_spec());
