@@ -204,7 +204,8 @@ impl Decoder {
             if magic & 0xFFFF_FFF0 == SKIPPABLE_MAGIC {
                 let size = le(input, ip, 4, "skippable frame size")? as usize;
                 ip = ip
-                    .checked_add(4 + size)
+                    .checked_add(4)
+                    .and_then(|p| p.checked_add(size))
                     .filter(|&end| end <= input.len())
                     .ok_or_else(|| corrupt("a skippable frame runs past the input"))?;
                 self.coverage.skippable_frames += 1;
