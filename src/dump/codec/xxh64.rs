@@ -8,28 +8,30 @@ const P3: u64 = 0x1656_67B1_9E37_79F9;
 const P4: u64 = 0x85EB_CA77_C2B2_AE63;
 const P5: u64 = 0x27D4_EB2F_1656_67C5;
 
-#[inline]
+#[inline(always)]
 fn round(acc: u64, lane: u64) -> u64 {
     acc.wrapping_add(lane.wrapping_mul(P2))
         .rotate_left(31)
         .wrapping_mul(P1)
 }
 
-#[inline]
+#[inline(always)]
 fn merge(acc: u64, v: u64) -> u64 {
     (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
 }
 
+/// Little-endian word of an 8-byte chunk (the callers' `chunks_exact(8)`).
+#[inline(always)]
 fn le64(b: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.iter_mut().zip(b).for_each(|(d, s)| *d = *s);
-    u64::from_le_bytes(w)
+    <[u8; 8]>::try_from(b).map_or(0, u64::from_le_bytes)
 }
 
+/// Little-endian word of the first 4 bytes (the caller has at least 4).
+#[inline(always)]
 fn le32(b: &[u8]) -> u64 {
-    let mut w = [0u8; 4];
-    w.iter_mut().zip(b).for_each(|(d, s)| *d = *s);
-    u64::from(u32::from_le_bytes(w))
+    b.get(..4)
+        .and_then(|w| <[u8; 4]>::try_from(w).ok())
+        .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
 }
 
 /// XXH64 of `data` with `seed`.

@@ -134,6 +134,8 @@ pub struct Decoder {
     ml: fse::Table,
     /// Scratch table for Huffman weights, so a weights description never clobbers `of` etc.
     weights: fse::Table,
+    /// Whether ll, of, ml hold their predefined table, which then needs no rebuilding.
+    predefined: [bool; 3],
     pub coverage: Coverage,
 }
 
@@ -185,6 +187,7 @@ impl Decoder {
             of: fse::Table::new(),
             ml: fse::Table::new(),
             weights: fse::Table::new(),
+            predefined: [false; 3],
             coverage: Coverage::default(),
         }
     }
@@ -438,8 +441,11 @@ impl Decoder {
                 ));
             }
         }
-        self.literals.clear();
-        self.literals.resize(regen, 0);
+        // Every byte is decoded over, so only growth needs filling.
+        if self.literals.len() < regen {
+            self.literals.resize(regen, 0);
+        }
+        self.literals.truncate(regen);
         if size_format == 0 {
             self.coverage.one_stream += 1;
             self.huffman.decode_stream(streams, &mut self.literals)?;
@@ -540,8 +546,23 @@ impl Decoder {
                 *n += 1;
             }
             let rest = input.get(used..).unwrap_or_default();
+            // A table that already holds its predefined distribution (from an earlier block or
+            // page) is reused; any other mode overwrites it, so it is marked before that starts.
+            let slot = self
+                .predefined
+                .get_mut(index)
+                .ok_or_else(|| corrupt("bad table index"))?;
+            let was_predefined = *slot;
+            if mode == 1 || mode == 2 {
+                *slot = false;
+            }
             match mode {
-                0 => table.build(alphabet.default, alphabet.default_log)?,
+                0 => {
+                    if !was_predefined {
+                        table.build(alphabet.default, alphabet.default_log)?;
+                        *slot = true;
+                    }
+                }
                 1 => {
                     let symbol = *rest
                         .first()

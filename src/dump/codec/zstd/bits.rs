@@ -9,7 +9,7 @@
 use super::corrupt;
 
 /// Little-endian u64 of the 8 bytes at `at`; bytes past the end read as zeros.
-#[inline]
+#[inline(always)]
 fn load_le(data: &[u8], at: usize) -> u64 {
     if let Some(chunk) = at.checked_add(8).and_then(|end| data.get(at..end)) {
         let mut w = [0u8; 8];
@@ -22,7 +22,7 @@ fn load_le(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-#[inline]
+#[inline(always)]
 fn mask(n: u32) -> u64 {
     (1u64 << n) - 1
 }
@@ -63,11 +63,19 @@ impl<'a> Forward<'a> {
     }
 }
 
-/// Backward reader over one stream.
+/// Backward reader over one stream. It keeps 8 bytes of the stream in a register, read from the
+/// top down, and slides that window toward the start of the stream as bits are used, so a read
+/// is a shift and a mask (Huffman literals take one read per byte of output).
 pub struct Backward<'a> {
     data: &'a [u8],
-    /// Bits 0..pos are still unread. Negative once a reader went past the start of the stream.
-    pos: isize,
+    /// Where the 8-byte window starts (0 for streams shorter than 8 bytes, which sit in its low
+    /// bytes with zeros above).
+    start: usize,
+    /// The window as a little-endian number: its top bit is the next bit of the stream.
+    window: u64,
+    /// Bits of the window already used, from the top. Above 64 once a reader went past the
+    /// start of the stream (only possible with `start` 0); the missing bits read as zeros.
+    used: u32,
 }
 
 impl<'a> Backward<'a> {
@@ -77,46 +85,83 @@ impl<'a> Backward<'a> {
         if last == 0 {
             return Err(corrupt("a bitstream has no end marker"));
         }
-        let marker = (data.len() - 1) * 8 + (7 - last.leading_zeros() as usize);
-        let pos = isize::try_from(marker).map_err(|_| corrupt("a bitstream is too long"))?;
-        Ok(Backward { data, pos })
+        let start = data.len().saturating_sub(8);
+        // Bytes above a short stream are zeros in the window: skip them, then the padding zeros
+        // and the marker bit of the last byte.
+        let padding = (8 - (data.len() - start)) as u32 * 8;
+        Ok(Backward {
+            data,
+            start,
+            window: load_le(data, start),
+            used: padding + last.leading_zeros() + 1,
+        })
     }
 
-    /// The next `n` (at most 56) bits as a number whose top bit is the first bit read.
-    #[inline]
-    pub fn peek(&self, n: u32) -> u64 {
-        let low = self.pos - n as isize;
-        if low >= 0 {
-            let low = low as usize;
-            (load_le(self.data, low / 8) >> (low % 8)) & mask(n)
-        } else if self.pos > 0 {
-            // Part of the field lies before the start of the stream: those bits read as zeros.
-            (load_le(self.data, 0) & mask(self.pos as u32)) << low.unsigned_abs()
+    /// Slides the window down once 32 of its bits are used, so that a read of up to 31 bits
+    /// finds them in it (bits past the start of the stream shift in as zeros).
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.used < 32 || self.start == 0 {
+            return;
+        }
+        let step = ((self.used / 8) as usize).min(self.start);
+        self.start -= step;
+        self.used -= step as u32 * 8;
+        self.window = load_le(self.data, self.start);
+    }
+
+    /// The next `n` (at most 31) bits as a number whose top bit is the first bit read.
+    #[inline(always)]
+    pub fn peek(&mut self, n: u32) -> u64 {
+        self.refill();
+        self.peek_in_window(n)
+    }
+
+    /// `peek` without sliding the window: right only within `reads_in_window`'s budget.
+    #[inline(always)]
+    pub fn peek_in_window(&self, n: u32) -> u64 {
+        let top = self.window.checked_shl(self.used).unwrap_or(0);
+        // Two shifts so that n = 0 gives 0 (a shift by 64 would not).
+        (top >> 1) >> (63 - n)
+    }
+
+    /// Slides the window, then says how many reads of up to `n` bits `peek_in_window` can serve
+    /// before the next slide: the hot loop of Huffman decoding checks once per few symbols.
+    #[inline(always)]
+    pub fn reads_in_window(&mut self, n: u32) -> usize {
+        self.refill();
+        if self.start == 0 {
+            usize::MAX // nothing left to slide in; bits past the start read as zeros anyway
         } else {
-            0
+            (64u32.saturating_sub(self.used) / n.max(1)) as usize
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn consume(&mut self, n: u32) {
-        self.pos -= n as isize;
+        self.used += n;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, n: u32) -> u64 {
         let v = self.peek(n);
         self.consume(n);
         v
     }
 
+    /// Unread bits; negative once a reader went past the start of the stream.
+    fn remaining(&self) -> i64 {
+        self.start as i64 * 8 + 64 - i64::from(self.used)
+    }
+
     /// True when every bit was consumed, no more and no fewer: how valid streams end.
     pub fn is_exact_end(&self) -> bool {
-        self.pos == 0
+        self.remaining() == 0
     }
 
     /// True once a read went past the start of the stream.
     pub fn overflowed(&self) -> bool {
-        self.pos < 0
+        self.remaining() < 0
     }
 }
 
@@ -150,6 +195,29 @@ mod tests {
         b.consume(4);
         // Three bits left (101); asking for 5 gives 101 followed by two zero bits.
         assert_eq!(b.read(5), 0b10100);
+        assert!(b.overflowed());
+    }
+
+    /// A long stream read in uneven pieces gives the same bits as a bit-by-bit walk down from
+    /// the marker: the sliding window never skips or repeats a bit.
+    #[test]
+    fn backward_window_slides_without_losing_bits() {
+        let mut data: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        data.push(0x01); // marker at bit 0 of the last byte: nothing useful in it
+        let bit = |i: usize| (data[i / 8] >> (i % 8)) & 1;
+        let mut b = Backward::new(&data).unwrap_or_else(|e| panic!("{e}"));
+        let mut pos = 200 * 8;
+        for n in (0..).map(|i| [0u32, 1, 7, 31, 13, 8, 24, 3][i % 8]) {
+            if pos < n as usize {
+                break;
+            }
+            let want = (0..n as usize).fold(0u64, |v, k| (v << 1) | u64::from(bit(pos - 1 - k)));
+            assert_eq!(b.read(n), want, "{n} bits at {pos}");
+            pos -= n as usize;
+        }
+        b.consume(pos as u32);
+        assert!(b.is_exact_end());
+        assert_eq!(b.read(2), 0);
         assert!(b.overflowed());
     }
 

@@ -144,14 +144,20 @@ impl Table {
     /// Decodes exactly `out.len()` symbols from one stream, which must end exactly there.
     pub fn decode_stream(&self, stream: &[u8], out: &mut [u8]) -> Result<(), String> {
         let mut bits = Backward::new(stream)?;
-        for byte in out.iter_mut() {
-            let entry = self
-                .entries
-                .get(bits.peek(self.max_bits) as usize)
-                .copied()
-                .unwrap_or_default();
-            *byte = entry.symbol;
-            bits.consume(u32::from(entry.nb_bits));
+        let mut rest = out;
+        while !rest.is_empty() {
+            let n = bits.reads_in_window(self.max_bits).clamp(1, rest.len());
+            let (now, later) = rest.split_at_mut(n);
+            for byte in now {
+                let entry = self
+                    .entries
+                    .get(bits.peek_in_window(self.max_bits) as usize)
+                    .copied()
+                    .unwrap_or_default();
+                *byte = entry.symbol;
+                bits.consume(u32::from(entry.nb_bits));
+            }
+            rest = later;
         }
         if !bits.is_exact_end() {
             return Err(corrupt("a Huffman stream does not end where its literals do"));
