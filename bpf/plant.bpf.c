@@ -13,6 +13,8 @@
  *   verifier allows only with CAP_PERFMON (allow_ptr_leaks), which kmemd needs anyway.
  * - plant_bump (socket filter, because raw_tp test runs reject `repeat` and skb ones accept it)
  *   does exactly one 8-byte kernel store per run: *(u64 *)value += 1.
+ * - plant_load (socket filter) does exactly one 8-byte kernel load and no store per run, so a
+ *   read watchpoint sees it and a write watchpoint must not.
  * The plant value size is set by user space before load (bpf_map__set_value_size), which is why
  * the maps use key_size/value_size rather than BTF types.
  */
@@ -63,6 +65,18 @@ int plant_bump(void *skb)
 		return 1;
 	*v += 1; /* one load, one store: the watchpoint tests count the store */
 	return 0;
+}
+
+SEC("socket")
+int plant_load(void *skb)
+{
+	__u32 key = 0;
+	volatile __u64 *v = bpf_map_lookup_elem(&plant, &key);
+
+	if (!v)
+		return 1;
+	/* volatile: the one load stays even though its value only decides the (never taken) branch */
+	return *v == 0xfffffffffffffffeULL ? 2 : 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -4,24 +4,29 @@
 //!
 //! Usage: null_stub SPEC   (SPEC as kmemd's -s: a socket path, :PORT or -)
 
-use kmemd::arch::Arch;
+use kmemd::arch::{Arch, Registers};
+use kmemd::mem::{MemError, VirtAddr, VirtRead};
 use kmemd::server;
-use kmemd::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use kmemd::target::{Target, ThreadInfo, Tid};
 use kmemd::transport::{ListenSpec, Listener};
 
 struct NullTarget {
     pattern: Vec<u8>,
 }
 
-impl Target for NullTarget {
-    fn arch(&self) -> Arch {
-        Arch::host()
-    }
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+impl VirtRead for NullTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
         let n = buf.len().min(self.pattern.len());
         let off = (addr % 4096) as usize;
         buf[..n].copy_from_slice(&self.pattern[off..off + n]);
         Ok(n)
+    }
+}
+
+impl Target for NullTarget {
+    fn arch(&self) -> Arch {
+        Arch::host()
     }
     fn threads(&mut self) -> Vec<ThreadInfo> {
         vec![ThreadInfo {

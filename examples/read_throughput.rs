@@ -3,7 +3,7 @@
 //!
 //! Usage: read_throughput ADDR LEN ROUNDS   (root)
 
-use kmemd::live::LiveTarget;
+use kmemd::target::live::LiveTarget;
 use std::time::Instant;
 
 fn main() {

@@ -1,6 +1,7 @@
 //! Runs the mode the command line picked. Kept apart from `main.rs` so tests can reach it.
 
 use crate::cli::{Config, Mode};
+use crate::mem::VirtAddr;
 use crate::server::{self, SessionEnd};
 use crate::sys::os;
 use crate::target::Target;
@@ -35,8 +36,8 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
 /// Opens what `-c`/live asks for.
 pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     match &config.dump {
-        Some(path) => crate::dump::open_target(path, config),
-        None => crate::live::open_target(config),
+        Some(path) => crate::target::dump::open_target(path, config.vmlinux.as_deref(), config.pid),
+        None => crate::target::live::open_target(config.vmlinux.as_deref()),
     }
 }
 
@@ -47,11 +48,20 @@ pub fn run(config: &Config) -> Result<i32, String> {
         Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
         Mode::Info => {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
-            print!("{}", crate::dump::info_text(path, config.vmlinux.as_deref())?);
+            print!(
+                "{}",
+                crate::target::dump::info_text(path, config.vmlinux.as_deref())?
+            );
             Ok(0)
         }
         Mode::Check => crate::check::run(config),
-        Mode::Watch(_) => crate::watch::run(config),
+        Mode::Watch(pairs) => crate::watch::run(&crate::watch::Options {
+            pairs: pairs.clone(),
+            vmlinux: config.vmlinux.clone(),
+            count: config.count,
+            seconds: config.seconds,
+            json: config.json,
+        }),
     }
 }
 
@@ -132,7 +142,7 @@ pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn W
             .checked_add(done)
             .ok_or("the range runs past the end of the address space")?;
         let want = (len - done).min(buf.len() as u64) as usize;
-        match target.read_memory(at, &mut buf[..want]) {
+        match target.read_virt(VirtAddr(at), &mut buf[..want]) {
             Ok(n) => {
                 let n = n.min(want);
                 out.write_all(&buf[..n])

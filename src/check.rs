@@ -8,11 +8,12 @@
 
 use crate::arch::Arch;
 use crate::cli::Config;
+use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::live::bpf::KernelReader;
-use crate::live::kallsyms::Kallsyms;
 use crate::live::plant::Plant;
-use crate::live::LiveTarget;
+use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
+use crate::target::live::{self as live_target, LiveTarget};
 use crate::target::Target;
 use crate::watch::perf::{self, Armed, Record};
 use crate::watch::spec::{self, Access, Spec};
@@ -160,7 +161,7 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
         &mut report,
     );
 
-    let kallsyms = Kallsyms::load();
+    let kallsyms = live_target::load_kallsyms();
     push(check_kallsyms(&kallsyms), &mut report);
 
     // LiveTarget: the KASLR offset and the live VMCOREINFO, as `kmemd -s` will see them.
@@ -174,8 +175,8 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
             Ok(t) => {
                 let off = t.kaslr_offset().unwrap_or(0);
                 let how = match t.link_source() {
-                    crate::live::LinkText::Default => "against the architecture's default link address",
-                    crate::live::LinkText::Vmlinux { .. } => "against the vmlinux given with -k",
+                    live_target::LinkText::Default => "against the architecture's default link address",
+                    live_target::LinkText::Vmlinux { .. } => "against the vmlinux given with -k",
                 };
                 if off == 0 {
                     Item::ok(
@@ -274,7 +275,7 @@ fn check_read(reader: &mut KernelReader, plant: &Plant) -> Item {
     }
     let addr = plant.kernel_addr();
     let mut got = vec![0u8; want.len()];
-    match reader.read(addr, &mut got) {
+    match reader.read_virt(VirtAddr(addr), &mut got) {
         Ok(n) if n == got.len() && got == want => Item::ok(
             "read",
             format!(
@@ -434,12 +435,12 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
     let mut held: Vec<OwnedFd> = Vec::new();
     for i in 0..PLANT_WORDS {
         let spec = word_spec(plant, i, Access::W);
-        match os::perf_event_open(&perf::attr_for(&spec), -1, cpu as i32) {
+        match os::perf_event_open(&perf::attr_for(&spec, arch), -1, cpu as i32) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
             // Kernels before 6.0 reject PERF_FORMAT_LOST: retry without it.
             Err(libc::EINVAL) if held.is_empty() => {
-                let mut attr = perf::attr_for(&spec);
+                let mut attr = perf::attr_for(&spec, arch);
                 attr.read_format = 0;
                 match os::perf_event_open(&attr, -1, cpu as i32) {
                     Ok(fd) => held.push(fd),
@@ -480,7 +481,7 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
 }
 
 fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
-    let why = perf::open_error(errno, spec, arch, cpu);
+    let why = perf::open_error(errno, spec, arch, cpu, &perf::PermFacts::gather);
     let status = match errno {
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => Status::Missing,
         _ => Status::Fail,
@@ -580,10 +581,8 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
 
 /// An execute breakpoint on the getpid syscall's kernel function, then one getpid.
 fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
-    let (name, len) = match arch {
-        Arch::X86_64 => ("__x64_sys_getpid", 8),
-        Arch::Aarch64 => ("__arm64_sys_getpid", 4),
-    };
+    let name = arch.syscall_symbol("getpid");
+    let len = arch.debug_regs().exec_len;
     if perf_err {
         return Item::not(
             Status::Fail,
@@ -592,7 +591,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
             "make the `watch-slots` line OK",
         );
     }
-    let Some(addr) = kallsyms.and_then(|k| k.lookup(name)) else {
+    let Some(addr) = kallsyms.and_then(|k| k.lookup(&name)) else {
         return Item::not(
             Status::Missing,
             "watch-exec",
@@ -638,7 +637,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
 }
 
 fn check_kcore() -> Item {
-    match crate::watch::kcore::Kcore::open() {
+    match crate::live::kcore::Kcore::open() {
         Ok(_) => Item::ok("kcore", "/proc/kcore present and readable"),
         Err(e) => Item::not(
             Status::Missing,

@@ -156,14 +156,6 @@ fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
     r.map_err(|_| format!("{what}: '{s}' is not a number (decimal, or hex with 0x)"))
 }
 
-/// Parses an address for `--read`: hex with or without `0x` (kernel addresses are always given
-/// in hex), or decimal with a `d` suffix is not supported on purpose.
-pub fn parse_addr(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
-    u64::from_str_radix(hex, 16).map_err(|_| format!("'{s}' is not a hex address (e.g. 0xffffffff81000000)"))
-}
-
 /// Joins the two words of `-w TYPE TARGET` and `--read ADDR LEN` into one argument, since
 /// getopts takes one value per option.
 /// Arguments with the two-word options joined, and the `--read` pair taken out.
@@ -234,7 +226,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         .collect();
     let mut modes = Vec::new();
     if let Some((addr, len)) = read {
-        let addr = parse_addr(&addr)?;
+        let addr = crate::mem::parse_addr(&addr)?;
         let len = parse_u64(&len, "--read LEN")?;
         modes.push(Mode::Read { addr, len });
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dump;
 pub mod kernel;
 pub mod live;
+pub mod mem;
 pub mod rsp;
 pub mod server;
 pub mod sys;

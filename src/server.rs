@@ -2,6 +2,7 @@
 //! knows RSP, never sockets or kernels; recoverable problems become `Exx` replies and the session
 //! goes on, only the connection ending (or `D`/`k`) ends it.
 
+use crate::mem::{MemErrorKind, VirtAddr};
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
@@ -382,13 +383,13 @@ impl Session<'_> {
         let mut filled = 0;
         while filled < len {
             let at = addr.wrapping_add(filled as u64);
-            match self.target.read_memory(at, &mut self.mem[filled..len]) {
+            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..len]) {
                 Ok(0) => break,
                 Ok(n) => filled += n.min(len - filled),
                 Err(e) => {
-                    debug!("{e}");
+                    debug!("{e} ({})", e.kind.name());
                     if filled == 0 {
-                        return self.reply("E14");
+                        return self.reply(mem_error_reply(e.kind));
                     }
                     break;
                 }
@@ -430,6 +431,22 @@ impl Session<'_> {
 
 /// Writes the `qXfer` reply for `[offset, offset+len)` of `doc`: `m` + data when more follows,
 /// `l` + data for the last part (data binary-escaped).
+/// The reply to a memory read that could not read its first byte: the one place a failure's kind
+/// becomes an errno. Every kind is EFAULT (`E14`, the errno's decimal digits as kmemd has always
+/// sent them): GDB reports any `Exx` to an `m`/`x` packet as "Cannot access memory at address",
+/// so the kind goes to the log, and GDB sees what a faulting access in the kernel would give.
+/// The match is exhaustive so that a new kind has to decide here.
+fn mem_error_reply(kind: MemErrorKind) -> &'static str {
+    match kind {
+        MemErrorKind::NotPresent { .. }
+        | MemErrorKind::Excluded
+        | MemErrorKind::NotInDump
+        | MemErrorKind::Corrupt
+        | MemErrorKind::Unsupported
+        | MemErrorKind::Fault => "E14",
+    }
+}
+
 fn xfer_chunk(doc: &[u8], offset: u64, len: u64, out: &mut Vec<u8>) {
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(doc.len());
     let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_READ);
@@ -471,8 +488,8 @@ fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
-    use crate::target::{MemError, Registers};
+    use crate::arch::{Arch, Registers};
+    use crate::mem::{MemError, VirtRead};
     use std::io::Cursor;
 
     /// Memory: one readable window; everything else faults.
@@ -482,21 +499,25 @@ mod tests {
         reads: usize,
     }
 
-    impl Target for Mock {
-        fn arch(&self) -> Arch {
-            Arch::X86_64
-        }
-        fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for Mock {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             self.reads += 1;
             let end = self.base + self.bytes.len() as u64;
             if addr < self.base || addr >= end {
-                return Err(MemError::new(addr, "unmapped"));
+                return Err(MemError::new(addr, MemErrorKind::Fault, "unmapped"));
             }
             let off = (addr - self.base) as usize;
             // Return in small pieces to exercise the server's loop.
             let n = buf.len().min(self.bytes.len() - off).min(100);
             buf[..n].copy_from_slice(&self.bytes[off..off + n]);
             Ok(n)
+        }
+    }
+
+    impl Target for Mock {
+        fn arch(&self) -> Arch {
+            Arch::X86_64
         }
         fn threads(&mut self) -> Vec<ThreadInfo> {
             (1..=3)

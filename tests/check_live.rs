@@ -2,8 +2,9 @@
 
 mod common;
 
-use kmemd::live::LiveTarget;
+use kmemd::mem::{VirtAddr, VirtRead};
 use kmemd::sys::os;
+use kmemd::target::live::LiveTarget;
 use kmemd::target::Target;
 use kmemd::watch::perf;
 use kmemd::watch::spec::{Access, Spec};
@@ -20,7 +21,7 @@ fn status<'a>(out: &'a str, name: &str) -> &'a str {
 /// Whether this kernel takes an execute breakpoint on its getpid function: asked directly,
 /// independently of --check.
 fn exec_breakpoints_allowed() -> bool {
-    let ks = kmemd::live::kallsyms::Kallsyms::load().unwrap();
+    let ks = kmemd::target::live::load_kallsyms().unwrap();
     let (name, len) = if cfg!(target_arch = "x86_64") {
         ("__x64_sys_getpid", 8)
     } else {
@@ -33,7 +34,7 @@ fn exec_breakpoints_allowed() -> bool {
         addr,
         target: name.into(),
     };
-    os::perf_event_open(&perf::attr_for(&spec), -1, 0).is_ok()
+    os::perf_event_open(&perf::attr_for(&spec, kmemd::arch::Arch::host()), -1, 0).is_ok()
 }
 
 #[test]
@@ -121,7 +122,10 @@ fn live_vmcoreinfo_feeds_symbols() {
         .expect("OFFSET(uts_namespace.name)");
     // struct new_utsname: six char[65] fields, sysname then nodename (include/uapi/linux/utsname.h).
     let mut uts = [0u8; 65 * 3];
-    assert_eq!(t.read_memory(addr + name_off, &mut uts).unwrap(), uts.len());
+    assert_eq!(
+        t.read_virt(VirtAddr(addr + name_off), &mut uts).unwrap(),
+        uts.len()
+    );
     let field = |i: usize| {
         let f = &uts[65 * i..65 * (i + 1)];
         String::from_utf8_lossy(&f[..f.iter().position(|&c| c == 0).unwrap()]).to_string()

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use kmemd::dump::target::DumpTarget;
+use kmemd::target::dump::DumpTarget;
 use kmemd::target::Target;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,8 @@
 //! every page against the generator's formula, not against kmemd's own ELF reader.
 
 use kmemd::arch::Arch;
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::{PhysAddr, PhysRead};
 
 const PAGE: usize = 4096;
 /// (first pfn, pages) of the generator's two PT_LOADs.
@@ -38,7 +39,7 @@ fn read_page(d: &Dump, pfn: u64) -> Result<Vec<u8>, String> {
     while done < PAGE {
         let dst = out.get_mut(done..).unwrap_or_default();
         done += d
-            .read_phys(pfn * PAGE as u64 + done as u64, dst)
+            .read_phys(PhysAddr(pfn * PAGE as u64 + done as u64), dst)
             .map_err(|e| e.to_string())?;
     }
     Ok(out)

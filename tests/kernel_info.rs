@@ -6,8 +6,9 @@
 mod common;
 
 use common::*;
-use kmemd::dump::target::DumpTarget;
-use kmemd::kernel::{kallsyms, scan, KernelInfo, KernelMem};
+use kmemd::kernel::{kallsyms, scan, KernelInfo};
+use kmemd::mem::VirtRead;
+use kmemd::target::dump::DumpTarget;
 use std::path::PathBuf;
 
 /// One fixture variant: its directory, arch and `ksym NAME ADDR` lines.
@@ -43,7 +44,7 @@ fn kallsyms_decoded_from_dumps_match_the_guest() {
     for (dir, arch, ksyms) in fx {
         let mut t = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
         let vmci = t.dump().vmcoreinfo().clone();
-        let syms = kallsyms::decode(&mut t as &mut dyn KernelMem, &vmci).expect("decode kallsyms");
+        let syms = kallsyms::decode(&mut t as &mut dyn VirtRead, &vmci).expect("decode kallsyms");
         let floor = if arch == "x86_64" { 50_000 } else { 20_000 };
         assert!(
             syms.len() > floor,
@@ -95,7 +96,7 @@ fn kernel_info_from_dumps_without_vmlinux() {
     for (dir, arch, ksyms) in fx {
         let mut t = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
         let vmci = t.dump().vmcoreinfo().clone();
-        let k = KernelInfo::from_dump(&mut t as &mut dyn KernelMem, &vmci, None);
+        let k = KernelInfo::from_dump(&mut t as &mut dyn VirtRead, &vmci, None);
         eprintln!(
             "{}: sources {:?}\n  missing {:?}",
             dir.display(),
@@ -133,7 +134,7 @@ fn kernel_info_from_dumps_without_vmlinux() {
         let text = k.symbol("_stext").unwrap();
         let from = k.symbol("_etext").unwrap();
         let found = scan::scan_image(
-            &mut t as &mut dyn KernelMem,
+            &mut t as &mut dyn VirtRead,
             btf,
             text,
             from,
@@ -153,12 +154,12 @@ fn kernel_info_from_dumps_without_vmlinux() {
         // The module the guest loaded is first on the list.
         let list = k.member("module", "list").unwrap().offset();
         let name_off = k.member("module", "name").unwrap().offset();
-        let first = kmemd::kernel::read_u64(&mut t as &mut dyn KernelMem, found.modules.unwrap()).unwrap();
+        let first = kmemd::mem::read_u64(&mut t as &mut dyn VirtRead, found.modules.unwrap()).unwrap();
         let mut name = [0u8; 12];
-        kmemd::kernel::read_exact(&mut t as &mut dyn KernelMem, first - list + name_off, &mut name).unwrap();
+        kmemd::mem::read_exact(&mut t as &mut dyn VirtRead, first - list + name_off, &mut name).unwrap();
         assert_eq!(&name, b"qemu_fw_cfg\0", "{}", dir.display());
         let mut name = [0u8; 16];
-        kmemd::kernel::read_exact(&mut t as &mut dyn KernelMem, init + comm.offset(), &mut name).unwrap();
+        kmemd::mem::read_exact(&mut t as &mut dyn VirtRead, init + comm.offset(), &mut name).unwrap();
         assert!(
             name.starts_with(b"swapper"),
             "{}: init_task.comm = {name:?}",
@@ -186,10 +187,10 @@ fn filtered_kdump_gives_the_same_kernel_info() {
         }
         let mut full = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
         let vmci = full.dump().vmcoreinfo().clone();
-        let a = KernelInfo::from_dump(&mut full as &mut dyn KernelMem, &vmci, None);
+        let a = KernelInfo::from_dump(&mut full as &mut dyn VirtRead, &vmci, None);
         let mut filtered = DumpTarget::open(&path).expect("open kdump");
         let vmci = filtered.dump().vmcoreinfo().clone();
-        let b = KernelInfo::from_dump(&mut filtered as &mut dyn KernelMem, &vmci, None);
+        let b = KernelInfo::from_dump(&mut filtered as &mut dyn VirtRead, &vmci, None);
         assert_eq!(a.symbols().len(), b.symbols().len(), "{}", path.display());
         assert!(
             a.symbols().symbols().eq(b.symbols().symbols()),

@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use kmemd::kernel::btf::Btf;
-use kmemd::kernel::{read_exact, read_u64, KernelInfo, KernelMem};
-use kmemd::live::{vmcoreinfo, LiveTarget};
+use kmemd::live::vmcoreinfo;
+use kmemd::mem::{read_exact, read_u64, VirtRead};
+use kmemd::target::live::{kernel_info_from_memory, LiveTarget};
 use kmemd::target::Target;
 
 #[test]
@@ -67,7 +68,7 @@ fn kernel_info_live() {
     let arch = t.arch();
     let text = t.kallsyms().lookup("_text").expect("_text");
     let kallsyms = t.kallsyms().clone();
-    let live = vmcoreinfo::load(&mut t as &mut dyn KernelMem, arch, &kallsyms)
+    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &|n| kallsyms.lookup(n))
         .expect("read VMCOREINFO through the direct map");
     eprintln!("direct map {:#x}: {}", live.direct_map, live.how);
     assert!(
@@ -77,7 +78,7 @@ fn kernel_info_live() {
     );
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let started = std::time::Instant::now();
-    let k = KernelInfo::live_from_memory(&mut t as &mut dyn KernelMem, arch, &kallsyms, None);
+    let k = kernel_info_from_memory(&mut t as &mut dyn VirtRead, arch, &kallsyms, None);
     eprintln!(
         "built in {:?}\nsources {:?}\nmissing {:?}",
         started.elapsed(),
@@ -103,7 +104,7 @@ fn kernel_info_live() {
     let name_off = k.member("uts_namespace", "name").unwrap().offset();
     let rel_off = k.member("new_utsname", "release").unwrap().offset();
     let mut buf = vec![0u8; release.trim().len()];
-    read_exact(&mut t as &mut dyn KernelMem, uts + name_off + rel_off, &mut buf).unwrap();
+    read_exact(&mut t as &mut dyn VirtRead, uts + name_off + rel_off, &mut buf).unwrap();
     assert_eq!(buf, release.trim().as_bytes());
 
     // init_task, found in the image's data when kallsyms lacks it: walking its `tasks` list
@@ -113,22 +114,22 @@ fn kernel_info_live() {
     let pid_off = k.member("task_struct", "pid").unwrap().offset();
     let me = std::process::id();
     let my_comm = std::fs::read_to_string("/proc/self/comm").unwrap();
-    let mut node = read_u64(&mut t as &mut dyn KernelMem, init + tasks).unwrap();
+    let mut node = read_u64(&mut t as &mut dyn VirtRead, init + tasks).unwrap();
     let mut seen = 0;
     let mut found = false;
     while node != init + tasks && seen < 100_000 {
         let task = node - tasks;
         let mut pid = [0u8; 4];
-        read_exact(&mut t as &mut dyn KernelMem, task + pid_off, &mut pid).unwrap();
+        read_exact(&mut t as &mut dyn VirtRead, task + pid_off, &mut pid).unwrap();
         if u32::from_le_bytes(pid) == me {
             let mut c = [0u8; 16];
-            read_exact(&mut t as &mut dyn KernelMem, task + comm.offset(), &mut c).unwrap();
+            read_exact(&mut t as &mut dyn VirtRead, task + comm.offset(), &mut c).unwrap();
             let len = c.iter().position(|&b| b == 0).unwrap_or(16);
             assert_eq!(&c[..len], my_comm.trim().as_bytes());
             found = true;
             break;
         }
-        node = read_u64(&mut t as &mut dyn KernelMem, node).unwrap();
+        node = read_u64(&mut t as &mut dyn VirtRead, node).unwrap();
         seen += 1;
     }
     assert!(found, "pid {me} not on init_task's list after {seen} tasks");
@@ -143,9 +144,10 @@ fn kallsyms_decoded_from_live_memory_match_proc_kallsyms() {
     let arch = t.arch();
     assert!(t.kallsyms().lookup("_text").is_some(), "_text in kallsyms");
     let kallsyms = t.kallsyms().clone();
-    let live = vmcoreinfo::load(&mut t as &mut dyn KernelMem, arch, &kallsyms).expect("live VMCOREINFO");
-    let vmci = kmemd::dump::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
-    let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn KernelMem, &vmci).expect("decode");
+    let live = vmcoreinfo::load(&mut t as &mut dyn VirtRead, arch, &|n| kallsyms.lookup(n))
+        .expect("live VMCOREINFO");
+    let vmci = kmemd::mem::vmcoreinfo::VmcoreInfo::parse(live.text.as_bytes());
+    let decoded = kmemd::kernel::kallsyms::decode(&mut t as &mut dyn VirtRead, &vmci).expect("decode");
     let proc: std::collections::HashSet<(String, u64)> = t
         .kallsyms()
         .symbols()

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kmemd::dump::target::DumpTarget;
+use kmemd::target::dump::DumpTarget;
 use kmemd::target::Target;
 use std::path::{Path, PathBuf};
 
@@ -270,7 +270,7 @@ fn pid_threads_have_user_registers() {
     for f in &fx {
         let p = f.sleep_pids[0];
         let t = DumpTarget::open(&f.dumps[0]).unwrap();
-        let mut proc = kmemd::dump::process::ProcessTarget::new(t, p as u32).unwrap();
+        let mut proc = kmemd::target::process::ProcessTarget::new(t, p as u32).unwrap();
         let threads = proc.threads();
         assert_eq!(threads.len(), 1, "{}: sleep is single-threaded", f.variant);
         assert_eq!(threads[0].name, "sleep");

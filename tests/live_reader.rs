@@ -4,6 +4,7 @@ mod common;
 
 use kmemd::live::bpf::{ChunkError, ChunkRead, KernelReader, MAX_CHUNK};
 use kmemd::live::plant::Plant;
+use kmemd::mem::{VirtAddr, VirtRead};
 use std::io::Read;
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -26,21 +27,23 @@ fn reads_planted_bytes_exactly() {
 
     let mut got = vec![0u8; data.len()];
     let n = reader
-        .read(plant.kernel_addr(), &mut got)
+        .read_virt(VirtAddr(plant.kernel_addr()), &mut got)
         .expect("read the plant");
     assert_eq!(n, data.len());
     assert!(got == data, "planted bytes differ from what the reader returned");
 
     // Unaligned start and length inside the value.
     let mut part = vec![0u8; 1001];
-    let n = reader.read(plant.kernel_addr() + 333, &mut part).unwrap();
+    let n = reader
+        .read_virt(VirtAddr(plant.kernel_addr() + 333), &mut part)
+        .unwrap();
     assert_eq!(n, part.len());
     assert_eq!(part[..], data[333..1334]);
 
     // The reader sees kernel-side writes (no stale copy).
     plant.bump(3).unwrap();
     let mut word = [0u8; 8];
-    assert_eq!(reader.read(plant.kernel_addr(), &mut word), Ok(8));
+    assert_eq!(reader.read_virt(VirtAddr(plant.kernel_addr()), &mut word), Ok(8));
     let before = u64::from_ne_bytes(data[..8].try_into().unwrap());
     assert_eq!(u64::from_ne_bytes(word), before.wrapping_add(3));
 }
@@ -57,7 +60,10 @@ fn reads_larger_than_one_chunk() {
     let plant = Plant::new(data.len()).expect("plant");
     plant.write(&data).unwrap();
     let mut got = vec![0u8; data.len() - 7];
-    assert_eq!(reader.read(plant.kernel_addr() + 7, &mut got), Ok(got.len()));
+    assert_eq!(
+        reader.read_virt(VirtAddr(plant.kernel_addr() + 7), &mut got),
+        Ok(got.len())
+    );
     assert!(got[..] == data[7..], "multi-chunk read differs from the plant");
 }
 
@@ -69,10 +75,12 @@ fn unmapped_addresses_fail() {
     let mut reader = KernelReader::open().expect("open the BPF reader");
     let mut buf = [0u8; 64];
     // The user half is never a kernel address (-ERANGE).
-    let e = reader.read(0x1000, &mut buf).unwrap_err();
+    let e = reader.read_virt(VirtAddr(0x1000), &mut buf).unwrap_err();
     assert_eq!(e.addr, 0x1000);
     // A non-canonical address.
-    assert!(reader.read(0x8000_0000_0000_0000, &mut buf).is_err());
+    assert!(reader
+        .read_virt(VirtAddr(0x8000_0000_0000_0000), &mut buf)
+        .is_err());
 }
 
 /// A value above 32 KiB is vmalloc'ed (kernel/bpf/syscall.c __bpf_map_area_alloc: kmalloc only up
@@ -87,7 +95,9 @@ fn check_guard_page_prefix(reader: &mut KernelReader) {
     let start = plant.kernel_addr() + 10;
 
     let mut got = vec![0u8; data.len() + 3 * 4096];
-    let n = reader.read(start, &mut got).expect("the start is mapped");
+    let n = reader
+        .read_virt(VirtAddr(start), &mut got)
+        .expect("the start is mapped");
     let end = start + n as u64;
     assert!(n >= data.len() - 10, "prefix {n} shorter than the planted value");
     assert!(
@@ -102,11 +112,11 @@ fn check_guard_page_prefix(reader: &mut KernelReader) {
 
     // The guard page itself faults at its first byte, whatever the length.
     let mut small = [0u8; 16];
-    let e = reader.read(end, &mut small).unwrap_err();
+    let e = reader.read_virt(VirtAddr(end), &mut small).unwrap_err();
     assert_eq!(e.addr, end);
-    assert!(reader.read(end + 4095, &mut small[..1]).is_err());
+    assert!(reader.read_virt(VirtAddr(end + 4095), &mut small[..1]).is_err());
     // One byte before it still reads.
-    assert_eq!(reader.read(end - 1, &mut small), Ok(1));
+    assert_eq!(reader.read_virt(VirtAddr(end - 1), &mut small), Ok(1));
 }
 
 #[test]
@@ -132,7 +142,10 @@ fn small_chunk_readers_read_across_chunks_and_stop_at_the_guard_page() {
         let plant = Plant::new(data.len()).expect("plant");
         plant.write(&data).unwrap();
         let mut got = vec![0u8; data.len() - 5];
-        assert_eq!(reader.read(plant.kernel_addr() + 5, &mut got), Ok(got.len()));
+        assert_eq!(
+            reader.read_virt(VirtAddr(plant.kernel_addr() + 5), &mut got),
+            Ok(got.len())
+        );
         assert!(
             got[..] == data[5..],
             "{chunk}-byte chunks: multi-chunk read differs from the plant"
@@ -140,7 +153,7 @@ fn small_chunk_readers_read_across_chunks_and_stop_at_the_guard_page() {
         // The watched-word case: 8 bytes, seeing kernel-side writes.
         plant.bump(2).unwrap();
         let mut word = [0u8; 8];
-        assert_eq!(reader.read(plant.kernel_addr(), &mut word), Ok(8));
+        assert_eq!(reader.read_virt(VirtAddr(plant.kernel_addr()), &mut word), Ok(8));
         let before = u64::from_ne_bytes(data[..8].try_into().unwrap());
         assert_eq!(u64::from_ne_bytes(word), before.wrapping_add(2));
         // The BPF program's bound is the chunk it was loaded with, not the 4 MiB default: one

@@ -3,9 +3,9 @@
 mod common;
 
 use kmemd::arch::Arch;
-use kmemd::live::kallsyms::Kallsyms;
 use kmemd::live::plant::Plant;
-use kmemd::live::LiveTarget;
+use kmemd::mem::{VirtAddr, VirtRead};
+use kmemd::target::live::{load_kallsyms, LiveTarget};
 use kmemd::target::Target;
 
 #[test]
@@ -41,7 +41,7 @@ fn live_target_serves_the_running_kernel() {
     assert!(t.registers(cpus.len() as u64 + 100).is_err());
 
     // KASLR without a vmlinux: runtime _text minus the architecture default.
-    let text = Kallsyms::load().unwrap().lookup("_text").unwrap();
+    let text = load_kallsyms().unwrap().lookup("_text").unwrap();
     let slide = text.wrapping_sub(Arch::host().default_text_link_addr());
     assert_eq!(t.kaslr_offset(), Some(slide));
     let out = t
@@ -62,9 +62,9 @@ fn live_target_serves_the_running_kernel() {
     let data: Vec<u8> = (0..=255u8).rev().collect();
     plant.write(&data).unwrap();
     let mut buf = [0u8; 256];
-    assert_eq!(t.read_memory(plant.kernel_addr(), &mut buf), Ok(256));
+    assert_eq!(t.read_virt(VirtAddr(plant.kernel_addr()), &mut buf), Ok(256));
     assert_eq!(buf[..], data[..]);
-    assert!(t.read_memory(0x1000, &mut buf).is_err());
+    assert!(t.read_virt(VirtAddr(0x1000), &mut buf).is_err());
     // Kernel text at _text reads too (the first thing gdb asks for).
-    assert_eq!(t.read_memory(text, &mut buf[..16]), Ok(16));
+    assert_eq!(t.read_virt(VirtAddr(text), &mut buf[..16]), Ok(16));
 }

@@ -4,7 +4,8 @@
 //! In-process, so a panic fails the test with its message; an abort kills the test binary, which
 //! fails it too (see tests/robust_regressions.rs for the one known).
 
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::{PhysAddr, PhysRead};
 use std::path::PathBuf;
 
 fn samples() -> Vec<(String, Vec<u8>)> {
@@ -40,7 +41,7 @@ fn open_and_use(what: &str, bytes: Vec<u8>) -> Result<(), String> {
             let mut buf = [0u8; 4096];
             for (s, e) in d.phys_ranges().into_iter().take(8) {
                 assert!(s < e, "{what}: bad range");
-                if let Ok(n) = d.read_phys(s, &mut buf) {
+                if let Ok(n) = d.read_phys(PhysAddr(s), &mut buf) {
                     assert!((1..=buf.len()).contains(&n), "{what}: read_phys returned {n}");
                 }
             }

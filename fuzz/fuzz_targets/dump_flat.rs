@@ -2,8 +2,8 @@
 //! the reassembled file at arbitrary places.
 #![no_main]
 
-use kmemd::dump::bytes::ReadAt;
 use kmemd::dump::flat::FlatSource;
+use kmemd::mem::bytes::ReadAt;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

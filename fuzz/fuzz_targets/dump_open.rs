@@ -3,8 +3,9 @@
 //! as a GDB target (page walks through the dump's own tables, registers).
 #![no_main]
 
-use kmemd::dump::target::DumpTarget;
-use kmemd::dump::{Dump, PhysRead};
+use kmemd::dump::Dump;
+use kmemd::mem::{PhysAddr, PhysRead, VirtAddr, VirtRead};
+use kmemd::target::dump::DumpTarget;
 use kmemd::target::Target;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     for (start, end) in dump.phys_ranges().into_iter().take(16) {
         assert!(start < end, "empty or inverted range {start:#x}..{end:#x}");
         for at in [start, start + (end - start) / 2, end - 1] {
-            if let Ok(n) = dump.read_phys(at, &mut buf) {
+            if let Ok(n) = dump.read_phys(PhysAddr(at), &mut buf) {
                 assert!((1..=buf.len()).contains(&n), "read_phys returned {n}");
             }
         }
@@ -51,8 +52,8 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     vas.push(target.arch().kernel_space_start());
     for va in vas {
-        if let Ok(n) = target.read_memory(va, &mut buf) {
-            assert!((1..=buf.len()).contains(&n), "read_memory returned {n}");
+        if let Ok(n) = target.read_virt(VirtAddr(va), &mut buf) {
+            assert!((1..=buf.len()).contains(&n), "read_virt returned {n}");
         }
     }
     for cmd in ["help", "vtop 0xffffffff81000000", "info", ""] {

@@ -1,7 +1,7 @@
 //! kallsyms text: parsing never panics, and every parsed symbol looks up and symbolizes.
 #![no_main]
 
-use kmemd::live::kallsyms::Kallsyms;
+use kmemd::kernel::proc_kallsyms::Kallsyms;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

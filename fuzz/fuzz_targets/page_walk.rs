@@ -4,10 +4,9 @@
 #![no_main]
 
 use kmemd::arch::aarch64::PagingAarch64;
-use kmemd::arch::walk::{translate, walk_steps, PagingForm, PhysAddr, VirtAddr};
+use kmemd::arch::walk::{translate, walk_steps, PagingForm};
 use kmemd::arch::x86_64::PagingX86_64;
-use kmemd::dump::PhysRead;
-use kmemd::target::MemError;
+use kmemd::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use libfuzzer_sys::fuzz_target;
 
 /// Physical memory: `bytes` at address 0 (holes above), or repeated over the whole address
@@ -19,17 +18,18 @@ struct Mem<'a> {
 }
 
 impl PhysRead for Mem<'_> {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let paddr = paddr.0;
         let len = self.bytes.len() as u64;
         if len == 0 {
-            return Err(MemError::new(paddr, "no memory"));
+            return Err(MemError::new(paddr, MemErrorKind::NotInDump, "no memory"));
         }
         let start = if self.cyclic {
             paddr % len
         } else if paddr < len {
             paddr
         } else {
-            return Err(MemError::new(paddr, "hole"));
+            return Err(MemError::new(paddr, MemErrorKind::NotInDump, "hole"));
         };
         let mut n = 0;
         while n < buf.len().min(self.chunk) {

@@ -3,11 +3,12 @@
 //! well-formed stream of acks and checksummed packets no larger than the advertised size.
 #![no_main]
 
-use kmemd::arch::Arch;
+use kmemd::arch::{Arch, Registers};
+use kmemd::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
-use kmemd::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use kmemd::target::{Target, ThreadInfo, Tid};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Write};
 
@@ -21,19 +22,23 @@ struct Fake {
     threads: u64,
 }
 
-impl Target for Fake {
-    fn arch(&self) -> Arch {
-        self.arch
-    }
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+impl VirtRead for Fake {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
         let off = addr
             .checked_sub(self.base)
             .and_then(|o| usize::try_from(o).ok())
             .filter(|&o| o < self.mem.len())
-            .ok_or_else(|| MemError::new(addr, "outside the fake window"))?;
+            .ok_or_else(|| MemError::new(addr, MemErrorKind::Fault, "outside the fake window"))?;
         let n = buf.len().min(self.mem.len() - off).min(self.chunk);
         buf[..n].copy_from_slice(&self.mem[off..off + n]);
         Ok(n)
+    }
+}
+
+impl Target for Fake {
+    fn arch(&self) -> Arch {
+        self.arch
     }
     fn threads(&mut self) -> Vec<ThreadInfo> {
         (1..=self.threads)

@@ -2,7 +2,7 @@
 //! allocate beyond what the file holds.
 #![no_main]
 
-use kmemd::live::vmlinux::Vmlinux;
+use kmemd::kernel::vmlinux::Vmlinux;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

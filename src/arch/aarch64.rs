@@ -2,10 +2,10 @@
 //! the kernel's tables from VMCOREINFO. 4K, 16K and 64K granules, 39 to 52 virtual address bits,
 //! block descriptors, and 52-bit output addresses (64K FEAT_LPA, 4K/16K FEAT_LPA2).
 
-use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, vmcoreinfo_value, Paging, PagingForm, PhysAddr,
-    PteFormat, Step,
-};
+use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
+use crate::arch::{DebugRegs, PtRegs, SwitchFrame};
+use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
+use crate::mem::{read_u64, MemError, MemErrorKind, PhysAddr, VirtRead};
 
 /// Descriptor type bits [1:0]: 0b11 is a table (or a page at the last level), 0b01 a block,
 /// anything with bit 0 clear is invalid (Arm ARM D8.3).
@@ -17,6 +17,249 @@ const DESC_TABLE_OR_PAGE: u64 = 1 << 1;
 const OA_48: u64 = 0x0000_ffff_ffff_ffff;
 /// LPA2 (TCR_EL1.DS = 1): output address bits [49:page_shift] are in place.
 const OA_LPA2_LOW: u64 = 0x0003_ffff_ffff_ffff;
+
+/// GDB's names for the program counter and the stack pointer (aarch64.xml).
+pub const PC: &str = "pc";
+pub const SP: &str = "sp";
+
+/// What a kdump header's `utsname.machine` says on arm64.
+pub const MACHINE_NAMES: &[&str] = &["aarch64", "arm64"];
+
+/// Whether VMCOREINFO has keys only arm64 kernels write (arch/arm64/kernel/vmcore_info.c,
+/// Linux 6.x).
+pub fn vmcoreinfo_is_ours(v: &VmcoreInfo) -> bool {
+    v.get("NUMBER(kimage_voffset)").is_some() || v.get("NUMBER(VA_BITS)").is_some()
+}
+
+/// Size of a 64-bit arm64 `struct elf_prstatus` (QEMU: `QEMU_BUILD_BUG_ON(sizeof(struct
+/// aarch64_elf_prstatus) != 392)`).
+pub const PRSTATUS_SIZE: usize = 392;
+
+/// `_stext - _text`: the 64 KiB-aligned .head.text comes first (arch/arm64/kernel/vmlinux.lds.S,
+/// SEGMENT_ALIGN 64 KiB, Linux 5.x-6.x).
+pub const HEAD_SIZE: u64 = 0x1_0000;
+
+/// arm64's `.data..percpu` is an ordinary section that KASLR moves.
+pub const PERCPU_AT_ZERO: bool = false;
+
+/// VA_BITS the linear map may be built for, most likely first.
+const VA_BITS_TRIED: [u32; 6] = [48, 52, 47, 42, 39, 36];
+/// Where RAM starts on the machines kmemd has met, when /proc/iomem does not say (QEMU virt
+/// 0x4000_0000, others 0 or 2 GiB).
+const RAM_STARTS: [u64; 3] = [0x4000_0000, 0, 0x8000_0000];
+const GIB: u64 = 1 << 30;
+/// GiB steps tried above a base: a randomized linear region moves within
+/// (1 << (VA_BITS - 1)) - (1 << PARange) bytes (arch/arm64/mm/init.c), 128 Ki GiB at VA_BITS 48.
+const DIRECT_MAP_STEPS: u64 = 128 << 10;
+
+/// Linear-map base candidates. `PAGE_OFFSET` = -(1 << VA_BITS) (arch/arm64/include/asm/
+/// memory.h) and the linear address of `pa` is `PAGE_OFFSET + pa - memstart_addr`
+/// (`__phys_to_virt`), `memstart_addr` being the first RAM rounded down to ARM64_MEMSTART_ALIGN
+/// (1 GiB with 4 KiB pages), lowered by whole steps when the linear region is randomized
+/// (arch/arm64/mm/init.c arm64_memblock_init()): a base plus a whole number of GiB.
+pub fn direct_map_candidates(ram_start: Option<u64>) -> Vec<(u64, u64)> {
+    let starts: Vec<u64> = match ram_start {
+        Some(s) => vec![s & !(GIB - 1), s],
+        None => RAM_STARTS.to_vec(),
+    };
+    let mut out = Vec::new();
+    for va_bits in VA_BITS_TRIED {
+        let page_offset = 0u64.wrapping_sub(1u64 << va_bits);
+        for &s in &starts {
+            out.push((page_offset.wrapping_sub(s), DIRECT_MAP_STEPS));
+        }
+    }
+    out
+}
+
+/// Physical address of a kernel-image address: `va - kimage_voffset`
+/// (arch/arm64/include/asm/memory.h), `NUMBER(kimage_voffset)` from VMCOREINFO.
+pub fn image_phys(va: u64, v: &VmcoreInfo) -> Option<u64> {
+    v.number_u64("kimage_voffset").map(|off| va.wrapping_sub(off))
+}
+
+/// A switched-out task: `thread.cpu_context` (arch/arm64/include/asm/processor.h): x19-x28,
+/// fp, sp, pc. `cpu_switch_to` returns with `ret` to the saved lr, which cpu_context keeps as
+/// pc, so x30 holds it too.
+pub const SWITCH_FRAME: SwitchFrame = SwitchFrame::InThread {
+    member: "cpu_context",
+    strukt: "cpu_context",
+    members: &[
+        ("x19", "x19"),
+        ("x20", "x20"),
+        ("x21", "x21"),
+        ("x22", "x22"),
+        ("x23", "x23"),
+        ("x24", "x24"),
+        ("x25", "x25"),
+        ("x26", "x26"),
+        ("x27", "x27"),
+        ("x28", "x28"),
+        ("fp", "x29"),
+        ("sp", "sp"),
+        ("pc", "pc"),
+    ],
+    copies: &[("x30", "pc")],
+};
+
+/// `struct pt_regs` (arch/arm64/include/asm/ptrace.h): `regs[31]`, `sp`, `pc`, `pstate` (inside
+/// an anonymous union with user_pt_regs).
+pub const PT_REGS: PtRegs = PtRegs {
+    array: Some((
+        "regs",
+        &[
+            "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+            "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28",
+            "x29", "x30",
+        ],
+    )),
+    members: &[("sp", "sp"), ("pc", "pc"), ("pstate", "cpsr")],
+};
+
+/// User mode is PSTATE.M = EL0t (0b0000).
+pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
+    (reg == "cpsr").then_some(value & 0xf == 0)
+}
+
+/// Watchpoints: 2 to 16 (ID_AA64DFR0_EL1.WRPs, which user space cannot read: the kernel
+/// answers ENOSPC past it); byte-address-select within one aligned doubleword
+/// (arch/arm64/kernel/hw_breakpoint.c); an execute breakpoint covers one instruction.
+pub const DEBUG_REGS: DebugRegs = DebugRegs {
+    slots: None,
+    no_read_only: None,
+    exec_len: 4,
+    exec_len_why: "execute breakpoints on arm64 cover one instruction",
+    data_aligned: |addr, len| (addr & 7) + u64::from(len) <= 8,
+};
+
+/// System call functions are `__arm64_sys_NAME` (arch/arm64/include/asm/syscall_wrapper.h,
+/// Linux 4.19+).
+pub const SYSCALL_PREFIX: &str = "__arm64_sys_";
+
+/// The address the walker takes for a user address: the walker checks for kernel (TTBR1)
+/// addresses; TTBR0 tables of the same geometry index the same low bits, so user addresses get
+/// the high bits set (a user VA space of `va_bits`, like the kernel's, as Linux configures it).
+pub fn user_walk_addr(addr: u64, va_bits: u8) -> Result<u64, MemError> {
+    let bits = va_bits;
+    if addr >> bits != 0 {
+        return Err(MemError::new(
+            addr,
+            MemErrorKind::Fault,
+            format!("not a user address of this process ({bits}-bit user addresses)"),
+        ));
+    }
+    Ok(addr | !((1u64 << bits) - 1))
+}
+
+/// On arm64 every kernel function that calls another keeps an AAPCS64 frame record: x29 points
+/// at `{caller's x29, return address}` on the stack (arm64 selects FRAME_POINTER, and its own
+/// unwinder, arch/arm64/kernel/stacktrace.c, relies on the records).
+/// Longest chain followed: deeper kernel call chains do not reach panic anyway, and a damaged
+/// stack must not make the walk long.
+pub const MAX_FRAMES: usize = 64;
+
+/// The registers a frame-record walk starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRegs {
+    pub pc: u64,
+    /// x30, the link register.
+    pub lr: u64,
+    /// x29, the frame pointer.
+    pub fp: u64,
+}
+
+/// The code addresses of an aarch64 call chain, innermost first: the pc, then the instruction
+/// before each return address (x30, then every frame record's), so that a call that ends a
+/// function (a `noreturn` callee) is named after its caller, not after the function that follows.
+///
+/// `va_bits` (VMCOREINFO `NUMBER(VA_BITS)`) strips pointer-authentication codes from kernel
+/// return addresses: with PAC the bits above VA_BITS of a signed kernel pointer hold the code,
+/// and for a kernel (TTBR1, bit 55 set) address they are all ones once stripped.
+pub fn call_chain(mem: &mut dyn VirtRead, regs: FrameRegs, va_bits: u32) -> Vec<u64> {
+    let strip = |a: u64| strip_pac(a, va_bits);
+    let call_site = |a: u64| strip(a).wrapping_sub(4);
+    let mut chain = vec![regs.pc, call_site(regs.lr)];
+    let mut fp = regs.fp;
+    let mut seen = Vec::new();
+    while chain.len() < MAX_FRAMES && fp != 0 && fp % 8 == 0 && !seen.contains(&fp) {
+        seen.push(fp);
+        let (Ok(next), Ok(ret)) = (read_u64(mem, fp), read_u64(mem, fp.wrapping_add(8))) else {
+            break;
+        };
+        // The kernel ends every task's chain with a zeroed record (the `stackframe` of the
+        // pt_regs at the top of the stack).
+        if ret == 0 {
+            break;
+        }
+        chain.push(call_site(ret));
+        fp = next;
+    }
+    chain
+}
+
+/// A kernel address with a pointer-authentication code in its top bits, cleaned.
+fn strip_pac(addr: u64, va_bits: u32) -> u64 {
+    let va_bits = va_bits.clamp(36, 56);
+    if addr & (1 << 55) != 0 {
+        addr | !((1u64 << va_bits) - 1)
+    } else {
+        addr
+    }
+}
+
+/// [`call_chain`] from a CPU's NT_PRSTATUS registers (pc, x30, x29), with VMCOREINFO's
+/// `NUMBER(VA_BITS)` (48 when absent) for the PAC mask.
+pub fn call_chain_from_pr_reg(mem: &mut dyn VirtRead, pr_reg: &[u64], v: &VmcoreInfo) -> Vec<u64> {
+    let va_bits = v
+        .number("VA_BITS")
+        .and_then(|b| u32::try_from(b).ok())
+        .unwrap_or(48);
+    let reg = |name: &str| {
+        let names = crate::arch::prstatus::pr_reg_names(crate::arch::Arch::Aarch64);
+        let i = names.iter().position(|n| *n == name);
+        i.and_then(|i| pr_reg.get(i)).copied().unwrap_or(0)
+    };
+    let regs = FrameRegs {
+        pc: reg("pc"),
+        lr: reg("x30"),
+        fp: reg("x29"),
+    };
+    call_chain(mem, regs, va_bits)
+}
+
+/// Addresses formed by `ADRP Xd, page` followed (within 8 instructions) by `ADD Xd', Xd, #lo12` or
+/// `LDR Xt, [Xd, #lo12]` (Arm ARM C6.2.11 ADRP, C6.2.4 ADD (immediate), C6.2.132 LDR (immediate,
+/// unsigned offset)).
+pub fn adrp_targets(pc0: u64, code: &[u8]) -> Vec<u64> {
+    let insns: Vec<u32> = code
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut out = Vec::new();
+    for (i, &insn) in insns.iter().enumerate() {
+        if insn & 0x9f00_0000 != 0x9000_0000 {
+            continue;
+        }
+        let rd = insn & 0x1f;
+        let immlo = u64::from((insn >> 29) & 3);
+        let immhi = u64::from((insn >> 5) & 0x7ffff);
+        let imm = ((((immhi << 2) | immlo) << 43) as i64 >> 43) << 12;
+        let pc = pc0.wrapping_add(4 * i as u64);
+        let page = (pc & !0xfff).wrapping_add(imm as u64);
+        for &next in insns.iter().skip(i + 1).take(8) {
+            let rn = (next >> 5) & 0x1f;
+            if rn != rd {
+                continue;
+            }
+            if next & 0xffc0_0000 == 0x9100_0000 {
+                out.push(page + u64::from((next >> 10) & 0xfff));
+            } else if next & 0xffc0_0000 == 0xf940_0000 {
+                out.push(page + 8 * u64::from((next >> 10) & 0xfff));
+            }
+        }
+    }
+    out
+}
 
 /// The aarch64 paging forms and the kernel page tables of a dump.
 pub struct PagingAarch64;
@@ -45,18 +288,14 @@ impl PagingAarch64 {
         PagingForm::new(pte, page_shift, va_bits)
     }
 
-    /// The kernel's tables described by raw VMCOREINFO text.
-    pub fn from_vmcoreinfo(text: &str) -> Result<Paging, String> {
-        Self::from_lookup(|key| vmcoreinfo_value(text, key))
-    }
-
-    /// The kernel's tables from a VMCOREINFO lookup (`"NUMBER(VA_BITS)"` -> `"48"`), following
-    /// drgn `arch_aarch64.c` and libaddrxlat `aarch64.c`.
-    pub fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Paging, String> {
+    /// The kernel's tables described by a dump's VMCOREINFO, following drgn `arch_aarch64.c` and
+    /// libaddrxlat `aarch64.c`.
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+        let lookup = |key: &str| v.get(key);
         let number = |key: &str| -> Result<Option<u64>, String> {
             match lookup(key) {
                 None => Ok(None),
-                Some(v) => parse_vmcoreinfo_number(v).map(Some).ok_or_else(|| {
+                Some(v) => parse_number(v).map(|n| Some(n as u64)).ok_or_else(|| {
                     format!("VMCOREINFO's {key} value {v:?} is not a number; the dump is corrupt")
                 }),
             }
@@ -102,7 +341,7 @@ impl PagingAarch64 {
         let pgd = lookup("SYMBOL(swapper_pg_dir)").ok_or(
             "the dump's VMCOREINFO has no SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found",
         )?;
-        let pgd = parse_vmcoreinfo_symbol(pgd)
+        let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's SYMBOL(swapper_pg_dir) {pgd:?} is not a hex address"))?;
         // Kernel image VA -> PA is va - kimage_voffset (arch/arm64/include/asm/memory.h).
         let voffset = number("NUMBER(kimage_voffset)")?.ok_or(
@@ -127,14 +366,18 @@ pub fn untag(va: u64) -> u64 {
 
 /// Untags `va` and checks it is in the TTBR1 (kernel) range the tables translate: bits
 /// 63..va_bits all set. Returns the address to walk.
-pub fn check_kernel_va(va: u64, va_bits: u8) -> Result<u64, String> {
+pub fn check_kernel_va(va: u64, va_bits: u8) -> Result<u64, MemError> {
     let addr = untag(va);
     let high = addr.checked_shr(va_bits.into()).unwrap_or(0);
     if high == u64::MAX.checked_shr(va_bits.into()).unwrap_or(0) {
         Ok(addr)
     } else {
-        Err(format!(
-            "{va:#x} is not a kernel address: the kernel tables (TTBR1) with {va_bits}-bit addresses translate only addresses with bits 63..{va_bits} set"
+        Err(MemError::new(
+            va,
+            MemErrorKind::Fault,
+            format!(
+                "{va:#x} is not a kernel address: the kernel tables (TTBR1) with {va_bits}-bit addresses translate only addresses with bits 63..{va_bits} set"
+            ),
         ))
     }
 }
@@ -173,9 +416,9 @@ pub fn decode_entry(form: &PagingForm, desc: u64, level: u8) -> Step {
     match (desc & DESC_TABLE_OR_PAGE != 0, level) {
         (true, 0) => Step::Leaf(oa),
         (true, _) => Step::Table(oa),
-        (false, 0) => Step::Invalid("is a reserved descriptor type at the last level".to_string()),
+        (false, 0) => Step::Reserved("is a reserved descriptor type at the last level".to_string()),
         (false, _) if block_allowed(form, level) => Step::Leaf(oa),
-        (false, _) => Step::Invalid(format!(
+        (false, _) => Step::Reserved(format!(
             "is a block descriptor, which {}K pages do not allow at this level: the page table is corrupt",
             (1u64 << form.page_shift) / 1024
         )),
@@ -186,7 +429,30 @@ pub fn decode_entry(form: &PagingForm, desc: u64, level: u8) -> Step {
 mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
-    use crate::arch::walk::{translate, walk_steps, VirtAddr};
+    use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::VirtAddr;
+
+    #[test]
+    fn adrp_add_and_adrp_ldr_pairs_decode() {
+        // adrp x0, #+0x2000 pages from 0x...1000 ; add x0, x0, #0x123 ; adrp x1, #-1 page ;
+        // ldr x2, [x1, #0x10]
+        let pc = 0xffff_8000_0801_0ff8u64;
+        let adrp = |rd: u32, pages: i64| {
+            let imm = (pages as u64 & 0x1f_ffff) as u32;
+            0x9000_0000 | ((imm & 3) << 29) | ((imm >> 2) << 5) | rd
+        };
+        let code: Vec<u8> = [
+            adrp(0, 0x2000),
+            0x9100_0000 | (0x123 << 10),
+            adrp(1, -1),
+            0xf940_0000 | (2 << 10) | (1 << 5) | 2,
+        ]
+        .iter()
+        .flat_map(|i| i.to_le_bytes())
+        .collect();
+        let t = adrp_targets(pc, &code);
+        assert_eq!(t, vec![0xffff_8000_0a01_0000 + 0x123, 0xffff_8000_0801_0000 + 16]);
+    }
 
     /// Attribute bits a kernel leaf carries (AF, SH inner shareable, AP, AttrIndx, PXN/UXN and the
     /// software dirty bit 55) and a table's APTable/PXNTable bits: none may leak into addresses.
@@ -354,7 +620,8 @@ mod tests {
                 let mut b = builder(c);
                 b.map(va, pa_base, level);
                 let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-                assert!(e.reason.contains("block"), "{name} level {level}: {}", e.reason);
+                assert_eq!(e.kind, MemErrorKind::Corrupt, "{name} level {level}: {e}");
+                assert!(e.detail.contains("block"), "{name} level {level}: {}", e.detail);
             }
         }
     }
@@ -377,11 +644,8 @@ mod tests {
                     let w = walk_steps(&b.mem, &form, PhysAddr(b.root), VirtAddr(va));
                     let e = w.result.unwrap_err();
                     let name = w.steps.last().unwrap().name;
-                    assert!(
-                        e.reason.contains(name) && e.reason.contains("not valid"),
-                        "{}",
-                        e.reason
-                    );
+                    assert_eq!(e.kind, MemErrorKind::NotPresent { level: level as u8 }, "{e}");
+                    assert!(e.detail.contains(name), "{}", e.detail);
                     assert_eq!(w.steps.len() as u32, b.levels - level);
                 }
             }
@@ -391,11 +655,8 @@ mod tests {
             let at = b.entry_addr(va, 0);
             b.mem.set(at, 0x8000_0000 | 0b01);
             let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(
-                e.reason.contains("PTE") && e.reason.contains("reserved"),
-                "{}",
-                e.reason
-            );
+            assert_eq!(e.kind, MemErrorKind::Corrupt, "{e}");
+            assert!(e.detail.contains("PTE"), "{}", e.detail);
         }
     }
 
@@ -433,7 +694,8 @@ mod tests {
             0xff7f_8000_0000_0000,
         ] {
             let e = translate(&mem, &form, PhysAddr(0x4000_0000), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("not a kernel address"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("not a kernel address"), "{va:#x}: {}", e.detail);
         }
         // A 1 GiB block at L1 (index 0).
         mem.set(0x4000_1000, 0x0000_0001_c000_0000 | 0x0040_0000_0000_0f41);
@@ -525,12 +787,16 @@ mod tests {
         }
     }
 
+    fn from_text(text: &str) -> Result<Paging, String> {
+        PagingAarch64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
     #[test]
     fn from_vmcoreinfo_picks_geometry_and_root() {
         let base = "SYMBOL(swapper_pg_dir)=ffff800082d6c000\nNUMBER(kimage_voffset)=0xffff7fffc0000000\n";
         // 0xffff800082d6c000 - 0xffff7fffc0000000
         let root = PhysAddr(0xc2d6_c000);
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
         ))
         .unwrap();
@@ -539,12 +805,12 @@ mod tests {
             (root, 48, 4, PteFormat::Aarch64)
         );
         // Configured 52 bits, running with 48 (no LPA2): T1SZ wins for 4K.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=16\n"
         ))
         .unwrap();
         assert_eq!((p.form.va_bits, p.form.pte), (48, PteFormat::Aarch64));
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0xc\n"
         ))
         .unwrap();
@@ -553,7 +819,7 @@ mod tests {
             (52, 4, PteFormat::Aarch64Lpa2)
         );
         // 16K configured for 52 bits falls back to 47 without LPA2.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x11\n"
         ))
         .unwrap();
@@ -562,7 +828,7 @@ mod tests {
             (47, 3, PteFormat::Aarch64)
         );
         // 64K keeps VA_BITS geometry whatever T1SZ says.
-        let p = PagingAarch64::from_vmcoreinfo(&format!(
+        let p = from_text(&format!(
             "{base}PAGESIZE=65536\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
         ))
         .unwrap();
@@ -571,32 +837,25 @@ mod tests {
             (52, 3, PteFormat::Aarch64Lpa)
         );
         // Old kernels without T1SZ.
-        let p =
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
+        let p = from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
         assert_eq!((p.form.va_bits, p.form.levels), (39, 3));
 
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}NUMBER(VA_BITS)=48\n"))
-                .unwrap_err()
-                .contains("PAGESIZE")
-        );
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n")).is_err()
-        );
-        assert!(PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\n"))
+        assert!(from_text(&format!("{base}NUMBER(VA_BITS)=48\n"))
+            .unwrap_err()
+            .contains("PAGESIZE"));
+        assert!(from_text(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n")).is_err());
+        assert!(from_text(&format!("{base}PAGESIZE=4096\n"))
             .unwrap_err()
             .contains("VA_BITS"));
-        assert!(
-            PagingAarch64::from_vmcoreinfo(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n")).is_err()
-        );
-        assert!(PagingAarch64::from_vmcoreinfo(&format!(
+        assert!(from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n")).is_err());
+        assert!(from_text(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x40\n"
         ))
         .is_err());
-        assert!(PagingAarch64::from_vmcoreinfo(
-            "PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n"
-        )
-        .unwrap_err()
-        .contains("kimage_voffset"));
+        assert!(
+            from_text("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n")
+                .unwrap_err()
+                .contains("kimage_voffset")
+        );
     }
 }

@@ -7,7 +7,8 @@ pub mod walk;
 #[allow(non_upper_case_globals)]
 pub mod x86_64;
 
-use crate::target::Registers;
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{MemError, VirtRead};
 use std::fmt;
 use std::sync::OnceLock;
 use walk::Paging;
@@ -18,6 +19,11 @@ pub enum Arch {
     X86_64,
     Aarch64,
 }
+
+/// Register values in the order of the target description of an architecture
+/// (`Arch::registers()`). `None` means unavailable and is sent to GDB as `xx` bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registers(pub Vec<Option<u64>>);
 
 /// One register of a target description, in `g` packet order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,49 @@ impl RegDesc {
     pub fn bytes(&self) -> usize {
         (self.bits as usize).div_ceil(8)
     }
+}
+
+/// Where the kernel saves a switched-out task's registers, as BTF member names mapped to GDB
+/// register names. Each architecture's file names the kernel source of its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchFrame {
+    /// `thread.<sp_member>` points at a `struct <frame_struct>` on the task's stack holding
+    /// `members`; once the switch pops it, the stack pointer is the frame's end.
+    OnStack {
+        sp_member: &'static str,
+        frame_struct: &'static str,
+        members: &'static [(&'static str, &'static str)],
+    },
+    /// `thread.<member>`, a `struct <strukt>`, holds `members`; `copies` are registers that hold
+    /// the same value as another one when the task resumes (register, copied from).
+    InThread {
+        member: &'static str,
+        strukt: &'static str,
+        members: &'static [(&'static str, &'static str)],
+        copies: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// Where `struct pt_regs` (the user registers at the top of a task's kernel stack) keeps each
+/// GDB register: an array member of consecutive u64s, then single members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtRegs {
+    pub array: Option<(&'static str, &'static [&'static str])>,
+    pub members: &'static [(&'static str, &'static str)],
+}
+
+/// What a CPU's hardware watchpoints allow, checked before the kernel is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct DebugRegs {
+    /// Watchpoints one CPU holds at once, when user space can know it.
+    pub slots: Option<usize>,
+    /// Why a watchpoint cannot trap reads alone, on a CPU where it cannot.
+    pub no_read_only: Option<&'static str>,
+    /// The one length an execute breakpoint takes, and why.
+    pub exec_len: u8,
+    pub exec_len_why: &'static str,
+    /// Whether a data watchpoint of `len` bytes can sit at `addr`.
+    pub data_aligned: fn(addr: u64, len: u8) -> bool,
 }
 
 const X86_64_XML: &str = include_str!("x86_64.xml");
@@ -97,10 +146,182 @@ impl Arch {
     /// Index of the program counter register.
     pub fn pc_index(self) -> usize {
         let name = match self {
-            Arch::X86_64 => "rip",
-            Arch::Aarch64 => "pc",
+            Arch::X86_64 => x86_64::PC,
+            Arch::Aarch64 => aarch64::PC,
         };
         self.reg_index(name).unwrap_or(0)
+    }
+
+    /// Index of the stack pointer register.
+    pub fn sp_index(self) -> Option<usize> {
+        self.reg_index(match self {
+            Arch::X86_64 => x86_64::SP,
+            Arch::Aarch64 => aarch64::SP,
+        })
+    }
+
+    /// The architecture a kdump header's `utsname.machine` names.
+    pub fn from_machine_name(name: &str) -> Option<Arch> {
+        if x86_64::MACHINE_NAMES.contains(&name) {
+            Some(Arch::X86_64)
+        } else if aarch64::MACHINE_NAMES.contains(&name) {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
+    /// The architecture from VMCOREINFO keys that only one architecture's kernels write.
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Option<Arch> {
+        if x86_64::vmcoreinfo_is_ours(v) {
+            Some(Arch::X86_64)
+        } else if aarch64::vmcoreinfo_is_ours(v) {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
+    /// The architecture whose whole `struct elf_prstatus` is `len` bytes (the two differ).
+    pub fn from_prstatus_size(len: usize) -> Option<Arch> {
+        [Arch::X86_64, Arch::Aarch64]
+            .into_iter()
+            .find(|a| a.prstatus_size() == len)
+    }
+
+    /// Size of a 64-bit `struct elf_prstatus`.
+    pub fn prstatus_size(self) -> usize {
+        match self {
+            Arch::X86_64 => x86_64::PRSTATUS_SIZE,
+            Arch::Aarch64 => aarch64::PRSTATUS_SIZE,
+        }
+    }
+
+    /// Offsets of cr3 and cr4 in QEMU's per-CPU `QEMU` note, on the architecture that has one.
+    pub fn qemu_cpu_state_cr3_cr4(self) -> Option<(usize, usize)> {
+        match self {
+            Arch::X86_64 => Some((x86_64::QEMU_CPU_STATE_CR3, x86_64::QEMU_CPU_STATE_CR4)),
+            Arch::Aarch64 => None,
+        }
+    }
+
+    /// `_stext - _text` in the architecture's default layout.
+    pub fn head_size(self) -> u64 {
+        match self {
+            Arch::X86_64 => x86_64::HEAD_SIZE,
+            Arch::Aarch64 => aarch64::HEAD_SIZE,
+        }
+    }
+
+    /// Whether the kernel links per-CPU variables from address 0, so that KASLR does not move
+    /// them (GDB must not relocate `.data..percpu`).
+    pub fn percpu_at_zero(self) -> bool {
+        match self {
+            Arch::X86_64 => x86_64::PERCPU_AT_ZERO,
+            Arch::Aarch64 => aarch64::PERCPU_AT_ZERO,
+        }
+    }
+
+    /// Physical address of a kernel-image (not direct-map) virtual address, from VMCOREINFO.
+    pub fn image_phys(self, va: u64, v: &VmcoreInfo) -> Option<u64> {
+        match self {
+            Arch::X86_64 => x86_64::image_phys(va, v),
+            Arch::Aarch64 => aarch64::image_phys(va, v),
+        }
+    }
+
+    /// Direct-map base candidates without a hint from memory, most likely first: (base,
+    /// number of 1 GiB steps above it that randomization may have added). `ram_start` is the
+    /// first RAM's physical address when known.
+    pub fn direct_map_candidates(self, ram_start: Option<u64>) -> Vec<(u64, u64)> {
+        match self {
+            Arch::X86_64 => x86_64::direct_map_candidates(),
+            Arch::Aarch64 => aarch64::direct_map_candidates(ram_start),
+        }
+    }
+
+    /// Where a switched-out task's registers are saved.
+    pub fn switch_frame(self) -> SwitchFrame {
+        match self {
+            Arch::X86_64 => x86_64::SWITCH_FRAME,
+            Arch::Aarch64 => aarch64::SWITCH_FRAME,
+        }
+    }
+
+    /// Where `struct pt_regs` keeps the user registers.
+    pub fn pt_regs(self) -> PtRegs {
+        match self {
+            Arch::X86_64 => x86_64::PT_REGS,
+            Arch::Aarch64 => aarch64::PT_REGS,
+        }
+    }
+
+    /// `Some(user mode?)` when `reg` is the register that tells user from kernel mode.
+    pub fn is_user_mode(self, reg: &str, value: u64) -> Option<bool> {
+        match self {
+            Arch::X86_64 => x86_64::is_user_mode(reg, value),
+            Arch::Aarch64 => aarch64::is_user_mode(reg, value),
+        }
+    }
+
+    /// The `thread_struct` member holding the user fs base and its GDB register, where there is
+    /// one.
+    pub fn thread_fsbase(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Arch::X86_64 => Some(x86_64::THREAD_FSBASE),
+            Arch::Aarch64 => None,
+        }
+    }
+
+    /// What the CPU's hardware watchpoints allow.
+    pub fn debug_regs(self) -> DebugRegs {
+        match self {
+            Arch::X86_64 => x86_64::DEBUG_REGS,
+            Arch::Aarch64 => aarch64::DEBUG_REGS,
+        }
+    }
+
+    /// The kernel function of a system call (`getpid` -> `__x64_sys_getpid`).
+    pub fn syscall_symbol(self, name: &str) -> String {
+        let prefix = match self {
+            Arch::X86_64 => x86_64::SYSCALL_PREFIX,
+            Arch::Aarch64 => aarch64::SYSCALL_PREFIX,
+        };
+        format!("{prefix}{name}")
+    }
+
+    /// A CPU's call chain from its saved registers (`pr_reg`, NT_PRSTATUS order), innermost
+    /// first, where the kernel keeps frame records to follow; `None` where it does not (x86_64
+    /// kernels use ORC, without frame pointers).
+    pub fn call_chain(self, mem: &mut dyn VirtRead, pr_reg: &[u64], v: &VmcoreInfo) -> Option<Vec<u64>> {
+        match self {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => Some(aarch64::call_chain_from_pr_reg(mem, pr_reg, v)),
+        }
+    }
+
+    /// Whether kmemd decodes this architecture's instructions for the data addresses they form
+    /// ([`Arch::code_data_refs`]).
+    pub fn decodes_data_refs(self) -> bool {
+        matches!(self, Arch::Aarch64)
+    }
+
+    /// Data addresses the instructions in `code` (starting at `pc`) form, where kmemd decodes
+    /// them (arm64 ADRP pairs); empty elsewhere.
+    pub fn code_data_refs(self, pc: u64, code: &[u8]) -> Vec<u64> {
+        match self {
+            Arch::X86_64 => Vec::new(),
+            Arch::Aarch64 => aarch64::adrp_targets(pc, code),
+        }
+    }
+
+    /// The address a process's page tables are walked with for user address `addr` (tables of
+    /// `va_bits` bits), or why `addr` is no user address.
+    pub fn user_walk_addr(self, addr: u64, va_bits: u8) -> Result<u64, MemError> {
+        match self {
+            Arch::X86_64 => Ok(addr),
+            Arch::Aarch64 => aarch64::user_walk_addr(addr, va_bits),
+        }
     }
 
     /// Start of the kernel half of the address space: addresses below it are never kernel ones.
@@ -110,6 +331,22 @@ impl Arch {
         match self {
             Arch::X86_64 => 0xff00_0000_0000_0000,
             Arch::Aarch64 => 0xfff0_0000_0000_0000,
+        }
+    }
+
+    /// Whether a perf wake-up per hardware-breakpoint sample is safe. arm64 takes a watchpoint
+    /// before the access; Linux then disables it and single-steps the instruction
+    /// (arch/arm64/kernel/hw_breakpoint.c, watchpoint_handler -> kernel_enable_single_step). A
+    /// per-sample wake-up queues irq_work, whose self-IPI is already pending at that return: the
+    /// IRQ is taken first, its handler unmasks debug exceptions, the step exception fires there
+    /// without having stepped, reinstall_suspended_bps re-arms the watchpoint, and the same
+    /// instruction traps again until the ring is full (measured in the kernel lab on Debian's
+    /// 6.1 arm64 kernel: one write, 2048 traps with a 16-page ring; exact without wake-ups). x86
+    /// traps after the access and steps nothing.
+    pub fn wake_per_breakpoint_sample(self) -> bool {
+        match self {
+            Arch::X86_64 => true,
+            Arch::Aarch64 => false,
         }
     }
 
@@ -123,8 +360,9 @@ impl Arch {
         }
     }
 
-    /// The kernel page tables (form and top table) described by a dump's raw VMCOREINFO text.
-    pub fn paging_from_vmcoreinfo(self, vmcoreinfo: &str) -> Result<Paging, String> {
+    /// The kernel page tables (form and top table) a dump's VMCOREINFO describes: the one way
+    /// the dump target and the fuzzer both build them.
+    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, String> {
         match self {
             Arch::X86_64 => x86_64::PagingX86_64::from_vmcoreinfo(vmcoreinfo),
             Arch::Aarch64 => aarch64::PagingAarch64::from_vmcoreinfo(vmcoreinfo),

@@ -2,11 +2,12 @@
 //! (`Arch::registers()`). The note layouts are the kernel's `struct elf_prstatus` with `pr_reg`
 //! at offset 112 on both arches (drgn `pr_reg_offset`; libkdumpfile `elf_prstatus`).
 
-use crate::arch::Arch;
-use crate::target::Registers;
+use crate::arch::{Arch, Registers};
 
 /// Offset of `pr_reg` in a 64-bit `struct elf_prstatus` (both x86_64 and aarch64).
 pub const PR_REG_OFFSET: usize = 112;
+/// Offset of `pr_pid` in a 64-bit `struct elf_prstatus`.
+pub const PR_PID_OFFSET: usize = 32;
 
 /// x86_64 `pr_reg` is `struct user_regs_struct` (arch/x86/include/asm/user_64.h): 27 u64s in
 /// this order, mapped to the GDB register names of x86_64.xml.
@@ -94,7 +95,7 @@ pub fn registers_from_prstatus(arch: Arch, desc: &[u8]) -> Result<Registers, Str
 
 /// `pr_pid` (the task on that CPU; 0 = idle) at offset 32 of the note descriptor.
 pub fn prstatus_pid(desc: &[u8]) -> Option<i32> {
-    let b: [u8; 4] = desc.get(32..36)?.try_into().ok()?;
+    let b: [u8; 4] = desc.get(PR_PID_OFFSET..PR_PID_OFFSET + 4)?.try_into().ok()?;
     Some(i32::from_le_bytes(b))
 }
 

@@ -7,47 +7,8 @@
 //! itself. The depth is bounded by the form, so a corrupt table cannot make a walk loop.
 
 use crate::arch::{aarch64, x86_64};
-use crate::dump::PhysRead;
-use crate::target::MemError;
+use crate::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use std::fmt;
-
-/// A kernel virtual address. A different type from `PhysAddr` so the two cannot be mixed up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VirtAddr(pub u64);
-
-/// A physical address, as page-table entries and dump files store them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PhysAddr(pub u64);
-
-impl VirtAddr {
-    pub fn value(self) -> u64 {
-        self.0
-    }
-    pub fn checked_add(self, n: u64) -> Option<VirtAddr> {
-        self.0.checked_add(n).map(VirtAddr)
-    }
-}
-
-impl PhysAddr {
-    pub fn value(self) -> u64 {
-        self.0
-    }
-    pub fn checked_add(self, n: u64) -> Option<PhysAddr> {
-        self.0.checked_add(n).map(PhysAddr)
-    }
-}
-
-impl fmt::Display for VirtAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::Display for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
 
 /// How entries of one paging form are decoded (libaddrxlat's `pte_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +50,11 @@ pub enum Step {
     /// Maps a page (level 0) or a huge page/block (higher levels). The address is the base of
     /// the page or block; the walker adds the offset of the virtual address inside it.
     Leaf(PhysAddr),
-    /// Not present, or not a valid entry at this level: the reason says which.
+    /// Not present (not valid): the address is not mapped. The text says which bit.
     Invalid(String),
+    /// An entry no kernel writes (a reserved bit or descriptor type at this level): the table is
+    /// damaged. The text says what is wrong.
+    Reserved(String),
 }
 
 impl PagingForm {
@@ -165,7 +129,7 @@ impl PagingForm {
 
     /// Checks that `va` is translated by these tables and returns the address to walk (aarch64
     /// drops pointer tags first).
-    fn check_va(&self, va: VirtAddr) -> Result<u64, String> {
+    fn check_va(&self, va: VirtAddr) -> Result<u64, MemError> {
         match self.pte {
             PteFormat::X86_64 => x86_64::check_canonical(va.0, self.va_bits).map(|()| va.0),
             PteFormat::Aarch64 | PteFormat::Aarch64Lpa | PteFormat::Aarch64Lpa2 => {
@@ -246,7 +210,7 @@ impl fmt::Display for Walk {
                 self.steps.last().map(|s| s.name).unwrap_or("?"),
                 t.page_size
             ),
-            Err(e) => write!(f, "no translation: {}", e.reason),
+            Err(e) => write!(f, "no translation: {}", e.detail),
         }
     }
 }
@@ -314,7 +278,7 @@ fn walk_inner(
     va: VirtAddr,
     record: &mut dyn FnMut(WalkStep),
 ) -> Result<Translation, MemError> {
-    let addr = form.check_va(va).map_err(|why| MemError::new(va.0, why))?;
+    let addr = form.check_va(va)?;
     let mut table = root;
     for level in (0..form.levels).rev() {
         let name = form.level_name(level);
@@ -322,6 +286,7 @@ fn walk_inner(
         let entry_addr = table.checked_add(index * 8).ok_or_else(|| {
             MemError::new(
                 va.0,
+                MemErrorKind::Corrupt,
                 format!("the {name} table address {table} is past the end of memory"),
             )
         })?;
@@ -333,12 +298,14 @@ fn walk_inner(
             entry_addr,
             entry: entry.as_ref().ok().copied(),
         });
+        // The kind stays the one of the physical read (a table page excluded or not in the dump).
         let entry = entry.map_err(|e| {
             MemError::new(
                 va.0,
+                e.kind,
                 format!(
                     "the {name} entry at physical {entry_addr} is not in the dump ({})",
-                    e.reason
+                    e.detail
                 ),
             )
         })?;
@@ -347,6 +314,7 @@ fn walk_inner(
             Step::Table(_) => {
                 return Err(MemError::new(
                     va.0,
+                    MemErrorKind::Corrupt,
                     format!("{name} entry {entry:#x} points to a further table"),
                 ));
             }
@@ -358,6 +326,7 @@ fn walk_inner(
                     .ok_or_else(|| {
                         MemError::new(
                             va.0,
+                            MemErrorKind::Corrupt,
                             format!("{name} entry {entry:#x} maps past the end of memory"),
                         )
                     })?;
@@ -369,13 +338,25 @@ fn walk_inner(
             Step::Invalid(why) => {
                 return Err(MemError::new(
                     va.0,
+                    MemErrorKind::NotPresent { level },
+                    format!("{name} entry {entry:#x} at physical {entry_addr}: {why}"),
+                ));
+            }
+            Step::Reserved(why) => {
+                return Err(MemError::new(
+                    va.0,
+                    MemErrorKind::Corrupt,
                     format!("{name} entry {entry:#x} at physical {entry_addr}: {why}"),
                 ));
             }
         }
     }
     // Unreachable in practice: level 0 always ends the loop with a leaf or an error.
-    Err(MemError::new(va.0, "the page-table walk did not reach a page"))
+    Err(MemError::new(
+        va.0,
+        MemErrorKind::Corrupt,
+        "the page-table walk did not reach a page",
+    ))
 }
 
 /// Reads one little-endian 8-byte entry (both supported arches are little-endian).
@@ -383,43 +364,25 @@ fn read_entry(mem: &dyn PhysRead, at: PhysAddr) -> Result<u64, MemError> {
     let mut buf = [0u8; 8];
     let mut done = 0;
     while done < buf.len() {
-        let pos =
-            at.0.checked_add(done as u64)
-                .ok_or_else(|| MemError::new(at.0, "entry address past the end of memory"))?;
+        let pos = at.0.checked_add(done as u64).ok_or_else(|| {
+            MemError::new(
+                at.0,
+                MemErrorKind::Corrupt,
+                "entry address past the end of memory",
+            )
+        })?;
         let rest = buf.get_mut(done..).unwrap_or_default();
-        let n = mem.read_phys(pos, rest)?;
+        let n = mem.read_phys(PhysAddr(pos), rest)?;
         if n == 0 {
-            return Err(MemError::new(pos, "the dump returned no bytes"));
+            return Err(MemError::new(
+                pos,
+                MemErrorKind::NotInDump,
+                "the dump returned no bytes",
+            ));
         }
         done += n.min(rest.len());
     }
     Ok(u64::from_le_bytes(buf))
-}
-
-/// Looks up `KEY` in raw VMCOREINFO text (`KEY=VALUE` lines).
-pub fn vmcoreinfo_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-        .map(str::trim)
-}
-
-/// Parses a VMCOREINFO `NUMBER()` value: signed decimal (`%ld`) or `0x` hex as arm64 prints.
-/// Negative values come back as their two's complement.
-pub fn parse_vmcoreinfo_number(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()
-    } else if s.starts_with('-') {
-        s.parse::<i64>().ok().map(|v| v as u64)
-    } else {
-        s.parse::<u64>().ok()
-    }
-}
-
-/// Parses a VMCOREINFO `SYMBOL()` value: hex without `0x` (`%lx`).
-pub fn parse_vmcoreinfo_symbol(s: &str) -> Option<u64> {
-    let s = s.trim();
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
 }
 
 #[cfg(test)]
@@ -460,7 +423,8 @@ pub(crate) mod tests {
     }
 
     impl PhysRead for FakeMem {
-        fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let paddr = paddr.0;
             let mut n = 0;
             while n < buf.len() {
                 let a = paddr + n as u64;
@@ -471,7 +435,11 @@ pub(crate) mod tests {
                 n += 1;
             }
             if n == 0 {
-                Err(MemError::new(paddr, "not in the fake dump"))
+                Err(MemError::new(
+                    paddr,
+                    MemErrorKind::NotInDump,
+                    "not in the fake dump",
+                ))
             } else {
                 Ok(n)
             }
@@ -582,7 +550,7 @@ pub(crate) mod tests {
         while done < len {
             let t = translate(mem, form, root, VirtAddr(va + done as u64)).expect("translate");
             let n = (len - done).min(t.page_size as usize);
-            let got = mem.read_phys(t.pa.0, &mut out[done..done + n]).expect("read");
+            let got = mem.read_phys(t.pa, &mut out[done..done + n]).expect("read");
             assert_eq!(got, n, "the physical page must hold page_size bytes");
             done += n;
         }
@@ -622,38 +590,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn vmcoreinfo_values_parse() {
-        let text = "OSRELEASE=6.1.0\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(phys_base)=-2147483648\nNUMBER(kimage_voffset)=0xffff7fffc0000000\nNUMBER(VA_BITS)=48\n";
-        assert_eq!(
-            vmcoreinfo_value(text, "SYMBOL(init_top_pgt)"),
-            Some("ffffffff9a40a000")
-        );
-        assert_eq!(vmcoreinfo_value(text, "SYMBOL(init_top)"), None);
-        assert_eq!(
-            parse_vmcoreinfo_symbol("ffffffff9a40a000"),
-            Some(0xffff_ffff_9a40_a000)
-        );
-        let pb = parse_vmcoreinfo_number(vmcoreinfo_value(text, "NUMBER(phys_base)").unwrap()).unwrap();
-        assert_eq!(pb as i64, -0x8000_0000);
-        assert_eq!(
-            parse_vmcoreinfo_number("0xffff7fffc0000000"),
-            Some(0xffff_7fff_c000_0000)
-        );
-        assert_eq!(parse_vmcoreinfo_number("48"), Some(48));
-        assert_eq!(parse_vmcoreinfo_number("4x"), None);
-    }
-
-    #[test]
     fn reads_of_missing_tables_are_errors_naming_the_level() {
         let mem = FakeMem::default();
         let form = PagingForm::new(PteFormat::X86_64, 12, 48).unwrap();
         let w = walk_steps(&mem, &form, PhysAddr(0x1000), VirtAddr(0xffff_ffff_8100_0000));
         let e = w.result.unwrap_err();
-        assert!(
-            e.reason.contains("PGD") && e.reason.contains("not in the dump"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::NotInDump, "{e}");
+        assert!(e.detail.contains("PGD"), "{}", e.detail);
         assert_eq!(e.addr, 0xffff_ffff_8100_0000);
         assert_eq!(w.steps.len(), 1);
         assert_eq!(w.steps[0].entry, None);

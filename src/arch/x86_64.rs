@@ -1,10 +1,13 @@
-//! x86_64 paging: the entry decoder for the generic walker and the kernel's tables from VMCOREINFO.
-//! 4-level paging (48-bit addresses) or 5-level (57-bit, LA57), 9 index bits per level, 4 KiB
-//! pages, 2 MiB pages at the PMD and 1 GiB pages at the PUD (PS bit).
+//! x86_64: what kmemd knows of the architecture. Paging (the entry decoder for the generic walker
+//! and the kernel's tables from VMCOREINFO: 4-level paging with 48-bit addresses or 5-level
+//! with 57-bit (LA57), 9 index bits per level, 4 KiB pages, 2 MiB pages at the PMD and 1 GiB
+//! pages at the PUD, PS bit); the kernel's layout around it (direct map, image, switch frame,
+//! pt_regs); crash-dump notes; debug registers.
 
-use crate::arch::walk::{
-    parse_vmcoreinfo_number, parse_vmcoreinfo_symbol, Paging, PagingForm, PhysAddr, PteFormat, Step,
-};
+use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
+use crate::arch::{DebugRegs, PtRegs, SwitchFrame};
+use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
+use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
 /// Entry is present (`_PAGE_BIT_PRESENT`, arch/x86/include/asm/pgtable_types.h).
 pub const _PAGE_PRESENT: u64 = 1 << 0;
@@ -15,6 +18,123 @@ pub const _PAGE_PSE: u64 = 1 << 7;
 pub const PTE_PFN_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// `__START_KERNEL_map`: the kernel image is mapped here, at physical `phys_base`.
 pub const __START_KERNEL_map: u64 = 0xffff_ffff_8000_0000;
+
+/// GDB's names for the program counter and the stack pointer (x86_64.xml).
+pub const PC: &str = "rip";
+pub const SP: &str = "rsp";
+
+/// What a kdump header's `utsname.machine` says on x86_64.
+pub const MACHINE_NAMES: &[&str] = &["x86_64"];
+
+/// Whether VMCOREINFO has keys only x86_64 kernels write (arch/x86/kernel/machine_kexec_64.c,
+/// Linux 6.x).
+pub fn vmcoreinfo_is_ours(v: &VmcoreInfo) -> bool {
+    v.symbol("init_top_pgt").is_some() || v.get("NUMBER(pgtable_l5_enabled)").is_some()
+}
+
+/// Size of a 64-bit x86_64 `struct elf_prstatus`.
+pub const PRSTATUS_SIZE: usize = 336;
+
+/// QEMUCPUState (QEMU `target/i386/arch_dump.c`): offsets of cr3 and cr4 in the `QEMU` note.
+pub const QEMU_CPU_STATE_CR3: usize = 416;
+pub const QEMU_CPU_STATE_CR4: usize = 424;
+
+/// `_stext - _text`: x86_64 starts its text at `_text`.
+pub const HEAD_SIZE: u64 = 0;
+
+/// Per-CPU variables are linked from address 0 (arch/x86/kernel/vmlinux.lds.S, SMP kernels).
+pub const PERCPU_AT_ZERO: bool = true;
+
+/// Direct-map bases without KASLR memory randomization: `__PAGE_OFFSET_BASE_L4` and `_L5`
+/// (arch/x86/include/asm/page_64_types.h).
+pub const __PAGE_OFFSET_BASE_L4: u64 = 0xffff_8880_0000_0000;
+pub const __PAGE_OFFSET_BASE_L5: u64 = 0xff11_0000_0000_0000;
+/// GiB steps tried above an unrandomized base: KASLR memory randomization aligns the direct map
+/// to PUD_SIZE within a 64 TiB region with 4 levels (arch/x86/mm/kaslr.c
+/// kernel_randomize_memory(): the direct map, vmalloc and vmemmap share it).
+const DIRECT_MAP_STEPS: u64 = 64 << 10;
+
+/// Direct-map base candidates: the 4- and 5-level bases, each with its randomization steps.
+pub fn direct_map_candidates() -> Vec<(u64, u64)> {
+    vec![
+        (__PAGE_OFFSET_BASE_L4, DIRECT_MAP_STEPS),
+        (__PAGE_OFFSET_BASE_L5, DIRECT_MAP_STEPS),
+    ]
+}
+
+/// Physical address of a kernel-image address: `va - __START_KERNEL_map + phys_base`
+/// (arch/x86/include/asm/page_64.h), `NUMBER(phys_base)` from VMCOREINFO.
+pub fn image_phys(va: u64, v: &VmcoreInfo) -> Option<u64> {
+    v.number_u64("phys_base")
+        .map(|pb| va.wrapping_sub(__START_KERNEL_map).wrapping_add(pb))
+}
+
+/// A switched-out task: `thread.sp` points at a `struct inactive_task_frame`
+/// (arch/x86/include/asm/switch_to.h, Linux 4.9+): callee-saved registers and `ret_addr`;
+/// `__switch_to_asm` returns (through `__switch_to`) to `ret_addr` with the frame popped.
+pub const SWITCH_FRAME: SwitchFrame = SwitchFrame::OnStack {
+    sp_member: "sp",
+    frame_struct: "inactive_task_frame",
+    members: &[
+        ("r15", "r15"),
+        ("r14", "r14"),
+        ("r13", "r13"),
+        ("r12", "r12"),
+        ("bx", "rbx"),
+        ("bp", "rbp"),
+        ("ret_addr", "rip"),
+    ],
+};
+
+/// The user fs base a task keeps in `thread_struct.fsbase` (arch/x86/include/asm/processor.h).
+pub const THREAD_FSBASE: (&str, &str) = ("fsbase", "fs_base");
+
+/// `struct pt_regs` (arch/x86/include/asm/ptrace.h) member names and GDB registers.
+pub const PT_REGS: PtRegs = PtRegs {
+    array: None,
+    members: &[
+        ("r15", "r15"),
+        ("r14", "r14"),
+        ("r13", "r13"),
+        ("r12", "r12"),
+        ("bp", "rbp"),
+        ("bx", "rbx"),
+        ("r11", "r11"),
+        ("r10", "r10"),
+        ("r9", "r9"),
+        ("r8", "r8"),
+        ("ax", "rax"),
+        ("cx", "rcx"),
+        ("dx", "rdx"),
+        ("si", "rsi"),
+        ("di", "rdi"),
+        ("orig_ax", "orig_rax"),
+        ("ip", "rip"),
+        ("cs", "cs"),
+        ("flags", "eflags"),
+        ("sp", "rsp"),
+        ("ss", "ss"),
+    ],
+};
+
+/// User mode is `cs` = `__USER_CS` (0x33, arch/x86/include/asm/segment.h).
+pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
+    (reg == "cs").then_some(value & 0xffff == 0x33)
+}
+
+/// Debug registers DR0-DR3 (DR7 sets type and length): no read-only type, and a length-aligned
+/// address for data; perf takes execute breakpoints with length sizeof(long).
+pub const DEBUG_REGS: DebugRegs = DebugRegs {
+    slots: Some(4),
+    no_read_only: Some("x86 debug registers cannot trap reads alone"),
+    exec_len: 8,
+    exec_len_why: "execute breakpoints on x86 take length 8 (sizeof(long))",
+    data_aligned: |addr, len| len != 0 && addr % u64::from(len) == 0,
+};
+
+/// System call functions are `__x64_sys_NAME` (arch/x86/include/asm/syscall_wrapper.h,
+/// Linux 4.17+).
+pub const SYSCALL_PREFIX: &str = "__x64_sys_";
 
 /// The x86_64 paging forms and the kernel page tables of a dump.
 pub struct PagingX86_64;
@@ -29,23 +149,20 @@ impl PagingX86_64 {
         }
     }
 
-    /// The kernel's tables described by raw VMCOREINFO text.
-    pub fn from_vmcoreinfo(text: &str) -> Result<Paging, String> {
-        Self::from_lookup(|key| crate::arch::walk::vmcoreinfo_value(text, key))
-    }
-
-    /// The kernel's tables from a VMCOREINFO lookup (`"NUMBER(phys_base)"` -> `"0"`).
+    /// The kernel's tables described by a dump's VMCOREINFO.
     ///
     /// Root = `SYMBOL(init_top_pgt)` - `__START_KERNEL_map` + `NUMBER(phys_base)` (drgn
     /// `arch_x86_64.c`, libaddrxlat `x86_64.c`). SYMBOL values are already KASLR-relocated.
-    pub fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Paging, String> {
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+        let lookup = |key: &str| v.get(key);
+        let number = |s: &str| parse_number(s).map(|n| n as u64);
         // init_top_pgt since Linux 4.13 (renamed from init_level4_pgt); the generic
         // SYMBOL(swapper_pg_dir) carries the same address (`#define swapper_pg_dir init_top_pgt`).
         let pgd = ["SYMBOL(init_top_pgt)", "SYMBOL(swapper_pg_dir)", "SYMBOL(init_level4_pgt)"]
             .iter()
             .find_map(|k| lookup(k))
             .ok_or("the dump's VMCOREINFO has no SYMBOL(init_top_pgt) or SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found; is this an x86_64 kernel dump?")?;
-        let pgd = parse_vmcoreinfo_symbol(pgd)
+        let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's page-table symbol value {pgd:?} is not a hex address"))?;
         if pgd < __START_KERNEL_map {
             return Err(format!(
@@ -57,11 +174,11 @@ impl PagingX86_64 {
         let phys_base = lookup("NUMBER(phys_base)").ok_or(
             "the dump's VMCOREINFO has no NUMBER(phys_base) (kernels before 4.10), so the kernel page tables cannot be located",
         )?;
-        let phys_base = parse_vmcoreinfo_number(phys_base)
+        let phys_base = number(phys_base)
             .ok_or_else(|| format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number"))?;
         // NUMBER(pgtable_l5_enabled) is printed by kernels where 5-level paging is a boot-time
         // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels.
-        let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(parse_vmcoreinfo_number) {
+        let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(number) {
             Some(Some(0)) | None => 4,
             Some(Some(_)) => 5,
             Some(None) => return Err("VMCOREINFO's NUMBER(pgtable_l5_enabled) is not a number".to_string()),
@@ -74,16 +191,20 @@ impl PagingX86_64 {
 }
 
 /// Non-canonical addresses (bits above `va_bits - 1` not all equal to it) fault on x86_64.
-pub fn check_canonical(va: u64, va_bits: u8) -> Result<(), String> {
+pub fn check_canonical(va: u64, va_bits: u8) -> Result<(), MemError> {
     let high = va >> (va_bits - 1);
     if high == 0 || high == (u64::MAX >> (va_bits - 1)) {
         Ok(())
     } else {
-        Err(format!(
-            "{va:#x} is not a canonical address for {}-level paging (bits 63..{} must all equal bit {})",
-            if va_bits > 48 { 5 } else { 4 },
-            va_bits - 1,
-            va_bits - 1
+        Err(MemError::new(
+            va,
+            MemErrorKind::Fault,
+            format!(
+                "{va:#x} is not a canonical address for {}-level paging (bits 63..{} must all equal bit {})",
+                if va_bits > 48 { 5 } else { 4 },
+                va_bits - 1,
+                va_bits - 1
+            ),
         ))
     }
 }
@@ -105,7 +226,7 @@ pub fn decode_entry(form: &PagingForm, entry: u64, level: u8) -> Step {
         // Huge page: bit 12 is PAT, so the base is the address masked to the page size.
         Step::Leaf(PhysAddr(addr & !(form.entry_span(level) - 1)))
     } else {
-        Step::Invalid(
+        Step::Reserved(
             "has the huge-page bit set, which is reserved at this level: the page table is corrupt"
                 .to_string(),
         )
@@ -116,7 +237,8 @@ pub fn decode_entry(form: &PagingForm, entry: u64, level: u8) -> Step {
 mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
-    use crate::arch::walk::{translate, walk_steps, VirtAddr};
+    use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::VirtAddr;
 
     const NX: u64 = 1 << 63;
     /// Present, writable, accessed, dirty.
@@ -244,11 +366,8 @@ mod tests {
                 let w = walk_steps(&b.mem, &form, PhysAddr(b.root), VirtAddr(va));
                 let e = w.result.unwrap_err();
                 let name = names[level as usize];
-                assert!(
-                    e.reason.contains(name) && e.reason.contains("not present"),
-                    "{}",
-                    e.reason
-                );
+                assert_eq!(e.kind, MemErrorKind::NotPresent { level: level as u8 }, "{e}");
+                assert!(e.detail.contains(name), "{}", e.detail);
                 assert_eq!(w.steps.len(), usize::from(levels) - level as usize);
                 assert_eq!(w.steps.last().unwrap().entry_addr.0, at);
             }
@@ -267,7 +386,8 @@ mod tests {
             0x8000_0000_0000_0000,
         ] {
             let e = translate(&b.mem, &f4, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("canonical"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("canonical"), "{va:#x}: {}", e.detail);
         }
         // 57-bit addresses sign-extend from bit 56.
         for va in [
@@ -276,16 +396,13 @@ mod tests {
             0x8000_0000_0000_0000,
         ] {
             let e = translate(&b.mem, &f5, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(e.reason.contains("canonical"), "{va:#x}: {}", e.reason);
+            assert_eq!(e.kind, MemErrorKind::Fault, "{va:#x}: {e}");
+            assert!(e.detail.contains("canonical"), "{va:#x}: {}", e.detail);
         }
         // Canonical with 5 levels (walked, then not present), not with 4 (checked above).
         for va in [0x00ff_8000_0000_0000u64, 0xff80_0000_0000_0000] {
             let e = translate(&b.mem, &f5, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-            assert!(
-                !e.reason.contains("canonical") && e.reason.contains("not present"),
-                "{}",
-                e.reason
-            );
+            assert!(matches!(e.kind, MemErrorKind::NotPresent { .. }), "{e}");
         }
         // Lower-half canonical addresses are walked (and here not mapped).
         b.map(0x7fff_ffff_f000, 0x9000, 0);
@@ -321,20 +438,14 @@ mod tests {
         let at = b.entry_addr(va, 1);
         b.mem.set(at, 0x000f_ffff_ffff_f000 | FLAGS);
         let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-        assert!(
-            e.reason.contains("PTE") && e.reason.contains("not in the dump"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::NotInDump, "{e}");
+        assert!(e.detail.contains("PTE"), "{}", e.detail);
         // PSE at PGD level is reserved.
         let at = b.entry_addr(va, 4);
         b.mem.set(at, 0x20_0000 | FLAGS | _PAGE_PSE);
         let e = translate(&b.mem, &form, PhysAddr(b.root), VirtAddr(va)).unwrap_err();
-        assert!(
-            e.reason.contains("PGD") && e.reason.contains("reserved"),
-            "{}",
-            e.reason
-        );
+        assert_eq!(e.kind, MemErrorKind::Corrupt, "{e}");
+        assert!(e.detail.contains("PGD"), "{}", e.detail);
         // Tables filled with pseudo-random entries, some pointing back at themselves.
         let mut mem = FakeMem::default();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -361,41 +472,41 @@ mod tests {
         }
     }
 
+    fn from_text(text: &str) -> Result<Paging, String> {
+        PagingX86_64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
     #[test]
     fn from_vmcoreinfo_finds_the_root() {
         let text = "OSRELEASE=6.1.0-18-amd64\nSYMBOL(swapper_pg_dir)=ffffffff9a40a000\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(pgtable_l5_enabled)=0\nNUMBER(phys_base)=434110464\nKERNELOFFSET=19000000\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         // 0x9a40a000 - 0x80000000 + 434110464 (0x19e00000)
         assert_eq!(p.root, PhysAddr(0x1a40_a000 + 0x19e0_0000));
         assert_eq!(p.form.levels, 4);
 
         // Negative phys_base (kernel loaded below its link address), 5-level paging.
         let text = "SYMBOL(init_top_pgt)=ffffffffc1a0a000\nNUMBER(pgtable_l5_enabled)=1\nNUMBER(phys_base)=-1073741824\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         assert_eq!(p.root, PhysAddr(0x01a0_a000));
         assert_eq!((p.form.levels, p.form.va_bits), (5, 57));
 
         // Lines as a KASLR'd cloud kernel prints them (phys_base well above 4 GiB).
         let text = "SYMBOL(init_top_pgt)=ffffffffb7010000\nNUMBER(pgtable_l5_enabled)=0\nNUMBER(phys_base)=31541166080\nKERNELOFFSET=34000000\n";
-        let p = PagingX86_64::from_vmcoreinfo(text).unwrap();
+        let p = from_text(text).unwrap();
         assert_eq!(p.root, PhysAddr(0x3701_0000 + 0x7_5800_0000));
 
         // Only the generic key, no pgtable_l5_enabled: 4 levels.
-        let p =
-            PagingX86_64::from_vmcoreinfo("SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(phys_base)=0\n")
-                .unwrap();
+        let p = from_text("SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(phys_base)=0\n").unwrap();
         assert_eq!((p.root, p.form.levels), (PhysAddr(0x0200_0000), 4));
 
-        assert!(PagingX86_64::from_vmcoreinfo("NUMBER(phys_base)=0\n")
+        assert!(from_text("NUMBER(phys_base)=0\n")
             .unwrap_err()
             .contains("init_top_pgt"));
-        assert!(
-            PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=ffffffff82000000\n")
-                .unwrap_err()
-                .contains("phys_base")
-        );
-        assert!(PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
-        assert!(PagingX86_64::from_vmcoreinfo("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
+        assert!(from_text("SYMBOL(init_top_pgt)=ffffffff82000000\n")
+            .unwrap_err()
+            .contains("phys_base"));
+        assert!(from_text("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
+        assert!(from_text("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
     }
 
     #[test]

@@ -2,17 +2,10 @@
 //! `makedumpfile -E`. Physical memory comes from PT_LOAD segments (p_paddr → p_offset), notes from
 //! PT_NOTE segments.
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
 use crate::arch::Arch;
-use crate::target::MemError;
-
-const ET_CORE: u16 = 4;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-/// e_phnum value meaning "the real count is in section header 0's sh_info" (ELF gABI).
-const PN_XNUM: u16 = 0xffff;
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
+use crate::mem::bytes::{read_vec, Endian, ReadAt};
+use crate::mem::elf::{self, is_elf, EHDR_SIZE, ET_CORE, PT_LOAD, PT_NOTE};
+use crate::mem::{MemError, MemErrorKind};
 
 /// One PT_LOAD: physical memory `[paddr, paddr + memsz)`, of which the first `filesz` bytes are
 /// in the file at `offset`.
@@ -51,75 +44,46 @@ pub struct ElfCore {
     pub truncated: bool,
 }
 
-/// Checks the ELF magic only (format detection).
-pub fn is_elf(head: &[u8]) -> bool {
-    head.starts_with(b"\x7fELF")
-}
-
 impl ElfCore {
     pub fn parse(src: &dyn ReadAt) -> Result<ElfCore, String> {
         let head = read_vec(src, 0, EHDR_SIZE as u64, "ELF header")?;
         if !is_elf(&head) {
             return Err("not an ELF file".into());
         }
-        let endian = match head.get(5) {
-            Some(1) => Endian::Little,
-            Some(2) => Endian::Big,
-            _ => return Err("corrupt ELF header: unknown byte order (EI_DATA); is this a vmcore?".into()),
-        };
-        if head.get(4) != Some(&2) {
+        let endian = elf::byte_order(&head)
+            .ok_or("corrupt ELF header: unknown byte order (EI_DATA); is this a vmcore?")?;
+        if !elf::is_64bit(&head) {
             return Err(
                 "this is a 32-bit ELF file; kmemd reads 64-bit (x86_64 and aarch64) vmcores only".into(),
             );
         }
-        let h = Bytes::new(&head, endian, "ELF header");
-        let e_type = h.u16(16, "e_type")?;
-        let e_machine = h.u16(18, "e_machine")?;
-        let e_phoff = h.u64(32, "e_phoff")?;
-        let e_shoff = h.u64(40, "e_shoff")?;
-        // e_ehsize (offset 52) is deliberately not checked: QEMU ≥ 8 writes 8 there.
-        let e_phentsize = h.u16(54, "e_phentsize")?;
-        let mut phnum = u64::from(h.u16(56, "e_phnum")?);
-        if e_type != ET_CORE {
+        let h = elf::Header::parse(&head, endian)?;
+        if h.e_type != ET_CORE {
             return Err(format!(
-                "this ELF file is not a core dump (e_type {e_type}); give kmemd -c the vmcore, and the \
-                 vmlinux with -k"
+                "this ELF file is not a core dump (e_type {}); give kmemd -c the vmcore, and the \
+                 vmlinux with -k",
+                h.e_type
             ));
         }
-        let arch = Arch::from_elf_machine(e_machine).ok_or_else(|| {
-            format!("this vmcore is for ELF machine {e_machine}; kmemd reads x86_64 and aarch64 dumps")
+        let arch = Arch::from_elf_machine(h.e_machine).ok_or_else(|| {
+            format!(
+                "this vmcore is for ELF machine {}; kmemd reads x86_64 and aarch64 dumps",
+                h.e_machine
+            )
         })?;
-        if phnum == u64::from(PN_XNUM) {
-            // More than 65534 program headers: the count is in section header 0 (sh_info @44).
-            let sh0 = read_vec(src, e_shoff, 64, "section header 0 (holding e_phnum)")?;
-            phnum = u64::from(Bytes::new(&sh0, endian, "section header 0").u32(44, "sh_info")?);
-        }
-        if usize::from(e_phentsize) < PHDR_SIZE {
-            return Err(format!(
-                "corrupt ELF header: e_phentsize is {e_phentsize}, expected {PHDR_SIZE}"
-            ));
-        }
+        let phnum = h.phnum(src)?;
+        h.check_phentsize()?;
         if phnum == 0 {
             return Err("this ELF core has no program headers, so no memory: the vmcore is corrupt".into());
         }
-        let table_len = phnum
-            .checked_mul(u64::from(e_phentsize))
-            .ok_or("corrupt ELF header: impossible program header table size")?;
-        let table = read_vec(src, e_phoff, table_len, "ELF program header table")?;
-        let t = Bytes::new(&table, endian, "ELF program header table");
         let mut segments = Vec::new();
         let mut note_blobs = Vec::new();
         let mut truncated = false;
-        for i in 0..phnum as usize {
-            let base = i * usize::from(e_phentsize);
-            let ph = t.sub(base, PHDR_SIZE, "program header")?;
-            let p_type = ph.u32(0, "p_type")?;
-            let offset = ph.u64(8, "p_offset")?;
-            let filesz = ph.u64(32, "p_filesz")?;
-            match p_type {
+        for (i, ph) in h.program_headers(src, phnum)?.into_iter().enumerate() {
+            let (offset, filesz) = (ph.offset, ph.filesz);
+            match ph.p_type {
                 PT_LOAD => {
-                    let paddr = ph.u64(24, "p_paddr")?;
-                    let memsz = ph.u64(40, "p_memsz")?;
+                    let (paddr, memsz) = (ph.paddr, ph.memsz);
                     let seg_end = offset.checked_add(filesz);
                     let addr_end = paddr.checked_add(memsz.max(filesz));
                     if seg_end.is_none() || addr_end.is_none() {
@@ -131,10 +95,9 @@ impl ElfCore {
                     if present < filesz {
                         truncated = true;
                     }
-                    let vaddr = ph.u64(16, "p_vaddr")?;
                     segments.push(Segment {
                         paddr,
-                        vaddr,
+                        vaddr: ph.vaddr,
                         offset,
                         filesz,
                         memsz,
@@ -179,6 +142,7 @@ impl ElfCore {
         let seg = self.find(paddr).ok_or_else(|| {
             MemError::new(
                 paddr,
+                MemErrorKind::NotInDump,
                 "physical address is not in the dump (no PT_LOAD covers it)",
             )
         })?;
@@ -186,12 +150,14 @@ impl ElfCore {
         if within >= seg.filesz {
             return Err(MemError::new(
                 paddr,
+                MemErrorKind::Excluded,
                 "physical page is not in the dump file (excluded when the dump was made: p_filesz < p_memsz)",
             ));
         }
         if within >= seg.present {
             return Err(MemError::new(
                 paddr,
+                MemErrorKind::NotInDump,
                 "physical address is past the end of the truncated vmcore file",
             ));
         }
@@ -200,7 +166,7 @@ impl ElfCore {
             .min(buf.len());
         let dst = buf.get_mut(..n).unwrap_or_default();
         src.read_exact_at(seg.offset + within, dst)
-            .map_err(|e| MemError::new(paddr, e))?;
+            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
         Ok(n)
     }
 }
@@ -209,6 +175,7 @@ impl ElfCore {
 pub(crate) mod tests {
     use super::*;
     use crate::dump::notes::tests::{note, prstatus};
+    use crate::mem::elf::PHDR_SIZE;
     /// ELF e_machine values (include/uapi/linux/elf-em.h).
     const EM_X86_64: u16 = 62;
     const EM_AARCH64: u16 = 183;
@@ -327,6 +294,9 @@ pub(crate) mod tests {
         // Near the end of the first segment only the rest of the segment comes back.
         assert_eq!(ok(core.read_phys(&file, 0x2f80, &mut buf)), 0x80);
         assert_eq!(buf.get(..0x80), pattern(2, 0x2000).get(0x1f80..));
+        use crate::mem::MemErrorKind::{Excluded, NotInDump};
+        assert_eq!(kind(core.read_phys(&file, 0x3000, &mut buf)), NotInDump);
+        assert_eq!(kind(core.read_phys(&file, 0x10_3000, &mut buf)), Excluded);
         let hole = err(core.read_phys(&file, 0x3000, &mut buf));
         assert!(hole.contains("not in the dump"), "{hole}");
         let tail = err(core.read_phys(&file, 0x10_3000, &mut buf));
@@ -342,6 +312,10 @@ pub(crate) mod tests {
         assert!(core.truncated);
         let mut buf = [0u8; 0x1000];
         assert_eq!(ok(core.read_phys(&file, 0x1000, &mut buf)), 0x800);
+        assert_eq!(
+            kind(core.read_phys(&file, 0x1800, &mut buf)),
+            crate::mem::MemErrorKind::NotInDump
+        );
         let e = err(core.read_phys(&file, 0x1800, &mut buf));
         assert!(e.contains("truncated"), "{e}");
     }

@@ -4,7 +4,7 @@
 //! The records are indexed once; `FlatSource` then serves reads of the reassembled file, so the
 //! kdump and ELF readers run on it unchanged.
 
-use super::bytes::{Bytes, Endian, ReadAt};
+use crate::mem::bytes::{Bytes, Endian, ReadAt};
 use std::collections::BTreeMap;
 
 const SIGNATURE: &[u8; 16] = b"makedumpfile\0\0\0\0";

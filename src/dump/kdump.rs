@@ -3,10 +3,10 @@
 //! Layout and field offsets: makedumpfile `diskdump_mod.h`/`IMPLEMENTATION`, crash `diskdump.c`
 //! (see the team reference, section 5.1). Both makedumpfile and QEMU (`kdump-raw-*`) write it.
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
-use super::codec::{self, Compression};
-use crate::target::MemError;
+use super::codec::{self, CodecError, Compression};
+use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
+use crate::mem::{MemError, MemErrorKind};
 use std::cell::RefCell;
 
 /// Size of the fixed part of the 64-bit `disk_dump_header` (up to `tasks[]`).
@@ -304,71 +304,108 @@ impl KdumpFile {
     }
 
     /// Why a pfn is not in the dump: a hole in physical memory, or a page makedumpfile excluded.
-    fn missing_reason(&self, src: &dyn ReadAt, pfn: u64) -> String {
+    fn missing(&self, src: &dyn ReadAt, paddr: u64, pfn: u64) -> MemError {
         if pfn >= self.header.max_mapnr {
-            return format!("pfn {pfn:#x} is beyond the end of the dumped memory");
+            return MemError::new(
+                paddr,
+                MemErrorKind::NotInDump,
+                format!("pfn {pfn:#x} is beyond the end of the dumped memory"),
+            );
         }
         if self.in_ram(src, pfn) == Some(false) {
-            return format!("pfn {pfn:#x} is not RAM in this dump (a hole in physical memory)");
+            return MemError::new(
+                paddr,
+                MemErrorKind::NotInDump,
+                format!("pfn {pfn:#x} is not RAM in this dump (a hole in physical memory)"),
+            );
         }
         let level = self
             .header
             .dump_level
             .map(|l| format!(" -d {l}"))
             .unwrap_or_default();
-        format!("pfn {pfn:#x} was excluded from the dump (makedumpfile{level}); make the dump with a lower -d to keep it")
+        MemError::new(
+            paddr,
+            MemErrorKind::Excluded,
+            format!("pfn {pfn:#x} was excluded from the dump (makedumpfile{level}); make the dump with a lower -d to keep it"),
+        )
     }
 
-    /// Reads and decodes one page.
-    fn load_page(&self, src: &dyn ReadAt, pfn: u64) -> Result<Vec<u8>, String> {
+    /// Reads and decodes one page. Errors are reported at `paddr`, the address asked for.
+    fn load_page(&self, src: &dyn ReadAt, paddr: u64, pfn: u64) -> Result<Vec<u8>, MemError> {
+        let err = |kind, detail: String| MemError::new(paddr, kind, detail);
+        let corrupt = |detail: String| err(MemErrorKind::Corrupt, detail);
         let rank = self.rank(pfn);
         let desc_off = rank
             .checked_mul(PAGE_DESC_SIZE)
             .and_then(|o| o.checked_add(self.data_offset))
-            .ok_or_else(|| format!("page descriptor of pfn {pfn:#x} has an impossible offset"))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "page descriptor of pfn {pfn:#x} has an impossible offset"
+                ))
+            })?;
         let mut raw = [0u8; PAGE_DESC_SIZE as usize];
         if desc_off
             .checked_add(PAGE_DESC_SIZE)
             .is_none_or(|end| end > src.len())
         {
-            return Err(format!(
-                "page descriptor of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
+            return Err(err(
+                MemErrorKind::NotInDump,
+                format!(
+                    "page descriptor of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
+                ),
             ));
         }
-        src.read_exact_at(desc_off, &mut raw)?;
+        src.read_exact_at(desc_off, &mut raw)
+            .map_err(|e| err(MemErrorKind::Fault, e))?;
         let d = Bytes::new(&raw, self.header.endian, "page descriptor");
-        let offset = d.u64(0, "offset")?;
-        let size = u64::from(d.u32(8, "size")?);
-        let flags = d.u32(12, "flags")?;
+        let offset = d.u64(0, "offset").map_err(corrupt)?;
+        let size = u64::from(d.u32(8, "size").map_err(corrupt)?);
+        let flags = d.u32(12, "flags").map_err(corrupt)?;
         if offset == 0 {
             return Err(if self.header.incomplete() {
-                format!("pfn {pfn:#x} was not written: the dump is incomplete (makedumpfile ran out of disk space)")
+                err(
+                    MemErrorKind::NotInDump,
+                    format!("pfn {pfn:#x} was not written: the dump is incomplete (makedumpfile ran out of disk space)"),
+                )
             } else {
-                format!("pfn {pfn:#x} has an empty page descriptor: the dump is incomplete or corrupt")
+                // The descriptor was never written: the page is not in the file.
+                err(
+                    MemErrorKind::NotInDump,
+                    format!("pfn {pfn:#x} has an empty page descriptor: the dump is incomplete or corrupt"),
+                )
             });
         }
         if size == 0 || size > self.header.block_size {
-            return Err(format!(
+            return Err(corrupt(format!(
                 "pfn {pfn:#x} has a corrupt page descriptor (size {size})"
-            ));
+            )));
         }
         if offset.checked_add(size).is_none_or(|end| end > src.len()) {
-            return Err(format!(
-                "the data of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
+            return Err(err(
+                MemErrorKind::NotInDump,
+                format!("the data of pfn {pfn:#x} is past the end of the file (the dump is truncated)"),
             ));
         }
-        let stored = read_vec(src, offset, size, "page data")?;
+        let stored = read_vec(src, offset, size, "page data").map_err(|e| err(MemErrorKind::Fault, e))?;
         let mut page = vec![0u8; self.header.block_size as usize];
-        let kind = Compression::from_flags(flags);
-        codec::decode(kind, &stored, &mut page).map_err(|e| {
+        let codec = Compression::from_flags(flags);
+        codec::decode(codec, &stored, &mut page).map_err(|e| {
+            let kind = match e {
+                CodecError::Corrupt(_) => MemErrorKind::Corrupt,
+                CodecError::Unsupported(_) => MemErrorKind::Unsupported,
+            };
             let at = if self.flattened {
                 format!("offset {offset:#x} of the reassembled kdump file")
             } else {
                 format!("file offset {offset:#x}")
             };
-            format!(
-                "pfn {pfn:#x} cannot be decompressed ({} page data, {size} bytes at {at}): {e}",
-                kind.name()
+            err(
+                kind,
+                format!(
+                    "pfn {pfn:#x} cannot be decompressed ({} page data, {size} bytes at {at}): {e}",
+                    codec.name()
+                ),
             )
         })?;
         Ok(page)
@@ -390,11 +427,11 @@ impl KdumpFile {
                 dst.fill(0);
                 return Ok(dst.len());
             }
-            return Err(MemError::new(paddr, self.missing_reason(src, pfn)));
+            return Err(self.missing(src, paddr, pfn));
         }
         let mut cache = self.cache.borrow_mut();
         if cache.get(pfn).is_none() {
-            let page = self.load_page(src, pfn).map_err(|e| MemError::new(paddr, e))?;
+            let page = self.load_page(src, paddr, pfn)?;
             cache.insert(pfn, page);
         }
         let copied = match cache.get(pfn) {
@@ -402,13 +439,14 @@ impl KdumpFile {
             None => {
                 // The cache holds nothing (limit 0 or below one page): decode again, uncached.
                 drop(cache);
-                let page = self.load_page(src, pfn).map_err(|e| MemError::new(paddr, e))?;
+                let page = self.load_page(src, paddr, pfn)?;
                 copy_prefix(&page, within, buf, n)
             }
         };
         if copied == 0 {
             return Err(MemError::new(
                 paddr,
+                MemErrorKind::Corrupt,
                 "internal error: page shorter than the block size",
             ));
         }

@@ -5,33 +5,25 @@
 //! architecture, VMCOREINFO and per-CPU registers. Turning kernel virtual addresses into physical
 //! ones is the page-table walker's job (src/arch/).
 
-pub mod bytes;
 pub mod cache;
 pub mod codec;
 pub mod elf;
 pub mod flat;
 pub mod kdump;
 pub mod notes;
-pub mod process;
-pub mod target;
 #[cfg(test)]
 pub(crate) mod testutil;
-pub mod vmcoreinfo;
 
+use crate::arch::walk::Paging;
 use crate::arch::Arch;
-use crate::target::MemError;
-use bytes::{FileSource, ReadAt};
+use crate::mem::bytes::{self, FileSource, ReadAt};
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use elf::ElfCore;
 use flat::FlatSource;
 use kdump::KdumpFile;
 pub use notes::CpuState;
 use std::fmt::Write as _;
-pub use vmcoreinfo::VmcoreInfo;
-
-/// Physical memory of a dump. Same contract as Target::read_memory: a prefix of real bytes, Err when the first byte is not in the dump.
-pub trait PhysRead {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, crate::target::MemError>;
-}
 
 enum Body {
     Elf(ElfCore),
@@ -90,7 +82,7 @@ impl Dump {
         } else {
             head
         };
-        let body = if elf::is_elf(&head) {
+        let body = if crate::mem::elf::is_elf(&head) {
             Body::Elf(ElfCore::parse(&*src)?)
         } else if kdump::is_kdump(&head) {
             let mut k = KdumpFile::parse(&*src)?;
@@ -133,11 +125,7 @@ impl Dump {
                     .as_deref()
                     .map(|n| notes::parse_notes(n, endian))
                     .unwrap_or_default();
-                let from_machine = match k.header.machine.as_str() {
-                    "x86_64" => Some(Arch::X86_64),
-                    "aarch64" | "arm64" => Some(Arch::Aarch64),
-                    _ => None,
-                };
+                let from_machine = Arch::from_machine_name(&k.header.machine);
                 let guess = notes::interpret(&parsed, endian, from_machine);
                 let text = k
                     .vmcoreinfo
@@ -148,7 +136,7 @@ impl Dump {
                 // QEMU writes machine "Unknown" (quirk 5): fall back to the notes, then VMCOREINFO.
                 let arch = from_machine
                     .or(guess.prstatus_arch)
-                    .or_else(|| arch_from_vmcoreinfo(&vmci))
+                    .or_else(|| Arch::from_vmcoreinfo(&vmci))
                     .ok_or(
                         "cannot tell this dump's architecture (no machine name, CPU notes or VMCOREINFO); \
                      it is damaged or not from x86_64/aarch64",
@@ -338,67 +326,40 @@ impl Dump {
     }
 }
 
-/// Architecture from VMCOREINFO keys only x86_64 or only arm64 kernels write
-/// (`arch/x86/kernel/machine_kexec_64.c`, `arch/arm64/kernel/vmcore_info.c`, Linux 6.x).
-fn arch_from_vmcoreinfo(v: &VmcoreInfo) -> Option<Arch> {
-    if v.symbol("init_top_pgt").is_some() || v.get("NUMBER(pgtable_l5_enabled)").is_some() {
-        Some(Arch::X86_64)
-    } else if v.get("NUMBER(kimage_voffset)").is_some() || v.get("NUMBER(VA_BITS)").is_some() {
-        Some(Arch::Aarch64)
-    } else {
-        None
+impl PhysRead for Dump {
+    fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        match &self.body {
+            Body::Elf(core) => core.read_phys(&*self.src, paddr.0, buf),
+            Body::Kdump(k) => k.read_phys(&*self.src, paddr.0, buf),
+        }
     }
 }
 
-impl PhysRead for Dump {
-    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        match &self.body {
-            Body::Elf(core) => core.read_phys(&*self.src, paddr, buf),
-            Body::Kdump(k) => k.read_phys(&*self.src, paddr, buf),
-        }
+/// Virtual memory of a dump through page tables (the kernel's, or a process's), for the
+/// kernel-aware decoders.
+pub struct DumpMem<'a> {
+    pub dump: &'a Dump,
+    pub paging: &'a Paging,
+}
+
+impl VirtRead for DumpMem<'_> {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(self.dump, self.paging, addr, buf)
     }
+}
+
+/// Reads kernel (or any) virtual memory of `dump` through the page tables `paging`, one page
+/// or block at a time.
+pub fn read_virt(dump: &Dump, paging: &Paging, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+    let t = paging.translate(dump, addr)?;
+    // One page (or block) at a time: the next one may map anywhere, or nowhere.
+    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+    dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
+        addr: addr.0,
+        detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
+        ..e
+    })
 }
 
 #[cfg(test)]
 mod tests;
-
-/// Opens a dump as a GDB target (`-c FILE`).
-pub fn open_target(
-    path: &std::path::Path,
-    config: &crate::cli::Config,
-) -> Result<Box<dyn crate::target::Target>, String> {
-    let mut t = target::DumpTarget::open(path)?;
-    t.set_vmlinux(config.vmlinux.as_deref());
-    if let Some(pid) = config.pid {
-        return Ok(Box::new(process::ProcessTarget::new(t, pid)?));
-    }
-    if let Some(off) = t.dump().kaslr_offset() {
-        log::info!(
-            "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
-             the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
-             need per-CPU variables)"
-        );
-    }
-    Ok(Box::new(t))
-}
-
-/// The `--info` description of a dump.
-pub fn info_text(path: &std::path::Path, vmlinux: Option<&std::path::Path>) -> Result<String, String> {
-    let name = path
-        .to_str()
-        .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
-    let dump = Dump::open(name)?;
-    // Without VMCOREINFO, or page tables kmemd can set up, the kernel's data cannot be read: the
-    // file's own description is all there is.
-    let file_only = dump.info_text();
-    match target::DumpTarget::new(dump) {
-        Ok(mut t) => {
-            t.set_vmlinux(vmlinux);
-            Ok(t.info_text())
-        }
-        Err(e) => {
-            log::warn!("{}: {e}; describing the file alone", path.display());
-            Ok(file_only)
-        }
-    }
-}

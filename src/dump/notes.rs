@@ -1,18 +1,12 @@
 //! ELF notes of a vmcore (PT_NOTE segments, or the kdump header's `offset_note` blob): one
 //! `CORE`/NT_PRSTATUS per CPU, the `VMCOREINFO` text, and QEMU's per-CPU `QEMU` state on x86.
 
-use super::bytes::{Bytes, Endian};
+use crate::arch::prstatus::{PR_PID_OFFSET, PR_REG_OFFSET};
 use crate::arch::Arch;
+use crate::mem::bytes::{Bytes, Endian};
 
 /// `n_type` of `struct elf_prstatus` notes (`include/uapi/linux/elf.h`).
 pub const NT_PRSTATUS: u32 = 1;
-/// Offset of `pr_pid` in `struct elf_prstatus` on 64-bit kernels (see the reference table).
-const PR_PID_OFFSET: usize = 32;
-/// Offset of `pr_reg` in `struct elf_prstatus` on 64-bit kernels, x86_64 and arm64 alike.
-const PR_REG_OFFSET: usize = 112;
-/// QEMUCPUState (QEMU `target/i386/arch_dump.c`): offsets of cr3 and cr4.
-const QEMU_CR3_OFFSET: usize = 416;
-const QEMU_CR4_OFFSET: usize = 424;
 
 /// One note, borrowed from its blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +85,7 @@ pub struct CpuState {
 impl CpuState {
     /// The saved registers in the order of `arch`'s GDB target description; registers a dump
     /// does not save (FPU, vector) are `None`.
-    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::target::Registers, String> {
+    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, String> {
         crate::arch::prstatus::registers_from_pr_reg(arch, &self.regs)
     }
 }
@@ -110,15 +104,6 @@ pub fn prstatus_reg_count(arch: Arch) -> usize {
     crate::arch::prstatus::pr_reg_len(arch)
 }
 
-/// Whole `elf_prstatus` size, which tells the two 64-bit arches apart (x86_64 336, arm64 392).
-fn arch_from_prstatus_size(len: usize) -> Option<Arch> {
-    match len {
-        336 => Some(Arch::X86_64),
-        392 => Some(Arch::Aarch64),
-        _ => None,
-    }
-}
-
 /// Interprets notes. `arch` is the dump's architecture when the container says it (ELF
 /// e_machine); otherwise it is guessed from the first NT_PRSTATUS size.
 pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> NoteInfo {
@@ -127,7 +112,7 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
     info.prstatus_arch = notes
         .iter()
         .find(|n| prstatus(n))
-        .and_then(|n| arch_from_prstatus_size(n.desc.len()));
+        .and_then(|n| Arch::from_prstatus_size(n.desc.len()));
     let arch = arch.or(info.prstatus_arch);
     let mut qemu_states = Vec::new();
     for n in notes {
@@ -157,15 +142,12 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
             if info.vmcoreinfo.is_none() {
                 info.vmcoreinfo = Some(n.desc.to_vec());
             }
-        } else if n.name == b"QEMU" && arch == Some(Arch::X86_64) {
+        } else if let (b"QEMU", Some((cr3, cr4))) = (n.name, arch.and_then(Arch::qemu_cpu_state_cr3_cr4)) {
             // The i-th QEMU note belongs to the i-th CPU: QEMU (10.0 `dump/dump.c`
             // `write_elf64_notes`) writes every CPU's NT_PRSTATUS first, then every CPU's
             // QEMUCPUState; counting also works if a writer interleaves them.
             let b = Bytes::new(n.desc, endian, "QEMU CPU state note");
-            qemu_states.push((
-                b.u64(QEMU_CR3_OFFSET, "cr3").ok(),
-                b.u64(QEMU_CR4_OFFSET, "cr4").ok(),
-            ));
+            qemu_states.push((b.u64(cr3, "cr3").ok(), b.u64(cr4, "cr4").ok()));
         }
         // NT_PRFPREG and anything else: not needed for a read-only GDB view.
     }
@@ -213,8 +195,8 @@ pub(crate) mod tests {
         let mut d = vec![0u8; 440];
         put_u32(&mut d, 0, 1);
         put_u32(&mut d, 4, 440);
-        put_u64(&mut d, QEMU_CR3_OFFSET, cr3);
-        put_u64(&mut d, QEMU_CR4_OFFSET, cr4);
+        put_u64(&mut d, crate::arch::x86_64::QEMU_CPU_STATE_CR3, cr3);
+        put_u64(&mut d, crate::arch::x86_64::QEMU_CPU_STATE_CR4, cr4);
         d
     }
 

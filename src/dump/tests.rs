@@ -45,7 +45,10 @@ fn read_exact(d: &Dump, paddr: u64, len: usize) -> Result<Vec<u8>, MemError> {
     let mut out = vec![0u8; len];
     let mut done = 0;
     while done < len {
-        done += d.read_phys(paddr + done as u64, out.get_mut(done..).unwrap_or_default())?;
+        done += d.read_phys(
+            PhysAddr(paddr + done as u64),
+            out.get_mut(done..).unwrap_or_default(),
+        )?;
     }
     Ok(out)
 }

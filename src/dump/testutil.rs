@@ -31,6 +31,14 @@ pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     }
 }
 
+/// The kind of a memory read that must have failed.
+pub fn kind<T>(r: Result<T, crate::mem::MemError>) -> crate::mem::MemErrorKind {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.kind,
+    }
+}
+
 /// The error text of a `Result` that must have failed.
 pub fn err<T, E: std::fmt::Display>(r: Result<T, E>) -> String {
     match r {

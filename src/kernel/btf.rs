@@ -3,7 +3,7 @@
 //! record) and decoded on demand; every read is bounds-checked, so a damaged blob gives `Err` or
 //! `None`, never a panic. Only little-endian BTF is accepted (x86_64 and arm64 kernels).
 
-use super::KernelMem;
+use crate::mem::{read_available, read_exact, ReadError, VirtRead};
 
 pub const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN: usize = 24;
@@ -568,7 +568,7 @@ impl Btf {
 /// Looks for a BTF header (magic, version 1, flags 0, header length 24) at 4-byte-aligned
 /// addresses in `[from, to)` of kernel memory, reading in 64 KiB chunks and skipping unreadable
 /// pages. Returns the first address whose header also describes plausible sections.
-pub fn find_header(mem: &mut dyn KernelMem, from: u64, to: u64) -> Option<u64> {
+pub fn find_header(mem: &mut dyn VirtRead, from: u64, to: u64) -> Option<u64> {
     const CHUNK: usize = 64 << 10;
     const PAGE: u64 = 4096;
     let pattern: [u8; 8] = [0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
@@ -576,13 +576,7 @@ pub fn find_header(mem: &mut dyn KernelMem, from: u64, to: u64) -> Option<u64> {
     let mut addr = from & !3;
     while addr < to {
         let want = CHUNK.min(usize::try_from(to - addr).unwrap_or(CHUNK)) + 8;
-        let mut got = 0usize;
-        while got < want {
-            match mem.read(addr + got as u64, buf.get_mut(got..want)?) {
-                Ok(n) if n > 0 => got += n,
-                _ => break,
-            }
-        }
+        let got = read_available(mem, addr, buf.get_mut(..want)?);
         if got == 0 {
             addr = (addr | (PAGE - 1)).checked_add(1)?;
             continue;
@@ -607,17 +601,17 @@ pub fn find_header(mem: &mut dyn KernelMem, from: u64, to: u64) -> Option<u64> {
 
 /// Total length of the BTF blob whose header is at `addr` (header + both sections, which the
 /// kernel lays out back to back), checked for sanity.
-pub fn blob_len(mem: &mut dyn KernelMem, addr: u64) -> Result<u64, String> {
+pub fn blob_len(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, ReadError> {
     let mut h = [0u8; HEADER_MIN];
-    super::read_exact(mem, addr, &mut h).map_err(|e| format!("reading the BTF header: {e}"))?;
+    read_exact(mem, addr, &mut h).map_err(|e| ReadError::mem("reading the BTF header", e))?;
     let f = |o: usize| u64::from(u32_at(&h, o).unwrap_or(0));
     let (hdr, toff, tlen, soff, slen) = (f(4), f(8), f(12), f(16), f(20));
     if hdr != HEADER_MIN as u64 || tlen == 0 || slen == 0 || toff % 4 != 0 {
-        return Err(format!("the BTF header at {addr:#x} is not plausible"));
+        return Err(format!("the BTF header at {addr:#x} is not plausible").into());
     }
     let end = (toff + tlen).max(soff + slen) + hdr;
     if end > 256 << 20 {
-        return Err(format!("the BTF header at {addr:#x} claims {end} bytes"));
+        return Err(format!("the BTF header at {addr:#x} claims {end} bytes").into());
     }
     Ok(end)
 }
@@ -860,7 +854,7 @@ pub(crate) mod tests {
         bytes[200..208].copy_from_slice(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0]); // header of nothing
         bytes.extend_from_slice(&blob);
         bytes.extend_from_slice(&[0u8; 100]);
-        let mut mem = super::super::BufferMem {
+        let mut mem = crate::mem::BufferMem {
             base: 0xffff_0000_0000_0000,
             bytes,
         };

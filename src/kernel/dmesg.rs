@@ -6,8 +6,8 @@
 //! `[%5llu.%06lu] ` stamp per record, embedded newlines followed by as many spaces as the stamp
 //! is wide, and bytes that are neither printable ASCII nor white space as `\xNN`.
 
-use super::{read_exact, read_u64, KernelMem};
-use crate::dump::VmcoreInfo;
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, read_u64, ReadError, VirtRead};
 
 /// Largest descriptor ring and text ring accepted (the kernel's own limits are 2^25 bytes of text
 /// by CONFIG_LOG_BUF_SHIFT, more with log_buf_len=; these bound what a damaged dump can make us
@@ -105,17 +105,17 @@ fn field(buf: &[u8], off: u64, width: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn read_vec(mem: &mut dyn KernelMem, addr: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
+fn read_vec(mem: &mut dyn VirtRead, addr: u64, len: u64, what: &str) -> Result<Vec<u8>, ReadError> {
     let n = usize::try_from(len).map_err(|_| format!("{what} is too large ({len} bytes)"))?;
     let mut v = vec![0u8; n];
-    read_exact(mem, addr, &mut v).map_err(|e| format!("cannot read {what}: {e}"))?;
+    read_exact(mem, addr, &mut v).map_err(|e| ReadError::mem(format!("cannot read {what}"), e))?;
     Ok(v)
 }
 
 /// The whole log as `makedumpfile --dump-dmesg` prints it.
-pub fn dmesg(mem: &mut dyn KernelMem, vmci: &VmcoreInfo) -> Result<String, String> {
+pub fn dmesg(mem: &mut dyn VirtRead, vmci: &VmcoreInfo) -> Result<String, ReadError> {
     let l = Layout::from(vmci)?;
-    let prb_addr = read_u64(mem, l.prb).map_err(|e| format!("cannot read the prb pointer: {e}"))?;
+    let prb_addr = read_u64(mem, l.prb).map_err(|e| ReadError::mem("cannot read the prb pointer", e))?;
     let rb = read_vec(mem, prb_addr, l.rb_size, "the printk_ringbuffer")?;
     let count_bits = field(&rb, l.desc_ring + l.count_bits, 4);
     let text_bits = field(&rb, l.text_ring + l.size_bits, 4);
@@ -123,7 +123,7 @@ pub fn dmesg(mem: &mut dyn KernelMem, vmci: &VmcoreInfo) -> Result<String, Strin
         return Err(format!(
             "the printk ring buffer at {prb_addr:#x} looks damaged (2^{count_bits} descriptors, 2^{text_bits} \
              bytes of text)"
-        ));
+        ).into());
     }
     let count = 1u64 << count_bits;
     let text_size = 1u64 << text_bits;
@@ -294,11 +294,15 @@ OFFSET(atomic_long_t.counter)=0\n";
         let mut m = ring();
         let v = VmcoreInfo::parse(b"SYMBOL(prb)=ffff000000001000\n");
         let e = dmesg(&mut m, &v).unwrap_err();
+        assert_eq!(e.kind(), None, "not a memory failure: {e}");
+        let e = e.to_string();
         assert!(e.contains("SIZE printk_ringbuffer") && e.contains("5.10"), "{e}");
         m.put_u32(0xffff_0000_0000_2000, 40);
         let e = dmesg(&mut m, &VmcoreInfo::parse(VMCI.as_bytes())).unwrap_err();
-        assert!(e.contains("damaged"), "{e}");
+        assert_eq!(e.kind(), None, "not a memory failure: {e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
         let mut empty = FakeMem::default();
-        assert!(dmesg(&mut empty, &VmcoreInfo::parse(VMCI.as_bytes())).is_err());
+        let e = dmesg(&mut empty, &VmcoreInfo::parse(VMCI.as_bytes())).unwrap_err();
+        assert_eq!(e.kind(), Some(crate::mem::MemErrorKind::NotInDump), "{e}");
     }
 }

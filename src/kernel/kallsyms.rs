@@ -15,8 +15,9 @@
 //! The first character of a decoded name is its nm-style type letter.
 //! VMCOREINFO lists these symbols since Linux 6.0 (kernel/crash_core.c, CONFIG_KALLSYMS).
 
-use super::{read_exact, read_u32, read_u64, KernelMem, Sym};
-use crate::dump::vmcoreinfo::VmcoreInfo;
+use super::Sym;
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_available, read_exact, read_u32, read_u64, ReadError, VirtRead};
 
 /// More symbols than any kernel has (x86_64 distribution kernels: ~200k with KALLSYMS_ALL).
 const MAX_SYMS: u32 = 4_000_000;
@@ -58,18 +59,16 @@ impl Tables {
 }
 
 /// Decodes every kallsyms symbol from kernel memory, using the table addresses in VMCOREINFO.
-pub fn decode(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, String> {
+pub fn decode(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo) -> Result<Vec<Sym>, ReadError> {
     decode_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?)
 }
 
 /// Decodes every kallsyms symbol from the tables at `t`.
-pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, String> {
-    let rd = |e: crate::target::MemError| format!("reading the kallsyms tables: {e}");
+pub fn decode_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<Vec<Sym>, ReadError> {
+    let rd = |e| ReadError::mem("reading the kallsyms tables", e);
     let count = read_u32(mem, t.num_syms).map_err(rd)?;
     if count == 0 || count > MAX_SYMS {
-        return Err(format!(
-            "kallsyms_num_syms is {count}, which is not a plausible symbol count"
-        ));
+        return Err(format!("kallsyms_num_syms is {count}, which is not a plausible symbol count").into());
     }
     let n = count as usize;
     let base = read_u64(mem, t.relative_base).map_err(rd)?;
@@ -94,7 +93,7 @@ pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, St
         _ => index.iter().max().copied().unwrap_or(0) + 256,
     };
     let mut table = vec![0u8; table_len];
-    let got = read_prefix(mem, t.token_table, &mut table);
+    let got = read_available(mem, t.token_table, &mut table);
     table.truncate(got);
     let tokens: Vec<&[u8]> = index
         .iter()
@@ -124,9 +123,7 @@ pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, St
             name.extend_from_slice(tokens.get(tok as usize).copied().unwrap_or_default());
         }
         let Some((&kind, rest)) = name.split_first() else {
-            return Err(format!(
-                "kallsyms symbol {i} has an empty name: the tables are damaged"
-            ));
+            return Err(format!("kallsyms symbol {i} has an empty name: the tables are damaged").into());
         };
         let addr = if !absolute_percpu {
             base.wrapping_add(u64::from(off as u32))
@@ -143,19 +140,6 @@ pub fn decode_tables(mem: &mut dyn KernelMem, t: &Tables) -> Result<Vec<Sym>, St
         });
     }
     Ok(syms)
-}
-
-/// Reads as much of `buf` as is readable from `addr`; returns the length read.
-fn read_prefix(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        let Some(rest) = buf.get_mut(got..) else { break };
-        match mem.read(addr.wrapping_add(got as u64), rest) {
-            Ok(n) if n > 0 && n <= rest.len() => got += n,
-            _ => break,
-        }
-    }
-    got
 }
 
 /// `kallsyms_names`, read sequentially in chunks (its length is not recorded anywhere VMCOREINFO
@@ -179,14 +163,14 @@ impl NameStream {
         }
     }
 
-    fn byte(&mut self, mem: &mut dyn KernelMem) -> Result<u8, String> {
+    fn byte(&mut self, mem: &mut dyn VirtRead) -> Result<u8, String> {
         if let Some(&b) = self.buf.get(self.pos) {
             self.pos += 1;
             return Ok(b);
         }
         self.buf.resize(self.chunk, 0);
         self.chunk = (self.chunk * 2).min(NAMES_CHUNK);
-        let got = read_prefix(mem, self.next_addr, &mut self.buf);
+        let got = read_available(mem, self.next_addr, &mut self.buf);
         if got == 0 {
             return Err(format!("kallsyms_names is unreadable at {:#x}", self.next_addr));
         }
@@ -203,7 +187,7 @@ impl NameStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::BufferMem;
+    use crate::mem::BufferMem;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
 

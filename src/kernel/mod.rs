@@ -9,91 +9,32 @@
 //!
 //! Layouts are never hard-coded per kernel version: what no source gives is listed by
 //! [`KernelInfo::missing`] and callers keep working without it.
+//!
+//! kernel/ reads what it is handed: memory (`mem::VirtRead`), kallsyms text, VMCOREINFO, BTF
+//! bytes, a vmlinux path, a /sys/module-shaped directory. Where those come from (/proc, /sys, a dump's notes) is live/'s and
+//! dump/'s business; target/ joins the two.
 
 pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
 pub mod modules;
 pub mod panic;
+pub mod proc_kallsyms;
 pub mod scan;
 pub mod symtab;
 pub mod tasks;
+pub mod threads;
+pub mod vmlinux;
 
-use crate::dump::vmcoreinfo::VmcoreInfo;
-use crate::live::kallsyms::Kallsyms;
-use crate::live::vmlinux::Vmlinux;
-use crate::target::{MemError, Target};
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, VirtRead};
 use btf::Btf;
+use proc_kallsyms::Kallsyms;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
-
-/// Kernel virtual memory, as a [`Target`] reads it: `read` fills a prefix of `buf` with real bytes
-/// and returns its length (at least 1), or fails when the first byte is not readable.
-pub trait KernelMem {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError>;
-}
-
-impl<T: Target + ?Sized> KernelMem for T {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.read_memory(addr, buf)
-    }
-}
-
-/// Kernel memory held in a buffer at a base address (tests, or bytes read earlier).
-#[derive(Debug, Clone, Default)]
-pub struct BufferMem {
-    pub base: u64,
-    pub bytes: Vec<u8>,
-}
-
-impl KernelMem for BufferMem {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        let start = addr
-            .checked_sub(self.base)
-            .and_then(|o| usize::try_from(o).ok())
-            .filter(|&o| o < self.bytes.len())
-            .ok_or_else(|| MemError::new(addr, "outside the buffer"))?;
-        let src = self.bytes.get(start..).unwrap_or_default();
-        let n = src.len().min(buf.len());
-        buf.get_mut(..n)
-            .ok_or_else(|| MemError::new(addr, "empty read"))?
-            .copy_from_slice(src.get(..n).unwrap_or_default());
-        Ok(n)
-    }
-}
-
-/// Reads exactly `buf.len()` bytes, or fails at the first unreadable byte.
-pub fn read_exact(mem: &mut dyn KernelMem, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = addr
-            .checked_add(done as u64)
-            .ok_or_else(|| MemError::new(addr, "address overflows"))?;
-        let rest = buf.get_mut(done..).unwrap_or_default();
-        let n = mem.read(at, rest)?;
-        if n == 0 || n > rest.len() {
-            return Err(MemError::new(at, "the reader returned no bytes"));
-        }
-        done += n;
-    }
-    Ok(())
-}
-
-/// Reads a little-endian u64 (both architectures kmemd serves are little-endian).
-pub fn read_u64(mem: &mut dyn KernelMem, addr: u64) -> Result<u64, MemError> {
-    let mut b = [0u8; 8];
-    read_exact(mem, addr, &mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-/// Reads a little-endian u32.
-pub fn read_u32(mem: &mut dyn KernelMem, addr: u64) -> Result<u32, MemError> {
-    let mut b = [0u8; 4];
-    read_exact(mem, addr, &mut b)?;
-    Ok(u32::from_le_bytes(b))
-}
+use vmlinux::Vmlinux;
 
 /// Where a struct member is. `offset_bits` is from the start of the outermost struct asked for
 /// (anonymous members and dotted paths are added up).
@@ -113,6 +54,13 @@ impl Member {
     pub fn offset(&self) -> u64 {
         self.offset_bits / 8
     }
+}
+
+/// Where the running kernel's own BTF comes from, as a source hands it over: its name for
+/// messages, and how to read it (only when no vmlinux gives BTF).
+pub struct BtfSource<'a> {
+    pub name: &'a str,
+    pub read: &'a dyn Fn() -> Result<Vec<u8>, String>,
 }
 
 /// Symbols and layouts of one kernel, built once per target.
@@ -151,9 +99,14 @@ const WANTED_MEMBERS: &[(&str, &str)] = &[
 
 impl KernelInfo {
     /// The running kernel: `kallsyms` (from `/proc/kallsyms`), the live VMCOREINFO text when the
-    /// caller could read it (see [`crate::live::vmcoreinfo::load`]), BTF from `-k vmlinux` or else
-    /// `/sys/kernel/btf/vmlinux`.
-    pub fn live(kallsyms: &Kallsyms, vmcoreinfo_text: Option<&str>, vmlinux: Option<&Path>) -> KernelInfo {
+    /// caller could read it (live/vmcoreinfo.rs), BTF from `-k vmlinux` or else the kernel's own
+    /// (`system_btf`, read only then).
+    pub fn live(
+        kallsyms: &Kallsyms,
+        vmcoreinfo_text: Option<&str>,
+        vmlinux: Option<&Path>,
+        system_btf: &BtfSource<'_>,
+    ) -> KernelInfo {
         let mut k = KernelInfo {
             kallsyms: Arc::clone(kallsyms.table()),
             vmcoreinfo: vmcoreinfo_text
@@ -176,18 +129,14 @@ impl KernelInfo {
             k.add_vmlinux(path, runtime_text);
         }
         if k.btf.is_none() {
-            const SYS_BTF: &str = "/sys/kernel/btf/vmlinux";
-            match std::fs::read(SYS_BTF)
-                .map_err(|e| e.to_string())
-                .and_then(Btf::parse)
-            {
+            let name = system_btf.name;
+            match (system_btf.read)().and_then(Btf::parse) {
                 Ok(b) => {
-                    k.sources
-                        .push(format!("BTF: {SYS_BTF} ({} types)", b.type_count()));
+                    k.sources.push(format!("BTF: {name} ({} types)", b.type_count()));
                     k.btf = Some(b);
                 }
                 Err(e) => k.problems.push(format!(
-                    "no BTF from {SYS_BTF}: {e} (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it; \
+                    "no BTF from {name}: {e} (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it; \
                      or give -k the matching vmlinux)"
                 )),
             }
@@ -197,7 +146,7 @@ impl KernelInfo {
 
     /// A crash dump: kallsyms decoded from its memory through VMCOREINFO, BTF from `-k vmlinux`
     /// or else from memory between `__start_BTF` and `__stop_BTF`.
-    pub fn from_dump(mem: &mut dyn KernelMem, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
+    pub fn from_dump(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
         let mut k = KernelInfo {
             vmcoreinfo: vmcoreinfo.clone(),
             ..KernelInfo::default()
@@ -237,37 +186,23 @@ impl KernelInfo {
         k
     }
 
-    /// The running kernel with everything found through its memory (`mem`, the live BPF reader):
-    /// VMCOREINFO through the direct map ([`crate::live::vmcoreinfo::load`]), then
-    /// [`KernelInfo::live`], then [`KernelInfo::find_image_symbols`]. Failures are listed by
+    /// Records a problem the caller met while gathering this kernel's sources, for
     /// [`KernelInfo::missing`].
-    pub fn live_from_memory(
-        mem: &mut dyn KernelMem,
-        arch: crate::arch::Arch,
-        kallsyms: &Kallsyms,
-        vmlinux: Option<&Path>,
-    ) -> KernelInfo {
-        let (text, problem) = match crate::live::vmcoreinfo::load(mem, arch, kallsyms) {
-            Ok(v) => (Some(v.text), None),
-            Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
-        };
-        let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux);
-        k.problems.extend(problem);
-        // procfs shows /proc/modules exactly when the kernel has CONFIG_MODULES
-        // (kernel/module/procfs.c).
-        if !Path::new("/proc/modules").exists() {
-            k.no_modules = true;
-            k.sources
-                .push("modules: none (no /proc/modules: the kernel is built without module support)".into());
-        }
-        k.find_image_symbols(mem);
-        k
+    pub fn note_problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// The kernel has no loadable modules, so `modules` is not wanted; `why` is listed with the
+    /// sources.
+    pub fn without_modules(&mut self, why: &str) {
+        self.no_modules = true;
+        self.sources.push(format!("modules: none ({why})"));
     }
 
     /// Finds `init_task` and `modules` in the kernel image's data when no symbol source names
     /// them (kallsyms without CONFIG_KALLSYMS_ALL), with the checks [`scan`] describes.
     /// Needs BTF; does nothing when both are known.
-    pub fn find_image_symbols(&mut self, mem: &mut dyn KernelMem) {
+    pub fn find_image_symbols(&mut self, mem: &mut dyn VirtRead) {
         let want_init = self.symbol("init_task").is_none();
         let want_modules = !self.no_modules && self.symbol("modules").is_none();
         if !want_init && !want_modules {
@@ -444,7 +379,7 @@ const MAX_BTF_IN_MEMORY: u64 = 64 << 20;
 /// The kernel's own BTF from memory: `__start_BTF`..`__stop_BTF` when kallsyms has them, else a
 /// search of the kernel image's read-only data (after `_etext`) for the BTF header, because
 /// kallsyms without CONFIG_KALLSYMS_ALL (Debian arm64) holds only text symbols.
-fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, String), String> {
+fn btf_from_memory(mem: &mut dyn VirtRead, k: &KernelInfo) -> Result<(Btf, String), String> {
     if let (Some(start), Some(stop)) = (k.symbol("__start_BTF"), k.symbol("__stop_BTF")) {
         let len = stop
             .checked_sub(start)
@@ -479,6 +414,7 @@ fn btf_from_memory(mem: &mut dyn KernelMem, k: &KernelInfo) -> Result<(Btf, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mem::BufferMem;
 
     /// A minimal ELF64 LE x86_64 file: sections (name, type, addr, bytes) after a null one, a
     /// symbol table of (name, value, st_info), and the two string tables.
@@ -563,7 +499,11 @@ mod tests {
         ));
         let vmci = "SYMBOL(prb)=ffffffffa0e643e0\nOFFSET(printk_ringbuffer.fail)=80\nSIZE(prb_desc)=24\n\
                     OFFSET(task_struct.comm)=1\n";
-        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path));
+        let unread = BtfSource {
+            name: "(not read: the vmlinux has BTF)",
+            read: &|| Err("not read".into()),
+        };
+        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path), &unread);
         std::fs::remove_file(&path).unwrap();
 
         assert_eq!(
@@ -677,32 +617,5 @@ mod tests {
             kind: 'B',
         }]);
         assert_eq!(with_end.symbolize(0x5001), None);
-    }
-
-    #[test]
-    fn reads_cross_chunk_boundaries() {
-        struct Pages(BufferMem);
-        impl KernelMem for Pages {
-            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-                // One byte at a time, like a reader that stops at every boundary.
-                let n = buf.len().min(1);
-                self.0.read(addr, &mut buf[..n])
-            }
-        }
-        let mut m = Pages(BufferMem {
-            base: 0x1000,
-            bytes: (0..64u8).collect(),
-        });
-        assert_eq!(
-            read_u64(&mut m, 0x1008).unwrap(),
-            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])
-        );
-        assert_eq!(
-            read_u32(&mut m, 0x103c).unwrap(),
-            u32::from_le_bytes([60, 61, 62, 63])
-        );
-        assert!(read_u64(&mut m, 0x103c).is_err(), "runs past the end");
-        assert!(read_u64(&mut m, 0xfff).is_err());
-        assert!(read_exact(&mut m, u64::MAX - 2, &mut [0u8; 8]).is_err());
     }
 }

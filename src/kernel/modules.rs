@@ -2,9 +2,9 @@
 //! loads each one's symbols. Dumps: the kernel's `modules` list (kernel/module/main.c); live:
 //! `/sys/module/*/sections` and `coresize`.
 
-use super::tasks::{read_uint, Field, Layout};
-use super::{read_exact, read_u64, KernelMem};
+use super::tasks::{Field, Layout};
 use crate::arch::Arch;
+use crate::mem::{read_exact, read_u64, read_uint, ReadError, VirtAddr, VirtRead};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,12 +29,15 @@ fn field(l: &dyn Layout, st: &str, m: &str) -> Result<Field, String> {
         .ok_or_else(|| format!("the kernel's type information lacks {st}.{m}: modules cannot be listed"))
 }
 
-fn read_cstr(mem: &mut dyn KernelMem, addr: u64, max: usize) -> Result<String, String> {
+fn read_cstr(mem: &mut dyn VirtRead, addr: u64, max: usize) -> Result<String, ReadError> {
     let mut buf = vec![0u8; max];
     // Names may end right before an unreadable page: read what is there.
     let mut got = 0;
     while got < max {
-        match mem.read(addr + got as u64, buf.get_mut(got..).unwrap_or_default()) {
+        match mem.read_virt(
+            VirtAddr(addr + got as u64),
+            buf.get_mut(got..).unwrap_or_default(),
+        ) {
             Ok(n) if n > 0 => got += n,
             _ => break,
         }
@@ -43,7 +46,7 @@ fn read_cstr(mem: &mut dyn KernelMem, addr: u64, max: usize) -> Result<String, S
         }
     }
     if got == 0 {
-        return Err(format!("cannot read a name at {addr:#x}"));
+        return Err(format!("cannot read a name at {addr:#x}").into());
     }
     let b = buf.get(..got).unwrap_or_default();
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -51,13 +54,14 @@ fn read_cstr(mem: &mut dyn KernelMem, addr: u64, max: usize) -> Result<String, S
 }
 
 /// The address of the `modules` list head: the symbol when kallsyms has data symbols, else
-/// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the ADRP+ADD/LDR pairs in the code of functions
-/// that walk the list, each candidate checked as a list head of modules.
-pub fn find_modules_head(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Result<u64, String> {
+/// (arm64 kallsyms without CONFIG_KALLSYMS_ALL) the data addresses formed in the code of
+/// functions that walk the list (arm64's ADRP+ADD/LDR pairs, decoded by arch/), each candidate
+/// checked as a list head of modules.
+pub fn find_modules_head(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<u64, ReadError> {
     if let Some(a) = l.symbol("modules") {
         return Ok(a);
     }
-    if arch != Arch::Aarch64 {
+    if !arch.decodes_data_refs() {
         return Err(
             "kallsyms has no `modules` symbol (no CONFIG_KALLSYMS_ALL): give -k the matching vmlinux".into(),
         );
@@ -75,7 +79,7 @@ pub fn find_modules_head(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) ->
         if read_exact(mem, at, &mut code).is_err() {
             continue;
         }
-        for cand in arm64_adrp_targets(at, &code) {
+        for cand in arch.code_data_refs(at, &code) {
             if is_module_list_head(mem, l, cand, list) {
                 return Ok(cand);
             }
@@ -84,41 +88,7 @@ pub fn find_modules_head(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) ->
     Err("kallsyms has no `modules` symbol and no known function's code led to it: give -k the matching vmlinux".into())
 }
 
-/// Addresses formed by `ADRP Xd, page` followed (within 8 instructions) by `ADD Xd', Xd, #lo12` or
-/// `LDR Xt, [Xd, #lo12]` (Arm ARM C6.2.11 ADRP, C6.2.4 ADD (immediate), C6.2.132 LDR (immediate,
-/// unsigned offset)).
-pub fn arm64_adrp_targets(pc0: u64, code: &[u8]) -> Vec<u64> {
-    let insns: Vec<u32> = code
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut out = Vec::new();
-    for (i, &insn) in insns.iter().enumerate() {
-        if insn & 0x9f00_0000 != 0x9000_0000 {
-            continue;
-        }
-        let rd = insn & 0x1f;
-        let immlo = u64::from((insn >> 29) & 3);
-        let immhi = u64::from((insn >> 5) & 0x7ffff);
-        let imm = ((((immhi << 2) | immlo) << 43) as i64 >> 43) << 12;
-        let pc = pc0.wrapping_add(4 * i as u64);
-        let page = (pc & !0xfff).wrapping_add(imm as u64);
-        for &next in insns.iter().skip(i + 1).take(8) {
-            let rn = (next >> 5) & 0x1f;
-            if rn != rd {
-                continue;
-            }
-            if next & 0xffc0_0000 == 0x9100_0000 {
-                out.push(page + u64::from((next >> 10) & 0xfff));
-            } else if next & 0xffc0_0000 == 0xf940_0000 {
-                out.push(page + 8 * u64::from((next >> 10) & 0xfff));
-            }
-        }
-    }
-    out
-}
-
-fn is_module_list_head(mem: &mut dyn KernelMem, l: &dyn Layout, head: u64, list: u64) -> bool {
+fn is_module_list_head(mem: &mut dyn VirtRead, l: &dyn Layout, head: u64, list: u64) -> bool {
     let Ok(next) = read_u64(mem, head) else {
         return false;
     };
@@ -145,7 +115,7 @@ fn is_module_list_head(mem: &mut dyn KernelMem, l: &dyn Layout, head: u64, list:
 }
 
 /// Modules on the kernel's `modules` list.
-pub fn from_memory(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, String> {
+pub fn from_memory(mem: &mut dyn VirtRead, l: &dyn Layout, arch: Arch) -> Result<Vec<Module>, ReadError> {
     let head = find_modules_head(mem, l, arch)?;
     let list = field(l, "module", "list")?.offset;
     let name = field(l, "module", "name")?;
@@ -185,7 +155,7 @@ pub fn from_memory(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Resul
     let sect = sections_layout(l);
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut node = read_u64(mem, head).map_err(|e| format!("cannot read the module list: {e}"))?;
+    let mut node = read_u64(mem, head).map_err(|e| ReadError::mem("cannot read the module list", e))?;
     while node != head {
         if !seen.insert(node) || out.len() >= MAX_MODULES {
             return Err("the module list loops without returning to its head".into());
@@ -239,7 +209,7 @@ pub fn from_memory(mem: &mut dyn KernelMem, l: &dyn Layout, arch: Arch) -> Resul
             size,
             sections,
         });
-        node = read_u64(mem, node).map_err(|e| format!("cannot follow the module list: {e}"))?;
+        node = read_u64(mem, node).map_err(|e| ReadError::mem("cannot follow the module list", e))?;
     }
     Ok(out)
 }
@@ -268,8 +238,12 @@ fn sections_layout(l: &dyn Layout) -> Option<SectLayout> {
     })
 }
 
-fn read_sections(mem: &mut dyn KernelMem, s: &SectLayout, module: u64) -> Result<Vec<(String, u64)>, String> {
-    let e = |e: crate::target::MemError| e.to_string();
+fn read_sections(
+    mem: &mut dyn VirtRead,
+    s: &SectLayout,
+    module: u64,
+) -> Result<Vec<(String, u64)>, ReadError> {
+    let e = |e: crate::mem::MemError| e.to_string();
     let sa = read_u64(mem, module + s.sect_attrs).map_err(e)?;
     if sa == 0 {
         return Ok(Vec::new());
@@ -301,7 +275,7 @@ pub fn from_sysfs(root: &Path) -> Result<Vec<Module>, String> {
             .filter_map(|s| {
                 let name = s.file_name().to_string_lossy().into_owned();
                 let text = std::fs::read_to_string(s.path()).ok()?;
-                Some((name, crate::cli::parse_addr(text.trim()).ok()?))
+                Some((name, crate::mem::parse_addr(text.trim()).ok()?))
             })
             .collect();
         sections.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
@@ -358,28 +332,6 @@ pub fn lsmod_text(mods: &[Module]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn adrp_add_and_adrp_ldr_pairs_decode() {
-        // adrp x0, #+0x2000 pages from 0x...1000 ; add x0, x0, #0x123 ; adrp x1, #-1 page ;
-        // ldr x2, [x1, #0x10]
-        let pc = 0xffff_8000_0801_0ff8u64;
-        let adrp = |rd: u32, pages: i64| {
-            let imm = (pages as u64 & 0x1f_ffff) as u32;
-            0x9000_0000 | ((imm & 3) << 29) | ((imm >> 2) << 5) | rd
-        };
-        let code: Vec<u8> = [
-            adrp(0, 0x2000),
-            0x9100_0000 | (0x123 << 10),
-            adrp(1, -1),
-            0xf940_0000 | (2 << 10) | (1 << 5) | 2,
-        ]
-        .iter()
-        .flat_map(|i| i.to_le_bytes())
-        .collect();
-        let t = arm64_adrp_targets(pc, &code);
-        assert_eq!(t, vec![0xffff_8000_0a01_0000 + 0x123, 0xffff_8000_0801_0000 + 16]);
-    }
 
     #[test]
     fn lsmod_lines_name_text_and_other_sections() {

@@ -2,10 +2,8 @@
 //! be read: kallsyms without data symbols (Debian's arm64 kernels are built without
 //! CONFIG_KALLSYMS_ALL) and no `-k vmlinux`.
 //!
-//! On aarch64 every kernel function that calls another keeps an AAPCS64 frame record: x29 points
-//! at `{caller's x29, return address}` on the stack (arm64 selects FRAME_POINTER, and its own
-//! unwinder, arch/arm64/kernel/stacktrace.c, relies on the records). Following them from a CPU's
-//! saved pc, x30 and x29 gives its call chain with nothing but text symbols, which every
+//! Where the architecture keeps frame records (arm64: `Arch::call_chain`, src/arch/aarch64.rs),
+//! a CPU's call chain comes from its saved registers with nothing but text symbols, which every
 //! kallsyms has. The CPU that won `panic_cpu` is the one whose chain runs through `panic()` (or
 //! `crash_kexec()`), without first passing through one of the functions that park the other
 //! CPUs (`panic_smp_self_stop()`, `local_cpu_stop()`, ...): those run on CPUs that called panic
@@ -14,8 +12,6 @@
 //! x86_64 kernels are built with the ORC unwinder and no frame pointers, so there is no chain to
 //! follow from the registers alone; there kmemd needs `panic_cpu` (Debian's amd64 kallsyms has
 //! it).
-
-use super::{read_u64, KernelMem};
 
 /// Functions whose presence in a chain means this CPU is the one panicking (kernel/panic.c
 /// `panic` and, from Linux 6.14, `vpanic`; `nmi_panic`; kernel/kexec_core.c `crash_kexec` and
@@ -31,59 +27,6 @@ const STOPPED: &[&str] = &[
     "local_cpu_stop",
     "ipi_cpu_crash_stop",
 ];
-
-/// Longest chain followed: deeper kernel call chains do not reach panic anyway, and a damaged
-/// stack must not make the walk long.
-pub const MAX_FRAMES: usize = 64;
-
-/// The registers a frame-record walk starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameRegs {
-    pub pc: u64,
-    /// x30, the link register.
-    pub lr: u64,
-    /// x29, the frame pointer.
-    pub fp: u64,
-}
-
-/// The code addresses of an aarch64 call chain, innermost first: the pc, then the instruction
-/// before each return address (x30, then every frame record's), so that a call that ends a
-/// function (a `noreturn` callee) is named after its caller, not after the function that follows.
-///
-/// `va_bits` (VMCOREINFO `NUMBER(VA_BITS)`) strips pointer-authentication codes from kernel
-/// return addresses: with PAC the bits above VA_BITS of a signed kernel pointer hold the code,
-/// and for a kernel (TTBR1, bit 55 set) address they are all ones once stripped.
-pub fn aarch64_call_chain(mem: &mut dyn KernelMem, regs: FrameRegs, va_bits: u32) -> Vec<u64> {
-    let strip = |a: u64| strip_pac(a, va_bits);
-    let call_site = |a: u64| strip(a).wrapping_sub(4);
-    let mut chain = vec![regs.pc, call_site(regs.lr)];
-    let mut fp = regs.fp;
-    let mut seen = Vec::new();
-    while chain.len() < MAX_FRAMES && fp != 0 && fp % 8 == 0 && !seen.contains(&fp) {
-        seen.push(fp);
-        let (Ok(next), Ok(ret)) = (read_u64(mem, fp), read_u64(mem, fp.wrapping_add(8))) else {
-            break;
-        };
-        // The kernel ends every task's chain with a zeroed record (the `stackframe` of the
-        // pt_regs at the top of the stack).
-        if ret == 0 {
-            break;
-        }
-        chain.push(call_site(ret));
-        fp = next;
-    }
-    chain
-}
-
-/// A kernel address with a pointer-authentication code in its top bits, cleaned.
-fn strip_pac(addr: u64, va_bits: u32) -> u64 {
-    let va_bits = va_bits.clamp(36, 56);
-    if addr & (1 << 55) != 0 {
-        addr | !((1u64 << va_bits) - 1)
-    } else {
-        addr
-    }
-}
 
 /// What a CPU was doing, from its call chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +67,8 @@ pub fn panicking_cpu(roles: &[CpuRole]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::BufferMem;
+    use crate::arch::aarch64::{call_chain as aarch64_call_chain, FrameRegs, MAX_FRAMES};
+    use crate::mem::BufferMem;
 
     const TEXT: u64 = 0xffff_8000_0800_0000;
     const STACK: u64 = 0xffff_8000_0a00_0000;

@@ -10,8 +10,8 @@
 //!   and every `struct module` on it has `mkobj.mod` pointing back to itself, a state
 //!   `MODULE_STATE_*` (0..=3) and a printable name; the walk returns to the head.
 
-use super::{read_exact, read_u64, KernelMem};
 use crate::kernel::btf::Btf;
+use crate::mem::{read_available, read_exact, read_u64, ReadError, VirtRead};
 
 const CHUNK: usize = 256 << 10;
 /// Stop after this much unreadable memory in a row (the end of the image mapping).
@@ -78,14 +78,14 @@ pub struct Found {
 /// Searches `[from, to)` (the kernel image after its text) for `init_task` and/or `modules`.
 /// `text` is the kernel's `_stext`/`_text`; `want_*` say which to look for.
 pub fn scan_image(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     btf: &Btf,
     text: u64,
     from: u64,
     to: u64,
     want_init: bool,
     want_modules: bool,
-) -> Result<Found, String> {
+) -> Result<Found, ReadError> {
     let l = match want_init {
         true => Some(Layout::from_btf(btf).ok_or("BTF lacks task_struct's comm, pid, real_parent or tasks")?),
         false => None,
@@ -104,14 +104,7 @@ pub fn scan_image(
     let near = |p: u64| p.abs_diff(text) < MODULE_REACH;
     while addr < to && (want_init && found.init_task.is_none() || want_modules && found.modules.is_none()) {
         let want = CHUNK.min(usize::try_from(to - addr).unwrap_or(CHUNK));
-        let mut got = 0usize;
-        while got < want {
-            let Some(rest) = buf.get_mut(got..want) else { break };
-            match mem.read(addr + got as u64, rest) {
-                Ok(n) if n > 0 => got += n,
-                _ => break,
-            }
-        }
+        let got = read_available(mem, addr, buf.get_mut(..want).unwrap_or_default());
         if got < 8 {
             gap += 4096;
             if gap > MAX_GAP {
@@ -157,8 +150,8 @@ pub fn scan_image(
     Ok(found)
 }
 
-fn is_init_task(mem: &mut dyn KernelMem, l: &Layout, task: u64) -> bool {
-    let check = |mem: &mut dyn KernelMem| -> Option<bool> {
+fn is_init_task(mem: &mut dyn VirtRead, l: &Layout, task: u64) -> bool {
+    let check = |mem: &mut dyn VirtRead| -> Option<bool> {
         let mut pid = [0u8; 4];
         read_exact(mem, task.checked_add(l.pid)?, &mut pid).ok()?;
         let parent = read_u64(mem, task.checked_add(l.real_parent)?).ok()?;
@@ -170,8 +163,8 @@ fn is_init_task(mem: &mut dyn KernelMem, l: &Layout, task: u64) -> bool {
     check(mem).unwrap_or(false)
 }
 
-fn is_modules_head(mem: &mut dyn KernelMem, l: &ModLayout, head: u64) -> bool {
-    let check = |mem: &mut dyn KernelMem| -> Option<bool> {
+fn is_modules_head(mem: &mut dyn VirtRead, l: &ModLayout, head: u64) -> bool {
+    let check = |mem: &mut dyn VirtRead| -> Option<bool> {
         let first = read_u64(mem, head).ok()?;
         // An empty list head (pointing to itself) proves nothing.
         if first == head || read_u64(mem, first.checked_add(8)?).ok()? != head {

@@ -6,7 +6,7 @@
 //! Core kernel symbols and module symbols (kallsyms lines with `[module]`) are kept apart: the
 //! core ones are what [`SymbolTable::lookup`]/[`SymbolTable::symbolize`] answer from (module
 //! symbols move with each load), the `_any` methods also see the modules' (`/proc/kallsyms`
-//! users: `live::kallsyms::Kallsyms`).
+//! users: `kernel::proc_kallsyms::Kallsyms`).
 
 use std::cmp::Ordering;
 

@@ -3,21 +3,12 @@
 //! stack. Layout facts name the kernel source they come from; offsets are never hard-coded per
 //! kernel version.
 
-use crate::arch::Arch;
-use crate::target::{MemError, Registers};
+use crate::arch::{Arch, Registers, SwitchFrame};
+use crate::mem::{MemError, MemErrorKind};
 use std::collections::HashSet;
 
-pub use super::{read_exact, read_u64, KernelMem};
+use crate::mem::{read_available, read_exact, read_u64, read_uint, ReadError, VirtRead};
 use std::fmt::Write as _;
-
-/// Little-endian unsigned value of `size` (1 to 8) bytes at `addr` (both supported arches are
-/// little-endian).
-pub fn read_uint(mem: &mut dyn KernelMem, addr: u64, size: u64) -> Result<u64, MemError> {
-    let n = usize::try_from(size.clamp(1, 8)).unwrap_or(8);
-    let mut b = [0u8; 8];
-    read_exact(mem, addr, &mut b[..n])?;
-    Ok(u64::from_le_bytes(b))
-}
 
 /// A struct member: byte offset and size in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,21 +72,26 @@ enum Threads {
     None,
 }
 
-/// Where a switched-out task's registers are.
+/// Where a switched-out task's registers are: the architecture's [`SwitchFrame`] with the
+/// offsets BTF gives.
 #[derive(Debug, Clone)]
 pub enum SavedLayout {
-    /// x86_64: `thread.sp` points at a `struct inactive_task_frame` (arch/x86/include/asm/
-    /// switch_to.h, Linux 4.9+): callee-saved registers and `ret_addr`, by BTF member name.
-    X86 {
+    /// `thread.<sp_member>` (at `thread_sp` in the task) points at a frame of `frame_size` bytes
+    /// holding `frame` (register, offset).
+    OnStack {
+        sp_member: &'static str,
         thread_sp: u64,
         frame: Vec<(&'static str, u64)>,
         frame_size: u64,
-        fsbase: Option<u64>,
+        /// The user fs base (register, offset in the task), where the architecture has one.
+        fsbase: Option<(&'static str, u64)>,
     },
-    /// aarch64: `thread.cpu_context` (arch/arm64/include/asm/processor.h): x19-x28, fp, sp, pc.
-    Arm64 {
-        cpu_context: u64,
+    /// `thread.<member>` (at `context` in the task) holds `regs` (register, offset into it).
+    InThread {
+        member: &'static str,
+        context: u64,
         regs: Vec<(&'static str, u64)>,
+        copies: &'static [(&'static str, &'static str)],
     },
     None(String),
 }
@@ -155,60 +151,51 @@ impl TaskLayout {
             },
         };
         let thread = l.member(ts, "thread").map(|f| f.offset);
-        let saved = match (arch, thread) {
+        let fsbase = arch.thread_fsbase().and_then(|(m, reg)| {
+            let th = thread?;
+            Some((reg, th + l.member("thread_struct", m)?.offset))
+        });
+        let saved = match (arch.switch_frame(), thread) {
             (_, None) => SavedLayout::None("task_struct.thread".into()),
-            (Arch::X86_64, Some(th)) => {
-                match (l.member("thread_struct", "sp"), l.size_of("inactive_task_frame")) {
-                    (Some(sp), Some(size)) => {
-                        let frame = [
-                            ("r15", "r15"),
-                            ("r14", "r14"),
-                            ("r13", "r13"),
-                            ("r12", "r12"),
-                            ("bx", "rbx"),
-                            ("bp", "rbp"),
-                            ("ret_addr", "rip"),
-                        ]
+            (
+                SwitchFrame::OnStack {
+                    sp_member,
+                    frame_struct,
+                    members,
+                },
+                Some(th),
+            ) => match (l.member("thread_struct", sp_member), l.size_of(frame_struct)) {
+                (Some(sp), Some(size)) => SavedLayout::OnStack {
+                    sp_member,
+                    thread_sp: th + sp.offset,
+                    frame: members
                         .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member("inactive_task_frame", m)?.offset)))
-                        .collect();
-                        SavedLayout::X86 {
-                            thread_sp: th + sp.offset,
-                            frame,
-                            frame_size: size,
-                            fsbase: l.member("thread_struct", "fsbase").map(|f| th + f.offset),
-                        }
-                    }
-                    _ => SavedLayout::None("thread_struct.sp or struct inactive_task_frame".into()),
-                }
-            }
-            (Arch::Aarch64, Some(th)) => match l.member("thread_struct", "cpu_context") {
-                Some(cc) => {
-                    const NAMES: [(&str, &str); 13] = [
-                        ("x19", "x19"),
-                        ("x20", "x20"),
-                        ("x21", "x21"),
-                        ("x22", "x22"),
-                        ("x23", "x23"),
-                        ("x24", "x24"),
-                        ("x25", "x25"),
-                        ("x26", "x26"),
-                        ("x27", "x27"),
-                        ("x28", "x28"),
-                        ("fp", "x29"),
-                        ("sp", "sp"),
-                        ("pc", "pc"),
-                    ];
-                    let regs = NAMES
+                        .filter_map(|(m, reg)| Some((*reg, l.member(frame_struct, m)?.offset)))
+                        .collect(),
+                    frame_size: size,
+                    fsbase,
+                },
+                _ => SavedLayout::None(format!("thread_struct.{sp_member} or struct {frame_struct}")),
+            },
+            (
+                SwitchFrame::InThread {
+                    member,
+                    strukt,
+                    members,
+                    copies,
+                },
+                Some(th),
+            ) => match l.member("thread_struct", member) {
+                Some(cc) => SavedLayout::InThread {
+                    member,
+                    context: th + cc.offset,
+                    regs: members
                         .iter()
-                        .filter_map(|(m, reg)| Some((*reg, l.member("cpu_context", m)?.offset)))
-                        .collect();
-                    SavedLayout::Arm64 {
-                        cpu_context: th + cc.offset,
-                        regs,
-                    }
-                }
-                None => SavedLayout::None("thread_struct.cpu_context".into()),
+                        .filter_map(|(m, reg)| Some((*reg, l.member(strukt, m)?.offset)))
+                        .collect(),
+                    copies,
+                },
+                None => SavedLayout::None(format!("thread_struct.{member}")),
             },
         };
         Ok(TaskLayout {
@@ -234,9 +221,10 @@ impl TaskLayout {
     }
 
     /// The mm_struct of a task (0 for kernel threads).
-    pub fn mm_of(&self, mem: &mut dyn KernelMem, task: u64) -> Result<u64, String> {
+    pub fn mm_of(&self, mem: &mut dyn VirtRead, task: u64) -> Result<u64, ReadError> {
         let off = self.mm.ok_or("task_struct.mm is unknown")?;
-        read_u64(mem, task.wrapping_add(off)).map_err(|e| format!("cannot read task {task:#x}'s mm: {e}"))
+        read_u64(mem, task.wrapping_add(off))
+            .map_err(|e| ReadError::mem(format!("cannot read task {task:#x}'s mm"), e))
     }
 
     pub fn stack_offset(&self) -> Option<u64> {
@@ -258,7 +246,7 @@ pub struct Task {
     pub comm: String,
 }
 
-fn read_field(mem: &mut dyn KernelMem, base: u64, f: Field) -> Result<u64, MemError> {
+fn read_field(mem: &mut dyn VirtRead, base: u64, f: Field) -> Result<u64, MemError> {
     read_uint(mem, base.wrapping_add(f.offset), f.size)
 }
 
@@ -283,7 +271,7 @@ pub fn state_letter(state: u64, exit_state: u64) -> char {
 const MAX_TASKS: usize = 1 << 20;
 
 /// Reads one task.
-pub fn read_task(mem: &mut dyn KernelMem, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
+pub fn read_task(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
     let pid = read_field(mem, addr, l.pid)? as u32 as i32;
     let tgid = read_field(mem, addr, l.tgid)? as u32 as i32;
     let mut comm = vec![0u8; usize::try_from(l.comm.size.min(64)).unwrap_or(16)];
@@ -323,13 +311,17 @@ pub fn read_task(mem: &mut dyn KernelMem, l: &TaskLayout, addr: u64) -> Result<T
 
 /// Follows a circular `list_head` from `head` (whose `next` is at `head`): the addresses of the
 /// entries' `list_head`s, `head` excluded.
-fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
+fn list_entries(mem: &mut dyn VirtRead, head: u64, limit: usize) -> Result<Vec<u64>, MemError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut cur = read_u64(mem, head)?;
     while cur != head {
         if !seen.insert(cur) || out.len() >= limit {
-            return Err(MemError::new(cur, "the list loops without returning to its head"));
+            return Err(MemError::new(
+                cur,
+                MemErrorKind::Corrupt,
+                "the list loops without returning to its head",
+            ));
         }
         out.push(cur);
         cur = read_u64(mem, cur)?;
@@ -340,15 +332,15 @@ fn list_entries(mem: &mut dyn KernelMem, head: u64, limit: usize) -> Result<Vec<
 /// Every task: the thread-group leaders on the circular `tasks` list through `start` (any task:
 /// its group leader is used, as only leaders are on that list), each followed by its other
 /// threads. `init_task` (pid 0) comes first when it is on the list.
-pub fn walk(mem: &mut dyn KernelMem, l: &TaskLayout, start: u64) -> Result<Vec<Task>, String> {
+pub fn walk(mem: &mut dyn VirtRead, l: &TaskLayout, start: u64) -> Result<Vec<Task>, ReadError> {
     let leader = read_u64(mem, start.wrapping_add(l.group_leader))
-        .map_err(|e| format!("cannot read the first task at {start:#x}: {e}"))?;
+        .map_err(|e| ReadError::mem(format!("cannot read the first task at {start:#x}"), e))?;
     let leader = if leader == 0 { start } else { leader };
     let head = leader.wrapping_add(l.tasks);
     let mut leaders = vec![leader];
     leaders.extend(
         list_entries(mem, head, MAX_TASKS)
-            .map_err(|e| format!("the task list is damaged: {e}"))?
+            .map_err(|e| ReadError::mem("the task list is damaged", e))?
             .into_iter()
             .map(|node| node.wrapping_sub(l.tasks)),
     );
@@ -386,7 +378,7 @@ pub fn walk(mem: &mut dyn KernelMem, l: &TaskLayout, start: u64) -> Result<Vec<T
 }
 
 /// Addresses of the other threads of the group `leader` leads.
-fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
+fn thread_addrs(mem: &mut dyn VirtRead, l: &TaskLayout, leader: u64) -> Result<Vec<u64>, MemError> {
     match l.threads {
         Threads::SignalList { signal, head, node } => {
             let sig = read_u64(mem, leader.wrapping_add(signal))?;
@@ -415,7 +407,8 @@ fn thread_addrs(mem: &mut dyn KernelMem, l: &TaskLayout, leader: u64) -> Result<
 pub struct UserRegsLayout {
     pub size: u64,
     pub regs: Vec<(&'static str, u64)>,
-    pub fsbase: Option<u64>,
+    /// The user fs base (register, offset in the task), where the architecture has one.
+    pub fsbase: Option<(&'static str, u64)>,
 }
 
 impl UserRegsLayout {
@@ -424,66 +417,26 @@ impl UserRegsLayout {
             .size_of("pt_regs")
             .ok_or("the kernel's type information has no struct pt_regs: user registers are unavailable")?;
         let mut regs = Vec::new();
-        match arch {
-            Arch::X86_64 => {
-                const MAP: [(&str, &str); 21] = [
-                    ("r15", "r15"),
-                    ("r14", "r14"),
-                    ("r13", "r13"),
-                    ("r12", "r12"),
-                    ("bp", "rbp"),
-                    ("bx", "rbx"),
-                    ("r11", "r11"),
-                    ("r10", "r10"),
-                    ("r9", "r9"),
-                    ("r8", "r8"),
-                    ("ax", "rax"),
-                    ("cx", "rcx"),
-                    ("dx", "rdx"),
-                    ("si", "rsi"),
-                    ("di", "rdi"),
-                    ("orig_ax", "orig_rax"),
-                    ("ip", "rip"),
-                    ("cs", "cs"),
-                    ("flags", "eflags"),
-                    ("sp", "rsp"),
-                    ("ss", "ss"),
-                ];
-                for (m, r) in MAP {
-                    if let Some(f) = l.member("pt_regs", m) {
-                        regs.push((r, f.offset));
-                    }
+        let pt = arch.pt_regs();
+        if let Some((array, names)) = pt.array {
+            if let Some(f) = l.member("pt_regs", array) {
+                for (i, r) in names.iter().enumerate() {
+                    regs.push((*r, f.offset + 8 * i as u64));
                 }
             }
-            Arch::Aarch64 => {
-                // `regs[31]`, `sp`, `pc`, `pstate` (inside an anonymous union with user_pt_regs).
-                const X: [&str; 31] = [
-                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
-                    "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
-                    "x26", "x27", "x28", "x29", "x30",
-                ];
-                if let Some(f) = l.member("pt_regs", "regs") {
-                    for (i, r) in X.iter().enumerate() {
-                        regs.push((*r, f.offset + 8 * i as u64));
-                    }
-                }
-                for (m, r) in [("sp", "sp"), ("pc", "pc"), ("pstate", "cpsr")] {
-                    if let Some(f) = l.member("pt_regs", m) {
-                        regs.push((r, f.offset));
-                    }
-                }
+        }
+        for (m, r) in pt.members {
+            if let Some(f) = l.member("pt_regs", m) {
+                regs.push((*r, f.offset));
             }
         }
         if regs.len() < 8 {
             return Err("the kernel's struct pt_regs has none of the expected members".into());
         }
-        let fsbase = match (
-            l.member("task_struct", "thread"),
-            l.member("thread_struct", "fsbase"),
-        ) {
-            (Some(t), Some(f)) if arch == Arch::X86_64 => Some(t.offset + f.offset),
-            _ => None,
-        };
+        let fsbase = arch.thread_fsbase().and_then(|(m, reg)| {
+            let t = l.member("task_struct", "thread")?;
+            Some((reg, t.offset + l.member("thread_struct", m)?.offset))
+        });
         Ok(UserRegsLayout { size, regs, fsbase })
     }
 }
@@ -492,17 +445,17 @@ impl UserRegsLayout {
 /// in BTF: 16 KiB (both arches without KASAN) is tried first, then 32 KiB, and the one whose
 /// frame holds user-mode state wins (x86_64 `cs` = __USER_CS 0x33; arm64 PSTATE.M = EL0t).
 pub fn user_registers(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     u: &UserRegsLayout,
     arch: Arch,
     task: u64,
-) -> Result<Registers, String> {
+) -> Result<Registers, ReadError> {
     let stack_off = l
         .stack
         .ok_or("task_struct.stack is unknown: user registers are unavailable")?;
     let stack = read_u64(mem, task.wrapping_add(stack_off))
-        .map_err(|e| format!("cannot read task {task:#x}'s stack pointer: {e}"))?;
+        .map_err(|e| ReadError::mem(format!("cannot read task {task:#x}'s stack pointer"), e))?;
     let mut last = String::from("no stack");
     for thread_size in [16u64 << 10, 32 << 10] {
         let base = stack.wrapping_add(thread_size).wrapping_sub(u.size);
@@ -512,10 +465,8 @@ pub fn user_registers(
         for (name, off) in &u.regs {
             match read_u64(mem, base.wrapping_add(*off)) {
                 Ok(v) => {
-                    match (*name, arch) {
-                        ("cs", Arch::X86_64) => user_mode = v & 0xffff == 0x33,
-                        ("cpsr", Arch::Aarch64) => user_mode = v & 0xf == 0,
-                        _ => {}
+                    if let Some(user) = arch.is_user_mode(name, v) {
+                        user_mode = user;
                     }
                     if let Some(slot) = arch.reg_index(name).and_then(|i| regs.get_mut(i)) {
                         *slot = Some(v);
@@ -529,8 +480,8 @@ pub fn user_registers(
             }
         }
         if ok && user_mode {
-            if let Some(fs) = u.fsbase {
-                if let (Ok(v), Some(i)) = (read_u64(mem, task.wrapping_add(fs)), arch.reg_index("fs_base")) {
+            if let Some((reg, fs)) = u.fsbase {
+                if let (Ok(v), Some(i)) = (read_u64(mem, task.wrapping_add(fs)), arch.reg_index(reg)) {
                     if let Some(slot) = regs.get_mut(i) {
                         *slot = Some(v);
                     }
@@ -545,9 +496,7 @@ pub fn user_registers(
             );
         }
     }
-    Err(format!(
-        "task {task:#x}: {last} (a kernel thread has no user registers)"
-    ))
+    Err(format!("task {task:#x}: {last} (a kernel thread has no user registers)").into())
 }
 
 /// Largest THREAD_SIZE of the supported kernels (arm64 and x86_64 with KASAN: 32 KiB).
@@ -555,7 +504,7 @@ const MAX_THREAD_SIZE: u64 = 32 << 10;
 
 /// Whether `cand` is a task_struct whose kernel stack holds `sp` and whose `tasks` list is
 /// consistent (next->prev points back).
-fn is_task_of_stack(mem: &mut dyn KernelMem, l: &TaskLayout, cand: u64, sp: u64) -> bool {
+fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64) -> bool {
     let Some(stack_off) = l.stack else { return false };
     let mut ok = || -> Result<bool, MemError> {
         let stack = read_u64(mem, cand.wrapping_add(stack_off))?;
@@ -580,7 +529,7 @@ fn is_task_of_stack(mem: &mut dyn KernelMem, l: &TaskLayout, cand: u64, sp: u64)
 /// deeper calls spill to the stack); a candidate counts only when its `stack` member covers `sp`
 /// and its `tasks` list links back to it.
 pub fn find_task_from_cpu(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     kernel_start: u64,
     sp: u64,
@@ -592,13 +541,7 @@ pub fn find_task_from_cpu(
     let mut cands: Vec<u64> = regs.to_vec();
     let top = (sp | (MAX_THREAD_SIZE - 1)).wrapping_add(1);
     let mut buf = vec![0u8; usize::try_from(top.wrapping_sub(sp & !7).min(MAX_THREAD_SIZE)).unwrap_or(0)];
-    let mut got = 0;
-    while got < buf.len() {
-        match mem.read((sp & !7) + got as u64, buf.get_mut(got..).unwrap_or_default()) {
-            Ok(n) if n > 0 => got += n,
-            _ => break,
-        }
-    }
+    let got = read_available(mem, sp & !7, &mut buf);
     cands.extend(
         buf.get(..got)
             .unwrap_or_default()
@@ -616,17 +559,17 @@ pub fn find_task_from_cpu(
 /// include/linux/threads.h), so the two never collide; pids are below PID_MAX_LIMIT (2^22).
 pub const TASK_TID_BASE: u64 = 0x1_0000;
 
-pub fn task_tid(pid: i32) -> crate::target::Tid {
+pub fn task_tid(pid: i32) -> super::threads::Tid {
     TASK_TID_BASE + u64::from(pid.max(0) as u32)
 }
 
 /// The pid a task thread id stands for.
-pub fn tid_pid(tid: crate::target::Tid) -> Option<i32> {
+pub fn tid_pid(tid: super::threads::Tid) -> Option<i32> {
     tid.checked_sub(TASK_TID_BASE).and_then(|p| i32::try_from(p).ok())
 }
 
 /// One GDB thread per task: name = comm, extra = pid, state and CPU.
-pub fn task_threads(tasks: &[Task]) -> Vec<crate::target::ThreadInfo> {
+pub fn task_threads(tasks: &[Task]) -> Vec<super::threads::ThreadInfo> {
     tasks
         .iter()
         .map(|t| {
@@ -635,7 +578,7 @@ pub fn task_threads(tasks: &[Task]) -> Vec<crate::target::ThreadInfo> {
                 let _ = write!(extra, ", {} CPU {c}", if t.on_cpu { "on" } else { "last on" });
             }
             extra.push(')');
-            crate::target::ThreadInfo {
+            super::threads::ThreadInfo {
                 tid: task_tid(t.pid),
                 name: t.comm.clone(),
                 extra,
@@ -654,7 +597,7 @@ pub fn sym_text(l: &super::KernelInfo, arg: &str) -> Result<String, String> {
     if let Some(a) = l.symbol(arg) {
         return Ok(format!("{arg} = {a:#x}\n"));
     }
-    match crate::cli::parse_addr(arg) {
+    match crate::mem::parse_addr(arg) {
         Ok(addr) => match l.symbolize(addr) {
             Some((name, 0)) => Ok(format!("{addr:#x} = {name}\n")),
             Some((name, off)) => Ok(format!("{addr:#x} = {name}+{off:#x}\n")),
@@ -686,11 +629,11 @@ pub fn ps_text(tasks: &[Task]) -> String {
 
 /// Registers a switched-out task saved at its last context switch, in `arch`'s GDB order.
 pub fn saved_registers(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     l: &TaskLayout,
     arch: Arch,
     task: u64,
-) -> Result<Registers, String> {
+) -> Result<Registers, ReadError> {
     let mut regs = vec![None; arch.registers().len()];
     let mut set = |name: &str, v: u64| {
         if let Some(i) = arch.reg_index(name) {
@@ -700,45 +643,57 @@ pub fn saved_registers(
         }
     };
     match &l.saved {
-        SavedLayout::X86 {
+        SavedLayout::OnStack {
+            sp_member,
             thread_sp,
             frame,
             frame_size,
             fsbase,
         } => {
-            let sp = read_u64(mem, task.wrapping_add(*thread_sp))
-                .map_err(|e| format!("cannot read thread.sp of task {task:#x}: {e}"))?;
+            let sp = read_u64(mem, task.wrapping_add(*thread_sp)).map_err(|e| {
+                ReadError::mem(format!("cannot read thread.{sp_member} of task {task:#x}"), e)
+            })?;
             for (reg, off) in frame {
-                let v = read_u64(mem, sp.wrapping_add(*off))
-                    .map_err(|e| format!("cannot read the switch frame of task {task:#x}: {e}"))?;
+                let v = read_u64(mem, sp.wrapping_add(*off)).map_err(|e| {
+                    ReadError::mem(format!("cannot read the switch frame of task {task:#x}"), e)
+                })?;
                 set(reg, v);
             }
-            // __switch_to_asm returns (through __switch_to) to ret_addr with the frame popped.
-            set("rsp", sp.wrapping_add(*frame_size));
-            if let Some(fs) = fsbase {
+            // The switch returns with the frame popped.
+            if let Some(sp_reg) = arch.sp_index().and_then(|i| arch.registers().get(i)) {
+                set(&sp_reg.name, sp.wrapping_add(*frame_size));
+            }
+            if let Some((reg, fs)) = fsbase {
                 if let Ok(v) = read_u64(mem, task.wrapping_add(*fs)) {
-                    set("fs_base", v);
+                    set(reg, v);
                 }
             }
         }
-        SavedLayout::Arm64 {
-            cpu_context,
+        SavedLayout::InThread {
+            member,
+            context,
             regs: list,
+            copies,
         } => {
+            let mut read = Vec::with_capacity(list.len());
             for (reg, off) in list {
-                let v = read_u64(mem, task.wrapping_add(cpu_context + off))
-                    .map_err(|e| format!("cannot read thread.cpu_context of task {task:#x}: {e}"))?;
+                let v = read_u64(mem, task.wrapping_add(context + off)).map_err(|e| {
+                    ReadError::mem(format!("cannot read thread.{member} of task {task:#x}"), e)
+                })?;
                 set(reg, v);
-                // cpu_switch_to returns with `ret` to the saved lr, which cpu_context keeps as pc.
-                if *reg == "pc" {
-                    set("x30", v);
+                read.push((*reg, v));
+            }
+            for (to, from) in copies.iter() {
+                if let Some((_, v)) = read.iter().find(|(r, _)| r == from) {
+                    set(to, *v);
                 }
             }
         }
         SavedLayout::None(what) => {
             return Err(format!(
                 "the kernel's type information lacks {what}: saved task registers are unavailable"
-            ))
+            )
+            .into())
         }
     }
     Ok(Registers(regs))
@@ -747,6 +702,7 @@ pub fn saved_registers(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::mem::VirtAddr;
     use std::collections::HashMap;
 
     /// Sparse kernel memory for tests: bytes by address.
@@ -772,8 +728,9 @@ pub(crate) mod tests {
         }
     }
 
-    impl KernelMem for FakeMem {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for FakeMem {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             let mut n = 0;
             for (i, b) in buf.iter_mut().enumerate() {
                 match self.bytes.get(&(addr + i as u64)) {
@@ -783,7 +740,7 @@ pub(crate) mod tests {
                 n += 1;
             }
             if n == 0 {
-                Err(MemError::new(addr, "not in the fake"))
+                Err(MemError::new(addr, MemErrorKind::NotInDump, "not in the fake"))
             } else {
                 Ok(n)
             }
@@ -930,7 +887,9 @@ pub(crate) mod tests {
         let mut m = world();
         // init's `next` points back at itself: the circle never returns to init_task.
         m.put_u64(K + 0x1000 + 32, K + 0x1000 + 32);
-        assert!(walk(&mut m, &l, K).unwrap_err().contains("damaged"));
+        let e = walk(&mut m, &l, K).unwrap_err();
+        assert_eq!(e.kind(), Some(MemErrorKind::Corrupt), "{e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
         let mut empty = FakeMem::default();
         assert!(walk(&mut empty, &l, K).is_err());
         let e = TaskLayout::new(&FakeLayout::default(), Arch::X86_64).unwrap_err();
@@ -984,7 +943,8 @@ pub(crate) mod tests {
         // Neither size holds a user frame: a kernel thread.
         m.put_u64(top + 17 * 8, 0x10);
         let e = user_registers(&mut m, &l, &u, Arch::X86_64, t).unwrap_err();
-        assert!(e.contains("kernel thread"), "{e}");
+        assert_eq!(e.kind(), None, "the stack was read: {e}");
+        assert!(e.to_string().contains("kernel thread"), "{e}");
     }
 
     #[test]

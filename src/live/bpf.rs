@@ -7,8 +7,8 @@
 //! reference/live-reads.md). `read_prefix` therefore bisects a failed chunk on page boundaries to
 //! find the readable prefix and returns only that, never the zeros.
 
+use crate::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
 use crate::sys::clib::{BpfObject, BpfProg, MapView};
-use crate::target::MemError;
 
 static KMEM_OBJ: &[u8] = include_bytes!("../../bpf/kmem.bpf.o");
 
@@ -71,6 +71,7 @@ pub fn read_prefix<R: ChunkRead>(src: &mut R, addr: u64, buf: &mut [u8]) -> Resu
     if pos == 0 && !buf.is_empty() {
         return Err(MemError::new(
             addr,
+            MemErrorKind::Fault,
             "address wraps past the end of the address space",
         ));
     }
@@ -79,7 +80,7 @@ pub fn read_prefix<R: ChunkRead>(src: &mut R, addr: u64, buf: &mut [u8]) -> Resu
 
 fn finish(pos: usize, addr: u64, why: String) -> Result<usize, MemError> {
     if pos == 0 {
-        Err(MemError::new(addr, why))
+        Err(MemError::new(addr, MemErrorKind::Fault, why))
     } else {
         Ok(pos)
     }
@@ -193,10 +194,12 @@ impl KernelReader {
     pub fn chunk_size(&self) -> usize {
         self.view.len()
     }
+}
 
-    /// Reads kernel memory with the `Target::read_memory` contract (see `read_prefix`).
-    pub fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_prefix(self, addr, buf)
+/// Kernel memory with the [`VirtRead`] contract, through `read_prefix`.
+impl VirtRead for KernelReader {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_prefix(self, addr.0, buf)
     }
 }
 

@@ -1,191 +1,29 @@
-//! `/proc/kallsyms`: name to address and address to `func+0xoff`, loaded once.
-//!
-//! The table is a [`SymbolTable`] (names in one arena, a sorted by-name index) shared through an
-//! `Arc` with the live [`crate::kernel::KernelInfo`], so the live server holds kallsyms once.
+//! `/proc/kallsyms`, the running kernel's symbol list: where it is, and what to do when it cannot
+//! be read. Its text is parsed by kernel::proc_kallsyms.
 
-use crate::kernel::{SymRef, SymbolBuilder, SymbolTable};
-use std::io::{self, BufRead};
-use std::sync::Arc;
+use std::fs::File;
+use std::io::{self, BufReader};
 
-/// One kallsyms symbol (`module` is set for symbols of loadable modules).
-pub type Symbol<'a> = SymRef<'a>;
+pub const PATH: &str = "/proc/kallsyms";
 
-/// The fields of one kallsyms line `addr type name [module]`, as they stand in it (the module
-/// with its brackets); `None` when the line has fewer fields or the address is not hex. Shared
-/// with watch mode's compact table (watch::syms), which keeps only slices of these.
-/// The kernel separates them with a space or a tab (kernel/kallsyms.c s_show), so only ASCII
-/// whitespace is looked for (Unicode-aware splitting was a fifth of the time to load the file).
-pub fn split_line(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
-    let mut it = line.split_ascii_whitespace();
-    let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-    let kind = it.next()?;
-    let name = it.next()?;
-    Some((addr, kind, name, it.next()))
+/// The file, buffered for reading line by line.
+pub fn open() -> Result<BufReader<File>, String> {
+    let file = File::open(PATH).map_err(|e| read_error(&e))?;
+    Ok(BufReader::with_capacity(64 << 10, file))
 }
 
-/// A kallsyms table: core kernel symbols, then module symbols, each sorted by address.
-#[derive(Debug, Clone, Default)]
-pub struct Kallsyms {
-    table: Arc<SymbolTable>,
+/// What went wrong reading it, with what kmemd needs.
+pub fn read_error(e: &io::Error) -> String {
+    format!("cannot read {PATH}: {e} (kmemd needs procfs and root)")
 }
 
-impl Kallsyms {
-    pub const PATH: &'static str = "/proc/kallsyms";
-
-    /// Reads `/proc/kallsyms` line by line. Fails when every address reads as zero, which is how
-    /// the kernel hides them from processes without CAP_SYSLOG or under `kernel.kptr_restrict=2`.
-    pub fn load() -> Result<Kallsyms, String> {
-        let cannot = |e: io::Error| format!("cannot read {}: {e} (kmemd needs procfs and root)", Self::PATH);
-        let file = std::fs::File::open(Self::PATH).map_err(cannot)?;
-        let table = Kallsyms::read(io::BufReader::with_capacity(64 << 10, file)).map_err(cannot)?;
-        if table.is_empty() {
-            let kptr = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
-            return Err(format!(
-                "{} shows no addresses (all zero; kernel.kptr_restrict={}): run kmemd as root, \
-                 and if it still hides them, `sysctl kernel.kptr_restrict=1`",
-                Self::PATH,
-                kptr.trim()
-            ));
-        }
-        Ok(table)
-    }
-
-    /// Reads kallsyms text line by line (see [`Kallsyms::parse`]); fails on a read error or on
-    /// text that is not UTF-8.
-    pub fn read(mut r: impl BufRead) -> io::Result<Kallsyms> {
-        let mut b = SymbolBuilder::new();
-        let mut line = String::with_capacity(256);
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                break;
-            }
-            add_line(&mut b, &line);
-        }
-        Ok(Kallsyms {
-            table: Arc::new(b.finish()),
-        })
-    }
-
-    /// Parses kallsyms text, dropping lines with a zero address (hidden pointers) and lines that
-    /// do not parse.
-    pub fn parse(text: &str) -> Kallsyms {
-        let mut b = SymbolBuilder::new();
-        for line in text.lines() {
-            add_line(&mut b, line);
-        }
-        Kallsyms {
-            table: Arc::new(b.finish()),
-        }
-    }
-
-    /// The table, to share (core symbols answer [`SymbolTable::lookup`]).
-    pub fn table(&self) -> &Arc<SymbolTable> {
-        &self.table
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.len_all() == 0
-    }
-
-    /// Number of symbols, module symbols included.
-    pub fn len(&self) -> usize {
-        self.table.len_all()
-    }
-
-    /// Every symbol: the core kernel's by address, then the modules' by address.
-    pub fn symbols(&self) -> impl Iterator<Item = Symbol<'_>> + '_ {
-        self.table.all_symbols()
-    }
-
-    /// Address of the first symbol with this name (core kernel symbols come before modules';
-    /// among duplicated local names, the lowest address).
-    pub fn lookup(&self, name: &str) -> Option<u64> {
-        self.table.lookup_any(name)
-    }
-
-    /// Whether data symbols (`D`, `d`, `B`, `b`, `R`, `r`) are listed: without
-    /// CONFIG_KALLSYMS_ALL only text symbols are.
-    pub fn has_data_symbols(&self) -> bool {
-        self.table.has_data_symbols_any()
-    }
-
-    /// The symbol at or below `addr`, with the offset into it.
-    pub fn symbolize(&self, addr: u64) -> Option<(Symbol<'_>, u64)> {
-        self.table.symbolize_any(addr)
-    }
-
-    /// `func+0x1a/[module]` text for a stack line, or the bare hex address.
-    pub fn format_addr(&self, addr: u64) -> String {
-        match self.symbolize(addr) {
-            Some((s, off)) => match s.module {
-                Some(m) => format!("{}+{:#x} [{m}]", s.name, off),
-                None => format!("{}+{:#x}", s.name, off),
-            },
-            None => format!("{addr:#x}"),
-        }
-    }
-}
-
-fn add_line(b: &mut SymbolBuilder, line: &str) {
-    let Some((addr, kind, name, module)) = split_line(line) else {
-        return;
-    };
-    let Some(kind) = kind.chars().next() else { return };
-    let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']'));
-    b.push(addr, name, kind, module);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SAMPLE: &str = "\
-ffffffff81000000 T _text
-ffffffff81000000 T _stext
-ffffffff81001000 t helper
-ffffffff82000000 D jiffies
-0000000000000000 T hidden
-ffffffffc0000000 t mod_init\t[mymod]
-ffffffffc0000100 T _text\t[mymod]
-garbage line
-";
-
-    #[test]
-    fn parses_sorts_and_drops_hidden() {
-        let k = Kallsyms::parse(SAMPLE);
-        assert_eq!(k.len(), 6);
-        assert_eq!(k.lookup("hidden"), None);
-        assert_eq!(
-            k.lookup("_text"),
-            Some(0xffff_ffff_8100_0000),
-            "core symbol wins over module's"
-        );
-        assert!(k.has_data_symbols());
-        assert_eq!(k.symbols().nth(4).and_then(|s| s.module), Some("mymod"));
-    }
-
-    #[test]
-    fn splits_lines_into_their_fields() {
-        assert_eq!(
-            split_line("ffffffffc0000000 t mod_init\t[mymod]\n"),
-            Some((0xffff_ffff_c000_0000, "t", "mod_init", Some("[mymod]")))
-        );
-        assert_eq!(
-            split_line("ffffffff81000000 T _text"),
-            Some((0xffff_ffff_8100_0000, "T", "_text", None))
-        );
-        assert_eq!(split_line("ffffffff81000000 T"), None);
-        assert_eq!(split_line("zz T name"), None);
-        assert_eq!(split_line(""), None);
-    }
-
-    #[test]
-    fn symbolizes_with_offsets() {
-        let k = Kallsyms::parse(SAMPLE);
-        assert_eq!(k.format_addr(0xffff_ffff_8100_1010), "helper+0x10");
-        assert_eq!(k.format_addr(0xffff_ffff_c000_0004), "mod_init+0x4 [mymod]");
-        assert_eq!(k.format_addr(0x1000), "0x1000");
-        assert!(Kallsyms::parse("0000000000000000 T x\n").is_empty());
-    }
+/// What to do when every address reads as zero: the kernel hides them from processes without
+/// CAP_SYSLOG or under `kernel.kptr_restrict=2`.
+pub fn hidden() -> String {
+    let kptr = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap_or_default();
+    format!(
+        "{PATH} shows no addresses (all zero; kernel.kptr_restrict={}): run kmemd as root, \
+         and if it still hides them, `sysctl kernel.kptr_restrict=1`",
+        kptr.trim()
+    )
 }

@@ -14,6 +14,7 @@ pub struct Plant {
     len: usize,
     map: BpfMap,
     bump: BpfProg,
+    load: BpfProg,
     addr: u64,
 }
 
@@ -40,6 +41,7 @@ impl Plant {
         let addr_out = obj.map_handle("plant_addr_out")?;
         let find = obj.program("plant_addr")?;
         let bump = obj.program("plant_bump")?;
+        let load = obj.program("plant_load")?;
         drop(obj);
 
         let run = find
@@ -63,7 +65,13 @@ impl Plant {
             ));
         }
         log::debug!("planted {len} bytes at kernel address {addr:#x}");
-        Ok(Plant { len, map, bump, addr })
+        Ok(Plant {
+            len,
+            map,
+            bump,
+            load,
+            addr,
+        })
     }
 
     /// Kernel virtual address of the first planted byte.
@@ -118,15 +126,25 @@ impl Plant {
     /// Increments the first u64 of the value (native endian) `repeat` times (0 counts as 1), with
     /// exactly one 8-byte kernel store per increment, all in one BPF_PROG_TEST_RUN call.
     pub fn bump(&self, repeat: u32) -> Result<(), String> {
+        Self::run(&self.bump, "plant_bump", repeat)
+    }
+
+    /// Reads the first u64 of the value `repeat` times (0 counts as 1): exactly one 8-byte kernel
+    /// load and no store per run, so read watchpoints have something to catch that write ones
+    /// must not.
+    pub fn load(&self, repeat: u32) -> Result<(), String> {
+        Self::run(&self.load, "plant_load", repeat)
+    }
+
+    fn run(prog: &BpfProg, name: &str, repeat: u32) -> Result<(), String> {
         // A socket-filter test run needs at least an Ethernet header of packet data (ETH_HLEN).
         let packet = [0u8; 64];
-        let run = self
-            .bump
+        let run = prog
             .test_run(&[], &packet, repeat)
-            .map_err(|e| format!("running the plant_bump BPF program failed: {e}"))?;
+            .map_err(|e| format!("running the {name} BPF program failed: {e}"))?;
         if run.retval != 0 {
             return Err(format!(
-                "plant_bump could not look up the plant (retval {})",
+                "{name} could not look up the plant (retval {})",
                 run.retval
             ));
         }

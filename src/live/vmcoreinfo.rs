@@ -11,40 +11,21 @@
 //!   (kernel/bpf/syscall.c __bpf_map_area_alloc), so kmemd plants one and learns its address;
 //!   the base is that address rounded down to 1 GiB minus at most the top of RAM (/proc/iomem);
 //! - x86_64: `page_offset_base` read from memory when kallsyms lists it (CONFIG_KALLSYMS_ALL);
-//!   otherwise `__PAGE_OFFSET_BASE_L4` 0xffff888000000000 (or `_L5` 0xff11000000000000) plus a
-//!   whole number of GiB: KASLR memory randomization aligns the direct map to PUD_SIZE
-//!   (arch/x86/mm/kaslr.c kernel_randomize_memory()).
-//! - arm64: `PAGE_OFFSET` = -(1 << VA_BITS) (arch/arm64/include/asm/memory.h) for VA_BITS
-//!   48, 52, 47, 42, 39, 36, and the linear address of `pa` is `PAGE_OFFSET + pa - memstart_addr`
-//!   (`__phys_to_virt`). `memstart_addr` is the first RAM rounded down to ARM64_MEMSTART_ALIGN
-//!   (1 GiB with 4 KiB pages), lowered by whole steps when the linear region is randomized
-//!   (arch/arm64/mm/init.c arm64_memblock_init()), so again: a base plus a whole number of GiB.
+//! - the architecture's unrandomized bases, each plus a whole number of GiB
+//!   (`Arch::direct_map_candidates`: src/arch/x86_64.rs and src/arch/aarch64.rs say why).
 //!   Debian's arm64 kernels under QEMU with a kaslr-seed land at e.g. 0xffff089300000000.
 //!
 //! A base whose note header matches is then confirmed with the kernel's own text: the first
 //! bytes of `_text` read at its kernel address must equal those at `base + phys(_text)`, where
-//! `phys(_text) = _text - __START_KERNEL_map + phys_base` on x86_64
-//! (arch/x86/include/asm/page_64.h) and `_text - kimage_voffset` on arm64
-//! (arch/arm64/include/asm/memory.h), both NUMBERs of the note just read, or else
+//! `phys(_text)` comes from the NUMBERs of the note just read (`Arch::image_phys`), or else
 //! `/proc/iomem`'s `Kernel code` start. A base the text contradicts is skipped.
 
 use crate::arch::Arch;
-use crate::dump::vmcoreinfo::VmcoreInfo;
-use crate::kernel::{read_exact, KernelMem};
+use crate::mem::vmcoreinfo::VmcoreInfo;
+use crate::mem::{read_exact, VirtRead};
 
 pub const SYSFS_PATH: &str = "/sys/kernel/vmcoreinfo";
 const GIB: u64 = 1 << 30;
-/// x86_64 `__START_KERNEL_map` (arch/x86/include/asm/page_64_types.h).
-const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-/// x86_64 direct-map bases without randomization (arch/x86/include/asm/page_64_types.h).
-const X86_BASE_L4: u64 = 0xffff_8880_0000_0000;
-const X86_BASE_L5: u64 = 0xff11_0000_0000_0000;
-/// GiB steps tried above an unrandomized base: the 4-level randomization region is 64 TiB
-/// (arch/x86/mm/kaslr.c: the direct map, vmalloc and vmemmap share it).
-const X86_STEPS: u64 = 64 << 10;
-/// GiB steps tried above an arm64 base: a randomized linear region moves within
-/// (1 << (VA_BITS - 1)) - (1 << PARange) bytes (arch/arm64/mm/init.c), 128 Ki GiB at VA_BITS 48.
-const ARM64_STEPS: u64 = 128 << 10;
 /// The kernel reserves one page for the note (VMCOREINFO_NOTE_SIZE is about 4 KiB); anything
 /// far larger in sysfs is not a note we should read.
 const MAX_NOTE: u64 = 1 << 16;
@@ -150,16 +131,17 @@ pub struct Hints {
 }
 
 impl Hints {
-    pub fn from_system(kallsyms: &super::kallsyms::Kallsyms) -> Hints {
+    /// `symbol` looks a name up in the running kernel's symbols (kallsyms).
+    pub fn from_system(symbol: &dyn Fn(&str) -> Option<u64>) -> Hints {
         let ram = iomem("System RAM");
         // Dropped at the end of this function: only its address is kept.
         let plant = super::plant::Plant::new(64).ok();
         Hints {
-            page_offset_base_sym: kallsyms.lookup("page_offset_base"),
+            page_offset_base_sym: symbol("page_offset_base"),
             ram_start: ram.first().map(|r| r.0),
             ram_end: ram.iter().map(|r| r.1).max(),
             linear_addr: plant.map(|p| p.kernel_addr()),
-            text_addr: kallsyms.lookup("_text"),
+            text_addr: symbol("_text"),
             kernel_code: iomem("Kernel code").first().map(|r| r.0),
         }
     }
@@ -178,32 +160,14 @@ fn candidates(arch: Arch, exact: Option<u64>, hints: &Hints) -> Vec<(u64, u64)> 
         let lowest = (a & !(GIB - 1)).saturating_sub(span * GIB);
         out.push((lowest, span + 1));
     }
-    let ram_start = hints.ram_start;
-    match arch {
-        Arch::X86_64 => {
-            out.push((X86_BASE_L4, X86_STEPS));
-            out.push((X86_BASE_L5, X86_STEPS));
-        }
-        Arch::Aarch64 => {
-            let starts: Vec<u64> = match ram_start {
-                Some(s) => vec![s & !(GIB - 1), s],
-                None => vec![0x4000_0000, 0, 0x8000_0000],
-            };
-            for va_bits in [48u32, 52, 47, 42, 39, 36] {
-                let page_offset = 0u64.wrapping_sub(1u64 << va_bits);
-                for &s in &starts {
-                    out.push((page_offset.wrapping_sub(s), ARM64_STEPS));
-                }
-            }
-        }
-    }
+    out.extend(arch.direct_map_candidates(hints.ram_start));
     out
 }
 
 /// Finds the note at `base + phys` for some candidate base that the kernel text does not
 /// contradict (see the module documentation).
 pub fn find(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
     phys: u64,
     size: u64,
@@ -260,7 +224,7 @@ pub fn find(
 /// Confirms a direct-map base with the kernel's own text. Fails only when the text is readable
 /// at both places and differs (then the base is wrong); says so when it cannot check.
 fn confirm_with_text(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
     base: u64,
     info: &VmcoreInfo,
@@ -269,16 +233,7 @@ fn confirm_with_text(
     let Some(text_addr) = hints.text_addr else {
         return Ok("note header found; _text not checked (not in kallsyms)".into());
     };
-    let text_pa = match arch {
-        Arch::X86_64 => info
-            .number_u64("phys_base")
-            .map(|pb| text_addr.wrapping_sub(START_KERNEL_MAP).wrapping_add(pb)),
-        // arm64 kernel image: pa = va - kimage_voffset (arch/arm64/include/asm/memory.h).
-        Arch::Aarch64 => info
-            .number_u64("kimage_voffset")
-            .map(|v| text_addr.wrapping_sub(v)),
-    }
-    .or(hints.kernel_code);
+    let text_pa = arch.image_phys(text_addr, info).or(hints.kernel_code);
     let Some(text_pa) = text_pa else {
         return Ok("note header found; _text not checked (no phys_base, no /proc/iomem)".into());
     };
@@ -302,27 +257,33 @@ fn confirm_with_text(
     ))
 }
 
-/// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system.
+/// Reads the live VMCOREINFO through `mem` (the live BPF reader), with hints from this system;
+/// `symbol` looks names up in its kallsyms.
 pub fn load(
-    mem: &mut dyn KernelMem,
+    mem: &mut dyn VirtRead,
     arch: Arch,
-    kallsyms: &super::kallsyms::Kallsyms,
+    symbol: &dyn Fn(&str) -> Option<u64>,
 ) -> Result<LiveVmcoreinfo, String> {
     let (phys, size) = location()?;
-    let hints = Hints::from_system(kallsyms);
+    let hints = Hints::from_system(symbol);
     find(mem, arch, phys, size, &hints)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::MemError;
+    use crate::arch::x86_64::{
+        __START_KERNEL_map as START_KERNEL_MAP, __PAGE_OFFSET_BASE_L4 as X86_BASE_L4,
+        __PAGE_OFFSET_BASE_L5 as X86_BASE_L5,
+    };
+    use crate::mem::{MemError, MemErrorKind, VirtAddr};
 
     /// Sparse kernel memory: a few mapped regions; counts the reads made.
     struct Regions(Vec<(u64, Vec<u8>)>, usize);
 
-    impl KernelMem for Regions {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+    impl VirtRead for Regions {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            let addr = addr.0;
             self.1 += 1;
             for (base, bytes) in &self.0 {
                 if let Some(off) = addr.checked_sub(*base).filter(|&o| o < bytes.len() as u64) {
@@ -332,7 +293,7 @@ mod tests {
                     return Ok(n);
                 }
             }
-            Err(MemError::new(addr, "unmapped"))
+            Err(MemError::new(addr, MemErrorKind::Fault, "unmapped"))
         }
     }
 

@@ -284,6 +284,7 @@ const _: () = assert!(std::mem::size_of::<PerfEventAttr>() == PERF_ATTR_SIZE_VER
 pub const PERF_TYPE_BREAKPOINT: u32 = 5;
 // Bit positions in perf_event_attr's flag word (include/uapi/linux/perf_event.h).
 pub const ATTR_FLAG_DISABLED: u64 = 1 << 0;
+pub const ATTR_FLAG_EXCLUDE_KERNEL: u64 = 1 << 5;
 pub const ATTR_FLAG_WATERMARK: u64 = 1 << 14;
 pub const ATTR_FLAG_SAMPLE_ID_ALL: u64 = 1 << 18;
 pub const ATTR_FLAG_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;

@@ -5,22 +5,22 @@
 //! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
 //! symbolized from a kallsyms table loaded once (report.rs).
 
-pub mod kcore;
 pub mod perf;
 pub mod report;
 pub mod spec;
 pub mod syms;
 
 use crate::arch::Arch;
-use crate::cli::{Config, Mode};
+use crate::kernel::vmlinux::Vmlinux;
 use crate::live::bpf::KernelReader;
-use crate::live::vmlinux::Vmlinux;
+use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
 use report::{Hit, StopReason, Summary};
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use syms::Syms;
 
@@ -45,36 +45,11 @@ const POLL_MS: i32 = 20;
 /// RSS budget of watch mode). One page is the smallest mapping anyway.
 const VALUE_CHUNK: usize = 4096;
 
-/// Where the watched values come from.
-pub trait ValueReader {
-    /// Fills all of `buf` from kernel address `addr`, or says why not.
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String>;
-}
-
-impl ValueReader for kcore::Kcore {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        kcore::Kcore::read(self, addr, buf)
-    }
-}
-
-impl ValueReader for KernelReader {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        let n = KernelReader::read(self, addr, buf).map_err(|e| e.to_string())?;
-        if n < buf.len() {
-            return Err(format!(
-                "only {n} of {} bytes at {addr:#x} are readable",
-                buf.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The live BPF reader, or /proc/kcore where BPF cannot be loaded.
-fn open_reader() -> Result<Box<dyn ValueReader>, String> {
+fn open_reader() -> Result<Box<dyn VirtRead>, String> {
     match KernelReader::open_with_chunk(VALUE_CHUNK) {
         Ok(r) => Ok(Box::new(r)),
-        Err(bpf) => match kcore::Kcore::open() {
+        Err(bpf) => match crate::live::kcore::Kcore::open() {
             Ok(k) => {
                 log::warn!("BPF reader unavailable ({bpf}); reading watched values through /proc/kcore");
                 Ok(Box::new(k))
@@ -86,11 +61,11 @@ fn open_reader() -> Result<Box<dyn ValueReader>, String> {
     }
 }
 
-fn read_value(reader: &mut dyn ValueReader, spec: &Spec) -> Result<u64, String> {
+fn read_value(reader: &mut dyn VirtRead, spec: &Spec) -> Result<u64, String> {
     let mut b = [0u8; 8];
     let n = spec.len as usize;
     let buf = b.get_mut(..n).ok_or("internal: watch length above 8")?;
-    reader.read(spec.addr, buf)?;
+    read_exact(reader, spec.addr, buf).map_err(|e| e.to_string())?;
     Ok(u64::from_le_bytes(b))
 }
 
@@ -118,12 +93,24 @@ impl Comms {
     }
 }
 
+/// What watch mode is asked to do (from the command line: `-w`, `-k`, `-n`, `-t`, `--json`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `-w TYPE TARGET` pairs, as typed.
+    pub pairs: Vec<(String, String)>,
+    /// `-k`: a vmlinux for symbols kallsyms lacks.
+    pub vmlinux: Option<PathBuf>,
+    /// Stop after this many hits (`-n`) / seconds (`-t`).
+    pub count: Option<u64>,
+    pub seconds: Option<f64>,
+    /// One JSON object per hit.
+    pub json: bool,
+}
+
 /// `kmemd -w TYPE TARGET ...`: arms the watchpoints and prints hits until `-n`, `-t`, SIGINT or
 /// SIGTERM. Returns the process exit code.
-pub fn run(config: &Config) -> Result<i32, String> {
-    let Mode::Watch(pairs) = &config.mode else {
-        return Err("internal: watch::run called without -w".into());
-    };
+pub fn run(config: &Options) -> Result<i32, String> {
+    let pairs = &config.pairs;
     let arch = Arch::host();
     // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
     // the text symbols.
@@ -158,7 +145,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
     };
     // Last resort: the live VMCOREINFO's SYMBOL() lines (data symbols such as init_uts_ns that
     // kallsyms lacks without CONFIG_KALLSYMS_ALL), read only when a name is found nowhere else.
-    let live_info: std::cell::OnceCell<Option<crate::dump::vmcoreinfo::VmcoreInfo>> =
+    let live_info: std::cell::OnceCell<Option<crate::mem::vmcoreinfo::VmcoreInfo>> =
         std::cell::OnceCell::new();
     let lookup = |name: &str| {
         syms.lookup(name)
@@ -169,15 +156,11 @@ pub fn run(config: &Config) -> Result<i32, String> {
             .or_else(|| {
                 let info = live_info.get_or_init(|| {
                     let mut reader = KernelReader::open().ok()?;
-                    let ks = crate::live::kallsyms::Kallsyms::load().ok()?;
-                    crate::live::vmcoreinfo::load(
-                        &mut crate::live::ReaderMem(&mut reader),
-                        crate::arch::Arch::host(),
-                        &ks,
-                    )
-                    .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
-                    .ok()
-                    .map(|v| v.info)
+                    let ks = crate::target::live::load_kallsyms().ok()?;
+                    crate::live::vmcoreinfo::load(&mut reader, crate::arch::Arch::host(), &|n| ks.lookup(n))
+                        .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
+                        .ok()
+                        .map(|v| v.info)
                 });
                 let a = info.as_ref()?.symbol(name)?;
                 log::info!("{name} = {a:#x} from the live VMCOREINFO");
@@ -303,10 +286,10 @@ pub fn run(config: &Config) -> Result<i32, String> {
 }
 
 struct Watcher<'a> {
-    config: &'a Config,
+    config: &'a Options,
     specs: &'a [Spec],
     syms: &'a mut Syms,
-    reader: &'a mut dyn ValueReader,
+    reader: &'a mut dyn VirtRead,
     prev: Vec<Option<u64>>,
     comms: Comms,
     summary: Summary,

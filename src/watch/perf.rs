@@ -154,7 +154,7 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
 }
 
 /// The perf_event_attr of one watchpoint.
-pub fn attr_for(spec: &Spec) -> PerfEventAttr {
+pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
     PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,
         sample_period: 1,
@@ -166,7 +166,9 @@ pub fn attr_for(spec: &Spec) -> PerfEventAttr {
             | os::ATTR_FLAG_USE_CLOCKID,
         // Wake the reader at every sample: a lone hit is printed (and its value read) at once;
         // under a storm the reader is busy draining, and wake-ups without a waiter cost little.
-        wakeup_events: 1,
+        // Where a wake-up makes the trapped instruction trap again (arm64), none: the kernel then
+        // wakes at half a ring, and the reader's poll timeout (watch::POLL_MS) shows a lone hit.
+        wakeup_events: u32::from(arch.wake_per_breakpoint_sample()),
         bp_type: spec.access.bp_type(),
         bp_addr: spec.addr,
         bp_len: spec.len as u64,
@@ -205,16 +207,84 @@ pub fn online_cpus() -> Result<Vec<u32>, String> {
     parse_cpu_list(&s)
 }
 
-/// Turns perf_event_open's errno into what the user should do.
-pub fn open_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> String {
+/// What decides a refusal with EPERM/EACCES: whether kmemd lacked a privilege, or holds it and the
+/// kernel forbids kernel breakpoints anyway (a hypervisor hiding the debug registers, lockdown, a
+/// security module). Gathered only on that error path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermFacts {
+    /// CAP_PERFMON or CAP_SYS_ADMIN in the effective set: what perf asks of kernel breakpoints.
+    pub privileged: bool,
+    /// kernel.perf_event_paranoid.
+    pub paranoid: Option<i32>,
+    /// The lockdown mode in force (`integrity`, `confidentiality`); None when none or unknown.
+    pub lockdown: Option<String>,
+    /// The security modules the kernel runs (/sys/kernel/security/lsm).
+    pub lsms: Option<String>,
+    /// Whether a breakpoint on kmemd's own user-space memory was accepted (None: not tried).
+    pub user_breakpoint_ok: Option<bool>,
+}
+
+// include/uapi/linux/capability.h
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+
+impl PermFacts {
+    /// Reads the facts from /proc and /sys, and tries a write breakpoint on a variable of our own.
+    pub fn gather() -> PermFacts {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(0);
+        let has = |cap: u32| cap_eff & (1 << cap) != 0;
+        let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        let lockdown = read("/sys/kernel/security/lockdown").and_then(|l| lockdown_mode(&l));
+        PermFacts {
+            privileged: has(CAP_PERFMON) || has(CAP_SYS_ADMIN),
+            paranoid: read("/proc/sys/kernel/perf_event_paranoid").and_then(|p| p.parse().ok()),
+            lockdown,
+            lsms: read("/sys/kernel/security/lsm").filter(|l| !l.is_empty()),
+            user_breakpoint_ok: Some(user_breakpoint_allowed()),
+        }
+    }
+}
+
+/// The lockdown mode in force from /sys/kernel/security/lockdown (`none [integrity]
+/// confidentiality`: the bracketed word), None for `none`.
+fn lockdown_mode(text: &str) -> Option<String> {
+    let mode = text.split_once('[')?.1.split_once(']')?.0;
+    (mode != "none").then(|| mode.to_string())
+}
+
+/// Whether perf accepts a write breakpoint on this process's own memory (this thread, any CPU):
+/// the case this kernel may still allow when it refuses kernel addresses.
+fn user_breakpoint_allowed() -> bool {
+    static PROBE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attr = PerfEventAttr {
+        type_: os::PERF_TYPE_BREAKPOINT,
+        sample_period: 1,
+        flags: os::ATTR_FLAG_DISABLED | os::ATTR_FLAG_EXCLUDE_KERNEL,
+        bp_type: Access::W.bp_type(),
+        bp_addr: PROBE.as_ptr() as u64,
+        bp_len: 8,
+        ..Default::default()
+    };
+    os::perf_event_open(&attr, 0, -1).is_ok()
+}
+
+/// Turns perf_event_open's errno into what the user should do. `facts` is consulted (and
+/// gathered by the caller) only for EPERM/EACCES.
+pub fn open_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32, facts: &dyn Fn() -> PermFacts) -> String {
     let what = format!("-w {} {:#x} ({})", spec.type_name(), spec.addr, spec.target);
+    let os_err = std::io::Error::from_raw_os_error(errno);
     match errno {
         libc::EINVAL if spec.access == Access::X => format!(
             "{what}: the kernel refused an execute breakpoint there (EINVAL): on x86 kernel text \
              can only be watched when the kernel has kprobes (CONFIG_KPROBES), which this one \
              lacks or refuses for this address. Use GDB breakpoints on a dump, or watch data"
         ),
-        libc::EINVAL if spec.access == Access::R && arch == Arch::X86_64 => {
+        libc::EINVAL if spec.access == Access::R && arch.debug_regs().no_read_only.is_some() => {
             format!(
                 "{what}: x86 cannot watch reads alone (EINVAL); use rw{}",
                 spec.len
@@ -234,22 +304,52 @@ pub fn open_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> String {
                  another kmemd may hold some): watch fewer addresses or stop the other user"
             )
         }
-        libc::EACCES | libc::EPERM => format!(
-            "{what}: not permitted ({}): kernel watchpoints need root or CAP_PERFMON (and \
-             kernel.perf_event_paranoid <= 1 without it)",
-            std::io::Error::from_raw_os_error(errno)
-        ),
+        libc::EACCES | libc::EPERM => permission_error(&what, &os_err, &facts()),
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => format!(
             "{what}: this kernel or CPU has no hardware breakpoint support for perf \
-             (CONFIG_HAVE_HW_BREAKPOINT) ({})",
-            std::io::Error::from_raw_os_error(errno)
+             (CONFIG_HAVE_HW_BREAKPOINT) ({os_err})"
         ),
         libc::EMFILE => format!("{what}: too many open files; raise `ulimit -n`"),
-        e => format!(
-            "{what}: perf_event_open on CPU {cpu} failed: {}",
-            std::io::Error::from_raw_os_error(e)
-        ),
+        _ => format!("{what}: perf_event_open on CPU {cpu} failed: {os_err}"),
     }
+}
+
+/// EPERM/EACCES: a missing privilege, or a kernel that forbids kernel breakpoints to anyone.
+fn permission_error(what: &str, os_err: &std::io::Error, f: &PermFacts) -> String {
+    if !f.privileged {
+        let paranoid = match f.paranoid {
+            Some(p) => format!("it is {p} now"),
+            None => "it cannot be read here".to_string(),
+        };
+        return format!(
+            "{what}: not permitted ({os_err}): kmemd lacks CAP_PERFMON (and CAP_SYS_ADMIN), which \
+             kernel watchpoints need. Run it as root, or grant it the capability \
+             (`setcap cap_perfmon,cap_bpf+ep kmemd`), or lower kernel.perf_event_paranoid to 1 \
+             ({paranoid}; `sysctl kernel.perf_event_paranoid=1`)"
+        );
+    }
+    let lockdown = match &f.lockdown {
+        Some(m) => format!("kernel lockdown (in force here: {m})"),
+        None => "kernel lockdown (not in force here)".to_string(),
+    };
+    let lsm = match &f.lsms {
+        Some(l) => format!("a security module (this kernel runs {l})"),
+        None => "a security module".to_string(),
+    };
+    let user = match f.user_breakpoint_ok {
+        Some(true) => {
+            " Breakpoints on user-space memory still work here (kmemd checked): perf itself is \
+             usable, only kernel addresses are refused."
+        }
+        Some(false) => " Breakpoints on user-space memory are refused too (kmemd checked).",
+        None => "",
+    };
+    format!(
+        "{what}: not permitted ({os_err}) although kmemd holds CAP_PERFMON/CAP_SYS_ADMIN: this \
+         kernel forbids hardware breakpoints on kernel addresses. Likely causes: a hypervisor that \
+         hides the debug registers from this guest, {lockdown}, or {lsm}.{user} Watch on a kernel \
+         that allows it (bare metal, or a VM whose hypervisor passes debug registers through)"
+    )
 }
 
 /// A CPU's ring with the fd that owns it.
@@ -281,7 +381,7 @@ impl Armed {
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
-                let attr = attr_for(spec);
+                let attr = attr_for(spec, arch);
                 let fd = match os::perf_event_open(&attr, -1, cpu as i32) {
                     // Kernels before 6.0 do not know PERF_FORMAT_LOST: count without it.
                     Err(libc::EINVAL) => {
@@ -291,7 +391,7 @@ impl Armed {
                     }
                     r => r,
                 }
-                .map_err(|e| open_error(e, spec, arch, cpu))?;
+                .map_err(|e| open_error(e, spec, arch, cpu, &PermFacts::gather))?;
                 let id = os::perf_event_id(&fd).map_err(|e| {
                     format!(
                         "cannot get the perf event id: {}",
@@ -375,6 +475,100 @@ impl Drop for Armed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(access: Access, len: u8) -> Spec {
+        Spec {
+            access,
+            len,
+            addr: 0xffff_8880_0000_1000,
+            target: "t".into(),
+        }
+    }
+
+    fn facts(privileged: bool, user_ok: Option<bool>) -> PermFacts {
+        PermFacts {
+            privileged,
+            paranoid: Some(2),
+            lockdown: None,
+            lsms: Some("lockdown,capability,apparmor".into()),
+            user_breakpoint_ok: user_ok,
+        }
+    }
+
+    fn err(errno: i32, s: &Spec, arch: Arch, f: PermFacts) -> String {
+        open_error(errno, s, arch, 1, &move || f.clone())
+    }
+
+    #[test]
+    fn eperm_without_the_capability_says_how_to_get_it() {
+        for errno in [libc::EPERM, libc::EACCES] {
+            let e = err(errno, &spec(Access::W, 8), Arch::X86_64, facts(false, None));
+            assert!(e.contains("lacks CAP_PERFMON"), "{e}");
+            assert!(e.contains("setcap cap_perfmon"), "{e}");
+            assert!(
+                e.contains("perf_event_paranoid to 1") && e.contains("it is 2 now"),
+                "{e}"
+            );
+            assert!(!e.contains("forbids"), "{e}");
+        }
+    }
+
+    #[test]
+    fn eperm_with_the_capability_blames_the_kernel_and_says_what_still_works() {
+        let e = err(
+            libc::EPERM,
+            &spec(Access::W, 8),
+            Arch::X86_64,
+            facts(true, Some(true)),
+        );
+        assert!(e.contains("although kmemd holds CAP_PERFMON"), "{e}");
+        assert!(
+            e.contains("forbids hardware breakpoints on kernel addresses"),
+            "{e}"
+        );
+        assert!(
+            e.contains("hypervisor") && e.contains("lockdown (not in force here)"),
+            "{e}"
+        );
+        assert!(e.contains("this kernel runs lockdown,capability,apparmor"), "{e}");
+        assert!(e.contains("user-space memory still work"), "{e}");
+        assert!(!e.contains("setcap") && !e.contains("need root"), "{e}");
+        let mut f = facts(true, Some(false));
+        f.lockdown = Some("confidentiality".into());
+        let e = err(libc::EPERM, &spec(Access::W, 8), Arch::Aarch64, f);
+        assert!(e.contains("in force here: confidentiality"), "{e}");
+        assert!(e.contains("user-space memory are refused too"), "{e}");
+    }
+
+    #[test]
+    fn other_errnos_keep_their_own_sentences_and_never_gather_facts() {
+        let never = || -> PermFacts { panic!("facts are for EPERM/EACCES only") };
+        let x = open_error(libc::EINVAL, &spec(Access::X, 8), Arch::X86_64, 0, &never);
+        assert!(x.contains("kprobes"), "{x}");
+        let r = open_error(libc::EINVAL, &spec(Access::R, 4), Arch::X86_64, 0, &never);
+        assert!(r.contains("use rw4"), "{r}");
+        let a = open_error(libc::EINVAL, &spec(Access::W, 8), Arch::Aarch64, 0, &never);
+        assert!(a.contains("aligned"), "{a}");
+        let n = open_error(libc::ENOSPC, &spec(Access::W, 8), Arch::X86_64, 3, &never);
+        assert!(
+            n.contains("no free debug register on CPU 3") && n.contains("has 4"),
+            "{n}"
+        );
+        for errno in [libc::ENOENT, libc::ENODEV] {
+            let d = open_error(errno, &spec(Access::W, 8), Arch::X86_64, 0, &never);
+            assert!(d.contains("no hardware breakpoint support"), "{d}");
+        }
+    }
+
+    #[test]
+    fn lockdown_mode_is_the_bracketed_word() {
+        assert_eq!(lockdown_mode("[none] integrity confidentiality"), None);
+        assert_eq!(
+            lockdown_mode("none [integrity] confidentiality").as_deref(),
+            Some("integrity")
+        );
+        assert_eq!(lockdown_mode("garbage"), None);
+    }
 
     fn rec(ty: u32, body: &[u64]) -> Vec<u8> {
         let size = 8 + body.len() * 8;
@@ -467,10 +661,19 @@ mod tests {
             addr: 0xffff_8880_0000_0008,
             target: "x".into(),
         };
-        let a = attr_for(&spec);
+        let a = attr_for(&spec, Arch::X86_64);
         assert_eq!((a.type_, a.sample_period, a.bp_type, a.bp_len), (5, 1, 2, 8));
         assert_eq!(a.bp_addr, spec.addr);
         assert_ne!(a.sample_type & SAMPLE_CALLCHAIN, 0);
         assert_ne!(a.flags & os::ATTR_FLAG_DISABLED, 0);
+        assert_eq!(a.wakeup_events, 1, "x86: the reader wakes at every hit");
+        // arm64: a wake-up per sample re-traps the stepped instruction (Arch docs): none.
+        let a = attr_for(&spec, Arch::Aarch64);
+        assert_eq!(a.wakeup_events, 0);
+        assert_eq!(
+            a.flags & os::ATTR_FLAG_WATERMARK,
+            0,
+            "the kernel's default: half a ring"
+        );
     }
 }

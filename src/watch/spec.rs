@@ -144,13 +144,10 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     })
 }
 
-/// How many watchpoints the CPU can hold at once (x86: DR0-DR3; arm64 has 2 to 16, given by
-/// ID_AA64DFR0_EL1.WRPs, which user space cannot read: the kernel answers ENOSPC past it).
+/// How many watchpoints the CPU can hold at once, when user space can know
+/// (`Arch::debug_regs`).
 pub fn max_slots(arch: Arch) -> Option<usize> {
-    match arch {
-        Arch::X86_64 => Some(4),
-        Arch::Aarch64 => None,
-    }
+    arch.debug_regs().slots
 }
 
 /// Checks what the architecture allows, with the reason when it does not.
@@ -165,32 +162,22 @@ pub fn check(spec: &Spec, arch: Arch) -> Result<(), String> {
             arch.name()
         ));
     }
-    match (arch, spec.access) {
-        (Arch::X86_64, Access::R) => {
+    let regs = arch.debug_regs();
+    match (spec.access, regs.no_read_only) {
+        (Access::R, Some(why)) => {
             return Err(format!(
-                "{what}: x86 debug registers cannot trap reads alone; use rw{} (reads and writes) \
-                 instead",
+                "{what}: {why}; use rw{} (reads and writes) instead",
                 spec.len
             ))
         }
-        (Arch::X86_64, Access::X) if spec.len != 8 => {
-            return Err(format!(
-                "{what}: execute breakpoints on x86 take length 8 (sizeof(long)): use x8"
-            ))
-        }
-        (Arch::Aarch64, Access::X) if spec.len != 4 => {
-            return Err(format!(
-                "{what}: execute breakpoints on arm64 cover one instruction: use x4"
-            ))
+        (Access::X, _) if spec.len != regs.exec_len => {
+            return Err(format!("{what}: {}: use x{}", regs.exec_len_why, regs.exec_len))
         }
         _ => {}
     }
-    let aligned = match (arch, spec.access) {
-        (_, Access::X) => spec.addr % 4 == 0,
-        // x86: DR7 lengths need an address aligned to the length.
-        (Arch::X86_64, _) => spec.addr % spec.len as u64 == 0,
-        // arm64: byte-address-select within one aligned doubleword (arch/arm64/kernel/hw_breakpoint.c).
-        (Arch::Aarch64, _) => (spec.addr & 7) + spec.len as u64 <= 8,
+    let aligned = match spec.access {
+        Access::X => spec.addr % 4 == 0,
+        _ => (regs.data_aligned)(spec.addr, spec.len),
     };
     if !aligned {
         let down = spec.addr & !(spec.len as u64 - 1);

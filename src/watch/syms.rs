@@ -1,6 +1,6 @@
 //! A compact kallsyms table for watch mode, loaded once, plus a cache of formatted stack lines.
 //!
-//! /proc/kallsyms has ~120k lines here; `live::kallsyms::Kallsyms` keeps every one of them (~6 MiB
+//! /proc/kallsyms has ~120k lines here; `kernel::proc_kallsyms::Kallsyms` keeps every one of them (~6 MiB
 //! with its by-name index). Watch mode must stay small while it runs (goal: RSS <= 8 MiB), so
 //! this table streams the file and packs all names into one string with 16 bytes of index per
 //! symbol (2.4 MiB for this kernel's 64k symbols). Stacks and instruction
@@ -94,7 +94,7 @@ impl Syms {
             if rd.read_line(&mut line)? == 0 {
                 break;
             }
-            let Some((addr, kind, name, module)) = crate::live::kallsyms::split_line(&line) else {
+            let Some((addr, kind, name, module)) = crate::kernel::proc_kallsyms::split_line(&line) else {
                 continue;
             };
             // `__pfx_*` label the padding before each function (CONFIG_FUNCTION_PADDING_CFI):

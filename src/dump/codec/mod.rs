@@ -56,10 +56,33 @@ fn zlib_error(rc: i32) -> String {
     format!("corrupt zlib data: {why}, zlib error {rc}")
 }
 
+/// Why a stored page could not be decoded: damaged data, or a compression kmemd has no decoder
+/// for. The page cache (kdump.rs) turns these into memory errors of the same kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    Corrupt(String),
+    Unsupported(String),
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::Corrupt(s) | CodecError::Unsupported(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A decoder's own error text: the page's data is damaged.
+impl From<String> for CodecError {
+    fn from(s: String) -> CodecError {
+        CodecError::Corrupt(s)
+    }
+}
+
 /// Decodes one stored page into `out`, which must come out exactly full. zlib and zstd pages
 /// carry checks (zlib's adler32 always, zstd's XXH64 when the frame has one), and a failed check
 /// is an error; lzo, snappy and raw pages have none, so damage inside them can go unnoticed.
-pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), String> {
+pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
     let produced = match kind {
         Compression::Raw => {
             if input.len() != out.len() {
@@ -67,7 +90,8 @@ pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), Str
                     "uncompressed page is {} bytes, expected {}",
                     input.len(),
                     out.len()
-                ));
+                )
+                .into());
             }
             out.copy_from_slice(input);
             input.len()
@@ -78,10 +102,7 @@ pub fn decode(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<(), Str
         Compression::Zstd => zstd::decompress(input, out)?,
     };
     if produced != out.len() {
-        return Err(format!(
-            "page decompressed to {produced} bytes, expected {}",
-            out.len()
-        ));
+        return Err(format!("page decompressed to {produced} bytes, expected {}", out.len()).into());
     }
     Ok(())
 }
@@ -101,7 +122,10 @@ mod tests {
         assert!(decode(Compression::Raw, &[1; 8], &mut out).is_ok());
         assert_eq!(out, [1; 8]);
         assert!(decode(Compression::Raw, &[1; 7], &mut out).is_err());
-        assert!(decode(Compression::Zstd, &[0; 8], &mut out).is_err());
+        assert!(matches!(
+            decode(Compression::Zstd, &[0; 8], &mut out),
+            Err(CodecError::Corrupt(_))
+        ));
         // zlib.compress(b"abc"): a valid stream, but 3 bytes are not a full page.
         let short = [0x78, 0x9c, 0x4b, 0x4c, 0x4a, 0x06, 0x00, 0x02, 0x4d, 0x01, 0x27];
         assert!(decode(Compression::Zlib, &short, &mut out).is_err());

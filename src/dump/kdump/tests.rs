@@ -202,6 +202,11 @@ fn missing_pages_are_errors_that_name_the_pfn() {
     let file = build(&every_codec_spec());
     let k = ok(KdumpFile::parse(&file));
     let mut buf = [0u8; 8];
+    use crate::mem::MemErrorKind::{Excluded, NotInDump};
+    assert_eq!(kind(k.read_phys(&file, 4 * 4096, &mut buf)), Excluded);
+    assert_eq!(kind(k.read_phys(&file, 6 * 4096, &mut buf)), NotInDump);
+    assert_eq!(kind(k.read_phys(&file, 6000 * 4096, &mut buf)), NotInDump);
+    assert_eq!(kind(k.read_phys(&file, 5001 * 4096, &mut buf)), NotInDump);
     let excluded = err(k.read_phys(&file, 4 * 4096, &mut buf));
     assert!(
         excluded.contains("pfn 0x4") && excluded.contains("excluded") && excluded.contains("-d 31"),
@@ -326,6 +331,7 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
     let mut big = clean.clone();
     put_u32(&mut big, desc0 + 8, 8192);
     let k = ok(KdumpFile::parse(&big));
+    assert_eq!(kind(read_all(&k, &big, 0, 8)), crate::mem::MemErrorKind::Corrupt);
     assert!(err(read_all(&k, &big, 0, 8)).contains("corrupt page descriptor"));
     // zlib page with damaged data.
     let mut bad = clean.clone();
@@ -335,6 +341,10 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
         .unwrap_or(0) as usize;
     put(&mut bad, zoff + 5, &[0xff; 8]);
     let k = ok(KdumpFile::parse(&bad));
+    assert_eq!(
+        kind(read_all(&k, &bad, 4096, 8)),
+        crate::mem::MemErrorKind::Corrupt
+    );
     assert!(err(read_all(&k, &bad, 4096, 8)).contains("cannot be decompressed"));
     assert_eq!(
         ok(read_all(&k, &bad, 0, 4096)),

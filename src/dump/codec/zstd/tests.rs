@@ -226,6 +226,7 @@ fn codec_decode_accepts_only_a_full_page() {
     let mut big = vec![0u8; 8192];
     let e = crate::dump::codec::decode(crate::dump::codec::Compression::Zstd, &frame, &mut big)
         .err()
+        .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("4096 bytes, expected 8192"), "{e}");
 }

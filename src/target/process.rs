@@ -2,13 +2,13 @@
 //! through the process's own page tables (`mm->pgd`), threads are its tasks, and registers are
 //! the user registers saved in `pt_regs` at the top of each task's kernel stack.
 
-use super::target::{DumpMem, DumpTarget};
-use crate::arch::walk::{Paging, PhysAddr, VirtAddr};
-use crate::arch::Arch;
-use crate::dump::PhysRead;
+use super::dump::DumpTarget;
+use crate::arch::walk::Paging;
+use crate::arch::{Arch, Registers};
+use crate::dump::DumpMem;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
-use crate::kernel::KernelMem;
-use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
+use crate::target::{Target, ThreadInfo, Tid};
 
 pub struct ProcessTarget {
     inner: DumpTarget,
@@ -59,7 +59,7 @@ impl ProcessTarget {
             dump,
             paging: kpaging,
         };
-        let pgd = crate::kernel::read_u64(&mut mem, mm.wrapping_add(pgd_off))
+        let pgd = read_u64(&mut mem, mm.wrapping_add(pgd_off))
             .map_err(|e| format!("cannot read pid {pid}'s mm->pgd: {e}"))?;
         let pa = kpaging
             .translate(dump, VirtAddr(pgd))
@@ -85,42 +85,26 @@ impl ProcessTarget {
             regs,
         })
     }
+}
 
-    /// The address the walker takes for a user address. arm64's walker checks for kernel (TTBR1)
-    /// addresses; TTBR0 tables of the same geometry index the same low bits, so user addresses
-    /// get the high bits set (a 48-bit user VA space, like the kernel's, as Linux configures it).
-    fn walk_addr(&self, addr: u64) -> Result<u64, MemError> {
-        match self.arch {
-            Arch::X86_64 => Ok(addr),
-            Arch::Aarch64 => {
-                let bits = self.user.form.va_bits;
-                if addr >> bits != 0 {
-                    return Err(MemError::new(
-                        addr,
-                        format!("not a user address of this process ({bits}-bit user addresses)"),
-                    ));
-                }
-                Ok(addr | !((1u64 << bits) - 1))
-            }
-        }
+impl VirtRead for ProcessTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let addr = addr.0;
+        let va = self.arch.user_walk_addr(addr, self.user.form.va_bits)?;
+        let (dump, _) = self.inner.parts();
+        let t = self.user.translate(dump, VirtAddr(va)).map_err(|e| e.at(addr))?;
+        let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
+        dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
+            addr,
+            detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
+            ..e
+        })
     }
 }
 
 impl Target for ProcessTarget {
     fn arch(&self) -> Arch {
         self.arch
-    }
-
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        let va = self.walk_addr(addr)?;
-        let (dump, _) = self.inner.parts();
-        let t = self
-            .user
-            .translate(dump, VirtAddr(va))
-            .map_err(|e| MemError::new(addr, e.reason))?;
-        let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-        dump.read_phys(t.pa.value(), &mut buf[..n])
-            .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
@@ -152,8 +136,8 @@ impl Target for ProcessTarget {
             dump,
             paging: kpaging,
         };
-        let mem: &mut dyn KernelMem = &mut mem;
-        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
+        let mem: &mut dyn VirtRead = &mut mem;
+        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr).map_err(String::from)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

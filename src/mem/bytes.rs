@@ -74,6 +74,11 @@ impl FileSource {
         FileSource { file, len }
     }
 
+    /// The file, for reads that word their own errors.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     pub fn open(path: &str) -> Result<FileSource, String> {
         let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
         let meta = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?;

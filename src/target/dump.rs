@@ -2,36 +2,15 @@
 //! (src/arch/ walkers), threads are the CPUs with the registers the dump saved, and the KASLR
 //! offset comes from VMCOREINFO.
 
-use super::{Dump, PhysRead};
-use crate::arch::aarch64::PagingAarch64;
-use crate::arch::walk::{Paging, VirtAddr};
-use crate::arch::x86_64::PagingX86_64;
-use crate::arch::Arch;
-use crate::kernel::panic::{self, CpuRole, FrameRegs};
+use crate::arch::walk::Paging;
+use crate::arch::{Arch, Registers};
+use crate::dump::{read_virt, Dump, DumpMem};
+use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::KernelInfo;
-use crate::target::{MemError, Registers, Target, ThreadInfo, Tid};
+use crate::mem::{read_u32, MemError, VirtAddr, VirtRead};
+use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
-
-/// Kernel virtual memory of a dump through its page tables, for the kernel-aware decoders.
-pub struct DumpMem<'a> {
-    pub dump: &'a Dump,
-    pub paging: &'a Paging,
-}
-
-impl crate::kernel::KernelMem for DumpMem<'_> {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(self.dump, self.paging, addr, buf)
-    }
-}
-
-fn read_virt(dump: &Dump, paging: &Paging, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-    let t = paging.translate(dump, VirtAddr(addr))?;
-    // One page (or block) at a time: the next one may map anywhere, or nowhere.
-    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-    dump.read_phys(t.pa.value(), &mut buf[..n])
-        .map_err(|e| MemError::new(addr, format!("{} (physical {:#x})", e.reason, t.pa.value())))
-}
 
 pub struct DumpTarget {
     dump: Dump,
@@ -70,11 +49,7 @@ impl DumpTarget {
                     .into(),
             );
         }
-        let lookup = |key: &str| vmci.get(key);
-        let paging = match arch {
-            Arch::X86_64 => PagingX86_64::from_lookup(lookup)?,
-            Arch::Aarch64 => PagingAarch64::from_lookup(lookup)?,
-        };
+        let paging = arch.paging(vmci)?;
         let threads: Vec<ThreadInfo> = dump
             .cpus()
             .iter()
@@ -140,7 +115,7 @@ impl DumpTarget {
                         dump: &self.dump,
                         paging: &self.paging,
                     };
-                    match crate::kernel::read_u32(&mut mem, addr) {
+                    match read_u32(&mut mem, addr) {
                         // -1 and anything past the dump's CPUs: no panic (or not one this dump
                         // can show).
                         Ok(v) => usize::try_from(v as i32)
@@ -148,7 +123,7 @@ impl DumpTarget {
                             .filter(|&c| c < ncpus)
                             .map(|c| (c, "the kernel's panic_cpu")),
                         Err(e) => {
-                            log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.reason);
+                            log::warn!("cannot read panic_cpu at {addr:#x}: {}", e.detail);
                             None
                         }
                     }
@@ -195,19 +170,10 @@ impl DumpTarget {
             .collect()
     }
 
-    /// Without `panic_cpu`: on aarch64, the CPU whose call chain runs through panic()
-    /// (src/kernel/panic.rs); x86_64 kernels keep no frame pointers to follow.
+    /// Without `panic_cpu`: the CPU whose call chain runs through panic() (src/kernel/panic.rs),
+    /// where the architecture keeps frame records to follow (arm64; x86_64 kernels keep no
+    /// frame pointers).
     fn crashing_cpu_from_call_chains(&mut self) -> Option<usize> {
-        if self.arch != Arch::Aarch64 {
-            log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
-            return None;
-        }
-        let va_bits = self
-            .dump
-            .vmcoreinfo()
-            .number("VA_BITS")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(48);
         self.kernel_info();
         let kinfo = self.kinfo.as_ref()?;
         let mut mem = DumpMem {
@@ -215,24 +181,14 @@ impl DumpTarget {
             paging: &self.paging,
         };
         let symbolize = |a: u64| kinfo.symbolize(a).map(|(name, _)| name);
-        let roles: Vec<CpuRole> = self
-            .dump
-            .cpus()
-            .iter()
-            .map(|cpu| {
-                let reg = |name: &str| {
-                    let names = crate::arch::prstatus::pr_reg_names(Arch::Aarch64);
-                    let i = names.iter().position(|n| *n == name);
-                    i.and_then(|i| cpu.regs.get(i)).copied().unwrap_or(0)
-                };
-                let regs = FrameRegs {
-                    pc: reg("pc"),
-                    lr: reg("x30"),
-                    fp: reg("x29"),
-                };
-                panic::classify(&panic::aarch64_call_chain(&mut mem, regs, va_bits), &symbolize)
-            })
-            .collect();
+        let mut roles: Vec<CpuRole> = Vec::new();
+        for cpu in self.dump.cpus() {
+            let Some(chain) = self.arch.call_chain(&mut mem, &cpu.regs, self.dump.vmcoreinfo()) else {
+                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+                return None;
+            };
+            roles.push(panic::classify(&chain, &symbolize));
+        }
         for (i, r) in roles.iter().enumerate() {
             log::debug!("CPU {i}: {r:?}");
         }
@@ -299,10 +255,7 @@ fn walk_dump_tasks(
 ) -> Result<(TaskLayout, Vec<Task>), String> {
     let layout = TaskLayout::new(k, arch)?;
     let mut mem = DumpMem { dump, paging };
-    let sp_index = arch.reg_index(match arch {
-        Arch::X86_64 => "rsp",
-        Arch::Aarch64 => "sp",
-    });
+    let sp_index = arch.sp_index();
     let start = match k.symbol("init_task") {
         Some(t) => t,
         None => dump
@@ -347,7 +300,13 @@ impl DumpTarget {
             dump: &self.dump,
             paging: &self.paging,
         };
-        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr).map_err(String::from)
+    }
+}
+
+impl VirtRead for DumpTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        read_virt(&self.dump, &self.paging, addr, buf)
     }
 }
 
@@ -361,10 +320,6 @@ impl Target for DumpTarget {
 
     fn arch(&self) -> Arch {
         self.arch
-    }
-
-    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(&self.dump, &self.paging, addr, buf)
     }
 
     fn threads(&mut self) -> Vec<ThreadInfo> {
@@ -403,7 +358,7 @@ impl Target for DumpTarget {
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         let mut words = cmd.split_whitespace();
         match words.next()? {
-            "vtop" => Some(match words.next().map(crate::cli::parse_addr) {
+            "vtop" => Some(match words.next().map(crate::mem::parse_addr) {
                 Some(Ok(va)) => Ok(format!("{}\n", self.paging.walk(&self.dump, VirtAddr(va)))),
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),
@@ -419,7 +374,8 @@ impl Target for DumpTarget {
                 };
                 Some(match &self.kinfo {
                     Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
-                        .map(|m| crate::kernel::modules::lsmod_text(&m)),
+                        .map(|m| crate::kernel::modules::lsmod_text(&m))
+                        .map_err(String::from),
                     None => Err("no kernel information".into()),
                 })
             }
@@ -432,16 +388,16 @@ impl Target for DumpTarget {
                     dump: &self.dump,
                     paging: &self.paging,
                 };
-                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()))
+                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()).map_err(String::from))
             }
             "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
                 Some(off) => format!(
                     "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
                      GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
                      symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
-                    // Only x86_64 links per-CPU variables from 0 (arch/x86/kernel/vmlinux.lds.S);
-                    // arm64's .data..percpu is an ordinary section that KASLR moves.
-                    if self.arch == Arch::X86_64 {
+                    // Only where per-CPU variables are linked from 0 (x86_64) must GDB leave
+                    // .data..percpu alone.
+                    if self.arch.percpu_at_zero() {
                         " -s .data..percpu 0"
                     } else {
                         ""
@@ -488,5 +444,43 @@ impl Target for DumpTarget {
             self.dump.format_name(),
             self.threads.len()
         )
+    }
+}
+
+/// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
+pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Result<Box<dyn Target>, String> {
+    let mut t = DumpTarget::open(path)?;
+    t.set_vmlinux(vmlinux);
+    if let Some(pid) = pid {
+        return Ok(Box::new(super::process::ProcessTarget::new(t, pid)?));
+    }
+    if let Some(off) = t.dump().kaslr_offset() {
+        log::info!(
+            "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
+             the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
+             need per-CPU variables)"
+        );
+    }
+    Ok(Box::new(t))
+}
+
+/// The `--info` description of a dump.
+pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> {
+    let name = path
+        .to_str()
+        .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
+    let dump = Dump::open(name)?;
+    // Without VMCOREINFO, or page tables kmemd can set up, the kernel's data cannot be read: the
+    // file's own description is all there is.
+    let file_only = dump.info_text();
+    match DumpTarget::new(dump) {
+        Ok(mut t) => {
+            t.set_vmlinux(vmlinux);
+            Ok(t.info_text())
+        }
+        Err(e) => {
+            log::warn!("{}: {e}; describing the file alone", path.display());
+            Ok(file_only)
+        }
     }
 }

@@ -3,14 +3,11 @@
 //! gives `Err`, never a panic, and allocations are capped by the file's size.
 
 use crate::arch::Arch;
-use crate::dump::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
+use crate::mem::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
+use crate::mem::elf::{self, EHDR_SIZE, SHT_SYMTAB};
 use std::fs::File;
 use std::path::Path;
 
-const SHT_SYMTAB: u32 = 2;
-const SHN_XINDEX: u16 = 0xffff;
-const EHDR_SIZE: usize = 64;
-const SHDR_SIZE: usize = 64;
 const SYM_SIZE: usize = 24;
 
 /// One section header, with its name resolved.
@@ -62,21 +59,6 @@ fn str_at(table: &[u8], off: u32) -> Result<&str, String> {
         .map_err(|_| format!("string at {off} is not UTF-8"))
 }
 
-fn parse_section(raw: &[u8]) -> Result<(u32, Section), String> {
-    let h = le(raw, "section header");
-    Ok((
-        h.u32(0, "sh_name")?,
-        Section {
-            name: String::new(),
-            kind: h.u32(4, "sh_type")?,
-            addr: h.u64(16, "sh_addr")?,
-            offset: h.u64(24, "sh_offset")?,
-            size: h.u64(32, "sh_size")?,
-            link: h.u32(40, "sh_link")?,
-        },
-    ))
-}
-
 impl Vmlinux {
     /// Reads the headers and symbol table of a vmlinux file.
     pub fn load(path: &Path) -> Result<Vmlinux, String> {
@@ -96,59 +78,35 @@ impl Vmlinux {
 
     fn from_source(src: &dyn ReadAt) -> Result<Vmlinux, String> {
         let eh = read_vec(src, 0, EHDR_SIZE as u64, "ELF header")?;
-        if eh.get(..4) != Some(b"\x7fELF") {
+        if !elf::is_elf(&eh) {
             return Err("no ELF magic".into());
         }
-        if eh.get(4) != Some(&2) {
+        if !elf::is_64bit(&eh) {
             return Err("not a 64-bit ELF file".into());
         }
-        if eh.get(5) != Some(&1) {
+        if elf::byte_order(&eh) != Some(Endian::Little) {
             return Err("not a little-endian ELF file (kmemd serves x86_64 and aarch64)".into());
         }
-        let h = le(&eh, "ELF header");
-        let machine = h.u16(18, "e_machine")?;
+        let h = elf::Header::parse(&eh, Endian::Little)?;
+        let machine = h.e_machine;
         let arch = Arch::from_elf_machine(machine)
             .ok_or_else(|| format!("ELF machine {machine} is neither x86_64 nor aarch64"))?;
-        let shoff = h.u64(40, "e_shoff")?;
-        let shentsize = h.u16(58, "e_shentsize")? as u64;
-        let mut shnum = h.u16(60, "e_shnum")? as u64;
-        let mut shstrndx = h.u16(62, "e_shstrndx")? as u32;
-        if shoff == 0 {
-            return Err("no section headers".into());
-        }
-        if shentsize < SHDR_SIZE as u64 {
-            return Err(format!("section header size {shentsize} is below 64"));
-        }
-        // Extended numbering (ELF gABI): counts that do not fit live in section header 0.
-        let sh0 = read_vec(src, shoff, SHDR_SIZE as u64, "section header 0")?;
-        let sh0 = le(&sh0, "section header 0");
-        if shnum == 0 {
-            shnum = sh0.u64(32, "sh_size")?;
-        }
-        if shstrndx == SHN_XINDEX as u32 {
-            shstrndx = sh0.u32(40, "sh_link")?;
-        }
-        let table_len = shnum
-            .checked_mul(shentsize)
-            .ok_or("section header table size overflows")?;
-        let table = read_vec(src, shoff, table_len, "section header table")?;
-        let mut raw = Vec::new();
-        for i in 0..shnum {
-            let at = usize::try_from(i * shentsize).map_err(|_| "section header offset too large")?;
-            let entry = table
-                .get(at..at + SHDR_SIZE)
-                .ok_or("section header out of bounds")?;
-            raw.push(parse_section(entry)?);
-        }
+        let (raw, shstrndx) = h.section_headers(src)?;
         let shstr = raw
             .get(shstrndx as usize)
             .ok_or_else(|| format!("section name table index {shstrndx} does not exist"))?;
-        let names = read_vec(src, shstr.1.offset, shstr.1.size, "section name table")?;
+        let names = read_vec(src, shstr.offset, shstr.size, "section name table")?;
         let sections = raw
             .into_iter()
-            .map(|(name_off, mut s)| {
-                s.name = str_at(&names, name_off)?.to_string();
-                Ok(s)
+            .map(|h| {
+                Ok(Section {
+                    name: str_at(&names, h.name)?.to_string(),
+                    kind: h.kind,
+                    addr: h.addr,
+                    offset: h.offset,
+                    size: h.size,
+                    link: h.link,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
 
@@ -230,6 +188,7 @@ impl Vmlinux {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::mem::elf::SHDR_SIZE;
     use byteorder::{ByteOrder, LittleEndian};
     /// ELF e_machine values (include/uapi/linux/elf-em.h).
     const EM_X86_64: u16 = 62;

@@ -93,7 +93,8 @@ impl VmcoreInfo {
     }
 }
 
-fn parse_hex(v: &str) -> Option<u64> {
+/// A `SYMBOL()` or `KERNELOFFSET` value: hex, printed without `0x` (`%lx`); `0x` is accepted.
+pub fn parse_hex(v: &str) -> Option<u64> {
     let v = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")).unwrap_or(v);
     u64::from_str_radix(v, 16).ok()
 }
@@ -105,7 +106,9 @@ fn parse_unsigned(v: &str) -> Option<u64> {
     }
 }
 
-fn parse_number(v: &str) -> Option<i64> {
+/// A `NUMBER()` value: signed decimal (`%ld`), or hex with `0x` as arm64 prints addresses (a
+/// leading `-` applies to either). Values above `i64::MAX` come back as their two's complement.
+pub fn parse_number(v: &str) -> Option<i64> {
     let (neg, body) = match v.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, v),
@@ -170,6 +173,24 @@ NUMBER(TCR_EL1_T1SZ)=0x10\nKERNELOFFSET=1c000000\nCRASHTIME=1700000000\nbroken l
         assert_eq!(v.kerneloffset(), None);
         assert!(VmcoreInfo::parse(b"").is_empty());
         assert!(VmcoreInfo::parse(&[0xff, 0xfe, b'=', 0x80]).osrelease().is_none());
+    }
+
+    #[test]
+    fn raw_values_parse() {
+        let v = VmcoreInfo::parse(
+            b"OSRELEASE=6.1.0\nSYMBOL(init_top_pgt)=ffffffff9a40a000\nNUMBER(phys_base)=-2147483648\nNUMBER(kimage_voffset)=0xffff7fffc0000000\nNUMBER(VA_BITS)=48\n",
+        );
+        assert_eq!(v.get("SYMBOL(init_top_pgt)"), Some("ffffffff9a40a000"));
+        assert_eq!(v.get("SYMBOL(init_top)"), None);
+        assert_eq!(parse_hex("ffffffff9a40a000"), Some(0xffff_ffff_9a40_a000));
+        let pb = parse_number(v.get("NUMBER(phys_base)").unwrap()).unwrap();
+        assert_eq!(pb, -0x8000_0000);
+        assert_eq!(
+            parse_number("0xffff7fffc0000000").map(|n| n as u64),
+            Some(0xffff_7fff_c000_0000)
+        );
+        assert_eq!(parse_number("48"), Some(48));
+        assert_eq!(parse_number("4x"), None);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! ELF64 headers, bounds-checked: the file header, the program header table (vmcores and
+//! /proc/kcore) and the section header table (vmlinux). One reader for the three kinds of ELF
+//! file kmemd opens; what each one requires of its file (ET_CORE, a symbol table, little
+//! endian) and how it words a refusal stays with it.
+//!
+//! Field offsets are the ELF-64 gABI's (`Elf64_Ehdr`, `Elf64_Phdr`, `Elf64_Shdr`).
+
+use super::bytes::{read_vec, Bytes, Endian, ReadAt};
+
+/// Size of `Elf64_Ehdr`.
+pub const EHDR_SIZE: usize = 64;
+/// Size of `Elf64_Phdr`.
+pub const PHDR_SIZE: usize = 56;
+/// Size of `Elf64_Shdr`.
+pub const SHDR_SIZE: usize = 64;
+/// `e_type` of a core file.
+pub const ET_CORE: u16 = 4;
+pub const PT_LOAD: u32 = 1;
+pub const PT_NOTE: u32 = 4;
+pub const SHT_SYMTAB: u32 = 2;
+/// `e_phnum` value meaning "the real count is in section header 0's `sh_info`".
+const PN_XNUM: u16 = 0xffff;
+/// `e_shstrndx` value meaning "the real index is in section header 0's `sh_link`".
+const SHN_XINDEX: u16 = 0xffff;
+
+/// Whether `head` starts with the ELF magic.
+pub fn is_elf(head: &[u8]) -> bool {
+    head.starts_with(b"\x7fELF")
+}
+
+/// `EI_CLASS` is `ELFCLASS64`.
+pub fn is_64bit(head: &[u8]) -> bool {
+    head.get(4) == Some(&2)
+}
+
+/// The byte order `EI_DATA` names, or `None` when it names neither.
+pub fn byte_order(head: &[u8]) -> Option<Endian> {
+    match head.get(5) {
+        Some(1) => Some(Endian::Little),
+        Some(2) => Some(Endian::Big),
+        _ => None,
+    }
+}
+
+/// The fields of `Elf64_Ehdr` kmemd uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub endian: Endian,
+    pub e_type: u16,
+    pub e_machine: u16,
+    pub e_phoff: u64,
+    pub e_shoff: u64,
+    pub e_phentsize: u16,
+    pub e_phnum: u16,
+    pub e_shentsize: u16,
+    pub e_shnum: u16,
+    pub e_shstrndx: u16,
+}
+
+/// One `Elf64_Phdr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramHeader {
+    pub p_type: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub paddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+}
+
+/// One `Elf64_Shdr`, its name still an offset into the section name table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionHeader {
+    pub name: u32,
+    pub kind: u32,
+    pub addr: u64,
+    pub offset: u64,
+    pub size: u64,
+    pub link: u32,
+}
+
+impl Header {
+    /// The header fields of `head` (the file's first [`EHDR_SIZE`] bytes) in the byte order the
+    /// caller took from `EI_DATA`. Errors name the field that does not fit.
+    pub fn parse(head: &[u8], endian: Endian) -> Result<Header, String> {
+        let h = Bytes::new(head, endian, "ELF header");
+        Ok(Header {
+            endian,
+            e_type: h.u16(16, "e_type")?,
+            e_machine: h.u16(18, "e_machine")?,
+            e_phoff: h.u64(32, "e_phoff")?,
+            e_shoff: h.u64(40, "e_shoff")?,
+            // e_ehsize (offset 52) is deliberately not read: QEMU ≥ 8 writes 8 there.
+            e_phentsize: h.u16(54, "e_phentsize")?,
+            e_phnum: h.u16(56, "e_phnum")?,
+            e_shentsize: h.u16(58, "e_shentsize")?,
+            e_shnum: h.u16(60, "e_shnum")?,
+            e_shstrndx: h.u16(62, "e_shstrndx")?,
+        })
+    }
+
+    /// The number of program headers: `e_phnum`, or section header 0's `sh_info` when a file
+    /// has more than 65534 (PN_XNUM).
+    pub fn phnum(&self, src: &dyn ReadAt) -> Result<u64, String> {
+        if self.e_phnum != PN_XNUM {
+            return Ok(u64::from(self.e_phnum));
+        }
+        let sh0 = read_vec(src, self.e_shoff, 64, "section header 0 (holding e_phnum)")?;
+        Ok(u64::from(
+            Bytes::new(&sh0, self.endian, "section header 0").u32(44, "sh_info")?,
+        ))
+    }
+
+    /// Checks that program header entries can hold an `Elf64_Phdr`.
+    pub fn check_phentsize(&self) -> Result<(), String> {
+        if usize::from(self.e_phentsize) < PHDR_SIZE {
+            return Err(format!(
+                "corrupt ELF header: e_phentsize is {}, expected {PHDR_SIZE}",
+                self.e_phentsize
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `phnum` program headers (see [`Header::phnum`]), read as one table whose size the
+    /// file's length bounds.
+    pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, String> {
+        self.check_phentsize()?;
+        if phnum == 0 {
+            return Ok(Vec::new());
+        }
+        let entsize = u64::from(self.e_phentsize);
+        let table_len = phnum
+            .checked_mul(entsize)
+            .ok_or("corrupt ELF header: impossible program header table size")?;
+        let table = read_vec(src, self.e_phoff, table_len, "ELF program header table")?;
+        let t = Bytes::new(&table, self.endian, "ELF program header table");
+        let mut out = Vec::new();
+        for i in 0..phnum {
+            let base = usize::try_from(i * entsize).map_err(|_| "program header offset too large")?;
+            let ph = t.sub(base, PHDR_SIZE, "program header")?;
+            out.push(ProgramHeader {
+                p_type: ph.u32(0, "p_type")?,
+                offset: ph.u64(8, "p_offset")?,
+                vaddr: ph.u64(16, "p_vaddr")?,
+                paddr: ph.u64(24, "p_paddr")?,
+                filesz: ph.u64(32, "p_filesz")?,
+                memsz: ph.u64(40, "p_memsz")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The section headers and the index of the section name table, with the gABI's extended
+    /// numbering (counts that do not fit in the header live in section header 0).
+    pub fn section_headers(&self, src: &dyn ReadAt) -> Result<(Vec<SectionHeader>, u32), String> {
+        let shoff = self.e_shoff;
+        let shentsize = u64::from(self.e_shentsize);
+        let mut shnum = u64::from(self.e_shnum);
+        let mut shstrndx = u32::from(self.e_shstrndx);
+        if shoff == 0 {
+            return Err("no section headers".into());
+        }
+        if shentsize < SHDR_SIZE as u64 {
+            return Err(format!("section header size {shentsize} is below 64"));
+        }
+        let sh0 = read_vec(src, shoff, SHDR_SIZE as u64, "section header 0")?;
+        let sh0 = Bytes::new(&sh0, self.endian, "section header 0");
+        if shnum == 0 {
+            shnum = sh0.u64(32, "sh_size")?;
+        }
+        if shstrndx == u32::from(SHN_XINDEX) {
+            shstrndx = sh0.u32(40, "sh_link")?;
+        }
+        let table_len = shnum
+            .checked_mul(shentsize)
+            .ok_or("section header table size overflows")?;
+        let table = read_vec(src, shoff, table_len, "section header table")?;
+        let mut out = Vec::new();
+        for i in 0..shnum {
+            let at = usize::try_from(i * shentsize).map_err(|_| "section header offset too large")?;
+            let entry = at
+                .checked_add(SHDR_SIZE)
+                .and_then(|end| table.get(at..end))
+                .ok_or("section header out of bounds")?;
+            let h = Bytes::new(entry, self.endian, "section header");
+            out.push(SectionHeader {
+                name: h.u32(0, "sh_name")?,
+                kind: h.u32(4, "sh_type")?,
+                addr: h.u64(16, "sh_addr")?,
+                offset: h.u64(24, "sh_offset")?,
+                size: h.u64(32, "sh_size")?,
+                link: h.u32(40, "sh_link")?,
+            });
+        }
+        Ok((out, shstrndx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ELF64 LE header with `phnum` program headers of `phentsize` at 64.
+    fn header(phnum: u16, phentsize: u16) -> Vec<u8> {
+        let mut v = vec![0u8; 64];
+        v[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        v[16..18].copy_from_slice(&ET_CORE.to_le_bytes());
+        v[18..20].copy_from_slice(&62u16.to_le_bytes());
+        v[32..40].copy_from_slice(&64u64.to_le_bytes());
+        v[54..56].copy_from_slice(&phentsize.to_le_bytes());
+        v[56..58].copy_from_slice(&phnum.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn program_headers_are_read_and_bounded_by_the_file() {
+        let mut img = header(2, 56);
+        img.resize(64 + 2 * 56, 0);
+        img[64..68].copy_from_slice(&PT_NOTE.to_le_bytes());
+        let p = 64 + 56;
+        img[p..p + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        img[p + 8..p + 16].copy_from_slice(&0x1000u64.to_le_bytes());
+        img[p + 16..p + 24].copy_from_slice(&0xffff_8880_0000_0000u64.to_le_bytes());
+        img[p + 24..p + 32].copy_from_slice(&0x2000u64.to_le_bytes());
+        img[p + 40..p + 48].copy_from_slice(&0x3000u64.to_le_bytes());
+        assert!(is_elf(&img) && is_64bit(&img));
+        assert_eq!(byte_order(&img), Some(Endian::Little));
+        let h = Header::parse(&img[..64], Endian::Little).unwrap();
+        assert_eq!((h.e_type, h.e_machine), (ET_CORE, 62));
+        let phs = h.program_headers(&img, h.phnum(&img).unwrap()).unwrap();
+        assert_eq!(phs.len(), 2);
+        assert_eq!(
+            phs[1],
+            ProgramHeader {
+                p_type: PT_LOAD,
+                offset: 0x1000,
+                vaddr: 0xffff_8880_0000_0000,
+                paddr: 0x2000,
+                filesz: 0,
+                memsz: 0x3000,
+            }
+        );
+        // A table past the end of the file is refused, not indexed.
+        let mut bad = img.clone();
+        bad[56..58].copy_from_slice(&200u16.to_le_bytes());
+        let h = Header::parse(&bad[..64], Endian::Little).unwrap();
+        assert!(h.program_headers(&bad, 200).is_err());
+        // Entries too small for an Elf64_Phdr.
+        let h = Header::parse(&header(1, 32), Endian::Little).unwrap();
+        let e = h.program_headers(&header(1, 32), 1).unwrap_err();
+        assert!(e.contains("e_phentsize"), "{e}");
+        assert!(h.program_headers(&header(0, 56), 0).is_err());
+        let h = Header::parse(&header(0, 56), Endian::Little).unwrap();
+        assert_eq!(h.program_headers(&header(0, 56), 0), Ok(Vec::new()));
+        assert!(Header::parse(&img[..40], Endian::Little).is_err());
+    }
+}

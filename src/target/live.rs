@@ -1,0 +1,669 @@
+//! The running kernel as a target: memory through BPF, symbols from kallsyms, KASLR from both.
+//! live/ supplies the memory, the CPUs and where the kernel's knowledge of itself comes from;
+//! kernel/ makes sense of it; this file puts the two together.
+
+use crate::arch::{Arch, Registers};
+use crate::kernel::proc_kallsyms::Kallsyms;
+use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::vmlinux::Vmlinux;
+use crate::kernel::{BtfSource, KernelInfo};
+use crate::live::bpf::KernelReader;
+use crate::live::{self, vmcoreinfo};
+use crate::mem::{MemError, VirtAddr, VirtRead};
+use crate::target::{Target, ThreadInfo, Tid};
+use std::path::{Path, PathBuf};
+
+/// Where the link-time `_text` came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkText {
+    /// `_text` from the symbol table of the vmlinux given with `-k`; `percpu_at_zero` says whether
+    /// its `.data..percpu` section is linked at address 0 (x86_64 SMP kernels).
+    Vmlinux { path: PathBuf, percpu_at_zero: bool },
+    /// No vmlinux: the architecture's default link address.
+    Default,
+}
+
+/// The running kernel, read through BPF. Its CPUs are GDB's threads; their registers are
+/// unavailable because the kernel keeps running.
+#[derive(Debug)]
+pub struct LiveTarget {
+    reader: KernelReader,
+    kallsyms: Kallsyms,
+    arch: Arch,
+    runtime_text: u64,
+    link_text: u64,
+    link_source: LinkText,
+    cpus: Vec<u32>,
+    release: String,
+    /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
+    vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
+    /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
+    kinfo: Option<KernelInfo>,
+    /// Where the task walk starts (init_task, else this process's own task from BPF).
+    task_start: Option<Result<u64, String>>,
+    /// The tasks as of the last walk: live, they change under us.
+    tasks: Vec<Task>,
+    /// When that walk was made. The server asks for the thread list for every `Hg`/`T` packet
+    /// too; a walk younger than [`TASKS_FRESH`] answers those without reading every task again.
+    tasks_at: Option<std::time::Instant>,
+}
+
+/// How long one task walk answers `threads()`.
+const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl LiveTarget {
+    /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
+    pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
+        let arch = Arch::host();
+        // BPF first: without privileges its error ("run as root ...") is the one that helps.
+        let reader = KernelReader::open()?;
+        let kallsyms = load_kallsyms()?;
+        let (link_text, link_source, link_head) = match vmlinux {
+            Some(path) => {
+                let v = Vmlinux::load(path)?;
+                if v.arch != arch {
+                    return Err(format!(
+                        "{} is an {} kernel, but this machine runs {arch}: give -k the vmlinux of the \
+                         running kernel",
+                        path.display(),
+                        v.arch
+                    ));
+                }
+                let text = v.symbol("_text").ok_or_else(|| {
+                    format!(
+                        "{} has no _text symbol (stripped?): give -k the vmlinux with its symbol table",
+                        path.display()
+                    )
+                })?;
+                let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
+                let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
+                (
+                    text,
+                    LinkText::Vmlinux {
+                        path: path.to_path_buf(),
+                        percpu_at_zero,
+                    },
+                    head,
+                )
+            }
+            None => (arch.default_text_link_addr(), LinkText::Default, None),
+        };
+        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+            .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
+        let slide = runtime_text.wrapping_sub(link_text);
+        // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
+        // 64 KiB (arch/arm64/kernel/kaslr.c); anything else means the wrong vmlinux.
+        if slide % 0x1_0000 != 0 {
+            log::warn!(
+                "KASLR offset {slide:#x} is not a multiple of 64 KiB: the vmlinux probably does not match \
+                 the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
+            );
+        }
+        let cpus = live::online_cpus().unwrap_or_else(|| {
+            log::warn!("cannot read /sys/devices/system/cpu/online; showing one thread for CPU 0");
+            vec![0]
+        });
+        let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
+        Ok(LiveTarget {
+            reader,
+            kallsyms,
+            arch,
+            runtime_text,
+            link_text,
+            link_source,
+            cpus,
+            release,
+            vmcoreinfo: None,
+            kinfo: None,
+            task_start: None,
+            tasks: Vec::new(),
+            tasks_at: None,
+        })
+    }
+
+    /// Symbols and layouts of the running kernel: kallsyms, BTF (`-k vmlinux` first, else
+    /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
+    pub fn kernel_info(&mut self) -> &KernelInfo {
+        if self.kinfo.is_none() {
+            let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log::warn!("no live VMCOREINFO ({e}): monitor dmesg needs it");
+                    None
+                }
+            };
+            let vmlinux = match &self.link_source {
+                LinkText::Vmlinux { path, .. } => Some(path.clone()),
+                LinkText::Default => None,
+            };
+            let k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            for m in k.missing() {
+                log::debug!("{m}");
+            }
+            self.kinfo = Some(k);
+        }
+        self.kinfo.get_or_insert_with(KernelInfo::default)
+    }
+
+    /// Walks the task list now.
+    pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let layout = TaskLayout::new(k, self.arch)?;
+        if self.task_start.is_none() {
+            self.task_start = Some(match k.symbol("init_task") {
+                Some(a) => Ok(a),
+                None => live::task::current_task().map_err(|e| {
+                    format!("no init_task in /proc/kallsyms and BPF cannot report the current task: {e}")
+                }),
+            });
+        }
+        let start = match &self.task_start {
+            Some(Ok(a)) => *a,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("no task to start from".into()),
+        };
+        let mem = &mut self.reader;
+        let list = tasks::walk(mem, &layout, start)?;
+        self.tasks = list.clone();
+        self.tasks_at = Some(std::time::Instant::now());
+        Ok((layout, list))
+    }
+
+    /// A task's registers: those saved at its last switch; a task running right now has none
+    /// (PC 0, like the CPUs). A task that exited since `threads()` is an error.
+    /// Whether the task GDB listed as `pid` is still that task.
+    fn task_alive(&mut self, pid: i32) -> bool {
+        let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
+            return false;
+        };
+        self.kernel_info();
+        let Some(k) = self.kinfo.as_ref() else {
+            return false;
+        };
+        let Ok(layout) = TaskLayout::new(k, self.arch) else {
+            return false;
+        };
+        let mem = &mut self.reader;
+        match tasks::read_task(mem, &layout, old.addr) {
+            Ok(now) => still_running_as(&old, &now),
+            Err(_) => false,
+        }
+    }
+
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+        let old = self
+            .tasks
+            .iter()
+            .find(|t| t.pid == pid)
+            .cloned()
+            .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        let layout = TaskLayout::new(k, self.arch)?;
+        let mem = &mut self.reader;
+        let now = tasks::read_task(mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
+        let exited = !still_running_as(&old, &now);
+        if exited {
+            // GDB's `info threads` gives up at the first thread whose registers fail, and on a
+            // busy system some task of the listing has always exited by the time GDB asks. So
+            // the registers read as for a running task; `T` (thread alive) says it is gone.
+            log::debug!("task {pid} ({}) exited since GDB listed the threads", old.comm);
+        }
+        if exited || now.on_cpu {
+            let mut regs = vec![None; self.arch.registers().len()];
+            regs[self.arch.pc_index()] = Some(0);
+            return Ok(Registers(regs));
+        }
+        tasks::saved_registers(mem, &layout, self.arch, old.addr).map_err(String::from)
+    }
+
+    fn kernel_monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        let mut words = cmd.split_whitespace();
+        Some(match words.next()? {
+            "ps" => self.tasks().map(|(_, t)| tasks::ps_text(&t)),
+            "dmesg" => {
+                self.kernel_info();
+                let vmci = self
+                    .kinfo
+                    .as_ref()
+                    .map(|k| k.vmcoreinfo().clone())
+                    .unwrap_or_default();
+                if vmci.is_empty() {
+                    Err(
+                        "the live VMCOREINFO could not be read (see the log), and dmesg needs its printk \
+                         offsets"
+                            .into(),
+                    )
+                } else {
+                    crate::kernel::dmesg::dmesg(&mut self.reader, &vmci).map_err(String::from)
+                }
+            }
+            "lsmod" => crate::kernel::modules::from_sysfs(Path::new(live::SYS_MODULE))
+                .map(|m| crate::kernel::modules::lsmod_text(&m)),
+            "sym" => {
+                let arg: Vec<&str> = words.collect();
+                tasks::sym_text(self.kernel_info(), &arg.join(" "))
+            }
+            _ => return None,
+        })
+    }
+
+    /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
+    pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
+        if self.vmcoreinfo.is_none() {
+            let kallsyms = &self.kallsyms;
+            self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &|name| {
+                kallsyms.lookup(name)
+            }));
+        }
+        match &self.vmcoreinfo {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("internal: VMCOREINFO not loaded".into()),
+        }
+    }
+
+    /// A kernel symbol's address: kallsyms first, then the live VMCOREINFO's `SYMBOL(name)`
+    /// lines, which name data symbols (init_uts_ns, swapper_pg_dir, prb, ...) that kallsyms
+    /// lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels). Returns where it came from.
+    pub fn lookup_symbol(&mut self, name: &str) -> Option<(u64, &'static str)> {
+        if let Some(a) = self.kallsyms.lookup(name) {
+            return Some((a, "kallsyms"));
+        }
+        let v = self.live_vmcoreinfo().ok()?;
+        v.info.symbol(name).map(|a| (a, "VMCOREINFO"))
+    }
+
+    /// The text of `monitor vmcoreinfo`.
+    pub fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let v = self.live_vmcoreinfo()?;
+        let mut out = format!(
+            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
+            v.phys,
+            v.direct_map.wrapping_add(v.phys),
+            v.direct_map
+        );
+        out.push_str(&v.text);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    pub fn kallsyms(&self) -> &Kallsyms {
+        &self.kallsyms
+    }
+
+    pub fn reader(&mut self) -> &mut KernelReader {
+        &mut self.reader
+    }
+
+    /// Online CPU numbers, ascending.
+    pub fn cpus(&self) -> &[u32] {
+        &self.cpus
+    }
+
+    pub fn link_source(&self) -> &LinkText {
+        &self.link_source
+    }
+
+    /// The text of `monitor kaslr`.
+    pub fn kaslr_text(&self) -> String {
+        kaslr_text(self.runtime_text, self.link_text, &self.link_source)
+    }
+}
+
+/// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
+/// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
+/// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
+/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the
+/// architecture's default, `Arch::head_size`).
+pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
+    kallsyms.lookup("_text").or_else(|| {
+        kallsyms
+            .lookup("_stext")
+            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| arch.head_size())))
+    })
+}
+
+/// `monitor kaslr` output (pure, so it is tested without a kernel).
+pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> String {
+    let slide = runtime_text.wrapping_sub(link_text);
+    let (file, from) = match source {
+        LinkText::Vmlinux { path, .. } => (path.display().to_string(), format!("from {}", path.display())),
+        LinkText::Default => (
+            "VMLINUX".to_string(),
+            "the architecture's default; give -k vmlinux".into(),
+        ),
+    };
+    let mut out = format!(
+        "KASLR offset: {slide:#x} (runtime _text {runtime_text:#x} - link-time _text {link_text:#x}, {from})\n"
+    );
+    if slide == 0 {
+        out.push_str("The kernel runs at its link-time address: `file VMLINUX` needs no offset.\n");
+        return out;
+    }
+    // Measured with gdb 13.1 and GDB 18.1 on a vmlinux-shaped ELF (tests/kaslr_gdb.rs): qOffsets
+    // moves only .text/.data/.bss; `file -o` also moves the zero-based .data..percpu; and symbols
+    // loaded by `add-symbol-file` lose every lookup to those of `gdb vmlinux`, so the half-relocated
+    // main symbol file has to be dropped first (`symbol-file` with no argument).
+    out.push_str(&format!(
+        "kmemd answers qOffsets with Text=Data=Bss={slide:#x}. GDB applies that to .text, .data and .bss \
+         only: symbols in other sections (.rodata such as linux_banner, .init.*) keep their link-time \
+         addresses.\n"
+    ));
+    let percpu = match source {
+        LinkText::Vmlinux { percpu_at_zero, .. } => *percpu_at_zero,
+        LinkText::Default => false,
+    };
+    let percpu_lines = format!("  symbol-file\n  add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n");
+    let why = "`symbol-file` with no argument drops the half-relocated symbols that `gdb vmlinux` loaded \
+               (answer y): they would otherwise shadow the relocated ones.\n";
+    if percpu {
+        out.push_str(
+            "To relocate every section but keep per-CPU symbols as zero-based offsets, run in GDB:\n",
+        );
+        out.push_str(&percpu_lines);
+        out.push_str(why);
+        out.push_str(&format!(
+            "Not `file {file} -o {slide:#x}`: it also relocates .data..percpu, which makes per-CPU \
+             addresses (e.g. &current_task) wrong.\n"
+        ));
+    } else if matches!(source, LinkText::Default) {
+        out.push_str("If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), run in GDB:\n");
+        out.push_str(&percpu_lines);
+        out.push_str(why);
+        out.push_str(&format!("else run in GDB:\n  file {file} -o {slide:#x}\n"));
+    } else {
+        out.push_str(&format!(
+            "To relocate every section, run in GDB:\n  file {file} -o {slide:#x}\n"
+        ));
+    }
+    out
+}
+
+impl VirtRead for LiveTarget {
+    fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.reader.read_virt(addr, buf)
+    }
+}
+
+impl Target for LiveTarget {
+    fn prepare(&mut self) {
+        self.kernel_info();
+    }
+
+    fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn threads(&mut self) -> Vec<ThreadInfo> {
+        let mut all: Vec<ThreadInfo> = self
+            .cpus
+            .iter()
+            .map(|&cpu| ThreadInfo {
+                tid: cpu as Tid + 1,
+                name: format!("CPU {cpu}"),
+                extra: format!("CPU {cpu} (running: no registers)"),
+                core: Some(cpu),
+            })
+            .collect();
+        if self.tasks_at.is_some_and(|t| t.elapsed() < TASKS_FRESH) {
+            all.extend(tasks::task_threads(&self.tasks));
+            return all;
+        }
+        match self.tasks() {
+            Ok((_, list)) => all.extend(tasks::task_threads(&list)),
+            Err(e) => log::warn!("no task threads: {e}"),
+        }
+        all
+    }
+
+    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        if let Some(pid) = tasks::tid_pid(tid) {
+            return self.task_registers(pid);
+        }
+        let known = tid
+            .checked_sub(1)
+            .and_then(|c| u32::try_from(c).ok())
+            .is_some_and(|c| self.cpus.contains(&c));
+        if !known {
+            return Err(format!(
+                "no thread {tid}: threads are the online CPUs, 1 to {}",
+                self.cpus.len()
+            ));
+        }
+        // The kernel keeps running, so no CPU has registers to show. GDB refuses every memory
+        // read while the PC is unavailable ("Cannot access memory" without asking the stub), so
+        // the PC reads as 0: an address no kernel code runs at, shown as `0x0 in ?? ()`.
+        let mut regs = vec![None; self.arch.registers().len()];
+        regs[self.arch.pc_index()] = Some(0);
+        Ok(Registers(regs))
+    }
+
+    fn thread_alive(&mut self, tid: Tid) -> bool {
+        match tasks::tid_pid(tid) {
+            Some(pid) => self.task_alive(pid),
+            None => true,
+        }
+    }
+
+    fn kaslr_offset(&self) -> Option<u64> {
+        Some(self.runtime_text.wrapping_sub(self.link_text))
+    }
+
+    fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        match cmd.trim() {
+            "kaslr" => Some(Ok(self.kaslr_text())),
+            "vmcoreinfo" => Some(self.vmcoreinfo_text()),
+            _ => self.kernel_monitor(cmd),
+        }
+    }
+
+    fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            (
+                "kaslr",
+                "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
+            ),
+            (
+                "vmcoreinfo",
+                "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
+            ),
+            (
+                "ps",
+                "every task: pid, parent, state, CPU, command, task_struct address",
+            ),
+            ("dmesg", "the kernel log (printk ring buffer)"),
+            (
+                "lsmod",
+                "loaded modules (/sys/module): base, size and the add-symbol-file line",
+            ),
+            (
+                "sym NAME|ADDR",
+                "a kernel symbol's address, or the symbol at an address",
+            ),
+        ]
+    }
+
+    fn describe(&self) -> String {
+        format!("live kernel {} ({})", self.release, self.arch)
+    }
+}
+
+/// Whether the task read again at a listed task's address is still that task: a freed
+/// task_struct may be reused by another task, or be a zombie by now.
+fn still_running_as(listed: &tasks::Task, now: &tasks::Task) -> bool {
+    now.pid == listed.pid && now.comm == listed.comm && now.state != 'X' && now.state != 'Z'
+}
+
+/// Opens the running kernel as a GDB target (`-k VMLINUX` when given).
+pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open(vmlinux)?))
+}
+
+/// The running kernel's kallsyms, from /proc/kallsyms. Fails when every address reads as zero,
+/// which is how the kernel hides them from processes without CAP_SYSLOG or under
+/// `kernel.kptr_restrict=2`.
+pub fn load_kallsyms() -> Result<Kallsyms, String> {
+    let table = Kallsyms::read(live::kallsyms::open()?).map_err(|e| live::kallsyms::read_error(&e))?;
+    if table.is_empty() {
+        return Err(live::kallsyms::hidden());
+    }
+    Ok(table)
+}
+
+/// The running kernel's own BTF, read only when no vmlinux gives BTF.
+fn system_btf() -> BtfSource<'static> {
+    BtfSource {
+        name: live::SYS_BTF,
+        read: &live::read_sys_btf,
+    }
+}
+
+/// The running kernel with everything found through its memory (`mem`, the live BPF reader):
+/// VMCOREINFO through the direct map (live/vmcoreinfo.rs), then [`KernelInfo::live`], then
+/// [`KernelInfo::find_image_symbols`]. Failures are listed by [`KernelInfo::missing`].
+pub fn kernel_info_from_memory(
+    mem: &mut dyn VirtRead,
+    arch: Arch,
+    kallsyms: &Kallsyms,
+    vmlinux: Option<&Path>,
+) -> KernelInfo {
+    let (text, problem) = match vmcoreinfo::load(mem, arch, &|name| kallsyms.lookup(name)) {
+        Ok(v) => (Some(v.text), None),
+        Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
+    };
+    let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux, &system_btf());
+    if let Some(p) = problem {
+        k.note_problem(p);
+    }
+    if !live::has_modules() {
+        k.without_modules("no /proc/modules: the kernel is built without module support");
+    }
+    k.find_image_symbols(mem);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_comes_from_stext_when_kallsyms_lacks_it() {
+        let both = Kallsyms::parse("ffff800008000000 T _text\nffff800008010000 T _stext\n");
+        assert_eq!(
+            runtime_text(&both, Arch::Aarch64, None),
+            Some(0xffff_8000_0800_0000)
+        );
+        let arm = Kallsyms::parse("ffffa0c1e1a10000 T _stext\nffffa0c1e1a10040 t gic_handle_irq\n");
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, None),
+            Some(0xffff_a0c1_e1a0_0000)
+        );
+        assert_eq!(
+            runtime_text(&arm, Arch::Aarch64, Some(0x2_0000)),
+            Some(0xffff_a0c1_e19f_0000)
+        );
+        let x86 = Kallsyms::parse("ffffffff81000000 T _stext\n");
+        assert_eq!(
+            runtime_text(&x86, Arch::X86_64, None),
+            Some(0xffff_ffff_8100_0000)
+        );
+        assert_eq!(
+            runtime_text(&Kallsyms::parse("ffffffff81000100 T foo\n"), Arch::X86_64, None),
+            None
+        );
+    }
+
+    #[test]
+    fn kaslr_text_names_the_right_commands() {
+        let vm = LinkText::Vmlinux {
+            path: PathBuf::from("/tmp/vmlinux"),
+            percpu_at_zero: true,
+        };
+        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &vm);
+        assert!(t.starts_with("KASLR offset: 0x2c600000 "), "{t}");
+        assert!(
+            t.contains("  symbol-file\n  add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
+            "{t}"
+        );
+        assert!(t.contains("Not `file /tmp/vmlinux -o 0x2c600000`"), "{t}");
+        assert!(t.contains("file /tmp/vmlinux -o 0x2c600000"), "{t}");
+        assert!(t.contains(".rodata"), "{t}");
+
+        let no_percpu = LinkText::Vmlinux {
+            path: PathBuf::from("/v"),
+            percpu_at_zero: false,
+        };
+        let t = kaslr_text(0xffff_8000_8123_0000, 0xffff_8000_8000_0000, &no_percpu);
+        assert!(t.starts_with("KASLR offset: 0x1230000 "), "{t}");
+        assert!(!t.contains("add-symbol-file"), "{t}");
+        assert!(t.contains("  file /v -o 0x1230000\n"), "{t}");
+
+        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
+        assert!(
+            t.contains("  symbol-file\n  add-symbol-file VMLINUX -o 0x2c600000 -s .data..percpu 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("else run in GDB:\n  file VMLINUX -o 0x2c600000\n"),
+            "{t}"
+        );
+
+        let t = kaslr_text(0xffff_ffff_8100_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
+        assert!(t.starts_with("KASLR offset: 0x0 "), "{t}");
+        assert!(!t.contains(" -o "), "{t}");
+    }
+
+    /// Needs root and bpf(2): runs only as root, fails when CI=true and not root, and skips
+    /// where the syscall does not exist (qemu-user runs of the aarch64 build: ENOSYS).
+    fn root() -> bool {
+        if crate::sys::os::bpf_syscall_missing() {
+            println!("kmemd-test-skip: bpf(2) returns ENOSYS here (qemu-user cannot emulate it)");
+            return false;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let root = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0");
+        assert!(
+            root || std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs root"
+        );
+        root
+    }
+
+    #[test]
+    fn slide_comes_from_the_given_vmlinux() {
+        if !root() {
+            return;
+        }
+        let runtime = load_kallsyms().unwrap().lookup("_text").unwrap();
+        let link = runtime.wrapping_sub(0x2c60_0000);
+        let path = std::env::temp_dir().join(format!("kmemd-live-vmlinux-{}", std::process::id()));
+        let machine = Arch::host().elf_machine();
+        std::fs::write(
+            &path,
+            crate::kernel::vmlinux::tests::synthetic_vmlinux(machine, link),
+        )
+        .unwrap();
+        let t = LiveTarget::open(Some(&path));
+        std::fs::remove_file(&path).unwrap();
+        let mut t = t.expect("open with a vmlinux");
+        assert_eq!(t.kaslr_offset(), Some(0x2c60_0000));
+        let text = t.monitor("kaslr").unwrap().unwrap();
+        assert!(text.contains("-o 0x2c600000 -s .data..percpu 0"), "{text}");
+
+        let other =
+            crate::kernel::vmlinux::tests::synthetic_vmlinux(if machine == 62 { 183 } else { 62 }, link);
+        let path2 = path.with_extension("other");
+        std::fs::write(&path2, &other).unwrap();
+        let e = LiveTarget::open(Some(&path2));
+        std::fs::remove_file(&path2).unwrap();
+        assert!(e.unwrap_err().contains("running kernel"));
+    }
+}
