@@ -87,6 +87,7 @@ pub struct Guest {
     ports: Vec<PathBuf>,
     free_ports: Mutex<Vec<bool>>,
     slots: Mutex<()>,
+    hostname: Mutex<()>,
     kallsyms: OnceLock<HashMap<String, u64>>,
     _labd: Mutex<(Child, ChildStdin)>,
 }
@@ -253,6 +254,7 @@ fn boot(arch: Arch, b: Booting) -> Result<Guest, String> {
         free_ports: Mutex::new(vec![true; ports.len()]),
         ports,
         slots: Mutex::new(()),
+        hostname: Mutex::new(()),
         kallsyms: OnceLock::new(),
         _labd: Mutex::new((child, stdin)),
     };
@@ -411,6 +413,11 @@ impl Guest {
     /// Exclusive use of the guest's debug registers (watch tests run one at a time per guest).
     pub fn slots(&self) -> MutexGuard<'_, ()> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive use of the guest's hostname (tests set it to a marker and read it back).
+    pub fn hostname(&self) -> MutexGuard<'_, ()> {
+        self.hostname.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A free virtio serial line: the guest's `/dev/hvcN` and the host socket wired to it.

@@ -214,6 +214,7 @@ fn guest_init_task_comm(g: &Guest) -> String {
 fn gdb_reads_the_running_kernel_through_a_real_vmlinux() {
     for arch in ARCHES {
         let g = guest(arch);
+        let _hostname = g.hostname();
         let marker = format!("lab{:08x}", std::process::id() ^ (arch as u32) << 20);
         g.sh(&format!("hostname {marker}"));
         let sleeper = g.spawn("exec sleep 1000");
@@ -334,6 +335,7 @@ print("KV done yes")
 fn gdb_without_vmlinux_reads_what_vmcoreinfo_points_at() {
     for arch in ARCHES {
         let g = guest(arch);
+        let _hostname = g.hostname();
         let marker = format!("board{:08x}", std::process::id() ^ (arch as u32) << 24);
         g.sh(&format!("hostname {marker}"));
         let release = g.sh("uname -r");

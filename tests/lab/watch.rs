@@ -312,8 +312,8 @@ fn watch_matrix_every_type_and_length() {
 /// Hit counts. x86_64 traps after the access: exactly one hit per access. arm64 traps before it
 /// and the kernel single-steps the instruction; an interrupt that arrives in that window makes the
 /// step fire in the interrupt handler and the same access trap again (README, "Watchpoints on
-/// arm64"), so there perf counts each access at least once and stray re-traps stay rare. Either
-/// way kmemd accounts for every trap perf counted.
+/// arm64"), so there perf counts each access at least once, and in a large count at most 10 %
+/// more. Either way kmemd accounts for every trap perf counted.
 fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) {
     let (counted, shown, lost, queued, own) = d.kernel_counted();
     assert_eq!(shown, got, "{what}: hits printed vs the summary's shown");
@@ -328,12 +328,23 @@ fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) 
             assert_eq!(got, want, "{what}: one hit per access:\n{}", d.err);
         }
         // Without a wake-up per hit (see the Arch docs) a burst can outrun a reader that the
-        // host's load leaves no CPU: then samples are lost, and perf counts them.
-        Arch::Aarch64 => assert!(
-            want <= counted && counted <= want + 1 + want / 10,
-            "{what}: perf counted {counted} traps for {want} accesses:\n{}",
-            d.err
-        ),
+        // host's load leaves no CPU: then samples are lost, and perf counts them. Re-traps come
+        // from interrupts that land in the kernel's step window: a few in a small count (3
+        // syncs gave 5 traps once), a small share of a large one.
+        Arch::Aarch64 => {
+            assert!(
+                want <= counted,
+                "{what}: perf counted {counted} traps for {want} accesses:\n{}",
+                d.err
+            );
+            if want >= 1000 {
+                assert!(
+                    counted <= want + want / 10,
+                    "{what}: perf counted {counted} traps for {want} accesses:\n{}",
+                    d.err
+                );
+            }
+        }
     }
 }
 
@@ -392,6 +403,7 @@ fn symbol_and_symbol_plus_offset_targets() {
     for arch in ARCHES {
         let g = guest(arch);
         let _slots = g.slots();
+        let _hostname = g.hostname();
         // init_uts_ns+65 is the first byte of nodename (struct new_utsname starts
         // struct uts_namespace and sysname is char[65]; include/uapi/linux/utsname.h, 6.1).
         let w = GuestWatch::start(g, "-w w1 init_uts_ns+65 --json");
