@@ -24,21 +24,24 @@ build-deps:
 	if [ -n "$$missing" ]; then echo "installing build tools:$$missing"; \
 	  $(APT_INSTALL) $$missing >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $$missing; }; fi
 
-# Everything the tests use, idempotent: Debian packages, then GDB 18 (PyPI's gdb-for-pwndbg).
+# Everything the tests use, idempotent: Debian packages, GDB 18 (PyPI's gdb-for-pwndbg), and the
+# static toolchain of cross/setup.sh (the kernel lab runs the static builds).
 TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils
 
 deps: build-deps
 	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \
 	  { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $(TEST_TOOLS); }
 	$(MAKE) --no-print-directory gdb18
+	bash cross/setup.sh
 
 gdb18:
 	@if [ ! -x $(GDB18_DIR)/bin/gdb ]; then \
 	  python3 -m venv $(GDB18_DIR) && $(GDB18_DIR)/bin/pip install -q gdb-for-pwndbg; fi
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
-test: deps fixtures dbg-vmlinux
-	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test -- --test-threads=2
+# The kernel lab (tests/lab) boots the fixtures' Debian kernels with the static builds inside.
+test: deps fixtures dbg-vmlinux lab-bins
+	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test --no-fail-fast -- --test-threads=2
 
 # Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.
 # Cached in $$KMEMD_FIXTURES or .fixtures/ (a second run takes a second). Needs root and apt.
@@ -56,8 +59,6 @@ clean:
 include cross/static.mk
 # Fuzzing (cargo fuzz): make fuzz (60 s a target), make fuzz-ci (20 s a target); see fuzz/.
 include fuzz/fuzz.mk
-# kmemd inside real Debian arm64/amd64 kernels under QEMU, served over a virtio console.
-include tests/board/board.mk
 # Debian's debug vmlinux of the fixtures' kernel (cached outside the repo), for backtraces.
 include tests/fixtures/dbg.mk
 

@@ -28,7 +28,7 @@ static_tc = $(or $(STATIC_TOOLCHAIN),$(if $(filter $(1),$(shell rustup target li
 # $(call static_cargo,<triple>,<build-std crates>) -> the cargo command line prefix
 static_cargo = $(if $(filter rustup,$(call static_tc,$(1))),cargo $(STATIC_CFG),RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo $(STATIC_CFG) -Zbuild-std=$(2))
 
-.PHONY: static cross verify-static static-test-aarch64 static-check-tools
+.PHONY: static cross verify-static static-test-aarch64 static-check-tools lab-bins
 
 static-check-tools:
 	@command -v musl-cc-x86_64 >/dev/null && command -v musl-cc-aarch64 >/dev/null || \
@@ -72,3 +72,9 @@ static-test-aarch64: static-check-tools
 .PHONY: cross-dump-check
 cross-dump-check: cross fixtures
 	tests/cross/aarch64-dump.sh $(STATIC_TARGETDIR)/$(STATIC_ARM)/release/$(STATIC_BIN)
+
+# The kernel lab's guest binaries (tests/lab/): both static kmemd builds and the lab agent of each
+# arch, which the lab's initramfs carries. `make test` builds them first.
+lab-bins: static cross
+	$(call static_cargo,$(STATIC_X86),$(STATIC_STD_REL)) build --release --locked --target $(STATIC_X86) --example lab-agent
+	$(call static_cargo,$(STATIC_ARM),$(STATIC_STD_REL)) build --release --locked --target $(STATIC_ARM) --example lab-agent

@@ -1,6 +1,6 @@
 //! Reads real makedumpfile output (tests/data/mdf, made by make_dumps.py from a synthetic x86_64
-//! ELF vmcore with Debian's makedumpfile 1.7.2) and checks every page against the generator's
-//! formula, not against kmemd's own ELF reader.
+//! ELF vmcore with Debian's makedumpfile 1.7.2, and 1.7.6 for the zstd -z outputs) and checks
+//! every page against the generator's formula, not against kmemd's own ELF reader.
 
 use kmemd::arch::Arch;
 use kmemd::dump::Dump;
@@ -57,7 +57,7 @@ fn check_common(d: &Dump) {
 
 #[test]
 fn compressed_and_flattened_dumps_match_the_source_pages() {
-    for name in ["zlib.kdump", "lzo.kdump", "zlib.flat"] {
+    for name in ["zlib.kdump", "lzo.kdump", "zlib.flat", "zstd.kdump", "zstd.flat"] {
         let d = open(name);
         check_common(&d);
         assert!(
@@ -121,7 +121,14 @@ fn elf_source_and_makedumpfile_elf_output() {
 /// error: never different bytes, never a panic.
 #[test]
 fn truncated_real_dumps_never_give_wrong_bytes() {
-    for name in ["zlib.kdump", "lzo.kdump", "zlib.flat", "d1.elf"] {
+    for name in [
+        "zlib.kdump",
+        "lzo.kdump",
+        "zlib.flat",
+        "d1.elf",
+        "zstd.kdump",
+        "zstd.flat",
+    ] {
         let whole = std::fs::read(data(name)).unwrap_or_default();
         assert!(!whole.is_empty(), "{name} missing");
         for cut in (0..whole.len()).step_by(61) {
@@ -141,6 +148,38 @@ fn truncated_real_dumps_never_give_wrong_bytes() {
             }
         }
     }
+}
+
+/// A page whose stored data does not decode is an error naming the pfn and where the data is in
+/// the file, and the other pages still read. makedumpfile's zstd frames carry no checksum (its
+/// ZSTD_compressCCtx call leaves it off), so the damage here is one a decoder must notice: the
+/// first frame's block header.
+#[test]
+fn a_damaged_zstd_page_is_an_error_naming_the_page() {
+    let mut file = std::fs::read(data("zstd.kdump")).unwrap_or_default();
+    // The first page data makedumpfile wrote is pfn 1's (pfn 0 is a zero page): find its frame.
+    let magic = [0x28, 0xb5, 0x2f, 0xfd];
+    let at = file.windows(4).position(|w| w == magic).unwrap_or(0);
+    assert!(at > 0, "no zstd frame in zstd.kdump");
+    // Magic (4), header descriptor, 2-byte content size: the block header follows.
+    for b in file.iter_mut().skip(at + 7).take(3) {
+        *b = 0xff;
+    }
+    let d = match Dump::from_source(Box::new(file)) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let e = read_page(&d, 1).err().unwrap_or_default();
+    assert!(
+        e.contains("pfn 0x1 cannot be decompressed (zstd page data")
+            && e.contains(&format!("at file offset {at:#x}"))
+            && e.contains("corrupt zstd data"),
+        "{e}"
+    );
+    assert!(
+        read_page(&d, 2).ok() == Some(expected_page(2)),
+        "pfn 2 still reads"
+    );
 }
 
 #[test]

@@ -89,7 +89,7 @@ put("vmlinux", "x86_64.o", elf)
 put("vmlinux", "aarch64.o", elf[:18] + struct.pack("<H", 183) + elf[20:])
 
 # Dumps and compressed pages: the project's own test vectors (tests/data), made by makedumpfile,
-# liblzo2 and libsnappy. Codec seeds get the 2-byte output size header of the lzo/snappy targets.
+# liblzo2, libsnappy and zstd. Codec seeds get the 2-byte output size header of the codec targets.
 DATA = os.path.join(HERE, "..", "..", "tests", "data")
 for name in sorted(os.listdir(os.path.join(DATA, "mdf"))):
     if name.endswith(".py"):
@@ -104,8 +104,8 @@ for name in sorted(os.listdir(os.path.join(DATA, "mdf"))):
         put("dump_flat", name, blob)
 for name in sorted(os.listdir(os.path.join(DATA, "codec"))):
     kind = name.rsplit(".", 1)[-1]
-    target = "lzo" if kind.startswith("lzo") else kind if kind == "snappy" else None
+    target = "lzo" if kind.startswith("lzo") else "zstd" if kind.startswith("zst") else kind if kind == "snappy" else None
     if target:
-        size = 65536 if name.startswith("far64k") else 4096
+        size = 65536 if name.split(".")[0].endswith("64k") else 4096
         blob = open(os.path.join(DATA, "codec", name), "rb").read()
         put(target, name, struct.pack("<H", size - 1) + blob)

@@ -4,7 +4,7 @@
 //! (see the team reference, section 5.1). Both makedumpfile and QEMU (`kdump-raw-*`) write it.
 
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
-use super::codec::{self, CodecError, Compression, ZSTD_UNSUPPORTED};
+use super::codec::{self, CodecError, Compression};
 use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
 use crate::mem::{MemError, MemErrorKind};
 use std::cell::RefCell;
@@ -20,6 +20,7 @@ const SECTION_PFNS: u64 = 4096;
 const SECTION_BYTES: usize = (SECTION_PFNS / 8) as usize;
 /// `status` bits (`diskdump_mod.h`).
 const STATUS_INCOMPLETE: u32 = 0x8;
+/// DUMP_DH_COMPRESSED_ZSTD (makedumpfile 1.7.0+).
 const STATUS_ZSTD: u32 = 0x20;
 
 pub fn is_kdump(head: &[u8]) -> bool {
@@ -53,7 +54,7 @@ impl KdumpHeader {
     /// Compression named by `status` (what makedumpfile/QEMU was asked for; pages that did not
     /// shrink are stored raw anyway).
     pub fn compression(&self) -> Compression {
-        Compression::from_flags(self.status & 0x27)
+        Compression::from_flags(self.status & (0x7 | STATUS_ZSTD))
     }
 
     pub fn incomplete(&self) -> bool {
@@ -75,6 +76,8 @@ pub struct KdumpFile {
     pub vmcoreinfo: Option<Vec<u8>>,
     pub notes: Option<Vec<u8>>,
     cache: RefCell<PageCache>,
+    /// Read through a flattened file's reassembled view: page offsets are not file offsets.
+    flattened: bool,
 }
 
 fn header_endian(head: &[u8]) -> Option<Endian> {
@@ -122,9 +125,6 @@ impl KdumpFile {
             offset_vmcoreinfo: None,
             offset_note: None,
         };
-        if hdr.status & STATUS_ZSTD != 0 {
-            return Err(ZSTD_UNSUPPORTED.into());
-        }
         if sub_hdr_size > 0 {
             let len = (sub_hdr_size * block_size).min(SUB_HEADER_SIZE as u64);
             let sub = read_vec(src, block_size, len, "kdump sub-header")?;
@@ -218,7 +218,14 @@ impl KdumpFile {
             vmcoreinfo,
             notes,
             cache: RefCell::new(PageCache::new(DEFAULT_CACHE_BYTES)),
+            flattened: false,
         })
+    }
+
+    /// Says the file is read through `flat::FlatSource`, so that errors give page offsets as
+    /// offsets of the reassembled kdump file (what `makedumpfile -R` writes).
+    pub fn mark_flattened(&mut self) {
+        self.flattened = true;
     }
 
     pub fn set_cache_limit(&self, bytes: usize) {
@@ -382,12 +389,24 @@ impl KdumpFile {
         }
         let stored = read_vec(src, offset, size, "page data").map_err(|e| err(MemErrorKind::Fault, e))?;
         let mut page = vec![0u8; self.header.block_size as usize];
-        codec::decode(Compression::from_flags(flags), &stored, &mut page).map_err(|e| {
+        let codec = Compression::from_flags(flags);
+        codec::decode(codec, &stored, &mut page).map_err(|e| {
             let kind = match e {
                 CodecError::Corrupt(_) => MemErrorKind::Corrupt,
                 CodecError::Unsupported(_) => MemErrorKind::Unsupported,
             };
-            err(kind, format!("pfn {pfn:#x} cannot be decompressed: {e}"))
+            let at = if self.flattened {
+                format!("offset {offset:#x} of the reassembled kdump file")
+            } else {
+                format!("file offset {offset:#x}")
+            };
+            err(
+                kind,
+                format!(
+                    "pfn {pfn:#x} cannot be decompressed ({} page data, {size} bytes at {at}): {e}",
+                    codec.name()
+                ),
+            )
         })?;
         Ok(page)
     }

@@ -85,7 +85,11 @@ impl Dump {
         let body = if crate::mem::elf::is_elf(&head) {
             Body::Elf(ElfCore::parse(&*src)?)
         } else if kdump::is_kdump(&head) {
-            Body::Kdump(Box::new(KdumpFile::parse(&*src)?))
+            let mut k = KdumpFile::parse(&*src)?;
+            if flattened {
+                k.mark_flattened();
+            }
+            Body::Kdump(Box::new(k))
         } else if let Some(what) = foreign_format(&head) {
             return Err(format!("this is {what}"));
         } else if flattened {

@@ -13,14 +13,27 @@ use std::time::{Duration, Instant};
 
 pub const KMEMD: &str = env!("CARGO_BIN_EXE_kmemd");
 
+/// Whether this is CI: any non-empty CI value other than `false` or `0` (CI systems set `true`,
+/// `1`, `yes`, or their own name).
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Whether the test runs under qemu-user, which emulates no bpf(2) and no perf_event_open(2):
+/// cross/qemu-test.sh says so with KMEMD_QEMU_USER=1. Only there may a test skip on ENOSYS.
+pub fn under_qemu_user() -> bool {
+    std::env::var("KMEMD_QEMU_USER").as_deref() == Ok("1")
 }
 
 /// True when the test may use BPF/perf. Without root it skips, except in CI where it fails.
 pub fn require_root(test: &str) -> bool {
     if kmemd::sys::os::bpf_syscall_missing() || kmemd::sys::os::perf_event_open_missing() {
         // qemu-user (the aarch64 build's tests) answers ENOSYS; a real kernel never does.
+        assert!(
+            under_qemu_user(),
+            "{test}: bpf(2) or perf_event_open(2) returns ENOSYS outside qemu-user: this kernel \
+             lacks CONFIG_BPF_SYSCALL or CONFIG_PERF_EVENTS, and kmemd's live tests need them"
+        );
         println!("kmemd-test-skip: {test}: bpf(2) or perf_event_open(2) returns ENOSYS here");
         return false;
     }
@@ -30,6 +43,66 @@ pub fn require_root(test: &str) -> bool {
     assert!(!in_ci(), "{test}: CI must run as root with CAP_BPF/CAP_PERFMON");
     eprintln!("SKIP {test}: needs root (BPF, perf)");
     false
+}
+
+/// Whether this host's kernel refuses hardware breakpoints on kernel addresses to a privileged
+/// process (EPERM/EACCES as root), asked directly with a write breakpoint on `addr`. Some VMs
+/// do (a hypervisor that hides the debug registers); then kmemd must say so, and the hit tests
+/// run in the kernel lab (tests/lab) instead.
+pub fn kernel_breakpoints_refused(addr: u64) -> bool {
+    use kmemd::watch::spec::{Access, Spec};
+    let spec = Spec {
+        access: Access::W,
+        len: 8,
+        addr,
+        target: "probe".into(),
+    };
+    let attr = kmemd::watch::perf::attr_for(&spec, kmemd::arch::Arch::host());
+    let refused = matches!(
+        kmemd::sys::os::perf_event_open(&attr, -1, 0),
+        Err(libc::EPERM) | Err(libc::EACCES)
+    );
+    refused && kmemd::sys::os::is_root()
+}
+
+/// Whether perf accepts a write breakpoint on this process's own memory, asked directly.
+fn user_breakpoints_allowed() -> bool {
+    static WORD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attr = kmemd::sys::os::PerfEventAttr {
+        type_: kmemd::sys::os::PERF_TYPE_BREAKPOINT,
+        sample_period: 1,
+        flags: kmemd::sys::os::ATTR_FLAG_DISABLED | kmemd::sys::os::ATTR_FLAG_EXCLUDE_KERNEL,
+        bp_type: 2,
+        bp_addr: WORD.as_ptr() as u64,
+        bp_len: 8,
+        ..Default::default()
+    };
+    kmemd::sys::os::perf_event_open(&attr, 0, -1).is_ok()
+}
+
+/// Checks kmemd's diagnosis of a host that refuses kernel breakpoints to root (see
+/// `kernel_breakpoints_refused`), in what `kmemd -w` printed on stderr.
+pub fn assert_refusal_diagnosed(test: &str, stderr: &str) {
+    assert!(
+        stderr.contains("although kmemd holds CAP_PERFMON/CAP_SYS_ADMIN")
+            && stderr.contains("forbids hardware breakpoints on kernel addresses")
+            && stderr.contains("hypervisor"),
+        "{test}: kmemd must say that this kernel, not a missing privilege, refuses:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("setcap"),
+        "{test}: no privilege advice here:\n{stderr}"
+    );
+    let user = if user_breakpoints_allowed() {
+        "Breakpoints on user-space memory still work here"
+    } else {
+        "Breakpoints on user-space memory are refused too"
+    };
+    assert!(stderr.contains(user), "{test}: expected '{user}':\n{stderr}");
+    println!(
+        "kmemd-test-note: {test}: this host refuses kernel breakpoints to root; kmemd's diagnosis \
+         was checked, and the hit tests run in the kernel lab (tests/lab)"
+    );
 }
 
 /// A scratch directory unique to this test process and name.

@@ -325,20 +325,22 @@ class Guest:
     """One QEMU process booting a Debian kernel with an initramfs; always killed by close() (also
     from the signal and exit paths, through kill_all()).
 
-    consoles: names of virtio consoles, each wired to a UNIX socket <wdir>/<name>.sock that QEMU
-    listens on (the guest sees them as /dev/hvc0, /dev/hvc1, ... in this order). qmp: also open a
-    QMP socket (<wdir>/qmp.sock). The kernel's own console goes to <wdir>/console.log."""
+    consoles: names of virtio consoles (ttys: the guest sees /dev/hvc0, /dev/hvc1, ... in this
+    order); ports: names of virtio serial ports (plain character devices, no tty layer: the guest
+    finds them by name in /sys/class/virtio-ports/*/name). Each is wired to a UNIX socket
+    <wdir>/<name>.sock that QEMU listens on. qmp: also open a QMP socket (<wdir>/qmp.sock). The
+    kernel's own console goes to <wdir>/console.log."""
 
     live = []
 
     def __init__(self, deb_arch, kernel, initrd, wdir, cpu=None, mem_mb=256, smp=2, append="",
-                 consoles=(), qmp=False, extra=()):  # fmt: skip
+                 consoles=(), ports=(), qmp=False, extra=()):  # fmt: skip
         a = ARCHES[deb_arch]
         self.wdir = wdir
         os.makedirs(wdir, exist_ok=True)
         self.console = os.path.join(wdir, "console.log")
         self.qmp_path = os.path.join(wdir, "qmp.sock") if qmp else None
-        self.sockets = {c: os.path.join(wdir, f"{c}.sock") for c in consoles}
+        self.sockets = {c: os.path.join(wdir, f"{c}.sock") for c in list(consoles) + list(ports)}
         for p in [self.console, self.qmp_path] + list(self.sockets.values()):
             if p and os.path.exists(p):
                 os.unlink(p)
@@ -352,11 +354,12 @@ class Guest:
         ]  # fmt: skip
         if qmp:
             cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
-        if consoles:
+        if consoles or ports:
             cmd += ["-device", a["virtio_serial"]]
-            for i, c in enumerate(consoles):
+            kinds = [("virtconsole", c) for c in consoles] + [("virtserialport", p) for p in ports]
+            for i, (kind, c) in enumerate(kinds):
                 cmd += ["-chardev", f"socket,path={self.sockets[c]},server=on,wait=off,id=vc{i}",
-                        "-device", f"virtconsole,chardev=vc{i},name={c}"]  # fmt: skip
+                        "-device", f"{kind},chardev=vc{i},name={c}"]  # fmt: skip
         cmd += list(extra)
         self.cmdline = cmd
         self.proc = subprocess.Popen(

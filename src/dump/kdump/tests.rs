@@ -298,12 +298,24 @@ fn qemu_style_64k_blocks_work() {
 }
 
 #[test]
-fn zstd_dumps_and_split_dumps_are_refused_with_advice() {
+fn zstd_dumps_read_and_split_dumps_are_refused_with_advice() {
+    // makedumpfile -z: status and page flags DUMP_DH_COMPRESSED_ZSTD (0x20).
     let zstd = build(&Spec {
         status: 0x20,
-        ..every_codec_spec()
+        pages: vec![
+            (0, Page::Stored(0x20, vector!("text4k.zst1"))),
+            (1, Page::Stored(0x20, vector!("text4k.zst3"))),
+            (2, Page::Stored(0x20, vector!("zero4k.zst3"))),
+            (3, Page::Stored(0, pattern(3, 4096))),
+        ],
+        ..Spec::default()
     });
-    assert!(err(KdumpFile::parse(&zstd)).contains("-c (zlib)"));
+    let k = ok(KdumpFile::parse(&zstd));
+    assert_eq!(k.header.compression(), Compression::Zstd);
+    assert!(ok(read_all(&k, &zstd, 0, 4096)) == text4k());
+    assert!(ok(read_all(&k, &zstd, 4096, 4096)) == text4k());
+    assert_eq!(ok(read_all(&k, &zstd, 2 * 4096, 4096)), vec![0u8; 4096]);
+    assert_eq!(ok(read_all(&k, &zstd, 3 * 4096, 4096)), pattern(3, 4096));
     let mut split = build(&every_codec_spec());
     put_u32(&mut split, 4096 + 12, 1);
     assert!(err(KdumpFile::parse(&split)).contains("--reassemble"));
@@ -344,6 +356,69 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
     put_u64(&mut past, desc0, 1 << 40);
     let k = ok(KdumpFile::parse(&past));
     assert!(err(read_all(&k, &past, 0, 8)).contains("truncated"));
+}
+
+/// zlib (adler32) and zstd (XXH64) pages carry checks, and a page that fails one is an error
+/// naming its pfn and where its data is; lzo has no check, so damage there reads as wrong data.
+#[test]
+fn failed_page_checks_are_errors_naming_the_page() {
+    let spec = Spec {
+        pages: vec![
+            (0, Page::Stored(1, vector!("text4k.zlib"))),
+            (1, Page::Stored(0x20, vector!("text4k.zst3"))),
+            (2, Page::Stored(0x20, vector!("mixed4k.zst3"))),
+            (3, Page::Stored(2, vector!("text4k.lzo1"))),
+        ],
+        ..Spec::default()
+    };
+    let clean = build(&spec);
+    let k = ok(KdumpFile::parse(&clean));
+    let data_offset = |i: usize| {
+        Bytes::new(&clean, Endian::Little, "t")
+            .u64(k.data_offset as usize + i * PAGE_DESC_SIZE as usize, "offset")
+            .unwrap_or(0) as usize
+    };
+    let damaged = |at: usize| {
+        let mut bad = clean.clone();
+        if let Some(b) = bad.get_mut(at) {
+            *b ^= 0x04;
+        }
+        bad
+    };
+    // zlib: the adler32 trailer is the last 4 bytes of the page data.
+    let zlib_end = data_offset(0) + vector!("text4k.zlib").len();
+    let bad = damaged(zlib_end - 1);
+    let k = ok(KdumpFile::parse(&bad));
+    let e = err(read_all(&k, &bad, 0, 8));
+    let want = "pfn 0x0 cannot be decompressed (zlib page data, ";
+    assert!(
+        e.contains(want) && e.contains(&format!("at file offset {:#x}", data_offset(0))),
+        "{e}"
+    );
+    assert!(e.contains("adler32"), "{e}");
+    // zstd: a damaged checksum, and a damaged byte of raw literals that only the checksum catches.
+    let zstd_end = data_offset(1) + vector!("text4k.zst3").len();
+    for (pfn, at) in [(1u64, zstd_end - 2), (2, data_offset(2) + 400)] {
+        let bad = damaged(at);
+        let k = ok(KdumpFile::parse(&bad));
+        let e = err(read_all(&k, &bad, pfn * 4096, 8));
+        let offset = data_offset(pfn as usize);
+        assert!(
+            e.contains(&format!("pfn {pfn:#x} cannot be decompressed (zstd page data, "))
+                && e.contains(&format!("at file offset {offset:#x}"))
+                && e.contains("checksum mismatch"),
+            "{e}"
+        );
+        assert!(
+            ok(read_all(&k, &bad, 0, 4096)) == text4k(),
+            "other pages still read"
+        );
+    }
+    // lzo: a flipped byte in the first literal run decodes "fine" to different bytes.
+    let bad = damaged(data_offset(3) + 8);
+    let k = ok(KdumpFile::parse(&bad));
+    let page = ok(read_all(&k, &bad, 3 * 4096, 4096));
+    assert!(page != text4k(), "the flip should change the lzo page's data");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 """Makes small real makedumpfile outputs from a synthetic x86_64 ELF vmcore (vmcore.elf): 2 CPUs'
 NT_PRSTATUS notes, two PT_LOADs with patterned and all-zero pages. Without VMCOREINFO makedumpfile
 accepts only -d 0/1 (no vmlinux needed), which is what these exercise. Needs makedumpfile (Debian
-1.7.2 here: zlib -c, lzo -l, flattened -F, ELF -E)."""
+1.7.2 here: zlib -c, lzo -l, flattened -F, ELF -E), and for the zstd outputs (-z) a makedumpfile
+built with zstd, named by $MAKEDUMPFILE_ZSTD: Debian 12's has zstd disabled, Debian 13's 1.7.6
+has it (its amd64 binary runs on Debian 12; tests/fixtures/make-fixtures.sh fetches it)."""
 import struct, subprocess, os
 
 PAGE = 4096
@@ -42,10 +44,18 @@ out = hdr + ph + notes
 out += b"\0" * ((noff + len(notes) + PAGE - 1) // PAGE * PAGE - len(out)) + body
 open("vmcore.elf", "wb").write(out)
 
-for name, opts in [("zlib.kdump", ["-c"]), ("lzo.kdump", ["-l"]), ("zlib.flat", ["-c", "-F"]), ("d1.elf", ["-E"])]:
+ZSTD_MDF = os.environ.get("MAKEDUMPFILE_ZSTD")
+for name, opts in [("zlib.kdump", ["-c"]), ("lzo.kdump", ["-l"]), ("zlib.flat", ["-c", "-F"]), ("d1.elf", ["-E"]),
+                   ("zstd.kdump", ["-z"]), ("zstd.flat", ["-z", "-F"])]:
+    mdf = "makedumpfile"
+    if "-z" in opts:
+        if not ZSTD_MDF:
+            print("MAKEDUMPFILE_ZSTD not set: %s left as it is" % name)
+            continue
+        mdf = ZSTD_MDF
     if os.path.exists(name):
         os.remove(name)
-    args = ["makedumpfile", *opts, "-d", "1", "vmcore.elf"]
+    args = [mdf, *opts, "-d", "1", "vmcore.elf"]
     if "-F" in opts:
         with open(name, "wb") as f:
             subprocess.run(args, stdout=f, stderr=subprocess.DEVNULL, check=True)

@@ -1,0 +1,603 @@
+//! The kernel lab's host side: Debian's own amd64 and arm64 kernels booted under QEMU (TCG) by
+//! tests/lab/labd.py, with KASLR, kprobes, /proc/kcore and data symbols where Debian has them, and
+//! the static kmemd inside. Each guest boots once per test process, on first use, and is shared by
+//! every test; it dies with the process (labd.py kills QEMU when our pipe to it closes).
+//!
+//! A test talks to the guest's agent (tests/lab/agent.rs, wire format documented there): it runs
+//! commands and reads their output and exit codes, keeps BPF plants the kernel writes on request,
+//! and borrows a virtio serial line on which `kmemd -s /dev/hvcN` serves the host's GDB.
+
+use crate::common::in_ci;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The two guest architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+pub const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+impl Arch {
+    /// Debian's name (the kernel package's and the debug vmlinux cache's).
+    pub fn deb(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-musl",
+            Arch::Aarch64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a finished command gave.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The agent killed it at the time limit.
+    pub timed_out: bool,
+}
+
+impl Out {
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// A reply from the agent: its words (after the id) and its blobs.
+type Msg = (Vec<String>, Vec<Vec<u8>>);
+
+pub struct Guest {
+    pub arch: Arch,
+    /// `uname -r` in the guest.
+    pub release: String,
+    /// The guest kernel's console log (on the host).
+    pub console: PathBuf,
+    pub boot_s: f64,
+    writer: Mutex<UnixStream>,
+    pending: Arc<Mutex<HashMap<u64, Sender<Msg>>>>,
+    next_id: AtomicU64,
+    ports: Vec<PathBuf>,
+    free_ports: Mutex<Vec<bool>>,
+    slots: Mutex<()>,
+    hostname: Mutex<()>,
+    kallsyms: OnceLock<HashMap<String, u64>>,
+    _labd: Mutex<(Child, ChildStdin)>,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// The static kmemd and agent for the guest's arch (`make lab-bins`). They must be newer than
+/// every source file, or the lab would test yesterday's kmemd.
+fn guest_binaries(arch: Arch) -> Result<(PathBuf, PathBuf), String> {
+    let dir = target_dir().join(arch.triple()).join("release");
+    let kmemd = dir.join("kmemd");
+    let agent = dir.join("examples").join("lab-agent");
+    let newest_src = newest_mtime(&repo().join("src"));
+    for b in [&kmemd, &agent] {
+        let m = std::fs::metadata(b)
+            .and_then(|m| m.modified())
+            .map_err(|_| format!("{} is missing: run `make lab-bins` (make test does)", b.display()))?;
+        if newest_src.is_some_and(|s| s > m) {
+            return Err(format!(
+                "{} is older than the sources: run `make lab-bins` (make test does)",
+                b.display()
+            ));
+        }
+    }
+    Ok((kmemd, agent))
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// A labd.py started but not yet waited for.
+struct Booting {
+    child: Child,
+    stdin: ChildStdin,
+    dir: PathBuf,
+}
+
+/// Each arch's boot, taken by the first `guest()` of that arch.
+type Boots = Mutex<[Option<Result<Booting, String>>; 2]>;
+
+static STARTED: OnceLock<Boots> = OnceLock::new();
+static GUESTS: [OnceLock<Result<Guest, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// Starts both guests' boots (they overlap: TCG boots take 10-60 s), once.
+fn start_all() -> &'static Boots {
+    STARTED.get_or_init(|| Mutex::new(ARCHES.map(|a| Some(start(a)))))
+}
+
+fn start(arch: Arch) -> Result<Booting, String> {
+    if std::env::var("KMEMD_LAB").as_deref() == Ok("skip") {
+        assert!(!in_ci(), "KMEMD_LAB=skip is not allowed under CI");
+        return Err("KMEMD_LAB=skip".into());
+    }
+    let (kmemd, agent) = guest_binaries(arch)?;
+    let dir = std::env::temp_dir().join(format!("kmemd-lab-{}-{}", std::process::id(), arch.deb()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut child = Command::new("python3")
+        .arg(repo().join("tests/lab/labd.py"))
+        .args(["--arch", arch.deb()])
+        .arg("--kmemd")
+        .arg(&kmemd)
+        .arg("--agent")
+        .arg(&agent)
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("labd.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("cannot start tests/lab/labd.py: {e}"))?;
+    let stdin = child.stdin.take().ok_or("no stdin pipe")?;
+    Ok(Booting { child, stdin, dir })
+}
+
+/// The lab guest of `arch`, booted on first use. Panics (failing the test) with the reason and
+/// the console's tail when the lab cannot run.
+pub fn guest(arch: Arch) -> &'static Guest {
+    let g = GUESTS[arch.index()].get_or_init(|| {
+        let booting = start_all().lock().unwrap_or_else(|e| e.into_inner())[arch.index()]
+            .take()
+            .ok_or("the lab guest was already taken")?;
+        boot(arch, booting?)
+    });
+    match g {
+        Ok(g) => g,
+        Err(e) if e == "KMEMD_LAB=skip" => panic!("the kernel lab is switched off (KMEMD_LAB=skip)"),
+        Err(e) => panic!("the {} kernel lab guest is not available: {e}", arch.name()),
+    }
+}
+
+fn boot(arch: Arch, b: Booting) -> Result<Guest, String> {
+    let Booting {
+        mut child,
+        stdin,
+        dir,
+    } = b;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut info: HashMap<String, Vec<String>> = HashMap::new();
+    let mut ready = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line == "LABD-READY" {
+            ready = true;
+            break;
+        }
+        if let Some(why) = line.strip_prefix("LABD-FAILED ") {
+            return Err(format!("{why}\n{}", tail(&dir.join("console.log"), 3000)));
+        }
+        if let Some((k, v)) = line.split_once(' ') {
+            info.entry(k.to_string()).or_default().push(v.to_string());
+        }
+    }
+    if !ready {
+        let log = std::fs::read_to_string(dir.join("labd.log")).unwrap_or_default();
+        return Err(format!("labd.py ended before the guest was ready:\n{log}"));
+    }
+    let one = |k: &str| -> Result<String, String> {
+        info.get(k)
+            .and_then(|v| v.first().cloned())
+            .ok_or(format!("labd.py said no {k}"))
+    };
+    let stream = UnixStream::connect(one("agent")?).map_err(|e| format!("agent socket: {e}"))?;
+    let reader = stream.try_clone().map_err(|e| e.to_string())?;
+    let pending: Arc<Mutex<HashMap<u64, Sender<Msg>>>> = Arc::default();
+    {
+        let pending = pending.clone();
+        std::thread::spawn(move || read_replies(reader, pending));
+    }
+    let ports: Vec<PathBuf> = info
+        .get("port")
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    let g = Guest {
+        arch,
+        release: one("release")?,
+        console: PathBuf::from(one("console")?),
+        boot_s: one("boot_s")?.parse().unwrap_or(0.0),
+        writer: Mutex::new(stream),
+        pending,
+        next_id: AtomicU64::new(1),
+        free_ports: Mutex::new(vec![true; ports.len()]),
+        ports,
+        slots: Mutex::new(()),
+        hostname: Mutex::new(()),
+        kallsyms: OnceLock::new(),
+        _labd: Mutex::new((child, stdin)),
+    };
+    let (words, _) = g.request("hello", &[], Duration::from_secs(60))?;
+    if words.first().map(String::as_str) != Some("ok") {
+        return Err(format!("the agent answered hello with {words:?}"));
+    }
+    eprintln!("lab: {} guest {} up in {:.1} s", arch.name(), g.release, g.boot_s);
+    Ok(g)
+}
+
+fn tail(p: &Path, n: usize) -> String {
+    let t = std::fs::read_to_string(p).unwrap_or_default();
+    let start = t.len().saturating_sub(n);
+    let start = (start..t.len())
+        .find(|&i| t.is_char_boundary(i))
+        .unwrap_or(t.len());
+    format!("--- {} (tail) ---\n{}", p.display(), &t[start..])
+}
+
+fn read_replies(stream: UnixStream, pending: Arc<Mutex<HashMap<u64, Sender<Msg>>>>) {
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = line.trim_end();
+        let (head, lens) = match line.rfind(" :") {
+            Some(i) => (&line[..i], &line[i + 2..]),
+            None => (line, ""),
+        };
+        let mut blobs = Vec::new();
+        for l in lens.split(',').filter(|s| !s.is_empty()) {
+            let mut b = vec![0u8; l.parse().unwrap_or(0)];
+            if r.read_exact(&mut b).is_err() {
+                return;
+            }
+            blobs.push(b);
+        }
+        let mut words = head.split_whitespace().map(str::to_string);
+        let Some(id) = words.next().and_then(|w| w.parse::<u64>().ok()) else {
+            continue;
+        };
+        if let Some(tx) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+            let _ = tx.send((words.collect(), blobs));
+        }
+    }
+    // The agent is gone: wake everybody (their channels close).
+    pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+impl Guest {
+    /// Sends one request and waits up to `limit` for its reply.
+    fn request(&self, words: &str, blobs: &[&[u8]], limit: Duration) -> Result<Msg, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx): (Sender<Msg>, Receiver<Msg>) = channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let mut msg = format!("{id} {words}");
+        if !blobs.is_empty() {
+            let lens: Vec<String> = blobs.iter().map(|b| b.len().to_string()).collect();
+            msg.push_str(&format!(" :{}", lens.join(",")));
+        }
+        msg.push('\n');
+        let mut bytes = msg.into_bytes();
+        for b in blobs {
+            bytes.extend_from_slice(b);
+        }
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(&bytes)
+            .map_err(|e| format!("to the agent: {e}"))?;
+        rx.recv_timeout(limit).map_err(|e| {
+            format!(
+                "no reply to '{words}' from the {} guest within {limit:?} ({e})\n{}",
+                self.arch.name(),
+                tail(&self.console, 2000)
+            )
+        })
+    }
+
+    fn expect(&self, words: &str, blobs: &[&[u8]], limit: Duration) -> Msg {
+        let (w, b) = self
+            .request(words, blobs, limit)
+            .unwrap_or_else(|e| panic!("{e}"));
+        if w.first().map(String::as_str) == Some("err") {
+            panic!(
+                "the {} guest refused '{words}': {}",
+                self.arch.name(),
+                String::from_utf8_lossy(b.first().map(Vec::as_slice).unwrap_or_default())
+            );
+        }
+        (w, b)
+    }
+
+    /// Runs `sh -c cmd` in the guest (killed after `limit`).
+    pub fn run_for(&self, cmd: &str, limit: Duration) -> Out {
+        let ms = limit.as_millis().to_string();
+        let (w, b) = self.expect(
+            &format!("run {ms}"),
+            &[cmd.as_bytes()],
+            limit + Duration::from_secs(30),
+        );
+        out_of(&w, &b)
+    }
+
+    /// Runs `sh -c cmd` in the guest, for up to two minutes.
+    pub fn run(&self, cmd: &str) -> Out {
+        self.run_for(cmd, Duration::from_secs(120))
+    }
+
+    /// Runs `cmd` and returns its stdout; a non-zero exit fails the test with its output.
+    pub fn sh(&self, cmd: &str) -> String {
+        let o = self.run(cmd);
+        let how = if o.timed_out { "timed out" } else { "failed" };
+        assert_eq!(
+            o.code,
+            0,
+            "in the {} guest, `{cmd}` {how}:\n{}",
+            self.arch.name(),
+            o.text()
+        );
+        o.stdout
+    }
+
+    /// Starts `sh -c cmd` in the guest without waiting.
+    pub fn spawn(&self, cmd: &str) -> Job<'_> {
+        let (w, _) = self.expect("spawn", &[cmd.as_bytes()], Duration::from_secs(30));
+        let pid = w.get(1).and_then(|p| p.parse().ok()).expect("spawn gave no pid");
+        Job { guest: self, pid }
+    }
+
+    /// Reads a file from the guest.
+    pub fn get(&self, path: &str) -> Vec<u8> {
+        let (_, mut b) = self.expect("get", &[path.as_bytes()], Duration::from_secs(120));
+        b.pop().unwrap_or_default()
+    }
+
+    /// `len` bytes at a kernel address that the kernel writes (`bump`, `write`) and reads
+    /// (`load`) on request; freed on drop.
+    pub fn plant(&self, len: usize) -> GuestPlant<'_> {
+        let (w, _) = self.expect(&format!("plant {len}"), &[], Duration::from_secs(60));
+        let h = w.get(1).cloned().expect("plant handle");
+        let addr = w
+            .get(2)
+            .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            .expect("plant address");
+        GuestPlant { guest: self, h, addr }
+    }
+
+    /// Exclusive use of the guest's debug registers (watch tests run one at a time per guest).
+    pub fn slots(&self) -> MutexGuard<'_, ()> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive use of the guest's hostname (tests set it to a marker and read it back).
+    pub fn hostname(&self) -> MutexGuard<'_, ()> {
+        self.hostname.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A free virtio serial line: the guest's `/dev/hvcN` and the host socket wired to it.
+    pub fn port(&self) -> Port<'_> {
+        let start = Instant::now();
+        loop {
+            {
+                let mut free = self.free_ports.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = free.iter().position(|f| *f) {
+                    free[i] = false;
+                    return Port {
+                        guest: self,
+                        index: i,
+                        dev: format!("/dev/hvc{i}"),
+                        host: self.ports[i].clone(),
+                    };
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "no free serial line in 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The guest's /proc/kallsyms as name -> address (the first of duplicate names).
+    pub fn kallsyms(&self) -> &HashMap<String, u64> {
+        self.kallsyms.get_or_init(|| {
+            let mut m = HashMap::new();
+            for l in self.sh("cat /proc/kallsyms").lines() {
+                let mut f = l.split_whitespace();
+                if let (Some(a), Some(_), Some(n)) = (f.next(), f.next(), f.next()) {
+                    if let Ok(a) = u64::from_str_radix(a, 16) {
+                        m.entry(n.to_string()).or_insert(a);
+                    }
+                }
+            }
+            m
+        })
+    }
+
+    pub fn ksym(&self, name: &str) -> u64 {
+        *self
+            .kallsyms()
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in the {} guest's kallsyms", self.arch.name()))
+    }
+
+    /// Debian's debug vmlinux of the guest's kernel (`make dbg-vmlinux` fetches it).
+    pub fn vmlinux(&self) -> PathBuf {
+        let cache = std::env::var("KMEMD_DBG_CACHE").unwrap_or_else(|_| "/var/cache/kmemd-dbg".into());
+        let p = Path::new(&cache)
+            .join(&self.release)
+            .join(format!("vmlinux-{}", self.release));
+        assert!(
+            p.exists(),
+            "no debug vmlinux at {}: run `make dbg-vmlinux`",
+            p.display()
+        );
+        p
+    }
+}
+
+fn out_of(w: &[String], b: &[Vec<u8>]) -> Out {
+    let blob =
+        |i: usize| String::from_utf8_lossy(b.get(i).map(Vec::as_slice).unwrap_or_default()).into_owned();
+    let timed_out = w.first().map(String::as_str) == Some("timeout");
+    Out {
+        code: if timed_out {
+            -1
+        } else {
+            w.get(1).and_then(|c| c.parse().ok()).unwrap_or(-1)
+        },
+        stdout: blob(0),
+        stderr: blob(1),
+        timed_out,
+    }
+}
+
+/// A process started with `Guest::spawn`.
+pub struct Job<'g> {
+    guest: &'g Guest,
+    pub pid: u32,
+}
+
+impl Job<'_> {
+    /// Waits up to `limit` for the process to end; None if it is still running.
+    pub fn wait_for(&self, limit: Duration) -> Option<Out> {
+        let ms = limit.as_millis();
+        let (w, b) = self.guest.expect(
+            &format!("wait {} {ms}", self.pid),
+            &[],
+            limit + Duration::from_secs(30),
+        );
+        (w.first().map(String::as_str) == Some("exit")).then(|| out_of(&w, &b))
+    }
+
+    /// Waits for the end, failing the test (and killing the process) after `limit`.
+    pub fn wait(&self, limit: Duration) -> Out {
+        match self.wait_for(limit) {
+            Some(o) => o,
+            None => {
+                let _ = self
+                    .guest
+                    .request(&format!("signal {} 9", self.pid), &[], Duration::from_secs(30));
+                let o = self.wait_for(Duration::from_secs(30));
+                panic!(
+                    "in the {} guest, pid {} did not end within {limit:?}; its output:\n{}",
+                    self.guest.arch.name(),
+                    self.pid,
+                    o.map(|o| o.text()).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        self.guest.expect(
+            &format!("signal {} {sig}", self.pid),
+            &[],
+            Duration::from_secs(30),
+        );
+    }
+}
+
+/// A plant in the guest (kmemd::live::plant::Plant, kept by the agent).
+pub struct GuestPlant<'g> {
+    guest: &'g Guest,
+    h: String,
+    pub addr: u64,
+}
+
+impl GuestPlant<'_> {
+    /// `n` 8-byte kernel stores (each adds 1 to the first u64), by a BPF program in one test run.
+    pub fn bump(&self, n: u32) {
+        self.guest
+            .expect(&format!("bump {} {n}", self.h), &[], Duration::from_secs(600));
+    }
+
+    /// `n` 8-byte kernel loads and no store.
+    pub fn load(&self, n: u32) {
+        self.guest
+            .expect(&format!("load {} {n}", self.h), &[], Duration::from_secs(600));
+    }
+
+    /// Writes `data` through bpf_map_update_elem: the kernel copies it in from user space.
+    pub fn write(&self, data: &[u8]) {
+        self.guest
+            .expect(&format!("write {}", self.h), &[data], Duration::from_secs(60));
+    }
+
+    pub fn read(&self) -> Vec<u8> {
+        let (_, mut b) = self
+            .guest
+            .expect(&format!("read {}", self.h), &[], Duration::from_secs(60));
+        b.pop().unwrap_or_default()
+    }
+}
+
+impl Drop for GuestPlant<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .guest
+            .request(&format!("drop {}", self.h), &[], Duration::from_secs(30));
+    }
+}
+
+/// A borrowed serial line.
+pub struct Port<'g> {
+    guest: &'g Guest,
+    index: usize,
+    /// The guest's device, for `kmemd -s`.
+    pub dev: String,
+    /// The host's UNIX socket, for `target remote`.
+    pub host: PathBuf,
+}
+
+impl Drop for Port<'_> {
+    fn drop(&mut self) {
+        self.guest.free_ports.lock().unwrap_or_else(|e| e.into_inner())[self.index] = true;
+    }
+}

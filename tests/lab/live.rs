@@ -1,0 +1,407 @@
+//! Live reads of the lab's running kernels through a real vmlinux: `kmemd -s /dev/hvcN` in the
+//! guest (a virtio console standing in for a board's serial line), the host's GDBs with Debian's
+//! debug vmlinux. Every value GDB prints is compared with what the guest itself prints.
+
+use crate::common::{gdb_batch_command, gdbs};
+use crate::guest::{guest, Arch, Guest, Job, Port, ARCHES};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `kmemd -s DEV` serving one GDB session on a serial line of the guest.
+pub struct Served<'g> {
+    pub port: Port<'g>,
+    job: Job<'g>,
+    log: String,
+}
+
+impl<'g> Served<'g> {
+    pub fn start(g: &'g Guest, extra: &str) -> Served<'g> {
+        let port = g.port();
+        let log = format!("/tmp/serve-{}.log", port.dev.trim_start_matches("/dev/"));
+        let job = g.spawn(&format!("exec kmemd -s {} {extra} 2> {log}", port.dev));
+        let ready = g.run_for(
+            &format!(
+                "i=0; while ! grep -q 'serving on serial line' {log}; do kill -0 {pid} 2>/dev/null || exit 2; \
+                 i=$((i + 1)); [ $i -gt 1200 ] && exit 3; sleep 0.05; done",
+                pid = job.pid
+            ),
+            Duration::from_secs(90),
+        );
+        assert_eq!(
+            ready.code,
+            0,
+            "kmemd -s {} did not start serving in the {} guest:\n{}",
+            port.dev,
+            g.arch.name(),
+            String::from_utf8_lossy(&g.get(&log))
+        );
+        Served { port, job, log }
+    }
+
+    /// Stops kmemd (if the session did not end it) and returns its log.
+    pub fn stop(self, g: &Guest) -> String {
+        if self.job.wait_for(Duration::from_secs(5)).is_none() {
+            self.job.signal(15);
+            let _ = self.job.wait(Duration::from_secs(30));
+        }
+        String::from_utf8_lossy(&g.get(&self.log)).into_owned()
+    }
+}
+
+/// The GDBs that read a target of `arch` here: gdb 13 is x86-only; gdb-multiarch and GDB 18
+/// read both.
+pub fn lab_gdbs(arch: Arch) -> Vec<(String, PathBuf)> {
+    let mut v = gdbs();
+    if arch == Arch::Aarch64 {
+        v.retain(|(n, _)| n != "gdb13");
+    }
+    v.insert(
+        v.len().min(1),
+        ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")),
+    );
+    v
+}
+
+/// Runs inside GDB. Prints `KV key value` lines for the test; everything GDB learns comes from
+/// kmemd over the serial line.
+const SCRIPT: &str = r#"
+import gdb, re
+def kv(k, v):
+    print("KV %s %s" % (k, str(v).replace("\n", "\\n")))
+def ev(k, expr):
+    try:
+        kv(k, gdb.parse_and_eval(expr).format_string(raw=True))
+    except gdb.error as e:
+        kv(k, "ERROR " + str(e))
+gdb.execute("set remotetimeout 120")
+gdb.execute("target remote %(sock)s")
+kaslr = gdb.execute("monitor kaslr", to_string=True)
+kv("kaslr", kaslr.splitlines()[0])
+if %(typed)s:
+    # The lines `monitor kaslr` tells the user to type, with the vmlinux path filled in.
+    lines = []
+    take = False
+    for l in kaslr.splitlines():
+        if l.startswith("If your vmlinux links .data..percpu at address 0"):
+            take = True
+            continue
+        if take and l.startswith("  "):
+            lines.append(l.strip().replace("VMLINUX", "%(vmlinux)s"))
+        elif take:
+            break
+    kv("typed", " ; ".join(lines))
+    for l in lines:
+        gdb.execute(l, to_string=True)
+ev("jiffies", "jiffies")
+ev("comm", "init_task.comm")
+ev("nodename", "init_uts_ns.name.nodename")
+kv("banner", gdb.execute("x/s linux_banner", to_string=True))
+if %(x86)s:
+    ev("current_task", "(unsigned long)&current_task")
+threads = gdb.execute("info threads", to_string=True)
+for l in threads.splitlines():
+    kv("thread", l)
+bt = gdb.execute("thread apply all bt", to_string=True)
+for l in bt.splitlines():
+    kv("bt", l)
+gdb.execute("detach")
+kv("done", "yes")
+"#;
+
+struct Seen {
+    kv: Vec<(String, String)>,
+    text: String,
+}
+
+impl Seen {
+    fn get(&self, k: &str) -> &str {
+        self.kv
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
+    }
+
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.kv
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn run_gdb(g: &Guest, gdb: &std::path::Path, sock: &std::path::Path, typed: bool) -> Seen {
+    let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join(format!(
+        "live-{}-{}.py",
+        g.arch.name(),
+        sock.file_name().unwrap().to_string_lossy()
+    ));
+    let vmlinux = g.vmlinux();
+    let body = SCRIPT
+        .replace("%(sock)s", &sock.display().to_string())
+        .replace("%(vmlinux)s", &vmlinux.display().to_string())
+        .replace("%(typed)s", if typed { "True" } else { "False" })
+        .replace("%(x86)s", if g.arch == Arch::X86_64 { "True" } else { "False" });
+    std::fs::write(&script, body).unwrap();
+    let out = gdb_batch_command(gdb, 600)
+        .arg(&vmlinux)
+        .arg("-x")
+        .arg(&script)
+        .output()
+        .expect("run gdb");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kv = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("KV "))
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    Seen { kv, text }
+}
+
+/// The text of a char array as GDB prints it (`"swapper/0\000\000..."`): up to the first NUL.
+fn c_string(v: &str) -> &str {
+    let inner = v.trim().trim_start_matches('"');
+    // `"abc\000\000"` or `"abc", '\000' <repeats 53 times>`: the text ends at whichever comes first.
+    let end = [inner.find("\\000"), inner.find('"')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(inner.len());
+    &inner[..end]
+}
+
+/// jiffies from the guest's own /proc/timer_list.
+fn guest_jiffies(g: &Guest) -> u64 {
+    g.sh("grep -m1 '^jiffies:' /proc/timer_list")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("jiffies in /proc/timer_list")
+}
+
+/// The name of the task with pid 0 on CPU 0 (init_task), as the scheduler's own tracepoint
+/// prints it.
+fn guest_init_task_comm(g: &Guest) -> String {
+    let t = g.sh(
+        "T=/sys/kernel/tracing; [ -d $T/events ] || mount -t tracefs tracefs $T; \
+         echo 1 > $T/events/sched/sched_switch/enable; taskset 1 sleep 0.3; \
+         echo 0 > $T/events/sched/sched_switch/enable; cat $T/trace; echo > $T/trace",
+    );
+    let re = "prev_pid=0 ";
+    let l = t
+        .lines()
+        .find(|l| l.contains("[000]") && l.contains(re))
+        .unwrap_or_else(|| panic!("no switch away from pid 0 on CPU 0 in the trace:\n{t}"));
+    let comm = l
+        .split("prev_comm=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    comm.to_string()
+}
+
+/// `gdb vmlinux` on the running guest kernel, through kmemd on a serial line: jiffies,
+/// init_task.comm, the hostname, linux_banner, &current_task and every live task's backtrace with
+/// source lines, with each GDB, each value checked against the guest's own account of it.
+#[test]
+fn gdb_reads_the_running_kernel_through_a_real_vmlinux() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _hostname = g.hostname();
+        let marker = format!("lab{:08x}", std::process::id() ^ (arch as u32) << 20);
+        g.sh(&format!("hostname {marker}"));
+        let sleeper = g.spawn("exec sleep 1000");
+        let comm0 = guest_init_task_comm(g);
+        let banner = g.sh("cat /proc/version");
+        let current_task = (arch == Arch::X86_64).then(|| g.ksym("current_task"));
+        for (name, gdb) in lab_gdbs(arch) {
+            let what = format!("{} {name}", arch.name());
+            let served = Served::start(g, "");
+            let before = guest_jiffies(g);
+            // x86_64's .rodata and percpu need the lines `monitor kaslr` prints; arm64's vmlinux is
+            // right with qOffsets alone (its .rodata moves with Data=, percpu is not zero-based).
+            let seen = run_gdb(g, &gdb, &served.port.host, arch == Arch::X86_64);
+            let after = guest_jiffies(g);
+            let log = served.stop(g);
+            assert_eq!(
+                seen.get("done"),
+                "yes",
+                "{what}: GDB did not finish:\n{}\nkmemd:\n{log}",
+                seen.text
+            );
+            let j: u64 = seen
+                .get("jiffies")
+                .parse()
+                .unwrap_or_else(|_| panic!("{what}: {}", seen.text));
+            assert!(
+                before <= j && j <= after,
+                "{what}: jiffies {j} not within the guest's {before}..{after}"
+            );
+            assert!(
+                c_string(seen.get("comm")) == comm0,
+                "{what}: {}",
+                seen.get("comm")
+            );
+            assert!(
+                c_string(seen.get("nodename")) == marker,
+                "{what}: {}",
+                seen.get("nodename")
+            );
+            let b = seen.get("banner");
+            assert!(
+                b.contains(banner.trim()),
+                "{what}: x/s linux_banner gave {b}, the guest says {banner}"
+            );
+            if let Some(ct) = current_task {
+                let v: u64 = seen
+                    .get("current_task")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{what}: {}", seen.text));
+                assert_eq!(v, ct, "{what}: &current_task vs kallsyms' per-CPU offset");
+            }
+            let threads = seen.all("thread");
+            let sleep_thread = threads
+                .iter()
+                .find(|l| l.contains(&format!("pid {} ", sleeper.pid)))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{what}: no thread for the sleep pid {}:\n{}",
+                        sleeper.pid,
+                        threads.join("\n")
+                    )
+                });
+            let bt = seen.all("bt");
+            let start = bt
+                .iter()
+                .position(|l| l.starts_with("Thread ") && l.contains(&format!("pid {} ", sleeper.pid)))
+                .unwrap_or_else(|| panic!("{what}: no backtrace of {sleep_thread}"));
+            let frames: Vec<&str> = bt[start + 1..]
+                .iter()
+                .take_while(|l| l.starts_with('#'))
+                .copied()
+                .collect();
+            assert!(
+                frames
+                    .iter()
+                    .any(|f| f.contains("__schedule") && f.contains("kernel/sched/core.c:")),
+                "{what}: the sleep task's stack starts in __schedule with its source line:\n{}",
+                frames.join("\n")
+            );
+            assert!(
+                frames.iter().any(|f| f.contains("nanosleep")),
+                "{what}: the sleep task's stack reaches the nanosleep call:\n{}",
+                frames.join("\n")
+            );
+        }
+        sleeper.signal(9);
+        let _ = sleeper.wait(Duration::from_secs(30));
+        g.sh("hostname lab");
+    }
+}
+
+/// Runs inside GDB with no vmlinux, as on a board on first contact: everything it learns comes from
+/// kmemd over the serial line, the addresses and layout from the guest's own VMCOREINFO.
+const BOARD_SCRIPT: &str = r#"
+import gdb, re
+gdb.execute("set remotetimeout 120")
+gdb.execute("target remote %(sock)s")
+vi = gdb.execute("monitor vmcoreinfo", to_string=True)
+for l in vi.splitlines():
+    print("KV vmcoreinfo " + l)
+sym = re.search(r"^SYMBOL\(init_uts_ns\)=([0-9a-f]+)$", vi, re.M)
+off = re.search(r"^OFFSET\(uts_namespace\.name\)=(\d+)$", vi, re.M)
+if sym and off:
+    base = int(sym.group(1), 16) + int(off.group(1))
+    raw = gdb.selected_inferior().read_memory(base, 65 * 3).tobytes()
+    for i, f in enumerate(("sysname", "nodename", "release")):
+        print("KV %s %s" % (f, raw[65 * i:65 * (i + 1)].split(b"\0")[0].decode()))
+print("KV sym " + gdb.execute("monitor sym init_uts_ns", to_string=True).strip())
+print("KV kaslr " + gdb.execute("monitor kaslr", to_string=True).splitlines()[0])
+gdb.execute("detach")
+print("KV done yes")
+"#;
+
+/// The board's first session: no vmlinux on the desk; GDB finds init_uts_ns through `monitor
+/// vmcoreinfo` and reads the hostname the guest set, `monitor sym` and `monitor kaslr` agree
+/// with the guest's VMCOREINFO and (amd64) kallsyms.
+#[test]
+fn gdb_without_vmlinux_reads_what_vmcoreinfo_points_at() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _hostname = g.hostname();
+        let marker = format!("board{:08x}", std::process::id() ^ (arch as u32) << 24);
+        g.sh(&format!("hostname {marker}"));
+        let release = g.sh("uname -r");
+        let gdb = lab_gdbs(arch).into_iter().next().expect("a GDB").1;
+        let served = Served::start(g, "");
+        let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join(format!("board-{}.py", arch.name()));
+        std::fs::write(
+            &script,
+            BOARD_SCRIPT.replace("%(sock)s", &served.port.host.display().to_string()),
+        )
+        .unwrap();
+        let out = gdb_batch_command(&gdb, 300)
+            .arg("-x")
+            .arg(&script)
+            .output()
+            .expect("run gdb");
+        let log = served.stop(g);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = Seen {
+            kv: text
+                .lines()
+                .filter_map(|l| l.strip_prefix("KV "))
+                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+            text: text.clone(),
+        };
+        let what = arch.name();
+        assert_eq!(seen.get("done"), "yes", "{what}: {text}\nkmemd:\n{log}");
+        assert_eq!(seen.get("nodename"), marker, "{what}: the hostname the guest set");
+        assert_eq!(seen.get("sysname"), "Linux", "{what}");
+        assert_eq!(seen.get("release"), release.trim(), "{what}");
+        let vi = seen.all("vmcoreinfo");
+        assert!(
+            vi.contains(&format!("OSRELEASE={}", release.trim()).as_str()),
+            "{what}: {vi:?}"
+        );
+        let vsym = vi
+            .iter()
+            .find_map(|l| l.strip_prefix("SYMBOL(init_uts_ns)="))
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .expect("SYMBOL(init_uts_ns)");
+        if arch == Arch::X86_64 {
+            assert_eq!(
+                vsym,
+                g.ksym("init_uts_ns"),
+                "VMCOREINFO's init_uts_ns vs kallsyms'"
+            );
+        }
+        assert_eq!(seen.get("sym"), format!("init_uts_ns = {vsym:#x}"), "{what}");
+        let koff = vi
+            .iter()
+            .find_map(|l| l.strip_prefix("KERNELOFFSET="))
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .expect("KERNELOFFSET");
+        assert_ne!(koff, 0, "{what}: KASLR is on in the lab");
+        assert!(
+            seen.get("kaslr")
+                .starts_with(&format!("KASLR offset: {koff:#x} ")),
+            "{what}: {}",
+            seen.get("kaslr")
+        );
+    }
+}
