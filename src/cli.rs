@@ -1,6 +1,7 @@
 //! Command line: options, the usage text that teaches, and the typed `Config` the modes consume.
 
 use getopts::Options;
+use log::LevelFilter;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +12,30 @@ pub const DEFAULT_SOCKET: &str = "/run/kmemd.sock";
 /// watchpoints are armed (`Duration::from_secs_f64` panics past 2^64 s, `Instant + Duration`
 /// past the clock's i64 seconds).
 pub const MAX_WATCH_SECONDS: u64 = 365 * 24 * 3600;
+
+/// The log level for `-q` and the number of `-v`. The default is INFO, because kmemd's
+/// ordinary messages (what it serves, which watchpoints are armed, why a session ended) are
+/// INFO lines a user needs without asking; so the first -v adds DEBUG and the second TRACE
+/// (every RSP packet). `--help` is written from this function, so the two cannot disagree.
+pub fn log_level(quiet: bool, verbosity: u8) -> LevelFilter {
+    match (quiet, verbosity) {
+        (true, _) => LevelFilter::Error,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        (false, _) => LevelFilter::Trace,
+    }
+}
+
+/// The -v line of `--help`, from [`log_level`].
+fn verbose_help() -> String {
+    let name = |v| log_level(false, v).as_str().to_lowercase();
+    format!(
+        "more log output: -v {}, -vv {} (the default is {})",
+        name(1),
+        name(2),
+        name(0)
+    )
+}
 
 /// What kmemd was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +68,7 @@ pub struct Config {
     pub count: Option<u64>,
     pub seconds: Option<Duration>,
     pub json: bool,
-    /// 0 = warnings, 1 = info (-v), 2 = debug (-vv), 3+ = trace.
+    /// How many -v were given; [`log_level`] says what each means.
     pub verbosity: u8,
     pub quiet: bool,
     /// Log to this file instead of stderr.
@@ -124,7 +149,7 @@ fn options() -> Options {
     );
     o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
-    o.optflagmulti("v", "verbose", "more log output (-v info, -vv debug, -vvv trace)");
+    o.optflagmulti("v", "verbose", &verbose_help());
     o.optflag("q", "quiet", "errors only");
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
@@ -430,6 +455,16 @@ mod tests {
         for bad in ["0", "-1", "-inf", "-0"] {
             assert!(t(bad).unwrap_err().contains("must be a positive number"), "{bad}");
         }
+    }
+
+    #[test]
+    fn log_levels_follow_the_help() {
+        assert_eq!(log_level(false, 0), LevelFilter::Info);
+        assert_eq!(log_level(false, 1), LevelFilter::Debug);
+        assert_eq!(log_level(false, 2), LevelFilter::Trace);
+        assert_eq!(log_level(false, 9), LevelFilter::Trace);
+        assert_eq!(log_level(true, 2), LevelFilter::Error);
+        assert!(verbose_help().ends_with("-v debug, -vv trace (the default is info)"));
     }
 
     #[test]
