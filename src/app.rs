@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 
-/// Sets up logging: stderr (or `--log FILE`), level from -q/-v.
+/// Sets up logging: stderr (or `--log FILE`), level from -q/-v ([`crate::cli::log_level`]).
 pub fn init_logging(config: &Config) -> Result<(), String> {
     if let Some(path) = &config.log_file {
         let f = OpenOptions::new()
@@ -21,12 +21,7 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         os::redirect_stderr(&f).map_err(|e| format!("cannot log to {}: {e}", path.display()))?;
     }
-    let level = match (config.quiet, config.verbosity) {
-        (true, _) => log::LevelFilter::Error,
-        (false, 0) => log::LevelFilter::Info,
-        (false, 1) => log::LevelFilter::Debug,
-        (false, _) => log::LevelFilter::Trace,
-    };
+    let level = crate::cli::log_level(config.quiet, config.verbosity);
     simple_logger::SimpleLogger::new()
         .with_level(level)
         .init()

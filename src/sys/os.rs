@@ -101,6 +101,22 @@ pub fn redirect_stderr(target: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// The type of the filesystem holding `f`: statfs's `f_type`, a magic number from
+/// include/uapi/linux/magic.h (e.g. 0x9fa0 for /proc). Lets callers tell a kernel pseudo-file,
+/// whose size says nothing of its contents, from an empty file.
+pub fn fs_magic(f: &File) -> io::Result<u64> {
+    // SAFETY: statfs is plain old data; zeroed is a valid bit pattern and fstatfs fills it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open (`f` is borrowed for the call); `st` is a valid, writable
+    // statfs.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type is signed on glibc x86_64 and unsigned elsewhere; the magic numbers are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as u64 & 0xffff_ffff)
+}
+
 /// Runs `f` with the process umask set to `mask`, restoring it afterwards. Used to create the
 /// UNIX socket with mode 0600 from the start, with no window where it is wider.
 pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
