@@ -2,20 +2,14 @@
 //! knows RSP, never sockets or kernels; recoverable problems become `Exx` replies and the session
 //! goes on, only the connection ending (or `D`/`k`) ends it.
 
-use crate::mem::{MemErrorKind, VirtAddr};
+use crate::mem::VirtAddr;
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
-use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
+use crate::rsp::reply::{self, MAX_READ};
+use crate::rsp::{hex, MAX_INCOMING};
 use crate::target::{Target, ThreadInfo, Tid};
 use log::{debug, info, trace, warn};
 use std::io::{self, Read, Write};
-
-/// Largest read answered in one `m`/`x` reply: the hex (or worst-case escaped) form must fit the
-/// advertised packet size.
-const MAX_READ: usize = (PACKET_SIZE - 16) / 2;
-
-/// Thread ids per `qfThreadInfo`/`qsThreadInfo` reply.
-const IDS_PER_REPLY: usize = 200;
 
 /// Why a session ended. None of these ends the server.
 #[derive(Debug)]
@@ -169,11 +163,8 @@ impl Session<'_> {
         match command::parse(p) {
             Command::Supported(features) => {
                 debug!("GDB features: {}", String::from_utf8_lossy(features));
-                let r = format!(
-                    "PacketSize={PACKET_SIZE:x};QStartNoAckMode+;qXfer:features:read+;\
-                     qXfer:threads:read+;binary-upload+;vContSupported+"
-                );
-                self.reply(&r)
+                reply::supported(self.target.capabilities(), &mut self.payload);
+                Outcome::Reply
             }
             Command::StartNoAckMode => {
                 // The OK still goes out in ack mode; GDB acks it and then both sides stop.
@@ -194,34 +185,37 @@ impl Session<'_> {
                 self.reply("E01")
             }
             Command::XferFeatures { annex, offset, len } => {
-                if annex == b"target.xml" {
+                if !self.target.capabilities().target_description {
+                    Outcome::Reply
+                } else if annex == b"target.xml" {
                     let xml = self.target.arch().target_xml().as_bytes();
-                    xfer_chunk(xml, offset, len, &mut self.payload);
+                    reply::xfer_chunk(xml, offset, len, &mut self.payload);
                     Outcome::Reply
                 } else {
                     self.reply("E00")
                 }
             }
+            Command::XferThreads { .. } if !self.target.capabilities().thread_list => Outcome::Reply,
             Command::XferThreads { offset, len } => {
                 if offset == 0 {
-                    self.threads_xml = threads_xml(self.fresh_threads());
+                    self.threads_xml = reply::threads_xml(self.fresh_threads());
                 }
-                xfer_chunk(&self.threads_xml, offset, len, &mut self.payload);
+                reply::xfer_chunk(&self.threads_xml, offset, len, &mut self.payload);
                 Outcome::Reply
             }
             Command::Offsets => {
-                let off = self.target.kaslr_offset().unwrap_or(0);
-                self.reply(&format!("Text={off:x};Data={off:x};Bss={off:x}"))
+                reply::offsets(self.target.kaslr_offset().unwrap_or(0), &mut self.payload);
+                Outcome::Reply
             }
             Command::Attached => self.reply("1"),
             Command::ThreadInfoFirst => {
                 self.pending_ids = self.fresh_threads().iter().map(|t| t.tid).collect();
                 self.pending_ids.reverse();
-                self.thread_ids_reply();
+                reply::thread_ids(&mut self.pending_ids, &mut self.payload);
                 Outcome::Reply
             }
             Command::ThreadInfoNext => {
-                self.thread_ids_reply();
+                reply::thread_ids(&mut self.pending_ids, &mut self.payload);
                 Outcome::Reply
             }
             Command::CurrentThread => {
@@ -292,8 +286,7 @@ impl Session<'_> {
 
     fn stop_reply(&mut self, signal: u8) {
         let tid = self.target.stop_thread();
-        self.payload
-            .extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+        reply::stop(signal, tid, &mut self.payload);
     }
 
     fn current_thread(&mut self) -> Tid {
@@ -328,21 +321,6 @@ impl Session<'_> {
         }
     }
 
-    fn thread_ids_reply(&mut self) {
-        if self.pending_ids.is_empty() {
-            self.payload.push(b'l');
-            return;
-        }
-        self.payload.push(b'm');
-        for i in 0..IDS_PER_REPLY {
-            let Some(tid) = self.pending_ids.pop() else { break };
-            if i > 0 {
-                self.payload.push(b',');
-            }
-            self.payload.extend_from_slice(format!("{tid:x}").as_bytes());
-        }
-    }
-
     fn read_registers(&mut self, one: Option<usize>) -> Outcome {
         let tid = self.current_thread();
         let regs = match self.target.registers(tid) {
@@ -353,23 +331,12 @@ impl Session<'_> {
             }
         };
         let descs = self.target.arch().registers();
-        let selected: Vec<usize> = match one {
-            Some(n) if n < descs.len() => vec![n],
-            Some(_) => return self.reply("E00"),
-            None => (0..descs.len()).collect(),
-        };
-        for i in selected {
-            let size = descs[i].bytes();
-            match regs.0.get(i).copied().flatten() {
-                Some(v) => {
-                    let le = v.to_le_bytes();
-                    let n = size.min(8);
-                    hex::encode_into(&le[..n], &mut self.payload);
-                    // Registers wider than 64 bits are never known; keep the layout anyway.
-                    self.payload.extend(std::iter::repeat_n(b'x', (size - n) * 2));
-                }
-                None => self.payload.extend(std::iter::repeat_n(b'x', size * 2)),
-            }
+        match one {
+            None => reply::registers(descs, &regs, &mut self.payload),
+            Some(n) => match descs.get(n) {
+                Some(d) => reply::register(d.bytes(), regs.0.get(n).copied().flatten(), &mut self.payload),
+                None => return self.reply("E00"),
+            },
         }
         Outcome::Reply
     }
@@ -389,18 +356,13 @@ impl Session<'_> {
                 Err(e) => {
                     debug!("{e} ({})", e.kind.name());
                     if filled == 0 {
-                        return self.reply(mem_error_reply(e.kind));
+                        return self.reply(reply::mem_error(e.kind));
                     }
                     break;
                 }
             }
         }
-        if binary {
-            self.payload.push(b'b');
-            hex::escape_binary_into(&self.mem[..filled], &mut self.payload);
-        } else {
-            hex::encode_into(&self.mem[..filled], &mut self.payload);
-        }
+        reply::memory(&self.mem[..filled], binary, &mut self.payload);
         Outcome::Reply
     }
 
@@ -429,67 +391,11 @@ impl Session<'_> {
     }
 }
 
-/// Writes the `qXfer` reply for `[offset, offset+len)` of `doc`: `m` + data when more follows,
-/// `l` + data for the last part (data binary-escaped).
-/// The reply to a memory read that could not read its first byte: the one place a failure's kind
-/// becomes an errno. Every kind is EFAULT (`E14`, the errno's decimal digits as kmemd has always
-/// sent them): GDB reports any `Exx` to an `m`/`x` packet as "Cannot access memory at address",
-/// so the kind goes to the log, and GDB sees what a faulting access in the kernel would give.
-/// The match is exhaustive so that a new kind has to decide here.
-fn mem_error_reply(kind: MemErrorKind) -> &'static str {
-    match kind {
-        MemErrorKind::NotPresent { .. }
-        | MemErrorKind::Excluded
-        | MemErrorKind::NotInDump
-        | MemErrorKind::Corrupt
-        | MemErrorKind::Unsupported
-        | MemErrorKind::Fault => "E14",
-    }
-}
-
-fn xfer_chunk(doc: &[u8], offset: u64, len: u64, out: &mut Vec<u8>) {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(doc.len());
-    let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_READ);
-    let end = start.saturating_add(len).min(doc.len());
-    out.push(if end < doc.len() { b'm' } else { b'l' });
-    hex::escape_binary_into(&doc[start..end], out);
-}
-
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            c if c.is_control() => "?".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
-    let mut s = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
-    for t in threads {
-        s.push_str(&format!(
-            "<thread id=\"{:x}\" name=\"{}\"",
-            t.tid,
-            xml_escape(&t.name)
-        ));
-        if let Some(core) = t.core {
-            s.push_str(&format!(" core=\"{core}\""));
-        }
-        s.push_str(&format!(">{}</thread>\n", xml_escape(&t.extra)));
-    }
-    s.push_str("</threads>\n");
-    s.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arch::{Arch, Registers};
-    use crate::mem::{MemError, VirtRead};
+    use crate::mem::{MemError, MemErrorKind, VirtRead};
     use std::io::Cursor;
 
     /// Memory: one readable window; everything else faults.
@@ -497,6 +403,7 @@ mod tests {
         base: u64,
         bytes: Vec<u8>,
         reads: usize,
+        caps: crate::target::Capabilities,
     }
 
     impl VirtRead for Mock {
@@ -518,6 +425,9 @@ mod tests {
     impl Target for Mock {
         fn arch(&self) -> Arch {
             Arch::X86_64
+        }
+        fn capabilities(&self) -> crate::target::Capabilities {
+            self.caps
         }
         fn threads(&mut self) -> Vec<ThreadInfo> {
             (1..=3)
@@ -581,6 +491,7 @@ mod tests {
             base: 0xffff_8880_0000_0000,
             bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
             reads: 0,
+            caps: crate::target::Capabilities::ALL,
         }
     }
 
@@ -777,6 +688,31 @@ mod tests {
         let threads = s(&r[3]);
         assert!(threads.starts_with("l<?xml"));
         assert!(threads.contains("<thread id=\"3\" name=\"CPU 2\" core=\"2\">CPU 2 &lt;&amp;&gt;</thread>"));
+    }
+
+    #[test]
+    fn features_a_target_lacks_are_neither_offered_nor_served() {
+        let mut m = mock();
+        m.caps = crate::target::Capabilities {
+            target_description: false,
+            thread_list: false,
+        };
+        let mut input = Vec::new();
+        for p in [
+            &b"qSupported"[..],
+            b"qXfer:features:read:target.xml:0,100",
+            b"qXfer:threads:read::0,1000",
+            b"qfThreadInfo",
+        ] {
+            input.extend(pkt(p));
+        }
+        let (r, _, _) = run(&mut m, &input);
+        let sup = s(&r[0]);
+        assert!(sup.contains("PacketSize=100000"), "{sup}");
+        assert!(!sup.contains("qXfer"), "{sup}");
+        assert_eq!(r[1], b"", "not supported");
+        assert_eq!(r[2], b"", "not supported");
+        assert_eq!(r[3], b"m1,2,3", "qfThreadInfo still lists the threads");
     }
 
     #[test]
