@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -133,7 +133,13 @@ impl Write for Conn {
 
 /// A bound listener: sockets accept GDBs as they come; stdio and ttys have one line.
 pub enum Listener {
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+        /// Device and inode of the socket file kmemd created: only that file is removed at the
+        /// end, never one that replaced it meanwhile.
+        file_id: Option<(u64, u64)>,
+    },
     Tcp(TcpListener),
     Stdio(Option<Conn>),
     Tty(Option<Conn>),
@@ -169,14 +175,19 @@ fn unix_listen(path: &Path) -> Result<Listener, String> {
         };
         format!("cannot listen on {}: {e}{hint}", path.display())
     })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot make {} non-blocking: {e}", path.display()))?;
-    info!("listening on UNIX socket {} (mode 0600)", path.display());
-    Ok(Listener::Unix {
+    let file_id = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let listener = Listener::Unix {
         listener,
         path: path.to_path_buf(),
-    })
+        file_id,
+    };
+    if let Listener::Unix { listener, .. } = &listener {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot make {} non-blocking: {e}", path.display()))?;
+    }
+    info!("listening on UNIX socket {} (mode 0600)", path.display());
+    Ok(listener)
 }
 
 fn tcp_listen(host: Option<&str>, port: u16) -> Result<Listener, String> {
@@ -298,9 +309,25 @@ impl Listener {
 }
 
 impl Drop for Listener {
+    /// Removes the socket file kmemd created, and only that one: if someone replaced it since
+    /// (removed it and bound their own), theirs stays.
     fn drop(&mut self) {
-        if let Listener::Unix { path, .. } = self {
-            let _ = fs::remove_file(path);
+        let Listener::Unix { path, file_id, .. } = self else {
+            return;
+        };
+        match fs::symlink_metadata(&*path) {
+            Ok(m) if m.file_type().is_socket() && Some((m.dev(), m.ino())) == *file_id => {
+                match fs::remove_file(&*path) {
+                    Ok(()) => info!("removed socket file {}", path.display()),
+                    Err(e) => warn!("cannot remove socket file {}: {e}", path.display()),
+                }
+            }
+            Ok(_) => warn!(
+                "{} is no longer the socket kmemd created: left in place",
+                path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot check socket file {}: {e}", path.display()),
         }
     }
 }
@@ -379,6 +406,23 @@ mod tests {
         let e = Listener::bind(&ListenSpec::Unix(p.clone()), None).err().unwrap();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(fs::read(&p).unwrap(), b"precious");
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn only_the_socket_file_kmemd_created_is_removed() {
+        let p = tmp("replaced");
+        let _ = fs::remove_file(&p);
+        let l = Listener::bind(&ListenSpec::Unix(p.clone()), None).unwrap();
+        // Someone removes kmemd's socket file and binds their own at the same path.
+        fs::remove_file(&p).unwrap();
+        let theirs = UnixListener::bind(&p).unwrap();
+        drop(l);
+        assert!(
+            fs::symlink_metadata(&p).unwrap().file_type().is_socket(),
+            "the socket that replaced kmemd's stays"
+        );
+        drop(theirs);
         fs::remove_file(&p).unwrap();
     }
 
