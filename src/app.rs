@@ -2,13 +2,14 @@
 
 use crate::cli::{Config, Mode};
 use crate::mem::VirtAddr;
-use crate::server::{self, SessionEnd};
+use crate::server::sessions::{self, Stopped};
 use crate::sys::os;
 use crate::target::Target;
 use crate::transport::{ListenSpec, Listener};
 use log::{error, info, warn};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 
 /// Sets up logging: stderr (or `--log FILE`), level from -q/-v ([`crate::cli::log_level`]).
@@ -65,30 +66,22 @@ fn serve(config: &Config) -> Result<i32, String> {
     let mut target = open_target(config)?;
     target.prepare();
     info!("serving {}", target.describe());
+    // Caught before the socket exists, so no signal can leave its file behind.
+    let stop = os::install_shutdown_signals()?;
     let mut listener = Listener::bind(&spec, config.baud)?;
     if spec == ListenSpec::Stdio && config.log_file.is_none() {
         quiet_stderr_pipe();
     }
-    loop {
-        let mut conn = match listener.accept() {
-            Ok(Some(c)) => c,
-            Ok(None) => return Ok(0),
-            Err(e) => {
-                // A failed accept (e.g. a client that vanished at once) must not end the server.
-                warn!("accept failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                continue;
-            }
-        };
-        match server::serve(target.as_mut(), &mut conn) {
-            SessionEnd::Detached | SessionEnd::Killed => info!("session ended"),
-            SessionEnd::Eof => info!("GDB went away"),
-            SessionEnd::Io(e) => warn!("session ended: {e}"),
-        }
-        if !listener.serves_many() {
-            return Ok(0);
-        }
+    let stopped = sessions::run(target.as_mut(), &mut listener, stop.as_raw_fd());
+    // Dropping the listener removes the socket file it created.
+    drop(listener);
+    match stopped? {
+        // Asked to stop and stopped cleanly: a success, as systemd and shells expect of a
+        // server that honours SIGTERM.
+        Stopped::Signal(sig) => info!("stopped by {}", os::signal_name(sig)),
+        Stopped::NoMoreClients => {}
     }
+    Ok(0)
 }
 
 /// In `-s -` mode GDB reads the stub's stderr pipe and polls it for every byte it receives, which
