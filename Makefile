@@ -25,8 +25,11 @@ build-deps:
 	  $(APT_INSTALL) $$missing >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $$missing; }; fi
 
 # Everything the tests use, idempotent: Debian packages, GDB 18 (PyPI's gdb-for-pwndbg), and the
-# static toolchain of cross/setup.sh (the kernel lab runs the static builds).
-TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils
+# static toolchain of cross/setup.sh (the kernel lab runs the static builds). lldb (14 on Debian 12)
+# is the second RSP client (issue 20); its Python prints "No module named
+# 'lldb.embedded_interpreter'" unless PYTHONPATH=/usr/lib/llvm-14/lib/python3.11/dist-packages, which
+# does not affect gdb-remote.
+TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb
 
 deps: build-deps
 	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \
@@ -63,11 +66,13 @@ include fuzz/fuzz.mk
 include tests/fixtures/dbg.mk
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
+# The dump part installs drgn 0.3.0 into DRGN_VENV (default /opt/kmemd-drgn) to compare with, and
+# times crash too when Debian's crash and the fixtures' debug vmlinux (make dbg-vmlinux) are there.
 bench: fixtures
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
-	python3 tests/bench/dumps.py target/release/kmemd
+	KMEMD_GDB=gdb python3 tests/bench/dumps.py target/release/kmemd
 	python3 tests/bench/footprint.py target/release/kmemd
 	KMEMD_GDB=gdb python3 tests/bench/kernel.py target/release/kmemd
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
