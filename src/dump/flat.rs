@@ -16,9 +16,9 @@ pub fn is_flattened(head: &[u8]) -> bool {
     head.starts_with(SIGNATURE)
 }
 
-/// The reassembled view of a flattened file.
-pub struct FlatSource<R: ReadAt> {
-    inner: R,
+/// The reassembled view of a flattened file (boxed: a dump's source is a `Box<dyn ReadAt>`).
+pub struct FlatSource<R: ReadAt + ?Sized> {
+    inner: Box<R>,
     /// Non-overlapping pieces sorted by reassembled offset: (offset, length, offset in `inner`).
     pieces: Vec<(u64, u64, u64)>,
     len: u64,
@@ -33,8 +33,8 @@ pub struct FlatSource<R: ReadAt> {
 /// few pages, so a 64 KiB read of page data meets a dozen records.
 const GATHER_MAX: u64 = 256 << 10;
 
-impl<R: ReadAt> FlatSource<R> {
-    pub fn new(inner: R) -> Result<FlatSource<R>, String> {
+impl<R: ReadAt + ?Sized> FlatSource<R> {
+    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, String> {
         let mut head = [0u8; 32];
         inner
             .read_exact_at(0, &mut head)
@@ -134,7 +134,7 @@ fn insert(map: &mut BTreeMap<u64, (u64, u64)>, offset: u64, len: u64, src: u64) 
     map.insert(offset, (len, src));
 }
 
-impl<R: ReadAt> ReadAt for FlatSource<R> {
+impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
     fn len(&self) -> u64 {
         self.len
     }
@@ -191,7 +191,7 @@ impl<R: ReadAt> ReadAt for FlatSource<R> {
     }
 }
 
-impl<R: ReadAt> FlatSource<R> {
+impl<R: ReadAt + ?Sized> FlatSource<R> {
     /// Fills `buf` (the reassembled bytes at `offset`) piece by piece from `first` on: record
     /// bytes through `fetch(offset in the flattened file, destination)`, gaps with zeros.
     fn copy_pieces(
@@ -265,7 +265,7 @@ pub(crate) mod tests {
             ],
             true,
         );
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         assert!(!f.truncated);
         assert_eq!(f.len(), 206);
         let mut buf = [0u8; 7];
@@ -294,13 +294,13 @@ pub(crate) mod tests {
             &[(0, b"head"), (4, b"tail"), (20, b"x"), (10_000_000, &big)],
             true,
         );
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         let mut near = [0u8; 21];
         ok(f.read_exact_at(0, &mut near));
         assert_eq!(&near, b"headtail\0\0\0\0\0\0\0\0\0\0\0\0x");
         // "tail" and the big record are more than GATHER_MAX apart in the flattened file.
         let flat = flatten(&[(0, b"head"), (100, &big), (4, b"tail")], true);
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         let mut far = vec![0u8; 110];
         ok(f.read_exact_at(0, &mut far));
         assert_eq!(far.get(..8), Some(&b"headtail"[..]));
@@ -311,7 +311,7 @@ pub(crate) mod tests {
     #[test]
     fn covering_records_replace_whole_pieces() {
         let flat = flatten(&[(10, b"aaaa"), (14, b"bbbb"), (8, b"cccccccccccc")], true);
-        let f = ok(FlatSource::new(flat));
+        let f = ok(FlatSource::new(Box::new(flat)));
         let mut buf = [0u8; 12];
         ok(f.read_exact_at(8, &mut buf));
         assert_eq!(&buf, b"cccccccccccc");
@@ -323,7 +323,7 @@ pub(crate) mod tests {
         let flat = flatten(&[(0, b"hello"), (5, b"world")], true);
         for cut in 0..flat.len() {
             let part = flat.get(..cut).unwrap_or_default();
-            if let Ok(f) = FlatSource::new(part) {
+            if let Ok(f) = FlatSource::new(Box::new(part)) {
                 let mut buf = vec![0u8; f.len() as usize];
                 ok(f.read_exact_at(0, &mut buf));
                 assert!(
@@ -335,9 +335,9 @@ pub(crate) mod tests {
         }
         let mut bad = flat.clone();
         put(&mut bad, 4096 + 8, &(-5i64).to_be_bytes());
-        assert!(err(FlatSource::new(bad)).contains("corrupt"));
+        assert!(err(FlatSource::new(Box::new(bad))).contains("corrupt"));
         let mut ver = flat.clone();
         put(&mut ver, 24, &2i64.to_be_bytes());
-        assert!(err(FlatSource::new(ver)).contains("version"));
+        assert!(err(FlatSource::new(Box::new(ver))).contains("version"));
     }
 }
