@@ -305,7 +305,7 @@ mod tests {
                 core: None,
             },
         ];
-        let xml = String::from_utf8(threads_xml(&threads)).unwrap();
+        let xml = String::from_utf8(threads_xml(&threads)).expect("threads XML is UTF-8");
         assert_eq!(
             xml,
             "<?xml version=\"1.0\"?>\n<threads>\n\
@@ -314,7 +314,7 @@ mod tests {
              </threads>\n"
         );
         assert_eq!(
-            String::from_utf8(threads_xml(&[])).unwrap(),
+            String::from_utf8(threads_xml(&[])).expect("threads XML is UTF-8"),
             "<?xml version=\"1.0\"?>\n<threads>\n</threads>\n"
         );
     }
