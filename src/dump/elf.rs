@@ -166,7 +166,7 @@ impl ElfCore {
             .min(buf.len());
         let dst = buf.get_mut(..n).unwrap_or_default();
         src.read_exact_at(seg.offset + within, dst)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+            .map_err(|e| MemError::from_io(paddr, &e))?;
         Ok(n)
     }
 }

@@ -7,6 +7,7 @@
 use crate::mem::bytes::{Bytes, Endian, ReadAt};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io;
 
 const SIGNATURE: &[u8; 16] = b"makedumpfile\0\0\0\0";
 const HEADER_SIZE: u64 = 4096;
@@ -144,14 +145,17 @@ impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
     }
 
     /// Bytes no record wrote read as zeros, as in the file `makedumpfile -R` would write.
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let end = offset
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.len)
             .ok_or_else(|| {
-                format!(
-                    "{} bytes at offset {offset:#x} are past the end of the flattened dump",
-                    buf.len()
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes at offset {offset:#x} are past the end of the flattened dump",
+                        buf.len()
+                    ),
                 )
             })?;
         let first = self.pieces.partition_point(|&(s, l, _)| s + l <= offset);
@@ -178,9 +182,7 @@ impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
             let staged: &[u8] = staged;
             return self.copy_pieces(first, offset, buf, |from, dst| {
                 let at = (from - lo) as usize;
-                let src = staged
-                    .get(at..at + dst.len())
-                    .ok_or("internal error: flattened read out of range")?;
+                let src = staged.get(at..at + dst.len()).ok_or_else(out_of_range)?;
                 dst.copy_from_slice(src);
                 Ok(())
             });
@@ -199,8 +201,8 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
         first: usize,
         offset: u64,
         buf: &mut [u8],
-        mut fetch: impl FnMut(u64, &mut [u8]) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut fetch: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         let end = offset + buf.len() as u64;
         let mut pos = offset;
         let mut idx = first;
@@ -213,9 +215,7 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 None => (end, None),
             };
             let n = (chunk_end - pos) as usize;
-            let dst = buf
-                .get_mut(done..done + n)
-                .ok_or("internal error: flattened read out of range")?;
+            let dst = buf.get_mut(done..done + n).ok_or_else(out_of_range)?;
             match from {
                 Some(f) => fetch(f, dst)?,
                 None => dst.fill(0),
@@ -227,6 +227,11 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
         }
         Ok(())
     }
+}
+
+/// A piece of a read that the index placed outside its buffers: a bug in kmemd, not in the file.
+fn out_of_range() -> io::Error {
+    io::Error::other("internal error: flattened read out of range")
 }
 
 #[cfg(test)]
@@ -280,7 +285,11 @@ pub(crate) mod tests {
         let mut later = [0u8; 6];
         ok(f.read_exact_at(200, &mut later));
         assert_eq!(&later, b"abXYef", "later records win");
-        assert!(f.read_exact_at(201, &mut later).is_err(), "past the end");
+        assert_eq!(
+            f.read_exact_at(201, &mut later).err().map(|e| e.kind()),
+            Some(io::ErrorKind::UnexpectedEof),
+            "past the end"
+        );
         assert!(f.read_exact_at(u64::MAX, &mut later).is_err());
         assert_eq!(f.pieces(), 6);
     }

@@ -406,7 +406,7 @@ impl KdumpFile {
         }
         raw.resize(n * PAGE_DESC_SIZE as usize, 0);
         src.read_exact_at(desc_off, raw)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+            .map_err(|e| MemError::from_io(paddr, &e))?;
         Ok(n)
     }
 
@@ -485,8 +485,7 @@ impl KdumpFile {
         let Scratch { raw, data, .. } = &mut *scratch;
         self.read_descs(src, paddr, pfn, 1, raw)?;
         let d = self.parse_desc(src, paddr, pfn, raw)?;
-        let stored = read_into(src, d.offset, d.size, data)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+        let stored = read_into(src, paddr, d.offset, d.size, data)?;
         let mut page = vec![0u8; self.header.block_size as usize];
         self.decode_into(paddr, pfn, &d, stored, &mut page)?;
         Ok(page)
@@ -534,9 +533,9 @@ impl KdumpFile {
                 end += d.size;
                 j += 1;
             }
-            let stored = match read_into(src, start, end - start, data) {
+            let stored = match read_into(src, paddr, start, end - start, data) {
                 Ok(s) => s,
-                Err(e) if i == 0 => return Err(MemError::new(paddr, MemErrorKind::Fault, e)),
+                Err(e) if i == 0 => return Err(e),
                 Err(_) => return Ok(i * bs),
             };
             for (k, d) in descs.iter().enumerate().take(j).skip(i) {
@@ -605,14 +604,23 @@ impl KdumpFile {
     }
 }
 
-/// Reads `len` bytes at `offset` into the reused buffer `data` and returns them.
-fn read_into<'a>(src: &dyn ReadAt, offset: u64, len: u64, data: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
-    let len = usize::try_from(len).map_err(|_| "page data too large".to_string())?;
+/// Reads `len` bytes at `offset` into the reused buffer `data` and returns them; a failure is
+/// reported at `paddr`, the address whose page data this is.
+fn read_into<'a>(
+    src: &dyn ReadAt,
+    paddr: u64,
+    offset: u64,
+    len: u64,
+    data: &'a mut Vec<u8>,
+) -> Result<&'a [u8], MemError> {
+    let len = usize::try_from(len)
+        .map_err(|_| MemError::new(paddr, MemErrorKind::Corrupt, "page data too large"))?;
     if data.len() < len {
         data.resize(len, 0);
     }
     let dst = data.get_mut(..len).unwrap_or_default();
-    src.read_exact_at(offset, dst)?;
+    src.read_exact_at(offset, dst)
+        .map_err(|e| MemError::from_io(paddr, &e))?;
     Ok(dst)
 }
 

@@ -4,7 +4,7 @@
 
 use byteorder::{BigEndian, ByteOrder, LittleEndian};
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -21,8 +21,10 @@ pub trait ReadAt {
     /// Total length in bytes.
     fn len(&self) -> u64;
 
-    /// Fills `buf` from `offset`. Fails unless every byte was read.
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String>;
+    /// Fills `buf` from `offset`. Fails unless every byte was read: with
+    /// `ErrorKind::UnexpectedEof` when the source ends first (a truncated file), with the
+    /// system's error when the read itself fails. The error's text is a sentence for people.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -45,7 +47,7 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
         (**self).stored_len()
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         (**self).read_exact_at(offset, buf)
     }
 }
@@ -161,10 +163,14 @@ impl ReadAt for FileSource {
         self.len
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| format!("reading {} bytes at offset {offset:#x} failed: {e}", buf.len()))
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        // The kind stays the system's (UnexpectedEof for a file shorter than the read).
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("reading {} bytes at offset {offset:#x} failed: {e}", buf.len()),
+            )
+        })
     }
 }
 
@@ -173,7 +179,7 @@ impl ReadAt for Vec<u8> {
         self.as_slice().len() as u64
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.as_slice().read_exact_at(offset, buf)
     }
 }
@@ -183,7 +189,7 @@ impl ReadAt for [u8] {
         <[u8]>::len(self) as u64
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let src = usize::try_from(offset)
             .ok()
             .and_then(|start| Some((start, start.checked_add(buf.len())?)))
@@ -193,10 +199,13 @@ impl ReadAt for [u8] {
                 buf.copy_from_slice(src);
                 Ok(())
             }
-            None => Err(format!(
-                "{} bytes at offset {offset:#x} are past the end ({} bytes)",
-                buf.len(),
-                <[u8]>::len(self)
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at offset {offset:#x} are past the end ({} bytes)",
+                    buf.len(),
+                    <[u8]>::len(self)
+                ),
             )),
         }
     }
@@ -378,8 +387,17 @@ mod tests {
         let mut buf = [0u8; 4];
         assert!(data.read_exact_at(28, &mut buf).is_ok());
         assert_eq!(buf, [28, 29, 30, 31]);
-        assert!(data.read_exact_at(29, &mut buf).is_err());
-        assert!(data.read_exact_at(u64::MAX, &mut buf).is_err());
+        let short = data.read_exact_at(29, &mut buf).err();
+        assert_eq!(
+            short.as_ref().map(io::Error::kind),
+            Some(io::ErrorKind::UnexpectedEof)
+        );
+        assert_eq!(
+            short.map(|e| e.to_string()).as_deref(),
+            Some("4 bytes at offset 0x1d are past the end (32 bytes)")
+        );
+        let wrap = data.read_exact_at(u64::MAX, &mut buf).err();
+        assert_eq!(wrap.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
         assert_eq!(read_vec(&data, 4, 2, "thing").ok(), Some(vec![4, 5]));
         let err = read_vec(&data, 30, 1 << 40, "bitmap").err().unwrap_or_default();
         assert!(err.contains("bitmap") && err.contains("truncated"), "{err}");
@@ -401,7 +419,16 @@ mod tests {
         let mut buf = [0u8; 4];
         assert!(src.read_exact_at(7, &mut buf).is_ok());
         assert_eq!(&buf, b"dump");
-        assert!(src.read_exact_at(8, &mut buf).is_err());
+        let short = src.read_exact_at(8, &mut buf).err();
+        assert_eq!(
+            short.as_ref().map(io::Error::kind),
+            Some(io::ErrorKind::UnexpectedEof)
+        );
+        let text = short.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.starts_with("reading 4 bytes at offset 0x8 failed: "),
+            "{text}"
+        );
         assert!(FileSource::open(dir.to_str().unwrap_or_default()).is_err());
         assert!(FileSource::open("/nonexistent/kmemd").is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -358,6 +358,61 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
     assert!(err(read_all(&k, &past, 0, 8)).contains("truncated"));
 }
 
+/// A source whose reads fail, with `kind`, once they reach `from`: a file that shrank under
+/// kmemd (UnexpectedEof) or a disk that fails (an I/O error), behind the length the file had.
+struct FailingFrom {
+    data: Vec<u8>,
+    from: u64,
+    kind: std::io::ErrorKind,
+}
+
+impl ReadAt for FailingFrom {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset + buf.len() as u64 > self.from {
+            return Err(std::io::Error::new(self.kind, "the test source fails here"));
+        }
+        self.data.read_exact_at(offset, buf)
+    }
+}
+
+#[test]
+fn page_data_that_cannot_be_read_keeps_the_kind_of_the_failure() {
+    use crate::mem::MemErrorKind;
+    let clean = build(&every_codec_spec());
+    let k = ok(KdumpFile::parse(&clean));
+    let data0 = Bytes::new(&clean, Endian::Little, "t")
+        .u64(k.data_offset as usize, "offset")
+        .unwrap_or(0);
+    assert!(data0 > k.data_offset, "page data follows the descriptors");
+    for (io_kind, want) in [
+        (std::io::ErrorKind::UnexpectedEof, MemErrorKind::NotInDump),
+        (std::io::ErrorKind::Other, MemErrorKind::Fault),
+    ] {
+        let src = FailingFrom {
+            data: clean.clone(),
+            from: data0,
+            kind: io_kind,
+        };
+        // Through the cache (a part of a page) and straight into the buffer (whole pages).
+        for len in [8, 4096] {
+            let e = read_all(&k, &src, 0, len);
+            assert_eq!(kind(read_all(&k, &src, 0, len)), want, "{io_kind:?}, {len} bytes");
+            assert!(err(e).contains("the test source fails here"));
+        }
+    }
+    // The descriptors themselves unreadable: the same kinds.
+    let src = FailingFrom {
+        data: clean.clone(),
+        from: k.data_offset,
+        kind: std::io::ErrorKind::UnexpectedEof,
+    };
+    assert_eq!(kind(read_all(&k, &src, 0, 8)), MemErrorKind::NotInDump);
+}
+
 /// zlib (adler32) and zstd (XXH64) pages carry checks, and a page that fails one is an error
 /// naming its pfn and where its data is; lzo has no check, so damage there reads as wrong data.
 #[test]
