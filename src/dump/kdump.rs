@@ -415,9 +415,9 @@ impl KdumpFile {
         let err = |kind, detail: String| MemError::new(paddr, kind, detail);
         let corrupt = |detail: String| err(MemErrorKind::Corrupt, detail);
         let d = Bytes::new(raw, self.header.endian, "page descriptor");
-        let offset = d.u64(0, "offset").map_err(corrupt)?;
-        let size = u64::from(d.u32(8, "size").map_err(corrupt)?);
-        let flags = d.u32(12, "flags").map_err(corrupt)?;
+        let offset = d.u64(0, "offset").map_err(|e| corrupt(e.detail))?;
+        let size = u64::from(d.u32(8, "size").map_err(|e| corrupt(e.detail))?);
+        let flags = d.u32(12, "flags").map_err(|e| corrupt(e.detail))?;
         if offset == 0 {
             return Err(if self.header.incomplete() {
                 err(

@@ -126,7 +126,7 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
             };
             let b = Bytes::new(n.desc, endian, "NT_PRSTATUS note");
             let pid = b.i32(PR_PID_OFFSET, "pr_pid");
-            let regs: Result<Vec<u64>, String> = (0..prstatus_reg_count(arch))
+            let regs: Result<Vec<u64>, _> = (0..prstatus_reg_count(arch))
                 .map(|i| b.u64(PR_REG_OFFSET + 8 * i, "pr_reg"))
                 .collect();
             match (pid, regs) {

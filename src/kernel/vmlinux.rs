@@ -169,7 +169,7 @@ impl Vmlinux {
         let s = self
             .section(name)
             .ok_or_else(|| format!("{} has no {name} section", path.display()))?;
-        read_vec(&open(path)?, s.offset, s.size, name)
+        Ok(read_vec(&open(path)?, s.offset, s.size, name)?)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {

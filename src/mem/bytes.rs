@@ -15,6 +15,75 @@ pub enum Endian {
     Big,
 }
 
+/// What stopped a parser of a file format (a dump's headers, an ELF file's tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FormatErrorKind {
+    /// The file, or the bytes read for a structure, end before what its headers promise.
+    Truncated,
+    /// The values make no sense: an impossible offset or size, a structure larger than the
+    /// file.
+    Corrupt,
+    /// A file kmemd does not read, or one without what kmemd needs from it (a format version
+    /// or machine it does not know, an ELF file with no section headers).
+    Unsupported,
+    /// Reading the file failed (the system's error is in the detail).
+    Io,
+}
+
+/// Why a file's structure could not be parsed: a kind, and the sentence for people (it names
+/// the structure and field). Layers that report in text turn it into a `String` with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError {
+    pub kind: FormatErrorKind,
+    pub detail: String,
+}
+
+impl FormatError {
+    pub fn new(kind: FormatErrorKind, detail: impl Into<String>) -> FormatError {
+        FormatError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn truncated(detail: impl Into<String>) -> FormatError {
+        FormatError::new(FormatErrorKind::Truncated, detail)
+    }
+
+    pub fn corrupt(detail: impl Into<String>) -> FormatError {
+        FormatError::new(FormatErrorKind::Corrupt, detail)
+    }
+
+    pub fn unsupported(detail: impl Into<String>) -> FormatError {
+        FormatError::new(FormatErrorKind::Unsupported, detail)
+    }
+
+    /// A failed [`ReadAt`] read, said with `context` before the read's own sentence: a source
+    /// that ends first is Truncated, any other failure Io.
+    pub fn from_io(context: &str, e: &io::Error) -> FormatError {
+        let kind = match e.kind() {
+            io::ErrorKind::UnexpectedEof => FormatErrorKind::Truncated,
+            _ => FormatErrorKind::Io,
+        };
+        FormatError::new(kind, format!("{context}: {e}"))
+    }
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// For the layers that report in text (opening a dump or a vmlinux, `--info`).
+impl From<FormatError> for String {
+    fn from(e: FormatError) -> String {
+        e.detail
+    }
+}
+
 /// Positioned reads from something of known length: a file, a buffer, a reassembled flattened
 /// file. `&self` so one source can be shared by readers and caches.
 pub trait ReadAt {
@@ -214,27 +283,30 @@ impl ReadAt for [u8] {
 /// Reads `len` bytes at `offset` into a new vector, checking first that they lie inside the
 /// source, so a corrupt length can never cause a huge allocation. `what` names the structure for
 /// the error message.
-pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
-    let end = offset
-        .checked_add(len)
-        .ok_or_else(|| format!("the {what} has an impossible offset {offset:#x} + length {len:#x}"))?;
+pub fn read_vec(src: &dyn ReadAt, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, FormatError> {
+    let end = offset.checked_add(len).ok_or_else(|| {
+        FormatError::corrupt(format!(
+            "the {what} has an impossible offset {offset:#x} + length {len:#x}"
+        ))
+    })?;
     if end > src.len() {
-        return Err(format!(
+        return Err(FormatError::truncated(format!(
             "the file is truncated or corrupt: the {what} ({len} bytes at offset {offset:#x}) ends past \
              the end of the file ({} bytes)",
             src.len()
-        ));
+        )));
     }
     if len > src.stored_len() {
-        return Err(format!(
+        return Err(FormatError::corrupt(format!(
             "the file is corrupt: the {what} claims {len} bytes, more than the whole file holds ({} bytes)",
             src.stored_len()
-        ));
+        )));
     }
-    let len = usize::try_from(len).map_err(|_| format!("the {what} is too large ({len} bytes)"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| FormatError::corrupt(format!("the {what} is too large ({len} bytes)")))?;
     let mut buf = vec![0u8; len];
     src.read_exact_at(offset, &mut buf)
-        .map_err(|e| format!("cannot read the {what}: {e}"))?;
+        .map_err(|e| FormatError::from_io(&format!("cannot read the {what}"), &e))?;
     Ok(buf)
 }
 
@@ -270,32 +342,32 @@ impl<'a> Bytes<'a> {
     }
 
     /// `len` bytes at `off`, or an error naming `field`.
-    pub fn slice(&self, off: usize, len: usize, field: &str) -> Result<&'a [u8], String> {
+    pub fn slice(&self, off: usize, len: usize, field: &str) -> Result<&'a [u8], FormatError> {
         off.checked_add(len)
             .and_then(|end| self.data.get(off..end))
             .ok_or_else(|| {
-                format!(
+                FormatError::truncated(format!(
                     "the {} is truncated or corrupt: field {field} ({len} bytes at offset {off}) is outside \
                  its {} bytes",
                     self.what,
                     self.data.len()
-                )
+                ))
             })
     }
 
     /// A sub-view of `len` bytes at `off`, with the same byte order.
-    pub fn sub(&self, off: usize, len: usize, field: &str) -> Result<Bytes<'a>, String> {
+    pub fn sub(&self, off: usize, len: usize, field: &str) -> Result<Bytes<'a>, FormatError> {
         Ok(Bytes {
             data: self.slice(off, len, field)?,
             ..*self
         })
     }
 
-    pub fn u8(&self, off: usize, field: &str) -> Result<u8, String> {
+    pub fn u8(&self, off: usize, field: &str) -> Result<u8, FormatError> {
         Ok(self.slice(off, 1, field)?.first().copied().unwrap_or(0))
     }
 
-    pub fn u16(&self, off: usize, field: &str) -> Result<u16, String> {
+    pub fn u16(&self, off: usize, field: &str) -> Result<u16, FormatError> {
         let b = self.slice(off, 2, field)?;
         Ok(match self.endian {
             Endian::Little => LittleEndian::read_u16(b),
@@ -303,7 +375,7 @@ impl<'a> Bytes<'a> {
         })
     }
 
-    pub fn u32(&self, off: usize, field: &str) -> Result<u32, String> {
+    pub fn u32(&self, off: usize, field: &str) -> Result<u32, FormatError> {
         let b = self.slice(off, 4, field)?;
         Ok(match self.endian {
             Endian::Little => LittleEndian::read_u32(b),
@@ -311,7 +383,7 @@ impl<'a> Bytes<'a> {
         })
     }
 
-    pub fn u64(&self, off: usize, field: &str) -> Result<u64, String> {
+    pub fn u64(&self, off: usize, field: &str) -> Result<u64, FormatError> {
         let b = self.slice(off, 8, field)?;
         Ok(match self.endian {
             Endian::Little => LittleEndian::read_u64(b),
@@ -319,16 +391,16 @@ impl<'a> Bytes<'a> {
         })
     }
 
-    pub fn i32(&self, off: usize, field: &str) -> Result<i32, String> {
+    pub fn i32(&self, off: usize, field: &str) -> Result<i32, FormatError> {
         Ok(self.u32(off, field)? as i32)
     }
 
-    pub fn i64(&self, off: usize, field: &str) -> Result<i64, String> {
+    pub fn i64(&self, off: usize, field: &str) -> Result<i64, FormatError> {
         Ok(self.u64(off, field)? as i64)
     }
 
     /// A NUL-padded fixed-size text field, up to its first NUL, lossily decoded.
-    pub fn cstr(&self, off: usize, len: usize, field: &str) -> Result<String, String> {
+    pub fn cstr(&self, off: usize, len: usize, field: &str) -> Result<String, FormatError> {
         let b = self.slice(off, len, field)?;
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
         Ok(String::from_utf8_lossy(b.get(..end).unwrap_or_default()).into_owned())
@@ -360,7 +432,9 @@ mod tests {
     fn out_of_range_fields_name_the_field_and_structure() {
         let data = [0u8; 6];
         let b = Bytes::new(&data, Endian::Little, "widget header");
-        let err = b.u32(4, "e_flags").err().unwrap_or_default();
+        let err = b.u32(4, "e_flags").err();
+        assert_eq!(err.as_ref().map(|e| e.kind), Some(FormatErrorKind::Truncated));
+        let err = err.map(String::from).unwrap_or_default();
         assert!(err.contains("e_flags") && err.contains("widget header"), "{err}");
         assert!(
             b.u64(usize::MAX - 2, "huge").is_err(),
@@ -399,9 +473,36 @@ mod tests {
         let wrap = data.read_exact_at(u64::MAX, &mut buf).err();
         assert_eq!(wrap.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
         assert_eq!(read_vec(&data, 4, 2, "thing").ok(), Some(vec![4, 5]));
-        let err = read_vec(&data, 30, 1 << 40, "bitmap").err().unwrap_or_default();
+        let err = read_vec(&data, 30, 1 << 40, "bitmap").err();
+        assert_eq!(err.as_ref().map(|e| e.kind), Some(FormatErrorKind::Truncated));
+        let err = err.map(String::from).unwrap_or_default();
         assert!(err.contains("bitmap") && err.contains("truncated"), "{err}");
-        assert!(read_vec(&data, u64::MAX, 2, "thing").is_err());
+        let wrap = read_vec(&data, u64::MAX, 2, "thing").err();
+        assert_eq!(wrap.map(|e| e.kind), Some(FormatErrorKind::Corrupt));
+        // The length of a flattened dump is what its records claim; a structure larger than
+        // the bytes really stored is corrupt however long the file says it is.
+        struct Claims(Vec<u8>);
+        impl ReadAt for Claims {
+            fn len(&self) -> u64 {
+                1 << 20
+            }
+            fn stored_len(&self) -> u64 {
+                self.0.len() as u64
+            }
+            fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+                self.0.read_exact_at(offset, buf)
+            }
+        }
+        let big = read_vec(&Claims(data.clone()), 0, 64, "table").err();
+        assert_eq!(big.map(|e| e.kind), Some(FormatErrorKind::Corrupt));
+        // A read that fails after the bounds check keeps its kind: short is Truncated.
+        let short = read_vec(&Claims(data.clone()), 16, 32, "table").err();
+        assert_eq!(short.as_ref().map(|e| e.kind), Some(FormatErrorKind::Truncated));
+        let text = short.map(String::from).unwrap_or_default();
+        assert!(
+            text.starts_with("cannot read the table: 32 bytes at offset 0x10"),
+            "{text}"
+        );
     }
 
     #[test]
