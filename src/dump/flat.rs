@@ -4,7 +4,7 @@
 //! The records are indexed once; `FlatSource` then serves reads of the reassembled file, so the
 //! kdump and ELF readers run on it unchanged.
 
-use crate::mem::bytes::{Bytes, Endian, ReadAt};
+use crate::mem::bytes::{Bytes, Endian, FormatError, ReadAt};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
@@ -35,25 +35,25 @@ pub struct FlatSource<R: ReadAt + ?Sized> {
 const GATHER_MAX: u64 = 256 << 10;
 
 impl<R: ReadAt + ?Sized> FlatSource<R> {
-    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, String> {
+    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, FormatError> {
         let mut head = [0u8; 32];
         inner
             .read_exact_at(0, &mut head)
-            .map_err(|_| "the flattened dump's header is truncated".to_string())?;
+            .map_err(|_| FormatError::truncated("the flattened dump's header is truncated"))?;
         let h = Bytes::new(&head, Endian::Big, "flattened dump header");
         if !is_flattened(&head) {
-            return Err("not a flattened dump".into());
+            return Err(FormatError::unsupported("not a flattened dump"));
         }
         let (ty, version) = (h.i64(16, "type")?, h.i64(24, "version")?);
         if ty != 1 {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "unknown flattened dump type {ty} (expected 1); the file is damaged"
-            ));
+            )));
         }
         if version != 1 {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "unsupported flattened dump version {version}; rearrange it with makedumpfile -R"
-            ));
+            )));
         }
         // Later records win where they overlap (makedumpfile rewrites headers at the end), as
         // when `makedumpfile -R` writes them in stream order.
@@ -74,9 +74,9 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 break;
             }
             if offset < 0 || size < 0 {
-                return Err(format!(
+                return Err(FormatError::corrupt(format!(
                     "corrupt flattened dump: record at {pos:#x} has offset {offset} and size {size}"
-                ));
+                )));
             }
             let (offset, size) = (offset as u64, size as u64);
             let data = pos + RECORD_HEADER;
@@ -85,7 +85,9 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 break;
             };
             if offset.checked_add(size).is_none() {
-                return Err(format!("corrupt flattened dump: record at {pos:#x} overflows"));
+                return Err(FormatError::corrupt(format!(
+                    "corrupt flattened dump: record at {pos:#x} overflows"
+                )));
             }
             if size > 0 {
                 insert(&mut map, offset, size, data);
@@ -344,9 +346,17 @@ pub(crate) mod tests {
         }
         let mut bad = flat.clone();
         put(&mut bad, 4096 + 8, &(-5i64).to_be_bytes());
-        assert!(err(FlatSource::new(Box::new(bad))).contains("corrupt"));
+        assert!(err(FlatSource::new(Box::new(bad.clone()))).contains("corrupt"));
+        assert_eq!(
+            format_kind(FlatSource::new(Box::new(bad))),
+            crate::mem::bytes::FormatErrorKind::Corrupt
+        );
         let mut ver = flat.clone();
         put(&mut ver, 24, &2i64.to_be_bytes());
-        assert!(err(FlatSource::new(Box::new(ver))).contains("version"));
+        assert!(err(FlatSource::new(Box::new(ver.clone()))).contains("version"));
+        assert_eq!(
+            format_kind(FlatSource::new(Box::new(ver))),
+            crate::mem::bytes::FormatErrorKind::Unsupported
+        );
     }
 }

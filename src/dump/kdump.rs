@@ -5,7 +5,7 @@
 
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
 use super::codec::{self, CodecError, Compression};
-use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
+use crate::mem::bytes::{read_vec, Bytes, Endian, FormatError, ReadAt};
 use crate::mem::{MemError, MemErrorKind};
 use std::cell::RefCell;
 
@@ -120,15 +120,17 @@ fn header_endian(head: &[u8]) -> Option<Endian> {
 }
 
 impl KdumpFile {
-    pub fn parse(src: &dyn ReadAt) -> Result<KdumpFile, String> {
+    pub fn parse(src: &dyn ReadAt) -> Result<KdumpFile, FormatError> {
         let head = read_vec(src, 0, HEADER_SIZE as u64, "kdump header")?;
         if !is_kdump(&head) {
-            return Err("not a kdump-compressed file".into());
+            return Err(FormatError::unsupported("not a kdump-compressed file"));
         }
-        let endian = header_endian(&head).ok_or(
-            "corrupt kdump header: the block size is not a page size; the file is damaged or not a \
-             makedumpfile dump",
-        )?;
+        let endian = header_endian(&head).ok_or_else(|| {
+            FormatError::corrupt(
+                "corrupt kdump header: the block size is not a page size; the file is damaged or \
+                 not a makedumpfile dump",
+            )
+        })?;
         let h = Bytes::new(&head, endian, "kdump header");
         let header_version = h.i32(8, "header_version")?;
         let block_size = u64::from(h.u32(428, "block_size")?);
@@ -180,13 +182,13 @@ impl KdumpFile {
             }
         }
         if hdr.split.is_some_and(|s| s != 0) {
-            return Err(
+            return Err(FormatError::unsupported(
                 "this file is one part of a split dump (makedumpfile --split); join the parts with \
-                        makedumpfile --reassemble and open the result"
-                    .into(),
-            );
+                 makedumpfile --reassemble and open the result",
+            ));
         }
-        let corrupt = |what: &str| format!("corrupt kdump header: {what}; the file is damaged");
+        let corrupt =
+            |what: &str| FormatError::corrupt(format!("corrupt kdump header: {what}; the file is damaged"));
         let bitmap_offset = sub_hdr_size
             .checked_add(1)
             .and_then(|b| b.checked_mul(block_size))
@@ -198,11 +200,11 @@ impl KdumpFile {
             .checked_add(bitmap_len)
             .ok_or_else(|| corrupt("bitmap_blocks is impossible"))?;
         if data_offset > src.len() {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "the kdump file is truncated: its bitmaps end at offset {data_offset:#x} but the file has {} \
                  bytes; copy the dump again",
                 src.len()
-            ));
+            )));
         }
         let needed = hdr.max_mapnr.div_ceil(8);
         // Two bitmaps when there is room for two of max_mapnr bits each (crash `dump_is_partial`).

@@ -38,7 +38,7 @@ fn le<'a>(b: &'a [u8], what: &'a str) -> Bytes<'a> {
 /// The file at `path` for positioned reads (a FIFO or device given as -k is refused by its
 /// type, never waited on: see `FileSource::open`).
 fn open(path: &Path) -> Result<FileSource, String> {
-    FileSource::open(path)
+    Ok(FileSource::open(path)?)
 }
 
 /// NUL-terminated string at `off` in a string table.

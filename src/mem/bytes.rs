@@ -146,28 +146,30 @@ impl FileSource {
     /// that says nothing of their contents. The file is opened `O_NONBLOCK | O_NOCTTY` and
     /// checked again, so one swapped in after the first look neither blocks nor becomes a
     /// controlling terminal; neither flag changes reads from a file or a block device.
-    pub fn open(path: impl AsRef<Path>) -> Result<FileSource, String> {
+    pub fn open(path: impl AsRef<Path>) -> Result<FileSource, FormatError> {
         let path = path.as_ref();
         let name = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("cannot open {name}: {e}"))?;
+        let meta = std::fs::metadata(path).map_err(|e| io_error(format!("cannot open {name}: {e}")))?;
         refuse_unless_file(path, &meta)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
-            .map_err(|e| format!("cannot open {name}: {e}"))?;
-        let meta = file.metadata().map_err(|e| format!("cannot stat {name}: {e}"))?;
+            .map_err(|e| io_error(format!("cannot open {name}: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(format!("cannot stat {name}: {e}")))?;
         refuse_unless_file(path, &meta)?;
         let len = if meta.file_type().is_block_device() {
             // A block device's st_size is 0; its size is where a seek to the end lands.
             let len = (&file)
                 .seek(SeekFrom::End(0))
-                .map_err(|e| format!("cannot find the size of block device {name}: {e}"))?;
+                .map_err(|e| io_error(format!("cannot find the size of block device {name}: {e}")))?;
             if len == 0 {
-                return Err(format!(
+                return Err(FormatError::truncated(format!(
                     "{name} is a block device with nothing in it (0 bytes); give the device or \
                      file that holds the dump"
-                ));
+                )));
             }
             len
         } else {
@@ -175,11 +177,11 @@ impl FileSource {
         };
         if len == 0 {
             if let Some(fs) = crate::sys::os::fs_magic(&file).ok().and_then(pseudo_fs_name) {
-                return Err(format!(
+                return Err(FormatError::unsupported(format!(
                     "{name} is not a regular file: it is a file of the kernel's {fs} \
                      pseudo-filesystem, made up as it is read, with no size to read it by; give \
                      a regular file or a block device"
-                ));
+                )));
             }
         }
         Ok(FileSource { file, len })
@@ -204,13 +206,15 @@ fn pseudo_fs_name(magic: u64) -> Option<&'static str> {
 }
 
 /// Err, saying what `path` is instead, unless it is a regular file or a block device.
-fn refuse_unless_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+fn refuse_unless_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), FormatError> {
     let name = path.display();
     let t = meta.file_type();
     let what = if t.is_file() || t.is_block_device() {
         return Ok(());
     } else if t.is_dir() {
-        return Err(format!("{name} is a directory; give the path of a file in it"));
+        return Err(FormatError::unsupported(format!(
+            "{name} is a directory; give the path of a file in it"
+        )));
     } else if t.is_fifo() {
         "a FIFO (named pipe)".to_string()
     } else if t.is_socket() {
@@ -221,10 +225,15 @@ fn refuse_unless_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), Strin
     } else {
         "neither a file nor a device".to_string()
     };
-    Err(format!(
+    Err(FormatError::unsupported(format!(
         "{name} is not a regular file: it is {what}. kmemd reads at offsets all over the file, \
          so it needs a regular file or a block device; save the data to a file first"
-    ))
+    )))
+}
+
+/// Opening or sizing a file failed: the sentence already says what and why.
+fn io_error(detail: String) -> FormatError {
+    FormatError::new(FormatErrorKind::Io, detail)
 }
 
 impl ReadAt for FileSource {
@@ -530,8 +539,12 @@ mod tests {
             text.starts_with("reading 4 bytes at offset 0x8 failed: "),
             "{text}"
         );
-        assert!(FileSource::open(dir.to_str().unwrap_or_default()).is_err());
-        assert!(FileSource::open("/nonexistent/kmemd").is_err());
+        let is_dir = FileSource::open(dir.to_str().unwrap_or_default()).err();
+        assert_eq!(is_dir.map(|e| e.kind), Some(FormatErrorKind::Unsupported));
+        let missing = FileSource::open("/nonexistent/kmemd").err();
+        assert_eq!(missing.as_ref().map(|e| e.kind), Some(FormatErrorKind::Io));
+        let text = missing.map(String::from).unwrap_or_default();
+        assert!(text.starts_with("cannot open /nonexistent/kmemd: "), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::dump::testutil::*;
+use crate::mem::bytes::FormatErrorKind;
 use crate::sys::clib::zlib_uncompress;
 
 /// How one pfn appears in a synthetic dump.
@@ -319,6 +320,32 @@ fn zstd_dumps_read_and_split_dumps_are_refused_with_advice() {
     let mut split = build(&every_codec_spec());
     put_u32(&mut split, 4096 + 12, 1);
     assert!(err(KdumpFile::parse(&split)).contains("--reassemble"));
+    assert_eq!(
+        format_kind(KdumpFile::parse(&split)),
+        FormatErrorKind::Unsupported
+    );
+}
+
+#[test]
+fn header_failures_say_what_kind_they_are() {
+    let file = build(&every_codec_spec());
+    let k = ok(KdumpFile::parse(&file));
+    // Cut inside the header, and inside the bitmaps: the file ends early.
+    let head = file.get(..100).unwrap_or_default();
+    assert_eq!(format_kind(KdumpFile::parse(&head)), FormatErrorKind::Truncated);
+    let bitmaps = file.get(..k.data_offset as usize - 1).unwrap_or_default();
+    assert_eq!(
+        format_kind(KdumpFile::parse(&bitmaps)),
+        FormatErrorKind::Truncated
+    );
+    assert!(err(KdumpFile::parse(&bitmaps)).contains("its bitmaps end at offset"));
+    // A block size that is no page size: the header is damaged.
+    let mut odd = file.clone();
+    put_u32(&mut odd, 428, 3);
+    assert_eq!(format_kind(KdumpFile::parse(&odd)), FormatErrorKind::Corrupt);
+    // Another format altogether.
+    let elf = b"\x7fELF".repeat(2048);
+    assert_eq!(format_kind(KdumpFile::parse(&elf)), FormatErrorKind::Unsupported);
 }
 
 #[test]
