@@ -191,6 +191,14 @@ impl From<MemError> for ReadError {
     }
 }
 
+/// A dump's saved state that does not parse (a short NT_PRSTATUS note) is known to be wrong,
+/// like bytes read that make no sense.
+impl From<bytes::FormatError> for ReadError {
+    fn from(e: bytes::FormatError) -> ReadError {
+        ReadError::Invalid(e.detail)
+    }
+}
+
 impl From<String> for ReadError {
     fn from(why: String) -> ReadError {
         ReadError::Invalid(why)
