@@ -7,6 +7,7 @@ pub mod walk;
 #[allow(non_upper_case_globals)]
 pub mod x86_64;
 
+use crate::mem::bytes::FormatError;
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{MemError, VirtRead};
 use std::fmt;
@@ -362,7 +363,7 @@ impl Arch {
 
     /// The kernel page tables (form and top table) a dump's VMCOREINFO describes: the one way
     /// the dump target and the fuzzer both build them.
-    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, String> {
+    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, FormatError> {
         match self {
             Arch::X86_64 => x86_64::PagingX86_64::from_vmcoreinfo(vmcoreinfo),
             Arch::Aarch64 => aarch64::PagingAarch64::from_vmcoreinfo(vmcoreinfo),
@@ -370,7 +371,7 @@ impl Arch {
     }
 
     /// Registers of one CPU from the descriptor of its NT_PRSTATUS note.
-    pub fn registers_from_prstatus(self, desc: &[u8]) -> Result<Registers, String> {
+    pub fn registers_from_prstatus(self, desc: &[u8]) -> Result<Registers, FormatError> {
         prstatus::registers_from_prstatus(self, desc)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::arch::prstatus::{PR_PID_OFFSET, PR_REG_OFFSET};
 use crate::arch::Arch;
-use crate::mem::bytes::{Bytes, Endian};
+use crate::mem::bytes::{Bytes, Endian, FormatError};
 
 /// `n_type` of `struct elf_prstatus` notes (`include/uapi/linux/elf.h`).
 pub const NT_PRSTATUS: u32 = 1;
@@ -85,7 +85,7 @@ pub struct CpuState {
 impl CpuState {
     /// The saved registers in the order of `arch`'s GDB target description; registers a dump
     /// does not save (FPU, vector) are `None`.
-    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, String> {
+    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, FormatError> {
         crate::arch::prstatus::registers_from_pr_reg(arch, &self.regs)
     }
 }
@@ -126,7 +126,7 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
             };
             let b = Bytes::new(n.desc, endian, "NT_PRSTATUS note");
             let pid = b.i32(PR_PID_OFFSET, "pr_pid");
-            let regs: Result<Vec<u64>, String> = (0..prstatus_reg_count(arch))
+            let regs: Result<Vec<u64>, _> = (0..prstatus_reg_count(arch))
                 .map(|i| b.u64(PR_REG_OFFSET + 8 * i, "pr_reg"))
                 .collect();
             match (pid, regs) {

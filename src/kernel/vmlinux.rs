@@ -38,7 +38,7 @@ fn le<'a>(b: &'a [u8], what: &'a str) -> Bytes<'a> {
 /// The file at `path` for positioned reads (a FIFO or device given as -k is refused by its
 /// type, never waited on: see `FileSource::open`).
 fn open(path: &Path) -> Result<FileSource, String> {
-    FileSource::open(path)
+    Ok(FileSource::open(path)?)
 }
 
 /// NUL-terminated string at `off` in a string table.
@@ -169,7 +169,7 @@ impl Vmlinux {
         let s = self
             .section(name)
             .ok_or_else(|| format!("{} has no {name} section", path.display()))?;
-        read_vec(&open(path)?, s.offset, s.size, name)
+        Ok(read_vec(&open(path)?, s.offset, s.size, name)?)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {

@@ -5,7 +5,7 @@
 //!
 //! Field offsets are the ELF-64 gABI's (`Elf64_Ehdr`, `Elf64_Phdr`, `Elf64_Shdr`).
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
+use super::bytes::{read_vec, Bytes, Endian, FormatError, ReadAt};
 
 /// Size of `Elf64_Ehdr`.
 pub const EHDR_SIZE: usize = 64;
@@ -82,7 +82,7 @@ pub struct SectionHeader {
 impl Header {
     /// The header fields of `head` (the file's first [`EHDR_SIZE`] bytes) in the byte order the
     /// caller took from `EI_DATA`. Errors name the field that does not fit.
-    pub fn parse(head: &[u8], endian: Endian) -> Result<Header, String> {
+    pub fn parse(head: &[u8], endian: Endian) -> Result<Header, FormatError> {
         let h = Bytes::new(head, endian, "ELF header");
         Ok(Header {
             endian,
@@ -101,7 +101,7 @@ impl Header {
 
     /// The number of program headers: `e_phnum`, or section header 0's `sh_info` when a file
     /// has more than 65534 (PN_XNUM).
-    pub fn phnum(&self, src: &dyn ReadAt) -> Result<u64, String> {
+    pub fn phnum(&self, src: &dyn ReadAt) -> Result<u64, FormatError> {
         if self.e_phnum != PN_XNUM {
             return Ok(u64::from(self.e_phnum));
         }
@@ -112,19 +112,19 @@ impl Header {
     }
 
     /// Checks that program header entries can hold an `Elf64_Phdr`.
-    pub fn check_phentsize(&self) -> Result<(), String> {
+    pub fn check_phentsize(&self) -> Result<(), FormatError> {
         if usize::from(self.e_phentsize) < PHDR_SIZE {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "corrupt ELF header: e_phentsize is {}, expected {PHDR_SIZE}",
                 self.e_phentsize
-            ));
+            )));
         }
         Ok(())
     }
 
     /// The `phnum` program headers (see [`Header::phnum`]), read as one table whose size the
     /// file's length bounds.
-    pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, String> {
+    pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, FormatError> {
         self.check_phentsize()?;
         let entsize = u64::from(self.e_phentsize);
         self.entries(
@@ -152,16 +152,18 @@ impl Header {
 
     /// The section headers and the index of the section name table, with the gABI's extended
     /// numbering (counts that do not fit in the header live in section header 0).
-    pub fn section_headers(&self, src: &dyn ReadAt) -> Result<(Vec<SectionHeader>, u32), String> {
+    pub fn section_headers(&self, src: &dyn ReadAt) -> Result<(Vec<SectionHeader>, u32), FormatError> {
         let shoff = self.e_shoff;
         let shentsize = u64::from(self.e_shentsize);
         let mut shnum = u64::from(self.e_shnum);
         let mut shstrndx = u32::from(self.e_shstrndx);
         if shoff == 0 {
-            return Err("no section headers".into());
+            return Err(FormatError::unsupported("no section headers"));
         }
         if shentsize < SHDR_SIZE as u64 {
-            return Err(format!("section header size {shentsize} is below 64"));
+            return Err(FormatError::corrupt(format!(
+                "section header size {shentsize} is below 64"
+            )));
         }
         let sh0 = read_vec(src, shoff, SHDR_SIZE as u64, "section header 0")?;
         let sh0 = Bytes::new(&sh0, self.endian, "section header 0");
@@ -206,20 +208,20 @@ impl Header {
         entsize: u64,
         min: usize,
         what: &str,
-        parse: impl Fn(&Bytes<'_>) -> Result<T, String>,
-    ) -> Result<Vec<T>, String> {
+        parse: impl Fn(&Bytes<'_>) -> Result<T, FormatError>,
+    ) -> Result<Vec<T>, FormatError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let len = count
             .checked_mul(entsize)
-            .ok_or_else(|| format!("corrupt ELF header: impossible {what} size"))?;
+            .ok_or_else(|| FormatError::corrupt(format!("corrupt ELF header: impossible {what} size")))?;
         let table = read_vec(src, off, len, what)?;
         let t = Bytes::new(&table, self.endian, what);
         (0..count)
             .map(|i| {
-                let at =
-                    usize::try_from(i * entsize).map_err(|_| format!("{what}: entry offset too large"))?;
+                let at = usize::try_from(i * entsize)
+                    .map_err(|_| FormatError::corrupt(format!("{what}: entry offset too large")))?;
                 parse(&t.sub(at, min, what)?)
             })
             .collect()
@@ -278,7 +280,8 @@ mod tests {
         // Entries too small for an Elf64_Phdr.
         let h = Header::parse(&header(1, 32), Endian::Little).unwrap();
         let e = h.program_headers(&header(1, 32), 1).unwrap_err();
-        assert!(e.contains("e_phentsize"), "{e}");
+        assert_eq!(e.kind, crate::mem::bytes::FormatErrorKind::Corrupt);
+        assert!(e.detail.contains("e_phentsize"), "{e}");
         assert!(h.program_headers(&header(0, 56), 0).is_err());
         let h = Header::parse(&header(0, 56), Endian::Little).unwrap();
         assert_eq!(h.program_headers(&header(0, 56), 0), Ok(Vec::new()));
