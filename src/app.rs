@@ -32,8 +32,13 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
 /// Opens what `-c`/live asks for.
 pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     match &config.dump {
-        Some(path) => crate::target::dump::open_target(path, config.vmlinux.as_deref(), config.pid),
-        None => crate::target::live::open_target(config.vmlinux.as_deref()),
+        Some(path) => crate::target::dump::open_target(
+            path,
+            config.vmlinux.as_deref(),
+            config.force_vmlinux,
+            config.pid,
+        ),
+        None => crate::target::live::open_target(config.vmlinux.as_deref(), config.force_vmlinux),
     }
 }
 
@@ -46,7 +51,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
             print!(
                 "{}",
-                crate::target::dump::info_text(path, config.vmlinux.as_deref())?
+                crate::target::dump::info_text(path, config.vmlinux.as_deref(), config.force_vmlinux)?
             );
             Ok(0)
         }
@@ -54,6 +59,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
         Mode::Watch(pairs) => crate::watch::run(&crate::watch::Options {
             pairs: pairs.clone(),
             vmlinux: config.vmlinux.clone(),
+            force_vmlinux: config.force_vmlinux,
             count: config.count,
             seconds: config.seconds,
             json: config.json,

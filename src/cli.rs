@@ -62,6 +62,8 @@ pub struct Config {
     pub dump: Option<PathBuf>,
     /// A vmlinux for link-time addresses (KASLR) and symbols.
     pub vmlinux: Option<PathBuf>,
+    /// `--force-vmlinux`: take a `-k` vmlinux whose build ID or release is not the kernel's.
+    pub force_vmlinux: bool,
     /// Serve one process of a dump.
     pub pid: Option<u32>,
     /// Watch mode: stop after this many hits / seconds; one JSON object per hit.
@@ -110,6 +112,12 @@ fn options() -> Options {
         "vmlinux",
         "the kernel's vmlinux: link-time addresses for KASLR, symbols for -w",
         "VMLINUX",
+    );
+    o.optflag(
+        "",
+        "force-vmlinux",
+        "use the -k vmlinux even when its build ID or release differs from the kernel's (kmemd \
+         refuses such a vmlinux otherwise: its symbols and layouts would be wrong)",
     );
     o.optopt(
         "",
@@ -345,6 +353,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         baud,
         dump,
         vmlinux: m.opt_str("k").map(PathBuf::from),
+        force_vmlinux: m.opt_present("force-vmlinux"),
         pid,
         count,
         seconds,

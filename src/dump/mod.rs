@@ -293,6 +293,8 @@ impl Dump {
             .cpus
             .iter()
             .enumerate()
+            // pr_pid is not always a Linux pid (QEMU writes the CPU index + 1, dump/dump.c), so a
+            // non-zero one is named as the note's field; 0 only a kernel writes (idle).
             .map(|(i, c)| {
                 if c.pid == 0 {
                     format!("CPU {i} idle")

@@ -11,6 +11,7 @@ use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
@@ -65,19 +66,16 @@ impl DumpTarget {
             .cpus()
             .iter()
             .enumerate()
-            .map(|(i, cpu)| {
-                let mut extra = format!("CPU {i}");
-                if cpu.pid == 0 {
-                    extra.push_str(" idle");
-                } else {
-                    extra.push_str(&format!(" pid {}", cpu.pid));
-                }
-                ThreadInfo {
-                    tid: i as Tid + 1,
-                    name: format!("CPU {i}"),
-                    extra,
-                    core: Some(i as u32),
-                }
+            .map(|(i, cpu)| ThreadInfo {
+                tid: i as Tid + 1,
+                name: format!("CPU {i}"),
+                // Until the task list says who ran there, only what the note holds, as
+                // `--info` words it (Dump::info_text_with): pr_pid is not always a Linux pid.
+                extra: match cpu.pid {
+                    0 => format!("CPU {i} idle"),
+                    p => format!("CPU {i} pr_pid {p}"),
+                },
+                core: Some(i as u32),
             })
             .collect();
         if threads.is_empty() {
@@ -95,7 +93,27 @@ impl DumpTarget {
         })
     }
 
-    /// Takes symbols and BTF from `vmlinux` first (`-k`).
+    /// Takes symbols and BTF from `vmlinux` first (`-k`), once it is known to be the dump's
+    /// kernel's (build ID, else release: [`check_identity`]); `force` takes a mismatched one
+    /// with a warning.
+    pub fn use_vmlinux(&mut self, vmlinux: Option<&Path>, force: bool) -> Result<(), String> {
+        if let Some(path) = vmlinux {
+            let v = Vmlinux::load(path)?;
+            let vmci = self.dump.vmcoreinfo();
+            let kernel = KernelIdentity {
+                what: "the dump",
+                arch: self.arch,
+                build_id: vmci.get("BUILD-ID"),
+                release: vmci.osrelease(),
+            };
+            check_identity(&v, path, &kernel, force)?;
+        }
+        self.set_vmlinux(vmlinux);
+        Ok(())
+    }
+
+    /// Takes symbols and BTF from `vmlinux` first, unchecked (tests; [`Self::use_vmlinux`]
+    /// checks).
     pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
         self.vmlinux = vmlinux.map(Path::to_path_buf);
         self.kinfo = None;
@@ -443,9 +461,14 @@ impl KernelView for DumpTarget {
 }
 
 /// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
-pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Result<Box<dyn Target>, String> {
+pub fn open_target(
+    path: &Path,
+    vmlinux: Option<&Path>,
+    force_vmlinux: bool,
+    pid: Option<u32>,
+) -> Result<Box<dyn Target>, String> {
     let mut t = DumpTarget::open(path)?;
-    t.set_vmlinux(vmlinux);
+    t.use_vmlinux(vmlinux, force_vmlinux)?;
     if let Some(pid) = pid {
         return Ok(Box::new(super::process::ProcessTarget::new(t, pid)?));
     }
@@ -460,7 +483,7 @@ pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Res
 }
 
 /// The `--info` description of a dump.
-pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> {
+pub fn info_text(path: &Path, vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<String, String> {
     let name = path
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
@@ -470,7 +493,7 @@ pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> 
     let file_only = dump.info_text();
     match DumpTarget::new(dump) {
         Ok(mut t) => {
-            t.set_vmlinux(vmlinux);
+            t.use_vmlinux(vmlinux, force_vmlinux)?;
             Ok(t.info_text())
         }
         Err(e) => {

@@ -11,7 +11,7 @@ use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
-use crate::kernel::vmlinux::Vmlinux;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
@@ -50,6 +50,12 @@ const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 impl LiveTarget {
     /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
+        Self::open_with(vmlinux, false)
+    }
+
+    /// [`Self::open`], with `force` taking a vmlinux whose build ID or release is not the
+    /// running kernel's (`--force-vmlinux`) with a warning instead of an error.
+    pub fn open_with(vmlinux: Option<&Path>, force: bool) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
         let reader = KernelReader::open()?;
@@ -57,14 +63,7 @@ impl LiveTarget {
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
-                if v.arch != arch {
-                    return Err(format!(
-                        "{} is an {} kernel, but this machine runs {arch}: give -k the vmlinux of the \
-                         running kernel",
-                        path.display(),
-                        v.arch
-                    ));
-                }
+                check_running_vmlinux(&v, path, force)?;
                 let text = v.symbol("_text").ok_or_else(|| {
                     format!(
                         "{} has no _text symbol (stripped?): give -k the vmlinux with its symbol table",
@@ -400,8 +399,22 @@ fn still_running_as(listed: &tasks::Task, now: &tasks::Task) -> bool {
 }
 
 /// Opens the running kernel as a GDB target (`-k VMLINUX` when given).
-pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
-    Ok(Box::new(LiveTarget::open(vmlinux)?))
+/// Checks that `v` (`-k path`) is the running kernel's vmlinux: its build ID against
+/// /sys/kernel/notes, else its release against /proc/sys/kernel/osrelease ([`check_identity`]).
+pub fn check_running_vmlinux(v: &Vmlinux, path: &Path, force: bool) -> Result<(), String> {
+    let build_id = live::kernel_build_id();
+    let release = live::osrelease();
+    let kernel = KernelIdentity {
+        what: "the running kernel",
+        arch: Arch::host(),
+        build_id: build_id.as_deref(),
+        release: release.as_deref(),
+    };
+    check_identity(v, path, &kernel, force)
+}
+
+pub fn open_target(vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open_with(vmlinux, force_vmlinux)?))
 }
 
 /// The running kernel's kallsyms, from /proc/kallsyms. Fails when every address reads as zero,
