@@ -70,6 +70,9 @@ pub fn run(config: &Config) -> Result<i32, String> {
 fn serve(config: &Config) -> Result<i32, String> {
     let spec = ListenSpec::parse(&config.listen)?;
     let mut target = open_target(config)?;
+    if config.dump.is_some() && config.pid.is_none() {
+        crate::target::dump::log_kaslr_hint(target.as_ref());
+    }
     target.prepare();
     info!("serving {}", target.describe());
     // Caught before the socket exists, so no signal can leave its file behind.

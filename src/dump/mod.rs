@@ -243,12 +243,18 @@ impl Dump {
 
     /// What the file itself says of the dump (`--info` when the kernel's data cannot be read).
     pub fn info_text(&self) -> String {
-        self.info_text_with(None, None)
+        self.info_text_with(None, None, None)
     }
 
     /// The description, with the CPU list and crashing CPU given by the caller (who read them
     /// from the kernel's data) instead of the file's NT_PRSTATUS pr_pid and kdump header.
-    pub fn info_text_with(&self, cpus: Option<&[String]>, crashed: Option<&str>) -> String {
+    /// `panic` is the kernel's last words (its log's panic line), when the caller read them.
+    pub fn info_text_with(
+        &self,
+        cpus: Option<&[String]>,
+        crashed: Option<&str>,
+        panic: Option<&str>,
+    ) -> String {
         let mut t = String::new();
         let vi = &self.vmcoreinfo;
         let _ = writeln!(t, "format:        {}", self.format_name());
@@ -310,6 +316,9 @@ impl Dump {
                 .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"))
         });
         let _ = writeln!(t, "crashing CPU:  {crashed}");
+        if let Some(p) = panic {
+            let _ = writeln!(t, "panic:         {p}");
+        }
         let kaslr = self
             .kaslr_offset()
             .map_or("unknown (no KERNELOFFSET)".to_string(), |o| format!("{o:#x}"));

@@ -169,15 +169,17 @@ impl LiveTarget {
             None => return Err("no task to start from".into()),
         };
         let mem = &mut self.reader;
-        let list = tasks::walk(mem, &layout, start)?;
+        let mut list = tasks::walk(mem, &layout, start)?;
+        let idle = tasks::idle_tasks(mem, &layout, k, &self.cpus, &list);
+        tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
     }
 
-    /// Whether the task GDB listed as `pid` is still that task.
-    fn task_alive(&mut self, pid: i32) -> bool {
-        let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
+    /// Whether the task GDB listed as thread `tid` is still that task.
+    fn task_alive(&mut self, tid: Tid) -> bool {
+        let Some(old) = threads::find_task(&self.tasks, tid).cloned() else {
             return false;
         };
         self.kernel_info();
@@ -196,13 +198,11 @@ impl LiveTarget {
 
     /// A task's registers: those saved at its last switch; a task running right now has none
     /// (PC 0, like the CPUs), and neither has one that exited since `threads()`.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
-        let old = self
-            .tasks
-            .iter()
-            .find(|t| t.pid == pid)
+    fn task_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        let old = threads::find_task(&self.tasks, tid)
             .cloned()
-            .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
+            .ok_or_else(|| format!("no task with thread id {tid} (ask for the thread list again)"))?;
+        let pid = old.pid;
         self.kernel_info();
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
@@ -306,8 +306,8 @@ impl Target for LiveTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+        if threads::is_task_tid(tid) {
+            return self.task_registers(tid);
         }
         let known = tid
             .checked_sub(1)
@@ -329,10 +329,26 @@ impl Target for LiveTarget {
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
-        match threads::tid_pid(tid) {
-            Some(pid) => self.task_alive(pid),
-            None => true,
+        if threads::is_task_tid(tid) {
+            self.task_alive(tid)
+        } else {
+            true
         }
+    }
+
+    /// A task that is not running, so GDB's first stop shows real registers (those of its last
+    /// context switch) instead of a CPU's `0x0 in ?? ()`: the first such task with a pid (init,
+    /// usually). Without a task list, CPU 0.
+    fn stop_thread(&mut self) -> Tid {
+        if self.tasks_at.is_none_or(|t| t.elapsed() >= TASKS_FRESH) {
+            if let Err(e) = self.tasks() {
+                log::debug!("no task to stop on: {e}");
+            }
+        }
+        self.tasks.iter().find(|t| t.pid > 0 && !t.on_cpu).map_or_else(
+            || self.cpus.first().map_or(1, |&c| c as Tid + 1),
+            threads::thread_tid,
+        )
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

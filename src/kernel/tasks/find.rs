@@ -8,9 +8,18 @@ use std::collections::HashSet;
 /// Largest THREAD_SIZE of the supported kernels (arm64 and x86_64 with KASAN: 32 KiB).
 const MAX_THREAD_SIZE: u64 = 32 << 10;
 
-/// Whether `cand` is a task_struct whose kernel stack holds `sp` and whose `tasks` list is
-/// consistent (next->prev points back).
-fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64) -> bool {
+/// What a candidate must be besides the owner of the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// On the task list: its `tasks` list is consistent (next->prev points back).
+    Listed,
+    /// An idle task: pid 0. Idle tasks are on no list (fork_idle copies the `tasks` member of
+    /// the task that forked them and never links it), so the list cannot vouch for them.
+    Idle,
+}
+
+/// Whether `cand` is a task_struct whose kernel stack holds `sp` and that is what `want` asks.
+fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64, want: Want) -> bool {
     let Some(stack_off) = l.stack else { return false };
     let mut ok = || -> Result<bool, MemError> {
         let stack = read_u64(mem, cand.wrapping_add(stack_off))?;
@@ -20,6 +29,9 @@ fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64) 
         let pid = read_uint(mem, cand.wrapping_add(l.pid.offset), 4)?;
         if pid >= 1 << 22 {
             return Ok(false);
+        }
+        if want == Want::Idle {
+            return Ok(pid == 0);
         }
         let node = cand.wrapping_add(l.tasks);
         let next = read_u64(mem, node)?;
@@ -41,6 +53,29 @@ pub fn find_task_from_cpu(
     sp: u64,
     regs: &[u64],
 ) -> Option<u64> {
+    find_from_cpu(mem, l, kernel_start, sp, regs, Want::Listed)
+}
+
+/// The idle task (pid 0) that owns the kernel stack an idle CPU's saved `sp` points into, found
+/// as [`find_task_from_cpu`] finds a listed task.
+pub fn find_idle_from_cpu(
+    mem: &mut dyn VirtRead,
+    l: &TaskLayout,
+    kernel_start: u64,
+    sp: u64,
+    regs: &[u64],
+) -> Option<u64> {
+    find_from_cpu(mem, l, kernel_start, sp, regs, Want::Idle)
+}
+
+fn find_from_cpu(
+    mem: &mut dyn VirtRead,
+    l: &TaskLayout,
+    kernel_start: u64,
+    sp: u64,
+    regs: &[u64],
+    want: Want,
+) -> Option<u64> {
     if sp < kernel_start {
         return None;
     }
@@ -58,5 +93,5 @@ pub fn find_task_from_cpu(
     cands
         .into_iter()
         .filter(|&c| c >= kernel_start && c % 8 == 0 && seen.insert(c))
-        .find(|&c| is_task_of_stack(mem, l, c, sp))
+        .find(|&c| is_task_of_stack(mem, l, c, sp, want))
 }
