@@ -56,6 +56,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             Ok(0)
         }
         Mode::Check => crate::check::run(config),
+        Mode::Query(cmd) => query_to_stdout(config, cmd),
         Mode::Watch(pairs) => crate::watch::run(&crate::watch::Options {
             pairs: pairs.clone(),
             vmlinux: config.vmlinux.clone(),
@@ -112,6 +113,26 @@ fn quiet_stderr_pipe() {
         }
         Err(e) => warn!("cannot open /dev/null: {e}"),
     }
+}
+
+/// `--ps`, `--dmesg`, `--lsmod`, `--sym X`: the monitor command's text (or, with --json, its
+/// JSON form) on stdout, so scripts get it without GDB (which prints monitor output on stderr
+/// under -batch). Same code as `monitor CMD` (kernel/monitor.rs).
+fn query_to_stdout(config: &Config, cmd: &str) -> Result<i32, String> {
+    let mut target = open_target(config)?;
+    let view = target
+        .kernel_view()
+        .ok_or("this target serves no kernel to ask")?;
+    let answer = if config.json {
+        crate::kernel::monitor::run_json(view, cmd)
+    } else {
+        crate::kernel::monitor::run(view, cmd)
+    };
+    let text = answer.ok_or_else(|| format!("internal: no kernel query {cmd}"))??;
+    let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
+    out.write_all(text.as_bytes())
+        .map_err(|e| format!("writing to stdout: {e}"))?;
+    Ok(0)
 }
 
 /// `--read ADDR LEN`: raw bytes to stdout. Exit 0 only if every byte was read.

@@ -46,6 +46,9 @@ pub enum Mode {
     Read { addr: u64, len: u64 },
     /// Describe a dump (`-c FILE --info`).
     Info,
+    /// A kernel query printed to stdout (`--ps`, `--dmesg`, `--lsmod`, `--sym X`): the monitor
+    /// command line it runs, e.g. `sym jiffies`.
+    Query(String),
     /// Self-test of what this machine allows.
     Check,
     /// Arm hardware watchpoints and print hits. Each entry is (TYPE, TARGET) as typed.
@@ -137,6 +140,23 @@ fn options() -> Options {
     );
     o.optflag(
         "",
+        "ps",
+        "print every task (pid, parent, state, CPU, command, task_struct) to stdout and exit",
+    );
+    o.optflag("", "dmesg", "print the kernel log to stdout and exit");
+    o.optflag(
+        "",
+        "lsmod",
+        "print the loaded modules (base, size, add-symbol-file line) to stdout and exit",
+    );
+    o.optopt(
+        "",
+        "sym",
+        "print a kernel symbol's address, or the symbol at an address, and exit",
+        "NAME|ADDR",
+    );
+    o.optflag(
+        "",
         "check",
         "test what this machine allows (BPF reads, kallsyms, watchpoints) and exit",
     );
@@ -155,7 +175,12 @@ fn options() -> Options {
         &format!("watch mode: stop after SECONDS (at most {MAX_WATCH_SECONDS}, a year)"),
         "SECONDS",
     );
-    o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
+    o.optflag(
+        "",
+        "json",
+        "one JSON object per line on stdout: per hit (watch mode), per task (--ps), per module \
+         (--lsmod), the answer of --sym",
+    );
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
     o.optflagmulti("v", "verbose", &verbose_help());
     o.optflag("q", "quiet", "errors only");
@@ -172,6 +197,8 @@ Usage:
   kmemd [-s SPEC] [-k VMLINUX]          serve the running kernel's memory to GDB (root)
   kmemd -c VMCORE [-s SPEC] [--pid PID] serve a crash dump to GDB
   kmemd -c VMCORE --info                describe a crash dump
+  kmemd [-c VMCORE] --ps|--dmesg|--lsmod|--sym X [--json]
+                                        print tasks, the kernel log, modules, a symbol
   kmemd [-c VMCORE] --read ADDR LEN     write raw kernel bytes to stdout
   kmemd -w TYPE TARGET [-n N] [-t S]    print every hit of a hardware watchpoint (root)
   kmemd --check                         self-test: what this machine allows
@@ -302,11 +329,23 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if m.opt_present("check") {
         modes.push(Mode::Check);
     }
+    for q in ["ps", "dmesg", "lsmod"] {
+        if m.opt_present(q) {
+            modes.push(Mode::Query(q.to_string()));
+        }
+    }
+    if let Some(s) = m.opt_str("sym") {
+        modes.push(Mode::Query(format!("sym {s}")));
+    }
     if !watch.is_empty() {
         modes.push(Mode::Watch(watch));
     }
     if modes.len() > 1 {
-        return Err("--read, --info, --check and -w are separate modes: give one at a time".into());
+        return Err(
+            "--read, --info, --check, --ps, --dmesg, --lsmod, --sym and -w are separate modes: give \
+             one at a time"
+                .into(),
+        );
     }
     let mode = modes.pop().unwrap_or(Mode::Serve);
     let dump = m.opt_str("c").map(PathBuf::from);
@@ -344,8 +383,21 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         None => None,
     };
     let is_watch = matches!(mode, Mode::Watch(_));
-    if !is_watch && (count.is_some() || seconds.is_some() || m.opt_present("json")) {
-        return Err("-n, -t and --json belong to watch mode (-w TYPE TARGET)".into());
+    if !is_watch && (count.is_some() || seconds.is_some()) {
+        return Err("-n and -t belong to watch mode (-w TYPE TARGET)".into());
+    }
+    let json_ok = match &mode {
+        Mode::Watch(_) => true,
+        Mode::Query(q) => {
+            crate::kernel::monitor::JSON_COMMANDS.contains(&q.split_whitespace().next().unwrap_or(""))
+        }
+        _ => false,
+    };
+    if m.opt_present("json") && !json_ok {
+        return Err("--json belongs to watch mode (-w), --ps, --lsmod and --sym".into());
+    }
+    if matches!(mode, Mode::Query(_)) && pid.is_some() {
+        return Err("--ps, --dmesg, --lsmod and --sym ask the kernel: leave out --pid".into());
     }
     Ok(Parsed::Run(Config {
         mode,
@@ -407,6 +459,21 @@ mod tests {
     }
 
     #[test]
+    fn kernel_queries_are_monitor_command_lines() {
+        assert_eq!(run(&["--ps"]).unwrap().mode, Mode::Query("ps".into()));
+        assert_eq!(
+            run(&["-c", "x", "--dmesg"]).unwrap().mode,
+            Mode::Query("dmesg".into())
+        );
+        let c = run(&["--lsmod", "--json"]).unwrap();
+        assert_eq!((c.mode, c.json), (Mode::Query("lsmod".into()), true));
+        assert_eq!(
+            run(&["--sym", "jiffies", "--json"]).unwrap().mode,
+            Mode::Query("sym jiffies".into())
+        );
+    }
+
+    #[test]
     fn watch_specs_repeat() {
         let c = run(&["-w", "w4", "0xc0ffee00", "--watch", "rw8", "jiffies+8", "-n", "5"]).unwrap();
         assert_eq!(
@@ -427,6 +494,14 @@ mod tests {
             .unwrap_err()
             .contains("one at a time"));
         assert!(run(&["-n", "3"]).unwrap_err().contains("watch mode"));
+        assert!(run(&["--json"]).unwrap_err().contains("--json belongs"));
+        assert!(run(&["--dmesg", "--json"])
+            .unwrap_err()
+            .contains("--json belongs"));
+        assert!(run(&["--ps", "--lsmod"]).unwrap_err().contains("one at a time"));
+        assert!(run(&["-c", "x", "--pid", "1", "--ps"])
+            .unwrap_err()
+            .contains("--pid"));
         assert!(run(&["--pid", "1"]).unwrap_err().contains("-c"));
         assert!(run(&["-b", "fast"]).unwrap_err().contains("baud"));
         assert!(run(&["stray"]).unwrap_err().contains("unexpected"));

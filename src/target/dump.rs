@@ -475,6 +475,10 @@ impl Target for DumpTarget {
         help
     }
 
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} crash dump of Linux {} ({}, {} CPUs)",

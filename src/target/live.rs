@@ -363,6 +363,10 @@ impl Target for LiveTarget {
         monitor::COMMANDS.to_vec()
     }
 
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
+    }
+
     fn describe(&self) -> String {
         format!("live kernel {} ({})", self.release, self.arch)
     }
