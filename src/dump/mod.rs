@@ -294,6 +294,9 @@ impl Dump {
             "kernel:        {}",
             release.as_deref().unwrap_or("unknown (no VMCOREINFO)")
         );
+        if let Some(id) = vi.get("BUILD-ID") {
+            let _ = writeln!(t, "build ID:      {id}");
+        }
         let _ = writeln!(t, "page size:     {}", self.page_size());
         let from_file: Vec<String> = self
             .cpus

@@ -258,6 +258,30 @@ impl LiveTarget {
         &mut self.reader
     }
 
+    /// `monitor info`: the running kernel, in the words of a dump's `--info`.
+    pub fn info_text(&self) -> String {
+        let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+        let vmlinux = match &self.link_source {
+            LinkText::Vmlinux { path, .. } => path.display().to_string(),
+            LinkText::Default => "none (link-time _text assumed at the architecture's default)".into(),
+        };
+        format!(
+            "source:        live kernel (BPF reads)\n\
+             arch:          {}\n\
+             kernel:        {}\n\
+             build ID:      {}\n\
+             CPUs:          {} online ({})\n\
+             KASLR offset:  {:#x}\n\
+             vmlinux:       {vmlinux}\n",
+            self.arch,
+            self.release,
+            live::kernel_build_id().unwrap_or_else(|| "unknown (no /sys/kernel/notes)".into()),
+            self.cpus.len(),
+            cpus.join(", "),
+            self.runtime_text.wrapping_sub(self.link_text),
+        )
+    }
+
     /// Online CPU numbers, ascending.
     pub fn cpus(&self) -> &[u32] {
         &self.cpus
@@ -355,12 +379,22 @@ impl Target for LiveTarget {
         Some(self.runtime_text.wrapping_sub(self.link_text))
     }
 
+    /// The kernel's commands, and `info` as a dump has it (what is served). `vtop` is a dump's
+    /// only: a live kernel is read through BPF, not through its page tables.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        if cmd.trim() == "info" {
+            return Some(Ok(self.info_text()));
+        }
         monitor::run(self, cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        monitor::COMMANDS.to_vec()
+        let mut help = vec![(
+            "info",
+            "what the running kernel is (release, build ID, CPUs, KASLR offset, vmlinux)",
+        )];
+        help.extend_from_slice(monitor::COMMANDS);
+        help
     }
 
     fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
