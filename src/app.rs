@@ -47,6 +47,13 @@ pub fn run(config: &Config) -> Result<i32, String> {
     match &config.mode {
         Mode::Serve => serve(config),
         Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
+        Mode::ReadSymbol { name, offset, len } => {
+            let mut target = open_target(config)?;
+            let at = symbol_address(target.as_mut(), name)?
+                .checked_add(*offset)
+                .ok_or_else(|| format!("{name}+{offset:#x} is past the end of the address space"))?;
+            write_range(target.as_mut(), at, *len)
+        }
         Mode::Info => {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
             print!(
@@ -135,11 +142,28 @@ fn query_to_stdout(config: &Config, cmd: &str) -> Result<i32, String> {
     Ok(0)
 }
 
+/// A kernel symbol's address, from the resolver `monitor sym` uses (kernel/symbols.rs).
+fn symbol_address(target: &mut dyn Target, name: &str) -> Result<u64, String> {
+    let view = target
+        .kernel_view()
+        .ok_or("with --pid, --read takes an address, not a kernel symbol")?;
+    let (_, info) = view.kernel()?;
+    match crate::kernel::monitor::sym_lookup(info, name)? {
+        crate::kernel::monitor::SymAnswer::Address { addr, .. } => Ok(addr),
+        crate::kernel::monitor::SymAnswer::Symbol { .. } => Err(format!("no symbol {name}")),
+    }
+}
+
 /// `--read ADDR LEN`: raw bytes to stdout. Exit 0 only if every byte was read.
 fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
     let mut target = open_target(config)?;
+    write_range(target.as_mut(), addr, len)
+}
+
+/// Writes `[addr, addr+len)` of `target` to stdout; exit 0 only if every byte was read.
+fn write_range(target: &mut dyn Target, addr: u64, len: u64) -> Result<i32, String> {
     let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
-    match copy_memory(target.as_mut(), addr, len, &mut out)? {
+    match copy_memory(target, addr, len, &mut out)? {
         done if done == len => Ok(0),
         done => Ok({
             error!("{done} of {len} bytes written: the rest is not readable");

@@ -44,6 +44,8 @@ pub enum Mode {
     Serve,
     /// Write `len` raw bytes at `addr` to stdout.
     Read { addr: u64, len: u64 },
+    /// Write `len` raw bytes at a kernel symbol (+ `offset`) to stdout: `--read _text 64`.
+    ReadSymbol { name: String, offset: u64, len: u64 },
     /// Describe a dump (`-c FILE --info`).
     Info,
     /// A kernel query printed to stdout (`--ps`, `--dmesg`, `--lsmod`, `--sym X`): the monitor
@@ -131,7 +133,8 @@ fn options() -> Options {
     o.optflag(
         "",
         "read",
-        "write LEN raw bytes at kernel address ADDR to stdout: --read ADDR LEN",
+        "write LEN raw bytes at kernel address ADDR (hex) or SYMBOL[+OFF] to stdout: --read \
+         ADDR LEN, e.g. --read _text 64",
     );
     o.optflag(
         "",
@@ -199,7 +202,7 @@ Usage:
   kmemd -c VMCORE --info                describe a crash dump
   kmemd [-c VMCORE] --ps|--dmesg|--lsmod|--sym X [--json]
                                         print tasks, the kernel log, modules, a symbol
-  kmemd [-c VMCORE] --read ADDR LEN     write raw kernel bytes to stdout
+  kmemd [-c VMCORE] --read ADDR|SYM LEN write raw kernel bytes to stdout
   kmemd -w TYPE TARGET [-n N] [-t S]    print every hit of a hardware watchpoint (root)
   kmemd --check                         self-test: what this machine allows
 
@@ -209,8 +212,11 @@ Examples:
   gdb vmlinux -ex 'target remote | ssh root@board kmemd -s -'
   kmemd -s /dev/ttyS0 -b 115200         then on the desk: gdb vmlinux -ex 'target remote /dev/ttyUSB0'
   kmemd -c /var/crash/vmcore -s :1234   then: gdb vmlinux -ex 'target remote :1234'
-  sudo kmemd --read 0xffffffff81000000 64 | xxd
-  sudo kmemd -w w8 jiffies_64 -n 10     (symbols from /proc/kallsyms, or -k vmlinux)
+  sudo kmemd --read _text 64 | xxd      (ADDR in hex, or SYMBOL[+OFF])
+  kmemd -c /var/crash/vmcore --ps --json
+  sudo kmemd -w w1 init_uts_ns+65 -n 1  then: hostname newname (its first byte is written)
+  sudo kmemd -w rw8 jiffies_64 -n 10    (data symbols: kallsyms with CONFIG_KALLSYMS_ALL,
+                                         VMCOREINFO's, or -k vmlinux)
 
 In GDB: `monitor help` lists kmemd's commands; `monitor kaslr` prints the KASLR offset and the
 add-symbol-file line that relocates every section of vmlinux.
@@ -318,10 +324,26 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         })
         .collect();
     let mut modes = Vec::new();
-    if let Some((addr, len)) = read {
-        let addr = crate::mem::parse_addr(&addr)?;
+    if let Some((at, len)) = read {
         let len = parse_u64(&len, "--read LEN")?;
-        modes.push(Mode::Read { addr, len });
+        // An address is hex, with or without 0x; anything else is SYMBOL or SYMBOL+OFF (a symbol
+        // spelt only with hex digits, such as `add`, needs no support: none is worth reading).
+        match crate::mem::parse_addr(&at) {
+            Ok(addr) => modes.push(Mode::Read { addr, len }),
+            Err(e) => match at.split_once('+') {
+                _ if at.starts_with(|c: char| c.is_ascii_digit()) => return Err(e),
+                Some((name, off)) => modes.push(Mode::ReadSymbol {
+                    name: name.trim().to_string(),
+                    offset: parse_u64(off, "--read SYMBOL+OFF")?,
+                    len,
+                }),
+                None => modes.push(Mode::ReadSymbol {
+                    name: at.trim().to_string(),
+                    offset: 0,
+                    len,
+                }),
+            },
+        }
     }
     if m.opt_present("info") {
         modes.push(Mode::Info);
@@ -455,7 +477,24 @@ mod tests {
             }
         );
         assert!(run(&["--read", "0x10"]).unwrap_err().contains("ADDR LEN"));
-        assert!(run(&["--read", "zz", "1"]).unwrap_err().contains("hex address"));
+        assert!(run(&["--read", "1zz", "1"]).unwrap_err().contains("hex address"));
+        assert_eq!(
+            run(&["--read", "_text", "64"]).unwrap().mode,
+            Mode::ReadSymbol {
+                name: "_text".into(),
+                offset: 0,
+                len: 64
+            }
+        );
+        assert_eq!(
+            run(&["--read", "init_uts_ns+0x41", "8"]).unwrap().mode,
+            Mode::ReadSymbol {
+                name: "init_uts_ns".into(),
+                offset: 0x41,
+                len: 8
+            }
+        );
+        assert!(run(&["--read", "x+y", "1"]).unwrap_err().contains("SYMBOL+OFF"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! is a raw RSP client for the robustness tests.
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod rsp;
 
 use std::io::Read;
