@@ -25,25 +25,13 @@ fn console_panic(dir: &Path) -> String {
         .unwrap_or_else(|| panic!("{}: no panic line on the console", dir.display()))
 }
 
-fn dbg_vmlinux(dir: &Path) -> Option<PathBuf> {
+/// The debug vmlinux of a fixture's release.
+fn fixture_vmlinux(dir: &Path) -> Option<PathBuf> {
     let release = manifest(dir)
         .into_iter()
         .find(|l| l.first().map(String::as_str) == Some("release"))
         .and_then(|l| l.get(1).cloned())?;
-    let cache = std::env::var("KMEMD_DBG_CACHE").unwrap_or_else(|_| "/var/cache/kmemd-dbg".into());
-    let p = Path::new(&cache)
-        .join(&release)
-        .join(format!("vmlinux-{release}"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        !in_ci(),
-        "no debug vmlinux at {}: `make dbg-vmlinux`",
-        p.display()
-    );
-    eprintln!("SKIP the -k part: no debug vmlinux at {}", p.display());
-    None
+    dbg_vmlinux(&release)
 }
 
 #[test]
@@ -133,7 +121,7 @@ fn every_cpu_has_its_idle_task() {
         // runs `sh`, so no register leads to swapper/1 there).
         if arch == "x86_64" {
             cases.push((d.join("vmcore-panic.elf"), None));
-        } else if let Some(v) = dbg_vmlinux(d) {
+        } else if let Some(v) = fixture_vmlinux(d) {
             cases.push((d.join("vmcore-panic.elf"), Some(v)));
         }
         for (dump, vmlinux) in cases {

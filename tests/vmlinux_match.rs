@@ -13,24 +13,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn dbg_vmlinux(release: &str) -> Option<PathBuf> {
-    let cache = std::env::var("KMEMD_DBG_CACHE").unwrap_or_else(|_| "/var/cache/kmemd-dbg".into());
-    let p = Path::new(&cache).join(release).join(format!("vmlinux-{release}"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        !in_ci(),
-        "no debug vmlinux at {}: `make dbg-vmlinux`",
-        p.display()
-    );
-    eprintln!(
-        "SKIP: no debug vmlinux at {} (run `make dbg-vmlinux`)",
-        p.display()
-    );
-    None
-}
-
 /// (arch, release, build ID) of a fixture, from its manifest and its VMCOREINFO text.
 fn fixture(dir: &Path) -> (String, String, String) {
     let m = manifest(dir);

@@ -328,7 +328,14 @@ fn walk_dump_tasks(
                 let regs = c.gdb_registers(arch).ok()?.0;
                 let sp = regs.get(sp_index?).copied().flatten()?;
                 let all: Vec<u64> = regs.into_iter().flatten().collect();
-                tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
+                tasks::find_task_from_cpu(
+                    &mut mem,
+                    &layout,
+                    arch.kernel_space_start(),
+                    sp,
+                    &all,
+                    tasks::Want::Listed,
+                )
             })
             .ok_or(
                 "kallsyms in the dump has no init_task (a kernel without CONFIG_KALLSYMS_ALL) and no \
@@ -351,9 +358,16 @@ fn walk_dump_tasks(
         }) else {
             continue;
         };
-        if let Some(t) = tasks::find_idle_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
-            .and_then(|a| tasks::read_task(&mut mem, &layout, a).ok())
-            .filter(|t| t.pid == 0 && !list.iter().any(|k| k.addr == t.addr))
+        if let Some(t) = tasks::find_task_from_cpu(
+            &mut mem,
+            &layout,
+            arch.kernel_space_start(),
+            sp,
+            &all,
+            tasks::Want::Idle,
+        )
+        .and_then(|a| tasks::read_task(&mut mem, &layout, a).ok())
+        .filter(|t| t.pid == 0 && !list.iter().any(|k| k.addr == t.addr))
         {
             idle.push(t);
         }

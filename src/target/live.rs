@@ -301,6 +301,10 @@ impl VirtRead for LiveTarget {
 impl Target for LiveTarget {
     fn prepare(&mut self) {
         self.kernel_info();
+        // The first walk, before GDB waits on it (the task GDB first stops on comes from it).
+        if let Err(e) = self.tasks() {
+            log::warn!("no task threads: {e}");
+        }
     }
 
     fn arch(&self) -> Arch {
@@ -363,8 +367,10 @@ impl Target for LiveTarget {
     /// A task that is not running, so GDB's first stop shows real registers (those of its last
     /// context switch) instead of a CPU's `0x0 in ?? ()`: the first such task with a pid (init,
     /// usually). Without a task list, CPU 0.
+    /// The last walk's list serves (prepare() makes the first): GDB waits two seconds for the
+    /// `?` reply, too little for a walk on a loaded machine.
     fn stop_thread(&mut self) -> Tid {
-        if self.tasks_at.is_none_or(|t| t.elapsed() >= TASKS_FRESH) {
+        if self.tasks_at.is_none() {
             if let Err(e) = self.tasks() {
                 log::debug!("no task to stop on: {e}");
             }

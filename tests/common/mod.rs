@@ -335,3 +335,23 @@ pub fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
     }
     v
 }
+
+/// Debian's debug vmlinux of `release` (`make dbg-vmlinux`, cached in $KMEMD_DBG_CACHE or
+/// /var/cache/kmemd-dbg), or None (skip) outside CI when it is missing; in CI its absence fails.
+pub fn dbg_vmlinux(release: &str) -> Option<PathBuf> {
+    let cache = std::env::var("KMEMD_DBG_CACHE").unwrap_or_else(|_| "/var/cache/kmemd-dbg".into());
+    let p = Path::new(&cache).join(release).join(format!("vmlinux-{release}"));
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        !in_ci(),
+        "no debug vmlinux at {}: `make dbg-vmlinux`",
+        p.display()
+    );
+    eprintln!(
+        "SKIP: no debug vmlinux at {} (run `make dbg-vmlinux`)",
+        p.display()
+    );
+    None
+}

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 const MAX_THREAD_SIZE: u64 = 32 << 10;
 
 /// What a candidate must be besides the owner of the stack.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Want {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
     /// On the task list: its `tasks` list is consistent (next->prev points back).
     Listed,
     /// An idle task: pid 0. Idle tasks are on no list (fork_idle copies the `tasks` member of
@@ -40,35 +40,16 @@ fn is_task_of_stack(mem: &mut dyn VirtRead, l: &TaskLayout, cand: u64, sp: u64, 
     ok().unwrap_or(false)
 }
 
-/// A task to start the walk from when no `init_task` symbol is known (kallsyms without
-/// CONFIG_KALLSYMS_ALL, e.g. Debian arm64): the task that owns the kernel stack a CPU's saved
-/// `sp` points into. Its address is among the CPU's registers or the words on that stack (every
+/// A task that owns the kernel stack a CPU's saved `sp` points into: one on the task list
+/// ([`Want::Listed`]: where the walk starts when no `init_task` symbol is known) or an idle task
+/// ([`Want::Idle`]: an idle CPU's own, which no list holds).
+///
+/// A start task is needed with kallsyms without CONFIG_KALLSYMS_ALL (e.g. Debian arm64). The
+/// owner's address is among the CPU's registers or the words on that stack (every
 /// kernel function that uses `current` more than once keeps it in a callee-saved register, which
 /// deeper calls spill to the stack); a candidate counts only when its `stack` member covers `sp`
-/// and its `tasks` list links back to it.
+/// and it is what `want` asks (its `tasks` list links back to it; or its pid is 0).
 pub fn find_task_from_cpu(
-    mem: &mut dyn VirtRead,
-    l: &TaskLayout,
-    kernel_start: u64,
-    sp: u64,
-    regs: &[u64],
-) -> Option<u64> {
-    find_from_cpu(mem, l, kernel_start, sp, regs, Want::Listed)
-}
-
-/// The idle task (pid 0) that owns the kernel stack an idle CPU's saved `sp` points into, found
-/// as [`find_task_from_cpu`] finds a listed task.
-pub fn find_idle_from_cpu(
-    mem: &mut dyn VirtRead,
-    l: &TaskLayout,
-    kernel_start: u64,
-    sp: u64,
-    regs: &[u64],
-) -> Option<u64> {
-    find_from_cpu(mem, l, kernel_start, sp, regs, Want::Idle)
-}
-
-fn find_from_cpu(
     mem: &mut dyn VirtRead,
     l: &TaskLayout,
     kernel_start: u64,
