@@ -29,7 +29,7 @@ build-deps:
 # is the second RSP client (issue 20); its Python prints "No module named
 # 'lldb.embedded_interpreter'" unless PYTHONPATH=/usr/lib/llvm-14/lib/python3.11/dist-packages, which
 # does not affect gdb-remote.
-TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb
+TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb gcc-aarch64-linux-gnu
 
 deps: build-deps
 	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \

@@ -149,8 +149,16 @@ fn setup(name: &str) -> Setup {
         "the synthetic _text must differ from the running kernel's"
     );
     let sock = dir.join("gdb.sock");
+    // The synthetic vmlinux is not the running kernel's (its banner says 0.0.0-kmemd-synthetic):
+    // kmemd refuses it unless told to take it anyway.
     let mut kmemd = Kmemd::spawn(
-        &["-k", vmlinux.to_str().unwrap(), "-s", sock.to_str().unwrap()],
+        &[
+            "-k",
+            vmlinux.to_str().unwrap(),
+            "--force-vmlinux",
+            "-s",
+            sock.to_str().unwrap(),
+        ],
         dir.join("kmemd.log"),
     );
     kmemd.wait_unix(&sock);

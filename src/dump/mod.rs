@@ -248,12 +248,18 @@ impl Dump {
 
     /// What the file itself says of the dump (`--info` when the kernel's data cannot be read).
     pub fn info_text(&self) -> String {
-        self.info_text_with(None, None)
+        self.info_text_with(None, None, None)
     }
 
     /// The description, with the CPU list and crashing CPU given by the caller (who read them
     /// from the kernel's data) instead of the file's NT_PRSTATUS pr_pid and kdump header.
-    pub fn info_text_with(&self, cpus: Option<&[String]>, crashed: Option<&str>) -> String {
+    /// `panic` is the kernel's last words (its log's panic line), when the caller read them.
+    pub fn info_text_with(
+        &self,
+        cpus: Option<&[String]>,
+        crashed: Option<&str>,
+        panic: Option<&str>,
+    ) -> String {
         let mut t = String::new();
         let vi = &self.vmcoreinfo;
         let _ = writeln!(t, "format:        {}", self.format_name());
@@ -293,11 +299,16 @@ impl Dump {
             "kernel:        {}",
             release.as_deref().unwrap_or("unknown (no VMCOREINFO)")
         );
+        if let Some(id) = vi.get("BUILD-ID") {
+            let _ = writeln!(t, "build ID:      {id}");
+        }
         let _ = writeln!(t, "page size:     {}", self.page_size());
         let from_file: Vec<String> = self
             .cpus
             .iter()
             .enumerate()
+            // pr_pid is not always a Linux pid (QEMU writes the CPU index + 1, dump/dump.c), so a
+            // non-zero one is named as the note's field; 0 only a kernel writes (idle).
             .map(|(i, c)| {
                 if c.pid == 0 {
                     format!("CPU {i} idle")
@@ -313,6 +324,9 @@ impl Dump {
                 .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"))
         });
         let _ = writeln!(t, "crashing CPU:  {crashed}");
+        if let Some(p) = panic {
+            let _ = writeln!(t, "panic:         {p}");
+        }
         let kaslr = self
             .kaslr_offset()
             .map_or("unknown (no KERNELOFFSET)".to_string(), |o| format!("{o:#x}"));

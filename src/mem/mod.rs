@@ -7,6 +7,7 @@
 
 pub mod bytes;
 pub mod elf;
+pub mod json;
 pub mod vmcoreinfo;
 
 use std::fmt;

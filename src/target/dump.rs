@@ -11,6 +11,7 @@ use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
@@ -31,6 +32,8 @@ pub struct DumpTarget {
     tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
     /// `-k vmlinux`: its symbols and BTF take precedence over what the dump's memory gives.
     vmlinux: Option<std::path::PathBuf>,
+    /// The panic line of the kernel's log, once looked for.
+    panic_msg: Option<Option<String>>,
 }
 
 impl DumpTarget {
@@ -65,19 +68,16 @@ impl DumpTarget {
             .cpus()
             .iter()
             .enumerate()
-            .map(|(i, cpu)| {
-                let mut extra = format!("CPU {i}");
-                if cpu.pid == 0 {
-                    extra.push_str(" idle");
-                } else {
-                    extra.push_str(&format!(" pid {}", cpu.pid));
-                }
-                ThreadInfo {
-                    tid: i as Tid + 1,
-                    name: format!("CPU {i}"),
-                    extra,
-                    core: Some(i as u32),
-                }
+            .map(|(i, cpu)| ThreadInfo {
+                tid: i as Tid + 1,
+                name: format!("CPU {i}"),
+                // Until the task list says who ran there, only what the note holds, as
+                // `--info` words it (Dump::info_text_with): pr_pid is not always a Linux pid.
+                extra: match cpu.pid {
+                    0 => format!("CPU {i} idle"),
+                    p => format!("CPU {i} pr_pid {p}"),
+                },
+                core: Some(i as u32),
             })
             .collect();
         if threads.is_empty() {
@@ -92,15 +92,37 @@ impl DumpTarget {
             kinfo: None,
             tasks: None,
             vmlinux: None,
+            panic_msg: None,
         })
     }
 
-    /// Takes symbols and BTF from `vmlinux` first (`-k`).
+    /// Takes symbols and BTF from `vmlinux` first (`-k`), once it is known to be the dump's
+    /// kernel's (build ID, else release: [`check_identity`]); `force` takes a mismatched one
+    /// with a warning.
+    pub fn use_vmlinux(&mut self, vmlinux: Option<&Path>, force: bool) -> Result<(), String> {
+        if let Some(path) = vmlinux {
+            let v = Vmlinux::load(path)?;
+            let vmci = self.dump.vmcoreinfo();
+            let kernel = KernelIdentity {
+                what: "the dump",
+                arch: self.arch,
+                build_id: vmci.get("BUILD-ID"),
+                release: vmci.osrelease(),
+            };
+            check_identity(&v, path, &kernel, force)?;
+        }
+        self.set_vmlinux(vmlinux);
+        Ok(())
+    }
+
+    /// Takes symbols and BTF from `vmlinux` first, unchecked (tests; [`Self::use_vmlinux`]
+    /// checks).
     pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
         self.vmlinux = vmlinux.map(Path::to_path_buf);
         self.kinfo = None;
         self.tasks = None;
         self.crashed = None;
+        self.panic_msg = None;
     }
 
     /// The CPU that panicked: the DISKDUMP header's `current_cpu` when the dump records it, else
@@ -156,7 +178,36 @@ impl DumpTarget {
             Some((c, how)) => format!("CPU {c} ({how})"),
             None => "none found".to_string(),
         };
-        self.dump.info_text_with(Some(&cpus), Some(&crashed))
+        let panic = self.panic_message();
+        self.dump
+            .info_text_with(Some(&cpus), Some(&crashed), panic.as_deref())
+    }
+
+    /// The kernel's panic line from its log ([`panic::panic_message`]), read once; None when
+    /// the log has none or cannot be read.
+    pub fn panic_message(&mut self) -> Option<String> {
+        if let Some(p) = &self.panic_msg {
+            return p.clone();
+        }
+        self.kernel_info();
+        let msg = self.kinfo.as_ref().and_then(|k| {
+            if k.vmcoreinfo().is_empty() {
+                return None;
+            }
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            match crate::kernel::dmesg::dmesg(&mut mem, k.vmcoreinfo()) {
+                Ok(log) => panic::panic_message(&log),
+                Err(e) => {
+                    log::debug!("no panic message: the kernel log cannot be read: {e}");
+                    None
+                }
+            }
+        });
+        self.panic_msg = Some(msg.clone());
+        msg
     }
 
     /// What each CPU thread's extra info says: the task the kernel's task list has running on
@@ -195,7 +246,7 @@ impl DumpTarget {
         let mut roles: Vec<CpuRole> = Vec::new();
         for cpu in self.dump.cpus() {
             let Some(chain) = self.arch.call_chain(&mut mem, &cpu.regs, self.dump.vmcoreinfo()) else {
-                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+                log::debug!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
                 return None;
             };
             roles.push(panic::classify(&chain, &symbolize));
@@ -205,8 +256,9 @@ impl DumpTarget {
         }
         let c = panic::panicking_cpu(&roles);
         match c {
-            Some(c) => log::info!("CPU {c} panicked: its call chain runs through panic() (no panic_cpu symbol to read)"),
-            None => log::info!("no panic_cpu symbol, and no single CPU's call chain runs through panic(): the crashing CPU is not known (-k VMLINUX gives panic_cpu)"),
+            // Debug only: --info and the serve log already say which CPU and how it was found.
+            Some(c) => log::debug!("CPU {c} panicked: its call chain runs through panic() (no panic_cpu symbol to read)"),
+            None => log::debug!("no panic_cpu symbol, and no single CPU's call chain runs through panic(): the crashing CPU is not known (-k VMLINUX gives panic_cpu)"),
         }
         c
     }
@@ -276,32 +328,67 @@ fn walk_dump_tasks(
                 let regs = c.gdb_registers(arch).ok()?.0;
                 let sp = regs.get(sp_index?).copied().flatten()?;
                 let all: Vec<u64> = regs.into_iter().flatten().collect();
-                tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
+                tasks::find_task_from_cpu(
+                    &mut mem,
+                    &layout,
+                    arch.kernel_space_start(),
+                    sp,
+                    &all,
+                    tasks::Want::Listed,
+                )
             })
             .ok_or(
                 "kallsyms in the dump has no init_task (a kernel without CONFIG_KALLSYMS_ALL) and no \
                  CPU's kernel stack led to a task, so the task list has no known start",
             )?,
     };
-    let list = tasks::walk(&mut mem, &layout, start)?;
+    let mut list = tasks::walk(&mut mem, &layout, start)?;
+    let cpus: Vec<u32> = (0..dump.cpus().len() as u32).collect();
+    let mut idle = tasks::idle_tasks(&mut mem, &layout, k, &cpus, &list);
+    // Without the per-CPU symbols (arm64 kallsyms has no data symbols; -k vmlinux has them), an
+    // idle CPU's own registers still lead to its idle task.
+    for (i, c) in dump.cpus().iter().enumerate() {
+        let known = |t: &Task| t.pid == 0 && t.cpu == Some(i as u32);
+        if i == 0 || list.iter().chain(idle.iter()).any(known) {
+            continue;
+        }
+        let Some((sp, all)) = c.gdb_registers(arch).ok().and_then(|r| {
+            let sp = r.0.get(sp_index?).copied().flatten()?;
+            Some((sp, r.0.into_iter().flatten().collect::<Vec<u64>>()))
+        }) else {
+            continue;
+        };
+        if let Some(t) = tasks::find_task_from_cpu(
+            &mut mem,
+            &layout,
+            arch.kernel_space_start(),
+            sp,
+            &all,
+            tasks::Want::Idle,
+        )
+        .and_then(|a| tasks::read_task(&mut mem, &layout, a).ok())
+        .filter(|t| t.pid == 0 && !list.iter().any(|k| k.addr == t.addr))
+        {
+            idle.push(t);
+        }
+    }
+    tasks::insert_idle(&mut list, idle);
     Ok((layout, list))
 }
 
 impl DumpTarget {
     /// A task's registers: the CPU's saved registers while it ran on one, else those its last
     /// context switch saved.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
+    fn task_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         let arch = self.arch;
         let (layout, list) = self.tasks()?;
-        let task = list
-            .iter()
-            .find(|t| t.pid == pid)
+        let task = threads::find_task(list, tid)
             .cloned()
-            .ok_or_else(|| format!("no task with pid {pid} in the dump"))?;
+            .ok_or_else(|| format!("no task with thread id {tid} in the dump"))?;
         let layout = layout.clone();
         // A task running on a CPU: that CPU's saved registers (the task list, not NT_PRSTATUS
-        // pr_pid, says who ran there; QEMU writes the CPU index + 1 as pr_pid). Idle tasks are all
-        // pid 0, so init_task (swapper/0) gets CPU 0's.
+        // pr_pid, says who ran there; QEMU writes the CPU index + 1 as pr_pid). Each idle task
+        // names its own CPU.
         if task.on_cpu {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
                 return Ok(c.gdb_registers(arch)?);
@@ -326,7 +413,12 @@ impl Target for DumpTarget {
         if let Err(e) = self.tasks() {
             log::warn!("tasks are not available as threads: {e}");
         }
-        self.crashing_cpu();
+        // The first thing to know of a crash, said before GDB stops on the crashing CPU.
+        match (self.crashing_cpu(), self.panic_message()) {
+            (Some(c), Some(m)) => log::info!("CPU {c} panicked: {m}"),
+            (None, Some(m)) => log::info!("the kernel's log says: {m}"),
+            _ => {}
+        }
     }
 
     fn arch(&self) -> Arch {
@@ -338,8 +430,14 @@ impl Target for DumpTarget {
         for (t, label) in all.iter_mut().zip(self.cpu_labels()) {
             t.extra = label;
         }
-        if let Some(t) = self.crashing_cpu().and_then(|c| all.get_mut(c)) {
-            t.extra.push_str(" (panic)");
+        if let Some(c) = self.crashing_cpu() {
+            let msg = self.panic_message();
+            if let Some(t) = all.get_mut(c) {
+                match msg {
+                    Some(m) => t.extra.push_str(&format!(" (panic: {m})")),
+                    None => t.extra.push_str(" (panic)"),
+                }
+            }
         }
         if let Ok((_, tasks)) = self.tasks() {
             all.extend(threads::task_threads(tasks));
@@ -352,8 +450,8 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+        if threads::is_task_tid(tid) {
+            return self.task_registers(tid);
         }
         let cpu = tid
             .checked_sub(1)
@@ -389,6 +487,10 @@ impl Target for DumpTarget {
         ];
         help.extend_from_slice(monitor::COMMANDS);
         help
+    }
+
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
     }
 
     fn describe(&self) -> String {
@@ -443,24 +545,34 @@ impl KernelView for DumpTarget {
 }
 
 /// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
-pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Result<Box<dyn Target>, String> {
+pub fn open_target(
+    path: &Path,
+    vmlinux: Option<&Path>,
+    force_vmlinux: bool,
+    pid: Option<u32>,
+) -> Result<Box<dyn Target>, String> {
     let mut t = DumpTarget::open(path)?;
-    t.set_vmlinux(vmlinux);
+    t.use_vmlinux(vmlinux, force_vmlinux)?;
     if let Some(pid) = pid {
         return Ok(Box::new(super::process::ProcessTarget::new(t, pid)?));
     }
-    if let Some(off) = t.dump().kaslr_offset() {
+    Ok(Box::new(t))
+}
+
+/// The KASLR hint for a GDB session on a dump (`-s`), not for `--read` or `--info`, where no
+/// GDB applies offsets.
+pub fn log_kaslr_hint(target: &dyn Target) {
+    if let Some(off) = target.kaslr_offset() {
         log::info!(
             "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
              the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
              need per-CPU variables)"
         );
     }
-    Ok(Box::new(t))
 }
 
 /// The `--info` description of a dump.
-pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> {
+pub fn info_text(path: &Path, vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<String, String> {
     let name = path
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
@@ -470,7 +582,7 @@ pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> 
     let file_only = dump.info_text();
     match DumpTarget::new(dump) {
         Ok(mut t) => {
-            t.set_vmlinux(vmlinux);
+            t.use_vmlinux(vmlinux, force_vmlinux)?;
             Ok(t.info_text())
         }
         Err(e) => {

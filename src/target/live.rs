@@ -11,7 +11,7 @@ use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
-use crate::kernel::vmlinux::Vmlinux;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
@@ -50,6 +50,12 @@ const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 impl LiveTarget {
     /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
+        Self::open_with(vmlinux, false)
+    }
+
+    /// [`Self::open`], with `force` taking a vmlinux whose build ID or release is not the
+    /// running kernel's (`--force-vmlinux`) with a warning instead of an error.
+    pub fn open_with(vmlinux: Option<&Path>, force: bool) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
         let reader = KernelReader::open()?;
@@ -57,14 +63,7 @@ impl LiveTarget {
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
-                if v.arch != arch {
-                    return Err(format!(
-                        "{} is an {} kernel, but this machine runs {arch}: give -k the vmlinux of the \
-                         running kernel",
-                        path.display(),
-                        v.arch
-                    ));
-                }
+                check_running_vmlinux(&v, path, force)?;
                 let text = v.symbol("_text").ok_or_else(|| {
                     format!(
                         "{} has no _text symbol (stripped?): give -k the vmlinux with its symbol table",
@@ -170,15 +169,17 @@ impl LiveTarget {
             None => return Err("no task to start from".into()),
         };
         let mem = &mut self.reader;
-        let list = tasks::walk(mem, &layout, start)?;
+        let mut list = tasks::walk(mem, &layout, start)?;
+        let idle = tasks::idle_tasks(mem, &layout, k, &self.cpus, &list);
+        tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
     }
 
-    /// Whether the task GDB listed as `pid` is still that task.
-    fn task_alive(&mut self, pid: i32) -> bool {
-        let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
+    /// Whether the task GDB listed as thread `tid` is still that task.
+    fn task_alive(&mut self, tid: Tid) -> bool {
+        let Some(old) = threads::find_task(&self.tasks, tid).cloned() else {
             return false;
         };
         self.kernel_info();
@@ -197,13 +198,11 @@ impl LiveTarget {
 
     /// A task's registers: those saved at its last switch; a task running right now has none
     /// (PC 0, like the CPUs), and neither has one that exited since `threads()`.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
-        let old = self
-            .tasks
-            .iter()
-            .find(|t| t.pid == pid)
+    fn task_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        let old = threads::find_task(&self.tasks, tid)
             .cloned()
-            .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
+            .ok_or_else(|| format!("no task with thread id {tid} (ask for the thread list again)"))?;
+        let pid = old.pid;
         self.kernel_info();
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
@@ -259,6 +258,30 @@ impl LiveTarget {
         &mut self.reader
     }
 
+    /// `monitor info`: the running kernel, in the words of a dump's `--info`.
+    pub fn info_text(&self) -> String {
+        let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+        let vmlinux = match &self.link_source {
+            LinkText::Vmlinux { path, .. } => path.display().to_string(),
+            LinkText::Default => "none (link-time _text assumed at the architecture's default)".into(),
+        };
+        format!(
+            "source:        live kernel (BPF reads)\n\
+             arch:          {}\n\
+             kernel:        {}\n\
+             build ID:      {}\n\
+             CPUs:          {} online ({})\n\
+             KASLR offset:  {:#x}\n\
+             vmlinux:       {vmlinux}\n",
+            self.arch,
+            self.release,
+            live::kernel_build_id().unwrap_or_else(|| "unknown (no /sys/kernel/notes)".into()),
+            self.cpus.len(),
+            cpus.join(", "),
+            self.runtime_text.wrapping_sub(self.link_text),
+        )
+    }
+
     /// Online CPU numbers, ascending.
     pub fn cpus(&self) -> &[u32] {
         &self.cpus
@@ -278,6 +301,10 @@ impl VirtRead for LiveTarget {
 impl Target for LiveTarget {
     fn prepare(&mut self) {
         self.kernel_info();
+        // The first walk, before GDB waits on it (the task GDB first stops on comes from it).
+        if let Err(e) = self.tasks() {
+            log::warn!("no task threads: {e}");
+        }
     }
 
     fn arch(&self) -> Arch {
@@ -307,8 +334,8 @@ impl Target for LiveTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+        if threads::is_task_tid(tid) {
+            return self.task_registers(tid);
         }
         let known = tid
             .checked_sub(1)
@@ -330,22 +357,54 @@ impl Target for LiveTarget {
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
-        match threads::tid_pid(tid) {
-            Some(pid) => self.task_alive(pid),
-            None => true,
+        if threads::is_task_tid(tid) {
+            self.task_alive(tid)
+        } else {
+            true
         }
+    }
+
+    /// A task that is not running, so GDB's first stop shows real registers (those of its last
+    /// context switch) instead of a CPU's `0x0 in ?? ()`: the first such task with a pid (init,
+    /// usually). Without a task list, CPU 0.
+    /// The last walk's list serves (prepare() makes the first): GDB waits two seconds for the
+    /// `?` reply, too little for a walk on a loaded machine.
+    fn stop_thread(&mut self) -> Tid {
+        if self.tasks_at.is_none() {
+            if let Err(e) = self.tasks() {
+                log::debug!("no task to stop on: {e}");
+            }
+        }
+        self.tasks.iter().find(|t| t.pid > 0 && !t.on_cpu).map_or_else(
+            || self.cpus.first().map_or(1, |&c| c as Tid + 1),
+            threads::thread_tid,
+        )
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
         Some(self.runtime_text.wrapping_sub(self.link_text))
     }
 
+    /// The kernel's commands, and `info` as a dump has it (what is served). `vtop` is a dump's
+    /// only: a live kernel is read through BPF, not through its page tables.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        if cmd.trim() == "info" {
+            return Some(Ok(self.info_text()));
+        }
         monitor::run(self, cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        monitor::COMMANDS.to_vec()
+        let mut help = vec![(
+            "info",
+            "what the running kernel is (release, build ID, CPUs, KASLR offset, vmlinux)",
+        )];
+        help.extend_from_slice(monitor::COMMANDS);
+        help
+    }
+
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
     }
 
     fn describe(&self) -> String {
@@ -400,8 +459,22 @@ fn still_running_as(listed: &tasks::Task, now: &tasks::Task) -> bool {
 }
 
 /// Opens the running kernel as a GDB target (`-k VMLINUX` when given).
-pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
-    Ok(Box::new(LiveTarget::open(vmlinux)?))
+/// Checks that `v` (`-k path`) is the running kernel's vmlinux: its build ID against
+/// /sys/kernel/notes, else its release against /proc/sys/kernel/osrelease ([`check_identity`]).
+pub fn check_running_vmlinux(v: &Vmlinux, path: &Path, force: bool) -> Result<(), String> {
+    let build_id = live::kernel_build_id();
+    let release = live::osrelease();
+    let kernel = KernelIdentity {
+        what: "the running kernel",
+        arch: Arch::host(),
+        build_id: build_id.as_deref(),
+        release: release.as_deref(),
+    };
+    check_identity(v, path, &kernel, force)
+}
+
+pub fn open_target(vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open_with(vmlinux, force_vmlinux)?))
 }
 
 /// The running kernel's kallsyms, from /proc/kallsyms. Fails when every address reads as zero,

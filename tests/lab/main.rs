@@ -12,5 +12,6 @@ mod common;
 mod guest;
 
 mod check;
+mod examples;
 mod live;
 mod watch;
