@@ -293,7 +293,8 @@ impl Ctx<'_> {
                     self.s.id,
                     String::from_utf8_lossy(features)
                 );
-                reply::supported(self.target.capabilities(), self.payload);
+                let exec_file = self.target.exec_file().is_some();
+                reply::supported(self.target.capabilities(), exec_file, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -336,6 +337,16 @@ impl Ctx<'_> {
                 reply::xfer_chunk(&self.s.threads_xml, offset, len, self.payload);
                 Outcome::Reply
             }
+            Command::XferExecFile { offset, len } => match self.target.exec_file() {
+                // GDB opens the path on its own side (kmemd serves no vFile), so a bare
+                // `gdb -ex 'target remote ...'` loads the vmlinux given with -k.
+                Some(path) => {
+                    let path = path.to_string_lossy().into_owned();
+                    reply::xfer_chunk(path.as_bytes(), offset, len, self.payload);
+                    Outcome::Reply
+                }
+                None => Outcome::Reply,
+            },
             Command::Offsets => {
                 reply::offsets(self.target.kaslr_offset().unwrap_or(0), self.payload);
                 Outcome::Reply

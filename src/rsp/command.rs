@@ -38,6 +38,11 @@ pub enum Command<'a> {
         offset: u64,
         len: u64,
     },
+    /// `qXfer:exec-file:read:annex:offset,length` (the annex, a pid, is ignored: one process).
+    XferExecFile {
+        offset: u64,
+        len: u64,
+    },
     Offsets,
     Attached,
     ThreadInfoFirst,
@@ -157,6 +162,7 @@ fn parse_query(p: &[u8]) -> Command<'_> {
         return match xfer(rest) {
             Some((b"features", annex, offset, len)) => XferFeatures { annex, offset, len },
             Some((b"threads", _, offset, len)) => XferThreads { offset, len },
+            Some((b"exec-file", _, offset, len)) => XferExecFile { offset, len },
             Some(_) => Unknown,
             None => Malformed("qXfer"),
         };
@@ -316,6 +322,13 @@ mod tests {
     #[test]
     fn xfer_of_other_objects_or_writes_is_unknown() {
         assert_eq!(parse(b"qXfer:auxv:read::0,100"), Unknown);
+        assert_eq!(
+            parse(b"qXfer:exec-file:read::0,1000"),
+            XferExecFile {
+                offset: 0,
+                len: 0x1000
+            }
+        );
         assert!(matches!(parse(b"qXfer:features:write:x:0,1"), Malformed(_)));
     }
 }

@@ -5,12 +5,13 @@
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
-use crate::kernel::kaslr::Kaslr;
+use crate::kernel::kaslr::{Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
+use crate::kernel::vmlinux::Vmlinux;
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
@@ -31,6 +32,9 @@ pub struct DumpTarget {
     tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
     /// `-k vmlinux`: its symbols and BTF take precedence over what the dump's memory gives.
     vmlinux: Option<std::path::PathBuf>,
+    /// Link-time ranges of the sections GDB leaves unrelocated, served from their slid bytes
+    /// (kernel/kaslr.rs); empty without `-k`.
+    alias: LinkAlias,
 }
 
 impl DumpTarget {
@@ -92,12 +96,30 @@ impl DumpTarget {
             kinfo: None,
             tasks: None,
             vmlinux: None,
+            alias: LinkAlias::default(),
         })
     }
 
     /// Takes symbols and BTF from `vmlinux` first (`-k`).
     pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
-        self.vmlinux = vmlinux.map(Path::to_path_buf);
+        // Absolute, so GDB finds it from any directory through qXfer:exec-file.
+        self.vmlinux = vmlinux.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+        self.alias = LinkAlias::default();
+        if let (Some(path), Some(slide)) = (vmlinux, self.dump.kaslr_offset()) {
+            match Vmlinux::load(path) {
+                Ok(v) => {
+                    let mut mem = DumpMem {
+                        dump: &self.dump,
+                        paging: &self.paging,
+                    };
+                    self.alias = LinkAlias::plan(&v, slide, &mut mem);
+                    for s in self.alias.text().lines().filter(|l| l.starts_with("  ")) {
+                        log::debug!("KASLR link-time alias: {}", s.trim());
+                    }
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         self.kinfo = None;
         self.tasks = None;
         self.crashed = None;
@@ -316,8 +338,17 @@ impl DumpTarget {
 }
 
 impl VirtRead for DumpTarget {
+    /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
+    /// kernel data go through [`DumpMem`] and never see it.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(&self.dump, &self.paging, addr, buf)
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        match self.alias.read(&mut mem, addr, buf) {
+            Some(r) => r,
+            None => read_virt(&self.dump, &self.paging, addr, buf),
+        }
     }
 }
 
@@ -364,6 +395,10 @@ impl Target for DumpTarget {
 
     fn kaslr_offset(&self) -> Option<u64> {
         self.dump.kaslr_offset()
+    }
+
+    fn exec_file(&self) -> Option<&Path> {
+        self.vmlinux.as_deref()
     }
 
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
@@ -438,7 +473,12 @@ impl KernelView for DumpTarget {
         Kaslr::Dump {
             offset: self.dump.kaslr_offset(),
             percpu_at_zero: self.arch.percpu_at_zero(),
+            vmlinux: self.vmlinux.clone(),
         }
+    }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
     }
 }
 

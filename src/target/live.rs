@@ -5,7 +5,7 @@
 use crate::arch::{Arch, Registers};
 /// Where the link-time `_text` came from (kernel/kaslr.rs).
 pub use crate::kernel::kaslr::LinkText;
-use crate::kernel::kaslr::{runtime_text, Kaslr};
+use crate::kernel::kaslr::{runtime_text, Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
@@ -29,6 +29,8 @@ pub struct LiveTarget {
     runtime_text: u64,
     link_text: u64,
     link_source: LinkText,
+    /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
+    alias: LinkAlias,
     cpus: Vec<u32>,
     release: String,
     /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
@@ -52,8 +54,9 @@ impl LiveTarget {
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
-        let reader = KernelReader::open()?;
+        let mut reader = KernelReader::open()?;
         let kallsyms = load_kallsyms()?;
+        let mut loaded = None;
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
@@ -73,10 +76,12 @@ impl LiveTarget {
                 })?;
                 let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
                 let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
+                loaded = Some(v);
                 (
                     text,
                     LinkText::Vmlinux {
-                        path: path.to_path_buf(),
+                        // Absolute: GDB opens it from its own directory (qXfer:exec-file).
+                        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
                         percpu_at_zero,
                     },
                     head,
@@ -95,6 +100,7 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
+        let alias = loaded.map_or_else(LinkAlias::default, |v| LinkAlias::plan(&v, slide, &mut reader));
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
@@ -107,6 +113,7 @@ impl LiveTarget {
             runtime_text,
             link_text,
             link_source,
+            alias,
             cpus,
             release,
             vmcoreinfo: None,
@@ -270,8 +277,13 @@ impl LiveTarget {
 }
 
 impl VirtRead for LiveTarget {
+    /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
+    /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.reader.read_virt(addr, buf)
+        match self.alias.read(&mut self.reader, addr, buf) {
+            Some(r) => r,
+            None => self.reader.read_virt(addr, buf),
+        }
     }
 }
 
@@ -340,6 +352,13 @@ impl Target for LiveTarget {
         Some(self.runtime_text.wrapping_sub(self.link_text))
     }
 
+    fn exec_file(&self) -> Option<&Path> {
+        match &self.link_source {
+            LinkText::Vmlinux { path, .. } => Some(path),
+            LinkText::Default => None,
+        }
+    }
+
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         monitor::run(self, cmd)
     }
@@ -390,6 +409,10 @@ impl KernelView for LiveTarget {
             link_text: self.link_text,
             link: self.link_source.clone(),
         }
+    }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
     }
 }
 
