@@ -38,6 +38,22 @@ pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
 }
 
+/// LLDB's form of a stop reply: [`stop`] plus the thread's name as `hexname:` (the key LLDB's
+/// gdb-remote reads names from, lldb/docs/lldb-gdb-remote.txt; GDB ignores it, but is not sent it).
+pub fn stop_named(signal: u8, tid: Tid, name: &str, out: &mut Vec<u8>) {
+    stop(signal, tid, out);
+    out.extend_from_slice(b"hexname:");
+    hex::encode_into(name.as_bytes(), out);
+    out.push(b';');
+}
+
+/// A `qRcmd` reply's text as one console-output packet (`O` + hex), which GDB and LLDB print as
+/// it comes; the final reply then says only how the command ended.
+pub fn console_output(text: &str, out: &mut Vec<u8>) {
+    out.push(b'O');
+    hex::encode_into(text.as_bytes(), out);
+}
+
 /// The `qOffsets` reply: the KASLR slide for `.text`, `.data` and `.bss` (what GDB applies it
 /// to is measured in kernel/kaslr.rs's `kaslr_text`).
 pub fn offsets(slide: u64, out: &mut Vec<u8>) {

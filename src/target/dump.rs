@@ -409,7 +409,8 @@ impl Target for DumpTarget {
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
-            "info" => Some(Ok(self.info_text())),
+            // `info` alone: `info version` is the server's, anything else is not a command.
+            "info" if words.next().is_none() => Some(Ok(self.info_text())),
             _ => monitor::run(self, cmd),
         }
     }
