@@ -337,6 +337,28 @@ impl DumpTarget {
     }
 }
 
+impl DumpTarget {
+    /// The task CPU `cpu` was running: its runqueue's `curr` when the symbols give it, else the
+    /// task the task list has on that CPU (swapper/0 for an idle CPU 0; other CPUs' idle tasks
+    /// are not on the list).
+    fn cpu_current_task(&mut self, cpu: usize) -> Option<u64> {
+        self.kernel_info();
+        if let Some(k) = &self.kinfo {
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            if let Some(t) = tasks::current_on_cpu(&mut mem, k, u32::try_from(cpu).ok()?) {
+                return Some(t);
+            }
+        }
+        let (_, list) = self.tasks().ok()?;
+        list.iter()
+            .find(|t| t.on_cpu && t.cpu == u32::try_from(cpu).ok())
+            .map(|t| t.addr)
+    }
+}
+
 impl VirtRead for DumpTarget {
     /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
     /// kernel data go through [`DumpMem`] and never see it.
@@ -384,13 +406,32 @@ impl Target for DumpTarget {
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+            let mut regs = self.task_registers(pid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = self
+                    .tasks()
+                    .ok()
+                    .and_then(|(_, l)| l.iter().find(|t| t.pid == pid).map(|t| t.addr));
+                regs.set(i, task);
+            }
+            return Ok(regs);
         }
-        let cpu = tid
+        let index = tid
             .checked_sub(1)
-            .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < self.dump.cpus().len())
             .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        Ok(cpu.gdb_registers(self.arch)?)
+        let mut regs = self
+            .dump
+            .cpus()
+            .get(index)
+            .ok_or("no such CPU")?
+            .gdb_registers(self.arch)?;
+        if let Some(i) = self.arch.current_task_index() {
+            let task = self.cpu_current_task(index);
+            regs.set(i, task);
+        }
+        Ok(regs)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

@@ -320,7 +320,12 @@ impl Target for LiveTarget {
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+            let mut regs = self.task_registers(pid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = self.tasks.iter().find(|t| t.pid == pid).map(|t| t.addr);
+                regs.set(i, task);
+            }
+            return Ok(regs);
         }
         let known = tid
             .checked_sub(1)
@@ -338,7 +343,16 @@ impl Target for LiveTarget {
         // the PC reads as 0: an address no kernel code runs at, shown as `0x0 in ?? ()`.
         let mut regs = vec![None; self.arch.registers().len()];
         regs[self.arch.pc_index()] = Some(0);
-        Ok(Registers(regs))
+        let mut regs = Registers(regs);
+        if let (Some(i), Some(cpu)) = (self.arch.current_task_index(), tid.checked_sub(1)) {
+            self.kernel_info();
+            let task = match (&self.kinfo, u32::try_from(cpu)) {
+                (Some(k), Ok(cpu)) => tasks::current_on_cpu(&mut self.reader, k, cpu),
+                _ => None,
+            };
+            regs.set(i, task);
+        }
+        Ok(regs)
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {

@@ -19,7 +19,7 @@ mod walk;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use find::find_task_from_cpu;
+pub use find::{current_on_cpu, find_task_from_cpu};
 pub use layout::{SavedLayout, TaskLayout};
 pub use saved_regs::saved_registers;
 pub use user_regs::{user_registers, UserRegsLayout};
