@@ -223,6 +223,42 @@ impl LinkAlias {
         a
     }
 
+    /// Without a vmlinux (x86_64 only, whose vmlinux always has a zero-based per-CPU segment
+    /// besides the image, so more than two PT_LOADs): the whole link-time image `[link_text,
+    /// link_end)` from the kernel's `_text` and `_end` minus the slide. GDB reads .text/.data/.bss
+    /// at run time, so serving their link-time ranges too changes nothing for it; the same
+    /// conditions hold (unmapped at run time, outside the slid image).
+    pub fn plan_image(
+        arch: Arch,
+        link_text: u64,
+        link_end: u64,
+        slide: u64,
+        mem: &mut dyn VirtRead,
+    ) -> LinkAlias {
+        let mut a = LinkAlias {
+            slide,
+            ..LinkAlias::default()
+        };
+        if arch != Arch::X86_64 || slide == 0 || link_end <= link_text {
+            return a;
+        }
+        let (Some(run_lo), Some(run_hi)) = (link_text.checked_add(slide), link_end.checked_add(slide)) else {
+            return a;
+        };
+        let what = format!("the image [{link_text:#x}, {link_end:#x})");
+        if link_text < run_hi && run_lo < link_end {
+            a.skipped.push(format!(
+                "{what}: the slid image [{run_lo:#x}, {run_hi:#x}) covers it"
+            ));
+        } else if mem.read_virt(VirtAddr(link_text), &mut [0u8; 1]).is_ok() {
+            a.skipped
+                .push(format!("{what}: its link-time address is mapped at run time"));
+        } else {
+            a.ranges.push((link_text, link_end));
+        }
+        a
+    }
+
     pub fn is_active(&self) -> bool {
         !self.ranges.is_empty()
     }
@@ -491,6 +527,35 @@ mod tests {
             "{}",
             a.text()
         );
+        // Without a vmlinux: the whole image, under the same conditions, x86_64 only.
+        let img = LinkAlias::plan_image(
+            Arch::X86_64,
+            0xffff_ffff_8100_0000,
+            0xffff_ffff_84a0_0000,
+            0x3280_0000,
+            &mut FakeMem::default(),
+        );
+        assert_eq!(img.ranges, vec![(0xffff_ffff_8100_0000, 0xffff_ffff_84a0_0000)]);
+        let near = LinkAlias::plan_image(
+            Arch::X86_64,
+            0xffff_ffff_8100_0000,
+            0xffff_ffff_84a0_0000,
+            0x20_0000,
+            &mut FakeMem::default(),
+        );
+        assert!(
+            !near.is_active() && near.text().contains("the slid image"),
+            "{}",
+            near.text()
+        );
+        let arm = LinkAlias::plan_image(
+            Arch::Aarch64,
+            0xffff_8000_0800_0000,
+            0xffff_8000_0a00_0000,
+            0x4e81_d3e0_0000,
+            &mut FakeMem::default(),
+        );
+        assert!(!arm.is_active());
         // One or two PT_LOADs (arm64): GDB moves every section itself; no slide: nothing to do.
         let mut one = x86_vmlinux();
         one.load_segments = 1;

@@ -359,6 +359,35 @@ impl DumpTarget {
     }
 }
 
+impl DumpTarget {
+    /// Without `-k`: the KASLR link-time alias from the image bounds the dump's kallsyms gives
+    /// (`_text`, `_end`; x86_64 only, see `LinkAlias::plan_image`).
+    fn plan_image_alias(&mut self) {
+        let Some(slide) = self.dump.kaslr_offset() else {
+            return;
+        };
+        if self.vmlinux.is_some() || self.alias.is_active() {
+            return;
+        }
+        let arch = self.arch;
+        let k = self.kernel_info();
+        let (Some(text), Some(end)) = (k.symbol("_text"), k.symbol("_end")) else {
+            return;
+        };
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        self.alias = LinkAlias::plan_image(
+            arch,
+            text.wrapping_sub(slide),
+            end.wrapping_sub(slide),
+            slide,
+            &mut mem,
+        );
+    }
+}
+
 impl VirtRead for DumpTarget {
     /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
     /// kernel data go through [`DumpMem`] and never see it.
@@ -380,6 +409,7 @@ impl Target for DumpTarget {
             log::warn!("tasks are not available as threads: {e}");
         }
         self.crashing_cpu();
+        self.plan_image_alias();
     }
 
     fn arch(&self) -> Arch {

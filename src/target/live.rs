@@ -100,7 +100,18 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
-        let alias = loaded.map_or_else(LinkAlias::default, |v| LinkAlias::plan(&v, slide, &mut reader));
+        let alias = match (&loaded, kallsyms.lookup("_end")) {
+            (Some(v), _) => LinkAlias::plan(v, slide, &mut reader),
+            // No vmlinux: the image bounds kallsyms gives (x86_64 only; see plan_image).
+            (None, Some(end)) => LinkAlias::plan_image(
+                arch,
+                runtime_text.wrapping_sub(slide),
+                end.wrapping_sub(slide),
+                slide,
+                &mut reader,
+            ),
+            (None, None) => LinkAlias::default(),
+        };
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
