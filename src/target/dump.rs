@@ -388,6 +388,39 @@ impl DumpTarget {
     }
 }
 
+impl DumpTarget {
+    /// A thread's registers as the dump or the task's saved frame give them, with SP_EL0.
+    fn thread_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        if let Some(pid) = threads::tid_pid(tid) {
+            let mut regs = self.task_registers(pid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = self
+                    .tasks()
+                    .ok()
+                    .and_then(|(_, l)| l.iter().find(|t| t.pid == pid).map(|t| t.addr));
+                regs.set(i, task);
+            }
+            return Ok(regs);
+        }
+        let index = tid
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < self.dump.cpus().len())
+            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
+        let mut regs = self
+            .dump
+            .cpus()
+            .get(index)
+            .ok_or("no such CPU")?
+            .gdb_registers(self.arch)?;
+        if let Some(i) = self.arch.current_task_index() {
+            let task = self.cpu_current_task(index);
+            regs.set(i, task);
+        }
+        Ok(regs)
+    }
+}
+
 impl VirtRead for DumpTarget {
     /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
     /// kernel data go through [`DumpMem`] and never see it.
@@ -435,32 +468,9 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            let mut regs = self.task_registers(pid)?;
-            if let Some(i) = self.arch.current_task_index() {
-                let task = self
-                    .tasks()
-                    .ok()
-                    .and_then(|(_, l)| l.iter().find(|t| t.pid == pid).map(|t| t.addr));
-                regs.set(i, task);
-            }
-            return Ok(regs);
-        }
-        let index = tid
-            .checked_sub(1)
-            .and_then(|i| usize::try_from(i).ok())
-            .filter(|&i| i < self.dump.cpus().len())
-            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        let mut regs = self
-            .dump
-            .cpus()
-            .get(index)
-            .ok_or("no such CPU")?
-            .gdb_registers(self.arch)?;
-        if let Some(i) = self.arch.current_task_index() {
-            let task = self.cpu_current_task(index);
-            regs.set(i, task);
-        }
+        let mut regs = self.thread_registers(tid)?;
+        let pac = self.dump.vmcoreinfo().number_u64("KERNELPACMASK").unwrap_or(0);
+        self.arch.set_pac_mask(&mut regs, pac);
         Ok(regs)
     }
 

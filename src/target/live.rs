@@ -243,6 +243,19 @@ impl LiveTarget {
         tasks::saved_registers(mem, &layout, self.arch, old.addr)
     }
 
+    /// The pointer authentication masks: the live VMCOREINFO's KERNELPACMASK (0 without one).
+    fn set_pac_mask(&mut self, regs: &mut Registers) {
+        if self.arch.reg_index("pauth_cmask").is_none() {
+            return;
+        }
+        let mask = self
+            .live_vmcoreinfo()
+            .ok()
+            .and_then(|v| v.info.number_u64("KERNELPACMASK"))
+            .unwrap_or(0);
+        self.arch.set_pac_mask(regs, mask);
+    }
+
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
@@ -336,6 +349,7 @@ impl Target for LiveTarget {
                 let task = self.tasks.iter().find(|t| t.pid == pid).map(|t| t.addr);
                 regs.set(i, task);
             }
+            self.set_pac_mask(&mut regs);
             return Ok(regs);
         }
         let known = tid
@@ -363,6 +377,7 @@ impl Target for LiveTarget {
             };
             regs.set(i, task);
         }
+        self.set_pac_mask(&mut regs);
         Ok(regs)
     }
 
