@@ -305,21 +305,6 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
     }
 }
 
-/// The address `nm` gives a symbol in the vmlinux (its link-time address).
-fn nm(vmlinux: &Path, sym: &str) -> u64 {
-    let o = std::process::Command::new("nm")
-        .arg(vmlinux)
-        .output()
-        .expect("nm (binutils)");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.len() == 3 && w[2] == sym).then(|| hex(w[0]))
-        })
-        .unwrap_or_else(|| panic!("{sym} not in {}", vmlinux.display()))
-}
-
 /// `monitor sym NAME`'s address, asked over the socket with a plain RSP exchange.
 fn k_sym(sock: &Path, name: &str) -> u64 {
     let mut c = common::rsp::Client::new(sock);
@@ -406,7 +391,7 @@ fn aarch64_plain_vmlinux_reads_right_without_k() {
         let stext = f.ksym("_stext").expect("_stext in the manifest");
         assert_eq!(
             at.wrapping_sub(stext),
-            nm(&vmlinux, "linux_banner") - nm(&vmlinux, "_stext"),
+            nm_address(&vmlinux, "linux_banner") - nm_address(&vmlinux, "_stext"),
             "{ctx}: &linux_banner"
         );
         assert_eq!(value(get("rq1")), "1", "{ctx}: {all}");

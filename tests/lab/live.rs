@@ -114,6 +114,21 @@ struct Seen {
 }
 
 impl Seen {
+    /// The `KV key value` lines a GDB script printed, and all its output for messages.
+    fn from_output(out: &std::process::Output) -> Seen {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kv = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("KV "))
+            .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        Seen { kv, text }
+    }
+
     fn get(&self, k: &str) -> &str {
         self.kv
             .iter()
@@ -152,17 +167,7 @@ fn run_gdb(g: &Guest, gdb: &std::path::Path, sock: &std::path::Path, typed: bool
         .arg(&script)
         .output()
         .expect("run gdb");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kv = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("KV "))
-        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    Seen { kv, text }
+    Seen::from_output(&out)
 }
 
 /// The text of a char array as GDB prints it (`"swapper/0\000\000..."`): up to the first NUL.
@@ -355,19 +360,8 @@ fn gdb_without_vmlinux_reads_what_vmcoreinfo_points_at() {
             .output()
             .expect("run gdb");
         let log = served.stop(g);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen = Seen {
-            kv: text
-                .lines()
-                .filter_map(|l| l.strip_prefix("KV "))
-                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-                .collect(),
-            text: text.clone(),
-        };
+        let seen = Seen::from_output(&out);
+        let text = seen.text.clone();
         let what = arch.name();
         assert_eq!(seen.get("done"), "yes", "{what}: {text}\nkmemd:\n{log}");
         assert_eq!(seen.get("nodename"), marker, "{what}: the hostname the guest set");
@@ -525,19 +519,8 @@ fn kernel_scripts_work_live_with_no_typed_line() {
                 .expect("run gdb");
             let after = guest_jiffies(g);
             let log = served.stop(g);
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let seen = Seen {
-                kv: text
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("KV "))
-                    .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-                    .collect(),
-                text: text.clone(),
-            };
+            let seen = Seen::from_output(&out);
+            let text = seen.text.clone();
             assert_eq!(
                 seen.get("done"),
                 "yes",
