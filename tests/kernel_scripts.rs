@@ -290,8 +290,13 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
         }
         assert!(get("mounts").contains(" /proc proc "), "{ctx}: {}", get("mounts"));
         let ps = get("ps");
-        for p in ["   1   init", "   2   kthreadd"] {
-            assert!(ps.contains(p), "{ctx}: lx-ps has no `{p}`: {ps}");
+        // Rows are `TASK PID COMM` (PID centred, so by words).
+        for (pid, comm) in [("1", "init"), ("2", "kthreadd")] {
+            let listed = ps.lines().any(|row| {
+                let w: Vec<&str> = row.split_whitespace().collect();
+                w.len() == 3 && w[1] == pid && w[2] == comm
+            });
+            assert!(listed, "{ctx}: lx-ps has no {pid} {comm}: {ps}");
         }
         assert!(
             get("dmesg").contains(&last_dmesg(f)),

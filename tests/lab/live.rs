@@ -413,6 +413,10 @@ def ex(k, cmd):
         kv(k, "ERROR " + str(e))
 gdb.execute("set remotetimeout 120")
 gdb.execute("target remote %(sock)s")
+# vmlinux-gdb.py puts its directory's scripts/gdb on Python's path from its own __file__, which
+# a `source` run from another Python script does not give it: put it there first.
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname("%(scripts)s"), "scripts", "gdb"))
 gdb.execute("source %(scripts)s")
 ex("banner", "x/s linux_banner")
 ex("pco1", "p/x __per_cpu_offset[1]")
@@ -553,8 +557,13 @@ fn kernel_scripts_work_live_with_no_typed_line() {
                 "{what}: {}",
                 seen.get("mounts")
             );
+            // Rows are `TASK PID COMM` (the script prints PID centred, so by words).
+            let listed = seen.get("ps").split("\\n").any(|row| {
+                let w: Vec<&str> = row.split_whitespace().collect();
+                w.len() == 3 && w[1] == sleeper.pid.to_string() && w[2] == "sleep"
+            });
             assert!(
-                seen.get("ps").contains(&format!(" {}   sleep", sleeper.pid)),
+                listed,
                 "{what}: lx-ps lacks the sleep pid {}: {}",
                 sleeper.pid,
                 seen.get("ps")
