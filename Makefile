@@ -43,7 +43,7 @@ gdb18:
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
 # The kernel lab (tests/lab) boots the fixtures' Debian kernels with the static builds inside.
-test: deps fixtures dbg-vmlinux lab-bins
+test: deps fixtures dbg-vmlinux lx-scripts lab-bins
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test --no-fail-fast -- --test-threads=2
 
 # Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.

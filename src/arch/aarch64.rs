@@ -22,6 +22,10 @@ const OA_LPA2_LOW: u64 = 0x0003_ffff_ffff_ffff;
 /// GDB's names for the program counter and the stack pointer (aarch64.xml).
 pub const PC: &str = "pc";
 pub const SP: &str = "sp";
+/// The register that holds `current` in kernel mode (see aarch64.xml).
+pub const CURRENT_TASK: &str = "SP_EL0";
+/// The pointer authentication masks (see aarch64.xml).
+pub const PAUTH_MASKS: [&str; 2] = ["pauth_dmask", "pauth_cmask"];
 
 /// What a kdump header's `utsname.machine` says on arm64.
 pub const MACHINE_NAMES: &[&str] = &["aarch64", "arm64"];

@@ -24,6 +24,10 @@ pub trait KernelView {
     fn vmcoreinfo_text(&mut self) -> Result<String, String>;
     /// What is known of the KASLR slide.
     fn kaslr(&self) -> Kaslr;
+    /// The link-time ranges served from their slid bytes ([`kaslr::LinkAlias`]), if any.
+    fn link_alias(&self) -> Option<&kaslr::LinkAlias> {
+        None
+    }
 }
 
 /// The commands and their one-line help, for `monitor help`.
@@ -72,7 +76,11 @@ pub fn run(k: &mut dyn KernelView, cmd: &str) -> Option<Result<String, String>> 
         }),
         "lsmod" => k.module_list().map(|m| modules::lsmod_text(&m)),
         "vmcoreinfo" => k.vmcoreinfo_text(),
-        "kaslr" => Ok(kaslr::text(&k.kaslr())),
+        "kaslr" => {
+            let mut t = kaslr::text(&k.kaslr());
+            t.push_str(&k.link_alias().map(|a| a.text()).unwrap_or_default());
+            Ok(t)
+        }
         _ => return None,
     })
 }
@@ -237,6 +245,7 @@ mod tests {
             Kaslr::Dump {
                 offset: Some(0x200000),
                 percpu_at_zero: false,
+                vmlinux: None,
             }
         }
     }

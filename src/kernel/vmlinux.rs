@@ -4,7 +4,7 @@
 
 use crate::arch::Arch;
 use crate::mem::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
-use crate::mem::elf::{self, gnu_build_id, EHDR_SIZE, SHT_SYMTAB};
+use crate::mem::elf::{self, gnu_build_id, EHDR_SIZE, PT_LOAD, SHT_SYMTAB};
 use std::path::Path;
 
 const SYM_SIZE: usize = 24;
@@ -25,6 +25,10 @@ pub struct Section {
 pub struct Vmlinux {
     pub arch: Arch,
     pub sections: Vec<Section>,
+    /// How many PT_LOAD segments the file has. GDB moves every section by qOffsets' `Text=`
+    /// only when there are one or two (gdb/remote.c get_offsets, via symfile_map_offsets_to_segments);
+    /// with more it moves just .text, .data and .bss (Debian's x86_64 vmlinux has four, arm64's one).
+    pub load_segments: usize,
     symtab: Vec<u8>,
     strtab: Vec<u8>,
     /// The GNU build ID of its note sections, as lowercase hex (the form VMCOREINFO's
@@ -177,6 +181,11 @@ impl Vmlinux {
         let machine = h.e_machine;
         let arch = Arch::from_elf_machine(machine)
             .ok_or_else(|| format!("ELF machine {machine} is neither x86_64 nor aarch64"))?;
+        // A vmlinux without program headers (or with a damaged table) still has its sections.
+        let load_segments = h
+            .phnum(src)
+            .and_then(|n| h.program_headers(src, n))
+            .map_or(0, |phs| phs.iter().filter(|p| p.p_type == PT_LOAD).count());
         let (raw, shstrndx) = h.section_headers(src)?;
         let shstr = raw
             .get(shstrndx as usize)
@@ -217,6 +226,7 @@ impl Vmlinux {
         let mut v = Vmlinux {
             arch,
             sections,
+            load_segments,
             symtab,
             strtab,
             build_id,
@@ -238,6 +248,20 @@ impl Vmlinux {
         let within = addr - s.addr;
         let off = s.offset.checked_add(within)?;
         read_vec(src, off, len.min(s.size - within), name).ok()
+    }
+
+    /// A vmlinux of these sections and no symbols, for tests of what is built on its layout.
+    #[cfg(test)]
+    pub(crate) fn from_sections(arch: Arch, sections: Vec<Section>, load_segments: usize) -> Vmlinux {
+        Vmlinux {
+            arch,
+            sections,
+            load_segments,
+            symtab: Vec::new(),
+            strtab: Vec::new(),
+            build_id: None,
+            release: None,
+        }
     }
 
     pub fn has_symbols(&self) -> bool {
@@ -382,6 +406,7 @@ pub(crate) mod tests {
         assert_eq!(v.symbol("_tex"), None);
         assert_eq!(v.section(".data..percpu").map(|s| s.addr), Some(0));
         assert_eq!(v.section(".text").map(|s| s.size), Some(0x1000));
+        assert_eq!(v.load_segments, 0, "no program headers");
         let arm = Vmlinux::parse(&synthetic_vmlinux(EM_AARCH64, 0xffff_8000_8000_0000)).unwrap();
         assert_eq!(arm.arch, Arch::Aarch64);
         assert_eq!(arm.symbol("_text"), Some(0xffff_8000_8000_0000));

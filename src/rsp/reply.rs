@@ -17,8 +17,13 @@ pub const IDS_PER_REPLY: usize = 200;
 
 /// The `qSupported` reply: the packet size (GDB 13 reads 560 bytes per `m` without it), what the
 /// session itself always does (no-ack mode, binary reads, vCont), and the target's features.
-pub fn supported(caps: Capabilities, out: &mut Vec<u8>) {
+/// `exec_file`: the target names the file GDB should load (`qXfer:exec-file:read`). Offered only
+/// then: once offered, GDB warns when the file it was given differs from the one named.
+pub fn supported(caps: Capabilities, exec_file: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
+    if exec_file {
+        out.extend_from_slice(b"qXfer:exec-file:read+;");
+    }
     if caps.target_description {
         out.extend_from_slice(b"qXfer:features:read+;");
     }
@@ -31,6 +36,22 @@ pub fn supported(caps: Capabilities, out: &mut Vec<u8>) {
 /// A stop reply for `?` and for an interrupt: `T` + signal + the stopped thread.
 pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+}
+
+/// LLDB's form of a stop reply: [`stop`] plus the thread's name as `hexname:` (the key LLDB's
+/// gdb-remote reads names from, lldb/docs/lldb-gdb-remote.txt; GDB ignores it, but is not sent it).
+pub fn stop_named(signal: u8, tid: Tid, name: &str, out: &mut Vec<u8>) {
+    stop(signal, tid, out);
+    out.extend_from_slice(b"hexname:");
+    hex::encode_into(name.as_bytes(), out);
+    out.push(b';');
+}
+
+/// A `qRcmd` reply's text as one console-output packet (`O` + hex), which GDB and LLDB print as
+/// it comes; the final reply then says only how the command ended.
+pub fn console_output(text: &str, out: &mut Vec<u8>) {
+    out.push(b'O');
+    hex::encode_into(text.as_bytes(), out);
 }
 
 /// The `qOffsets` reply: the KASLR slide for `.text`, `.data` and `.bss` (what GDB applies it
@@ -158,7 +179,7 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, o)),
+            text(|o| supported(Capabilities::ALL, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
         );
@@ -167,18 +188,21 @@ mod tests {
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, o)),
+            text(|o| supported(none, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, o));
+        let t = text(|o| supported(xml_only, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
+        assert!(!t.contains("exec-file"), "{t}");
+        let t = text(|o| supported(none, true, o));
+        assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
-use crate::kernel::kaslr::Kaslr;
+use crate::kernel::kaslr::{Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
@@ -34,6 +34,9 @@ pub struct DumpTarget {
     vmlinux: Option<std::path::PathBuf>,
     /// The panic line of the kernel's log, once looked for.
     panic_msg: Option<Option<String>>,
+    /// Link-time ranges of the sections GDB leaves unrelocated, served from their slid bytes
+    /// (kernel/kaslr.rs); empty without `-k`.
+    alias: LinkAlias,
 }
 
 impl DumpTarget {
@@ -93,6 +96,7 @@ impl DumpTarget {
             tasks: None,
             vmlinux: None,
             panic_msg: None,
+            alias: LinkAlias::default(),
         })
     }
 
@@ -118,7 +122,24 @@ impl DumpTarget {
     /// Takes symbols and BTF from `vmlinux` first, unchecked (tests; [`Self::use_vmlinux`]
     /// checks).
     pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
-        self.vmlinux = vmlinux.map(Path::to_path_buf);
+        // Absolute, so GDB finds it from any directory through qXfer:exec-file.
+        self.vmlinux = vmlinux.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+        self.alias = LinkAlias::default();
+        if let (Some(path), Some(slide)) = (vmlinux, self.dump.kaslr_offset()) {
+            match Vmlinux::load(path) {
+                Ok(v) => {
+                    let mut mem = DumpMem {
+                        dump: &self.dump,
+                        paging: &self.paging,
+                    };
+                    self.alias = LinkAlias::plan(&v, slide, &mut mem);
+                    for s in self.alias.text().lines().filter(|l| l.starts_with("  ")) {
+                        log::debug!("KASLR link-time alias: {}", s.trim());
+                    }
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         self.kinfo = None;
         self.tasks = None;
         self.crashed = None;
@@ -402,9 +423,102 @@ impl DumpTarget {
     }
 }
 
+impl DumpTarget {
+    /// The task CPU `cpu` was running: its runqueue's `curr` when the symbols give it, else the
+    /// task the task list has on that CPU (swapper/0 for an idle CPU 0; other CPUs' idle tasks
+    /// are not on the list).
+    fn cpu_current_task(&mut self, cpu: usize) -> Option<u64> {
+        self.kernel_info();
+        if let Some(k) = &self.kinfo {
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            if let Some(t) = tasks::current_on_cpu(&mut mem, k, u32::try_from(cpu).ok()?) {
+                return Some(t);
+            }
+        }
+        let (_, list) = self.tasks().ok()?;
+        list.iter()
+            .find(|t| t.on_cpu && t.cpu == u32::try_from(cpu).ok())
+            .map(|t| t.addr)
+    }
+}
+
+impl DumpTarget {
+    /// Without `-k`: the KASLR link-time alias from the image bounds the dump's kallsyms gives
+    /// (`_text`, `_end`; x86_64 only, see `LinkAlias::plan_image`).
+    fn plan_image_alias(&mut self) {
+        let Some(slide) = self.dump.kaslr_offset() else {
+            return;
+        };
+        if self.vmlinux.is_some() || self.alias.is_active() {
+            return;
+        }
+        let arch = self.arch;
+        let k = self.kernel_info();
+        let (Some(text), Some(end)) = (k.symbol("_text"), k.symbol("_end")) else {
+            return;
+        };
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        self.alias = LinkAlias::plan_image(
+            arch,
+            text.wrapping_sub(slide),
+            end.wrapping_sub(slide),
+            slide,
+            &mut mem,
+        );
+    }
+}
+
+impl DumpTarget {
+    /// A thread's registers as the dump or the task's saved frame give them, with SP_EL0.
+    fn thread_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        if threads::is_task_tid(tid) {
+            let mut regs = self.task_registers(tid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = self
+                    .tasks()
+                    .ok()
+                    .and_then(|(_, l)| threads::find_task(l, tid).map(|t| t.addr));
+                regs.set(i, task);
+            }
+            return Ok(regs);
+        }
+        let index = tid
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < self.dump.cpus().len())
+            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
+        let mut regs = self
+            .dump
+            .cpus()
+            .get(index)
+            .ok_or("no such CPU")?
+            .gdb_registers(self.arch)?;
+        if let Some(i) = self.arch.current_task_index() {
+            let task = self.cpu_current_task(index);
+            regs.set(i, task);
+        }
+        Ok(regs)
+    }
+}
+
 impl VirtRead for DumpTarget {
+    /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
+    /// kernel data go through [`DumpMem`] and never see it.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(&self.dump, &self.paging, addr, buf)
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        match self.alias.read(&mut mem, addr, buf) {
+            Some(r) => r,
+            None => read_virt(&self.dump, &self.paging, addr, buf),
+        }
     }
 }
 
@@ -419,6 +533,7 @@ impl Target for DumpTarget {
             (None, Some(m)) => log::info!("the kernel's log says: {m}"),
             _ => {}
         }
+        self.plan_image_alias();
     }
 
     fn arch(&self) -> Arch {
@@ -450,18 +565,18 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if threads::is_task_tid(tid) {
-            return self.task_registers(tid);
-        }
-        let cpu = tid
-            .checked_sub(1)
-            .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
-            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        Ok(cpu.gdb_registers(self.arch)?)
+        let mut regs = self.thread_registers(tid)?;
+        let pac = self.dump.vmcoreinfo().number_u64("KERNELPACMASK").unwrap_or(0);
+        self.arch.set_pac_mask(&mut regs, pac);
+        Ok(regs)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
         self.dump.kaslr_offset()
+    }
+
+    fn exec_file(&self) -> Option<&Path> {
+        self.vmlinux.as_deref()
     }
 
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
@@ -472,7 +587,8 @@ impl Target for DumpTarget {
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
-            "info" => Some(Ok(self.info_text())),
+            // `info` alone: `info version` is the server's, anything else is not a command.
+            "info" if words.next().is_none() => Some(Ok(self.info_text())),
             _ => monitor::run(self, cmd),
         }
     }
@@ -540,7 +656,12 @@ impl KernelView for DumpTarget {
         Kaslr::Dump {
             offset: self.dump.kaslr_offset(),
             percpu_at_zero: self.arch.percpu_at_zero(),
+            vmlinux: self.vmlinux.clone(),
         }
+    }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
     }
 }
 

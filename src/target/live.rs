@@ -5,7 +5,7 @@
 use crate::arch::{Arch, Registers};
 /// Where the link-time `_text` came from (kernel/kaslr.rs).
 pub use crate::kernel::kaslr::LinkText;
-use crate::kernel::kaslr::{runtime_text, Kaslr};
+use crate::kernel::kaslr::{runtime_text, Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
@@ -29,6 +29,8 @@ pub struct LiveTarget {
     runtime_text: u64,
     link_text: u64,
     link_source: LinkText,
+    /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
+    alias: LinkAlias,
     cpus: Vec<u32>,
     release: String,
     /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
@@ -58,8 +60,9 @@ impl LiveTarget {
     pub fn open_with(vmlinux: Option<&Path>, force: bool) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
-        let reader = KernelReader::open()?;
+        let mut reader = KernelReader::open()?;
         let kallsyms = load_kallsyms()?;
+        let mut loaded = None;
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
@@ -72,10 +75,12 @@ impl LiveTarget {
                 })?;
                 let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
                 let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
+                loaded = Some(v);
                 (
                     text,
                     LinkText::Vmlinux {
-                        path: path.to_path_buf(),
+                        // Absolute: GDB opens it from its own directory (qXfer:exec-file).
+                        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
                         percpu_at_zero,
                     },
                     head,
@@ -94,6 +99,18 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
+        let alias = match (&loaded, kallsyms.lookup("_end")) {
+            (Some(v), _) => LinkAlias::plan(v, slide, &mut reader),
+            // No vmlinux: the image bounds kallsyms gives (x86_64 only; see plan_image).
+            (None, Some(end)) => LinkAlias::plan_image(
+                arch,
+                runtime_text.wrapping_sub(slide),
+                end.wrapping_sub(slide),
+                slide,
+                &mut reader,
+            ),
+            (None, None) => LinkAlias::default(),
+        };
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
@@ -106,6 +123,7 @@ impl LiveTarget {
             runtime_text,
             link_text,
             link_source,
+            alias,
             cpus,
             release,
             vmcoreinfo: None,
@@ -224,6 +242,19 @@ impl LiveTarget {
         tasks::saved_registers(mem, &layout, self.arch, old.addr)
     }
 
+    /// The pointer authentication masks: the live VMCOREINFO's KERNELPACMASK (0 without one).
+    fn set_pac_mask(&mut self, regs: &mut Registers) {
+        if self.arch.reg_index("pauth_cmask").is_none() {
+            return;
+        }
+        let mask = self
+            .live_vmcoreinfo()
+            .ok()
+            .and_then(|v| v.info.number_u64("KERNELPACMASK"))
+            .unwrap_or(0);
+        self.arch.set_pac_mask(regs, mask);
+    }
+
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
@@ -293,8 +324,13 @@ impl LiveTarget {
 }
 
 impl VirtRead for LiveTarget {
+    /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
+    /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.reader.read_virt(addr, buf)
+        match self.alias.read(&mut self.reader, addr, buf) {
+            Some(r) => r,
+            None => self.reader.read_virt(addr, buf),
+        }
     }
 }
 
@@ -335,7 +371,13 @@ impl Target for LiveTarget {
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if threads::is_task_tid(tid) {
-            return self.task_registers(tid);
+            let mut regs = self.task_registers(tid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = threads::find_task(&self.tasks, tid).map(|t| t.addr);
+                regs.set(i, task);
+            }
+            self.set_pac_mask(&mut regs);
+            return Ok(regs);
         }
         let known = tid
             .checked_sub(1)
@@ -353,7 +395,17 @@ impl Target for LiveTarget {
         // the PC reads as 0: an address no kernel code runs at, shown as `0x0 in ?? ()`.
         let mut regs = vec![None; self.arch.registers().len()];
         regs[self.arch.pc_index()] = Some(0);
-        Ok(Registers(regs))
+        let mut regs = Registers(regs);
+        if let (Some(i), Some(cpu)) = (self.arch.current_task_index(), tid.checked_sub(1)) {
+            self.kernel_info();
+            let task = match (&self.kinfo, u32::try_from(cpu)) {
+                (Some(k), Ok(cpu)) => tasks::current_on_cpu(&mut self.reader, k, cpu),
+                _ => None,
+            };
+            regs.set(i, task);
+        }
+        self.set_pac_mask(&mut regs);
+        Ok(regs)
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
@@ -387,6 +439,13 @@ impl Target for LiveTarget {
 
     /// The kernel's commands, and `info` as a dump has it (what is served). `vtop` is a dump's
     /// only: a live kernel is read through BPF, not through its page tables.
+    fn exec_file(&self) -> Option<&Path> {
+        match &self.link_source {
+            LinkText::Vmlinux { path, .. } => Some(path),
+            LinkText::Default => None,
+        }
+    }
+
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
         if cmd.trim() == "info" {
             return Some(Ok(self.info_text()));
@@ -449,6 +508,10 @@ impl KernelView for LiveTarget {
             link_text: self.link_text,
             link: self.link_source.clone(),
         }
+    }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
     }
 }
 

@@ -64,6 +64,12 @@ pub trait Target: VirtRead {
     /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
     fn kaslr_offset(&self) -> Option<u64>;
 
+    /// The file GDB should load symbols from (`qXfer:exec-file`): the vmlinux given with `-k`.
+    /// `None`: GDB is not offered one (it then warns that no executable was specified).
+    fn exec_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Target-specific `monitor` commands: `Some(Ok(text))` when `cmd` is one of them.
     /// `None` means "not mine"; the server then tries its own commands.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {

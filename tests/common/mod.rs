@@ -355,3 +355,19 @@ pub fn dbg_vmlinux(release: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The address `nm` gives a symbol in the vmlinux (its link-time address).
+pub fn nm_address(vmlinux: &Path, sym: &str) -> u64 {
+    let o = std::process::Command::new("nm")
+        .arg(vmlinux)
+        .output()
+        .expect("nm (binutils)");
+    assert!(o.status.success(), "nm {}: {}", vmlinux.display(), text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 3 && w[2] == sym).then(|| hex(w[0]))
+        })
+        .unwrap_or_else(|| panic!("{sym} not in {}", vmlinux.display()))
+}

@@ -76,3 +76,17 @@ pub fn find_task_from_cpu(
         .filter(|&c| c >= kernel_start && c % 8 == 0 && seen.insert(c))
         .find(|&c| is_task_of_stack(mem, l, c, sp, want))
 }
+
+/// The task a CPU runs (`cpu_rq(cpu)->curr`, idle tasks included): `runqueues` is a per-CPU
+/// variable, so that CPU's copy is at `&runqueues + __per_cpu_offset[cpu]`
+/// (include/asm-generic/percpu.h; kernel/sched/sched.h `struct rq`, Linux 6.1). `None` when the
+/// symbols or `rq.curr` are unknown (kallsyms without data symbols and no -k vmlinux) or the
+/// memory cannot be read.
+pub fn current_on_cpu(mem: &mut dyn VirtRead, k: &crate::kernel::KernelInfo, cpu: u32) -> Option<u64> {
+    let rq = k.symbol("runqueues")?;
+    let offsets = k.symbol("__per_cpu_offset")?;
+    let curr = k.member("rq", "curr")?.offset();
+    let off = read_u64(mem, offsets.checked_add(u64::from(cpu).checked_mul(8)?)?).ok()?;
+    let task = read_u64(mem, rq.wrapping_add(off).wrapping_add(curr)).ok()?;
+    (task != 0).then_some(task)
+}

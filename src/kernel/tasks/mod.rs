@@ -21,7 +21,7 @@ mod walk;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use find::{find_task_from_cpu, Want};
+pub use find::{current_on_cpu, find_task_from_cpu, Want};
 pub use idle::{idle_tasks, insert_idle};
 pub use layout::{SavedLayout, TaskLayout};
 pub use saved_regs::saved_registers;
