@@ -71,6 +71,10 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--cache", default=os.environ.get("KMEMD_FIXTURES", os.path.join(ROOT, ".fixtures")))
     ap.add_argument("--mem", type=int, default=512)
+    # Another CPU model than qemu.ARCHES' default, for an extra guest kind: arm64 `max,pauth-impdef=on`
+    # signs return addresses (PAC) with QEMU's cheap implementation-defined algorithm (QARMA is
+    # much slower under TCG).
+    ap.add_argument("--cpu", default=None)
     a = ap.parse_args()
     wdir = os.path.abspath(a.dir)
     os.makedirs(wdir, exist_ok=True)
@@ -85,7 +89,7 @@ def main():
         t0 = time.time()
         kern, initrd = build_initramfs(a.arch, a.kmemd, a.agent, os.path.abspath(a.cache), wdir)
         consoles = [f"port{i}" for i in range(1, PORTS + 1)]
-        g = qemu.Guest(a.arch, kern["vmlinuz"], initrd, wdir, mem_mb=a.mem, consoles=consoles, ports=["agent"])
+        g = qemu.Guest(a.arch, kern["vmlinuz"], initrd, wdir, cpu=a.cpu, mem_mb=a.mem, consoles=consoles, ports=["agent"])
         text = g.wait_console(lambda t: "LAB-AGENT-READY" in t or "LAB-AGENT-ERROR" in t, BOOT_TIMEOUT,
                               "lab agent READY line")  # fmt: skip
         if "LAB-AGENT-READY" not in text:
