@@ -151,6 +151,11 @@ impl LiveTarget {
         self.kinfo.get_or_insert_with(KernelInfo::default)
     }
 
+    /// Largest read one BPF run does (the bench's ceiling probe reads at the same size).
+    pub fn chunk_size(&self) -> usize {
+        self.reader.chunk_size()
+    }
+
     /// Walks the task list now.
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
         self.kernel_info();
