@@ -24,7 +24,9 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct LiveTarget {
     reader: KernelReader,
-    kallsyms: Kallsyms,
+    /// All of /proc/kallsyms, read on first use (symbols, layouts, `monitor sym`): `--read` and
+    /// the start of a session need only `_text`, from the file's first lines.
+    kallsyms: std::sync::OnceLock<Kallsyms>,
     arch: Arch,
     runtime_text: u64,
     link_text: u64,
@@ -52,8 +54,12 @@ impl LiveTarget {
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
-        let reader = KernelReader::open()?;
-        let kallsyms = load_kallsyms()?;
+        let reader = KernelReader::open_with_chunk(crate::live::bpf::SESSION_CHUNK)?;
+        let (head, any_address) = Kallsyms::read_head(live::kallsyms::open()?, &["_text", "_stext"])
+            .map_err(|e| live::kallsyms::read_error(&e))?;
+        if !any_address {
+            return Err(live::kallsyms::hidden());
+        }
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
@@ -84,7 +90,7 @@ impl LiveTarget {
             }
             None => (arch.default_text_link_addr(), LinkText::Default, None),
         };
-        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+        let runtime_text = runtime_text(&head, arch, link_head)
             .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
@@ -102,7 +108,7 @@ impl LiveTarget {
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
         Ok(LiveTarget {
             reader,
-            kallsyms,
+            kallsyms: std::sync::OnceLock::new(),
             arch,
             runtime_text,
             link_text,
@@ -135,7 +141,12 @@ impl LiveTarget {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
-            let mut k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            let mut k = KernelInfo::live(
+                self.kallsyms(),
+                vmci.as_deref(),
+                vmlinux.as_deref(),
+                &system_btf(),
+            );
             if let Some(p) = problem {
                 k.note_problem(p);
             }
@@ -233,7 +244,7 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            let kallsyms = &self.kallsyms;
+            let kallsyms = self.kallsyms.get_or_init(full_kallsyms);
             self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &|name| {
                 kallsyms.lookup(name)
             }));
@@ -257,7 +268,7 @@ impl LiveTarget {
     }
 
     pub fn kallsyms(&self) -> &Kallsyms {
-        &self.kallsyms
+        self.kallsyms.get_or_init(full_kallsyms)
     }
 
     pub fn reader(&mut self) -> &mut KernelReader {
@@ -414,6 +425,15 @@ pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
 /// `kernel.kptr_restrict=2`.
 pub fn load_kallsyms() -> Result<Kallsyms, String> {
     load_kallsyms_filtered(&|_, _| true)
+}
+
+/// The whole table for [`LiveTarget`], read when first needed. `open` has seen addresses in the
+/// file, so a failure now (the file changed under us) leaves an empty table and a warning.
+fn full_kallsyms() -> Kallsyms {
+    load_kallsyms().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        Kallsyms::default()
+    })
 }
 
 /// [`load_kallsyms`] keeping only the symbols `keep(kind, name)` accepts.
