@@ -369,8 +369,8 @@ impl Ctx<'_> {
                 _ => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
-                let threads = self.listed_threads();
-                let tid = self.resolve_in(&threads, thread);
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         hex::encode_into(t.extra.as_bytes(), self.payload);
@@ -441,23 +441,19 @@ impl Ctx<'_> {
         self.s.threads.insert(self.target.threads())
     }
 
-    /// The threads of GDB's last listing, listing them if GDB has not yet.
-    fn listed_threads(&mut self) -> Vec<ThreadInfo> {
-        if self.s.threads.is_none() {
-            self.fresh_threads();
-        }
-        self.s.threads.clone().unwrap_or_default()
-    }
-
+    /// Which listed thread `sel` names, listing the threads if GDB has not yet. It borrows the
+    /// listing: GDB sends an `H` (and often a `T`) per thread, and a copy of a 4,000-thread list
+    /// per packet made `info threads` quadratic (issue 16).
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
-        let threads = self.listed_threads();
-        self.resolve_in(&threads, sel)
-    }
-
-    fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
         match sel {
             ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
-            ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
+            ThreadSel::Id(id) => {
+                if self.s.threads.is_none() {
+                    self.fresh_threads();
+                }
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                threads.iter().any(|t| t.tid == id).then_some(id)
+            }
         }
     }
 

@@ -37,6 +37,9 @@ pub struct LiveTarget {
     vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
     /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
     kinfo: Option<KernelInfo>,
+    /// The task_struct layout from `kinfo`, built once: GDB asks for registers and liveness per
+    /// thread, and rebuilding it per packet was most of the cost of `info threads` (issue 16).
+    layout: Option<Result<TaskLayout, String>>,
     /// Where the task walk starts (init_task, else this process's own task from BPF).
     task_start: Option<Result<u64, String>>,
     /// The tasks as of the last walk: live, they change under us.
@@ -117,6 +120,7 @@ impl LiveTarget {
             release,
             vmcoreinfo: None,
             kinfo: None,
+            layout: None,
             task_start: None,
             tasks: Vec::new(),
             tasks_at: None,
@@ -167,11 +171,25 @@ impl LiveTarget {
         self.reader.chunk_size()
     }
 
+    /// The task layout of this kernel (built on first use, then kept with its error).
+    fn task_layout(&mut self) -> Result<TaskLayout, String> {
+        if self.layout.is_none() {
+            self.kernel_info();
+            let arch = self.arch;
+            self.layout = Some(match self.kinfo.as_ref() {
+                Some(k) => TaskLayout::new(k, arch),
+                None => Err("no kernel information".into()),
+            });
+        }
+        self.layout
+            .clone()
+            .unwrap_or_else(|| Err("no task layout".into()))
+    }
+
     /// Walks the task list now.
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
-        self.kernel_info();
+        let layout = self.task_layout()?;
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
         if self.task_start.is_none() {
             self.task_start = Some(match k.symbol("init_task") {
                 Some(a) => Ok(a),
@@ -197,11 +215,7 @@ impl LiveTarget {
         let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
             return false;
         };
-        self.kernel_info();
-        let Some(k) = self.kinfo.as_ref() else {
-            return false;
-        };
-        let Ok(layout) = TaskLayout::new(k, self.arch) else {
+        let Ok(layout) = self.task_layout() else {
             return false;
         };
         let mem = &mut self.reader;
@@ -220,9 +234,7 @@ impl LiveTarget {
             .find(|t| t.pid == pid)
             .cloned()
             .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
-        self.kernel_info();
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
+        let layout = self.task_layout()?;
         let mem = &mut self.reader;
         let now = tasks::read_task(mem, &layout, old.addr)
             .map_err(|e| ReadError::mem(format!("task {pid} is gone"), e))?;
