@@ -458,12 +458,19 @@ pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kalls
     Ok(table)
 }
 
-/// The running kernel's own BTF, read only when no vmlinux gives BTF.
+/// The running kernel's own BTF, read only when no vmlinux gives BTF: only the types kmemd
+/// asks about, read from the file in chunks (kernel/btf_extract.rs), not the whole blob.
 fn system_btf() -> BtfSource<'static> {
     BtfSource {
         name: live::SYS_BTF,
-        read: &live::read_sys_btf,
+        read: &read_wanted_sys_btf,
     }
+}
+
+fn read_wanted_sys_btf() -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(live::SYS_BTF).map_err(|e| e.to_string())?;
+    crate::kernel::btf_extract::extract(&mut |at, buf| f.read_at(buf, at).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]
