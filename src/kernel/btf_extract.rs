@@ -203,9 +203,11 @@ pub fn extract(read: &mut ReadAt<'_>) -> Result<Vec<u8>, String> {
         if kept.len() >= MAX_KEPT {
             return Err(format!("the wanted BTF types contain more than {MAX_KEPT} types"));
         }
-        let at = *offsets
-            .get(id as usize - 1)
-            .ok_or_else(|| format!("BTF type {id} does not exist"))?;
+        // A reference past the last type (a damaged blob) is left out: it maps to void, as
+        // Btf::parse would answer it with no size, and the rest of the types still serve.
+        let Some(&at) = offsets.get(id as usize - 1) else {
+            continue;
+        };
         let mut head = [0u8; 12];
         exact(read, type_start + u64::from(at), &mut head)?;
         let info = word(&head, 4);
@@ -409,6 +411,20 @@ mod tests {
         cut[12..16].copy_from_slice(&(tl - 5).to_le_bytes());
         cut[16..20].copy_from_slice(&(tl - 5).to_le_bytes());
         assert!(from(&cut, 64).is_err());
+        // A member referring past the last type: the struct is still there, that member
+        // has no size.
+        let mut b = super::super::btf::tests::Builder::new();
+        let int = b.int("int", 4);
+        b.strukt(4, "task_struct", 8, &[("pid", int, 0, 0), ("bad", 99, 32, 0)]);
+        let small = from(&b.build(), 7).unwrap();
+        assert_eq!(
+            small.member_by_name("task_struct", "pid").map(|m| m.size),
+            Some(4)
+        );
+        assert_eq!(
+            small.member_by_name("task_struct", "bad").map(|m| m.size),
+            Some(0)
+        );
         // A file shorter than its header says.
         assert!(from(&good[..good.len() - 3], 64).is_err());
     }
