@@ -385,8 +385,8 @@ impl Ctx<'_> {
                 _ => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
-                let threads = self.listed_threads();
-                let tid = self.resolve_in(&threads, thread);
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         hex::encode_into(t.extra.as_bytes(), self.payload);
@@ -441,12 +441,10 @@ impl Ctx<'_> {
                 }
             },
             Command::ThreadStopInfo(thread) => {
-                let threads = self.listed_threads();
                 let stopped = self.target.stop_thread();
-                match self
-                    .resolve_in(&threads, thread)
-                    .and_then(|tid| threads.iter().find(|t| t.tid == tid))
-                {
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         let signal = if t.tid == stopped { 5 } else { 0 };
                         reply::stop_named(signal, t.tid, &t.name, self.payload);
@@ -478,11 +476,14 @@ impl Ctx<'_> {
     fn stop_reply(&mut self, signal: u8) {
         let tid = self.target.stop_thread();
         if self.s.lldb {
-            let name = self
-                .listed_threads()
-                .into_iter()
+            if self.s.threads.is_none() {
+                self.fresh_threads();
+            }
+            let threads = self.s.threads.as_deref().unwrap_or_default();
+            let name = threads
+                .iter()
                 .find(|t| t.tid == tid)
-                .map(|t| t.name)
+                .map(|t| t.name.clone())
                 .unwrap_or_default();
             reply::stop_named(signal, tid, &name, self.payload);
         } else {
@@ -511,23 +512,19 @@ impl Ctx<'_> {
         self.s.threads.insert(self.target.threads())
     }
 
-    /// The threads of GDB's last listing, listing them if GDB has not yet.
-    fn listed_threads(&mut self) -> Vec<ThreadInfo> {
-        if self.s.threads.is_none() {
-            self.fresh_threads();
-        }
-        self.s.threads.clone().unwrap_or_default()
-    }
-
+    /// Which listed thread `sel` names, listing the threads if GDB has not yet. It borrows the
+    /// listing: GDB sends an `H` (and often a `T`) per thread, and a copy of a 4,000-thread list
+    /// per packet made `info threads` quadratic (issue 16).
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
-        let threads = self.listed_threads();
-        self.resolve_in(&threads, sel)
-    }
-
-    fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
         match sel {
             ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
-            ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
+            ThreadSel::Id(id) => {
+                if self.s.threads.is_none() {
+                    self.fresh_threads();
+                }
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                threads.iter().any(|t| t.tid == id).then_some(id)
+            }
         }
     }
 
