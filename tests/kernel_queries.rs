@@ -118,7 +118,7 @@ fn dump_queries_print_to_stdout() {
         // sym: init_uts_ns where QEMU's memsave oracle was read from it; and back.
         let oracle = get("oracle")
             .into_iter()
-            .find(|o| o[3].ends_with("init_uts_ns.bin"))
+            .find(|o| o.last().is_some_and(|p| p.ends_with("init_uts_ns.bin")))
             .expect("init_uts_ns oracle");
         let addr = hex(&oracle[2]);
         assert_eq!(
