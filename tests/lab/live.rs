@@ -435,7 +435,10 @@ if %(x86)s:
     ex("cur0", "p $lx_current(0).pid")
 else:
     t = gdb.execute("thread find pid %(pid)s ", to_string=True)
-    n = t.split()[1]
+    kv("find", t.replace("\n", " | "))
+    # `thread find` refreshes the list first, so "[New Thread N]" lines for tasks the guest
+    # started meanwhile can come before the match ("Thread ID has extra info ...").
+    n = [l for l in t.splitlines() if l.startswith("Thread ")][0].split()[1]
     gdb.execute("thread " + n, to_string=True)
     ex("cur_task", "p $lx_current().pid")
 try:
