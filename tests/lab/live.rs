@@ -441,7 +441,7 @@ if %(x86)s:
     for _ in range(5):
         try:
             a = int(gdb.parse_and_eval("(unsigned long)*(struct task_struct **)&current_task"))
-            b = int(gdb.parse_and_eval("(unsigned long)$lx_current(0)"))
+            b = int(gdb.parse_and_eval("(unsigned long)&$lx_current(0)"))
         except gdb.error as e:
             same = "ERROR " + str(e)
             break
@@ -515,6 +515,9 @@ fn kernel_scripts_work_live_with_no_typed_line() {
         for (name, gdb) in lab_gdbs(arch) {
             let what = format!("{} {name}", arch.name());
             let served = Served::start(g, "");
+            // kmemd on CPU 1 only: while it reads, CPU 0's current task is not kmemd itself, so two
+            // reads of CPU 0's current_task (below) can agree.
+            g.sh(&format!("taskset -p 2 {}", served.job.pid));
             let before = guest_jiffies(g);
             let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
