@@ -552,6 +552,8 @@ impl Ctx<'_> {
 
     /// Fills as much of `[addr, addr+len)` as is readable; an error only if nothing is.
     fn read_memory(&mut self, addr: u64, len: u64, binary: bool) -> Outcome {
+        let tid = self.current_thread();
+        self.target.focus(tid);
         // Never past the top of the address space, never more than a reply can carry.
         let room = (u64::MAX - addr).saturating_add(1);
         let len = len.min(room).min(MAX_READ as u64) as usize;

@@ -13,7 +13,7 @@ use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
 use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::KernelInfo;
-use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_u32, read_u64, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -37,6 +37,8 @@ pub struct DumpTarget {
     /// Link-time ranges of the sections GDB leaves unrelocated, served from their slid bytes
     /// (kernel/kaslr.rs); empty without `-k`.
     alias: LinkAlias,
+    /// The thread GDB reads memory for ([`Target::focus`]).
+    focus: Option<Tid>,
 }
 
 impl DumpTarget {
@@ -97,6 +99,7 @@ impl DumpTarget {
             vmlinux: None,
             panic_msg: None,
             alias: LinkAlias::default(),
+            focus: None,
         })
     }
 
@@ -125,7 +128,8 @@ impl DumpTarget {
         // Absolute, so GDB finds it from any directory through qXfer:exec-file.
         self.vmlinux = vmlinux.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
         self.alias = LinkAlias::default();
-        if let (Some(path), Some(slide)) = (vmlinux, self.dump.kaslr_offset()) {
+        // No KERNELOFFSET in VMCOREINFO: no KASLR (per-CPU reads are still served).
+        if let (Some(path), slide) = (vmlinux, self.dump.kaslr_offset().unwrap_or(0)) {
             match Vmlinux::load(path) {
                 Ok(v) => {
                     let mut mem = DumpMem {
@@ -449,28 +453,49 @@ impl DumpTarget {
     /// Without `-k`: the KASLR link-time alias from the image bounds the dump's kallsyms gives
     /// (`_text`, `_end`; x86_64 only, see `LinkAlias::plan_image`).
     fn plan_image_alias(&mut self) {
-        let Some(slide) = self.dump.kaslr_offset() else {
-            return;
-        };
         if self.vmlinux.is_some() || self.alias.is_active() {
             return;
         }
+        let slide = self.dump.kaslr_offset().unwrap_or(0);
         let arch = self.arch;
         let k = self.kernel_info();
-        let (Some(text), Some(end)) = (k.symbol("_text"), k.symbol("_end")) else {
-            return;
-        };
+        let (text, end, percpu_end) = (k.symbol("_text"), k.symbol("_end"), k.symbol("__per_cpu_end"));
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        self.alias = LinkAlias::plan_image(
-            arch,
-            text.wrapping_sub(slide),
-            end.wrapping_sub(slide),
-            slide,
-            &mut mem,
-        );
+        if let (Some(text), Some(end)) = (text, end) {
+            self.alias = LinkAlias::plan_image(
+                arch,
+                text.wrapping_sub(slide),
+                end.wrapping_sub(slide),
+                slide,
+                &mut mem,
+            );
+        }
+        if let Some(end) = percpu_end {
+            self.alias.serve_percpu(arch, end);
+        }
+    }
+
+    /// The `__per_cpu_offset` of the CPU of the thread GDB reads for: a CPU thread's own, a
+    /// task's CPU (the one it runs or last ran on).
+    fn focus_percpu_base(&mut self) -> Option<u64> {
+        let tid = self.focus?;
+        let cpu = if threads::is_task_tid(tid) {
+            let (_, list) = self.tasks().ok()?;
+            threads::find_task(list, tid)?.cpu?
+        } else {
+            u32::try_from(tid.checked_sub(1)?)
+                .ok()
+                .filter(|&c| (c as usize) < self.dump.cpus().len())?
+        };
+        let offsets = self.kernel_info().symbol("__per_cpu_offset")?;
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        read_u64(&mut mem, offsets.checked_add(u64::from(cpu).checked_mul(8)?)?).ok()
     }
 }
 
@@ -511,11 +536,16 @@ impl VirtRead for DumpTarget {
     /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
     /// kernel data go through [`DumpMem`] and never see it.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let percpu_base = if self.alias.is_percpu(addr) {
+            self.focus_percpu_base()
+        } else {
+            None
+        };
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        match self.alias.read(&mut mem, addr, buf) {
+        match self.alias.read(&mut mem, addr, buf, percpu_base) {
             Some(r) => r,
             None => read_virt(&self.dump, &self.paging, addr, buf),
         }
@@ -562,6 +592,10 @@ impl Target for DumpTarget {
 
     fn stop_thread(&mut self) -> Tid {
         self.crashing_cpu().map_or(1, |c| c as Tid + 1)
+    }
+
+    fn focus(&mut self, tid: Tid) {
+        self.focus = Some(tid);
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {

@@ -61,6 +61,13 @@ pub trait Target: VirtRead {
         true
     }
 
+    /// The thread GDB's next memory reads are for (its general thread, `Hg`): x86_64's
+    /// zero-based per-CPU addresses read the copy of that thread's CPU
+    /// ([`crate::kernel::kaslr::LinkAlias`]). Targets without per-CPU reads keep the default.
+    fn focus(&mut self, tid: Tid) {
+        let _ = tid;
+    }
+
     /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
     fn kaslr_offset(&self) -> Option<u64>;
 
