@@ -463,6 +463,9 @@ impl Ctx<'_> {
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
+            // Not served yet (issue 20 item 6): the empty reply tells GDB the packet is
+            // unsupported, which keeps its fallbacks (local exec file, no auxv) as before.
+            Command::XferAuxv { .. } | Command::VFile(_) => Outcome::Reply,
             Command::Malformed(what) => {
                 warn!(
                     "session {}: malformed packet ({what}): {}",
