@@ -19,10 +19,14 @@ pub const IDS_PER_REPLY: usize = 200;
 /// session itself always does (no-ack mode, binary reads, vCont), and the target's features.
 /// `exec_file`: the target names the file GDB should load (`qXfer:exec-file:read`). Offered only
 /// then: once offered, GDB warns when the file it was given differs from the one named.
-pub fn supported(caps: Capabilities, exec_file: bool, out: &mut Vec<u8>) {
+/// `auxv`: the target serves a process's auxiliary vector (`qXfer:auxv:read`), only `--pid`.
+pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
     if exec_file {
         out.extend_from_slice(b"qXfer:exec-file:read+;");
+    }
+    if auxv {
+        out.extend_from_slice(b"qXfer:auxv:read+;");
     }
     if caps.target_description {
         out.extend_from_slice(b"qXfer:features:read+;");
@@ -198,7 +202,7 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, o)),
+            text(|o| supported(Capabilities::ALL, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
         );
@@ -207,21 +211,24 @@ mod tests {
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, false, o)),
+            text(|o| supported(none, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, false, o));
+        let t = text(|o| supported(xml_only, false, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
         assert!(!t.contains("exec-file"), "{t}");
-        let t = text(|o| supported(none, true, o));
+        let t = text(|o| supported(none, true, false, o));
         assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
+        assert!(!t.contains("auxv"), "{t}");
+        let t = text(|o| supported(none, false, true, o));
+        assert!(t.contains(";qXfer:auxv:read+;"), "{t}");
     }
 
     #[test]
