@@ -299,7 +299,8 @@ impl Ctx<'_> {
                     String::from_utf8_lossy(features)
                 );
                 let exec_file = self.target.exec_file().is_some();
-                reply::supported(self.target.capabilities(), exec_file, self.payload);
+                let auxv = self.target.auxv().is_some();
+                reply::supported(self.target.capabilities(), exec_file, auxv, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -461,6 +462,16 @@ impl Ctx<'_> {
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
+            Command::XferAuxv { offset, len } => match self.target.auxv() {
+                Some(doc) => {
+                    reply::xfer_chunk(doc, offset, len, self.payload);
+                    Outcome::Reply
+                }
+                None => self.reply("E00"),
+            },
+            // Not served yet (issue 20 item 6): the empty reply tells GDB host I/O is
+            // unsupported, which keeps its fallbacks (local exec file) as before.
+            Command::VFile(_) => Outcome::Reply,
             Command::Malformed(what) => {
                 warn!(
                     "session {}: malformed packet ({what}): {}",

@@ -77,6 +77,12 @@ pub trait Target: VirtRead {
         None
     }
 
+    /// A process's auxiliary vector (`qXfer:auxv:read`, what `/proc/PID/auxv` gives), when this
+    /// target serves one user process. `None` (the default): not offered in `qSupported`.
+    fn auxv(&self) -> Option<&[u8]> {
+        None
+    }
+
     /// Target-specific `monitor` commands: `Some(Ok(text))` when `cmd` is one of them.
     /// `None` means "not mine"; the server then tries its own commands.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
