@@ -6,6 +6,7 @@ use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
 use crate::kernel::kaslr::{Kaslr, LinkAlias};
+use crate::kernel::layout::per_cpu_offset;
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
@@ -13,7 +14,7 @@ use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
 use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::KernelInfo;
-use crate::mem::{read_u32, read_u64, MemError, ReadError, VirtAddr, VirtRead};
+use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -490,12 +491,13 @@ impl DumpTarget {
                 .ok()
                 .filter(|&c| (c as usize) < self.dump.cpus().len())?
         };
-        let offsets = self.kernel_info().symbol("__per_cpu_offset")?;
+        self.kernel_info();
+        let k = self.kinfo.as_ref()?;
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        read_u64(&mut mem, offsets.checked_add(u64::from(cpu).checked_mul(8)?)?).ok()
+        per_cpu_offset(&mut mem, k, cpu)
     }
 }
 

@@ -376,9 +376,9 @@ impl LiveTarget {
                 .ok()
                 .filter(|c| self.cpus.contains(c))?
         };
-        let offsets = self.kernel_info().symbol("__per_cpu_offset")?;
-        let at = offsets.checked_add(u64::from(cpu).checked_mul(8)?)?;
-        crate::mem::read_u64(&mut self.reader, at).ok()
+        self.kernel_info();
+        let k = self.kinfo.as_ref()?;
+        crate::kernel::layout::per_cpu_offset(&mut self.reader, k, cpu)
     }
 
     pub fn link_source(&self) -> &LinkText {
