@@ -172,12 +172,14 @@ fn write_range(target: &mut dyn Target, addr: u64, len: u64) -> Result<i32, Stri
     }
 }
 
+/// The most [`copy_memory`] reads at once (`--read`'s buffer).
+pub const COPY_CHUNK: u64 = 256 << 10;
+
 /// Copies `[addr, addr+len)` to `out` in large chunks and returns how many bytes were copied:
 /// fewer than `len` when memory stops being readable (the reason is logged). Errors are for
 /// `out` failing or the range wrapping the address space.
 pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn Write) -> Result<u64, String> {
-    const CHUNK: u64 = 256 << 10;
-    let mut buf = vec![0u8; len.clamp(1, CHUNK) as usize];
+    let mut buf = vec![0u8; len.clamp(1, COPY_CHUNK) as usize];
     let mut done: u64 = 0;
     while done < len {
         let at = addr

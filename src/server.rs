@@ -299,7 +299,8 @@ impl Ctx<'_> {
                     String::from_utf8_lossy(features)
                 );
                 let exec_file = self.target.exec_file().is_some();
-                reply::supported(self.target.capabilities(), exec_file, self.payload);
+                let auxv = self.target.auxv().is_some();
+                reply::supported(self.target.capabilities(), exec_file, auxv, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -385,8 +386,8 @@ impl Ctx<'_> {
                 _ => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
-                let threads = self.listed_threads();
-                let tid = self.resolve_in(&threads, thread);
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         hex::encode_into(t.extra.as_bytes(), self.payload);
@@ -441,12 +442,10 @@ impl Ctx<'_> {
                 }
             },
             Command::ThreadStopInfo(thread) => {
-                let threads = self.listed_threads();
                 let stopped = self.target.stop_thread();
-                match self
-                    .resolve_in(&threads, thread)
-                    .and_then(|tid| threads.iter().find(|t| t.tid == tid))
-                {
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         let signal = if t.tid == stopped { 5 } else { 0 };
                         reply::stop_named(signal, t.tid, &t.name, self.payload);
@@ -463,6 +462,16 @@ impl Ctx<'_> {
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
+            Command::XferAuxv { offset, len } => match self.target.auxv() {
+                Some(doc) => {
+                    reply::xfer_chunk(doc, offset, len, self.payload);
+                    Outcome::Reply
+                }
+                None => self.reply("E00"),
+            },
+            // Not served yet (issue 20 item 6): the empty reply tells GDB host I/O is
+            // unsupported, which keeps its fallbacks (local exec file) as before.
+            Command::VFile(_) => Outcome::Reply,
             Command::Malformed(what) => {
                 warn!(
                     "session {}: malformed packet ({what}): {}",
@@ -478,11 +487,14 @@ impl Ctx<'_> {
     fn stop_reply(&mut self, signal: u8) {
         let tid = self.target.stop_thread();
         if self.s.lldb {
-            let name = self
-                .listed_threads()
-                .into_iter()
+            if self.s.threads.is_none() {
+                self.fresh_threads();
+            }
+            let threads = self.s.threads.as_deref().unwrap_or_default();
+            let name = threads
+                .iter()
                 .find(|t| t.tid == tid)
-                .map(|t| t.name)
+                .map(|t| t.name.clone())
                 .unwrap_or_default();
             reply::stop_named(signal, tid, &name, self.payload);
         } else {
@@ -511,23 +523,19 @@ impl Ctx<'_> {
         self.s.threads.insert(self.target.threads())
     }
 
-    /// The threads of GDB's last listing, listing them if GDB has not yet.
-    fn listed_threads(&mut self) -> Vec<ThreadInfo> {
-        if self.s.threads.is_none() {
-            self.fresh_threads();
-        }
-        self.s.threads.clone().unwrap_or_default()
-    }
-
+    /// Which listed thread `sel` names, listing the threads if GDB has not yet. It borrows the
+    /// listing: GDB sends an `H` (and often a `T`) per thread, and a copy of a 4,000-thread list
+    /// per packet made `info threads` quadratic (issue 16).
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
-        let threads = self.listed_threads();
-        self.resolve_in(&threads, sel)
-    }
-
-    fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
         match sel {
             ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
-            ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
+            ThreadSel::Id(id) => {
+                if self.s.threads.is_none() {
+                    self.fresh_threads();
+                }
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                threads.iter().any(|t| t.tid == id).then_some(id)
+            }
         }
     }
 
@@ -555,6 +563,8 @@ impl Ctx<'_> {
 
     /// Fills as much of `[addr, addr+len)` as is readable; an error only if nothing is.
     fn read_memory(&mut self, addr: u64, len: u64, binary: bool) -> Outcome {
+        let tid = self.current_thread();
+        self.target.focus(tid);
         // Never past the top of the address space, never more than a reply can carry.
         let room = (u64::MAX - addr).saturating_add(1);
         let len = len.min(room).min(MAX_READ as u64) as usize;

@@ -24,19 +24,26 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct LiveTarget {
     reader: KernelReader,
-    kallsyms: Kallsyms,
+    /// All of /proc/kallsyms, read on first use (symbols, layouts, `monitor sym`): `--read` and
+    /// the start of a session need only `_text`, from the file's first lines.
+    kallsyms: std::sync::OnceLock<Kallsyms>,
     arch: Arch,
     runtime_text: u64,
     link_text: u64,
     link_source: LinkText,
     /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
     alias: LinkAlias,
+    /// The thread GDB reads memory for ([`Target::focus`]).
+    focus: Option<Tid>,
     cpus: Vec<u32>,
     release: String,
     /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
     vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
     /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
     kinfo: Option<KernelInfo>,
+    /// The task_struct layout from `kinfo`, built once: GDB asks for registers and liveness per
+    /// thread, and rebuilding it per packet was most of the cost of `info threads` (issue 16).
+    layout: Option<Result<TaskLayout, String>>,
     /// Where the task walk starts (init_task, else this process's own task from BPF).
     task_start: Option<Result<u64, String>>,
     /// The tasks as of the last walk: live, they change under us.
@@ -60,8 +67,12 @@ impl LiveTarget {
     pub fn open_with(vmlinux: Option<&Path>, force: bool) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
-        let mut reader = KernelReader::open()?;
-        let kallsyms = load_kallsyms()?;
+        let mut reader = KernelReader::open_with_chunk(crate::live::bpf::SESSION_CHUNK)?;
+        let (head, any_address) = Kallsyms::read_head(live::kallsyms::open()?, &["_text", "_stext"])
+            .map_err(|e| live::kallsyms::read_error(&e))?;
+        if !any_address {
+            return Err(live::kallsyms::hidden());
+        }
         let mut loaded = None;
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
@@ -88,7 +99,7 @@ impl LiveTarget {
             }
             None => (arch.default_text_link_addr(), LinkText::Default, None),
         };
-        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+        let runtime_text = runtime_text(&head, arch, link_head)
             .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
@@ -99,17 +110,11 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
-        let alias = match (&loaded, kallsyms.lookup("_end")) {
-            (Some(v), _) => LinkAlias::plan(v, slide, &mut reader),
-            // No vmlinux: the image bounds kallsyms gives (x86_64 only; see plan_image).
-            (None, Some(end)) => LinkAlias::plan_image(
-                arch,
-                runtime_text.wrapping_sub(slide),
-                end.wrapping_sub(slide),
-                slide,
-                &mut reader,
-            ),
-            (None, None) => LinkAlias::default(),
+        // Without a vmlinux the alias needs the image's end from the whole of kallsyms, which
+        // only a GDB session reads: [`Target::prepare`] plans it then, so `--read` stays small.
+        let alias = match &loaded {
+            Some(v) => LinkAlias::plan(v, slide, &mut reader),
+            None => LinkAlias::default(),
         };
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
@@ -118,16 +123,18 @@ impl LiveTarget {
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
         Ok(LiveTarget {
             reader,
-            kallsyms,
+            kallsyms: std::sync::OnceLock::new(),
             arch,
             runtime_text,
             link_text,
             link_source,
             alias,
+            focus: None,
             cpus,
             release,
             vmcoreinfo: None,
             kinfo: None,
+            layout: None,
             task_start: None,
             tasks: Vec::new(),
             tasks_at: None,
@@ -152,7 +159,12 @@ impl LiveTarget {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
-            let mut k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            let mut k = KernelInfo::live(
+                self.kallsyms(),
+                vmci.as_deref(),
+                vmlinux.as_deref(),
+                &system_btf(),
+            );
             if let Some(p) = problem {
                 k.note_problem(p);
             }
@@ -168,11 +180,30 @@ impl LiveTarget {
         self.kinfo.get_or_insert_with(KernelInfo::default)
     }
 
+    /// Largest read one BPF run does (the bench's ceiling probe reads at the same size).
+    pub fn chunk_size(&self) -> usize {
+        self.reader.chunk_size()
+    }
+
+    /// The task layout of this kernel (built on first use, then kept with its error).
+    fn task_layout(&mut self) -> Result<TaskLayout, String> {
+        if self.layout.is_none() {
+            self.kernel_info();
+            let arch = self.arch;
+            self.layout = Some(match self.kinfo.as_ref() {
+                Some(k) => TaskLayout::new(k, arch),
+                None => Err("no kernel information".into()),
+            });
+        }
+        self.layout
+            .clone()
+            .unwrap_or_else(|| Err("no task layout".into()))
+    }
+
     /// Walks the task list now.
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
-        self.kernel_info();
+        let layout = self.task_layout()?;
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
         if self.task_start.is_none() {
             self.task_start = Some(match k.symbol("init_task") {
                 Some(a) => Ok(a),
@@ -200,11 +231,7 @@ impl LiveTarget {
         let Some(old) = threads::find_task(&self.tasks, tid).cloned() else {
             return false;
         };
-        self.kernel_info();
-        let Some(k) = self.kinfo.as_ref() else {
-            return false;
-        };
-        let Ok(layout) = TaskLayout::new(k, self.arch) else {
+        let Ok(layout) = self.task_layout() else {
             return false;
         };
         let mem = &mut self.reader;
@@ -221,9 +248,7 @@ impl LiveTarget {
             .cloned()
             .ok_or_else(|| format!("no task with thread id {tid} (ask for the thread list again)"))?;
         let pid = old.pid;
-        self.kernel_info();
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
+        let layout = self.task_layout()?;
         let mem = &mut self.reader;
         let now = tasks::read_task(mem, &layout, old.addr)
             .map_err(|e| ReadError::mem(format!("task {pid} is gone"), e))?;
@@ -258,7 +283,7 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            let kallsyms = &self.kallsyms;
+            let kallsyms = self.kallsyms.get_or_init(full_kallsyms);
             self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &|name| {
                 kallsyms.lookup(name)
             }));
@@ -282,7 +307,7 @@ impl LiveTarget {
     }
 
     pub fn kallsyms(&self) -> &Kallsyms {
-        &self.kallsyms
+        self.kallsyms.get_or_init(full_kallsyms)
     }
 
     pub fn reader(&mut self) -> &mut KernelReader {
@@ -318,6 +343,44 @@ impl LiveTarget {
         &self.cpus
     }
 
+    /// The KASLR alias without a vmlinux: the image bounds kallsyms gives (x86_64 only; see
+    /// [`LinkAlias::plan_image`]).
+    fn plan_image_alias(&mut self) {
+        let (end, percpu_end) = {
+            let k = self.kallsyms();
+            (k.lookup("_end"), k.lookup("__per_cpu_end"))
+        };
+        let slide = self.runtime_text.wrapping_sub(self.link_text);
+        if let Some(end) = end {
+            self.alias = LinkAlias::plan_image(
+                self.arch,
+                self.link_text,
+                end.wrapping_sub(slide),
+                slide,
+                &mut self.reader,
+            );
+        }
+        if let Some(end) = percpu_end {
+            self.alias.serve_percpu(self.arch, end);
+        }
+    }
+
+    /// The `__per_cpu_offset` of the CPU of the thread GDB reads for: a CPU thread's own, a
+    /// task's CPU as of the last task walk (the one it runs or last ran on).
+    fn focus_percpu_base(&mut self) -> Option<u64> {
+        let tid = self.focus?;
+        let cpu = if threads::is_task_tid(tid) {
+            threads::find_task(&self.tasks, tid)?.cpu?
+        } else {
+            u32::try_from(tid.checked_sub(1)?)
+                .ok()
+                .filter(|c| self.cpus.contains(c))?
+        };
+        self.kernel_info();
+        let k = self.kinfo.as_ref()?;
+        crate::kernel::layout::per_cpu_offset(&mut self.reader, k, cpu)
+    }
+
     pub fn link_source(&self) -> &LinkText {
         &self.link_source
     }
@@ -327,7 +390,12 @@ impl VirtRead for LiveTarget {
     /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
     /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        match self.alias.read(&mut self.reader, addr, buf) {
+        let percpu_base = if self.alias.is_percpu(addr) {
+            self.focus_percpu_base()
+        } else {
+            None
+        };
+        match self.alias.read(&mut self.reader, addr, buf, percpu_base) {
             Some(r) => r,
             None => self.reader.read_virt(addr, buf),
         }
@@ -335,7 +403,14 @@ impl VirtRead for LiveTarget {
 }
 
 impl Target for LiveTarget {
+    fn focus(&mut self, tid: Tid) {
+        self.focus = Some(tid);
+    }
+
     fn prepare(&mut self) {
+        if matches!(self.link_source, LinkText::Default) {
+            self.plan_image_alias();
+        }
         self.kernel_info();
         // The first walk, before GDB waits on it (the task GDB first stops on comes from it).
         if let Err(e) = self.tasks() {
@@ -547,6 +622,15 @@ pub fn load_kallsyms() -> Result<Kallsyms, String> {
     load_kallsyms_filtered(&|_, _| true)
 }
 
+/// The whole table for [`LiveTarget`], read when first needed. `open` has seen addresses in the
+/// file, so a failure now (the file changed under us) leaves an empty table and a warning.
+fn full_kallsyms() -> Kallsyms {
+    load_kallsyms().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        Kallsyms::default()
+    })
+}
+
 /// [`load_kallsyms`] keeping only the symbols `keep(kind, name)` accepts.
 pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kallsyms, String> {
     let table =
@@ -557,12 +641,19 @@ pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kalls
     Ok(table)
 }
 
-/// The running kernel's own BTF, read only when no vmlinux gives BTF.
+/// The running kernel's own BTF, read only when no vmlinux gives BTF: only the types kmemd
+/// asks about, read from the file in chunks (kernel/btf_extract.rs), not the whole blob.
 fn system_btf() -> BtfSource<'static> {
     BtfSource {
         name: live::SYS_BTF,
-        read: &live::read_sys_btf,
+        read: &read_wanted_sys_btf,
     }
+}
+
+fn read_wanted_sys_btf() -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(live::SYS_BTF).map_err(|e| e.to_string())?;
+    crate::kernel::btf_extract::extract(&mut |at, buf| f.read_at(buf, at).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]
