@@ -89,6 +89,8 @@ pub struct Guest {
     slots: Mutex<()>,
     hostname: Mutex<()>,
     kallsyms: OnceLock<HashMap<String, u64>>,
+    /// QEMU's QMP socket, on guests booted dumpable (`dump_elf`).
+    qmp: Option<PathBuf>,
     _labd: Mutex<(Child, ChildStdin)>,
 }
 
@@ -156,12 +158,17 @@ fn start_all() -> &'static Boots {
 }
 
 fn start(arch: Arch) -> Result<Booting, String> {
+    start_kind(arch, arch.deb(), &[])
+}
+
+/// Starts a labd.py for `arch` in a work directory named after `kind`, with extra labd.py flags.
+fn start_kind(arch: Arch, kind: &str, flags: &[&str]) -> Result<Booting, String> {
     if std::env::var("KMEMD_LAB").as_deref() == Ok("skip") {
         assert!(!in_ci(), "KMEMD_LAB=skip is not allowed under CI");
         return Err("KMEMD_LAB=skip".into());
     }
     let (kmemd, agent) = guest_binaries(arch)?;
-    let dir = std::env::temp_dir().join(format!("kmemd-lab-{}-{}", std::process::id(), arch.deb()));
+    let dir = std::env::temp_dir().join(format!("kmemd-lab-{}-{kind}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut child = Command::new("python3")
@@ -173,6 +180,7 @@ fn start(arch: Arch) -> Result<Booting, String> {
         .arg(&agent)
         .arg("--dir")
         .arg(&dir)
+        .args(flags)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("labd.log")).map_err(|e| e.to_string())?)
@@ -195,6 +203,28 @@ pub fn guest(arch: Arch) -> &'static Guest {
         Ok(g) => g,
         Err(e) if e == "KMEMD_LAB=skip" => panic!("the kernel lab is switched off (KMEMD_LAB=skip)"),
         Err(e) => panic!("the {} kernel lab guest is not available: {e}", arch.name()),
+    }
+}
+
+static PAC_GUEST: OnceLock<Result<Guest, String>> = OnceLock::new();
+
+/// The QEMU CPU model of the PAC guest: `max` has pointer authentication; `pauth-impdef=on` makes
+/// QEMU sign with its cheap implementation-defined algorithm instead of QARMA, which is much
+/// slower under TCG. Debian's arm64 kernel (CONFIG_ARM64_PTR_AUTH_KERNEL=y) then signs every
+/// return address it saves on the stack.
+pub const PAC_CPU: &str = "max,pauth-impdef=on";
+
+/// A third guest, booted only when a test asks for it: Debian's arm64 kernel on a CPU with
+/// pointer authentication, dumpable (`Guest::dump_elf`).
+pub fn pac_guest() -> &'static Guest {
+    let g = PAC_GUEST.get_or_init(|| {
+        let booting = start_kind(Arch::Aarch64, "arm64-pac", &["--cpu", PAC_CPU, "--dumpable"])?;
+        boot(Arch::Aarch64, booting)
+    });
+    match g {
+        Ok(g) => g,
+        Err(e) if e == "KMEMD_LAB=skip" => panic!("the kernel lab is switched off (KMEMD_LAB=skip)"),
+        Err(e) => panic!("the arm64 PAC kernel lab guest is not available: {e}"),
     }
 }
 
@@ -256,6 +286,7 @@ fn boot(arch: Arch, b: Booting) -> Result<Guest, String> {
         slots: Mutex::new(()),
         hostname: Mutex::new(()),
         kallsyms: OnceLock::new(),
+        qmp: info.get("qmp").and_then(|v| v.first()).map(PathBuf::from),
         _labd: Mutex::new((child, stdin)),
     };
     let (words, _) = g.request("hello", &[], Duration::from_secs(60))?;
@@ -309,6 +340,42 @@ fn read_replies(stream: UnixStream, pending: Arc<Mutex<HashMap<u64, Sender<Msg>>
 }
 
 impl Guest {
+    /// Writes an ELF dump of the whole guest to `path` with QEMU's `dump-guest-memory` (the guest
+    /// pauses meanwhile and then runs on), as `make fixtures` makes its QEMU ELF dumps. The guest
+    /// must have been booted dumpable.
+    pub fn dump_elf(&self, path: &Path) {
+        let sock = self
+            .qmp
+            .as_ref()
+            .unwrap_or_else(|| panic!("the {} guest was not booted dumpable", self.arch.name()));
+        let stream = UnixStream::connect(sock).unwrap_or_else(|e| panic!("{}: {e}", sock.display()));
+        stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        // QMP: a greeting, then one JSON object per line; events may come between the replies.
+        let reply = |r: &mut BufReader<UnixStream>| loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap_or(0) == 0 {
+                panic!("QEMU closed QMP");
+            }
+            if l.contains("\"return\"") || l.contains("\"error\"") || l.contains("\"QMP\"") {
+                break l;
+            }
+        };
+        reply(&mut r);
+        for cmd in [
+            r#"{"execute":"qmp_capabilities"}"#.to_string(),
+            format!(
+                r#"{{"execute":"dump-guest-memory","arguments":{{"paging":false,"protocol":"file:{}","format":"elf"}}}}"#,
+                path.display()
+            ),
+        ] {
+            w.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+            let l = reply(&mut r);
+            assert!(l.contains("\"return\""), "QMP {cmd}: {l}");
+        }
+    }
+
     /// Sends one request and waits up to `limit` for its reply.
     fn request(&self, words: &str, blobs: &[&[u8]], limit: Duration) -> Result<Msg, String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -16,6 +16,10 @@ When the agent is up, prints `key value` lines and then `LABD-READY` on stdout:
     agent WORKDIR/agent.sock
     port WORKDIR/port1.sock      (one line per serial line, in hvc order)
     boot_s 14.2
+    qmp WORKDIR/qmp.sock         (with --dumpable only)
+With --dumpable the guest also has QEMU's vmcoreinfo device and the qemu_fw_cfg module, and QEMU a
+QMP socket, so that the host can take `dump-guest-memory` ELF dumps with the kernel's VMCOREINFO
+in them. --cpu picks another QEMU CPU model than qemu.ARCHES' default.
 On failure, prints `LABD-FAILED reason` and exits 1. The Rust side (tests/lab/guest.rs) holds the
 stdin pipe: when the test process ends, for whatever reason, the pipe closes and QEMU is killed.
 """
@@ -36,7 +40,7 @@ PORTS = 3
 BOOT_TIMEOUT = 300  # to the agent's READY line; TCG on 2 shared cores needs 10-60 s
 
 
-def build_initramfs(arch, kmemd, agent, cache, wdir):
+def build_initramfs(arch, kmemd, agent, cache, wdir, dumpable):
     debdir = os.path.join(cache, "debs")
     # The same directory `make fixtures` extracts the kernel into: one download for both.
     gdir = os.path.join(cache, "guest-" + arch)
@@ -49,6 +53,12 @@ def build_initramfs(arch, kmemd, agent, cache, wdir):
         with open(p, "rb") as f:
             return f.read()
 
+    paths = {m: os.path.join(moddir, m + ".ko") for m in mods}
+    if dumpable:
+        # qemu_fw_cfg hands the kernel's VMCOREINFO to QEMU's vmcoreinfo device (extract_kernel
+        # keeps it for the fixture guests; it depends on no other module).
+        mods = mods + ["qemu_fw_cfg"]
+        paths["qemu_fw_cfg"] = kern["module"]
     entries = qemu.base_entries(busybox, os.path.join(HERE, "init.sh"))
     entries += [
         ("lab", 0o40755, b""),
@@ -57,7 +67,7 @@ def build_initramfs(arch, kmemd, agent, cache, wdir):
         ("lab/agent", 0o100755, rd(agent)),
         ("lab/lab.env", 0o100644, f"MODS='{' '.join(mods)}'\n".encode()),
     ]
-    entries += [(f"lab/mods/{m}.ko", 0o100644, rd(os.path.join(moddir, m + ".ko"))) for m in mods]
+    entries += [(f"lab/mods/{m}.ko", 0o100644, rd(paths[m])) for m in mods]
     path = os.path.join(wdir, "initrd.cpio")
     qemu.cpio_newc(entries, path)
     return kern, path
@@ -75,6 +85,7 @@ def main():
     # signs return addresses (PAC) with QEMU's cheap implementation-defined algorithm (QARMA is
     # much slower under TCG).
     ap.add_argument("--cpu", default=None)
+    ap.add_argument("--dumpable", action="store_true")
     a = ap.parse_args()
     wdir = os.path.abspath(a.dir)
     os.makedirs(wdir, exist_ok=True)
@@ -87,9 +98,11 @@ def main():
         signal.signal(s, stop)
     try:
         t0 = time.time()
-        kern, initrd = build_initramfs(a.arch, a.kmemd, a.agent, os.path.abspath(a.cache), wdir)
+        kern, initrd = build_initramfs(a.arch, a.kmemd, a.agent, os.path.abspath(a.cache), wdir, a.dumpable)
         consoles = [f"port{i}" for i in range(1, PORTS + 1)]
-        g = qemu.Guest(a.arch, kern["vmlinuz"], initrd, wdir, cpu=a.cpu, mem_mb=a.mem, consoles=consoles, ports=["agent"])
+        extra = ["-device", "vmcoreinfo"] if a.dumpable else []
+        g = qemu.Guest(a.arch, kern["vmlinuz"], initrd, wdir, cpu=a.cpu, mem_mb=a.mem, consoles=consoles,
+                       ports=["agent"], qmp=a.dumpable, extra=extra)  # fmt: skip
         text = g.wait_console(lambda t: "LAB-AGENT-READY" in t or "LAB-AGENT-ERROR" in t, BOOT_TIMEOUT,
                               "lab agent READY line")  # fmt: skip
         if "LAB-AGENT-READY" not in text:
@@ -97,6 +110,8 @@ def main():
         release = next((l.split()[1] for l in text.splitlines() if l.startswith("LAB-UNAME ")), "?")
         out = [f"release {release}", f"console {g.console}", f"agent {g.sockets['agent']}"]
         out += [f"port {g.sockets[c]}" for c in consoles]
+        if g.qmp_path:
+            out.append(f"qmp {g.qmp_path}")
         out += [f"boot_s {time.time() - t0:.1f}", f"qemu {' '.join(g.cmdline)}", "LABD-READY"]
         print("\n".join(out), flush=True)
     except Exception as e:  # the Rust side reports this line with the console's tail

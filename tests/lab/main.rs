@@ -14,4 +14,5 @@ mod guest;
 mod check;
 mod examples;
 mod live;
+mod pac;
 mod watch;
