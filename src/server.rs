@@ -61,6 +61,10 @@ pub struct Session {
     /// registers kmemd does not have are errors rather than GDB's `xx` (LLDB 14 shows those as
     /// 0xcc bytes), and monitor text comes as console output.
     lldb: bool,
+    /// LLDB has sent a `p`. Its first one is always `p0`, a probe: an error there makes LLDB
+    /// 14 give up `p` for the whole session and read `g`, whose `xx` fields it shows as 0xcc
+    /// bytes (a task thread never has rax/x0 saved). So that probe alone gets GDB's `xx`.
+    lldb_probed_p: bool,
     /// Bytes for GDB not yet written, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
@@ -87,6 +91,7 @@ impl Session {
             last_sent: Vec::new(),
             threads: None,
             lldb: false,
+            lldb_probed_p: false,
             out: Vec::new(),
             out_pos: 0,
             end: None,
@@ -403,6 +408,12 @@ impl Ctx<'_> {
             }
             Command::Kill => {
                 info!("session {}: GDB sent kill: the session ends (kmemd never stops or changes what it serves)", self.s.id);
+                // GDB expects no reply to `k`. LLDB waits for the process's exit status, and on a
+                // serial line, which never closes, it would poll with qC for minutes: tell it
+                // "killed by signal 9" as lldb-server does.
+                if self.s.lldb {
+                    self.payload.extend_from_slice(b"X09");
+                }
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VKill => {
@@ -549,12 +560,17 @@ impl Ctx<'_> {
             }
         };
         let descs = self.target.arch().registers();
+        let lldb_probe = self.s.lldb && !self.s.lldb_probed_p && one == Some(0);
+        if one.is_some() && self.s.lldb {
+            self.s.lldb_probed_p = true;
+        }
         match one {
             None => reply::registers(descs, &regs, self.payload),
             Some(n) => match (descs.get(n), regs.0.get(n).copied().flatten()) {
                 (None, _) => return self.reply("E00"),
-                // LLDB has no "unavailable" value: an error makes it say so.
-                (Some(_), None) if self.s.lldb => return self.reply("E01"),
+                // LLDB has no "unavailable" value: an error makes it say so (but not on its
+                // probe, see `lldb_probed_p`).
+                (Some(_), None) if self.s.lldb && !lldb_probe => return self.reply("E01"),
                 (Some(d), value) => reply::register(d.bytes(), value, self.payload),
             },
         }
@@ -996,6 +1012,7 @@ mod tests {
             b"qThreadStopInfo99",
             b"Hg3",
             b"p0",
+            b"p0",
             b"p10",
             hexcmd("kaslr").as_bytes(),
         ]);
@@ -1005,19 +1022,25 @@ mod tests {
         assert_eq!(r[3], r[2]);
         assert_eq!(r[4], b"E02");
         assert_eq!(r[5], b"OK");
-        assert_eq!(r[6], b"E01", "unavailable register");
-        assert_eq!(r[7], b"03000081ffffffff");
+        // LLDB's probe of `p` support, then a real read of the same unavailable register.
+        assert_eq!(r[6], b"xxxxxxxxxxxxxxxx", "the p0 probe is a normal reply");
+        assert_eq!(r[7], b"E01", "unavailable register");
+        assert_eq!(r[8], b"03000081ffffffff");
         assert_eq!(
-            r[8],
+            r[9],
             format!("O{}", hex::encode(b"offset 0x2c600000\n")).as_bytes()
         );
-        assert_eq!(r[9], b"OK");
+        assert_eq!(r[10], b"OK");
     }
 
     #[test]
     fn kill_ends_without_reply_and_vkill_with_ok() {
         let (r, end) = session(&[b"k", b"?"]);
         assert!(r.is_empty());
+        assert!(matches!(end, SessionEnd::Killed));
+        // LLDB (known by its qHostInfo) waits for an exit status.
+        let (r, end) = session(&[b"qHostInfo", b"k", b"?"]);
+        assert_eq!(r, vec![b"".to_vec(), b"X09".to_vec()]);
         assert!(matches!(end, SessionEnd::Killed));
         let (r, end) = session(&[b"vKill;1"]);
         assert_eq!(r, vec![b"OK".to_vec()]);

@@ -10,34 +10,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
-
-/// Runs `lldb -b` connected to `port`, then `cmds`; returns everything it printed.
-fn lldb(port: u16, cmds: &[String]) -> String {
-    let mut c = Command::new("timeout");
-    c.args(["300", "lldb", "-b", "--no-lldbinit"]);
-    c.args(["-o", &format!("gdb-remote 127.0.0.1:{port}")]);
-    for cmd in cmds {
-        c.args(["-o", cmd]);
-    }
-    // Debian 12's lldb lacks its Python helpers on the default path (README); gdb-remote works
-    // either way, this only silences the import error.
-    c.env("PYTHONPATH", "/usr/lib/llvm-14/lib/python3.11/dist-packages");
-    c.stdin(std::process::Stdio::null());
-    text(&c.output().expect("run lldb"))
-}
-
-fn have_lldb() -> bool {
-    let ok = Command::new("lldb")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(!in_ci(), "lldb is not installed: `make deps` installs it");
-        eprintln!("SKIP: no lldb (make deps)");
-    }
-    ok
-}
 
 #[test]
 fn lldb_reads_a_dump_with_thread_names_registers_memory_and_monitor() {
@@ -88,7 +60,7 @@ fn lldb_reads_a_dump_with_thread_names_registers_memory_and_monitor() {
         );
         k.wait_tcp(port);
         let t = lldb(
-            port,
+            &addr,
             &[
                 "thread list".into(),
                 "thread select 1".into(),

@@ -214,6 +214,41 @@ pub fn gdb_batch_command(gdb: &Path, seconds: u32) -> Command {
     c
 }
 
+/// Runs Debian's `lldb -b` connected by `gdb-remote` to `addr` (HOST:PORT), then `cmds`;
+/// returns everything it printed.
+pub fn lldb(addr: &str, cmds: &[String]) -> String {
+    lldb_at(&format!("connect://{addr}"), cmds)
+}
+
+/// `lldb` as above, connected to a URL LLDB knows (`connect://HOST:PORT`,
+/// `unix-connect:///PATH`).
+pub fn lldb_at(url: &str, cmds: &[String]) -> String {
+    let mut c = Command::new("timeout");
+    c.args(["300", "lldb", "-b", "--no-lldbinit"]);
+    c.args(["-o", &format!("process connect --plugin gdb-remote {url}")]);
+    for cmd in cmds {
+        c.args(["-o", cmd]);
+    }
+    // Debian 12's lldb lacks its Python helpers on the default path (README); gdb-remote works
+    // either way, this only silences the import error.
+    c.env("PYTHONPATH", "/usr/lib/llvm-14/lib/python3.11/dist-packages");
+    c.stdin(Stdio::null());
+    text(&c.output().expect("run lldb"))
+}
+
+/// Whether lldb runs here; under CI its absence fails the test (`make deps` installs it).
+pub fn have_lldb() -> bool {
+    let ok = Command::new("lldb")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!in_ci(), "lldb is not installed: `make deps` installs it");
+        eprintln!("SKIP: no lldb (make deps)");
+    }
+    ok
+}
+
 /// `kmemd -c DUMP -s SOCK EXTRA...` in a scratch directory named `name`, serving once its socket
 /// is up; its log is `kmemd.log` there.
 pub fn serve_dump(dump: &Path, extra: &[&str], name: &str) -> (Kmemd, PathBuf) {

@@ -14,5 +14,6 @@ mod guest;
 mod check;
 mod examples;
 mod live;
+mod lldb;
 mod pac;
 mod watch;
