@@ -26,6 +26,9 @@ pub struct ProcessTarget {
     auxv: Option<Vec<u8>>,
     /// The `/proc/PID/maps` text of its VMAs, or why there is none.
     maps: Result<String, String>,
+    /// `mm->arg_start..mm->arg_end`: where the process's argv strings are, for
+    /// `/proc/PID/cmdline`; `None` when the layout or the words are missing.
+    args: Option<(u64, u64)>,
     /// Reads that found no page since the last session ended, for one summary line.
     unread: Unread,
 }
@@ -140,10 +143,19 @@ impl ProcessTarget {
             .ok();
         let page_shift = u32::from(inner.parts().1.form.page_shift);
         let vma_layout = VmaLayout::new(inner.kernel_info(), page_shift);
+        let arg_start = inner.kernel_info().member("mm_struct", "arg_start");
+        let arg_end = inner.kernel_info().member("mm_struct", "arg_end");
         let (dump, kpaging) = inner.parts();
         let mut mem = DumpMem {
             dump,
             paging: kpaging,
+        };
+        let word = |mem: &mut DumpMem, m: Option<crate::kernel::Member>| {
+            m.and_then(|m| read_u64(mem, mm.wrapping_add(m.offset())).ok())
+        };
+        let args = match (word(&mut mem, arg_start), word(&mut mem, arg_end)) {
+            (Some(a), Some(b)) if a <= b => Some((a, b)),
+            _ => None,
         };
         let maps = vma_layout
             .and_then(|l| vma::mappings(&mut mem, &l, mm))
@@ -168,6 +180,7 @@ impl ProcessTarget {
             regs,
             auxv,
             maps,
+            args,
             unread: Unread::default(),
         })
     }
@@ -188,6 +201,26 @@ impl VirtRead for ProcessTarget {
 }
 
 impl ProcessTarget {
+    /// `/proc/PID/cmdline` (fs/proc/base.c `get_mm_cmdline`, 6.1): the argv strings between
+    /// `mm->arg_start` and `mm->arg_end`, NUL-separated. Not followed: the setproctitle() case
+    /// (argv's last byte overwritten), where the kernel reads on into the environment.
+    fn cmdline(&mut self) -> Option<Vec<u8>> {
+        /// Longest argv served; execve allows more, GDB keeps 80 bytes of it.
+        const MAX_CMDLINE: u64 = 128 << 10;
+        let (start, end) = self.args?;
+        let len = usize::try_from(end.checked_sub(start)?.min(MAX_CMDLINE)).ok()?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self
+                .read_user(start.checked_add(done as u64)?, buf.get_mut(done..)?)
+                .ok()
+                .filter(|&n| n > 0)?;
+            done += n;
+        }
+        Some(buf)
+    }
+
     fn read_user(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         let va = self.arch.user_walk_addr(addr, self.user.form.va_bits)?;
         let (dump, _) = self.inner.parts();
@@ -256,15 +289,16 @@ impl Target for ProcessTarget {
     }
 
     /// `/proc/PID/maps` (for the process or any of its threads), as the kernel prints it from
-    /// the VMAs; ENOENT for any other file (smaps, cmdline...: GDB falls back or goes without).
+    /// the VMAs, and `/proc/PID/cmdline`; ENOENT for any other file (smaps, stat...: GDB falls
+    /// back or goes without).
     fn host_file(&mut self, path: &[u8]) -> Result<Vec<u8>, u32> {
         const ENOENT: u32 = 2;
         const EIO: u32 = 5;
         let path = std::str::from_utf8(path).map_err(|_| ENOENT)?;
-        // `/proc/PID/maps`, or `/proc/PID/task/TID/maps` (GDB asks for the thread's too).
-        let dir = path
+        // `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` (GDB asks for the thread's maps too).
+        let (dir, file) = path
             .strip_prefix("/proc/")
-            .and_then(|p| p.strip_suffix("/maps"))
+            .and_then(|p| p.rsplit_once('/'))
             .ok_or(ENOENT)?;
         let id = match dir.split_once("/task/") {
             Some((pid, tid)) if pid.parse::<i64>() == Ok(i64::from(self.pid)) => tid,
@@ -277,7 +311,11 @@ impl Target for ProcessTarget {
         if !ours {
             return Err(ENOENT);
         }
-        self.maps.as_ref().map(|m| m.as_bytes().to_vec()).map_err(|_| EIO)
+        match file {
+            "maps" => self.maps.as_ref().map(|m| m.as_bytes().to_vec()).map_err(|_| EIO),
+            "cmdline" => self.cmdline().ok_or(EIO),
+            _ => Err(ENOENT),
+        }
     }
 
     fn session_ended(&mut self) {
