@@ -61,12 +61,6 @@ pub struct Vma {
     pub name: String,
 }
 
-impl Vma {
-    pub fn readable(&self) -> bool {
-        self.flags & VM_READ != 0
-    }
-}
-
 /// Where the members the walk needs are, on this kernel.
 #[derive(Debug, Clone)]
 pub struct VmaLayout {
