@@ -65,6 +65,12 @@ pub struct Session {
     /// 14 give up `p` for the whole session and read `g`, whose `xx` fields it shows as 0xcc
     /// bytes (a task thread never has rax/x0 saved). So that probe alone gets GDB's `xx`.
     lldb_probed_p: bool,
+    /// The process id in thread ids (`pPID.TID`): set when GDB offered multiprocess and the
+    /// target serves one process (`--pid`).
+    pid: Option<u32>,
+    /// Host I/O (`vFile:open`) files open in this session, by fd: a snapshot of each file's
+    /// bytes taken at open, as reading `/proc/PID/maps` once gives.
+    files: Vec<Option<Vec<u8>>>,
     /// Bytes for GDB not yet written, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
@@ -92,6 +98,8 @@ impl Session {
             threads: None,
             lldb: false,
             lldb_probed_p: false,
+            pid: None,
+            files: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
             end: None,
@@ -169,7 +177,10 @@ pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionE
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match conn.read(&mut buf) {
-            Ok(0) => return SessionEnd::Eof,
+            Ok(0) => {
+                target.session_ended();
+                return SessionEnd::Eof;
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return SessionEnd::Io(e),
@@ -182,6 +193,7 @@ pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionE
             }
             s.consume_output(s.output().len());
             if let Some(end) = s.take_end() {
+                target.session_ended();
                 return end;
             }
         }
@@ -305,7 +317,16 @@ impl Ctx<'_> {
                 );
                 let exec_file = self.target.exec_file().is_some();
                 let auxv = self.target.auxv().is_some();
-                reply::supported(self.target.capabilities(), exec_file, auxv, self.payload);
+                let offered = features.split(|&b| b == b';').any(|f| f == b"multiprocess+");
+                self.s.pid = self.target.process_id().filter(|_| offered);
+                let multiprocess = self.s.pid.is_some();
+                reply::supported(
+                    self.target.capabilities(),
+                    exec_file,
+                    auxv,
+                    multiprocess,
+                    self.payload,
+                );
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -343,7 +364,7 @@ impl Ctx<'_> {
             Command::XferThreads { .. } if !self.target.capabilities().thread_list => Outcome::Reply,
             Command::XferThreads { offset, len } => {
                 if offset == 0 {
-                    self.s.threads_xml = reply::threads_xml(self.fresh_threads());
+                    self.s.threads_xml = reply::threads_xml(self.s.pid, self.fresh_threads());
                 }
                 reply::xfer_chunk(&self.s.threads_xml, offset, len, self.payload);
                 Outcome::Reply
@@ -366,16 +387,16 @@ impl Ctx<'_> {
             Command::ThreadInfoFirst => {
                 self.s.pending_ids = self.fresh_threads().iter().map(|t| t.tid).collect();
                 self.s.pending_ids.reverse();
-                reply::thread_ids(&mut self.s.pending_ids, self.payload);
+                reply::thread_ids(self.s.pid, &mut self.s.pending_ids, self.payload);
                 Outcome::Reply
             }
             Command::ThreadInfoNext => {
-                reply::thread_ids(&mut self.s.pending_ids, self.payload);
+                reply::thread_ids(self.s.pid, &mut self.s.pending_ids, self.payload);
                 Outcome::Reply
             }
             Command::CurrentThread => {
                 let tid = self.current_thread();
-                self.reply(&format!("QC{tid:x}"))
+                self.reply(&format!("QC{}", reply::thread_id(self.s.pid, tid)))
             }
             Command::SetThread { op, thread } => match self.resolve(thread) {
                 Some(tid) => {
@@ -459,7 +480,7 @@ impl Ctx<'_> {
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         let signal = if t.tid == stopped { 5 } else { 0 };
-                        reply::stop_named(signal, t.tid, &t.name, self.payload);
+                        reply::stop_named(signal, self.s.pid, t.tid, &t.name, self.payload);
                         Outcome::Reply
                     }
                     None => self.reply("E02"),
@@ -480,9 +501,10 @@ impl Ctx<'_> {
                 }
                 None => self.reply("E00"),
             },
-            // Not served yet (issue 20 item 6): the empty reply tells GDB host I/O is
-            // unsupported, which keeps its fallbacks (local exec file) as before.
-            Command::VFile(_) => Outcome::Reply,
+            // Kernel targets serve no files: the empty reply tells GDB host I/O is unsupported,
+            // which keeps its fallbacks (the local exec file).
+            Command::VFile(_) if self.target.process_id().is_none() => Outcome::Reply,
+            Command::VFile(req) => self.host_io(req),
             Command::Malformed(what) => {
                 warn!(
                     "session {}: malformed packet ({what}): {}",
@@ -493,6 +515,69 @@ impl Ctx<'_> {
             }
             Command::Unknown => Outcome::Reply,
         }
+    }
+
+    /// gdbserver's host I/O over the target's files (`Target::host_file`): GDB reads
+    /// `/proc/PID/maps` this way. Errors are `F-1,errno` as gdbserver sends them.
+    fn host_io(&mut self, req: command::VFile) -> Outcome {
+        use command::VFile;
+        const EBADF: u32 = 9;
+        const EMFILE: u32 = 24;
+        const EROFS: u32 = 30;
+        /// Files open at once in one session: GDB opens one at a time.
+        const MAX_OPEN: usize = 16;
+        let fd = |fd: u64| usize::try_from(fd).ok();
+        match req {
+            // Every pid sees the one process's files: there is no other filesystem to switch to.
+            VFile::Setfs(_) => reply::vfile_result(0, self.payload),
+            // O_ACCMODE (3) other than O_RDONLY: kmemd never writes.
+            VFile::Open { flags, .. } if flags & 3 != 0 => reply::vfile_error(EROFS, self.payload),
+            VFile::Open { path, .. } => match self.target.host_file(&path) {
+                Ok(bytes) => {
+                    let free = self.s.files.iter().position(Option::is_none);
+                    match free.or((self.s.files.len() < MAX_OPEN).then_some(self.s.files.len())) {
+                        Some(i) => {
+                            if i == self.s.files.len() {
+                                self.s.files.push(None);
+                            }
+                            self.s.files[i] = Some(bytes);
+                            reply::vfile_result(i as u64, self.payload);
+                        }
+                        None => reply::vfile_error(EMFILE, self.payload),
+                    }
+                }
+                Err(errno) => {
+                    debug!(
+                        "session {}: vFile:open {}: errno {errno}",
+                        self.s.id,
+                        String::from_utf8_lossy(&path)
+                    );
+                    reply::vfile_error(errno, self.payload)
+                }
+            },
+            VFile::Pread { fd: f, count, offset } => {
+                match fd(f).and_then(|f| self.s.files.get(f)).and_then(Option::as_ref) {
+                    Some(bytes) => {
+                        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                        let n = usize::try_from(count)
+                            .unwrap_or(usize::MAX)
+                            .min(bytes.len() - start);
+                        reply::vfile_data(bytes.get(start..start + n).unwrap_or_default(), self.payload);
+                    }
+                    None => reply::vfile_error(EBADF, self.payload),
+                }
+            }
+            VFile::Close(f) => match fd(f).and_then(|f| self.s.files.get_mut(f)) {
+                Some(slot @ Some(_)) => {
+                    *slot = None;
+                    reply::vfile_result(0, self.payload);
+                }
+                _ => reply::vfile_error(EBADF, self.payload),
+            },
+            // fstat, readlink, unlink, pwrite: not offered (empty reply, per request type).
+            VFile::Other(_) => {}
+        }
+        Outcome::Reply
     }
 
     fn stop_reply(&mut self, signal: u8) {
@@ -507,9 +592,9 @@ impl Ctx<'_> {
                 .find(|t| t.tid == tid)
                 .map(|t| t.name.clone())
                 .unwrap_or_default();
-            reply::stop_named(signal, tid, &name, self.payload);
+            reply::stop_named(signal, self.s.pid, tid, &name, self.payload);
         } else {
-            reply::stop(signal, tid, self.payload);
+            reply::stop(signal, self.s.pid, tid, self.payload);
         }
     }
 
@@ -649,6 +734,8 @@ mod tests {
         bytes: Vec<u8>,
         reads: usize,
         caps: crate::target::Capabilities,
+        /// Serves one process (pid 0x5d) and its maps file, like `--pid`.
+        process: bool,
     }
 
     impl VirtRead for Mock {
@@ -702,6 +789,15 @@ mod tests {
         fn describe(&self) -> String {
             "mock".into()
         }
+        fn process_id(&self) -> Option<u32> {
+            self.process.then_some(0x5d)
+        }
+        fn host_file(&mut self, path: &[u8]) -> Result<Vec<u8>, u32> {
+            match path {
+                b"/proc/93/maps" => Ok(b"00400000-00401000 r--p 00000000 00:02 9 /bin/x\n".to_vec()),
+                _ => Err(2),
+            }
+        }
     }
 
     struct Conn {
@@ -737,7 +833,75 @@ mod tests {
             bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
             reads: 0,
             caps: crate::target::Capabilities::ALL,
+            process: false,
         }
+    }
+
+    #[test]
+    fn a_process_target_is_multiprocess_and_serves_its_files_over_vfile() {
+        let open = |path: &str, flags: u32| {
+            format!(
+                "vFile:open:{},{flags:x},0",
+                crate::rsp::hex::encode(path.as_bytes())
+            )
+            .into_bytes()
+        };
+        let packets: Vec<Vec<u8>> = vec![
+            b"qSupported:multiprocess+;swbreak+".to_vec(),
+            b"?".to_vec(),
+            b"qC".to_vec(),
+            b"qfThreadInfo".to_vec(),
+            b"Hgp5d.2".to_vec(),
+            b"vFile:setfs:0".to_vec(),
+            open("/proc/93/maps", 0),
+            b"vFile:pread:0,9,8".to_vec(),
+            b"vFile:pread:0,1000,28".to_vec(),
+            open("/proc/93/smaps", 0),
+            open("/proc/93/maps", 1),
+            b"vFile:pread:1,10,0".to_vec(),
+            b"vFile:close:0".to_vec(),
+            b"vFile:close:0".to_vec(),
+            b"vFile:fstat:0".to_vec(),
+        ];
+        let mut input = Vec::new();
+        for p in &packets {
+            input.extend(pkt(p));
+        }
+        let mut m = mock();
+        m.process = true;
+        let (r, _, _) = run(&mut m, &input);
+        let r: Vec<String> = r.iter().map(|p| s(p)).collect();
+        assert!(r[0].contains(";multiprocess+;"), "{}", r[0]);
+        assert_eq!(r[1], "T05thread:p5d.2;");
+        assert_eq!(r[2], "QCp5d.2");
+        assert_eq!(r[3], "mp5d.1,p5d.2,p5d.3");
+        assert_eq!(r[4], "OK");
+        assert_eq!(r[5], "F0");
+        assert_eq!(r[6], "F0");
+        assert_eq!(r[7], "F9;-00401000");
+        assert_eq!(r[8], "F7;/bin/x\n");
+        assert_eq!(r[9], "F-1,2", "not served: ENOENT");
+        assert_eq!(r[10], "F-1,1e", "opened for writing: EROFS");
+        assert_eq!(r[11], "F-1,9", "never opened: EBADF");
+        assert_eq!(r[12], "F0");
+        assert_eq!(r[13], "F-1,9", "closed twice: EBADF");
+        assert_eq!(r[14], "", "fstat is not offered");
+        assert_eq!(r.len(), packets.len());
+
+        // A kernel target: no multiprocess even when GDB offers it, and no host I/O.
+        let mut input = Vec::new();
+        for p in [&b"qSupported:multiprocess+"[..], b"?", &open("/proc/93/maps", 0)] {
+            input.extend(pkt(p));
+        }
+        let (r, _, _) = run(&mut mock(), &input);
+        assert!(!s(&r[0]).contains("multiprocess"), "{}", s(&r[0]));
+        assert_eq!(s(&r[1]), "T05thread:2;");
+        assert_eq!(s(&r[2]), "");
+        // GDB did not offer multiprocess: plain thread ids even for a process target.
+        let mut m = mock();
+        m.process = true;
+        let (r, _, _) = run(&mut m, &[pkt(b"qSupported:swbreak+"), pkt(b"?")].concat());
+        assert_eq!(s(&r[1]), "T05thread:2;");
     }
 
     /// Runs a session over `input`; returns the reply payloads in order and how it ended.

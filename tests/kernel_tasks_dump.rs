@@ -20,6 +20,9 @@ struct Fixture {
     busybox: PathBuf,
     /// The first sleep's /proc/PID/maps: (start, end, perms, path).
     maps: Vec<(u64, u64, String, String)>,
+    /// The guest's console log: its `KMEMD-MAPS PID LINE` lines are the guest's own
+    /// /proc/PID/maps text.
+    console: Option<PathBuf>,
 }
 
 /// The fixtures, or None (skip) outside CI when they have not been generated.
@@ -37,6 +40,7 @@ fn load(dir: &Path) -> Fixture {
         dmesg: None,
         busybox: dir.join("busybox"),
         maps: vec![],
+        console: None,
     };
     for line in manifest(dir) {
         let w: Vec<&str> = line.iter().map(String::as_str).collect();
@@ -48,6 +52,7 @@ fn load(dir: &Path) -> Fixture {
             ["module", n, a, s] => f.modules.push((n.to_string(), hex(a), s.parse().expect("size"))),
             ["dmesg", p] => f.dmesg = Some(dir.join(p)),
             ["busybox", p] => f.busybox = dir.join(p),
+            ["console_log", p] => f.console = Some(dir.join(p)),
             ["sleep_map", _, s, e, perms, _, rest @ ..] => {
                 f.maps.push((hex(s), hex(e), perms.to_string(), rest.join(" ")))
             }
@@ -454,6 +459,192 @@ fn pid_gdb_info_auxv_matches_the_binary() {
             assert_eq!(value("AT_ENTRY"), entry, "{ctx}: {t}");
             assert_eq!(value("AT_PHDR"), phdr, "{ctx}: {t}");
             assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
+        }
+    }
+}
+
+/// The guest's own `/proc/PID/maps` lines for `pid` from its console log, trailing blanks
+/// trimmed (the serial console drops them).
+fn guest_maps(f: &Fixture, pid: i32) -> Vec<String> {
+    let console = f.console.as_ref().expect("console_log in the manifest");
+    let text = std::fs::read(console).expect("console.log");
+    let prefix = format!("KMEMD-MAPS {pid} ");
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+/// `--pid` serves `/proc/PID/maps` from the process's VMAs (the maple tree of 6.1, `d_path` of
+/// each file): byte for byte what the guest's kernel printed for the same process, but for the
+/// blanks the serial console trims at line ends.
+#[test]
+fn pid_maps_text_equals_the_guests_proc_maps() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let p = f.sleep_pids[0];
+        let want = guest_maps(f, p);
+        assert!(want.len() >= 5, "{}: guest maps: {want:?}", f.variant);
+        for d in [&f.dumps[0], f.dumps.last().unwrap()] {
+            let t = DumpTarget::open(d).unwrap();
+            let mut proc = kmemd::target::process::ProcessTarget::new(t, p as u32).unwrap();
+            let got = proc
+                .host_file(format!("/proc/{p}/maps").as_bytes())
+                .unwrap_or_else(|e| panic!("{}: errno {e}", d.display()));
+            let got = String::from_utf8(got).unwrap();
+            let got: Vec<String> = got.lines().map(|l| l.trim_end().to_string()).collect();
+            assert_eq!(got, want, "{}", d.display());
+            // The thread's own maps too; any other file is ENOENT, as gdbserver says it.
+            assert!(proc
+                .host_file(format!("/proc/{p}/task/{p}/maps").as_bytes())
+                .is_ok());
+            assert_eq!(proc.host_file(format!("/proc/{p}/smaps").as_bytes()), Err(2));
+            // tests/fixtures/guest-init.sh starts the sleeps as `sleep 1000 &`.
+            assert_eq!(
+                proc.host_file(format!("/proc/{p}/cmdline").as_bytes()),
+                Ok(b"sleep\x001000\x00".to_vec()),
+                "{}",
+                d.display()
+            );
+            assert_eq!(proc.host_file(b"/proc/1/maps"), Err(2));
+            assert_eq!(proc.host_file(b"/etc/passwd"), Err(2));
+        }
+    }
+}
+
+/// Rows of GDB's `info proc mappings`: (start, end, perms, objfile).
+fn gdb_mappings(t: &str) -> Vec<(u64, u64, String, String)> {
+    t.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 5 || !w[0].starts_with("0x") {
+                return None;
+            }
+            let num = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            let (start, end) = (num(w[0])?, num(w[1])?);
+            let perms = w[4];
+            if perms.len() != 4 {
+                return None;
+            }
+            Some((start, end, perms.to_string(), w[5..].join(" ")))
+        })
+        .collect()
+}
+
+/// `info proc mappings` through GDB (gdb 13 / gdb-multiarch and GDB 18): GDB learns the real
+/// pid from the multiprocess thread ids and reads `/proc/PID/maps` over vFile; every row equals
+/// the guest's own /proc/PID/maps for that process (the fixture manifest's `sleep_map`).
+#[test]
+fn pid_gdb_info_proc_mappings_lists_the_guests_mappings() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let p = f.sleep_pids[0];
+        assert!(f.maps.iter().any(|m| m.3.ends_with("/busybox")), "{:?}", f.maps);
+        let (mut k, sock) = serve_dump(
+            &f.dumps[0],
+            &["--pid", &p.to_string()],
+            &format!("pidmaps-{}", f.variant),
+        );
+        for (name, gdb) in gdbs_for(&f.arch) {
+            let o = gdb_batch(&gdb, sock.to_str().unwrap(), &["info proc mappings".to_string()]);
+            let t = text(&o);
+            let ctx = format!("{name} {} pid {p}", f.variant);
+            assert!(t.contains(&format!("process {p}")), "{ctx}: {t}");
+            assert_eq!(gdb_mappings(&t), f.maps, "{ctx}: {t}");
+            assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
+        }
+    }
+}
+
+/// `generate-core-file` completes although some of the process's pages are not in the dump
+/// (kmemd answers those reads with an error and logs one summary when the session ends), and
+/// the core loads: its registers are the ones GDB saw through kmemd. GDB 18 skips only the
+/// unreadable pages, so its core also holds the process's memory: the ELF header busybox is
+/// mapped with and the words at the stack pointer, as read through kmemd.
+#[test]
+fn pid_gdb_generate_core_file_writes_a_core_that_loads() {
+    let Some(fx) = fixtures() else { return };
+    let elf_magic = "0x7f\t0x45\t0x4c\t0x46";
+    for f in &fx {
+        let p = f.sleep_pids[0];
+        let (pc, sp) = if f.arch == "aarch64" {
+            ("pc", "sp")
+        } else {
+            ("rip", "rsp")
+        };
+        for (name, gdb) in gdbs_for(&f.arch) {
+            let (mut k, sock) = serve_dump(
+                &f.dumps[0],
+                &["--pid", &p.to_string()],
+                &format!("pidcore-{}-{name}", f.variant),
+            );
+            let dir = sock.parent().unwrap().to_path_buf();
+            let core = dir.join("core");
+            let ctx = format!("{name} {} pid {p}", f.variant);
+            // The busybox file as the executable: without one GDB writes the core for the
+            // host's architecture (its default BFD target), which an arm64 core is not.
+            let mut c = gdb_batch_command(&gdb, 300);
+            c.arg(&f.busybox)
+                .args(["-ex", &format!("target remote {}", sock.display())])
+                .args(["-ex", &format!("info registers {pc} {sp}")])
+                .args(["-ex", "x/2gx $sp"])
+                .args(["-ex", "x/4xb 0x400000"])
+                .args(["-ex", &format!("generate-core-file {}", core.display())]);
+            let live = text(&c.output().expect("run gdb"));
+            assert!(live.contains("Saved corefile"), "{ctx}: {live}");
+            assert!(live.contains(elf_magic), "{ctx}: {live}");
+            // The summary comes when the session ends.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !k.log_text().contains("were not served") && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let log = k.log_text();
+            assert_eq!(log.matches("were not served").count(), 1, "{ctx}: {log}");
+            assert!(k.alive(), "{ctx}: server died: {log}");
+
+            let mut c = gdb_batch_command(&gdb, 120);
+            c.arg(&f.busybox)
+                .arg("-c")
+                .arg(&core)
+                .args(["-ex", &format!("info registers {pc} {sp}")])
+                .args(["-ex", "x/2gx $sp"])
+                .args(["-ex", "x/4xb 0x400000"]);
+            let loaded = text(&c.output().expect("run gdb"));
+            let reg = |t: &str, r: &str| {
+                t.lines()
+                    .find(|l| l.split_whitespace().next() == Some(r))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| panic!("{ctx}: no {r} in: {t}"))
+            };
+            // The command line, from the /proc/PID/cmdline kmemd served (NT_PRPSINFO), which
+            // guest-init.sh gave as `sleep 1000`: gdb 13 keeps argv[0]; GDB 18 keeps the
+            // arguments after AT_EXECFN (busybox runs applets as /proc/self/exe).
+            let by = loaded
+                .lines()
+                .find(|l| l.starts_with("Core was generated by `"))
+                .unwrap_or_else(|| panic!("{ctx}: no command line in the core: {loaded}"));
+            let want = if name == "gdb18" { " 1000'." } else { "`sleep'." };
+            assert!(by.ends_with(want), "{ctx}: {by}");
+            for r in [pc, sp] {
+                assert!(reg(&live, r).starts_with("0x"), "{ctx}: {live}");
+                assert_eq!(
+                    reg(&loaded, r),
+                    reg(&live, r),
+                    "{ctx}: core:\n{loaded}\nlive:\n{live}"
+                );
+            }
+            if name == "gdb18" {
+                let words = |t: &str| {
+                    t.lines()
+                        .find(|l| l.contains(":\t0x") && !l.starts_with("0x400000"))
+                        .map(str::to_string)
+                        .unwrap_or_else(|| panic!("{ctx}: no x/2gx line in: {t}"))
+                };
+                assert_eq!(words(&loaded), words(&live), "{ctx}: core:\n{loaded}");
+                assert!(loaded.contains(elf_magic), "{ctx}: core:\n{loaded}");
+            }
         }
     }
 }

@@ -11,7 +11,8 @@ use super::btf::MAGIC;
 use std::collections::{BTreeMap, HashMap};
 
 /// Every struct, union and typedef name kmemd looks up (kernel/tasks, kernel/modules,
-/// kernel/scan, target/process, the architectures' switch frames, kernel::WANTED_MEMBERS),
+/// kernel/scan, kernel/vma, target/process, the architectures' switch frames,
+/// kernel::WANTED_MEMBERS),
 /// and the utsname types next to VMCOREINFO's `init_uts_ns` (tests/kernel_live.rs).
 /// A name missing here reads as absent from the kernel's BTF, so a lookup of a new type
 /// must add its name.
@@ -40,6 +41,19 @@ pub const WANTED_TYPES: &[&str] = &[
     "pid_t",
     "uts_namespace",
     "new_utsname",
+    // kernel/vma.rs: a process's mappings and their files' paths.
+    "vm_area_struct",
+    "maple_tree",
+    "maple_range_64",
+    "maple_arange_64",
+    "vm_operations_struct",
+    "vm_special_mapping",
+    "file",
+    "inode",
+    "super_block",
+    "dentry",
+    "vfsmount",
+    "mount",
 ];
 
 /// Bytes per read of the type and string sections.

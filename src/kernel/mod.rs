@@ -29,6 +29,7 @@ pub mod symbols;
 pub mod symtab;
 pub mod tasks;
 pub mod threads;
+pub mod vma;
 pub mod vmlinux;
 
 use crate::mem::vmcoreinfo::VmcoreInfo;

@@ -20,8 +20,14 @@ pub const IDS_PER_REPLY: usize = 200;
 /// `exec_file`: the target names the file GDB should load (`qXfer:exec-file:read`). Offered only
 /// then: once offered, GDB warns when the file it was given differs from the one named.
 /// `auxv`: the target serves a process's auxiliary vector (`qXfer:auxv:read`), only `--pid`.
-pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, out: &mut Vec<u8>) {
+/// `multiprocess`: thread ids carry the process id (`pPID.TID`), only for `--pid` and only when
+/// GDB offered it: GDB then knows the real pid and reads `/proc/PID/maps` for `info proc
+/// mappings` and `generate-core-file` (without it GDB uses a made-up pid and refuses both).
+pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, multiprocess: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
+    if multiprocess {
+        out.extend_from_slice(b"multiprocess+;");
+    }
     if exec_file {
         out.extend_from_slice(b"qXfer:exec-file:read+;");
     }
@@ -37,15 +43,23 @@ pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, out: &mut Vec<
     out.extend_from_slice(b"binary-upload+;vContSupported+");
 }
 
+/// A thread id as GDB reads it: hex, or `pPID.TID` when the session is multiprocess (`pid`).
+pub fn thread_id(pid: Option<u32>, tid: Tid) -> String {
+    match pid {
+        Some(p) => format!("p{p:x}.{tid:x}"),
+        None => format!("{tid:x}"),
+    }
+}
+
 /// A stop reply for `?` and for an interrupt: `T` + signal + the stopped thread.
-pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+pub fn stop(signal: u8, pid: Option<u32>, tid: Tid, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("T{signal:02x}thread:{};", thread_id(pid, tid)).as_bytes());
 }
 
 /// LLDB's form of a stop reply: [`stop`] plus the thread's name as `hexname:` (the key LLDB's
 /// gdb-remote reads names from, lldb/docs/lldb-gdb-remote.txt; GDB ignores it, but is not sent it).
-pub fn stop_named(signal: u8, tid: Tid, name: &str, out: &mut Vec<u8>) {
-    stop(signal, tid, out);
+pub fn stop_named(signal: u8, pid: Option<u32>, tid: Tid, name: &str, out: &mut Vec<u8>) {
+    stop(signal, pid, tid, out);
     out.extend_from_slice(b"hexname:");
     hex::encode_into(name.as_bytes(), out);
     out.push(b';');
@@ -66,7 +80,7 @@ pub fn offsets(slide: u64, out: &mut Vec<u8>) {
 
 /// One `qfThreadInfo`/`qsThreadInfo` reply: `m` + up to [`IDS_PER_REPLY`] ids taken from the
 /// end of `pending` (the caller stores them reversed), or `l` when none are left.
-pub fn thread_ids(pending: &mut Vec<Tid>, out: &mut Vec<u8>) {
+pub fn thread_ids(pid: Option<u32>, pending: &mut Vec<Tid>, out: &mut Vec<u8>) {
     if pending.is_empty() {
         out.push(b'l');
         return;
@@ -77,7 +91,7 @@ pub fn thread_ids(pending: &mut Vec<Tid>, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(format!("{tid:x}").as_bytes());
+        out.extend_from_slice(thread_id(pid, tid).as_bytes());
     }
 }
 
@@ -172,12 +186,12 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// The `qXfer:threads:read` document.
-pub fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
+pub fn threads_xml(pid: Option<u32>, threads: &[ThreadInfo]) -> Vec<u8> {
     let mut s = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
     for t in threads {
         s.push_str(&format!(
-            "<thread id=\"{:x}\" name=\"{}\"",
-            t.tid,
+            "<thread id=\"{}\" name=\"{}\"",
+            thread_id(pid, t.tid),
             xml_escape(&t.name)
         ));
         if let Some(core) = t.core {
@@ -202,7 +216,7 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, false, o)),
+            text(|o| supported(Capabilities::ALL, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
         );
@@ -211,24 +225,44 @@ mod tests {
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, false, false, o)),
+            text(|o| supported(none, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, false, false, o));
+        let t = text(|o| supported(xml_only, false, false, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
         assert!(!t.contains("exec-file"), "{t}");
-        let t = text(|o| supported(none, true, false, o));
+        let t = text(|o| supported(none, true, false, false, o));
         assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
         assert!(!t.contains("auxv"), "{t}");
-        let t = text(|o| supported(none, false, true, o));
+        let t = text(|o| supported(none, false, true, false, o));
         assert!(t.contains(";qXfer:auxv:read+;"), "{t}");
+        assert!(!t.contains("multiprocess"), "{t}");
+        let t = text(|o| supported(none, false, true, true, o));
+        assert!(t.contains(";multiprocess+;"), "{t}");
+    }
+
+    #[test]
+    fn multiprocess_thread_ids_carry_the_pid() {
+        assert_eq!(thread_id(None, 0x5d), "5d");
+        assert_eq!(thread_id(Some(0x5d), 0x5e), "p5d.5e");
+        assert_eq!(text(|o| stop(5, Some(93), 94, o)), "T05thread:p5d.5e;");
+        let mut pending = vec![94, 93];
+        assert_eq!(text(|o| thread_ids(Some(93), &mut pending, o)), "mp5d.5d,p5d.5e");
+        let t = ThreadInfo {
+            tid: 93,
+            name: "sleep".into(),
+            extra: String::new(),
+            core: None,
+        };
+        let xml = String::from_utf8(threads_xml(Some(93), &[t])).unwrap();
+        assert!(xml.contains("<thread id=\"p5d.5d\" name=\"sleep\""), "{xml}");
     }
 
     #[test]
@@ -238,7 +272,7 @@ mod tests {
             (2, 0x10001, "T02thread:10001;"),
             (0x11, 1, "T11thread:1;"),
         ] {
-            assert_eq!(text(|o| stop(signal, tid, o)), want);
+            assert_eq!(text(|o| stop(signal, None, tid, o)), want);
         }
         assert_eq!(
             text(|o| offsets(0x2c60_0000, o)),
@@ -250,14 +284,14 @@ mod tests {
     #[test]
     fn thread_ids_come_in_batches_then_l() {
         let mut pending: Vec<Tid> = vec![3, 2, 1];
-        assert_eq!(text(|o| thread_ids(&mut pending, o)), "m1,2,3");
-        assert_eq!(text(|o| thread_ids(&mut pending, o)), "l");
+        assert_eq!(text(|o| thread_ids(None, &mut pending, o)), "m1,2,3");
+        assert_eq!(text(|o| thread_ids(None, &mut pending, o)), "l");
         let mut many: Vec<Tid> = (1..=(IDS_PER_REPLY as u64 + 1)).rev().collect();
-        let first = text(|o| thread_ids(&mut many, o));
+        let first = text(|o| thread_ids(None, &mut many, o));
         assert_eq!(first.matches(',').count(), IDS_PER_REPLY - 1, "{first}");
         assert!(first.starts_with("m1,2,") && first.ends_with(",c8"), "{first}");
-        assert_eq!(text(|o| thread_ids(&mut many, o)), "mc9");
-        assert_eq!(text(|o| thread_ids(&mut many, o)), "l");
+        assert_eq!(text(|o| thread_ids(None, &mut many, o)), "mc9");
+        assert_eq!(text(|o| thread_ids(None, &mut many, o)), "l");
     }
 
     #[test]
@@ -355,7 +389,7 @@ mod tests {
                 core: None,
             },
         ];
-        let xml = String::from_utf8(threads_xml(&threads)).expect("threads XML is UTF-8");
+        let xml = String::from_utf8(threads_xml(None, &threads)).expect("threads XML is UTF-8");
         assert_eq!(
             xml,
             "<?xml version=\"1.0\"?>\n<threads>\n\
@@ -364,7 +398,7 @@ mod tests {
              </threads>\n"
         );
         assert_eq!(
-            String::from_utf8(threads_xml(&[])).expect("threads XML is UTF-8"),
+            String::from_utf8(threads_xml(None, &[])).expect("threads XML is UTF-8"),
             "<?xml version=\"1.0\"?>\n<threads>\n</threads>\n"
         );
     }

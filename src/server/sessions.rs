@@ -330,10 +330,12 @@ impl Server<'_> {
     }
 
     fn reap(&mut self) {
+        let mut ended = false;
         self.clients.retain_mut(|c| {
             let Some(end) = c.end.take() else {
                 return true;
             };
+            ended = true;
             let id = c.session.id();
             match end {
                 SessionEnd::Detached | SessionEnd::Killed => info!("session {id}: ended"),
@@ -344,6 +346,9 @@ impl Server<'_> {
             }
             false
         });
+        if ended {
+            self.target.session_ended();
+        }
     }
 
     fn shut_down(&mut self, sig: i32) -> Stopped {

@@ -83,6 +83,24 @@ pub trait Target: VirtRead {
         None
     }
 
+    /// The Linux pid of the process this target serves (`--pid`): GDB then learns it through
+    /// the multiprocess thread ids (`pPID.TID`) and reads that process's `/proc` files.
+    /// `None` (the default): kernel targets, whose threads are CPUs and tasks, not a process.
+    fn process_id(&self) -> Option<u32> {
+        None
+    }
+
+    /// A file GDB may read through host I/O (`vFile:open`), by path, e.g. `/proc/PID/maps`.
+    /// `Err(errno)` for one this target does not serve (2: ENOENT). Only asked when
+    /// [`Target::process_id`] is `Some`; other targets offer no host I/O.
+    fn host_file(&mut self, path: &[u8]) -> Result<Vec<u8>, u32> {
+        let _ = path;
+        Err(2)
+    }
+
+    /// Called when a GDB session ends, e.g. to log once what its reads could not serve.
+    fn session_ended(&mut self) {}
+
     /// Target-specific `monitor` commands: `Some(Ok(text))` when `cmd` is one of them.
     /// `None` means "not mine"; the server then tries its own commands.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {

@@ -7,6 +7,7 @@ use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::DumpMem;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
+use crate::kernel::vma::{self, VmaLayout};
 use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 
@@ -23,7 +24,27 @@ pub struct ProcessTarget {
     regs: Result<UserRegsLayout, String>,
     /// `mm->saved_auxv` up to and including its AT_NULL pair; `None` when unreadable.
     auxv: Option<Vec<u8>>,
+    /// The `/proc/PID/maps` text of its VMAs, or why there is none.
+    maps: Result<String, String>,
+    /// `mm->arg_start..mm->arg_end`: where the process's argv strings are, for
+    /// `/proc/PID/cmdline`; `None` when the layout or the words are missing.
+    args: Option<(u64, u64)>,
+    /// Reads that found no page since the last session ended, for one summary line.
+    unread: Unread,
 }
+
+/// Reads of the process's memory that failed (pages not in the dump, never touched or swapped
+/// out), summed up once per session: `generate-core-file` asks for every mapping, and a line
+/// per page would bury the log.
+#[derive(Default)]
+struct Unread {
+    reads: u64,
+    /// Distinct pages (bounded: past the bound only `reads` grows).
+    pages: std::collections::BTreeSet<u64>,
+}
+
+/// Distinct failed pages remembered for the summary.
+const MAX_UNREAD_PAGES: usize = 1 << 16;
 
 /// `mm->saved_auxv` as `/proc/PID/auxv` gives it (fs/proc/base.c `proc_pid_auxv`, 6.1): the
 /// (key, value) words up to and including the AT_NULL pair. `unsigned long
@@ -120,6 +141,29 @@ impl ProcessTarget {
         let auxv = read_saved_auxv(&mut mem, auxv_member, mm)
             .map_err(|e| log::warn!("pid {pid}: no auxv for GDB: {e}"))
             .ok();
+        let page_shift = u32::from(inner.parts().1.form.page_shift);
+        let vma_layout = VmaLayout::new(inner.kernel_info(), page_shift);
+        let arg_start = inner.kernel_info().member("mm_struct", "arg_start");
+        let arg_end = inner.kernel_info().member("mm_struct", "arg_end");
+        let (dump, kpaging) = inner.parts();
+        let mut mem = DumpMem {
+            dump,
+            paging: kpaging,
+        };
+        let word = |mem: &mut DumpMem, m: Option<crate::kernel::Member>| {
+            m.and_then(|m| read_u64(mem, mm.wrapping_add(m.offset())).ok())
+        };
+        let args = match (word(&mut mem, arg_start), word(&mut mem, arg_end)) {
+            (Some(a), Some(b)) if a <= b => Some((a, b)),
+            _ => None,
+        };
+        let maps = vma_layout
+            .and_then(|l| vma::mappings(&mut mem, &l, mm))
+            .map(|v| vma::maps_text(&v))
+            .map_err(|e| {
+                log::warn!("pid {pid}: no /proc/{pid}/maps for GDB: {e}");
+                e
+            });
         log::info!(
             "process {pid} ({}): {} thread(s), page tables at physical {:#x}",
             leader.comm,
@@ -135,13 +179,49 @@ impl ProcessTarget {
             layout,
             regs,
             auxv,
+            maps,
+            args,
+            unread: Unread::default(),
         })
     }
 }
 
 impl VirtRead for ProcessTarget {
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        let addr = addr.0;
+        let r = self.read_user(addr.0, buf);
+        if r.is_err() {
+            self.unread.reads += 1;
+            if self.unread.pages.len() < MAX_UNREAD_PAGES {
+                let page = 1u64 << self.user.form.page_shift;
+                self.unread.pages.insert(addr.0 & !(page - 1));
+            }
+        }
+        r
+    }
+}
+
+impl ProcessTarget {
+    /// `/proc/PID/cmdline` (fs/proc/base.c `get_mm_cmdline`, 6.1): the argv strings between
+    /// `mm->arg_start` and `mm->arg_end`, NUL-separated. Not followed: the setproctitle() case
+    /// (argv's last byte overwritten), where the kernel reads on into the environment.
+    fn cmdline(&mut self) -> Option<Vec<u8>> {
+        /// Longest argv served; execve allows more, GDB keeps 80 bytes of it.
+        const MAX_CMDLINE: u64 = 128 << 10;
+        let (start, end) = self.args?;
+        let len = usize::try_from(end.checked_sub(start)?.min(MAX_CMDLINE)).ok()?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self
+                .read_user(start.checked_add(done as u64)?, buf.get_mut(done..)?)
+                .ok()
+                .filter(|&n| n > 0)?;
+            done += n;
+        }
+        Some(buf)
+    }
+
+    fn read_user(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         let va = self.arch.user_walk_addr(addr, self.user.form.va_bits)?;
         let (dump, _) = self.inner.parts();
         let t = self.user.translate(dump, VirtAddr(va)).map_err(|e| e.at(addr))?;
@@ -202,6 +282,57 @@ impl Target for ProcessTarget {
 
     fn auxv(&self) -> Option<&[u8]> {
         self.auxv.as_deref()
+    }
+
+    fn process_id(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    /// `/proc/PID/maps` (for the process or any of its threads), as the kernel prints it from
+    /// the VMAs, and `/proc/PID/cmdline`; ENOENT for any other file (smaps, stat...: GDB falls
+    /// back or goes without).
+    fn host_file(&mut self, path: &[u8]) -> Result<Vec<u8>, u32> {
+        const ENOENT: u32 = 2;
+        const EIO: u32 = 5;
+        let path = std::str::from_utf8(path).map_err(|_| ENOENT)?;
+        // `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` (GDB asks for the thread's maps too).
+        let (dir, file) = path
+            .strip_prefix("/proc/")
+            .and_then(|p| p.rsplit_once('/'))
+            .ok_or(ENOENT)?;
+        let id = match dir.split_once("/task/") {
+            Some((pid, tid)) if pid.parse::<i64>() == Ok(i64::from(self.pid)) => tid,
+            Some(_) => return Err(ENOENT),
+            None => dir,
+        };
+        let ours = id
+            .parse::<i64>()
+            .is_ok_and(|n| n == i64::from(self.pid) || self.threads.iter().any(|t| i64::from(t.pid) == n));
+        if !ours {
+            return Err(ENOENT);
+        }
+        match file {
+            "maps" => self.maps.as_ref().map(|m| m.as_bytes().to_vec()).map_err(|_| EIO),
+            "cmdline" => self.cmdline().ok_or(EIO),
+            _ => Err(ENOENT),
+        }
+    }
+
+    fn session_ended(&mut self) {
+        let u = std::mem::take(&mut self.unread);
+        if u.reads == 0 {
+            return;
+        }
+        let first = u.pages.iter().next().copied().unwrap_or(0);
+        let last = u.pages.iter().next_back().copied().unwrap_or(0);
+        log::warn!(
+            "pid {}: {} read(s) of {} page(s) between {first:#x} and {last:#x} were not served: \
+             the pages are not in the dump (never touched, swapped out, or excluded by the dump \
+             level); GDB was told so (a core it wrote lacks them)",
+            self.pid,
+            u.reads,
+            u.pages.len()
+        );
     }
 
     /// The dump's commands, less those about kernel addresses: this target serves the
