@@ -108,14 +108,15 @@ gdb.execute("detach")
 kv("done", "yes")
 "#;
 
-struct Seen {
+/// What a GDB script printed: its `KV key value` lines, and all its output for messages.
+pub struct Seen {
     kv: Vec<(String, String)>,
-    text: String,
+    pub text: String,
 }
 
 impl Seen {
     /// The `KV key value` lines a GDB script printed, and all its output for messages.
-    fn from_output(out: &std::process::Output) -> Seen {
+    pub fn from_output(out: &std::process::Output) -> Seen {
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -129,7 +130,7 @@ impl Seen {
         Seen { kv, text }
     }
 
-    fn get(&self, k: &str) -> &str {
+    pub fn get(&self, k: &str) -> &str {
         self.kv
             .iter()
             .find(|(key, _)| key == k)
@@ -137,7 +138,7 @@ impl Seen {
             .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
     }
 
-    fn all(&self, k: &str) -> Vec<&str> {
+    pub fn all(&self, k: &str) -> Vec<&str> {
         self.kv
             .iter()
             .filter(|(key, _)| key == k)

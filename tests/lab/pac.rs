@@ -10,7 +10,7 @@
 
 use crate::common::{gdb_batch_command, gdbs, scratch, serve_dump};
 use crate::guest::{pac_guest, Guest};
-use crate::live::Served;
+use crate::live::{Seen, Served};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,32 +43,10 @@ gdb.execute("detach")
 kv("done", "yes")
 "#;
 
-struct Seen {
-    lines: Vec<(String, String)>,
-    text: String,
-}
-
-impl Seen {
-    fn get(&self, k: &str) -> &str {
-        self.lines
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
-    }
-
-    fn all(&self, k: &str) -> Vec<&str> {
-        self.lines
-            .iter()
-            .filter(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn hex(&self, k: &str) -> u64 {
-        u64::from_str_radix(self.get(k).trim_start_matches("0x"), 16)
-            .unwrap_or_else(|_| panic!("{k} is not hex:\n{}", self.text))
-    }
+/// A hex value the script printed.
+fn hex(seen: &Seen, k: &str) -> u64 {
+    u64::from_str_radix(seen.get(k).trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("{k} is not hex:\n{}", seen.text))
 }
 
 fn run_gdb(gdb: &Path, vmlinux: &Path, target: &Path, pid: u32, dir: &Path, name: &str) -> Seen {
@@ -83,17 +61,7 @@ fn run_gdb(gdb: &Path, vmlinux: &Path, target: &Path, pid: u32, dir: &Path, name
         .arg(&script)
         .output()
         .expect("run gdb");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("KV "))
-        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    Seen { lines, text }
+    Seen::from_output(&out)
 }
 
 /// What a right backtrace of the sleeping task through signed return addresses looks like.
@@ -109,9 +77,9 @@ fn check(what: &str, seen: &Seen, log: &str) {
         "{what}: {:?}\nkmemd:\n{log}",
         seen.all("error")
     );
-    let cmask = seen.hex("cmask");
-    let raw = seen.hex("raw_lr");
-    let pc1 = seen.hex("pc1");
+    let cmask = hex(seen, "cmask");
+    let raw = hex(seen, "raw_lr");
+    let pc1 = hex(seen, "pc1");
     // The premise: the kernel really signed the saved return address (else this test proves
     // nothing), and GDB's mask is exactly what strips it back to the address it unwound to.
     assert_ne!(
