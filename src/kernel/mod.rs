@@ -101,8 +101,11 @@ impl KernelInfo {
     /// The running kernel: `kallsyms` (from `/proc/kallsyms`), the live VMCOREINFO text when the
     /// caller could read it (live/vmcoreinfo.rs), BTF from `-k vmlinux` or else the kernel's own
     /// (`system_btf`, read only then).
+    /// With `whole`, `kallsyms` holds only the [`symbols::KNOWN`] names and `whole` reads the
+    /// rest when first needed ([`Symbols::with_lazy_kallsyms`]).
     pub fn live(
         kallsyms: &Kallsyms,
+        whole: Option<Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>>,
         vmcoreinfo_text: Option<&str>,
         vmlinux: Option<&Path>,
         system_btf: &BtfSource<'_>,
@@ -110,14 +113,26 @@ impl KernelInfo {
         let vmcoreinfo = vmcoreinfo_text
             .map(|t| VmcoreInfo::parse(t.as_bytes()))
             .unwrap_or_default();
+        let known = Arc::clone(kallsyms.table());
+        let (syms, source) = match whole {
+            Some(load) => (
+                Symbols::with_lazy_kallsyms(known, load, vmcoreinfo),
+                format!(
+                    "symbols: /proc/kallsyms ({} of kmemd's names kept; the whole file is read \
+                     when an address or another name is asked)",
+                    kallsyms.table().len()
+                ),
+            ),
+            None => (
+                Symbols::new(known, vmcoreinfo),
+                format!("symbols: /proc/kallsyms ({} symbols)", kallsyms.table().len()),
+            ),
+        };
         let mut k = KernelInfo {
-            syms: Symbols::new(Arc::clone(kallsyms.table()), vmcoreinfo),
+            syms,
             ..KernelInfo::default()
         };
-        k.sources.push(format!(
-            "symbols: /proc/kallsyms ({} symbols)",
-            kallsyms.table().len()
-        ));
+        k.sources.push(source);
         if vmcoreinfo_text.is_some() {
             k.sources
                 .push("VMCOREINFO: /sys/kernel/vmcoreinfo (read through the direct map)".into());
@@ -484,7 +499,7 @@ mod tests {
             name: "(not read: the vmlinux has BTF)",
             read: &|| Err("not read".into()),
         };
-        let k = KernelInfo::live(&kallsyms, Some(vmci), Some(&path), &unread);
+        let k = KernelInfo::live(&kallsyms, None, Some(vmci), Some(&path), &unread);
         std::fs::remove_file(&path).unwrap();
 
         assert_eq!(

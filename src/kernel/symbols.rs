@@ -15,7 +15,75 @@ use super::symtab::{SymbolBuilder, SymbolTable};
 use super::vmlinux::Vmlinux;
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Every kernel symbol kmemd's own code looks up by name, sorted (a test checks). A live
+/// session keeps only these from /proc/kallsyms ([`Symbols::with_lazy_kallsyms`]): the whole
+/// table, 121k symbols and ~5 MiB on Debian's 6.18, was half of a session's peak RSS (issue 16),
+/// and a session needs a dozen names and no address lookups. A name missing here still
+/// resolves, by reading the whole table then.
+pub const KNOWN: &[&str] = &[
+    "__arm64_sys_getpid",
+    "__module_get",
+    "__per_cpu_end",
+    "__per_cpu_offset",
+    "__start_BTF",
+    "__stop_BTF",
+    "__x64_sys_getpid",
+    "_end",
+    "_etext",
+    "_stext",
+    "_text",
+    "current_task",
+    "find_module_all",
+    "idle_threads",
+    "init_task",
+    "init_top_pgt",
+    "init_uts_ns",
+    "jiffies_64",
+    "kimage_voffset",
+    "linux_banner",
+    "memstart_addr",
+    "module_kallsyms_on_each_symbol",
+    "modules",
+    "page_offset_base",
+    "panic_cpu",
+    "phys_base",
+    "prb",
+    "print_modules",
+    "runqueues",
+    "swapper_pg_dir",
+    "vmalloc_base",
+    "vmemmap_base",
+];
+
+/// Whether kmemd's own code looks `name` up ([`KNOWN`]).
+pub fn is_known(name: &str) -> bool {
+    KNOWN.binary_search(&name).is_ok()
+}
+
+/// The whole kallsyms table, loaded on first need by a closure (live: /proc/kallsyms read again).
+struct LazyTable {
+    load: Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>,
+    table: OnceLock<Arc<SymbolTable>>,
+}
+
+impl LazyTable {
+    fn get(&self) -> &Arc<SymbolTable> {
+        self.table.get_or_init(|| {
+            log::debug!("kallsyms: loading the whole table (an address, or a name kmemd does not know)");
+            (self.load)()
+        })
+    }
+}
+
+impl std::fmt::Debug for LazyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyTable")
+            .field("loaded", &self.table.get().map(|t| t.len_all()))
+            .finish()
+    }
+}
 
 /// Where an address came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +113,11 @@ pub struct Symbols {
     vmlinux: SymbolTable,
     vmlinux_slide: Option<u64>,
     /// kallsyms, shared (not copied) with whoever loaded it: /proc/kallsyms is the largest thing
-    /// the live server keeps.
+    /// the live server keeps. With `full` set, only the [`KNOWN`] names.
     kallsyms: Arc<SymbolTable>,
+    /// The whole kallsyms table when `kallsyms` holds only the [`KNOWN`] names: read when an
+    /// address or another name is asked (`monitor sym`), then kept.
+    full: Option<LazyTable>,
     vmcoreinfo: VmcoreInfo,
     /// Found by searching the kernel image when no table names them.
     found: HashMap<String, u64>,
@@ -62,12 +133,36 @@ impl Symbols {
         }
     }
 
+    /// Like [`Symbols::new`] with `known` holding only kallsyms' [`KNOWN`] names; `load` gives the
+    /// whole table the first time anything else is asked.
+    pub fn with_lazy_kallsyms(
+        known: Arc<SymbolTable>,
+        load: Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>,
+        vmcoreinfo: VmcoreInfo,
+    ) -> Symbols {
+        Symbols {
+            full: Some(LazyTable {
+                load,
+                table: OnceLock::new(),
+            }),
+            ..Symbols::new(known, vmcoreinfo)
+        }
+    }
+
+    /// A name's address in kallsyms: a [`KNOWN`] one from the table kept, another from the
+    /// whole table.
+    fn kallsyms_lookup(&self, name: &str) -> Option<u64> {
+        match &self.full {
+            Some(full) if !is_known(name) => full.get().lookup_any(name),
+            _ => self.kallsyms.lookup_any(name),
+        }
+    }
+
     /// The running kernel's `_text` (else `_stext`) and its name, from kallsyms or VMCOREINFO.
     /// arm64's kallsyms may lack _text (Debian 6.1 arm64 lists _stext only).
     fn runtime_text(&self) -> Option<(&'static str, u64)> {
         ["_text", "_stext"].into_iter().find_map(|n| {
-            self.kallsyms
-                .lookup_any(n)
+            self.kallsyms_lookup(n)
                 .or_else(|| self.vmcoreinfo.symbol(n))
                 .map(|a| (n, a))
         })
@@ -115,7 +210,7 @@ impl Symbols {
         if let Some(a) = self.vmlinux.lookup(name) {
             return Some((a, Source::Vmlinux));
         }
-        if let Some(a) = self.kallsyms.lookup_any(name) {
+        if let Some(a) = self.kallsyms_lookup(name) {
             return Some((a, Source::Kallsyms));
         }
         if let Some(a) = self.vmcoreinfo.symbol(name) {
@@ -130,10 +225,10 @@ impl Symbols {
     }
 
     /// The table used for lookups by address: the vmlinux's when one was given, else
-    /// kallsyms' core symbols.
+    /// kallsyms' core symbols (all of them: loaded now when only the [`KNOWN`] ones were kept).
     pub fn table(&self) -> &SymbolTable {
         if self.vmlinux.is_empty() {
-            &self.kallsyms
+            self.kallsyms()
         } else {
             &self.vmlinux
         }
@@ -147,9 +242,13 @@ impl Symbols {
             .map(|(s, off)| (s.name.to_string(), off))
     }
 
-    /// kallsyms, as handed over.
+    /// kallsyms: the table handed over, or the whole one when that held only the [`KNOWN`]
+    /// names (loaded now).
     pub fn kallsyms(&self) -> &Arc<SymbolTable> {
-        &self.kallsyms
+        match &self.full {
+            Some(full) => full.get(),
+            None => &self.kallsyms,
+        }
     }
 
     /// The vmlinux's symbols kept, and the slide applied to them.
@@ -216,6 +315,55 @@ mod tests {
             Some(("helper".into(), 4))
         );
         assert_eq!(Source::Vmcoreinfo.name(), "VMCOREINFO");
+    }
+
+    #[test]
+    fn known_names_are_sorted_for_binary_search() {
+        assert!(
+            KNOWN.windows(2).all(|w| w[0] < w[1]),
+            "KNOWN must be sorted and unique"
+        );
+        assert!(is_known("init_task") && is_known("_text") && !is_known("helper"));
+    }
+
+    /// A live session keeps only the KNOWN names: the whole table is loaded once, for an address
+    /// or another name, and not for a known name (found or not).
+    #[test]
+    fn the_whole_kallsyms_is_loaded_only_when_needed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&loads);
+        let whole = kallsyms();
+        let known = Kallsyms::parse(&format!("{:x} T _text\n", 0xffff_ffff_8100_0000u64 + SLIDE));
+        let s = Symbols::with_lazy_kallsyms(
+            Arc::clone(known.table()),
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Arc::clone(&whole)
+            }),
+            VmcoreInfo::default(),
+        );
+        assert_eq!(
+            s.lookup("_text"),
+            Some((0xffff_ffff_8100_0000 + SLIDE, Source::Kallsyms))
+        );
+        assert_eq!(s.lookup("init_task"), None, "known, and not in the file");
+        assert_eq!(loads.load(Ordering::SeqCst), 0, "known names need no whole table");
+        assert_eq!(
+            s.lookup("helper"),
+            Some((0xffff_ffff_8100_0100 + SLIDE, Source::Kallsyms))
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            s.symbolize(0xffff_ffff_8100_0104 + SLIDE),
+            Some(("helper".into(), 4))
+        );
+        assert_eq!(
+            s.lookup("mod_fn"),
+            Some((0xffff_ffff_c000_0000, Source::Kallsyms))
+        );
+        assert_eq!(s.kallsyms().len_all(), 4, "the whole table");
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once, then kept");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::kernel::kaslr::{runtime_text, Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
+use crate::kernel::symbols;
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
 use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
@@ -24,9 +25,13 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct LiveTarget {
     reader: KernelReader,
-    /// All of /proc/kallsyms, read on first use (symbols, layouts, `monitor sym`): `--read` and
-    /// the start of a session need only `_text`, from the file's first lines.
+    /// The [`symbols::KNOWN`] names of /proc/kallsyms, read on first use (symbols, layouts):
+    /// `--read` and the start of a session need only `_text`, from the file's first lines; the
+    /// resolver reads the whole file when it needs more (`monitor sym`).
     kallsyms: std::sync::OnceLock<Kallsyms>,
+    /// All of /proc/kallsyms, read when first needed ([`LiveTarget::kallsyms`], or the resolver
+    /// for an address or a name outside [`symbols::KNOWN`]) and shared with the resolver.
+    whole: std::sync::Arc<std::sync::OnceLock<Kallsyms>>,
     arch: Arch,
     runtime_text: u64,
     link_text: u64,
@@ -124,6 +129,7 @@ impl LiveTarget {
         Ok(LiveTarget {
             reader,
             kallsyms: std::sync::OnceLock::new(),
+            whole: std::sync::Arc::default(),
             arch,
             runtime_text,
             link_text,
@@ -159,8 +165,12 @@ impl LiveTarget {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
+            let whole = std::sync::Arc::clone(&self.whole);
             let mut k = KernelInfo::live(
-                self.kallsyms(),
+                self.kallsyms.get_or_init(known_kallsyms),
+                Some(Box::new(move || {
+                    std::sync::Arc::clone(whole.get_or_init(full_kallsyms).table())
+                })),
                 vmci.as_deref(),
                 vmlinux.as_deref(),
                 &system_btf(),
@@ -283,7 +293,7 @@ impl LiveTarget {
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            let kallsyms = self.kallsyms.get_or_init(full_kallsyms);
+            let kallsyms = self.kallsyms.get_or_init(known_kallsyms);
             self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &|name| {
                 kallsyms.lookup(name)
             }));
@@ -306,8 +316,9 @@ impl LiveTarget {
             .map(|(a, from)| (a, from.name()))
     }
 
+    /// All of /proc/kallsyms (read now if not yet: a session does without it).
     pub fn kallsyms(&self) -> &Kallsyms {
-        self.kallsyms.get_or_init(full_kallsyms)
+        self.whole.get_or_init(full_kallsyms)
     }
 
     pub fn reader(&mut self) -> &mut KernelReader {
@@ -347,7 +358,7 @@ impl LiveTarget {
     /// [`LinkAlias::plan_image`]).
     fn plan_image_alias(&mut self) {
         let (end, percpu_end) = {
-            let k = self.kallsyms();
+            let k = self.kallsyms.get_or_init(known_kallsyms);
             (k.lookup("_end"), k.lookup("__per_cpu_end"))
         };
         let slide = self.runtime_text.wrapping_sub(self.link_text);
@@ -622,10 +633,20 @@ pub fn load_kallsyms() -> Result<Kallsyms, String> {
     load_kallsyms_filtered(&|_, _| true)
 }
 
-/// The whole table for [`LiveTarget`], read when first needed. `open` has seen addresses in the
-/// file, so a failure now (the file changed under us) leaves an empty table and a warning.
+/// The whole table for [`LiveTarget`]'s resolver, read when first needed (`monitor sym`, a
+/// name kmemd does not know). `open` has seen addresses in the file, so a failure now (the file
+/// changed under us) leaves an empty table and a warning.
 fn full_kallsyms() -> Kallsyms {
     load_kallsyms().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        Kallsyms::default()
+    })
+}
+
+/// The [`symbols::KNOWN`] names of /proc/kallsyms, streamed through a small buffer: what a
+/// session needs (issue 16: the whole table was ~5 MiB of a live session's 11 MiB).
+fn known_kallsyms() -> Kallsyms {
+    load_kallsyms_filtered(&|_, name| symbols::is_known(name)).unwrap_or_else(|e| {
         log::warn!("{e}");
         Kallsyms::default()
     })
