@@ -178,12 +178,34 @@ pub fn frame_into(payload: &[u8], out: &mut Vec<u8>) {
     hex::encode_into(&[sum], out);
 }
 
+/// Frames a payload as `build` writes it, straight into `out` (`$payload#cs`): a large reply is
+/// then held once, not built elsewhere and copied. `build` writes an already-escaped payload.
+pub fn frame_built(out: &mut Vec<u8>, build: impl FnOnce(&mut Vec<u8>)) {
+    out.push(b'$');
+    let start = out.len();
+    build(out);
+    let sum = out[start..].iter().fold(0u8, |a, &b| a.wrapping_add(b));
+    out.push(b'#');
+    hex::encode_into(&[sum], out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn feed(d: &mut Decoder, bytes: &[u8]) -> Vec<Event> {
         bytes.iter().filter_map(|&b| d.push(b)).collect()
+    }
+
+    #[test]
+    fn framing_as_built_equals_framing_a_finished_payload() {
+        for p in [&b""[..], b"OK", b"b\x01}\x03z", &[0xffu8; 300]] {
+            let mut built = b"+".to_vec();
+            frame_built(&mut built, |o| o.extend_from_slice(p));
+            let mut whole = b"+".to_vec();
+            frame_into(p, &mut whole);
+            assert_eq!(built, whole);
+        }
     }
 
     fn framed(p: &[u8]) -> Vec<u8> {
