@@ -122,9 +122,9 @@ def session_cmds(addr, out):
             f"dump binary memory {out} {addr:#x} {addr + SIZE:#x}"]
 
 
-def session_hwm(extra_args, addr):
+def session_hwm(extra_args, addr, kmemd=None):
     """kmemd's VmHWM after issue 16's GDB session: (KiB, bytes dumped, seconds)."""
-    srv = Served(lambda s: [KMEMD, "-q", "-s", s] + extra_args)
+    srv = Served(lambda s: [kmemd or KMEMD, "-q", "-s", s] + extra_args)
     out = os.path.join(srv.tmp, "dump.bin")
     try:
         secs, _ = gdb_run(srv.sock, session_cmds(addr, out))
@@ -376,6 +376,14 @@ def sparse_rows():
         os.rmdir(tmp)
 
 
+def static_kmemd():
+    """This host's static musl kmemd (`make static`), the binary a board runs: no ld.so or shared
+    libc mapped, and musl's allocator, so its resident set differs from the glibc build's."""
+    path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "x86_64-unknown-linux-musl",
+                        "release", "kmemd")
+    return path if os.path.exists(path) else None
+
+
 def main():
     print("kmemd bench (footprint)")
     for triple in ("x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"):
@@ -390,6 +398,10 @@ def main():
     kib, got, secs = session_hwm([], addr)
     row(f"live GDB session (threads, ps, dmesg, lsmod, all bt, {got >> 20} MiB dump; {secs:.1f} s)",
         mib(kib), "<= 4 MiB", f"C kmemd: {C_KMEMD}")
+    board = static_kmemd()
+    if board:
+        kib, got, secs = session_hwm([], addr, board)
+        row(f"  the same, static musl binary (what a board runs; {secs:.1f} s)", mib(kib), "<= 4 MiB")
     read_rows(addr)
     stub_rows(addr)
     for n, kib in idle_sessions([1, 8]).items():
@@ -405,6 +417,9 @@ def main():
         for dump in ("vmcore.elf", "mdf-zlib.kdump", "mdf-zstd.kdump", "mdf-lzo.kdump", "mdf-zlib.flat"):
             kib, got, secs = session_hwm(["-c", os.path.join(FIX, dump)], start)
             row(f"{dump}: the same GDB session ({got >> 20} MiB dump; {secs:.1f} s)", mib(kib), "<= 6 MiB")
+            if board:
+                kib, got, secs = session_hwm(["-c", os.path.join(FIX, dump)], start, board)
+                row(f"  {dump}, static musl binary ({secs:.1f} s)", mib(kib), "<= 6 MiB")
     else:
         row("fixture dumps", "no fixtures (make fixtures)", "<= 6 MiB")
     sparse_rows()
