@@ -191,6 +191,13 @@ def read_rows(addr):
     hwm = max(r[1] for r in runs)
     row("kmemd --read ADDR 16: peak RSS", mib(hwm) + ("" if ok else " (FAILED)"), "<= 3 MiB")
     row("kmemd --read ADDR 16: wall (best of 5)", f"{wall * 1e3:.1f} ms", "<= 10 ms")
+    board = static_kmemd()
+    if board:
+        runs = [run_rusage([board, "-q", "--read", hex(addr), "16"]) for _ in range(5)]
+        ok = all(r[2] == 0 for r in runs)
+        row("  the same, static musl binary: peak RSS, wall (best of 5)",
+            f"{mib(max(r[1] for r in runs))}, {min(r[0] for r in runs) * 1e3:.1f} ms" + ("" if ok else " (FAILED)"),
+            "<= 3 MiB, <= 10 ms")
     if THROUGHPUT:
         rates = {}
         for mode in ("copy", "ceiling"):
