@@ -1,6 +1,7 @@
 //! Architectures kmemd serves. The dump's architecture decides, not the host's, so one binary
 //! serves x86_64 and aarch64 kernels alike: everything per-arch hangs off `Arch`.
 
+pub mod a64store;
 pub mod aarch64;
 pub mod prstatus;
 pub mod walk;
