@@ -25,8 +25,11 @@ build-deps:
 	  $(APT_INSTALL) $$missing >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && $(APT_INSTALL) $$missing; }; fi
 
 # Everything the tests use, idempotent: Debian packages, GDB 18 (PyPI's gdb-for-pwndbg), and the
-# static toolchain of cross/setup.sh (the kernel lab runs the static builds).
-TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils
+# static toolchain of cross/setup.sh (the kernel lab runs the static builds). lldb (14 on Debian 12)
+# is the second RSP client (issue 20); its Python prints "No module named
+# 'lldb.embedded_interpreter'" unless PYTHONPATH=/usr/lib/llvm-14/lib/python3.11/dist-packages, which
+# does not affect gdb-remote.
+TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb
 
 deps: build-deps
 	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \

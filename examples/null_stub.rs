@@ -6,9 +6,11 @@
 
 use kmemd::arch::{Arch, Registers};
 use kmemd::mem::{MemError, VirtAddr, VirtRead};
-use kmemd::server;
+use kmemd::server::sessions;
+use kmemd::sys::os;
 use kmemd::target::{Target, ThreadInfo, Tid};
 use kmemd::transport::{ListenSpec, Listener};
+use std::os::fd::AsRawFd;
 
 struct NullTarget {
     pattern: Vec<u8>,
@@ -57,10 +59,9 @@ fn main() {
     let mut target = NullTarget {
         pattern: (0..(2 << 20) + 4096).map(|i| (i * 13) as u8).collect(),
     };
-    while let Ok(Some(mut conn)) = listener.accept() {
-        server::serve(&mut target, &mut conn);
-        if !listener.serves_many() {
-            break;
-        }
+    // The same session loop as kmemd's, so the benchmark measures what kmemd does.
+    let stop = os::install_shutdown_signals().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = sessions::run(&mut target, &mut listener, stop.as_raw_fd()) {
+        panic!("{e}");
     }
 }

@@ -2,16 +2,17 @@
 
 use crate::cli::{Config, Mode};
 use crate::mem::VirtAddr;
-use crate::server::{self, SessionEnd};
+use crate::server::sessions::{self, Stopped};
 use crate::sys::os;
 use crate::target::Target;
 use crate::transport::{ListenSpec, Listener};
 use log::{error, info, warn};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 
-/// Sets up logging: stderr (or `--log FILE`), level from -q/-v.
+/// Sets up logging: stderr (or `--log FILE`), level from -q/-v ([`crate::cli::log_level`]).
 pub fn init_logging(config: &Config) -> Result<(), String> {
     if let Some(path) = &config.log_file {
         let f = OpenOptions::new()
@@ -21,12 +22,7 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         os::redirect_stderr(&f).map_err(|e| format!("cannot log to {}: {e}", path.display()))?;
     }
-    let level = match (config.quiet, config.verbosity) {
-        (true, _) => log::LevelFilter::Error,
-        (false, 0) => log::LevelFilter::Info,
-        (false, 1) => log::LevelFilter::Debug,
-        (false, _) => log::LevelFilter::Trace,
-    };
+    let level = crate::cli::log_level(config.quiet, config.verbosity);
     simple_logger::SimpleLogger::new()
         .with_level(level)
         .init()
@@ -70,30 +66,22 @@ fn serve(config: &Config) -> Result<i32, String> {
     let mut target = open_target(config)?;
     target.prepare();
     info!("serving {}", target.describe());
+    // Caught before the socket exists, so no signal can leave its file behind.
+    let stop = os::install_shutdown_signals()?;
     let mut listener = Listener::bind(&spec, config.baud)?;
     if spec == ListenSpec::Stdio && config.log_file.is_none() {
         quiet_stderr_pipe();
     }
-    loop {
-        let mut conn = match listener.accept() {
-            Ok(Some(c)) => c,
-            Ok(None) => return Ok(0),
-            Err(e) => {
-                // A failed accept (e.g. a client that vanished at once) must not end the server.
-                warn!("accept failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                continue;
-            }
-        };
-        match server::serve(target.as_mut(), &mut conn) {
-            SessionEnd::Detached | SessionEnd::Killed => info!("session ended"),
-            SessionEnd::Eof => info!("GDB went away"),
-            SessionEnd::Io(e) => warn!("session ended: {e}"),
-        }
-        if !listener.serves_many() {
-            return Ok(0);
-        }
+    let stopped = sessions::run(target.as_mut(), &mut listener, stop.as_raw_fd());
+    // Dropping the listener removes the socket file it created.
+    drop(listener);
+    match stopped? {
+        // Asked to stop and stopped cleanly: a success, as systemd and shells expect of a
+        // server that honours SIGTERM.
+        Stopped::Signal(sig) => info!("stopped by {}", os::signal_name(sig)),
+        Stopped::NoMoreClients => {}
     }
+    Ok(0)
 }
 
 /// In `-s -` mode GDB reads the stub's stderr pipe and polls it for every byte it receives, which

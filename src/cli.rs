@@ -1,9 +1,41 @@
 //! Command line: options, the usage text that teaches, and the typed `Config` the modes consume.
 
 use getopts::Options;
+use log::LevelFilter;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const DEFAULT_SOCKET: &str = "/run/kmemd.sock";
+
+/// The longest `-t`: a year. A longer watch is one to leave without -t (Ctrl-C or -n ends it);
+/// the cap turns `-t 1e20` or `-t inf` into a clear error here instead of an overflow once the
+/// watchpoints are armed (`Duration::from_secs_f64` panics past 2^64 s, `Instant + Duration`
+/// past the clock's i64 seconds).
+pub const MAX_WATCH_SECONDS: u64 = 365 * 24 * 3600;
+
+/// The log level for `-q` and the number of `-v`. The default is INFO, because kmemd's
+/// ordinary messages (what it serves, which watchpoints are armed, why a session ended) are
+/// INFO lines a user needs without asking; so the first -v adds DEBUG and the second TRACE
+/// (every RSP packet). `--help` is written from this function, so the two cannot disagree.
+pub fn log_level(quiet: bool, verbosity: u8) -> LevelFilter {
+    match (quiet, verbosity) {
+        (true, _) => LevelFilter::Error,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        (false, _) => LevelFilter::Trace,
+    }
+}
+
+/// The -v line of `--help`, from [`log_level`].
+fn verbose_help() -> String {
+    let name = |v| log_level(false, v).as_str().to_lowercase();
+    format!(
+        "more log output: -v {}, -vv {} (the default is {})",
+        name(1),
+        name(2),
+        name(0)
+    )
+}
 
 /// What kmemd was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +66,9 @@ pub struct Config {
     pub pid: Option<u32>,
     /// Watch mode: stop after this many hits / seconds; one JSON object per hit.
     pub count: Option<u64>,
-    pub seconds: Option<f64>,
+    pub seconds: Option<Duration>,
     pub json: bool,
-    /// 0 = warnings, 1 = info (-v), 2 = debug (-vv), 3+ = trace.
+    /// How many -v were given; [`log_level`] says what each means.
     pub verbosity: u8,
     pub quiet: bool,
     /// Log to this file instead of stderr.
@@ -109,10 +141,15 @@ fn options() -> Options {
         "TYPE TARGET",
     );
     o.optopt("n", "count", "watch mode: stop after COUNT hits", "COUNT");
-    o.optopt("t", "time", "watch mode: stop after SECONDS", "SECONDS");
+    o.optopt(
+        "t",
+        "time",
+        &format!("watch mode: stop after SECONDS (at most {MAX_WATCH_SECONDS}, a year)"),
+        "SECONDS",
+    );
     o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
-    o.optflagmulti("v", "verbose", "more log output (-v info, -vv debug, -vvv trace)");
+    o.optflagmulti("v", "verbose", &verbose_help());
     o.optflag("q", "quiet", "errors only");
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
@@ -154,6 +191,27 @@ fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
         t.parse::<u64>()
     };
     r.map_err(|_| format!("{what}: '{s}' is not a number (decimal, or hex with 0x)"))
+}
+
+/// `-t SECONDS`: positive, at most [`MAX_WATCH_SECONDS`], fractions allowed.
+fn parse_seconds(t: &str) -> Result<Duration, String> {
+    let v: f64 = t
+        .trim()
+        .parse()
+        .map_err(|_| format!("-t: '{t}' is not a number of seconds"))?;
+    if v.is_nan() {
+        return Err(format!("-t: '{t}' is not a number of seconds"));
+    }
+    if v <= 0.0 {
+        return Err(format!("-t: '{t}' must be a positive number of seconds"));
+    }
+    if v > MAX_WATCH_SECONDS as f64 {
+        return Err(format!(
+            "-t: '{t}' seconds is more than a year ({MAX_WATCH_SECONDS} seconds), the longest -t; \
+             leave out -t to watch until Ctrl-C (or -n COUNT hits)"
+        ));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("-t: '{t}': {e}"))
 }
 
 /// Joins the two words of `-w TYPE TARGET` and `--read ADDR LEN` into one argument, since
@@ -274,15 +332,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         None => None,
     };
     let seconds = match m.opt_str("t") {
-        Some(t) => {
-            let v: f64 = t
-                .parse()
-                .map_err(|_| format!("-t: '{t}' is not a number of seconds"))?;
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(format!("-t: '{t}' must be a positive number of seconds"));
-            }
-            Some(v)
-        }
+        Some(t) => Some(parse_seconds(&t)?),
         None => None,
     };
     let is_watch = matches!(mode, Mode::Watch(_));
@@ -372,6 +422,49 @@ mod tests {
         assert!(run(&["-b", "fast"]).unwrap_err().contains("baud"));
         assert!(run(&["stray"]).unwrap_err().contains("unexpected"));
         assert!(run(&["--bogus"]).unwrap_err().contains("--help"));
+    }
+
+    #[test]
+    fn watch_time_is_positive_finite_and_capped() {
+        let t = |s: &str| run(&["-w", "w8", "jiffies", "-t", s]).map(|c| c.seconds);
+        assert_eq!(t("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(t("10"), Ok(Some(Duration::from_secs(10))));
+        let max = MAX_WATCH_SECONDS.to_string();
+        assert_eq!(t(&max), Ok(Some(Duration::from_secs(MAX_WATCH_SECONDS))));
+        // Past the cap, infinite, or beyond f64: one clear error each, before anything runs.
+        for big in [
+            "31536000.5",
+            "1e20",
+            "1e400",
+            "inf",
+            "infinity",
+            "18446744073709551616",
+        ] {
+            let e = t(big).unwrap_err();
+            assert!(
+                e.contains("more than a year (31536000 seconds)") && e.contains("leave out -t"),
+                "{big}: {e}"
+            );
+        }
+        for bad in ["nan", "NaN", "soon", ""] {
+            assert!(
+                t(bad).unwrap_err().contains("is not a number of seconds"),
+                "{bad}"
+            );
+        }
+        for bad in ["0", "-1", "-inf", "-0"] {
+            assert!(t(bad).unwrap_err().contains("must be a positive number"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels_follow_the_help() {
+        assert_eq!(log_level(false, 0), LevelFilter::Info);
+        assert_eq!(log_level(false, 1), LevelFilter::Debug);
+        assert_eq!(log_level(false, 2), LevelFilter::Trace);
+        assert_eq!(log_level(false, 9), LevelFilter::Trace);
+        assert_eq!(log_level(true, 2), LevelFilter::Error);
+        assert!(verbose_help().ends_with("-v debug, -vv trace (the default is info)"));
     }
 
     #[test]

@@ -1,21 +1,19 @@
-//! One GDB session: bytes in, decoded commands answered from a `Target`, bytes out. The session
-//! knows RSP, never sockets or kernels; recoverable problems become `Exx` replies and the session
-//! goes on, only the connection ending (or `D`/`k`) ends it.
+//! GDB sessions: bytes in, decoded commands answered from a `Target`, bytes out. A [`Session`]
+//! knows RSP, never sockets or kernels: it is fed what GDB sent and leaves its replies in an
+//! output buffer for whoever drives it. [`sessions`] drives several at once over the transport's
+//! connections; [`serve`] drives one over any blocking `Read + Write`. Recoverable problems become
+//! `Exx` replies and the session goes on; only the connection ending (or `D`/`k`) ends it.
 
-use crate::mem::{MemErrorKind, VirtAddr};
+pub mod sessions;
+
+use crate::mem::VirtAddr;
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
-use crate::rsp::{hex, MAX_INCOMING, PACKET_SIZE};
+use crate::rsp::reply::{self, MAX_READ};
+use crate::rsp::{hex, MAX_INCOMING};
 use crate::target::{Target, ThreadInfo, Tid};
 use log::{debug, info, trace, warn};
 use std::io::{self, Read, Write};
-
-/// Largest read answered in one `m`/`x` reply: the hex (or worst-case escaped) form must fit the
-/// advertised packet size.
-const MAX_READ: usize = (PACKET_SIZE - 16) / 2;
-
-/// Thread ids per `qfThreadInfo`/`qsThreadInfo` reply.
-const IDS_PER_REPLY: usize = 200;
 
 /// Why a session ended. None of these ends the server.
 #[derive(Debug)]
@@ -24,12 +22,28 @@ pub enum SessionEnd {
     Killed,
     Eof,
     Io(io::Error),
+    /// Half a packet, or a reply GDB would not take, waited this long with nothing moving.
+    Stalled(String),
+    /// kmemd is stopping (the signal's name).
+    Shutdown(String),
 }
 
 const VERSION_TEXT: &str = concat!("kmemd ", env!("CARGO_PKG_VERSION"), "\n");
 
-struct Session<'t> {
-    target: &'t mut dyn Target,
+/// Buffers beyond this are released once their bytes are gone, so an idle session holds little
+/// whatever it read before.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// [`Session::feed`] stops taking bytes while this much output waits, so a client that sends
+/// requests but never reads costs at most about one reply.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// One GDB's protocol state. Everything else (the target, the buffers a reply is built in) is
+/// lent for each [`Session::feed`].
+pub struct Session {
+    /// For log lines: several sessions may run at once.
+    id: u64,
+    decoder: Decoder,
     no_ack: bool,
     running: bool,
     /// Thread selected by `Hg` for register reads.
@@ -38,30 +52,110 @@ struct Session<'t> {
     pending_ids: Vec<Tid>,
     /// `qXfer:threads` document, built when GDB reads it from offset 0.
     threads_xml: Vec<u8>,
-    /// The last packet sent, for `-` retransmission.
+    /// The last packet sent, for `-` retransmission (ack mode only).
     last_sent: Vec<u8>,
     /// The thread list as of GDB's last listing: a live task walk takes a while, and `H`, `T`
     /// and `qThreadExtraInfo` come once per thread, so they use this instead of walking again.
     threads: Option<Vec<ThreadInfo>>,
+    /// Bytes for GDB not yet written, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    end: Option<SessionEnd>,
+}
+
+/// Where replies are built: one reply at a time, so sessions served together share one.
+#[derive(Default)]
+pub struct Scratch {
     payload: Vec<u8>,
     mem: Vec<u8>,
 }
 
-/// Serves one GDB session on `conn` until it detaches, kills, or the connection ends.
+impl Session {
+    pub fn new(id: u64) -> Session {
+        Session {
+            id,
+            decoder: Decoder::new(MAX_INCOMING),
+            no_ack: false,
+            running: false,
+            reg_thread: None,
+            pending_ids: Vec::new(),
+            threads_xml: Vec::new(),
+            last_sent: Vec::new(),
+            threads: None,
+            out: Vec::new(),
+            out_pos: 0,
+            end: None,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Takes bytes GDB sent and answers the packets among them; replies accumulate in
+    /// [`Session::output`]. Returns how many bytes it took: fewer than given once output is
+    /// waiting beyond a high-water mark or the session has ended. Feed the rest after writing.
+    pub fn feed(&mut self, target: &mut dyn Target, scratch: &mut Scratch, bytes: &[u8]) -> usize {
+        let mut used = 0;
+        for &b in bytes {
+            if self.end.is_some() || self.out.len() - self.out_pos >= OUTPUT_HIGH_WATER {
+                break;
+            }
+            used += 1;
+            let Some(ev) = self.decoder.push(b) else {
+                continue;
+            };
+            let mut cx = Ctx {
+                s: self,
+                target: &mut *target,
+                payload: &mut scratch.payload,
+                mem: &mut scratch.mem,
+            };
+            if let Some(end) = cx.on_event(ev) {
+                self.end = Some(end);
+            }
+        }
+        used
+    }
+
+    /// Bytes waiting to be written to GDB.
+    pub fn output(&self) -> &[u8] {
+        self.out.get(self.out_pos..).unwrap_or_default()
+    }
+
+    /// Records that the first `n` bytes of [`Session::output`] were written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_pos = self.out_pos.saturating_add(n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out_pos = 0;
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+        }
+    }
+
+    /// Whether GDB is in the middle of sending a packet.
+    pub fn mid_packet(&self) -> bool {
+        !self.decoder.is_idle()
+    }
+
+    /// Set once the session has ended itself (`D`, `k`); its last reply may still be in
+    /// [`Session::output`].
+    pub fn ended(&self) -> bool {
+        self.end.is_some()
+    }
+
+    pub fn take_end(&mut self) -> Option<SessionEnd> {
+        self.end.take()
+    }
+}
+
+/// Serves one GDB session on a blocking `conn` until it detaches, kills, or the connection ends.
 pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionEnd {
-    let mut s = Session {
-        target,
-        no_ack: false,
-        running: false,
-        reg_thread: None,
-        pending_ids: Vec::new(),
-        threads_xml: Vec::new(),
-        last_sent: Vec::new(),
-        threads: None,
-        payload: Vec::new(),
-        mem: Vec::new(),
-    };
-    let mut decoder = Decoder::new(MAX_INCOMING);
+    let mut s = Session::new(0);
+    let mut scratch = Scratch::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match conn.read(&mut buf) {
@@ -70,12 +164,15 @@ pub fn serve<C: Read + Write>(target: &mut dyn Target, conn: &mut C) -> SessionE
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return SessionEnd::Io(e),
         };
-        for &b in &buf[..n] {
-            let Some(ev) = decoder.push(b) else { continue };
-            match s.on_event(ev, conn) {
-                Ok(None) => {}
-                Ok(Some(end)) => return end,
-                Err(e) => return SessionEnd::Io(e),
+        let mut at = 0;
+        while at < n {
+            at += s.feed(target, &mut scratch, &buf[at..n]);
+            if let Err(e) = conn.write_all(s.output()).and_then(|()| conn.flush()) {
+                return SessionEnd::Io(e);
+            }
+            s.consume_output(s.output().len());
+            if let Some(end) = s.take_end() {
+                return end;
             }
         }
     }
@@ -87,73 +184,92 @@ enum Outcome {
     End(SessionEnd),
 }
 
-impl Session<'_> {
-    fn on_event<W: Write>(&mut self, ev: Event, w: &mut W) -> io::Result<Option<SessionEnd>> {
+/// A session at work on one packet: its state, the target, and the shared reply buffers.
+struct Ctx<'a> {
+    s: &'a mut Session,
+    target: &'a mut dyn Target,
+    payload: &'a mut Vec<u8>,
+    mem: &'a mut Vec<u8>,
+}
+
+impl Ctx<'_> {
+    fn on_event(&mut self, ev: Event) -> Option<SessionEnd> {
+        let id = self.s.id;
         match ev {
             Event::Packet(p) => {
-                if !self.no_ack {
-                    w.write_all(b"+")?;
+                if !self.s.no_ack {
+                    self.s.out.push(b'+');
                 }
-                trace!("<- {}", String::from_utf8_lossy(&p[..p.len().min(200)]));
+                trace!(
+                    "session {id}: <- {}",
+                    String::from_utf8_lossy(&p[..p.len().min(200)])
+                );
                 self.payload.clear();
                 match self.handle(&p) {
-                    Outcome::Reply => self.send(w)?,
-                    Outcome::NoReply => w.flush()?,
+                    Outcome::Reply => self.send(),
+                    Outcome::NoReply => {}
                     Outcome::End(end) => {
                         if !self.payload.is_empty() {
-                            self.send(w)?;
+                            self.send();
                         }
-                        w.flush()?;
-                        return Ok(Some(end));
+                        return Some(end);
                     }
                 }
             }
             Event::Ack => {}
             Event::Nack => {
-                if !self.no_ack && !self.last_sent.is_empty() {
-                    debug!("GDB asked for the last packet again");
-                    w.write_all(&self.last_sent)?;
-                    w.flush()?;
+                if !self.s.no_ack && !self.s.last_sent.is_empty() {
+                    debug!("session {id}: GDB asked for the last packet again");
+                    self.s.out.extend_from_slice(&self.s.last_sent);
                 }
             }
             Event::Interrupt => {
-                if self.running {
-                    self.running = false;
-                    debug!("interrupted by GDB: reporting a stop");
+                if self.s.running {
+                    self.s.running = false;
+                    debug!("session {id}: interrupted by GDB: reporting a stop");
                     self.payload.clear();
                     self.stop_reply(2);
-                    self.send(w)?;
+                    self.send();
                 }
             }
             Event::BadChecksum | Event::Malformed => {
-                warn!("bad packet from GDB ({ev:?}); asking again");
-                if !self.no_ack {
-                    w.write_all(b"-")?;
-                    w.flush()?;
+                warn!("session {id}: bad packet from GDB ({ev:?}); asking again");
+                if !self.s.no_ack {
+                    self.s.out.push(b'-');
                 }
             }
             Event::TooLong => {
-                warn!("GDB sent a packet over {MAX_INCOMING} bytes; refused");
-                if !self.no_ack {
-                    w.write_all(b"+")?;
+                warn!("session {id}: GDB sent a packet over {MAX_INCOMING} bytes; refused");
+                if !self.s.no_ack {
+                    self.s.out.push(b'+');
                 }
                 self.payload.clear();
                 self.payload.extend_from_slice(b"E01");
-                self.send(w)?;
+                self.send();
             }
         }
-        Ok(None)
+        None
     }
 
-    fn send<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.last_sent.clear();
-        framing::frame_into(&self.payload, &mut self.last_sent);
+    /// Frames the payload into the output; in ack mode also keeps it for a `-`.
+    fn send(&mut self) {
         trace!(
-            "-> {}",
+            "session {}: -> {}",
+            self.s.id,
             String::from_utf8_lossy(&self.payload[..self.payload.len().min(200)])
         );
-        w.write_all(&self.last_sent)?;
-        w.flush()
+        if self.s.no_ack {
+            // Nothing will be asked for again: frame straight into the output.
+            if self.s.last_sent.capacity() > KEEP_CAPACITY {
+                self.s.last_sent = Vec::new();
+            }
+            self.s.last_sent.clear();
+            framing::frame_into(self.payload, &mut self.s.out);
+        } else {
+            self.s.last_sent.clear();
+            framing::frame_into(self.payload, &mut self.s.last_sent);
+            self.s.out.extend_from_slice(&self.s.last_sent);
+        }
     }
 
     fn reply(&mut self, text: &str) -> Outcome {
@@ -162,23 +278,28 @@ impl Session<'_> {
     }
 
     fn handle(&mut self, p: &[u8]) -> Outcome {
-        if self.running {
+        if self.s.running {
             // All-stop: while "running" GDB only sends ^C. Answer anything else, but stay running.
-            debug!("packet while running: {}", String::from_utf8_lossy(p));
+            debug!(
+                "session {}: packet while running: {}",
+                self.s.id,
+                String::from_utf8_lossy(p)
+            );
         }
         match command::parse(p) {
             Command::Supported(features) => {
-                debug!("GDB features: {}", String::from_utf8_lossy(features));
-                let r = format!(
-                    "PacketSize={PACKET_SIZE:x};QStartNoAckMode+;qXfer:features:read+;\
-                     qXfer:threads:read+;binary-upload+;vContSupported+"
+                debug!(
+                    "session {}: GDB features: {}",
+                    self.s.id,
+                    String::from_utf8_lossy(features)
                 );
-                self.reply(&r)
+                reply::supported(self.target.capabilities(), self.payload);
+                Outcome::Reply
             }
             Command::StartNoAckMode => {
                 // The OK still goes out in ack mode; GDB acks it and then both sides stop.
                 self.payload.extend_from_slice(b"OK");
-                self.no_ack = true;
+                self.s.no_ack = true;
                 Outcome::Reply
             }
             Command::StopReason => {
@@ -190,38 +311,44 @@ impl Session<'_> {
             Command::ReadMemory { addr, len } => self.read_memory(addr, len, false),
             Command::ReadMemoryBinary { addr, len } => self.read_memory(addr, len, true),
             Command::Write(kind) => {
-                warn!("refused a '{kind}' packet: kmemd is read-only and never writes the kernel");
+                warn!(
+                    "session {}: refused a '{kind}' packet: kmemd is read-only and never writes the kernel",
+                    self.s.id
+                );
                 self.reply("E01")
             }
             Command::XferFeatures { annex, offset, len } => {
-                if annex == b"target.xml" {
+                if !self.target.capabilities().target_description {
+                    Outcome::Reply
+                } else if annex == b"target.xml" {
                     let xml = self.target.arch().target_xml().as_bytes();
-                    xfer_chunk(xml, offset, len, &mut self.payload);
+                    reply::xfer_chunk(xml, offset, len, self.payload);
                     Outcome::Reply
                 } else {
                     self.reply("E00")
                 }
             }
+            Command::XferThreads { .. } if !self.target.capabilities().thread_list => Outcome::Reply,
             Command::XferThreads { offset, len } => {
                 if offset == 0 {
-                    self.threads_xml = threads_xml(self.fresh_threads());
+                    self.s.threads_xml = reply::threads_xml(self.fresh_threads());
                 }
-                xfer_chunk(&self.threads_xml, offset, len, &mut self.payload);
+                reply::xfer_chunk(&self.s.threads_xml, offset, len, self.payload);
                 Outcome::Reply
             }
             Command::Offsets => {
-                let off = self.target.kaslr_offset().unwrap_or(0);
-                self.reply(&format!("Text={off:x};Data={off:x};Bss={off:x}"))
+                reply::offsets(self.target.kaslr_offset().unwrap_or(0), self.payload);
+                Outcome::Reply
             }
             Command::Attached => self.reply("1"),
             Command::ThreadInfoFirst => {
-                self.pending_ids = self.fresh_threads().iter().map(|t| t.tid).collect();
-                self.pending_ids.reverse();
-                self.thread_ids_reply();
+                self.s.pending_ids = self.fresh_threads().iter().map(|t| t.tid).collect();
+                self.s.pending_ids.reverse();
+                reply::thread_ids(&mut self.s.pending_ids, self.payload);
                 Outcome::Reply
             }
             Command::ThreadInfoNext => {
-                self.thread_ids_reply();
+                reply::thread_ids(&mut self.s.pending_ids, self.payload);
                 Outcome::Reply
             }
             Command::CurrentThread => {
@@ -231,7 +358,7 @@ impl Session<'_> {
             Command::SetThread { op, thread } => match self.resolve(thread) {
                 Some(tid) => {
                     if op == b'g' {
-                        self.reg_thread = Some(tid);
+                        self.s.reg_thread = Some(tid);
                     }
                     self.reply("OK")
                 }
@@ -246,44 +373,51 @@ impl Session<'_> {
                 let tid = self.resolve_in(&threads, thread);
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
-                        hex::encode_into(t.extra.as_bytes(), &mut self.payload);
+                        hex::encode_into(t.extra.as_bytes(), self.payload);
                         Outcome::Reply
                     }
                     None => self.reply("E02"),
                 }
             }
             Command::Detach => {
-                info!("GDB detached");
+                info!("session {}: GDB detached", self.s.id);
                 self.payload.extend_from_slice(b"OK");
                 Outcome::End(SessionEnd::Detached)
             }
             Command::Kill => {
-                info!("GDB sent kill: the session ends (kmemd never stops or changes what it serves)");
+                info!("session {}: GDB sent kill: the session ends (kmemd never stops or changes what it serves)", self.s.id);
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VKill => {
-                info!("GDB sent kill: the session ends (kmemd never stops or changes what it serves)");
+                info!("session {}: GDB sent kill: the session ends (kmemd never stops or changes what it serves)", self.s.id);
                 self.payload.extend_from_slice(b"OK");
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VContQuery => self.reply("vCont;c;C"),
             Command::Continue => {
                 // Nothing to resume: the kernel never stopped. Report a stop when GDB interrupts.
-                self.running = true;
+                self.s.running = true;
                 Outcome::NoReply
             }
             Command::Step => {
-                warn!("single-step refused: kmemd cannot stop or step the kernel");
+                warn!(
+                    "session {}: single-step refused: kmemd cannot stop or step the kernel",
+                    self.s.id
+                );
                 self.reply("E01")
             }
             Command::Monitor(cmd) => {
                 let text = self.monitor(&String::from_utf8_lossy(&cmd));
-                hex::encode_into(text.as_bytes(), &mut self.payload);
+                hex::encode_into(text.as_bytes(), self.payload);
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
             Command::Malformed(what) => {
-                warn!("malformed packet ({what}): {}", String::from_utf8_lossy(p));
+                warn!(
+                    "session {}: malformed packet ({what}): {}",
+                    self.s.id,
+                    String::from_utf8_lossy(p)
+                );
                 self.reply("E03")
             }
             Command::Unknown => Outcome::Reply,
@@ -292,12 +426,11 @@ impl Session<'_> {
 
     fn stop_reply(&mut self, signal: u8) {
         let tid = self.target.stop_thread();
-        self.payload
-            .extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+        reply::stop(signal, tid, self.payload);
     }
 
     fn current_thread(&mut self) -> Tid {
-        match self.reg_thread {
+        match self.s.reg_thread {
             Some(t) => t,
             None => self.target.stop_thread(),
         }
@@ -305,15 +438,15 @@ impl Session<'_> {
 
     /// Lists the threads anew (GDB asked for the list).
     fn fresh_threads(&mut self) -> &[ThreadInfo] {
-        self.threads.insert(self.target.threads())
+        self.s.threads.insert(self.target.threads())
     }
 
     /// The threads of GDB's last listing, listing them if GDB has not yet.
     fn listed_threads(&mut self) -> Vec<ThreadInfo> {
-        if self.threads.is_none() {
+        if self.s.threads.is_none() {
             self.fresh_threads();
         }
-        self.threads.clone().unwrap_or_default()
+        self.s.threads.clone().unwrap_or_default()
     }
 
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
@@ -328,48 +461,22 @@ impl Session<'_> {
         }
     }
 
-    fn thread_ids_reply(&mut self) {
-        if self.pending_ids.is_empty() {
-            self.payload.push(b'l');
-            return;
-        }
-        self.payload.push(b'm');
-        for i in 0..IDS_PER_REPLY {
-            let Some(tid) = self.pending_ids.pop() else { break };
-            if i > 0 {
-                self.payload.push(b',');
-            }
-            self.payload.extend_from_slice(format!("{tid:x}").as_bytes());
-        }
-    }
-
     fn read_registers(&mut self, one: Option<usize>) -> Outcome {
         let tid = self.current_thread();
         let regs = match self.target.registers(tid) {
             Ok(r) => r,
             Err(e) => {
-                debug!("registers of thread {tid}: {e}");
+                debug!("session {}: registers of thread {tid}: {e}", self.s.id);
                 return self.reply("E02");
             }
         };
         let descs = self.target.arch().registers();
-        let selected: Vec<usize> = match one {
-            Some(n) if n < descs.len() => vec![n],
-            Some(_) => return self.reply("E00"),
-            None => (0..descs.len()).collect(),
-        };
-        for i in selected {
-            let size = descs[i].bytes();
-            match regs.0.get(i).copied().flatten() {
-                Some(v) => {
-                    let le = v.to_le_bytes();
-                    let n = size.min(8);
-                    hex::encode_into(&le[..n], &mut self.payload);
-                    // Registers wider than 64 bits are never known; keep the layout anyway.
-                    self.payload.extend(std::iter::repeat_n(b'x', (size - n) * 2));
-                }
-                None => self.payload.extend(std::iter::repeat_n(b'x', size * 2)),
-            }
+        match one {
+            None => reply::registers(descs, &regs, self.payload),
+            Some(n) => match descs.get(n) {
+                Some(d) => reply::register(d.bytes(), regs.0.get(n).copied().flatten(), self.payload),
+                None => return self.reply("E00"),
+            },
         }
         Outcome::Reply
     }
@@ -387,20 +494,15 @@ impl Session<'_> {
                 Ok(0) => break,
                 Ok(n) => filled += n.min(len - filled),
                 Err(e) => {
-                    debug!("{e} ({})", e.kind.name());
+                    debug!("session {}: {e} ({})", self.s.id, e.kind.name());
                     if filled == 0 {
-                        return self.reply(mem_error_reply(e.kind));
+                        return self.reply(reply::mem_error(e.kind));
                     }
                     break;
                 }
             }
         }
-        if binary {
-            self.payload.push(b'b');
-            hex::escape_binary_into(&self.mem[..filled], &mut self.payload);
-        } else {
-            hex::encode_into(&self.mem[..filled], &mut self.payload);
-        }
+        reply::memory(&self.mem[..filled], binary, self.payload);
         Outcome::Reply
     }
 
@@ -429,67 +531,11 @@ impl Session<'_> {
     }
 }
 
-/// Writes the `qXfer` reply for `[offset, offset+len)` of `doc`: `m` + data when more follows,
-/// `l` + data for the last part (data binary-escaped).
-/// The reply to a memory read that could not read its first byte: the one place a failure's kind
-/// becomes an errno. Every kind is EFAULT (`E14`, the errno's decimal digits as kmemd has always
-/// sent them): GDB reports any `Exx` to an `m`/`x` packet as "Cannot access memory at address",
-/// so the kind goes to the log, and GDB sees what a faulting access in the kernel would give.
-/// The match is exhaustive so that a new kind has to decide here.
-fn mem_error_reply(kind: MemErrorKind) -> &'static str {
-    match kind {
-        MemErrorKind::NotPresent { .. }
-        | MemErrorKind::Excluded
-        | MemErrorKind::NotInDump
-        | MemErrorKind::Corrupt
-        | MemErrorKind::Unsupported
-        | MemErrorKind::Fault => "E14",
-    }
-}
-
-fn xfer_chunk(doc: &[u8], offset: u64, len: u64, out: &mut Vec<u8>) {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(doc.len());
-    let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_READ);
-    let end = start.saturating_add(len).min(doc.len());
-    out.push(if end < doc.len() { b'm' } else { b'l' });
-    hex::escape_binary_into(&doc[start..end], out);
-}
-
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            c if c.is_control() => "?".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn threads_xml(threads: &[ThreadInfo]) -> Vec<u8> {
-    let mut s = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
-    for t in threads {
-        s.push_str(&format!(
-            "<thread id=\"{:x}\" name=\"{}\"",
-            t.tid,
-            xml_escape(&t.name)
-        ));
-        if let Some(core) = t.core {
-            s.push_str(&format!(" core=\"{core}\""));
-        }
-        s.push_str(&format!(">{}</thread>\n", xml_escape(&t.extra)));
-    }
-    s.push_str("</threads>\n");
-    s.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arch::{Arch, Registers};
-    use crate::mem::{MemError, VirtRead};
+    use crate::mem::{MemError, MemErrorKind, VirtRead};
     use std::io::Cursor;
 
     /// Memory: one readable window; everything else faults.
@@ -497,6 +543,7 @@ mod tests {
         base: u64,
         bytes: Vec<u8>,
         reads: usize,
+        caps: crate::target::Capabilities,
     }
 
     impl VirtRead for Mock {
@@ -518,6 +565,9 @@ mod tests {
     impl Target for Mock {
         fn arch(&self) -> Arch {
             Arch::X86_64
+        }
+        fn capabilities(&self) -> crate::target::Capabilities {
+            self.caps
         }
         fn threads(&mut self) -> Vec<ThreadInfo> {
             (1..=3)
@@ -581,6 +631,7 @@ mod tests {
             base: 0xffff_8880_0000_0000,
             bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
             reads: 0,
+            caps: crate::target::Capabilities::ALL,
         }
     }
 
@@ -777,6 +828,31 @@ mod tests {
         let threads = s(&r[3]);
         assert!(threads.starts_with("l<?xml"));
         assert!(threads.contains("<thread id=\"3\" name=\"CPU 2\" core=\"2\">CPU 2 &lt;&amp;&gt;</thread>"));
+    }
+
+    #[test]
+    fn features_a_target_lacks_are_neither_offered_nor_served() {
+        let mut m = mock();
+        m.caps = crate::target::Capabilities {
+            target_description: false,
+            thread_list: false,
+        };
+        let mut input = Vec::new();
+        for p in [
+            &b"qSupported"[..],
+            b"qXfer:features:read:target.xml:0,100",
+            b"qXfer:threads:read::0,1000",
+            b"qfThreadInfo",
+        ] {
+            input.extend(pkt(p));
+        }
+        let (r, _, _) = run(&mut m, &input);
+        let sup = s(&r[0]);
+        assert!(sup.contains("PacketSize=100000"), "{sup}");
+        assert!(!sup.contains("qXfer"), "{sup}");
+        assert_eq!(r[1], b"", "not supported");
+        assert_eq!(r[2], b"", "not supported");
+        assert_eq!(r[3], b"m1,2,3", "qfThreadInfo still lists the threads");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Where GDB's bytes come from: a UNIX socket, TCP, stdin/stdout, or a serial line. Each gives
-//! the session a `Read + Write` connection; the server never knows which.
+//! the session a `Read + Write` connection with the descriptors to poll; the server never knows
+//! which. Sockets accept many GDBs (non-blocking, so the server's poll loop serves them side by
+//! side); stdin/stdout and a serial line are one line, one session at a time.
 
 use crate::sys::os;
 use log::{info, warn};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,48 @@ pub enum Conn {
     Tty(File),
 }
 
+impl Conn {
+    /// The descriptor to poll for GDB's bytes.
+    pub fn read_fd(&self) -> RawFd {
+        match self {
+            Conn::Unix(s) => s.as_raw_fd(),
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Stdio { input, .. } => input.as_raw_fd(),
+            Conn::Tty(f) => f.as_raw_fd(),
+        }
+    }
+
+    /// The descriptor to poll before writing to GDB.
+    pub fn write_fd(&self) -> RawFd {
+        match self {
+            Conn::Stdio { output, .. } => output.as_raw_fd(),
+            c => c.read_fd(),
+        }
+    }
+
+    /// Whether reads and writes may block. Sockets are non-blocking: a write takes what fits and
+    /// says `WouldBlock` for the rest. stdin/stdout and a serial line keep the blocking mode they
+    /// came with (O_NONBLOCK would be shared with whoever else holds them, say a shell's terminal),
+    /// so the server touches them only when poll says they are ready, and writes at most
+    /// [`BLOCKING_WRITE_MAX`] bytes at a time.
+    pub fn blocking(&self) -> bool {
+        matches!(self, Conn::Stdio { .. } | Conn::Tty(_))
+    }
+
+    /// Ends the sending side, so the peer reads what was sent and then EOF (sockets only).
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Conn::Unix(s) => s.shutdown(Shutdown::Write),
+            Conn::Tcp(s) => s.shutdown(Shutdown::Write),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// Largest write to a blocking descriptor after poll reported it writable: a pipe then has room
+/// for at least one page (PIPE_BUF), so such a write does not wait for the reader.
+pub const BLOCKING_WRITE_MAX: usize = 4096;
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -86,9 +131,15 @@ impl Write for Conn {
     }
 }
 
-/// A bound listener: sockets accept one GDB after another; stdio and ttys have one line.
+/// A bound listener: sockets accept GDBs as they come; stdio and ttys have one line.
 pub enum Listener {
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+        /// Device and inode of the socket file kmemd created: only that file is removed at the
+        /// end, never one that replaced it meanwhile.
+        file_id: Option<(u64, u64)>,
+    },
     Tcp(TcpListener),
     Stdio(Option<Conn>),
     Tty(Option<Conn>),
@@ -124,11 +175,19 @@ fn unix_listen(path: &Path) -> Result<Listener, String> {
         };
         format!("cannot listen on {}: {e}{hint}", path.display())
     })?;
-    info!("listening on UNIX socket {} (mode 0600)", path.display());
-    Ok(Listener::Unix {
+    let file_id = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let listener = Listener::Unix {
         listener,
         path: path.to_path_buf(),
-    })
+        file_id,
+    };
+    if let Listener::Unix { listener, .. } = &listener {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot make {} non-blocking: {e}", path.display()))?;
+    }
+    info!("listening on UNIX socket {} (mode 0600)", path.display());
+    Ok(listener)
 }
 
 fn tcp_listen(host: Option<&str>, port: u16) -> Result<Listener, String> {
@@ -145,6 +204,9 @@ fn tcp_listen(host: Option<&str>, port: u16) -> Result<Listener, String> {
         }
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make the TCP listener non-blocking: {e}"))?;
     if !local.ip().is_loopback() {
         warn!("serving the kernel's memory to the network on {local}: anyone who can connect can read it");
     }
@@ -208,31 +270,37 @@ impl Listener {
         }
     }
 
-    /// Whether another session can follow the one that just ended.
-    pub fn serves_many(&self) -> bool {
-        matches!(self, Listener::Unix { .. } | Listener::Tcp(_) | Listener::Tty(_))
+    /// The descriptor to poll for new GDBs; `None` for a line (stdio, tty), which carries one
+    /// session at a time and hands out the next with [`Listener::accept`] when one ends.
+    pub fn poll_fd(&self) -> Option<RawFd> {
+        match self {
+            Listener::Unix { listener, .. } => Some(listener.as_raw_fd()),
+            Listener::Tcp(l) => Some(l.as_raw_fd()),
+            Listener::Stdio(_) | Listener::Tty(_) => None,
+        }
     }
 
-    /// Waits for the next GDB. `Ok(None)` means there will be no more (stdio used up).
-    pub fn accept(&mut self) -> io::Result<Option<Conn>> {
+    /// The next GDB and where it came from, for log lines ("from 127.0.0.1:4711"). Sockets never block: with nobody
+    /// waiting the error is `WouldBlock`. `Ok(None)` means there will be no more (stdio used up).
+    pub fn accept(&mut self) -> io::Result<Option<(Conn, String)>> {
         match self {
             Listener::Unix { listener, .. } => {
                 let (s, _) = listener.accept()?;
-                info!("GDB connected on the UNIX socket");
-                Ok(Some(Conn::Unix(s)))
+                s.set_nonblocking(true)?;
+                Ok(Some((Conn::Unix(s), "on the UNIX socket".into())))
             }
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept()?;
+                s.set_nonblocking(true)?;
                 // Without it every reply waits ~45 ms for Nagle's algorithm.
                 s.set_nodelay(true)?;
-                info!("GDB connected from {peer}");
-                Ok(Some(Conn::Tcp(s)))
+                Ok(Some((Conn::Tcp(s), format!("from {peer}"))))
             }
-            Listener::Stdio(c) => Ok(c.take()),
+            Listener::Stdio(c) => Ok(c.take().map(|c| (c, "on stdin/stdout".into()))),
             Listener::Tty(c) => {
                 // The line stays open: hand out a fresh handle to the same device each time.
                 match c {
-                    Some(Conn::Tty(f)) => Ok(Some(Conn::Tty(f.try_clone()?))),
+                    Some(Conn::Tty(f)) => Ok(Some((Conn::Tty(f.try_clone()?), "on the serial line".into()))),
                     _ => Ok(None),
                 }
             }
@@ -241,9 +309,25 @@ impl Listener {
 }
 
 impl Drop for Listener {
+    /// Removes the socket file kmemd created, and only that one: if someone replaced it since
+    /// (removed it and bound their own), theirs stays.
     fn drop(&mut self) {
-        if let Listener::Unix { path, .. } = self {
-            let _ = fs::remove_file(path);
+        let Listener::Unix { path, file_id, .. } = self else {
+            return;
+        };
+        match fs::symlink_metadata(&*path) {
+            Ok(m) if m.file_type().is_socket() && Some((m.dev(), m.ino())) == *file_id => {
+                match fs::remove_file(&*path) {
+                    Ok(()) => info!("removed socket file {}", path.display()),
+                    Err(e) => warn!("cannot remove socket file {}: {e}", path.display()),
+                }
+            }
+            Ok(_) => warn!(
+                "{} is no longer the socket kmemd created: left in place",
+                path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot check socket file {}: {e}", path.display()),
         }
     }
 }
@@ -322,6 +406,23 @@ mod tests {
         let e = Listener::bind(&ListenSpec::Unix(p.clone()), None).err().unwrap();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(fs::read(&p).unwrap(), b"precious");
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn only_the_socket_file_kmemd_created_is_removed() {
+        let p = tmp("replaced");
+        let _ = fs::remove_file(&p);
+        let l = Listener::bind(&ListenSpec::Unix(p.clone()), None).unwrap();
+        // Someone removes kmemd's socket file and binds their own at the same path.
+        fs::remove_file(&p).unwrap();
+        let theirs = UnixListener::bind(&p).unwrap();
+        drop(l);
+        assert!(
+            fs::symlink_metadata(&p).unwrap().file_type().is_socket(),
+            "the socket that replaced kmemd's stays"
+        );
+        drop(theirs);
         fs::remove_file(&p).unwrap();
     }
 

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = (parse_number(value), parse_hex(value));
     }
     let _ = (info.page_size(), info.kerneloffset(), info.osrelease());
+    // Damage is described (with escapes, shortened), whatever the bytes.
+    let _ = (info.damage(), info.lacks("NUMBER(phys_base)", None, "no tables"));
 
     for arch in [Arch::X86_64, Arch::Aarch64] {
         // The way the dump target builds its page tables.

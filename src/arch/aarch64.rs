@@ -300,8 +300,8 @@ impl PagingAarch64 {
                 }),
             }
         };
-        let page_size = number("PAGESIZE")?
-            .ok_or("the dump's VMCOREINFO has no PAGESIZE, so its page tables cannot be read")?;
+        let page_size =
+            number("PAGESIZE")?.ok_or_else(|| v.lacks("PAGESIZE", None, "its page tables cannot be read"))?;
         let page_shift = match page_size {
             4096 => 12,
             16384 => 14,
@@ -321,6 +321,15 @@ impl PagingAarch64 {
         // and TTBR1 points into it (c812026c54cf, v5.4), so VA_BITS is. drgn does the same.
         let config_va_bits = number("NUMBER(VA_BITS)")?;
         let t1sz = number("NUMBER(TCR_EL1_T1SZ)")?;
+        // Absent T1SZ means VA_BITS is the geometry, unless the note is damaged where T1SZ may
+        // have been: then VA_BITS could be the wrong size for a 52-bit kernel.
+        if t1sz.is_none() && v.may_have_lost("NUMBER(TCR_EL1_T1SZ)") {
+            return Err(v.lacks(
+                "NUMBER(TCR_EL1_T1SZ)",
+                None,
+                "the number of virtual address bits the kernel ran with is unknown",
+            ));
+        }
         let va_bits = match (t1sz, page_shift) {
             (Some(t1sz), 12 | 14) if (12..=28).contains(&t1sz) => 64 - t1sz,
             (Some(t1sz), 12 | 14) => {
@@ -328,9 +337,13 @@ impl PagingAarch64 {
                     "VMCOREINFO's NUMBER(TCR_EL1_T1SZ) {t1sz} is out of range; the dump is corrupt"
                 ))
             }
-            _ => config_va_bits.ok_or(
-                "the dump's VMCOREINFO has no NUMBER(VA_BITS) (kernels before 4.12 are not supported)",
-            )?,
+            _ => config_va_bits.ok_or_else(|| {
+                v.lacks(
+                    "NUMBER(VA_BITS)",
+                    Some("kernels before 4.12 are not supported"),
+                    "its page tables cannot be read",
+                )
+            })?,
         };
         let va_bits =
             u8::try_from(va_bits).map_err(|_| format!("VMCOREINFO's VA_BITS {va_bits} is out of range"))?;
@@ -338,15 +351,23 @@ impl PagingAarch64 {
         // when it runs with 52-bit VAs: 352b0395b505 ("arm64: Enable 52-bit virtual addressing
         // for 4k and 16k granule configs") (v6.9). PA size is not in VMCOREINFO.
         let form = Self::form(page_shift, va_bits, va_bits == 52)?;
-        let pgd = lookup("SYMBOL(swapper_pg_dir)").ok_or(
-            "the dump's VMCOREINFO has no SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found",
-        )?;
+        let pgd = lookup("SYMBOL(swapper_pg_dir)").ok_or_else(|| {
+            v.lacks(
+                "SYMBOL(swapper_pg_dir)",
+                None,
+                "the kernel page tables cannot be found",
+            )
+        })?;
         let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's SYMBOL(swapper_pg_dir) {pgd:?} is not a hex address"))?;
         // Kernel image VA -> PA is va - kimage_voffset (arch/arm64/include/asm/memory.h).
-        let voffset = number("NUMBER(kimage_voffset)")?.ok_or(
-            "the dump's VMCOREINFO has no NUMBER(kimage_voffset), so the kernel page tables cannot be located",
-        )?;
+        let voffset = number("NUMBER(kimage_voffset)")?.ok_or_else(|| {
+            v.lacks(
+                "NUMBER(kimage_voffset)",
+                None,
+                "the kernel page tables cannot be located",
+            )
+        })?;
         Ok(Paging {
             form,
             root: PhysAddr(pgd.wrapping_sub(voffset)),
@@ -839,6 +860,23 @@ mod tests {
         // Old kernels without T1SZ.
         let p = from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
         assert_eq!((p.form.va_bits, p.form.levels), (39, 3));
+        // ... but not when the note is damaged where T1SZ may have been.
+        let e = from_text(&format!(
+            "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1\x7f"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("corrupt: control byte 0x7f") && e.contains("lacks NUMBER(TCR_EL1_T1SZ)"),
+            "{e}"
+        );
+        let e = PagingAarch64::from_vmcoreinfo(&VmcoreInfo::parse(
+            b"PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff8000\xff82d6c000\n",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("corrupt: byte 0xff") && e.contains("lacks SYMBOL(swapper_pg_dir)"),
+            "{e}"
+        );
 
         assert!(from_text(&format!("{base}NUMBER(VA_BITS)=48\n"))
             .unwrap_err()

@@ -158,10 +158,20 @@ impl PagingX86_64 {
         let number = |s: &str| parse_number(s).map(|n| n as u64);
         // init_top_pgt since Linux 4.13 (renamed from init_level4_pgt); the generic
         // SYMBOL(swapper_pg_dir) carries the same address (`#define swapper_pg_dir init_top_pgt`).
-        let pgd = ["SYMBOL(init_top_pgt)", "SYMBOL(swapper_pg_dir)", "SYMBOL(init_level4_pgt)"]
-            .iter()
-            .find_map(|k| lookup(k))
-            .ok_or("the dump's VMCOREINFO has no SYMBOL(init_top_pgt) or SYMBOL(swapper_pg_dir), so the kernel page tables cannot be found; is this an x86_64 kernel dump?")?;
+        let pgd = [
+            "SYMBOL(init_top_pgt)",
+            "SYMBOL(swapper_pg_dir)",
+            "SYMBOL(init_level4_pgt)",
+        ]
+        .iter()
+        .find_map(|k| lookup(k))
+        .ok_or_else(|| {
+            v.lacks(
+                "SYMBOL(init_top_pgt) or SYMBOL(swapper_pg_dir)",
+                Some("is this an x86_64 kernel dump?"),
+                "the kernel page tables cannot be found",
+            )
+        })?;
         let pgd = parse_hex(pgd)
             .ok_or_else(|| format!("VMCOREINFO's page-table symbol value {pgd:?} is not a hex address"))?;
         if pgd < __START_KERNEL_map {
@@ -171,14 +181,25 @@ impl PagingX86_64 {
         }
         // NUMBER(phys_base) is printed with %ld (signed: a kernel loaded below its link address
         // has a negative phys_base); Linux 4.10 replaced SYMBOL(phys_base) by it.
-        let phys_base = lookup("NUMBER(phys_base)").ok_or(
-            "the dump's VMCOREINFO has no NUMBER(phys_base) (kernels before 4.10), so the kernel page tables cannot be located",
-        )?;
-        let phys_base = number(phys_base)
-            .ok_or_else(|| format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number"))?;
+        let phys_base = lookup("NUMBER(phys_base)").ok_or_else(|| {
+            v.lacks(
+                "NUMBER(phys_base)",
+                Some("kernels before 4.10"),
+                "the kernel page tables cannot be located",
+            )
+        })?;
+        let phys_base = number(phys_base).ok_or_else(|| {
+            format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number; the dump is corrupt")
+        })?;
         // NUMBER(pgtable_l5_enabled) is printed by kernels where 5-level paging is a boot-time
-        // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels.
-        let levels = match lookup("NUMBER(pgtable_l5_enabled)").map(number) {
+        // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels, unless the note is
+        // damaged where it may have been: then 4 levels is a guess that could walk a 5-level
+        // kernel's tables wrongly.
+        const L5: &str = "NUMBER(pgtable_l5_enabled)";
+        if lookup(L5).is_none() && v.may_have_lost(L5) {
+            return Err(v.lacks(L5, None, "4-level and 5-level paging cannot be told apart"));
+        }
+        let levels = match lookup(L5).map(number) {
             Some(Some(0)) | None => 4,
             Some(Some(_)) => 5,
             Some(None) => return Err("VMCOREINFO's NUMBER(pgtable_l5_enabled) is not a number".to_string()),
@@ -506,6 +527,22 @@ mod tests {
             .unwrap_err()
             .contains("phys_base"));
         assert!(from_text("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
+
+        // A damaged note is blamed for what it lacks, not the kernel's age.
+        let e = from_text("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_b\0se)=0\n").unwrap_err();
+        assert!(
+            e.starts_with("the dump's VMCOREINFO note is corrupt: a NUL byte at offset 0x33")
+                && e.contains("lacks NUMBER(phys_base)")
+                && !e.contains("4.10"),
+            "{e}"
+        );
+        // A note cut before NUMBER(pgtable_l5_enabled) cannot say 4 levels by its silence.
+        let e =
+            from_text("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_base)=0\nNUMBER(pgt").unwrap_err();
+        assert!(
+            e.contains("corrupt: a line cut short") && e.contains("lacks NUMBER(pgtable_l5_enabled)"),
+            "{e}"
+        );
         assert!(from_text("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
     }
 

@@ -154,7 +154,12 @@ impl Dump {
                 (arch, vmci, info.cpus, crashing)
             }
         };
-        if vmcoreinfo.is_empty() {
+        if let Some(d) = vmcoreinfo.damage() {
+            log::warn!(
+                "the dump's VMCOREINFO note is corrupt: {d}; kmemd skips the damaged lines and \
+                 reads the rest"
+            );
+        } else if vmcoreinfo.is_empty() {
             log::warn!("the dump has no VMCOREINFO: kernel addresses cannot be translated without it");
         }
         Ok(Dump {
@@ -308,6 +313,9 @@ impl Dump {
             .map_or("unknown (no KERNELOFFSET)".to_string(), |o| format!("{o:#x}"));
         let _ = writeln!(t, "KASLR offset:  {kaslr}");
         let _ = writeln!(t, "VMCOREINFO:    {} entries", vi.entries().len());
+        if let Some(d) = vi.damage() {
+            let _ = writeln!(t, "warning:       the VMCOREINFO note is corrupt: {d}");
+        }
         let ranges = self.phys_ranges();
         let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
         let size = if total >= 1 << 20 {

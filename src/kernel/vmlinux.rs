@@ -5,7 +5,6 @@
 use crate::arch::Arch;
 use crate::mem::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
 use crate::mem::elf::{self, EHDR_SIZE, SHT_SYMTAB};
-use std::fs::File;
 use std::path::Path;
 
 const SYM_SIZE: usize = 24;
@@ -36,14 +35,10 @@ fn le<'a>(b: &'a [u8], what: &'a str) -> Bytes<'a> {
     Bytes::new(b, Endian::Little, what)
 }
 
-/// The file at `path` for positioned reads.
+/// The file at `path` for positioned reads (a FIFO or device given as -k is refused by its
+/// type, never waited on: see `FileSource::open`).
 fn open(path: &Path) -> Result<FileSource, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let size = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-        .len();
-    Ok(FileSource::new(file, size))
+    FileSource::open(path)
 }
 
 /// NUL-terminated string at `off` in a string table.

@@ -4,7 +4,9 @@
 
 use byteorder::{BigEndian, ByteOrder, LittleEndian};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 /// Byte order of a dump's headers (the dumped machine's, or big-endian for flattened records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +64,7 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
 }
 
-/// A regular file read with `pread`, so no seek position is shared.
+/// A regular file (or block device) read with `pread`, so no seek position is shared.
 pub struct FileSource {
     file: File,
     len: u64,
@@ -79,17 +81,93 @@ impl FileSource {
         &self.file
     }
 
-    pub fn open(path: &str) -> Result<FileSource, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-        let meta = file.metadata().map_err(|e| format!("cannot stat {path}: {e}"))?;
-        if meta.is_dir() {
-            return Err(format!("{path} is a directory; give the path of a vmcore file"));
+    /// Opens a dump for positioned reads: a regular file, or a block device holding one.
+    ///
+    /// Anything else is refused by its type before it is opened, with what it is: opening a
+    /// FIFO blocks until a writer comes, opening a device can act on it (a tape rewinds, a
+    /// watchdog starts), and `/dev/zero`, `/proc/self/mem` and their kind report a size of 0
+    /// that says nothing of their contents. The file is opened `O_NONBLOCK | O_NOCTTY` and
+    /// checked again, so one swapped in after the first look neither blocks nor becomes a
+    /// controlling terminal; neither flag changes reads from a file or a block device.
+    pub fn open(path: impl AsRef<Path>) -> Result<FileSource, String> {
+        let path = path.as_ref();
+        let name = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot open {name}: {e}"))?;
+        refuse_unless_file(path, &meta)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| format!("cannot open {name}: {e}"))?;
+        let meta = file.metadata().map_err(|e| format!("cannot stat {name}: {e}"))?;
+        refuse_unless_file(path, &meta)?;
+        let len = if meta.file_type().is_block_device() {
+            // A block device's st_size is 0; its size is where a seek to the end lands.
+            let len = (&file)
+                .seek(SeekFrom::End(0))
+                .map_err(|e| format!("cannot find the size of block device {name}: {e}"))?;
+            if len == 0 {
+                return Err(format!(
+                    "{name} is a block device with nothing in it (0 bytes); give the device or \
+                     file that holds the dump"
+                ));
+            }
+            len
+        } else {
+            meta.len()
+        };
+        if len == 0 {
+            if let Some(fs) = crate::sys::os::fs_magic(&file).ok().and_then(pseudo_fs_name) {
+                return Err(format!(
+                    "{name} is not a regular file: it is a file of the kernel's {fs} \
+                     pseudo-filesystem, made up as it is read, with no size to read it by; give \
+                     a regular file or a block device"
+                ));
+            }
         }
-        Ok(FileSource {
-            file,
-            len: meta.len(),
-        })
+        Ok(FileSource { file, len })
     }
+}
+
+/// Names of the kernel pseudo-filesystems whose files report a size of 0 whatever they hold
+/// (magic numbers from include/uapi/linux/magic.h, Linux 6.x).
+fn pseudo_fs_name(magic: u64) -> Option<&'static str> {
+    Some(match magic {
+        0x9fa0 => "proc (/proc)",
+        0x6265_6572 => "sysfs (/sys)",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7363_6673 => "securityfs",
+        0x6367_7270 => "cgroup2",
+        0x0027_e0eb => "cgroup",
+        0x6265_6570 => "configfs",
+        0xcafe_4a11 => "bpf",
+        _ => return None,
+    })
+}
+
+/// Err, saying what `path` is instead, unless it is a regular file or a block device.
+fn refuse_unless_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let name = path.display();
+    let t = meta.file_type();
+    let what = if t.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_dir() {
+        return Err(format!("{name} is a directory; give the path of a file in it"));
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)".to_string()
+    } else if t.is_socket() {
+        "a UNIX socket".to_string()
+    } else if t.is_char_device() {
+        let dev = meta.rdev();
+        format!("a character device ({}:{})", libc::major(dev), libc::minor(dev))
+    } else {
+        "neither a file nor a device".to_string()
+    };
+    Err(format!(
+        "{name} is not a regular file: it is {what}. kmemd reads at offsets all over the file, \
+         so it needs a regular file or a block device; save the data to a file first"
+    ))
 }
 
 impl ReadAt for FileSource {

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod framing;
 pub mod hex;
+pub mod reply;
 
 /// The packet size kmemd advertises (hex in `qSupported`). GDB then asks for half of it in bytes
 /// per `m`/`x`; at 1 MiB GDB 18 reaches its own ceiling (see reference/live-reads.md).

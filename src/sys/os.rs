@@ -101,6 +101,22 @@ pub fn redirect_stderr(target: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// The type of the filesystem holding `f`: statfs's `f_type`, a magic number from
+/// include/uapi/linux/magic.h (e.g. 0x9fa0 for /proc). Lets callers tell a kernel pseudo-file,
+/// whose size says nothing of its contents, from an empty file.
+pub fn fs_magic(f: &File) -> io::Result<u64> {
+    // SAFETY: statfs is plain old data; zeroed is a valid bit pattern and fstatfs fills it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open (`f` is borrowed for the call); `st` is a valid, writable
+    // statfs.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type is signed on glibc x86_64 and unsigned elsewhere; the magic numbers are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as u64 & 0xffff_ffff)
+}
+
 /// Runs `f` with the process umask set to `mask`, restoring it afterwards. Used to create the
 /// UNIX socket with mode 0600 from the start, with no window where it is wider.
 pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
@@ -147,12 +163,15 @@ pub fn perf_event_open_missing() -> bool {
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-/// Set by the SIGINT/SIGTERM handler; polled by long-running loops (watch mode).
+/// Set by the stop-signal handler; polled by long-running loops (watch mode, the server).
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The signal that set it (0: none yet), so the loop can log why it stops.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Write end of the self-pipe the handler pokes so a blocked `poll` wakes at once.
 static STOP_PIPE_WR: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_stop_signal(_sig: libc::c_int) {
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP_REQUESTED.store(true, Ordering::SeqCst);
     let fd = STOP_PIPE_WR.load(Ordering::SeqCst);
     if fd >= 0 {
@@ -163,10 +182,20 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
     }
 }
 
-/// Catches SIGINT and SIGTERM: they set a flag (`stop_requested`) and make the returned fd
-/// readable, so a loop blocked in `poll` on it wakes immediately. Returns the pipe's read end.
-pub fn install_stop_signals() -> Result<std::os::fd::OwnedFd, String> {
-    use std::os::fd::FromRawFd;
+/// Catches SIGINT and SIGTERM (watch mode): they set a flag (`stop_requested`) and make the
+/// returned fd readable, so a loop blocked in `poll` on it wakes immediately. Returns the pipe's
+/// read end.
+pub fn install_stop_signals() -> Result<OwnedFd, String> {
+    install_signals(&[libc::SIGINT, libc::SIGTERM])
+}
+
+/// Like `install_stop_signals`, and SIGHUP too (serve mode: a server whose terminal or ssh
+/// session went away ends cleanly rather than dying with its socket file left behind).
+pub fn install_shutdown_signals() -> Result<OwnedFd, String> {
+    install_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+}
+
+fn install_signals(signals: &[libc::c_int]) -> Result<OwnedFd, String> {
     let mut fds = [-1i32; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
@@ -178,10 +207,11 @@ pub fn install_stop_signals() -> Result<std::os::fd::OwnedFd, String> {
     }
     // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else. The write end is
     // kept open for the life of the process (the handler may run at any time).
-    let rd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+    let rd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     STOP_PIPE_WR.store(fds[1], Ordering::SeqCst);
     STOP_REQUESTED.store(false, Ordering::SeqCst);
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    STOP_SIGNAL.store(0, Ordering::SeqCst);
+    for &sig in signals {
         // SAFETY: a zeroed sigaction is a valid starting value; the handler is an extern "C" fn
         // that only touches atomics and calls write(2). No SA_RESTART: poll returns EINTR.
         let rc = unsafe {
@@ -193,7 +223,8 @@ pub fn install_stop_signals() -> Result<std::os::fd::OwnedFd, String> {
         };
         if rc != 0 {
             return Err(format!(
-                "cannot catch signal {sig}: {}",
+                "cannot catch signal {}: {}",
+                signal_name(sig),
                 std::io::Error::last_os_error()
             ));
         }
@@ -201,9 +232,24 @@ pub fn install_stop_signals() -> Result<std::os::fd::OwnedFd, String> {
     Ok(rd)
 }
 
-/// Whether SIGINT or SIGTERM arrived since `install_stop_signals`.
+/// Whether a stop signal arrived since the handlers were installed.
 pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// The stop signal that arrived last, if any.
+pub fn stop_signal() -> Option<i32> {
+    Some(STOP_SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// The usual name of a signal number, for log lines.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes. Returns which fds are readable
@@ -230,6 +276,48 @@ pub fn poll_readable(fds: &[i32], timeout_ms: i32) -> Result<Vec<bool>, String> 
         .iter()
         .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
         .collect())
+}
+
+/// Readiness bits for [`poll`].
+pub use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+
+/// One entry of a [`poll`] set: `fd`, the `events` to wait for, and the `revents` that happened.
+pub type PollFd = libc::pollfd;
+
+/// An entry waiting for `events` (`POLLIN`, `POLLOUT`) on `fd`.
+pub fn poll_fd(fd: i32, events: i16) -> PollFd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Waits until an entry of `fds` is ready or `timeout` passes (`None`: no limit), filling in
+/// each entry's `revents`; returns how many entries have any. A signal ends the wait early and
+/// returns `Ok(0)` with no `revents`, so the caller looks at its stop flag.
+pub fn poll(fds: &mut [PollFd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    for p in fds.iter_mut() {
+        p.revents = 0;
+    }
+    // Rounded up, so a wait for a deadline does not wake just before it and spin.
+    let ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+    };
+    // SAFETY: `fds` is a live, correctly sized array of pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            for p in fds.iter_mut() {
+                p.revents = 0;
+            }
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(rc as usize)
 }
 
 /// Empties the non-blocking stop pipe (after a wake-up).

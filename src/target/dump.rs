@@ -41,6 +41,13 @@ impl DumpTarget {
     pub fn new(dump: Dump) -> Result<DumpTarget, String> {
         let arch = dump.arch();
         let vmci = dump.vmcoreinfo();
+        if let (true, Some(d)) = (vmci.is_empty(), vmci.damage()) {
+            return Err(format!(
+                "the dump's VMCOREINFO note is corrupt: {d}; no line of it is readable, so the \
+                 kernel's page tables cannot be found. The dump file is damaged: copy it again \
+                 from where the crash kernel saved it"
+            ));
+        }
         if vmci.is_empty() {
             return Err(
                 "the dump carries no VMCOREINFO, which kmemd needs to find the kernel's page \

@@ -10,12 +10,36 @@ use crate::arch::{Arch, Registers};
 pub use crate::kernel::threads::{ThreadInfo, Tid};
 use crate::mem::VirtRead;
 
+/// What a target offers GDB beyond memory and registers, said once: the server's `qSupported`
+/// and its answers to the packets behind each feature follow from it (a target that lacks a
+/// feature is never asked for it, and the packet gets the "not supported" reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Serves a GDB target description of its architecture (`qXfer:features:read`).
+    pub target_description: bool,
+    /// Lists its threads as one document (`qXfer:threads:read`), with names and cores.
+    pub thread_list: bool,
+}
+
+impl Capabilities {
+    /// Everything kmemd's targets offer today.
+    pub const ALL: Capabilities = Capabilities {
+        target_description: true,
+        thread_list: true,
+    };
+}
+
 /// A target's memory is its [`VirtRead`], with that trait's contract: a prefix of real bytes,
 /// an error only when the first byte cannot be read, never zero-fill; the server asks again for
 /// the rest. Nothing in a `Target` writes to the kernel.
 pub trait Target: VirtRead {
     /// The architecture of the kernel served (a dump's, not the host's).
     fn arch(&self) -> Arch;
+
+    /// What this target offers (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
 
     /// The threads GDB sees, in a stable order. Never empty.
     fn threads(&mut self) -> Vec<ThreadInfo>;

@@ -100,9 +100,9 @@ pub struct Options {
     pub pairs: Vec<(String, String)>,
     /// `-k`: a vmlinux for symbols kallsyms lacks.
     pub vmlinux: Option<PathBuf>,
-    /// Stop after this many hits (`-n`) / seconds (`-t`).
+    /// Stop after this many hits (`-n`) / this long (`-t`).
     pub count: Option<u64>,
-    pub seconds: Option<f64>,
+    pub seconds: Option<Duration>,
     /// One JSON object per hit.
     pub json: bool,
 }
@@ -110,6 +110,10 @@ pub struct Options {
 /// `kmemd -w TYPE TARGET ...`: arms the watchpoints and prints hits until `-n`, `-t`, SIGINT or
 /// SIGTERM. Returns the process exit code.
 pub fn run(config: &Options) -> Result<i32, String> {
+    // Before anything is armed: a -t the clock cannot count is an error, not a panic later.
+    if let Some(t) = config.seconds {
+        deadline_after(Instant::now(), t)?;
+    }
     let pairs = &config.pairs;
     let arch = Arch::host();
     // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
@@ -285,6 +289,30 @@ pub fn run(config: &Options) -> Result<i32, String> {
     Ok(0)
 }
 
+/// The moment `limit` after `start`. `Instant + Duration` panics past the clock's range (i64
+/// seconds on Linux); -t is capped far below it (cli::MAX_WATCH_SECONDS), but the library takes
+/// any `Duration`.
+pub fn deadline_after(start: Instant, limit: Duration) -> Result<Instant, String> {
+    start.checked_add(limit).ok_or_else(|| {
+        format!(
+            "-t {} seconds is beyond what this system's clock counts; give a shorter -t, or none \
+             (Ctrl-C stops the watch)",
+            limit.as_secs()
+        )
+    })
+}
+
+/// How long one poll may wait: POLL_MS, less when the deadline is nearer; None once it has
+/// passed. The milliseconds left are bounded before they become an i32: a -t over 24.8 days
+/// (2^31 ms) would otherwise wrap, and a negative wait clamped to 1 ms spins the CPU.
+fn poll_timeout(deadline: Option<Instant>, now: Instant) -> Option<i32> {
+    match deadline {
+        Some(d) if now >= d => None,
+        Some(d) => Some((d - now).as_millis().clamp(1, POLL_MS as u128) as i32),
+        None => Some(POLL_MS),
+    }
+}
+
 struct Watcher<'a> {
     config: &'a Options,
     specs: &'a [Spec],
@@ -304,7 +332,9 @@ impl Watcher<'_> {
     /// The poll loop. Returns why it stopped, and the events (still armed) for the caller to
     /// release after counting what is queued.
     fn watch(&mut self, mut armed: Armed, stop_fd: i32, started: Instant) -> (StopReason, Armed) {
-        let deadline = self.config.seconds.map(|s| started + Duration::from_secs_f64(s));
+        // run() checked the deadline against the clock before arming; None here would need a
+        // clock that ran out of range since, and means no deadline.
+        let deadline = self.config.seconds.and_then(|t| deadline_after(started, t).ok());
         let mut fds: Vec<i32> = armed.rings.iter().map(|r| r.fd).collect();
         fds.push(stop_fd);
         let mut buf = Vec::with_capacity(PASS_BYTES * armed.rings.len());
@@ -316,15 +346,8 @@ impl Watcher<'_> {
             if os::stop_requested() {
                 return (StopReason::Signal, armed);
             }
-            let timeout = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return (StopReason::Time, armed);
-                    }
-                    ((d - now).as_millis() as i32).clamp(1, POLL_MS)
-                }
-                None => POLL_MS,
+            let Some(timeout) = poll_timeout(deadline, Instant::now()) else {
+                return (StopReason::Time, armed);
             };
             let timeout = if more { 0 } else { timeout };
             if let Err(e) = os::poll_readable(&fds, timeout) {
@@ -432,5 +455,54 @@ impl Watcher<'_> {
         let ok = so.write_all(self.out.as_bytes()).and_then(|_| so.flush()).is_ok();
         self.out.clear();
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_the_clock_cannot_count_is_an_error() {
+        let now = Instant::now();
+        let e = deadline_after(now, Duration::MAX).unwrap_err();
+        assert!(e.starts_with("-t 18446744073709551615 seconds is beyond"), "{e}");
+        let year = Duration::from_secs(365 * 24 * 3600); // cli::MAX_WATCH_SECONDS, the longest -t
+        assert_eq!(deadline_after(now, year), Ok(now + year));
+    }
+
+    #[test]
+    fn an_overlong_time_limit_is_refused_before_anything_is_armed() {
+        // Neither root nor a kernel that allows breakpoints is needed: the check comes first.
+        let e = run(&Options {
+            pairs: vec![("w8".into(), "0xffffffff81000000".into())],
+            seconds: Some(Duration::MAX),
+            ..Options::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("beyond what this system's clock counts"), "{e}");
+    }
+
+    #[test]
+    fn poll_waits_are_bounded_for_far_deadlines() {
+        let now = Instant::now();
+        assert_eq!(poll_timeout(None, now), Some(POLL_MS));
+        assert_eq!(poll_timeout(Some(now), now), None);
+        assert_eq!(poll_timeout(Some(now + Duration::from_micros(300)), now), Some(1));
+        assert_eq!(poll_timeout(Some(now + Duration::from_millis(7)), now), Some(7));
+        // 2^31 ms and more (24.8 days): the wait must stay POLL_MS, not wrap to a negative
+        // number that becomes a 1 ms busy loop.
+        for ms in [
+            1u64 << 31,
+            (1 << 31) + 1000,
+            (1 << 32) - 5,
+            365 * 24 * 3600 * 1000,
+        ] {
+            assert_eq!(
+                poll_timeout(Some(now + Duration::from_millis(ms)), now),
+                Some(POLL_MS),
+                "{ms} ms ahead"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """make bench, footprint part (issue 5): the static binaries' sizes, and kmemd's peak RSS
-(VmHWM) while it serves GDB a 16 MiB read, live and from a dump. Not a test: nothing asserted.
+(VmHWM) while it serves GDB a 16 MiB read, live and from a dump, and with 1 and 8 idle GDB
+sessions at once (issue 19). Not a test: nothing asserted.
 
 Usage: footprint.py KMEMD   (root, for the live session)
 """
@@ -41,6 +42,38 @@ def serve_and_read(args, addr):
     return kib, got
 
 
+def idle_sessions(counts):
+    """Peak RSS of kmemd serving the live kernel after each count of GDBs has connected and gone
+    idle at its prompt (all stay connected)."""
+    tmp = tempfile.mkdtemp(prefix="kmemd-footprint-")
+    sock = os.path.join(tmp, "s.sock")
+    p = subprocess.Popen([KMEMD, "-q", "-s", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.025)
+    gdbs, out = [], {}
+    try:
+        for i in range(max(counts)):
+            g = subprocess.Popen(["gdb", "-nx", "-q", "-ex", "set pagination off"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            g.stdin.write(f"target remote {sock}\necho @@connected@@\\n\n")
+            g.stdin.flush()
+            for line in g.stdout:
+                if "@@connected@@" in line:
+                    break
+            gdbs.append(g)
+            if i + 1 in counts:
+                out[i + 1] = vmhwm_kib(p.pid)
+    finally:
+        for g in gdbs:
+            g.kill()
+            g.wait()
+        p.kill()
+        p.wait()
+    return out
+
+
 def text_addr():
     for line in open("/proc/kallsyms"):
         a, _, name = line.split()[:3]
@@ -59,6 +92,8 @@ def main():
             print(f"static binary {triple}: not built (make static / make cross)")
     kib, got = serve_and_read([], text_addr())
     print(f"peak RSS serving a live session (gdb reads {got >> 20} MiB of kernel text): {kib / 1024:.1f} MiB")
+    for n, kib in idle_sessions([1, 8]).items():
+        print(f"peak RSS serving the live kernel to {n} idle GDB session(s): {kib / 1024:.1f} MiB")
     manifest = os.path.join(FIX, "manifest.txt")
     if os.path.exists(manifest):
         m = [l.split() for l in open(manifest)]

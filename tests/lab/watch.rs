@@ -493,6 +493,26 @@ fn count_and_time_limits() {
             "{}",
             d.err
         );
+
+        // The longest -t arms and counts its deadline a year away (no overflow once armed);
+        // here a count ends it.
+        let w = GuestWatch::start(g, &format!("-w w8 {:#x} -t 31536000 -n 2", plant.addr));
+        plant.bump(5);
+        let d = w.finish(Duration::from_secs(60));
+        assert_eq!(d.code, 0, "{}", d.text());
+        assert!(
+            d.out.contains("summary: 2 hits") && d.out.contains("hit count reached"),
+            "{}",
+            d.out
+        );
+        // Past it, -t is refused before anything is armed.
+        for t in ["1e20", "inf"] {
+            let e = refusal(g, &format!("-w w8 {:#x} -t {t}", plant.addr));
+            assert!(
+                e.contains("more than a year") && !e.contains("panicked"),
+                "-t {t}: {e}"
+            );
+        }
     }
 }
 
