@@ -7,6 +7,7 @@
 
 pub mod perf;
 pub mod report;
+pub mod snapshot;
 pub mod spec;
 pub mod syms;
 
