@@ -464,25 +464,6 @@ impl Drop for MapView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zlib_inflates_a_known_stream() {
-        // zlib.compress(b"kmemd kmemd kmemd\n") from Python's zlib
-        let stream = [
-            0x78, 0x9c, 0xcb, 0xce, 0x4d, 0xcd, 0x4d, 0x51, 0xc8, 0x46, 0x90, 0x5c, 0x00, 0x40, 0x6a, 0x06,
-            0x75,
-        ];
-        let mut out = [0u8; 64];
-        let n = zlib_uncompress(&stream, &mut out).expect("valid stream");
-        assert_eq!(&out[..n], b"kmemd kmemd kmemd\n");
-        assert!(zlib_uncompress(&stream[..5], &mut out).is_err());
-        assert!(zlib_uncompress(&stream, &mut out[..4]).is_err());
-    }
-}
-
 /// A BPF ring buffer map read from user space (kernel/bpf/ringbuf.c): one read-write page with
 /// the consumer position, then, read-only, the producer page and the data area mapped twice in a
 /// row, so a record that wraps is contiguous. Records start with an 8-byte header: a u32 length
@@ -616,5 +597,24 @@ impl Drop for RingBufView {
             libc::munmap(self.producer.cast(), self.page + 2 * self.size);
             libc::munmap(self.consumer.cast(), self.page);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zlib_inflates_a_known_stream() {
+        // zlib.compress(b"kmemd kmemd kmemd\n") from Python's zlib
+        let stream = [
+            0x78, 0x9c, 0xcb, 0xce, 0x4d, 0xcd, 0x4d, 0x51, 0xc8, 0x46, 0x90, 0x5c, 0x00, 0x40, 0x6a, 0x06,
+            0x75,
+        ];
+        let mut out = [0u8; 64];
+        let n = zlib_uncompress(&stream, &mut out).expect("valid stream");
+        assert_eq!(&out[..n], b"kmemd kmemd kmemd\n");
+        assert!(zlib_uncompress(&stream[..5], &mut out).is_err());
+        assert!(zlib_uncompress(&stream, &mut out[..4]).is_err());
     }
 }
