@@ -66,11 +66,13 @@ include fuzz/fuzz.mk
 include tests/fixtures/dbg.mk
 
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
+# The dump part installs drgn 0.3.0 into DRGN_VENV (default /opt/kmemd-drgn) to compare with, and
+# times crash too when Debian's crash and the fixtures' debug vmlinux (make dbg-vmlinux) are there.
 bench: fixtures
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
-	python3 tests/bench/dumps.py target/release/kmemd
+	KMEMD_GDB=gdb python3 tests/bench/dumps.py target/release/kmemd
 	python3 tests/bench/footprint.py target/release/kmemd
 	KMEMD_GDB=gdb python3 tests/bench/kernel.py target/release/kmemd
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"

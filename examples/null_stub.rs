@@ -5,7 +5,7 @@
 //! Usage: null_stub SPEC   (SPEC as kmemd's -s: a socket path, :PORT or -)
 
 use kmemd::arch::{Arch, Registers};
-use kmemd::mem::{MemError, VirtAddr, VirtRead};
+use kmemd::mem::{MemError, ReadError, VirtAddr, VirtRead};
 use kmemd::server::sessions;
 use kmemd::sys::os;
 use kmemd::target::{Target, ThreadInfo, Tid};
@@ -38,7 +38,7 @@ impl Target for NullTarget {
             core: None,
         }]
     }
-    fn registers(&mut self, _tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, _tid: Tid) -> Result<Registers, ReadError> {
         // As kmemd's live target: PC 0, the rest unavailable (GDB reads no memory without a PC).
         let mut r = vec![None; Arch::host().registers().len()];
         r[Arch::host().pc_index()] = Some(0);

@@ -122,7 +122,7 @@ fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
 /// fewer than `len` when memory stops being readable (the reason is logged). Errors are for
 /// `out` failing or the range wrapping the address space.
 pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn Write) -> Result<u64, String> {
-    const CHUNK: u64 = 4 << 20;
+    const CHUNK: u64 = 256 << 10;
     let mut buf = vec![0u8; len.clamp(1, CHUNK) as usize];
     let mut done: u64 = 0;
     while done < len {

@@ -9,16 +9,18 @@
 use crate::arch::Arch;
 use crate::cli::Config;
 use crate::kernel::proc_kallsyms::Kallsyms;
+use crate::kernel::symbols::Symbols;
 use crate::live::bpf::KernelReader;
 use crate::live::plant::Plant;
+use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{VirtAddr, VirtRead};
 use crate::sys::os;
 use crate::target::live::{self as live_target, LiveTarget};
 use crate::target::Target;
-use crate::watch::perf::{self, Armed, Record};
+use crate::watch::perf::{self, Armed, PerfSys, Record, SysPerf};
 use crate::watch::spec::{self, Access, Spec};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 /// How an item came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +228,16 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
         },
         &mut report,
     );
-    push(check_exec(arch, kallsyms.as_ref().ok(), perf_err), &mut report);
+    // Names resolve as `kmemd -s` and `-w` resolve them: the live target's resolver, or kallsyms
+    // alone when the live target could not be opened.
+    let mut symbol = |name: &str| match live.as_mut() {
+        Ok(t) => t.lookup_symbol(name).map(|(a, _)| a),
+        Err(_) => kallsyms
+            .as_ref()
+            .ok()
+            .and_then(|k| Symbols::new(Arc::clone(k.table()), VmcoreInfo::default()).symbol(name)),
+    };
+    push(check_exec(arch, &mut symbol, perf_err), &mut report);
     push(check_kcore(), &mut report);
     report
 }
@@ -335,11 +346,11 @@ fn check_kallsyms(k: &Result<Kallsyms, String>) -> Item {
 }
 
 fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
+    let not = |status, detail: String, fix: &str| Item::not(status, "vmcoreinfo", detail, fix);
     let Some(live) = live else {
-        return Item::not(
+        return not(
             Status::Fail,
-            "vmcoreinfo",
-            "not tried",
+            "not tried".into(),
             "make the `bpf` and `kallsyms` lines OK",
         );
     };
@@ -347,69 +358,63 @@ fn check_vmcoreinfo(live: Option<&mut LiveTarget>) -> Item {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let stext = live.kallsyms().lookup("_stext");
-    match live.live_vmcoreinfo() {
-        Ok(v) => {
-            let (syms, nums) = v.symbol_number_counts();
-            let osrel = v.info.osrelease().unwrap_or("");
-            if osrel != release {
-                return Item::not(
-                    Status::Fail,
-                    "vmcoreinfo",
-                    format!("the note read says OSRELEASE={osrel:?}, but this kernel is {release:?}"),
-                    "report this with `kmemd -vv --check` output: the direct map was found wrong",
-                );
-            }
-            if let (Some(a), Some(b)) = (stext, v.info.symbol("_stext")) {
-                if a != b {
-                    return Item::not(
-                        Status::Fail,
-                        "vmcoreinfo",
-                        format!("its SYMBOL(_stext)={b:#x} disagrees with kallsyms ({a:#x})"),
-                        "report this with `kmemd -vv --check` output",
-                    );
-                }
-            }
-            if syms == 0 || nums == 0 {
-                return Item::not(
-                    Status::Missing,
-                    "vmcoreinfo",
-                    format!(
-                        "found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines",
-                        v.phys
-                    ),
-                    "data symbols need -k vmlinux on this kernel",
-                );
-            }
-            let uts = v
-                .info
-                .symbol("init_uts_ns")
-                .map(|a| format!(", init_uts_ns at {a:#x}"))
-                .unwrap_or_default();
-            Item::ok(
-                "vmcoreinfo",
-                format!(
-                    "physical {:#x} read through the direct map at {:#x}: {} lines, {syms} SYMBOL and \
-                     {nums} NUMBER{uts}; `monitor vmcoreinfo` prints it",
-                    v.phys,
-                    v.direct_map,
-                    v.info.entries().len()
-                ),
-            )
+    let v = match live.live_vmcoreinfo() {
+        Ok(v) => v,
+        Err(e) => {
+            let fix = "without it, data symbols missing from kallsyms need -k vmlinux";
+            return not(Status::Missing, e, fix);
         }
-        Err(e) => Item::not(
-            Status::Missing,
-            "vmcoreinfo",
-            e,
-            "without it, data symbols missing from kallsyms need -k vmlinux",
-        ),
+    };
+    let (syms, nums) = v.symbol_number_counts();
+    let osrel = v.info.osrelease().unwrap_or("");
+    let report = "report this with `kmemd -vv --check` output";
+    if osrel != release {
+        let detail = format!("the note read says OSRELEASE={osrel:?}, but this kernel is {release:?}");
+        return not(
+            Status::Fail,
+            detail,
+            &format!("{report}: the direct map was found wrong"),
+        );
     }
+    if let (Some(a), Some(b)) = (stext, v.info.symbol("_stext")) {
+        if a != b {
+            let detail = format!("its SYMBOL(_stext)={b:#x} disagrees with kallsyms ({a:#x})");
+            return not(Status::Fail, detail, report);
+        }
+    }
+    if syms == 0 || nums == 0 {
+        let detail = format!(
+            "found at physical {:#x} but with {syms} SYMBOL and {nums} NUMBER lines",
+            v.phys
+        );
+        return not(
+            Status::Missing,
+            detail,
+            "data symbols need -k vmlinux on this kernel",
+        );
+    }
+    let uts = v
+        .info
+        .symbol("init_uts_ns")
+        .map(|a| format!(", init_uts_ns at {a:#x}"))
+        .unwrap_or_default();
+    Item::ok(
+        "vmcoreinfo",
+        format!(
+            "physical {:#x} read through the direct map at {:#x}: {} lines, {syms} SYMBOL and \
+             {nums} NUMBER{uts}; `monitor vmcoreinfo` prints it",
+            v.phys,
+            v.direct_map,
+            v.info.entries().len()
+        ),
+    )
 }
 
-fn word_spec(plant: &Plant, i: usize, access: Access) -> Spec {
+fn word_spec(base: u64, i: usize, access: Access) -> Spec {
     Spec {
         access,
         len: 8,
-        addr: plant.kernel_addr() + 8 * i as u64,
+        addr: base + 8 * i as u64,
         target: format!("planted word {i}"),
     }
 }
@@ -428,26 +433,24 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
             true,
         );
     }
-    let cpu = perf::online_cpus()
+    let cpu = crate::live::online_cpus()
         .ok()
         .and_then(|c| c.first().copied())
         .unwrap_or(0);
-    let mut held: Vec<OwnedFd> = Vec::new();
+    probe_slots(&mut SysPerf, plant.kernel_addr(), arch, cpu)
+}
+
+/// The slot count itself, through the perf seam: write watchpoints on the words from `base` on
+/// `cpu`, held until the kernel says ENOSPC, then all released.
+fn probe_slots<S: PerfSys>(sys: &mut S, base: u64, arch: Arch, cpu: u32) -> (Item, bool) {
+    let mut held: Vec<S::Event> = Vec::new();
     for i in 0..PLANT_WORDS {
-        let spec = word_spec(plant, i, Access::W);
-        match os::perf_event_open(&perf::attr_for(&spec, arch), -1, cpu as i32) {
+        let spec = word_spec(base, i, Access::W);
+        // Kernels before 6.0 reject PERF_FORMAT_LOST: open_event retries without it.
+        match perf::open_event(sys, &perf::attr_for(&spec, arch), cpu) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
-            // Kernels before 6.0 reject PERF_FORMAT_LOST: retry without it.
-            Err(libc::EINVAL) if held.is_empty() => {
-                let mut attr = perf::attr_for(&spec, arch);
-                attr.read_format = 0;
-                match os::perf_event_open(&attr, -1, cpu as i32) {
-                    Ok(fd) => held.push(fd),
-                    Err(e) => return (slot_error(e, &spec, arch, cpu), true),
-                }
-            }
-            Err(e) if held.is_empty() => return (slot_error(e, &spec, arch, cpu), true),
+            Err(e) if held.is_empty() => return (slot_error(e, &spec, arch, cpu, sys), true),
             Err(e) => {
                 log::debug!("slot probe stopped at {i}: errno {e}");
                 break;
@@ -480,8 +483,8 @@ fn check_slots(plant: &Plant, arch: Arch) -> (Item, bool) {
     )
 }
 
-fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
-    let why = perf::open_error(errno, spec, arch, cpu, &perf::PermFacts::gather);
+fn slot_error<S: PerfSys>(errno: i32, spec: &Spec, arch: Arch, cpu: u32, sys: &S) -> Item {
+    let why = perf::open_error(errno, spec, arch, cpu, &|| sys.perm_facts());
     let status = match errno {
         libc::ENODEV | libc::ENOENT | libc::EOPNOTSUPP => Status::Missing,
         _ => Status::Fail,
@@ -498,10 +501,10 @@ fn slot_error(errno: i32, spec: &Spec, arch: Arch, cpu: u32) -> Item {
 const CHECK_RING_PAGES: usize = 4;
 
 /// Traps the kernel counted on `armed`, from the counters or else from the samples queued.
-fn traps(armed: &mut Armed, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
+fn traps<S: PerfSys>(armed: &mut Armed<S>, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
     let mut buf = Vec::new();
     for r in &mut armed.rings {
-        r.ring.take(&mut buf);
+        perf::Ring::take(&mut r.ring, &mut buf);
     }
     let mut samples = Vec::new();
     perf::parse_records(&buf, |r| {
@@ -518,13 +521,35 @@ fn traps(armed: &mut Armed, ids_addr: Option<u64>) -> (u64, Vec<perf::Sample>) {
     (n, samples)
 }
 
+/// Why [`trapped`] has no count.
+enum Trap {
+    /// The watchpoint could not be armed on every CPU.
+    Arm(String),
+    /// The access that should trap could not be made.
+    Trigger(String),
+}
+
+/// Arms `spec` on every online CPU, makes the access that should trap (`trigger`), and returns
+/// the traps counted (the samples at `only_addr`, or all), releasing the watchpoint after.
+fn trapped(
+    spec: &Spec,
+    arch: Arch,
+    trigger: impl FnOnce() -> Result<(), String>,
+    only_addr: Option<u64>,
+) -> Result<(u64, Vec<perf::Sample>), Trap> {
+    let cpus = crate::live::online_cpus().unwrap_or_else(|_| vec![0]);
+    let mut armed =
+        Armed::arm(std::slice::from_ref(spec), &cpus, CHECK_RING_PAGES, arch).map_err(Trap::Arm)?;
+    trigger().map_err(Trap::Trigger)?;
+    Ok(traps(&mut armed, only_addr))
+}
+
 fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> Item {
     const BUMPS: u32 = 3;
-    let spec = word_spec(plant, 0, Access::W);
-    let cpus = perf::online_cpus().unwrap_or_else(|_| vec![0]);
-    let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
-        Ok(a) => a,
-        Err(e) => {
+    let spec = word_spec(plant.kernel_addr(), 0, Access::W);
+    let (n, samples) = match trapped(&spec, arch, || plant.bump(BUMPS), Some(spec.addr)) {
+        Ok(t) => t,
+        Err(Trap::Arm(e)) => {
             return Item::not(
                 Status::Fail,
                 "watch-hit",
@@ -532,17 +557,15 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
                 e,
             )
         }
+        Err(Trap::Trigger(e)) => {
+            return Item::not(
+                Status::Fail,
+                "watch-hit",
+                e,
+                "report this: the planted value cannot be bumped",
+            )
+        }
     };
-    if let Err(e) = plant.bump(BUMPS) {
-        return Item::not(
-            Status::Fail,
-            "watch-hit",
-            e,
-            "report this: the planted value cannot be bumped",
-        );
-    }
-    let (n, samples) = traps(&mut armed, Some(spec.addr));
-    drop(armed);
     let at = samples
         .first()
         .map(|s| match kallsyms {
@@ -580,7 +603,7 @@ fn check_watch_hit(plant: &Plant, arch: Arch, kallsyms: Option<&Kallsyms>) -> It
 }
 
 /// An execute breakpoint on the getpid syscall's kernel function, then one getpid.
-fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
+fn check_exec(arch: Arch, symbol: &mut dyn FnMut(&str) -> Option<u64>, perf_err: bool) -> Item {
     let name = arch.syscall_symbol("getpid");
     let len = arch.debug_regs().exec_len;
     if perf_err {
@@ -591,7 +614,7 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
             "make the `watch-slots` line OK",
         );
     }
-    let Some(addr) = kallsyms.and_then(|k| k.lookup(&name)) else {
+    let Some(addr) = symbol(&name) else {
         return Item::not(
             Status::Missing,
             "watch-exec",
@@ -605,10 +628,14 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
         addr,
         target: name.to_string(),
     };
-    let cpus = perf::online_cpus().unwrap_or_else(|_| vec![0]);
-    let mut armed = match Armed::arm(std::slice::from_ref(&spec), &cpus, CHECK_RING_PAGES, arch) {
-        Ok(a) => a,
-        Err(e) => {
+    // std::process::id() is a real getpid(2) each time (glibc >= 2.25 and musl do not cache it).
+    let getpid = || {
+        let _ = std::process::id();
+        Ok(())
+    };
+    let n = match trapped(&spec, arch, getpid, None) {
+        Ok((n, _)) => n,
+        Err(Trap::Arm(e) | Trap::Trigger(e)) => {
             return Item::not(
                 Status::Missing,
                 "watch-exec",
@@ -617,10 +644,6 @@ fn check_exec(arch: Arch, kallsyms: Option<&Kallsyms>, perf_err: bool) -> Item {
             )
         }
     };
-    // std::process::id() is a real getpid(2) each time (glibc >= 2.25 and musl do not cache it).
-    let _ = std::process::id();
-    let (n, _) = traps(&mut armed, None);
-    drop(armed);
     if n >= 1 {
         Item::ok(
             "watch-exec",
@@ -671,6 +694,154 @@ mod tests {
         );
         r.items[2].status = Status::Fail;
         assert!(!r.reads_work());
+    }
+
+    use crate::watch::perf::fake::Fake;
+    use crate::watch::perf::PermFacts;
+
+    const BASE: u64 = 0xffff_8880_0100_0000;
+
+    fn probe(f: &Fake, arch: Arch) -> (Item, bool) {
+        let mut sys = f.clone();
+        let r = probe_slots(&mut sys, BASE, arch, 2);
+        assert_eq!(f.state().open_now, 0, "the probe releases every slot it took");
+        r
+    }
+
+    #[test]
+    fn the_slot_probe_counts_until_enospc() {
+        let f = Fake::default();
+        f.state().slots = Some(4);
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(!perf_err);
+        assert_eq!(
+            item.line(),
+            "OK      watch-slots  perf hardware watchpoints available: 4 free slots on CPU 2 (the CPU \
+             has 4 debug registers)"
+        );
+        let st = f.state();
+        assert_eq!(st.opened.len(), 4);
+        assert!(st.opened.iter().all(|(a, cpu)| *cpu == 2 && a.bp_len == 8));
+        let addrs: Vec<u64> = st.opened.iter().map(|(a, _)| a.bp_addr).collect();
+        assert_eq!(addrs, [BASE, BASE + 8, BASE + 16, BASE + 24], "one word each");
+    }
+
+    #[test]
+    fn the_slot_probe_on_a_kernel_without_format_lost_counts_every_slot() {
+        let f = Fake::default();
+        f.state().slots = Some(6);
+        f.state().no_format_lost = true;
+        let (item, perf_err) = probe(&f, Arch::Aarch64);
+        assert!(!perf_err);
+        assert!(item.detail.contains(": 6 free slots on CPU 2"), "{}", item.line());
+    }
+
+    #[test]
+    fn the_slot_probe_stops_at_a_later_refusal() {
+        let f = Fake::default();
+        f.state().refuse_at = vec![(2, libc::EBUSY)];
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(!perf_err);
+        assert!(item.detail.contains(": 2 free slots"), "{}", item.line());
+    }
+
+    #[test]
+    fn the_slot_probe_explains_a_first_refusal() {
+        let cases: &[(i32, Status, &str)] = &[
+            (libc::EPERM, Status::Fail, "lacks CAP_PERFMON"),
+            (libc::EACCES, Status::Fail, "lacks CAP_PERFMON"),
+            (libc::ENOENT, Status::Missing, "no hardware breakpoint support"),
+            (libc::ENODEV, Status::Missing, "no hardware breakpoint support"),
+            (
+                libc::EOPNOTSUPP,
+                Status::Missing,
+                "no hardware breakpoint support",
+            ),
+            (libc::EINVAL, Status::Fail, "must be aligned"),
+        ];
+        for &(errno, status, want) in cases {
+            let f = Fake::default();
+            // EINVAL is refused twice: with PERF_FORMAT_LOST and without.
+            f.state().refuse_at = vec![(0, errno), (1, errno)];
+            let (item, perf_err) = probe(&f, Arch::X86_64);
+            assert!(perf_err, "errno {errno}");
+            assert_eq!(item.status, status, "errno {errno}: {}", item.line());
+            assert_eq!(item.detail, "perf hardware watchpoints unavailable");
+            let fix = item.fix.unwrap_or_default();
+            assert!(fix.contains(want), "errno {errno}: {fix}");
+            assert!(fix.contains("(planted word 0)"), "{fix}");
+        }
+        let f = Fake::default();
+        f.state().refuse_at = vec![(0, libc::EPERM)];
+        f.state().facts = PermFacts {
+            privileged: true,
+            user_breakpoint_ok: Some(true),
+            ..PermFacts::default()
+        };
+        let (item, _) = probe(&f, Arch::X86_64);
+        assert!(
+            item.fix
+                .unwrap_or_default()
+                .contains("forbids hardware breakpoints on kernel addresses"),
+            "with the capability, the kernel is blamed"
+        );
+        assert_eq!(f.state().facts_asked, 1);
+    }
+
+    #[test]
+    fn the_slot_probe_says_when_no_slot_is_free() {
+        let f = Fake::default();
+        f.state().slots = Some(0);
+        let (item, perf_err) = probe(&f, Arch::X86_64);
+        assert!(perf_err);
+        assert_eq!(item.status, Status::Fail);
+        assert!(
+            item.detail.contains("CPU 2 has no free slot (the CPU has 4"),
+            "{}",
+            item.line()
+        );
+    }
+
+    /// A PERF_RECORD_SAMPLE as SAMPLE_TYPE lays it out, without a stack.
+    fn sample(ip: u64, addr: u64) -> Vec<u8> {
+        let words = [101, ip, 0x2a_0000_002a, 1, addr, 0, 0];
+        let mut v = Vec::new();
+        v.extend_from_slice(&9u32.to_ne_bytes());
+        v.extend_from_slice(&0u16.to_ne_bytes());
+        v.extend_from_slice(&(8 + 8 * words.len() as u16).to_ne_bytes());
+        for w in words {
+            v.extend_from_slice(&w.to_ne_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn traps_come_from_the_counters_else_from_the_samples() {
+        let spec = word_spec(BASE, 0, Access::W);
+        let f = Fake::default();
+        let mut ring = sample(0xffff_ffff_8100_0010, BASE);
+        ring.extend(sample(0xffff_ffff_8100_0020, BASE + 8));
+        ring.extend(sample(0xffff_ffff_8100_0030, BASE));
+        f.state().ring_bytes = ring;
+        let arm = || {
+            Armed::arm_with(
+                f.clone(),
+                std::slice::from_ref(&spec),
+                &[0],
+                CHECK_RING_PAGES,
+                Arch::X86_64,
+            )
+            .unwrap()
+        };
+        let (n, samples) = traps(&mut arm(), Some(BASE));
+        assert_eq!(n, 2, "no counters: the samples at the address");
+        let ips: Vec<u64> = samples.iter().map(|s| s.ip).collect();
+        assert_eq!(ips, [0xffff_ffff_8100_0010, 0xffff_ffff_8100_0030]);
+        let (n, samples) = traps(&mut arm(), None);
+        assert_eq!((n, samples.len()), (3, 3));
+        f.state().counts = Some((7, 0));
+        let (n, _) = traps(&mut arm(), Some(BASE));
+        assert_eq!(n, 7, "the kernel's count wins");
     }
 
     #[test]

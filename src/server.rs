@@ -582,7 +582,7 @@ mod tests {
         fn stop_thread(&mut self) -> Tid {
             2
         }
-        fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+        fn registers(&mut self, tid: Tid) -> Result<Registers, crate::mem::ReadError> {
             let mut r = vec![None; Arch::X86_64.registers().len()];
             r[16] = Some(0xffff_ffff_8100_0000 + tid);
             r[17] = Some(0x246);

@@ -31,12 +31,10 @@ struct Fixture {
 
 /// The fixtures, or None (skip) outside CI when they have not been generated.
 fn fixtures() -> Option<Vec<Fixture>> {
-    let dirs = fixture_dirs()?;
-    Some(dirs.iter().map(|d| load(d)).collect())
+    load_fixtures(load)
 }
 
 fn load(dir: &Path) -> Fixture {
-    let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
     let mut f = Fixture {
         variant: String::new(),
         arch: String::new(),
@@ -47,8 +45,8 @@ fn load(dir: &Path) -> Fixture {
         regs: HashMap::new(),
         phys: None,
     };
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
+    for line in manifest(dir) {
+        let w: Vec<&str> = line.iter().map(String::as_str).collect();
         match w.as_slice() {
             ["variant", v] => f.variant = v.to_string(),
             ["arch", a] => f.arch = a.to_string(),

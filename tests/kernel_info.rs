@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kmemd::kernel::{kallsyms, scan, KernelInfo};
+use kmemd::kernel::{kallsyms, scan};
 use kmemd::mem::VirtRead;
 use kmemd::target::dump::DumpTarget;
 use std::path::PathBuf;
@@ -16,26 +16,20 @@ type Variant = (PathBuf, String, Vec<(String, u64)>);
 
 /// Every variant, or None (skip) outside CI without fixtures.
 fn fixtures() -> Option<Vec<Variant>> {
-    let dirs = fixture_dirs()?;
-    Some(
-        dirs.into_iter()
-            .map(|dir| {
-                let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
-                let mut arch = String::new();
-                let mut ksyms = Vec::new();
-                for line in text.lines() {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    match w.as_slice() {
-                        ["arch", a] => arch = a.to_string(),
-                        ["ksym", name, addr] => ksyms.push((name.to_string(), hex(addr))),
-                        _ => {}
-                    }
-                }
-                assert!(!ksyms.is_empty(), "{}: manifest has no ksym lines", dir.display());
-                (dir, arch, ksyms)
-            })
-            .collect(),
-    )
+    load_fixtures(|dir| {
+        let mut arch = String::new();
+        let mut ksyms = Vec::new();
+        for line in manifest(dir) {
+            let w: Vec<&str> = line.iter().map(String::as_str).collect();
+            match w.as_slice() {
+                ["arch", a] => arch = a.to_string(),
+                ["ksym", name, addr] => ksyms.push((name.to_string(), hex(addr))),
+                _ => {}
+            }
+        }
+        assert!(!ksyms.is_empty(), "{}: manifest has no ksym lines", dir.display());
+        (dir.to_path_buf(), arch, ksyms)
+    })
 }
 
 #[test]
@@ -94,9 +88,11 @@ fn kallsyms_decoded_from_dumps_match_the_guest() {
 fn kernel_info_from_dumps_without_vmlinux() {
     let Some(fx) = fixtures() else { return };
     for (dir, arch, ksyms) in fx {
+        // The knowledge `kmemd -c` builds (DumpTarget::kernel_info); a second view of the same
+        // dump reads memory beside it.
+        let mut target = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
         let mut t = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
-        let vmci = t.dump().vmcoreinfo().clone();
-        let k = KernelInfo::from_dump(&mut t as &mut dyn VirtRead, &vmci, None);
+        let k = target.kernel_info();
         eprintln!(
             "{}: sources {:?}\n  missing {:?}",
             dir.display(),
@@ -186,11 +182,9 @@ fn filtered_kdump_gives_the_same_kernel_info() {
             continue;
         }
         let mut full = DumpTarget::open(&dir.join("vmcore.elf")).expect("open dump");
-        let vmci = full.dump().vmcoreinfo().clone();
-        let a = KernelInfo::from_dump(&mut full as &mut dyn VirtRead, &vmci, None);
+        let a = full.kernel_info();
         let mut filtered = DumpTarget::open(&path).expect("open kdump");
-        let vmci = filtered.dump().vmcoreinfo().clone();
-        let b = KernelInfo::from_dump(&mut filtered as &mut dyn VirtRead, &vmci, None);
+        let b = filtered.kernel_info();
         assert_eq!(a.symbols().len(), b.symbols().len(), "{}", path.display());
         assert!(
             a.symbols().symbols().eq(b.symbols().symbols()),

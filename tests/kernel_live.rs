@@ -8,7 +8,7 @@ use common::*;
 use kmemd::kernel::btf::Btf;
 use kmemd::live::vmcoreinfo;
 use kmemd::mem::{read_exact, read_u64, VirtRead};
-use kmemd::target::live::{kernel_info_from_memory, LiveTarget};
+use kmemd::target::live::LiveTarget;
 use kmemd::target::Target;
 
 #[test]
@@ -78,7 +78,8 @@ fn kernel_info_live() {
     );
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let started = std::time::Instant::now();
-    let k = kernel_info_from_memory(&mut t as &mut dyn VirtRead, arch, &kallsyms, None);
+    // The assembly `kmemd -s` uses (LiveTarget::kernel_info), not one built for the test.
+    let k = t.kernel_info();
     eprintln!(
         "built in {:?}\nsources {:?}\nmissing {:?}",
         started.elapsed(),
@@ -103,15 +104,15 @@ fn kernel_info_live() {
     let uts = k.symbol("init_uts_ns").expect("init_uts_ns");
     let name_off = k.member("uts_namespace", "name").unwrap().offset();
     let rel_off = k.member("new_utsname", "release").unwrap().offset();
-    let mut buf = vec![0u8; release.trim().len()];
-    read_exact(&mut t as &mut dyn VirtRead, uts + name_off + rel_off, &mut buf).unwrap();
-    assert_eq!(buf, release.trim().as_bytes());
-
     // init_task, found in the image's data when kallsyms lacks it: walking its `tasks` list
     // reaches this test process, by pid and comm.
     let init = k.symbol("init_task").expect("init_task");
     let tasks = k.member("task_struct", "tasks").unwrap().offset();
     let pid_off = k.member("task_struct", "pid").unwrap().offset();
+    let mut buf = vec![0u8; release.trim().len()];
+    read_exact(&mut t as &mut dyn VirtRead, uts + name_off + rel_off, &mut buf).unwrap();
+    assert_eq!(buf, release.trim().as_bytes());
+
     let me = std::process::id();
     let my_comm = std::fs::read_to_string("/proc/self/comm").unwrap();
     let mut node = read_u64(&mut t as &mut dyn VirtRead, init + tasks).unwrap();

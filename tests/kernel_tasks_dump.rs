@@ -24,12 +24,10 @@ struct Fixture {
 
 /// The fixtures, or None (skip) outside CI when they have not been generated.
 fn fixtures() -> Option<Vec<Fixture>> {
-    let dirs = fixture_dirs()?;
-    Some(dirs.iter().map(|d| load(d)).collect())
+    load_fixtures(load)
 }
 
 fn load(dir: &Path) -> Fixture {
-    let text = std::fs::read_to_string(dir.join("manifest.txt")).expect("manifest.txt");
     let mut f = Fixture {
         variant: String::new(),
         arch: String::new(),
@@ -40,8 +38,8 @@ fn load(dir: &Path) -> Fixture {
         busybox: dir.join("busybox"),
         maps: vec![],
     };
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
+    for line in manifest(dir) {
+        let w: Vec<&str> = line.iter().map(String::as_str).collect();
         match w.as_slice() {
             ["variant", v] => f.variant = v.to_string(),
             ["arch", a] => f.arch = a.to_string(),
@@ -147,7 +145,7 @@ fn sleeping_tasks_have_their_switch_registers() {
         let pc = t.arch().pc_index();
         for &p in &f.sleep_pids {
             let r = t
-                .registers(kmemd::kernel::tasks::task_tid(p))
+                .registers(kmemd::kernel::threads::task_tid(p))
                 .unwrap_or_else(|e| panic!("{}: pid {p}: {e}", f.variant));
             let pc = r.0[pc].unwrap_or_else(|| panic!("{}: pid {p} has no pc", f.variant));
             let sym = t.monitor(&format!("sym {pc:#x}")).unwrap().unwrap();
@@ -178,7 +176,7 @@ fn gdb_info_threads_lists_the_tasks() {
         let p = f.sleep_pids[0];
         let mut lib = open(dump);
         let want_pc =
-            lib.registers(kmemd::kernel::tasks::task_tid(p)).unwrap().0[lib.arch().pc_index()].unwrap();
+            lib.registers(kmemd::kernel::threads::task_tid(p)).unwrap().0[lib.arch().pc_index()].unwrap();
         for (name, gdb) in gdbs_for(&f.arch) {
             let cmds = vec![
                 "info threads".to_string(),

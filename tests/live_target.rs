@@ -23,7 +23,7 @@ fn live_target_serves_the_running_kernel() {
     let threads: Vec<_> = t
         .threads()
         .into_iter()
-        .filter(|t| t.tid < kmemd::kernel::tasks::TASK_TID_BASE)
+        .filter(|t| t.tid < kmemd::kernel::threads::TASK_TID_BASE)
         .collect();
     assert_eq!(threads.len(), cpus.len());
     for (th, cpu) in threads.iter().zip(&cpus) {

@@ -3,12 +3,11 @@
 //! sends exactly N bytes and nothing else.
 
 mod common;
-mod robust_common;
 
+use common::rsp::*;
 use common::{free_port, random_bytes, require_root, scratch, Kmemd};
 use kmemd::live::plant::Plant;
 use kmemd::rsp::hex;
-use robust_common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;

@@ -5,12 +5,11 @@
 //! must stay bounded. Then 1000 connect/read/disconnect cycles must leave no fd or memory behind.
 
 mod common;
-mod robust_common;
 
+use common::rsp::*;
 use common::{random_bytes, require_root, scratch, Kmemd};
 use kmemd::live::plant::Plant;
 use kmemd::rsp::hex;
-use robust_common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

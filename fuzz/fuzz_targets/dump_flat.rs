@@ -7,7 +7,7 @@ use kmemd::mem::bytes::ReadAt;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(flat) = FlatSource::new(data) else {
+    let Ok(flat) = FlatSource::new(Box::new(data)) else {
         return;
     };
     let len = flat.len();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use kmemd::arch::aarch64::PagingAarch64;
-use kmemd::arch::walk::{translate, walk_steps, PagingForm};
+use kmemd::arch::walk::{translate, walk_steps, Paging, PagingForm};
 use kmemd::arch::x86_64::PagingX86_64;
 use kmemd::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use libfuzzer_sys::fuzz_target;
@@ -107,4 +107,27 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let _ = w.to_string();
+
+    // A range walk (one leaf table read per request) says what whole walks say: the same first
+    // translation or error, and a run whose every page maps where the run says.
+    let page = 1u64 << form.page_shift;
+    let want = page * (1 + u64::from(head[1] & 0xf));
+    let paging = Paging { form, root };
+    let mut range = paging.range_walk();
+    let r = range.next(&mem, va, want);
+    match (&t, &r) {
+        (Ok(whole), Ok(run)) => {
+            assert_eq!(run.pa, whole.pa, "range walk and whole walk disagree");
+            assert!(run.page_size >= whole.page_size.min(want), "run shorter than the page");
+            let mut off = whole.page_size;
+            while off < run.page_size.min(want) {
+                let Some(at) = va.checked_add(off) else { break };
+                let each = translate(&mem, &form, root, at).expect("a page inside a run translates");
+                assert_eq!(each.pa.0, run.pa.0 + off, "run page {off:#x} maps elsewhere");
+                off += each.page_size;
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "range walk and whole walk fail differently"),
+        _ => panic!("range walk {r:?}, whole walk {t:?}"),
+    }
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use kmemd::arch::{Arch, Registers};
-use kmemd::mem::{MemError, MemErrorKind, VirtAddr, VirtRead};
+use kmemd::mem::{MemError, MemErrorKind, ReadError, VirtAddr, VirtRead};
 use kmemd::rsp::framing::decode_payload;
 use kmemd::rsp::{hex, PACKET_SIZE};
 use kmemd::server::serve;
@@ -50,9 +50,9 @@ impl Target for Fake {
             })
             .collect()
     }
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         if tid == 0 || tid > self.threads {
-            return Err(format!("no thread {tid}"));
+            return Err(format!("no thread {tid}").into());
         }
         let n = self.arch.registers().len();
         Ok(Registers(

@@ -817,46 +817,30 @@ mod tests {
         let base = "SYMBOL(swapper_pg_dir)=ffff800082d6c000\nNUMBER(kimage_voffset)=0xffff7fffc0000000\n";
         // 0xffff800082d6c000 - 0xffff7fffc0000000
         let root = PhysAddr(0xc2d6_c000);
-        let p = from_text(&format!(
-            "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
-        ))
-        .unwrap();
-        assert_eq!(
-            (p.root, p.form.va_bits, p.form.levels, p.form.pte),
-            (root, 48, 4, PteFormat::Aarch64)
-        );
-        // Configured 52 bits, running with 48 (no LPA2): T1SZ wins for 4K.
-        let p = from_text(&format!(
-            "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=16\n"
-        ))
-        .unwrap();
-        assert_eq!((p.form.va_bits, p.form.pte), (48, PteFormat::Aarch64));
-        let p = from_text(&format!(
-            "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0xc\n"
-        ))
-        .unwrap();
-        assert_eq!(
-            (p.form.va_bits, p.form.levels, p.form.pte),
-            (52, 4, PteFormat::Aarch64Lpa2)
-        );
-        // 16K configured for 52 bits falls back to 47 without LPA2.
-        let p = from_text(&format!(
-            "{base}PAGESIZE=16384\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x11\n"
-        ))
-        .unwrap();
-        assert_eq!(
-            (p.form.va_bits, p.form.levels, p.form.pte),
-            (47, 3, PteFormat::Aarch64)
-        );
-        // 64K keeps VA_BITS geometry whatever T1SZ says.
-        let p = from_text(&format!(
-            "{base}PAGESIZE=65536\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
-        ))
-        .unwrap();
-        assert_eq!(
-            (p.form.va_bits, p.form.levels, p.form.pte),
-            (52, 3, PteFormat::Aarch64Lpa)
-        );
+        // (PAGESIZE, VA_BITS, TCR_EL1_T1SZ) -> (VA bits, levels, entry format).
+        let cases = [
+            // 4K, 48 bits.
+            (4096, 48, "0x10", (48, 4, PteFormat::Aarch64)),
+            // Configured 52 bits, running with 48 (no LPA2): T1SZ wins for 4K.
+            (4096, 52, "16", (48, 4, PteFormat::Aarch64)),
+            (16384, 52, "0xc", (52, 4, PteFormat::Aarch64Lpa2)),
+            // 16K configured for 52 bits falls back to 47 without LPA2.
+            (16384, 52, "0x11", (47, 3, PteFormat::Aarch64)),
+            // 64K keeps VA_BITS geometry whatever T1SZ says.
+            (65536, 52, "0x10", (52, 3, PteFormat::Aarch64Lpa)),
+        ];
+        for (page, va_bits, t1sz, want) in cases {
+            let p = from_text(&format!(
+                "{base}PAGESIZE={page}\nNUMBER(VA_BITS)={va_bits}\nNUMBER(TCR_EL1_T1SZ)={t1sz}\n"
+            ))
+            .unwrap();
+            assert_eq!(p.root, root);
+            assert_eq!(
+                (p.form.va_bits, p.form.levels, p.form.pte),
+                want,
+                "{page} {va_bits} {t1sz}"
+            );
+        }
         // Old kernels without T1SZ.
         let p = from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
         assert_eq!((p.form.va_bits, p.form.levels), (39, 3));

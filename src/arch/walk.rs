@@ -230,6 +230,139 @@ impl Paging {
     pub fn walk(&self, mem: &dyn PhysRead, va: VirtAddr) -> Walk {
         walk_steps(mem, &self.form, self.root, va)
     }
+
+    /// A translator for one request over a range (see [`RangeWalk`]).
+    pub fn range_walk(&self) -> RangeWalk<'_> {
+        RangeWalk {
+            form: &self.form,
+            root: self.root,
+            leaf: None,
+        }
+    }
+}
+
+/// Translates the pages of one request in order, walking the tables once per leaf table rather
+/// than once per page: the first page under a leaf table costs a whole walk, and the entries
+/// after it that the request needs come in the same read of that table. Consecutive leaves that
+/// map consecutive physical memory are joined into one run, so a reader can fetch the run with
+/// one read. It lives for one request only (callers make one per read), so it never serves an
+/// entry from an earlier request.
+pub struct RangeWalk<'a> {
+    form: &'a PagingForm,
+    root: PhysAddr,
+    leaf: Option<LeafEntries>,
+}
+
+/// Entries read from one leaf table: `entries[0]` maps the `span`-aligned walked address
+/// `first`, the next one the span after it, and so on.
+struct LeafEntries {
+    level: u8,
+    first: u64,
+    entries: Vec<u64>,
+}
+
+impl RangeWalk<'_> {
+    /// Where `va` lives and how many bytes from it are physically contiguous, looking at no
+    /// more entries than `want` bytes need: `page_size` is at least the rest of `va`'s page and
+    /// may exceed `want` by less than one page. `Err` is what a single translation says.
+    pub fn next(&mut self, mem: &dyn PhysRead, va: VirtAddr, want: u64) -> Result<Translation, MemError> {
+        let addr = self.form.check_va(va)?;
+        if let Some(t) = self.leaf.as_ref().and_then(|l| l.run(self.form, addr, want)) {
+            return Ok(t);
+        }
+        // A whole walk, noting the last step: the leaf's table, level and index.
+        let mut last = None;
+        let t = walk_inner(mem, self.form, self.root, va, &mut |s| last = Some(s))?;
+        let Some(WalkStep {
+            level,
+            index,
+            entry_addr,
+            entry: Some(entry),
+            ..
+        }) = last
+        else {
+            return Ok(t);
+        };
+        let span = self.form.entry_span(level);
+        let offset = addr & (span - 1);
+        let per_table = 1u64 << self.form.index_bits(level);
+        let more = want
+            .saturating_sub(span - offset)
+            .div_ceil(span)
+            .min(per_table.saturating_sub(index + 1));
+        let mut entries = vec![entry];
+        if more > 0 {
+            if let Some(next) = entry_addr.checked_add(8) {
+                read_entries(mem, next, more, &mut entries);
+            }
+        }
+        let leaf = LeafEntries {
+            level,
+            first: addr - offset,
+            entries,
+        };
+        let run = leaf.run(self.form, addr, want).unwrap_or(t);
+        self.leaf = Some(leaf);
+        Ok(run)
+    }
+}
+
+impl LeafEntries {
+    /// The run at `addr` from the entries held, or None when they do not cover `addr` or its
+    /// entry is not a leaf (a whole walk then says why, or goes to the deeper table).
+    fn run(&self, form: &PagingForm, addr: u64, want: u64) -> Option<Translation> {
+        let span = form.entry_span(self.level);
+        let i = usize::try_from(addr.checked_sub(self.first)? / span).ok()?;
+        let Step::Leaf(base) = form.decode(*self.entries.get(i)?, self.level) else {
+            return None;
+        };
+        let offset = addr & (span - 1);
+        let base = base.0 & !(span - 1);
+        let pa = base.checked_add(offset)?;
+        let mut len = span - offset;
+        let mut expect = base.checked_add(span);
+        for &e in self.entries.get(i + 1..).unwrap_or_default() {
+            if len >= want {
+                break;
+            }
+            match (form.decode(e, self.level), expect) {
+                (Step::Leaf(b), Some(x)) if b.0 & !(span - 1) == x => {
+                    len += span;
+                    expect = x.checked_add(span);
+                }
+                _ => break,
+            }
+        }
+        Some(Translation {
+            pa: PhysAddr(pa),
+            page_size: len,
+        })
+    }
+}
+
+/// Appends up to `count` little-endian entries read from `at` on to `out`: as many whole ones as
+/// the dump holds there (a short read just means fewer entries held).
+fn read_entries(mem: &dyn PhysRead, at: PhysAddr, count: u64, out: &mut Vec<u64>) {
+    let Ok(len) = usize::try_from(count.saturating_mul(8)) else {
+        return;
+    };
+    let mut raw = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let Some(pos) = at.checked_add(done as u64) else {
+            break;
+        };
+        match mem.read_phys(pos, raw.get_mut(done..).unwrap_or_default()) {
+            Ok(n) if n > 0 => done += n,
+            _ => break,
+        }
+    }
+    out.extend(
+        raw.get(..done - done % 8)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())),
+    );
 }
 
 /// Translates `va` through the tables rooted at `root`. `Err` names the level that stopped the
@@ -420,6 +553,16 @@ pub(crate) mod tests {
         pub(crate) fn set(&mut self, pa: u64, entry: u64) {
             self.write(pa, &entry.to_le_bytes());
         }
+        /// The 4 KiB chunks held, by physical address (to lay them out as a dump file).
+        pub(crate) fn chunks(&self) -> Vec<(u64, &[u8])> {
+            let mut v: Vec<(u64, &[u8])> = self
+                .chunks
+                .iter()
+                .map(|(c, d)| (c * CHUNK, d.as_slice()))
+                .collect();
+            v.sort_by_key(|&(pa, _)| pa);
+            v
+        }
     }
 
     impl PhysRead for FakeMem {
@@ -608,5 +751,110 @@ pub(crate) mod tests {
             VirtAddr(0xffff_ffff_ffff_f000),
         );
         assert!(r.is_err());
+    }
+
+    /// Counts physical reads, to check that a range walk reads each leaf table once.
+    struct Counting<'a>(&'a FakeMem, std::cell::Cell<usize>);
+
+    impl PhysRead for Counting<'_> {
+        fn read_phys(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            self.1.set(self.1.get() + 1);
+            self.0.read_phys(paddr, buf)
+        }
+    }
+
+    fn x86_table(pa: u64) -> u64 {
+        pa | 0x63
+    }
+
+    fn x86_leaf(pa: u64, level: u32) -> u64 {
+        if level == 0 {
+            pa | 0x63
+        } else {
+            pa | 0x63 | 0x80
+        }
+    }
+
+    /// A range walk must say, for every address, what a whole walk says: the same physical
+    /// address, a run that only joins pages that really are contiguous, and the same error
+    /// where the tables stop. And it must read each leaf table once, not walk every page.
+    #[test]
+    fn range_walks_agree_with_whole_walks_and_read_each_leaf_table_once() {
+        let mut b = Builder::new(12, 48, x86_table, x86_leaf);
+        let base = 0xffff_ffff_8100_0000u64;
+        let page = 0x1000u64;
+        // Pages 0..6 contiguous, 6 elsewhere, 7 and 8 contiguous again, 9 unmapped, 10 mapped;
+        // pages 508..516 cross into the next PTE table; then a 2 MiB page and a 4K page after it.
+        for i in 0..6 {
+            b.map(base + i * page, 0x40_0000 + i * page, 0);
+        }
+        b.map(base + 6 * page, 0x90_0000, 0);
+        b.map(base + 7 * page, 0x40_7000, 0);
+        b.map(base + 8 * page, 0x40_8000, 0);
+        b.map(base + 10 * page, 0x41_0000, 0);
+        for i in 508..516 {
+            b.map(base + i * page, 0x100_0000 + i * page, 0);
+        }
+        b.map(base + 0x40_0000, 0x200_0000, 1);
+        b.map(base + 0x60_0000, 0x220_0000, 0);
+        let form = PagingForm::new(PteFormat::X86_64, 12, 48).unwrap();
+        let root = PhysAddr(b.root);
+        let paging = Paging { form, root };
+        let starts = [
+            0,
+            0x10,
+            5 * page + 8,
+            7 * page,
+            9 * page,
+            507 * page + 3,
+            0x3f_f000,
+            0x40_0000,
+            0x5f_f000,
+        ];
+        for &start in &starts {
+            for len in [1u64, 8, page, 3 * page, 20 * page, 1 << 22] {
+                let mut walk = paging.range_walk();
+                let mut at = base + start;
+                let end = at + len;
+                while at < end {
+                    let whole = translate(&b.mem, &form, root, VirtAddr(at));
+                    let ranged = walk.next(&b.mem, VirtAddr(at), end - at);
+                    match (whole, ranged) {
+                        (Ok(w), Ok(r)) => {
+                            assert_eq!(r.pa, w.pa, "{at:#x}+{len:#x}");
+                            assert!(r.page_size >= w.page_size.min(end - at), "{at:#x}");
+                            assert!(r.page_size < (end - at) + w.page_size.max(page), "{at:#x}");
+                            // Every page of the run maps where the run says.
+                            let mut off = 0;
+                            while off < r.page_size.min(end - at) {
+                                let t = translate(&b.mem, &form, root, VirtAddr(at + off));
+                                assert_eq!(t.map(|t| t.pa.0), Ok(r.pa.0 + off), "{:#x}", at + off);
+                                off += page - ((at + off) & (page - 1));
+                            }
+                            at += r.page_size;
+                        }
+                        (Err(w), Err(r)) => {
+                            assert_eq!(r, w, "{at:#x}");
+                            // A real reader stops here; go on to check the rest too.
+                            at = (at | (page - 1)) + 1;
+                        }
+                        (w, r) => panic!("{at:#x}: whole walk {w:?}, range walk {r:?}"),
+                    }
+                }
+            }
+        }
+        // Nine pages asked for: one whole walk (4 entry reads) plus one read of the 8 PTEs after
+        // the first, instead of 4 reads a page. The first run ends where contiguity does.
+        let counting = Counting(&b.mem, std::cell::Cell::new(0));
+        let mut walk = paging.range_walk();
+        let r = walk.next(&counting, VirtAddr(base), 9 * page).unwrap();
+        assert_eq!((r.pa, r.page_size), (PhysAddr(0x40_0000), 6 * page));
+        assert_eq!(counting.1.get(), 5);
+        // The page after the run and the two after it come from the entries already read.
+        let r = walk.next(&counting, VirtAddr(base + 6 * page), 3 * page).unwrap();
+        assert_eq!((r.pa, r.page_size), (PhysAddr(0x90_0000), page));
+        let r = walk.next(&counting, VirtAddr(base + 7 * page), 2 * page).unwrap();
+        assert_eq!((r.pa, r.page_size), (PhysAddr(0x40_7000), 2 * page));
+        assert_eq!(counting.1.get(), 5, "no more reads within the table read");
     }
 }

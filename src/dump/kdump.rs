@@ -18,6 +18,13 @@ const PAGE_DESC_SIZE: u64 = 24;
 /// Pages per rank-table entry (crash's BITMAP_SECT_LEN): 512 bitmap bytes.
 const SECTION_PFNS: u64 = 4096;
 const SECTION_BYTES: usize = (SECTION_PFNS / 8) as usize;
+/// Pages per sub-rank entry: 64 bitmap bytes, so a rank sums at most 8 words.
+const BLOCK_PFNS: u64 = 512;
+const BLOCK_BYTES: usize = (BLOCK_PFNS / 8) as usize;
+/// Full pages decoded per batch of a multi-page read: their descriptors come in one read.
+const BATCH_PAGES: usize = 64;
+/// Stored data of pages that lie back to back in the file is read this much at a time.
+const DATA_WINDOW: u64 = 64 << 10;
 /// `status` bits (`diskdump_mod.h`).
 const STATUS_INCOMPLETE: u32 = 0x8;
 /// DUMP_DH_COMPRESSED_ZSTD (makedumpfile 1.7.0+).
@@ -72,12 +79,34 @@ pub struct KdumpFile {
     dumpable: Vec<u8>,
     /// `ranks[k]` = dumpable pages below pfn `k * SECTION_PFNS`.
     ranks: Vec<u64>,
+    /// `sub_ranks[k]` = dumpable pages from the start of pfn `k * BLOCK_PFNS`'s section up to
+    /// it (below 4096, so 16 bits): with `ranks`, a rank is two lookups and at most 8 popcounts.
+    sub_ranks: Vec<u16>,
     data_offset: u64,
     pub vmcoreinfo: Option<Vec<u8>>,
     pub notes: Option<Vec<u8>>,
     cache: RefCell<PageCache>,
+    /// Buffers reused by every read: page descriptors and stored page data.
+    scratch: RefCell<Scratch>,
     /// Read through a flattened file's reassembled view: page offsets are not file offsets.
     flattened: bool,
+}
+
+/// Buffers kept between reads so a read allocates nothing: raw descriptors, their parsed form,
+/// and stored (compressed) page data. Bounded by BATCH_PAGES and DATA_WINDOW (or one block).
+#[derive(Default)]
+struct Scratch {
+    raw: Vec<u8>,
+    descs: Vec<Desc>,
+    data: Vec<u8>,
+}
+
+/// A page descriptor (`page_desc_t`) that passed its checks.
+#[derive(Debug, Clone, Copy)]
+struct Desc {
+    offset: u64,
+    size: u64,
+    flags: u32,
 }
 
 fn header_endian(head: &[u8]) -> Option<Endian> {
@@ -191,10 +220,17 @@ impl KdumpFile {
         }
         let dumpable = read_vec(src, dumpable_offset, needed, "page bitmap")?;
         let mut ranks = Vec::with_capacity(dumpable.len().div_ceil(SECTION_BYTES));
+        let mut sub_ranks = Vec::with_capacity(dumpable.len().div_ceil(BLOCK_BYTES));
         let mut total = 0u64;
-        for chunk in dumpable.chunks(SECTION_BYTES) {
+        for section in dumpable.chunks(SECTION_BYTES) {
             ranks.push(total);
-            total += chunk.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+            let mut within = 0u16;
+            for block in section.chunks(BLOCK_BYTES) {
+                sub_ranks.push(within);
+                // At most 512 bits a block, 4096 a section: the sum stays below u16::MAX.
+                within += block.iter().map(|b| b.count_ones() as u16).sum::<u16>();
+            }
+            total += u64::from(within);
         }
         let vmcoreinfo = match hdr.offset_vmcoreinfo {
             Some((off, size)) if off != 0 && size != 0 => Some(read_vec(src, off, size, "VMCOREINFO")?),
@@ -214,10 +250,12 @@ impl KdumpFile {
             bitmap1_offset: bitmap_offset,
             dumpable,
             ranks,
+            sub_ranks,
             data_offset,
             vmcoreinfo,
             notes,
             cache: RefCell::new(PageCache::new(DEFAULT_CACHE_BYTES)),
+            scratch: RefCell::new(Scratch::default()),
             flattened: false,
         })
     }
@@ -264,24 +302,26 @@ impl KdumpFile {
         ranges
     }
 
-    /// Index of pfn's descriptor: dumpable pages below it.
+    /// Index of pfn's descriptor: dumpable pages below it. Constant time: the section's and
+    /// block's counts, then the popcount of at most 63 bitmap bytes.
     fn rank(&self, pfn: u64) -> u64 {
-        let section = (pfn / SECTION_PFNS) as usize;
-        let base = self.ranks.get(section).copied().unwrap_or(0);
-        let first = section * SECTION_BYTES;
-        let last = (pfn >> 3) as usize;
-        let whole: u64 = self
-            .dumpable
-            .get(first..last)
-            .unwrap_or_default()
-            .iter()
-            .map(|b| u64::from(b.count_ones()))
+        let section = usize::try_from(pfn / SECTION_PFNS).unwrap_or(usize::MAX);
+        let block = usize::try_from(pfn / BLOCK_PFNS).unwrap_or(usize::MAX);
+        let base = self.ranks.get(section).copied().unwrap_or(0)
+            + u64::from(self.sub_ranks.get(block).copied().unwrap_or(0));
+        let first = block.saturating_mul(BLOCK_BYTES);
+        let last = usize::try_from(pfn >> 3).unwrap_or(usize::MAX);
+        let bytes = self.dumpable.get(first..last).unwrap_or_default();
+        let words = bytes.chunks_exact(8);
+        let tail: u64 = words.remainder().iter().map(|b| u64::from(b.count_ones())).sum();
+        let whole: u64 = words
+            .map(|w| u64::from(u64::from_le_bytes(w.try_into().unwrap_or_default()).count_ones()))
             .sum();
         let partial = self
             .dumpable
             .get(last)
             .map_or(0, |b| u64::from((b & ((1u8 << (pfn & 7)) - 1)).count_ones()));
-        base + whole + partial
+        base + whole + tail + partial
     }
 
     /// Whether a pfn below max_mapnr is RAM (set in the 1st bitmap); None with one bitmap.
@@ -331,34 +371,50 @@ impl KdumpFile {
         )
     }
 
-    /// Reads and decodes one page. Errors are reported at `paddr`, the address asked for.
-    fn load_page(&self, src: &dyn ReadAt, paddr: u64, pfn: u64) -> Result<Vec<u8>, MemError> {
-        let err = |kind, detail: String| MemError::new(paddr, kind, detail);
-        let corrupt = |detail: String| err(MemErrorKind::Corrupt, detail);
-        let rank = self.rank(pfn);
-        let desc_off = rank
+    /// Reads the descriptors of `count` pages from pfn's on (the pages must be consecutive
+    /// dumpable pfns, whose descriptors are consecutive) into `raw`, and returns how many the
+    /// file holds: fewer when it is truncated, an error when it holds not even pfn's.
+    fn read_descs(
+        &self,
+        src: &dyn ReadAt,
+        paddr: u64,
+        pfn: u64,
+        count: usize,
+        raw: &mut Vec<u8>,
+    ) -> Result<usize, MemError> {
+        let desc_off = self
+            .rank(pfn)
             .checked_mul(PAGE_DESC_SIZE)
             .and_then(|o| o.checked_add(self.data_offset))
             .ok_or_else(|| {
-                corrupt(format!(
-                    "page descriptor of pfn {pfn:#x} has an impossible offset"
-                ))
+                MemError::new(
+                    paddr,
+                    MemErrorKind::Corrupt,
+                    format!("page descriptor of pfn {pfn:#x} has an impossible offset"),
+                )
             })?;
-        let mut raw = [0u8; PAGE_DESC_SIZE as usize];
-        if desc_off
-            .checked_add(PAGE_DESC_SIZE)
-            .is_none_or(|end| end > src.len())
-        {
-            return Err(err(
+        let held = src.len().saturating_sub(desc_off) / PAGE_DESC_SIZE;
+        let n = usize::try_from(held).unwrap_or(usize::MAX).min(count);
+        if n == 0 {
+            return Err(MemError::new(
+                paddr,
                 MemErrorKind::NotInDump,
                 format!(
                     "page descriptor of pfn {pfn:#x} is past the end of the file (the dump is truncated)"
                 ),
             ));
         }
-        src.read_exact_at(desc_off, &mut raw)
-            .map_err(|e| err(MemErrorKind::Fault, e))?;
-        let d = Bytes::new(&raw, self.header.endian, "page descriptor");
+        raw.resize(n * PAGE_DESC_SIZE as usize, 0);
+        src.read_exact_at(desc_off, raw)
+            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+        Ok(n)
+    }
+
+    /// Parses and checks one raw descriptor of pfn (whose data is wanted at `paddr`).
+    fn parse_desc(&self, src: &dyn ReadAt, paddr: u64, pfn: u64, raw: &[u8]) -> Result<Desc, MemError> {
+        let err = |kind, detail: String| MemError::new(paddr, kind, detail);
+        let corrupt = |detail: String| err(MemErrorKind::Corrupt, detail);
+        let d = Bytes::new(raw, self.header.endian, "page descriptor");
         let offset = d.u64(0, "offset").map_err(corrupt)?;
         let size = u64::from(d.u32(8, "size").map_err(corrupt)?);
         let flags = d.u32(12, "flags").map_err(corrupt)?;
@@ -387,37 +443,126 @@ impl KdumpFile {
                 format!("the data of pfn {pfn:#x} is past the end of the file (the dump is truncated)"),
             ));
         }
-        let stored = read_vec(src, offset, size, "page data").map_err(|e| err(MemErrorKind::Fault, e))?;
-        let mut page = vec![0u8; self.header.block_size as usize];
-        let codec = Compression::from_flags(flags);
-        codec::decode(codec, &stored, &mut page).map_err(|e| {
+        Ok(Desc { offset, size, flags })
+    }
+
+    /// Decodes pfn's stored data into `out` (one block).
+    fn decode_into(
+        &self,
+        paddr: u64,
+        pfn: u64,
+        d: &Desc,
+        stored: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), MemError> {
+        let codec = Compression::from_flags(d.flags);
+        codec::decode(codec, stored, out).map_err(|e| {
             let kind = match e {
                 CodecError::Corrupt(_) => MemErrorKind::Corrupt,
                 CodecError::Unsupported(_) => MemErrorKind::Unsupported,
             };
             let at = if self.flattened {
-                format!("offset {offset:#x} of the reassembled kdump file")
+                format!("offset {:#x} of the reassembled kdump file", d.offset)
             } else {
-                format!("file offset {offset:#x}")
+                format!("file offset {:#x}", d.offset)
             };
-            err(
+            MemError::new(
+                paddr,
                 kind,
                 format!(
-                    "pfn {pfn:#x} cannot be decompressed ({} page data, {size} bytes at {at}): {e}",
-                    codec.name()
+                    "pfn {pfn:#x} cannot be decompressed ({} page data, {} bytes at {at}): {e}",
+                    codec.name(),
+                    d.size
                 ),
             )
-        })?;
+        })
+    }
+
+    /// Reads and decodes one page, for the cache. Errors are reported at `paddr`, the address
+    /// asked for.
+    fn load_page(&self, src: &dyn ReadAt, paddr: u64, pfn: u64) -> Result<Vec<u8>, MemError> {
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { raw, data, .. } = &mut *scratch;
+        self.read_descs(src, paddr, pfn, 1, raw)?;
+        let d = self.parse_desc(src, paddr, pfn, raw)?;
+        let stored = read_into(src, d.offset, d.size, data)
+            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+        let mut page = vec![0u8; self.header.block_size as usize];
+        self.decode_into(paddr, pfn, &d, stored, &mut page)?;
         Ok(page)
+    }
+
+    /// Reads whole pages from the dumpable pfn at `paddr` (block-aligned) straight into `buf`
+    /// (a multiple of the block size): up to BATCH_PAGES consecutive dumpable pages, their
+    /// descriptors in one read and the data of pages stored back to back in reads of up to
+    /// DATA_WINDOW. Returns the bytes of the pages read before the first that fails; that
+    /// page's error only when it is the first.
+    fn read_pages(&self, src: &dyn ReadAt, paddr: u64, pfn: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        let bs = self.header.block_size as usize;
+        let mut count = 1;
+        while count < (buf.len() / bs).min(BATCH_PAGES)
+            && pfn + (count as u64) < self.header.max_mapnr
+            && self.is_dumpable(pfn + count as u64)
+        {
+            count += 1;
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { raw, descs, data } = &mut *scratch;
+        let held = self.read_descs(src, paddr, pfn, count, raw)?;
+        descs.clear();
+        // A page whose descriptor fails ends the batch; its error is returned only when it is
+        // the first page (otherwise the caller's next read meets it first).
+        for (i, r) in raw.chunks_exact(PAGE_DESC_SIZE as usize).take(held).enumerate() {
+            let at = paddr + (i * bs) as u64;
+            match self.parse_desc(src, at, pfn + i as u64, r) {
+                Ok(d) => descs.push(d),
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let window = DATA_WINDOW.max(self.header.block_size);
+        let mut i = 0;
+        while i < descs.len() {
+            // Pages i..j lie back to back in the file: one read for all of them.
+            let start = descs.get(i).map_or(0, |d| d.offset);
+            let mut end = descs.get(i).map_or(0, |d| d.offset + d.size);
+            let mut j = i + 1;
+            while let Some(d) = descs.get(j) {
+                if d.offset != end || d.offset + d.size - start > window {
+                    break;
+                }
+                end += d.size;
+                j += 1;
+            }
+            let stored = match read_into(src, start, end - start, data) {
+                Ok(s) => s,
+                Err(e) if i == 0 => return Err(MemError::new(paddr, MemErrorKind::Fault, e)),
+                Err(_) => return Ok(i * bs),
+            };
+            for (k, d) in descs.iter().enumerate().take(j).skip(i) {
+                let from = (d.offset - start) as usize;
+                let input = stored.get(from..from + d.size as usize).unwrap_or_default();
+                let out = buf.get_mut(k * bs..(k + 1) * bs).unwrap_or_default();
+                let at = paddr + (k * bs) as u64;
+                match self.decode_into(at, pfn + k as u64, d, input, out) {
+                    Ok(()) => {}
+                    Err(e) if k == 0 => return Err(e),
+                    Err(_) => return Ok(k * bs),
+                }
+            }
+            i = j;
+        }
+        Ok(descs.len() * bs)
     }
 
     pub fn read_phys(&self, src: &dyn ReadAt, paddr: u64, buf: &mut [u8]) -> Result<usize, MemError> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let bs = self.header.block_size as usize;
         let pfn = paddr >> self.block_shift;
         let within = (paddr & (self.header.block_size - 1)) as usize;
-        let n = buf.len().min(self.header.block_size as usize - within);
+        let n = buf.len().min(bs - within);
         if pfn >= self.header.max_mapnr || !self.is_dumpable(pfn) {
             if pfn < self.header.max_mapnr
                 && self.excluded_pages_are_zero()
@@ -428,6 +573,12 @@ impl KdumpFile {
                 return Ok(dst.len());
             }
             return Err(self.missing(src, paddr, pfn));
+        }
+        if within == 0 && buf.len() >= bs {
+            // Whole pages go straight into the caller's buffer, past the cache: a large read
+            // would only evict what small reads (structures, stacks) keep coming back to.
+            let whole = buf.len() / bs * bs;
+            return self.read_pages(src, paddr, pfn, buf.get_mut(..whole).unwrap_or_default());
         }
         let mut cache = self.cache.borrow_mut();
         if cache.get(pfn).is_none() {
@@ -452,6 +603,17 @@ impl KdumpFile {
         }
         Ok(copied)
     }
+}
+
+/// Reads `len` bytes at `offset` into the reused buffer `data` and returns them.
+fn read_into<'a>(src: &dyn ReadAt, offset: u64, len: u64, data: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+    let len = usize::try_from(len).map_err(|_| "page data too large".to_string())?;
+    if data.len() < len {
+        data.resize(len, 0);
+    }
+    let dst = data.get_mut(..len).unwrap_or_default();
+    src.read_exact_at(offset, dst)?;
+    Ok(dst)
 }
 
 fn copy_prefix(page: &[u8], from: usize, buf: &mut [u8], n: usize) -> usize {

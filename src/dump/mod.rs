@@ -356,17 +356,61 @@ impl VirtRead for DumpMem<'_> {
     }
 }
 
-/// Reads kernel (or any) virtual memory of `dump` through the page tables `paging`, one page
-/// or block at a time.
+/// Reads kernel (or any) virtual memory of `dump` through the page tables `paging`: as much of
+/// `buf` as is readable from `addr` on, stopping before the first byte that is not (an error
+/// only when that is the first byte). Each run of pages that map contiguous physical memory is
+/// one physical read (a single `pread` in an ELF vmcore), and each leaf table is read once per
+/// request (`RangeWalk`), not walked again for every page.
 pub fn read_virt(dump: &Dump, paging: &Paging, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-    let t = paging.translate(dump, addr)?;
-    // One page (or block) at a time: the next one may map anywhere, or nowhere.
-    let n = buf.len().min(usize::try_from(t.page_size).unwrap_or(usize::MAX));
-    dump.read_phys(t.pa, &mut buf[..n]).map_err(|e| MemError {
-        addr: addr.0,
-        detail: format!("{} (physical {:#x})", e.detail, t.pa.value()),
-        ..e
-    })
+    let mut walk = paging.range_walk();
+    let mut done = 0usize;
+    while done < buf.len() {
+        let Some(va) = addr.checked_add(done as u64) else {
+            break;
+        };
+        let rest = (buf.len() - done) as u64;
+        let t = match walk.next(dump, va, rest) {
+            Ok(t) => t,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        let end = done
+            + usize::try_from(t.page_size.min(rest))
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
+        let run_start = done;
+        while done < end {
+            let Some(pa) = t.pa.checked_add((done - run_start) as u64) else {
+                return short(done, addr, t.pa, "the run wraps physical memory".into());
+            };
+            match dump.read_phys(pa, buf.get_mut(done..end).unwrap_or_default()) {
+                Ok(n) if n > 0 => done += n.min(end - done),
+                Ok(_) => return short(done, addr, pa, "the dump returned no bytes".into()),
+                Err(e) if done == 0 => {
+                    return Err(MemError {
+                        addr: addr.0,
+                        detail: format!("{} (physical {:#x})", e.detail, pa.value()),
+                        ..e
+                    })
+                }
+                Err(_) => return Ok(done),
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// A read that made no progress: the prefix read so far, or an error when there is none.
+fn short(done: usize, addr: VirtAddr, pa: PhysAddr, why: String) -> Result<usize, MemError> {
+    if done > 0 {
+        Ok(done)
+    } else {
+        Err(MemError::new(
+            addr.0,
+            crate::mem::MemErrorKind::Fault,
+            format!("{why} (physical {:#x})", pa.value()),
+        ))
+    }
 }
 
 #[cfg(test)]

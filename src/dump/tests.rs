@@ -237,3 +237,48 @@ fn every_prefix_of_every_format_opens_or_fails_cleanly() {
         }
     }
 }
+
+/// Virtual reads fill the buffer across pages, in one physical read per contiguous run, up to
+/// the first byte that cannot be read; a read that starts there is that page's error.
+#[test]
+fn virtual_reads_fill_the_buffer_up_to_the_first_unreadable_page() {
+    use crate::arch::walk::tests::Builder;
+    use crate::arch::walk::{PagingForm, PteFormat};
+    let mut b = Builder::new(12, 48, |pa| pa | 0x63, |pa, _| pa | 0x63);
+    let va = 0xffff_ffff_8100_0000u64;
+    // Virtual pages 0..3 map physical 0x40_0000.., page 3 maps 0x80_0000, page 4 nothing.
+    for (i, pa) in [0x40_0000u64, 0x40_1000, 0x40_2000, 0x80_0000]
+        .into_iter()
+        .enumerate()
+    {
+        b.map(va + i as u64 * 0x1000, pa, 0);
+        b.mem.write(pa, &pattern(i as u8 + 10, 0x1000));
+    }
+    let want: Vec<u8> = (0..4u8).flat_map(|i| pattern(i + 10, 0x1000)).collect();
+    let loads: Vec<Load> = b
+        .mem
+        .chunks()
+        .into_iter()
+        .map(|(paddr, data)| Load {
+            paddr,
+            data: data.to_vec(),
+            tail: 0,
+        })
+        .collect();
+    let d = ok(open(build_elf(62, &x86_notes(), &loads, true)));
+    let paging = Paging {
+        form: PagingForm::new(PteFormat::X86_64, 12, 48).unwrap_or_else(|e| panic!("{e}")),
+        root: PhysAddr(b.root),
+    };
+    let mut buf = vec![0u8; 0x8000];
+    assert_eq!(ok(read_virt(&d, &paging, VirtAddr(va), &mut buf)), 0x4000);
+    assert!(buf.get(..0x4000) == Some(&want[..]));
+    assert_eq!(
+        ok(read_virt(&d, &paging, VirtAddr(va + 0x123), &mut buf[..0x2000])),
+        0x2000
+    );
+    assert!(buf.get(..0x2000) == want.get(0x123..0x2123));
+    let e = read_virt(&d, &paging, VirtAddr(va + 0x4000), &mut buf).unwrap_err();
+    assert_eq!(e.kind, crate::mem::MemErrorKind::NotPresent { level: 0 }, "{e}");
+    assert_eq!(e.addr, va + 0x4000);
+}

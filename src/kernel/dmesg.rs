@@ -127,24 +127,18 @@ pub fn dmesg(mem: &mut dyn VirtRead, vmci: &VmcoreInfo) -> Result<String, ReadEr
     }
     let count = 1u64 << count_bits;
     let text_size = 1u64 << text_bits;
-    let descs = read_vec(
-        mem,
-        field(&rb, l.desc_ring + l.descs, 8),
-        count * l.desc_size,
-        "the printk descriptors",
-    )?;
-    let infos = read_vec(
-        mem,
-        field(&rb, l.desc_ring + l.infos, 8),
-        count * l.info_size,
-        "the printk record infos",
-    )?;
-    let text = read_vec(
-        mem,
-        field(&rb, l.text_ring + l.data, 8),
-        text_size,
-        "the printk text ring",
-    )?;
+    // The three arrays the ring buffer points to, each read whole: (pointer, length, name).
+    let (desc_len, info_len) = (
+        count.saturating_mul(l.desc_size),
+        count.saturating_mul(l.info_size),
+    );
+    let [descs, infos, text] = [
+        (l.desc_ring + l.descs, desc_len, "the printk descriptors"),
+        (l.desc_ring + l.infos, info_len, "the printk record infos"),
+        (l.text_ring + l.data, text_size, "the printk text ring"),
+    ]
+    .map(|(ptr, len, what)| read_vec(mem, field(&rb, ptr, 8), len, what));
+    let (descs, infos, text) = (descs?, infos?, text?);
     let tail = field(&rb, l.desc_ring + l.tail_id + l.counter, 8);
     let head = field(&rb, l.desc_ring + l.head_id + l.counter, 8);
 
@@ -222,7 +216,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tasks::tests::FakeMem;
+    use crate::kernel::tasks::testutil::FakeMem;
 
     const VMCI: &str = "SYMBOL(prb)=ffff000000001000\nSIZE(printk_ringbuffer)=88\n\
 OFFSET(printk_ringbuffer.desc_ring)=0\nOFFSET(printk_ringbuffer.text_data_ring)=48\n\

@@ -17,10 +17,14 @@
 pub mod btf;
 pub mod dmesg;
 pub mod kallsyms;
+pub mod kaslr;
+pub mod layout;
 pub mod modules;
+pub mod monitor;
 pub mod panic;
 pub mod proc_kallsyms;
 pub mod scan;
+pub mod symbols;
 pub mod symtab;
 pub mod tasks;
 pub mod threads;
@@ -30,9 +34,9 @@ use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use btf::Btf;
 use proc_kallsyms::Kallsyms;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use symbols::Symbols;
 pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
 use vmlinux::Vmlinux;
 
@@ -66,16 +70,10 @@ pub struct BtfSource<'a> {
 /// Symbols and layouts of one kernel, built once per target.
 #[derive(Debug, Default)]
 pub struct KernelInfo {
-    /// From `-k vmlinux`'s `.symtab`: link-time addresses, shifted by `vmlinux_slide`.
-    vmlinux_syms: SymbolTable,
-    vmlinux_slide: u64,
-    /// Core kernel symbols of kallsyms. Live, this is the table [`Kallsyms`] holds (shared, not
-    /// copied: /proc/kallsyms is the largest thing the live server keeps).
-    kallsyms: Arc<SymbolTable>,
+    /// Every symbol source, in the resolver's order (vmlinux, kallsyms, VMCOREINFO, image
+    /// search). Live, its kallsyms is the table [`Kallsyms`] holds (shared, not copied).
+    syms: Symbols,
     btf: Option<Btf>,
-    vmcoreinfo: VmcoreInfo,
-    /// `init_task`/`modules` found by [`scan::scan_image`] when no table names them.
-    scanned: HashMap<String, u64>,
     /// The kernel has no loadable modules (live: no /proc/modules), so `modules` is not wanted.
     no_modules: bool,
     /// Where each source came from (for `monitor` and logs), e.g. `BTF: /sys/kernel/btf/vmlinux`.
@@ -107,26 +105,23 @@ impl KernelInfo {
         vmlinux: Option<&Path>,
         system_btf: &BtfSource<'_>,
     ) -> KernelInfo {
+        let vmcoreinfo = vmcoreinfo_text
+            .map(|t| VmcoreInfo::parse(t.as_bytes()))
+            .unwrap_or_default();
         let mut k = KernelInfo {
-            kallsyms: Arc::clone(kallsyms.table()),
-            vmcoreinfo: vmcoreinfo_text
-                .map(|t| VmcoreInfo::parse(t.as_bytes()))
-                .unwrap_or_default(),
+            syms: Symbols::new(Arc::clone(kallsyms.table()), vmcoreinfo),
             ..KernelInfo::default()
         };
-        k.sources
-            .push(format!("symbols: /proc/kallsyms ({} symbols)", k.kallsyms.len()));
+        k.sources.push(format!(
+            "symbols: /proc/kallsyms ({} symbols)",
+            kallsyms.table().len()
+        ));
         if vmcoreinfo_text.is_some() {
             k.sources
                 .push("VMCOREINFO: /sys/kernel/vmcoreinfo (read through the direct map)".into());
         }
-        // arm64's kallsyms may lack _text (Debian 6.1 arm64 lists _stext only).
-        let runtime_text = kallsyms
-            .lookup("_text")
-            .map(|a| ("_text", a))
-            .or_else(|| kallsyms.lookup("_stext").map(|a| ("_stext", a)));
         if let Some(path) = vmlinux {
-            k.add_vmlinux(path, runtime_text);
+            k.add_vmlinux(path);
         }
         if k.btf.is_none() {
             let name = system_btf.name;
@@ -147,31 +142,25 @@ impl KernelInfo {
     /// A crash dump: kallsyms decoded from its memory through VMCOREINFO, BTF from `-k vmlinux`
     /// or else from memory between `__start_BTF` and `__stop_BTF`.
     pub fn from_dump(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
-        let mut k = KernelInfo {
-            vmcoreinfo: vmcoreinfo.clone(),
-            ..KernelInfo::default()
-        };
-        match kallsyms::decode(mem, vmcoreinfo) {
+        let mut k = KernelInfo::default();
+        let table = match kallsyms::decode(mem, vmcoreinfo) {
             Ok(syms) => {
-                k.kallsyms = Arc::new(SymbolTable::new(syms));
+                let table = SymbolTable::new(syms);
                 k.sources.push(format!(
                     "symbols: kallsyms decoded from kernel memory ({} symbols)",
-                    k.kallsyms.len()
+                    table.len()
                 ));
+                table
             }
-            Err(e) => k
-                .problems
-                .push(format!("no kallsyms from the dump's memory: {e}")),
-        }
-        let runtime_text = k
-            .kallsyms
-            .lookup("_text")
-            .or_else(|| vmcoreinfo.symbol("_text"))
-            .map(|a| ("_text", a))
-            .or_else(|| k.kallsyms.lookup("_stext").map(|a| ("_stext", a)))
-            .or_else(|| vmcoreinfo.symbol("_stext").map(|a| ("_stext", a)));
+            Err(e) => {
+                k.problems
+                    .push(format!("no kallsyms from the dump's memory: {e}"));
+                SymbolTable::default()
+            }
+        };
+        k.syms = Symbols::new(Arc::new(table), vmcoreinfo.clone());
         if let Some(path) = vmlinux {
-            k.add_vmlinux(path, runtime_text);
+            k.add_vmlinux(path);
         }
         if k.btf.is_none() {
             match btf_from_memory(mem, &k) {
@@ -225,7 +214,7 @@ impl KernelInfo {
                         self.sources.push(format!(
                             "{name}: {addr:#x}, found by searching the kernel image's data"
                         ));
-                        self.scanned.insert(name.to_string(), addr);
+                        self.syms.add_found(name, addr);
                     }
                 }
             }
@@ -235,9 +224,9 @@ impl KernelInfo {
         }
     }
 
-    /// Symbols and BTF from an ELF vmlinux. `runtime_text` (`_text` or `_stext` and its address
-    /// as the kernel runs) gives the KASLR slide applied to the file's link-time addresses.
-    fn add_vmlinux(&mut self, path: &Path, runtime_text: Option<(&str, u64)>) {
+    /// Symbols and BTF from an ELF vmlinux; its symbols move by the KASLR slide the other
+    /// sources give ([`Symbols::add_vmlinux`]).
+    fn add_vmlinux(&mut self, path: &Path) {
         let v = match Vmlinux::load(path) {
             Ok(v) => v,
             Err(e) => {
@@ -245,30 +234,15 @@ impl KernelInfo {
                 return;
             }
         };
-        // The same symbol on both sides: arm64's _stext is _text + 0x10000 (.head.text comes
-        // first, arch/arm64/kernel/vmlinux.lds.S; Debian 6.1.0-56-arm64), and its kallsyms has
-        // only _stext.
-        self.vmlinux_slide = match runtime_text.and_then(|(n, r)| Some((r, v.symbol(n)?))) {
-            Some((r, l)) => r.wrapping_sub(l),
-            None => 0,
-        };
-        let syms = v.all_symbols();
-        if syms.is_empty() {
+        let slide = self.syms.add_vmlinux(&v, &|_, _| true).unwrap_or(0);
+        let kept = self.syms.vmlinux().0.len();
+        if kept == 0 {
             self.problems
                 .push(format!("{} has no symbol table", path.display()));
         } else {
-            let slide = self.vmlinux_slide;
-            let mut b = SymbolBuilder::new();
-            for (name, addr, kind) in &syms {
-                b.push(addr.wrapping_add(slide), name, *kind, None);
-            }
-            drop(syms);
-            self.vmlinux_syms = b.finish();
             self.sources.push(format!(
-                "symbols: {} ({} symbols, slide {:#x})",
+                "symbols: {} ({kept} symbols, slide {slide:#x})",
                 path.display(),
-                self.vmlinux_syms.len(),
-                slide
             ));
         }
         match v.section_bytes(path, ".BTF").and_then(Btf::parse) {
@@ -284,32 +258,24 @@ impl KernelInfo {
         }
     }
 
-    /// Runtime address of a symbol: vmlinux, then kallsyms, then VMCOREINFO `SYMBOL()`.
+    /// Runtime address of a symbol, from the one resolver ([`Symbols`]).
     pub fn symbol(&self, name: &str) -> Option<u64> {
-        self.vmlinux_syms
-            .lookup(name)
-            .or_else(|| self.kallsyms.lookup(name))
-            .or_else(|| self.vmcoreinfo.symbol(name))
-            .or_else(|| self.scanned.get(name).copied())
+        self.syms.symbol(name)
     }
 
     /// The symbol at or below `addr` and the offset into it.
     pub fn symbolize(&self, addr: u64) -> Option<(String, u64)> {
-        let table = if self.vmlinux_syms.is_empty() {
-            &self.kallsyms
-        } else {
-            &self.vmlinux_syms
-        };
-        table.symbolize(addr).map(|(s, off)| (s.name.to_string(), off))
+        self.syms.symbolize(addr)
+    }
+
+    /// The resolver: every symbol source in its order, and where an answer came from.
+    pub fn resolver(&self) -> &Symbols {
+        &self.syms
     }
 
     /// The symbol table used for lookups by address (vmlinux when given, else kallsyms).
     pub fn symbols(&self) -> &SymbolTable {
-        if self.vmlinux_syms.is_empty() {
-            &self.kallsyms
-        } else {
-            &self.vmlinux_syms
-        }
+        self.syms.table()
     }
 
     /// A member of a struct or union: BTF first (nested anonymous members, dotted paths such as
@@ -318,7 +284,7 @@ impl KernelInfo {
         if let Some(m) = self.btf.as_ref().and_then(|b| b.member_by_name(strukt, member)) {
             return Some(m);
         }
-        self.vmcoreinfo
+        self.vmcoreinfo()
             .offset(&format!("{strukt}.{member}"))
             .map(|off| Member {
                 offset_bits: off.saturating_mul(8),
@@ -333,7 +299,7 @@ impl KernelInfo {
         self.btf
             .as_ref()
             .and_then(|b| b.size_of_name(ty))
-            .or_else(|| self.vmcoreinfo.size(ty))
+            .or_else(|| self.vmcoreinfo().size(ty))
     }
 
     pub fn btf(&self) -> Option<&Btf> {
@@ -341,7 +307,7 @@ impl KernelInfo {
     }
 
     pub fn vmcoreinfo(&self) -> &VmcoreInfo {
-        &self.vmcoreinfo
+        self.syms.vmcoreinfo()
     }
 
     /// Where symbols, BTF and VMCOREINFO came from, one line each.

@@ -2,7 +2,7 @@
 //! loads each one's symbols. Dumps: the kernel's `modules` list (kernel/module/main.c); live:
 //! `/sys/module/*/sections` and `coresize`.
 
-use super::tasks::{Field, Layout};
+use super::layout::{Field, Layout};
 use crate::arch::Arch;
 use crate::mem::{read_exact, read_u64, read_uint, ReadError, VirtAddr, VirtRead};
 use std::collections::HashSet;

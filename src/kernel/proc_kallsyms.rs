@@ -12,8 +12,7 @@ use std::sync::Arc;
 pub type Symbol<'a> = SymRef<'a>;
 
 /// The fields of one kallsyms line `addr type name [module]`, as they stand in it (the module
-/// with its brackets); `None` when the line has fewer fields or the address is not hex. Shared
-/// with watch mode's compact table (watch::syms), which keeps only slices of these.
+/// with its brackets); `None` when the line has fewer fields or the address is not hex.
 /// The kernel separates them with a space or a tab (kernel/kallsyms.c s_show), so only ASCII
 /// whitespace is looked for (Unicode-aware splitting was a fifth of the time to load the file).
 pub fn split_line(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
@@ -33,7 +32,14 @@ pub struct Kallsyms {
 impl Kallsyms {
     /// Reads kallsyms text line by line (see [`Kallsyms::parse`]); fails on a read error or on
     /// text that is not UTF-8.
-    pub fn read(mut r: impl BufRead) -> io::Result<Kallsyms> {
+    pub fn read(r: impl BufRead) -> io::Result<Kallsyms> {
+        Kallsyms::read_filtered(r, &|_, _| true)
+    }
+
+    /// Like [`Kallsyms::read`], keeping only the symbols `keep(kind, name)` accepts: a caller
+    /// that needs few of them (watch mode: code, and the variables it watches) keeps the table
+    /// small while it streams the file.
+    pub fn read_filtered(mut r: impl BufRead, keep: &dyn Fn(char, &str) -> bool) -> io::Result<Kallsyms> {
         let mut b = SymbolBuilder::new();
         let mut line = String::with_capacity(256);
         loop {
@@ -41,7 +47,7 @@ impl Kallsyms {
             if r.read_line(&mut line)? == 0 {
                 break;
             }
-            add_line(&mut b, &line);
+            add_line(&mut b, &line, keep);
         }
         Ok(Kallsyms {
             table: Arc::new(b.finish()),
@@ -53,7 +59,7 @@ impl Kallsyms {
     pub fn parse(text: &str) -> Kallsyms {
         let mut b = SymbolBuilder::new();
         for line in text.lines() {
-            add_line(&mut b, line);
+            add_line(&mut b, line, &|_, _| true);
         }
         Kallsyms {
             table: Arc::new(b.finish()),
@@ -108,11 +114,14 @@ impl Kallsyms {
     }
 }
 
-fn add_line(b: &mut SymbolBuilder, line: &str) {
+fn add_line(b: &mut SymbolBuilder, line: &str, keep: &dyn Fn(char, &str) -> bool) {
     let Some((addr, kind, name, module)) = split_line(line) else {
         return;
     };
     let Some(kind) = kind.chars().next() else { return };
+    if !keep(kind, name) {
+        return;
+    }
     let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']'));
     b.push(addr, name, kind, module);
 }
@@ -159,6 +168,18 @@ garbage line
         assert_eq!(split_line("ffffffff81000000 T"), None);
         assert_eq!(split_line("zz T name"), None);
         assert_eq!(split_line(""), None);
+    }
+
+    #[test]
+    fn a_filter_keeps_only_what_it_accepts() {
+        let code = Kallsyms::read_filtered(SAMPLE.as_bytes(), &|kind, name| {
+            kind.eq_ignore_ascii_case(&'t') && name != "_stext"
+        })
+        .unwrap();
+        let names: Vec<&str> = code.symbols().map(|s| s.name).collect();
+        assert_eq!(names, ["_text", "helper", "mod_init", "_text"]);
+        assert_eq!(code.lookup("jiffies"), None);
+        assert_eq!(code.format_addr(0xffff_ffff_8200_0004), "helper+0xfff004");
     }
 
     #[test]

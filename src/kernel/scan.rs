@@ -118,10 +118,7 @@ pub fn scan_image(
         if let (Some(l), None) = (&l, found.init_task) {
             let pat = b"swapper/0\0";
             let mut i = 0;
-            while let Some(pos) = data
-                .get(i..)
-                .and_then(|d| d.windows(pat.len()).position(|w| w == pat))
-            {
+            while let Some(pos) = data.get(i..).and_then(|d| find(d, pat)) {
                 let hit = addr + (i + pos) as u64;
                 if let Some(task) = hit.checked_sub(l.comm) {
                     if is_init_task(mem, l, task) {
@@ -148,6 +145,25 @@ pub fn scan_image(
         addr = addr.saturating_add(got.saturating_sub(16).max(8) as u64 & !7);
     }
     Ok(found)
+}
+
+/// Where `pat` first occurs in `hay`. The first byte is looked for alone and the rest compared
+/// only there: a scan of the whole image stays fast in debug builds too, where a window
+/// comparison at every byte took most of the live target's start-up.
+fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
+    let (&first, rest) = pat.split_first()?;
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&b| b == first) {
+        let at = i + p;
+        let tail = at
+            .checked_add(1)
+            .and_then(|s| hay.get(s..s.checked_add(rest.len())?));
+        if tail == Some(rest) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 fn is_init_task(mem: &mut dyn VirtRead, l: &Layout, task: u64) -> bool {
@@ -195,4 +211,26 @@ fn is_modules_head(mem: &mut dyn VirtRead, l: &ModLayout, head: u64) -> bool {
         Some(false)
     };
     check(mem).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_gives_the_first_whole_match() {
+        let pat = b"swapper/0\0";
+        for (hay, want) in [
+            (&b"swapper/0\0"[..], Some(0)),
+            (b"xxswapper/0\0yy", Some(2)),
+            (b"sswapper/0\0", Some(1)),
+            (b"swapper/1\0swapper/0\0", Some(10)),
+            (b"swapper/0", None),
+            (b"", None),
+            (b"ssssssssss", None),
+        ] {
+            assert_eq!(find(hay, pat), want, "{}", String::from_utf8_lossy(hay));
+        }
+        assert_eq!(find(b"abc", b""), None);
+    }
 }

@@ -140,31 +140,28 @@ impl Vmlinux {
     }
 
     /// Every named symbol with its value and an nm-like type letter (functions `T`/`t`, objects
-    /// `D`/`d`, others `?`); section and file symbols are left out.
-    pub fn all_symbols(&self) -> Vec<(String, u64, char)> {
-        self.symtab
-            .chunks_exact(SYM_SIZE)
-            .skip(1)
-            .filter_map(|sym| {
-                let sym = le(sym, "symbol");
-                let name = str_at(&self.strtab, sym.u32(0, "st_name").ok()?).ok()?;
-                let info = sym.u8(4, "st_info").ok()?;
-                let value = sym.u64(8, "st_value").ok()?;
-                let global = info >> 4 != 0; // STB_LOCAL is 0
-                let kind = match info & 0xf {
-                    2 => 'T',             // STT_FUNC
-                    1 => 'D',             // STT_OBJECT
-                    3 | 4 => return None, // STT_SECTION, STT_FILE
-                    _ => '?',
-                };
-                let kind = if global || kind == '?' {
-                    kind
-                } else {
-                    kind.to_ascii_lowercase()
-                };
-                (!name.is_empty() && value != 0).then(|| (name.to_string(), value, kind))
-            })
-            .collect()
+    /// `D`/`d`, others `?`); section and file symbols are left out. Names are borrowed from the
+    /// file's string table, so a caller keeps only what it wants.
+    pub fn symbols(&self) -> impl Iterator<Item = (&str, u64, char)> + '_ {
+        self.symtab.chunks_exact(SYM_SIZE).skip(1).filter_map(|sym| {
+            let sym = le(sym, "symbol");
+            let name = str_at(&self.strtab, sym.u32(0, "st_name").ok()?).ok()?;
+            let info = sym.u8(4, "st_info").ok()?;
+            let value = sym.u64(8, "st_value").ok()?;
+            let global = info >> 4 != 0; // STB_LOCAL is 0
+            let kind = match info & 0xf {
+                2 => 'T',             // STT_FUNC
+                1 => 'D',             // STT_OBJECT
+                3 | 4 => return None, // STT_SECTION, STT_FILE
+                _ => '?',
+            };
+            let kind = if global || kind == '?' {
+                kind
+            } else {
+                kind.to_ascii_lowercase()
+            };
+            (!name.is_empty() && value != 0).then_some((name, value, kind))
+        })
     }
 
     /// The bytes of a section, read again from the file this was loaded from.

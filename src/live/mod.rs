@@ -27,12 +27,14 @@ pub fn has_modules() -> bool {
     std::path::Path::new("/proc/modules").exists()
 }
 
-/// The online CPUs (/sys/devices/system/cpu/online), ascending; `None` when unreadable or empty.
-pub fn online_cpus() -> Option<Vec<u32>> {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| parse_cpu_list(&s))
-        .filter(|c| !c.is_empty())
+/// Where the kernel lists its online CPUs.
+pub const CPU_ONLINE: &str = "/sys/devices/system/cpu/online";
+
+/// The online CPUs ([`CPU_ONLINE`]), ascending.
+pub fn online_cpus() -> Result<Vec<u32>, String> {
+    let s = std::fs::read_to_string(CPU_ONLINE)
+        .map_err(|e| format!("cannot read {CPU_ONLINE}: {e} (is sysfs mounted?)"))?;
+    parse_cpu_list(&s)
 }
 
 /// The running kernel's release (/proc/sys/kernel/osrelease).
@@ -42,26 +44,32 @@ pub fn osrelease() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Parses a sysfs CPU list such as `0-3,5,7-8`. `None` when malformed or absurdly large.
-pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
+/// Parses a sysfs CPU list such as `0-3,5,7-8` (ascending, without repeats). Fails when it is
+/// malformed, empty, or names a CPU past 65535.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
     const MAX_CPUS: u32 = 1 << 16;
+    let bad = || format!("cannot parse CPU list '{}'", text.trim());
     let mut cpus = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| bad());
         let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            Some((a, b)) => (num(a)?, num(b)?),
             None => {
-                let c = part.trim().parse::<u32>().ok()?;
+                let c = num(part)?;
                 (c, c)
             }
         };
         if lo > hi || hi >= MAX_CPUS {
-            return None;
+            return Err(bad());
         }
         cpus.extend(lo..=hi);
     }
+    if cpus.is_empty() {
+        return Err(format!("CPU list '{}' is empty", text.trim()));
+    }
     cpus.sort_unstable();
     cpus.dedup();
-    Some(cpus)
+    Ok(cpus)
 }
 
 #[cfg(test)]
@@ -70,11 +78,14 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
-        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
-        assert_eq!(parse_cpu_list("3"), Some(vec![3]));
-        assert_eq!(parse_cpu_list("4-2"), None);
-        assert_eq!(parse_cpu_list("x"), None);
-        assert_eq!(parse_cpu_list("0-4294967295"), None);
+        assert_eq!(parse_cpu_list("0-1\n"), Ok(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-4,7"), Ok(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("3"), Ok(vec![3]));
+        assert_eq!(parse_cpu_list("2,0-2"), Ok(vec![0, 1, 2]));
+        assert_eq!(parse_cpu_list("4-2"), Err("cannot parse CPU list '4-2'".into()));
+        assert_eq!(parse_cpu_list("3-1").ok(), None);
+        assert_eq!(parse_cpu_list("x"), Err("cannot parse CPU list 'x'".into()));
+        assert_eq!(parse_cpu_list("0-4294967295").ok(), None);
+        assert_eq!(parse_cpu_list(""), Err("CPU list '' is empty".into()));
     }
 }

@@ -139,8 +139,10 @@ impl Plant {
     fn run(prog: &BpfProg, name: &str, repeat: u32) -> Result<(), String> {
         // A socket-filter test run needs at least an Ethernet header of packet data (ETH_HLEN).
         let packet = [0u8; 64];
-        let run = prog
-            .test_run(&[], &packet, repeat)
+        // A signal pending during the run (a test harness's SIGCHLD, a Ctrl-C meant for
+        // someone else) would end it early with EINTR after an unknown number of runs, and the
+        // exact-count tests need every one: hold signals until it is over.
+        let run = crate::sys::os::with_signals_blocked(|| prog.test_run(&[], &packet, repeat))
             .map_err(|e| format!("running the {name} BPF program failed: {e}"))?;
         if run.retval != 0 {
             return Err(format!(

@@ -50,20 +50,6 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     }
 }
 
-impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
-    fn len(&self) -> u64 {
-        (**self).len()
-    }
-
-    fn stored_len(&self) -> u64 {
-        (**self).stored_len()
-    }
-
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        (**self).read_exact_at(offset, buf)
-    }
-}
-
 /// A regular file (or block device) read with `pread`, so no seek position is shared.
 pub struct FileSource {
     file: File,

@@ -126,29 +126,28 @@ impl Header {
     /// file's length bounds.
     pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, String> {
         self.check_phentsize()?;
-        if phnum == 0 {
-            return Ok(Vec::new());
-        }
         let entsize = u64::from(self.e_phentsize);
-        let table_len = phnum
-            .checked_mul(entsize)
-            .ok_or("corrupt ELF header: impossible program header table size")?;
-        let table = read_vec(src, self.e_phoff, table_len, "ELF program header table")?;
-        let t = Bytes::new(&table, self.endian, "ELF program header table");
-        let mut out = Vec::new();
-        for i in 0..phnum {
-            let base = usize::try_from(i * entsize).map_err(|_| "program header offset too large")?;
-            let ph = t.sub(base, PHDR_SIZE, "program header")?;
-            out.push(ProgramHeader {
-                p_type: ph.u32(0, "p_type")?,
-                offset: ph.u64(8, "p_offset")?,
-                vaddr: ph.u64(16, "p_vaddr")?,
-                paddr: ph.u64(24, "p_paddr")?,
-                filesz: ph.u64(32, "p_filesz")?,
-                memsz: ph.u64(40, "p_memsz")?,
-            });
-        }
-        Ok(out)
+        self.entries(
+            src,
+            self.e_phoff,
+            phnum,
+            entsize,
+            PHDR_SIZE,
+            "ELF program header table",
+            |ph| {
+                // p_type, then p_offset, p_vaddr, p_paddr, p_filesz and p_memsz from offset 8.
+                let [offset, vaddr, paddr, filesz, memsz] =
+                    [8, 16, 24, 32, 40].map(|at| ph.u64(at, "program header"));
+                Ok(ProgramHeader {
+                    p_type: ph.u32(0, "p_type")?,
+                    offset: offset?,
+                    vaddr: vaddr?,
+                    paddr: paddr?,
+                    filesz: filesz?,
+                    memsz: memsz?,
+                })
+            },
+        )
     }
 
     /// The section headers and the index of the section name table, with the gABI's extended
@@ -172,28 +171,58 @@ impl Header {
         if shstrndx == u32::from(SHN_XINDEX) {
             shstrndx = sh0.u32(40, "sh_link")?;
         }
-        let table_len = shnum
-            .checked_mul(shentsize)
-            .ok_or("section header table size overflows")?;
-        let table = read_vec(src, shoff, table_len, "section header table")?;
-        let mut out = Vec::new();
-        for i in 0..shnum {
-            let at = usize::try_from(i * shentsize).map_err(|_| "section header offset too large")?;
-            let entry = at
-                .checked_add(SHDR_SIZE)
-                .and_then(|end| table.get(at..end))
-                .ok_or("section header out of bounds")?;
-            let h = Bytes::new(entry, self.endian, "section header");
-            out.push(SectionHeader {
-                name: h.u32(0, "sh_name")?,
-                kind: h.u32(4, "sh_type")?,
-                addr: h.u64(16, "sh_addr")?,
-                offset: h.u64(24, "sh_offset")?,
-                size: h.u64(32, "sh_size")?,
-                link: h.u32(40, "sh_link")?,
-            });
+        let headers = self.entries(
+            src,
+            shoff,
+            shnum,
+            shentsize,
+            SHDR_SIZE,
+            "section header table",
+            |h| {
+                // sh_name, sh_type and sh_link are 32-bit, sh_addr, sh_offset and sh_size 64-bit.
+                let [name, kind, link] = [0, 4, 40].map(|at| h.u32(at, "section header"));
+                let [addr, offset, size] = [16, 24, 32].map(|at| h.u64(at, "section header"));
+                Ok(SectionHeader {
+                    name: name?,
+                    kind: kind?,
+                    addr: addr?,
+                    offset: offset?,
+                    size: size?,
+                    link: link?,
+                })
+            },
+        )?;
+        Ok((headers, shstrndx))
+    }
+
+    /// A table of `count` entries `entsize` bytes apart from `off`, read at once (its size is
+    /// bounded by the file's) and each entry's first `min` bytes parsed by `parse`.
+    #[allow(clippy::too_many_arguments)]
+    fn entries<T>(
+        &self,
+        src: &dyn ReadAt,
+        off: u64,
+        count: u64,
+        entsize: u64,
+        min: usize,
+        what: &str,
+        parse: impl Fn(&Bytes<'_>) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
+        if count == 0 {
+            return Ok(Vec::new());
         }
-        Ok((out, shstrndx))
+        let len = count
+            .checked_mul(entsize)
+            .ok_or_else(|| format!("corrupt ELF header: impossible {what} size"))?;
+        let table = read_vec(src, off, len, what)?;
+        let t = Bytes::new(&table, self.endian, what);
+        (0..count)
+            .map(|i| {
+                let at =
+                    usize::try_from(i * entsize).map_err(|_| format!("{what}: entry offset too large"))?;
+                parse(&t.sub(at, min, what)?)
+            })
+            .collect()
     }
 }
 

@@ -99,7 +99,7 @@ impl MemErrorKind {
 
 /// Why memory could not be read: where, what kind of failure, and a sentence for people (the
 /// detail names the level, pfn, segment or errno). The server turns every one of these into an
-/// `Exx` reply (see `server::mem_errno`), so GDB says "Cannot access memory"; the text goes to
+/// `Exx` reply (see `rsp::reply::mem_error`), so GDB says "Cannot access memory"; the text goes to
 /// the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemError {

@@ -34,7 +34,7 @@ pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
 }
 
 /// The `qOffsets` reply: the KASLR slide for `.text`, `.data` and `.bss` (what GDB applies it
-/// to is measured in target/live.rs's `kaslr_text`).
+/// to is measured in kernel/kaslr.rs's `kaslr_text`).
 pub fn offsets(slide: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("Text={slide:x};Data={slide:x};Bss={slide:x}").as_bytes());
 }

@@ -182,6 +182,27 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
     }
 }
 
+/// Runs `f` with every blockable signal blocked in the calling thread, then restores the mask.
+/// A signal that arrives meanwhile stays pending and is delivered afterwards, so a syscall that
+/// gives up with EINTR after an unknowable amount of work (BPF_PROG_TEST_RUN with `repeat`) runs
+/// to the end instead.
+pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain data that sigfillset initialises fully; pthread_sigmask only
+    // swaps this thread's mask, and `old` receives the previous one for the restore below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let blocked = unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) == 0
+    };
+    let r = f();
+    if blocked {
+        // SAFETY: restores the mask saved above in the same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    r
+}
+
 /// Catches SIGINT and SIGTERM (watch mode): they set a flag (`stop_requested`) and make the
 /// returned fd readable, so a loop blocked in `poll` on it wakes immediately. Returns the pipe's
 /// read end.

@@ -5,10 +5,14 @@
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
+use crate::kernel::kaslr::Kaslr;
+use crate::kernel::modules::{self, Module};
+use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::threads;
 use crate::kernel::KernelInfo;
-use crate::mem::{read_u32, MemError, VirtAddr, VirtRead};
+use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
 
@@ -286,7 +290,7 @@ fn walk_dump_tasks(
 impl DumpTarget {
     /// A task's registers: the CPU's saved registers while it ran on one, else those its last
     /// context switch saved.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
         let arch = self.arch;
         let (layout, list) = self.tasks()?;
         let task = list
@@ -300,14 +304,14 @@ impl DumpTarget {
         // pid 0, so init_task (swapper/0) gets CPU 0's.
         if task.on_cpu {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
-                return c.gdb_registers(arch);
+                return Ok(c.gdb_registers(arch)?);
             }
         }
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        tasks::saved_registers(&mut mem, &layout, arch, task.addr).map_err(String::from)
+        tasks::saved_registers(&mut mem, &layout, arch, task.addr)
     }
 }
 
@@ -338,7 +342,7 @@ impl Target for DumpTarget {
             t.extra.push_str(" (panic)");
         }
         if let Ok((_, tasks)) = self.tasks() {
-            all.extend(tasks::task_threads(tasks));
+            all.extend(threads::task_threads(tasks));
         }
         all
     }
@@ -347,15 +351,15 @@ impl Target for DumpTarget {
         self.crashing_cpu().map_or(1, |c| c as Tid + 1)
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
-        if let Some(pid) = tasks::tid_pid(tid) {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
         let cpu = tid
             .checked_sub(1)
             .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
             .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        cpu.gdb_registers(self.arch)
+        Ok(cpu.gdb_registers(self.arch)?)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
@@ -371,76 +375,20 @@ impl Target for DumpTarget {
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
             "info" => Some(Ok(self.info_text())),
-            "ps" => Some(self.tasks().map(|(_, t)| tasks::ps_text(t))),
-            "lsmod" => {
-                let arch = self.arch;
-                self.kernel_info();
-                let mut mem = DumpMem {
-                    dump: &self.dump,
-                    paging: &self.paging,
-                };
-                Some(match &self.kinfo {
-                    Some(k) => crate::kernel::modules::from_memory(&mut mem, k, arch)
-                        .map(|m| crate::kernel::modules::lsmod_text(&m))
-                        .map_err(String::from),
-                    None => Err("no kernel information".into()),
-                })
-            }
-            "sym" => {
-                let arg: Vec<&str> = words.collect();
-                Some(tasks::sym_text(self.kernel_info(), &arg.join(" ")))
-            }
-            "dmesg" => {
-                let mut mem = DumpMem {
-                    dump: &self.dump,
-                    paging: &self.paging,
-                };
-                Some(crate::kernel::dmesg::dmesg(&mut mem, self.dump.vmcoreinfo()).map_err(String::from))
-            }
-            "kaslr" => Some(Ok(match self.dump.kaslr_offset() {
-                Some(off) => format!(
-                    "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
-                     GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
-                     symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
-                    // Only where per-CPU variables are linked from 0 (x86_64) must GDB leave
-                    // .data..percpu alone.
-                    if self.arch.percpu_at_zero() {
-                        " -s .data..percpu 0"
-                    } else {
-                        ""
-                    }
-                ),
-                None => "the dump's VMCOREINFO has no KERNELOFFSET: no KASLR offset known\n".into(),
-            })),
-            _ => None,
+            _ => monitor::run(self, cmd),
         }
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
+        let mut help = vec![
             (
                 "vtop ADDR",
                 "walk the page tables for a kernel address, level by level",
             ),
             ("info", "what the dump is (format, kernel, CPUs, memory)"),
-            (
-                "ps",
-                "every task: pid, parent, state, CPU, command, task_struct address",
-            ),
-            ("lsmod", "loaded modules: base, size and the add-symbol-file line"),
-            (
-                "sym NAME|ADDR",
-                "a kernel symbol's address, or the symbol at an address",
-            ),
-            (
-                "dmesg",
-                "the kernel log (printk ring buffer), as makedumpfile --dump-dmesg prints it",
-            ),
-            (
-                "kaslr",
-                "the KASLR offset and the GDB lines that apply it to every section",
-            ),
-        ]
+        ];
+        help.extend_from_slice(monitor::COMMANDS);
+        help
     }
 
     fn describe(&self) -> String {
@@ -451,6 +399,46 @@ impl Target for DumpTarget {
             self.dump.format_name(),
             self.threads.len()
         )
+    }
+}
+
+impl KernelView for DumpTarget {
+    fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String> {
+        self.kernel_info();
+        let mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        Ok((Box::new(mem), self.kinfo.as_ref().ok_or("no kernel information")?))
+    }
+
+    fn task_list(&mut self) -> Result<Vec<Task>, String> {
+        self.tasks().map(|(_, t)| t.clone())
+    }
+
+    /// From the kernel's own module list in the dump's memory.
+    fn module_list(&mut self) -> Result<Vec<Module>, String> {
+        let arch = self.arch;
+        let (mut mem, k) = self.kernel()?;
+        modules::from_memory(mem.as_mut(), k, arch).map_err(String::from)
+    }
+
+    fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let mut out = format!(
+            "# VMCOREINFO from the dump's notes ({})\n",
+            self.dump.format_name()
+        );
+        for (k, v) in self.dump.vmcoreinfo().entries() {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+        Ok(out)
+    }
+
+    fn kaslr(&self) -> Kaslr {
+        Kaslr::Dump {
+            offset: self.dump.kaslr_offset(),
+            percpu_at_zero: self.arch.percpu_at_zero(),
+        }
     }
 }
 

@@ -3,25 +3,21 @@
 //! kernel/ makes sense of it; this file puts the two together.
 
 use crate::arch::{Arch, Registers};
+/// Where the link-time `_text` came from (kernel/kaslr.rs).
+pub use crate::kernel::kaslr::LinkText;
+use crate::kernel::kaslr::{runtime_text, Kaslr};
+use crate::kernel::modules::{self, Module};
+use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
+use crate::kernel::threads;
 use crate::kernel::vmlinux::Vmlinux;
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
-use crate::mem::{MemError, VirtAddr, VirtRead};
+use crate::mem::{MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
-use std::path::{Path, PathBuf};
-
-/// Where the link-time `_text` came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkText {
-    /// `_text` from the symbol table of the vmlinux given with `-k`; `percpu_at_zero` says whether
-    /// its `.data..percpu` section is linked at address 0 (x86_64 SMP kernels).
-    Vmlinux { path: PathBuf, percpu_at_zero: bool },
-    /// No vmlinux: the architecture's default link address.
-    Default,
-}
+use std::path::Path;
 
 /// The running kernel, read through BPF. Its CPUs are GDB's threads; their registers are
 /// unavailable because the kernel keeps running.
@@ -99,8 +95,8 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
-        let cpus = live::online_cpus().unwrap_or_else(|| {
-            log::warn!("cannot read /sys/devices/system/cpu/online; showing one thread for CPU 0");
+        let cpus = live::online_cpus().unwrap_or_else(|e| {
+            log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
         });
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
@@ -121,22 +117,32 @@ impl LiveTarget {
         })
     }
 
-    /// Symbols and layouts of the running kernel: kallsyms, BTF (`-k vmlinux` first, else
-    /// /sys/kernel/btf/vmlinux) and the live VMCOREINFO read through the direct map.
+    /// Symbols and layouts of the running kernel, built on first use: kallsyms, BTF (`-k
+    /// vmlinux` first, else /sys/kernel/btf/vmlinux), the live VMCOREINFO read through the
+    /// direct map, then [`KernelInfo::find_image_symbols`] through the BPF reader. Failures are
+    /// listed by [`KernelInfo::missing`]. This is the one live assembly: `kmemd -s`, `--check`
+    /// and the tests all get it here.
     pub fn kernel_info(&mut self) -> &KernelInfo {
         if self.kinfo.is_none() {
-            let vmci = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
-                Ok(t) => Some(t),
+            let (vmci, problem) = match self.live_vmcoreinfo().map(|v| v.text.clone()) {
+                Ok(t) => (Some(t), None),
                 Err(e) => {
                     log::warn!("no live VMCOREINFO ({e}): monitor dmesg needs it");
-                    None
+                    (None, Some(format!("no live VMCOREINFO: {e}")))
                 }
             };
             let vmlinux = match &self.link_source {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
-            let k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            let mut k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            if let Some(p) = problem {
+                k.note_problem(p);
+            }
+            if !live::has_modules() {
+                k.without_modules("no /proc/modules: the kernel is built without module support");
+            }
+            k.find_image_symbols(&mut self.reader);
             for m in k.missing() {
                 log::debug!("{m}");
             }
@@ -170,8 +176,6 @@ impl LiveTarget {
         Ok((layout, list))
     }
 
-    /// A task's registers: those saved at its last switch; a task running right now has none
-    /// (PC 0, like the CPUs). A task that exited since `threads()` is an error.
     /// Whether the task GDB listed as `pid` is still that task.
     fn task_alive(&mut self, pid: i32) -> bool {
         let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
@@ -191,7 +195,9 @@ impl LiveTarget {
         }
     }
 
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, String> {
+    /// A task's registers: those saved at its last switch; a task running right now has none
+    /// (PC 0, like the CPUs), and neither has one that exited since `threads()`.
+    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
         let old = self
             .tasks
             .iter()
@@ -202,7 +208,8 @@ impl LiveTarget {
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
         let layout = TaskLayout::new(k, self.arch)?;
         let mem = &mut self.reader;
-        let now = tasks::read_task(mem, &layout, old.addr).map_err(|e| format!("task {pid} is gone: {e}"))?;
+        let now = tasks::read_task(mem, &layout, old.addr)
+            .map_err(|e| ReadError::mem(format!("task {pid} is gone"), e))?;
         let exited = !still_running_as(&old, &now);
         if exited {
             // GDB's `info threads` gives up at the first thread whose registers fail, and on a
@@ -215,38 +222,7 @@ impl LiveTarget {
             regs[self.arch.pc_index()] = Some(0);
             return Ok(Registers(regs));
         }
-        tasks::saved_registers(mem, &layout, self.arch, old.addr).map_err(String::from)
-    }
-
-    fn kernel_monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
-        let mut words = cmd.split_whitespace();
-        Some(match words.next()? {
-            "ps" => self.tasks().map(|(_, t)| tasks::ps_text(&t)),
-            "dmesg" => {
-                self.kernel_info();
-                let vmci = self
-                    .kinfo
-                    .as_ref()
-                    .map(|k| k.vmcoreinfo().clone())
-                    .unwrap_or_default();
-                if vmci.is_empty() {
-                    Err(
-                        "the live VMCOREINFO could not be read (see the log), and dmesg needs its printk \
-                         offsets"
-                            .into(),
-                    )
-                } else {
-                    crate::kernel::dmesg::dmesg(&mut self.reader, &vmci).map_err(String::from)
-                }
-            }
-            "lsmod" => crate::kernel::modules::from_sysfs(Path::new(live::SYS_MODULE))
-                .map(|m| crate::kernel::modules::lsmod_text(&m)),
-            "sym" => {
-                let arg: Vec<&str> = words.collect();
-                tasks::sym_text(self.kernel_info(), &arg.join(" "))
-            }
-            _ => return None,
-        })
+        tasks::saved_registers(mem, &layout, self.arch, old.addr)
     }
 
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
@@ -264,31 +240,15 @@ impl LiveTarget {
         }
     }
 
-    /// A kernel symbol's address: kallsyms first, then the live VMCOREINFO's `SYMBOL(name)`
-    /// lines, which name data symbols (init_uts_ns, swapper_pg_dir, prb, ...) that kallsyms
-    /// lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels). Returns where it came from.
+    /// A kernel symbol's address and the source that gave it (`kallsyms`, `VMCOREINFO`, ...),
+    /// from the one resolver (kernel/symbols.rs): -k vmlinux, kallsyms, then the live
+    /// VMCOREINFO's `SYMBOL(name)` lines, which name data symbols (init_uts_ns, swapper_pg_dir,
+    /// prb, ...) that kallsyms lacks without CONFIG_KALLSYMS_ALL (Debian's arm64 kernels).
     pub fn lookup_symbol(&mut self, name: &str) -> Option<(u64, &'static str)> {
-        if let Some(a) = self.kallsyms.lookup(name) {
-            return Some((a, "kallsyms"));
-        }
-        let v = self.live_vmcoreinfo().ok()?;
-        v.info.symbol(name).map(|a| (a, "VMCOREINFO"))
-    }
-
-    /// The text of `monitor vmcoreinfo`.
-    pub fn vmcoreinfo_text(&mut self) -> Result<String, String> {
-        let v = self.live_vmcoreinfo()?;
-        let mut out = format!(
-            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
-            v.phys,
-            v.direct_map.wrapping_add(v.phys),
-            v.direct_map
-        );
-        out.push_str(&v.text);
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-        Ok(out)
+        self.kernel_info()
+            .resolver()
+            .lookup(name)
+            .map(|(a, from)| (a, from.name()))
     }
 
     pub fn kallsyms(&self) -> &Kallsyms {
@@ -307,80 +267,6 @@ impl LiveTarget {
     pub fn link_source(&self) -> &LinkText {
         &self.link_source
     }
-
-    /// The text of `monitor kaslr`.
-    pub fn kaslr_text(&self) -> String {
-        kaslr_text(self.runtime_text, self.link_text, &self.link_source)
-    }
-}
-
-/// The running kernel's `_text`. Without CONFIG_KALLSYMS_ALL kallsyms keeps only symbols in
-/// [_stext, _etext] and the init text (scripts/kallsyms.c text_ranges): arm64's _text sits
-/// below _stext, before the head section, so only _stext is listed (Debian's arm64 6.1
-/// kernels); then _text is _stext minus the head (`link_head` from a vmlinux, else the
-/// architecture's default, `Arch::head_size`).
-pub fn runtime_text(kallsyms: &Kallsyms, arch: Arch, link_head: Option<u64>) -> Option<u64> {
-    kallsyms.lookup("_text").or_else(|| {
-        kallsyms
-            .lookup("_stext")
-            .map(|st| st.wrapping_sub(link_head.unwrap_or_else(|| arch.head_size())))
-    })
-}
-
-/// `monitor kaslr` output (pure, so it is tested without a kernel).
-pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> String {
-    let slide = runtime_text.wrapping_sub(link_text);
-    let (file, from) = match source {
-        LinkText::Vmlinux { path, .. } => (path.display().to_string(), format!("from {}", path.display())),
-        LinkText::Default => (
-            "VMLINUX".to_string(),
-            "the architecture's default; give -k vmlinux".into(),
-        ),
-    };
-    let mut out = format!(
-        "KASLR offset: {slide:#x} (runtime _text {runtime_text:#x} - link-time _text {link_text:#x}, {from})\n"
-    );
-    if slide == 0 {
-        out.push_str("The kernel runs at its link-time address: `file VMLINUX` needs no offset.\n");
-        return out;
-    }
-    // Measured with gdb 13.1 and GDB 18.1 on a vmlinux-shaped ELF (tests/kaslr_gdb.rs): qOffsets
-    // moves only .text/.data/.bss; `file -o` also moves the zero-based .data..percpu; and symbols
-    // loaded by `add-symbol-file` lose every lookup to those of `gdb vmlinux`, so the half-relocated
-    // main symbol file has to be dropped first (`symbol-file` with no argument).
-    out.push_str(&format!(
-        "kmemd answers qOffsets with Text=Data=Bss={slide:#x}. GDB applies that to .text, .data and .bss \
-         only: symbols in other sections (.rodata such as linux_banner, .init.*) keep their link-time \
-         addresses.\n"
-    ));
-    let percpu = match source {
-        LinkText::Vmlinux { percpu_at_zero, .. } => *percpu_at_zero,
-        LinkText::Default => false,
-    };
-    let percpu_lines = format!("  symbol-file\n  add-symbol-file {file} -o {slide:#x} -s .data..percpu 0\n");
-    let why = "`symbol-file` with no argument drops the half-relocated symbols that `gdb vmlinux` loaded \
-               (answer y): they would otherwise shadow the relocated ones.\n";
-    if percpu {
-        out.push_str(
-            "To relocate every section but keep per-CPU symbols as zero-based offsets, run in GDB:\n",
-        );
-        out.push_str(&percpu_lines);
-        out.push_str(why);
-        out.push_str(&format!(
-            "Not `file {file} -o {slide:#x}`: it also relocates .data..percpu, which makes per-CPU \
-             addresses (e.g. &current_task) wrong.\n"
-        ));
-    } else if matches!(source, LinkText::Default) {
-        out.push_str("If your vmlinux links .data..percpu at address 0 (x86_64 SMP kernels), run in GDB:\n");
-        out.push_str(&percpu_lines);
-        out.push_str(why);
-        out.push_str(&format!("else run in GDB:\n  file {file} -o {slide:#x}\n"));
-    } else {
-        out.push_str(&format!(
-            "To relocate every section, run in GDB:\n  file {file} -o {slide:#x}\n"
-        ));
-    }
-    out
 }
 
 impl VirtRead for LiveTarget {
@@ -410,18 +296,18 @@ impl Target for LiveTarget {
             })
             .collect();
         if self.tasks_at.is_some_and(|t| t.elapsed() < TASKS_FRESH) {
-            all.extend(tasks::task_threads(&self.tasks));
+            all.extend(threads::task_threads(&self.tasks));
             return all;
         }
         match self.tasks() {
-            Ok((_, list)) => all.extend(tasks::task_threads(&list)),
+            Ok((_, list)) => all.extend(threads::task_threads(&list)),
             Err(e) => log::warn!("no task threads: {e}"),
         }
         all
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
-        if let Some(pid) = tasks::tid_pid(tid) {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        if let Some(pid) = threads::tid_pid(tid) {
             return self.task_registers(pid);
         }
         let known = tid
@@ -432,7 +318,8 @@ impl Target for LiveTarget {
             return Err(format!(
                 "no thread {tid}: threads are the online CPUs, 1 to {}",
                 self.cpus.len()
-            ));
+            )
+            .into());
         }
         // The kernel keeps running, so no CPU has registers to show. GDB refuses every memory
         // read while the PC is unavailable ("Cannot access memory" without asking the stub), so
@@ -443,7 +330,7 @@ impl Target for LiveTarget {
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
-        match tasks::tid_pid(tid) {
+        match threads::tid_pid(tid) {
             Some(pid) => self.task_alive(pid),
             None => true,
         }
@@ -454,41 +341,55 @@ impl Target for LiveTarget {
     }
 
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
-        match cmd.trim() {
-            "kaslr" => Some(Ok(self.kaslr_text())),
-            "vmcoreinfo" => Some(self.vmcoreinfo_text()),
-            _ => self.kernel_monitor(cmd),
-        }
+        monitor::run(self, cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
-            (
-                "kaslr",
-                "print the KASLR offset and the GDB commands that load vmlinux symbols with it",
-            ),
-            (
-                "vmcoreinfo",
-                "print the running kernel's VMCOREINFO (symbols, offsets, sizes it describes itself)",
-            ),
-            (
-                "ps",
-                "every task: pid, parent, state, CPU, command, task_struct address",
-            ),
-            ("dmesg", "the kernel log (printk ring buffer)"),
-            (
-                "lsmod",
-                "loaded modules (/sys/module): base, size and the add-symbol-file line",
-            ),
-            (
-                "sym NAME|ADDR",
-                "a kernel symbol's address, or the symbol at an address",
-            ),
-        ]
+        monitor::COMMANDS.to_vec()
     }
 
     fn describe(&self) -> String {
         format!("live kernel {} ({})", self.release, self.arch)
+    }
+}
+
+impl KernelView for LiveTarget {
+    fn kernel(&mut self) -> Result<(Box<dyn VirtRead + '_>, &KernelInfo), String> {
+        self.kernel_info();
+        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        Ok((Box::new(&mut self.reader), k))
+    }
+
+    fn task_list(&mut self) -> Result<Vec<Task>, String> {
+        self.tasks().map(|(_, t)| t)
+    }
+
+    /// From /sys/module: the running kernel lists its modules there.
+    fn module_list(&mut self) -> Result<Vec<Module>, String> {
+        modules::from_sysfs(Path::new(live::SYS_MODULE))
+    }
+
+    fn vmcoreinfo_text(&mut self) -> Result<String, String> {
+        let v = self.live_vmcoreinfo()?;
+        let mut out = format!(
+            "# live VMCOREINFO: physical {:#x}, read at {:#x} (direct map {:#x})\n",
+            v.phys,
+            v.direct_map.wrapping_add(v.phys),
+            v.direct_map
+        );
+        out.push_str(&v.text);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    fn kaslr(&self) -> Kaslr {
+        Kaslr::Live {
+            runtime_text: self.runtime_text,
+            link_text: self.link_text,
+            link: self.link_source.clone(),
+        }
     }
 }
 
@@ -507,7 +408,13 @@ pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
 /// which is how the kernel hides them from processes without CAP_SYSLOG or under
 /// `kernel.kptr_restrict=2`.
 pub fn load_kallsyms() -> Result<Kallsyms, String> {
-    let table = Kallsyms::read(live::kallsyms::open()?).map_err(|e| live::kallsyms::read_error(&e))?;
+    load_kallsyms_filtered(&|_, _| true)
+}
+
+/// [`load_kallsyms`] keeping only the symbols `keep(kind, name)` accepts.
+pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kallsyms, String> {
+    let table =
+        Kallsyms::read_filtered(live::kallsyms::open()?, keep).map_err(|e| live::kallsyms::read_error(&e))?;
     if table.is_empty() {
         return Err(live::kallsyms::hidden());
     }
@@ -522,100 +429,9 @@ fn system_btf() -> BtfSource<'static> {
     }
 }
 
-/// The running kernel with everything found through its memory (`mem`, the live BPF reader):
-/// VMCOREINFO through the direct map (live/vmcoreinfo.rs), then [`KernelInfo::live`], then
-/// [`KernelInfo::find_image_symbols`]. Failures are listed by [`KernelInfo::missing`].
-pub fn kernel_info_from_memory(
-    mem: &mut dyn VirtRead,
-    arch: Arch,
-    kallsyms: &Kallsyms,
-    vmlinux: Option<&Path>,
-) -> KernelInfo {
-    let (text, problem) = match vmcoreinfo::load(mem, arch, &|name| kallsyms.lookup(name)) {
-        Ok(v) => (Some(v.text), None),
-        Err(e) => (None, Some(format!("no live VMCOREINFO: {e}"))),
-    };
-    let mut k = KernelInfo::live(kallsyms, text.as_deref(), vmlinux, &system_btf());
-    if let Some(p) = problem {
-        k.note_problem(p);
-    }
-    if !live::has_modules() {
-        k.without_modules("no /proc/modules: the kernel is built without module support");
-    }
-    k.find_image_symbols(mem);
-    k
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_comes_from_stext_when_kallsyms_lacks_it() {
-        let both = Kallsyms::parse("ffff800008000000 T _text\nffff800008010000 T _stext\n");
-        assert_eq!(
-            runtime_text(&both, Arch::Aarch64, None),
-            Some(0xffff_8000_0800_0000)
-        );
-        let arm = Kallsyms::parse("ffffa0c1e1a10000 T _stext\nffffa0c1e1a10040 t gic_handle_irq\n");
-        assert_eq!(
-            runtime_text(&arm, Arch::Aarch64, None),
-            Some(0xffff_a0c1_e1a0_0000)
-        );
-        assert_eq!(
-            runtime_text(&arm, Arch::Aarch64, Some(0x2_0000)),
-            Some(0xffff_a0c1_e19f_0000)
-        );
-        let x86 = Kallsyms::parse("ffffffff81000000 T _stext\n");
-        assert_eq!(
-            runtime_text(&x86, Arch::X86_64, None),
-            Some(0xffff_ffff_8100_0000)
-        );
-        assert_eq!(
-            runtime_text(&Kallsyms::parse("ffffffff81000100 T foo\n"), Arch::X86_64, None),
-            None
-        );
-    }
-
-    #[test]
-    fn kaslr_text_names_the_right_commands() {
-        let vm = LinkText::Vmlinux {
-            path: PathBuf::from("/tmp/vmlinux"),
-            percpu_at_zero: true,
-        };
-        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &vm);
-        assert!(t.starts_with("KASLR offset: 0x2c600000 "), "{t}");
-        assert!(
-            t.contains("  symbol-file\n  add-symbol-file /tmp/vmlinux -o 0x2c600000 -s .data..percpu 0\n"),
-            "{t}"
-        );
-        assert!(t.contains("Not `file /tmp/vmlinux -o 0x2c600000`"), "{t}");
-        assert!(t.contains("file /tmp/vmlinux -o 0x2c600000"), "{t}");
-        assert!(t.contains(".rodata"), "{t}");
-
-        let no_percpu = LinkText::Vmlinux {
-            path: PathBuf::from("/v"),
-            percpu_at_zero: false,
-        };
-        let t = kaslr_text(0xffff_8000_8123_0000, 0xffff_8000_8000_0000, &no_percpu);
-        assert!(t.starts_with("KASLR offset: 0x1230000 "), "{t}");
-        assert!(!t.contains("add-symbol-file"), "{t}");
-        assert!(t.contains("  file /v -o 0x1230000\n"), "{t}");
-
-        let t = kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
-        assert!(
-            t.contains("  symbol-file\n  add-symbol-file VMLINUX -o 0x2c600000 -s .data..percpu 0\n"),
-            "{t}"
-        );
-        assert!(
-            t.contains("else run in GDB:\n  file VMLINUX -o 0x2c600000\n"),
-            "{t}"
-        );
-
-        let t = kaslr_text(0xffff_ffff_8100_0000, 0xffff_ffff_8100_0000, &LinkText::Default);
-        assert!(t.starts_with("KASLR offset: 0x0 "), "{t}");
-        assert!(!t.contains(" -o "), "{t}");
-    }
 
     /// Needs root and bpf(2): runs only as root, fails under CI (any CI value but false/0) when
     /// not root, and skips where the syscall does not exist only under qemu-user

@@ -8,7 +8,7 @@ pub mod process;
 use crate::arch::{Arch, Registers};
 /// The thread vocabulary of the trait, from kernel/ where tasks become threads.
 pub use crate::kernel::threads::{ThreadInfo, Tid};
-use crate::mem::VirtRead;
+use crate::mem::{ReadError, VirtRead};
 
 /// What a target offers GDB beyond memory and registers, said once: the server's `qSupported`
 /// and its answers to the packets behind each feature follow from it (a target that lacks a
@@ -49,8 +49,9 @@ pub trait Target: VirtRead {
         self.threads().first().map(|t| t.tid).unwrap_or(1)
     }
 
-    /// Registers of one thread. `Err` when the thread does not exist (any more).
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String>;
+    /// Registers of one thread. `Err` when the thread does not exist (any more), or when the
+    /// memory that holds them cannot be read (the error keeps the memory failure's kind).
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError>;
 
     /// Whether a thread listed earlier still exists (GDB's `T` packet). Targets whose threads
     /// never change (CPUs, a dump's tasks) keep the default.

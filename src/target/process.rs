@@ -7,8 +7,11 @@ use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::DumpMem;
 use crate::kernel::tasks::{self, Task, TaskLayout, UserRegsLayout};
-use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
+use crate::mem::{read_u64, MemError, PhysAddr, PhysRead, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
+
+/// The dump's monitor commands a process target does not answer.
+const KERNEL_ADDRESS_COMMANDS: &[&str] = &["vtop", "kaslr"];
 
 pub struct ProcessTarget {
     inner: DumpTarget,
@@ -123,7 +126,7 @@ impl Target for ProcessTarget {
         u64::from(self.pid)
     }
 
-    fn registers(&mut self, tid: Tid) -> Result<Registers, String> {
+    fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         let task = self
             .threads
             .iter()
@@ -137,18 +140,21 @@ impl Target for ProcessTarget {
             paging: kpaging,
         };
         let mem: &mut dyn VirtRead = &mut mem;
-        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr).map_err(String::from)
+        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
         None
     }
 
+    /// The dump's commands, less those about kernel addresses: this target serves the
+    /// process's memory, where GDB neither walks kernel page tables nor relocates vmlinux.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
-        match cmd.split_whitespace().next()? {
-            "ps" | "dmesg" | "sym" | "lsmod" | "info" => self.inner.monitor(cmd),
-            _ => None,
+        let first = cmd.split_whitespace().next()?;
+        if KERNEL_ADDRESS_COMMANDS.contains(&first) {
+            return None;
         }
+        self.inner.monitor(cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
@@ -156,9 +162,8 @@ impl Target for ProcessTarget {
             .monitor_help()
             .into_iter()
             .filter(|(c, _)| {
-                ["ps", "dmesg", "sym", "lsmod", "info"]
-                    .iter()
-                    .any(|w| c.starts_with(w))
+                let first = c.split_whitespace().next().unwrap_or_default();
+                !KERNEL_ADDRESS_COMMANDS.contains(&first)
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 //! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
 //! symbolized from a kallsyms table loaded once (report.rs).
 
+pub mod intmap;
 pub mod perf;
 pub mod report;
 pub mod snapshot;
@@ -12,8 +13,10 @@ pub mod spec;
 pub mod syms;
 
 use crate::arch::Arch;
+use crate::kernel::symbols::{Source, Symbols};
 use crate::kernel::vmlinux::Vmlinux;
 use crate::live::bpf::KernelReader;
+use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
@@ -22,6 +25,7 @@ use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use syms::Syms;
 
@@ -72,7 +76,7 @@ fn read_value(reader: &mut dyn VirtRead, spec: &Spec) -> Result<u64, String> {
 
 /// Task names by thread id, read from /proc once per thread.
 struct Comms {
-    cache: syms::IntMap<u32, String>,
+    cache: intmap::IntMap<u32, String>,
 }
 
 impl Comms {
@@ -117,9 +121,8 @@ pub fn run(config: &Options) -> Result<i32, String> {
     }
     let pairs = &config.pairs;
     let arch = Arch::host();
-    // Names the targets use (and _text, for the vmlinux slide): the table keeps them beside
-    // the text symbols.
-    let mut wanted = vec!["_text"];
+    // Names the targets use, kept beside the text symbols (and page_offset_base, which finds
+    // the live VMCOREINFO on x86_64 when kallsyms lists it).
     let names: Vec<String> = pairs
         .iter()
         .filter_map(|(_, t)| match spec::parse_target(t) {
@@ -127,58 +130,53 @@ pub fn run(config: &Options) -> Result<i32, String> {
             _ => None,
         })
         .collect();
+    let mut wanted = vec!["_text", "page_offset_base"];
     wanted.extend(names.iter().map(String::as_str));
     let mut syms = Syms::load(&wanted)?;
-    // Symbols: kallsyms first, then vmlinux's ELF symbols moved by the KASLR slide.
-    let vmlinux = match &config.vmlinux {
-        Some(path) => {
-            let vm = Vmlinux::load(path)?;
-            let slide = match (syms.lookup("_text"), vm.symbol("_text")) {
-                (Some(live), Some(link)) => live.wrapping_sub(link),
-                _ => {
-                    return Err(format!(
-                        "{}: cannot compute the KASLR slide (no _text in it or in {})",
-                        path.display(),
-                        Syms::PATH
-                    ))
-                }
-            };
-            log::info!("KASLR slide {slide:#x} from {}", path.display());
-            Some((vm, slide))
-        }
-        None => None,
-    };
-    // Last resort: the live VMCOREINFO's SYMBOL() lines (data symbols such as init_uts_ns that
+    // Names resolve through the one resolver (kernel/symbols.rs): -k vmlinux moved by the KASLR
+    // slide, kallsyms, then the live VMCOREINFO. Of the vmlinux only the targets' names are kept.
+    let mut resolver = Symbols::new(Arc::clone(syms.kallsyms().table()), VmcoreInfo::default());
+    if let Some(path) = &config.vmlinux {
+        let vm = Vmlinux::load(path)?;
+        let slide = resolver
+            .add_vmlinux(&vm, &|_, n| names.iter().any(|w| w == n))
+            .ok_or_else(|| {
+                format!(
+                    "{}: cannot compute the KASLR slide (no _text in it or in {})",
+                    path.display(),
+                    crate::live::kallsyms::PATH
+                )
+            })?;
+        log::info!("KASLR slide {slide:#x} from {}", path.display());
+    }
+    // Last: the live VMCOREINFO's SYMBOL() lines (data symbols such as init_uts_ns that
     // kallsyms lacks without CONFIG_KALLSYMS_ALL), read only when a name is found nowhere else.
-    let live_info: std::cell::OnceCell<Option<crate::mem::vmcoreinfo::VmcoreInfo>> =
-        std::cell::OnceCell::new();
+    if names.iter().any(|n| resolver.symbol(n).is_none()) {
+        let table = syms.kallsyms();
+        let live = KernelReader::open()
+            .and_then(|mut reader| crate::live::vmcoreinfo::load(&mut reader, arch, &|n| table.lookup(n)));
+        match live {
+            Ok(v) => resolver.set_vmcoreinfo(v.info),
+            Err(e) => log::info!("no live VMCOREINFO for symbol lookup: {e}"),
+        }
+    }
     let lookup = |name: &str| {
-        syms.lookup(name)
-            .or_else(|| {
-                let (vm, slide) = vmlinux.as_ref()?;
-                vm.symbol(name).map(|a| a.wrapping_add(*slide))
-            })
-            .or_else(|| {
-                let info = live_info.get_or_init(|| {
-                    let mut reader = KernelReader::open().ok()?;
-                    let ks = crate::target::live::load_kallsyms().ok()?;
-                    crate::live::vmcoreinfo::load(&mut reader, crate::arch::Arch::host(), &|n| ks.lookup(n))
-                        .map_err(|e| log::info!("no live VMCOREINFO for symbol lookup: {e}"))
-                        .ok()
-                        .map(|v| v.info)
-                });
-                let a = info.as_ref()?.symbol(name)?;
-                log::info!("{name} = {a:#x} from the live VMCOREINFO");
-                Some(a)
-            })
+        let (a, from) = resolver.lookup(name)?;
+        if from == Source::Vmcoreinfo {
+            log::info!("{name} = {a:#x} from the live VMCOREINFO");
+        }
+        Some(a)
     };
-    let hint = if vmlinux.is_some() {
-        format!(" in {} nor in the vmlinux given with -k", Syms::PATH)
+    let hint = if config.vmlinux.is_some() {
+        format!(
+            " in {} nor in the vmlinux given with -k",
+            crate::live::kallsyms::PATH
+        )
     } else {
         format!(
             " in {} nor in the live VMCOREINFO (kernels without CONFIG_KALLSYMS_ALL list no \
              variables there: add -k vmlinux, or give the address in hex)",
-            Syms::PATH
+            crate::live::kallsyms::PATH
         )
     };
     let specs = pairs
@@ -205,7 +203,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
         })?;
         prev.push(Some(v));
     }
-    let cpus = perf::online_cpus()?;
+    let cpus = crate::live::online_cpus()?;
     let stop_fd = os::install_stop_signals()?;
     let armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
     for s in &specs {
@@ -226,7 +224,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
         reader: reader.as_mut(),
         prev,
         comms: Comms {
-            cache: syms::IntMap::default(),
+            cache: intmap::IntMap::default(),
         },
         summary: Summary::default(),
         unshown: 0,

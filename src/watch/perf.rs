@@ -3,12 +3,105 @@
 //! One perf event per (watchpoint, CPU), `PERF_TYPE_BREAKPOINT`, sample_period 1 so every trap is
 //! a sample. All events of a CPU write into one ring (PERF_EVENT_IOC_SET_OUTPUT) and samples
 //! carry PERF_SAMPLE_IDENTIFIER so we know which watchpoint tripped.
+//!
+//! The perf calls go through [`PerfSys`], a seam like the BPF reader's `ChunkRead`: the kernel's
+//! ([`SysPerf`], over sys::os) in production, a fake in tests, so the refusals perf can answer
+//! with (EINVAL, EPERM, EACCES, ENOSPC, ENOENT, a ring that cannot be mapped) are tested without
+//! root or debug registers.
 
+use super::intmap::IntMap;
 use super::spec::{Access, Spec};
-use super::syms::IntMap;
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
 use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The perf_event_open(2) calls and ioctls watch mode and --check make. Errors are raw errnos,
+/// which [`open_error`] and the callers turn into sentences.
+pub trait PerfSys {
+    /// An open event; dropping it closes it (the debug register is freed).
+    type Event;
+    /// A mapped ring of one event.
+    type Ring: Ring;
+    /// Opens a breakpoint event counting every task on `cpu`.
+    fn open(&mut self, attr: &PerfEventAttr, cpu: u32) -> Result<Self::Event, i32>;
+    /// The event's id, as samples carry it (PERF_SAMPLE_IDENTIFIER).
+    fn id(&mut self, ev: &Self::Event) -> Result<u64, i32>;
+    /// Maps `data_pages` (a power of two) data pages of `ev`'s ring.
+    fn map_ring(&mut self, ev: &Self::Event, data_pages: usize) -> Result<Self::Ring, i32>;
+    /// Sends `ev`'s records into `target`'s ring (same CPU).
+    fn set_output(&mut self, ev: &Self::Event, target: &Self::Event) -> Result<(), i32>;
+    fn enable(&mut self, ev: &Self::Event) -> Result<(), i32>;
+    fn disable(&mut self, ev: &Self::Event) -> Result<(), i32>;
+    /// (traps counted, samples lost) of an event opened with PERF_FORMAT_LOST.
+    fn read_count(&mut self, ev: &Self::Event) -> Result<(u64, u64), i32>;
+    /// The descriptor poll(2) waits on for `ev`'s ring.
+    fn poll_fd(ev: &Self::Event) -> i32;
+    /// What decides an EPERM/EACCES (asked only then).
+    fn perm_facts(&self) -> PermFacts;
+}
+
+/// Records waiting in a ring, taken out whole.
+pub trait Ring {
+    /// Appends whole records, at most `max` bytes of them (at least one record), to `out`;
+    /// returns the bytes taken and whether more are waiting.
+    fn take_max(&mut self, out: &mut Vec<u8>, max: usize) -> (usize, bool);
+
+    /// Appends every waiting record to `out`; returns the byte count.
+    fn take(&mut self, out: &mut Vec<u8>) -> usize {
+        self.take_max(out, usize::MAX).0
+    }
+}
+
+impl Ring for PerfRing {
+    fn take_max(&mut self, out: &mut Vec<u8>, max: usize) -> (usize, bool) {
+        PerfRing::take_max(self, out, max)
+    }
+}
+
+/// The kernel's perf: sys::os's syscalls, events on every task (pid -1) of one CPU.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SysPerf;
+
+impl PerfSys for SysPerf {
+    type Event = OwnedFd;
+    type Ring = PerfRing;
+
+    fn open(&mut self, attr: &PerfEventAttr, cpu: u32) -> Result<OwnedFd, i32> {
+        os::perf_event_open(attr, -1, cpu as i32)
+    }
+
+    fn id(&mut self, ev: &OwnedFd) -> Result<u64, i32> {
+        os::perf_event_id(ev)
+    }
+
+    fn map_ring(&mut self, ev: &OwnedFd, data_pages: usize) -> Result<PerfRing, i32> {
+        PerfRing::map(ev, data_pages)
+    }
+
+    fn set_output(&mut self, ev: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {
+        os::perf_set_output(ev, target)
+    }
+
+    fn enable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
+        os::perf_enable(ev)
+    }
+
+    fn disable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
+        os::perf_disable(ev)
+    }
+
+    fn read_count(&mut self, ev: &OwnedFd) -> Result<(u64, u64), i32> {
+        os::perf_read_count(ev)
+    }
+
+    fn poll_fd(ev: &OwnedFd) -> i32 {
+        ev.as_raw_fd()
+    }
+
+    fn perm_facts(&self) -> PermFacts {
+        PermFacts::gather()
+    }
+}
 
 // PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
 pub const SAMPLE_IP: u64 = 1 << 0;
@@ -178,35 +271,6 @@ pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
     }
 }
 
-/// Parses a CPU list such as `0-3,5,7-8` (/sys/devices/system/cpu/online).
-pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("cannot parse CPU list '{}'", s.trim());
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if b < a || b - a > 65536 {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("CPU list '{}' is empty", s.trim()));
-    }
-    Ok(out)
-}
-
-pub fn online_cpus() -> Result<Vec<u32>, String> {
-    let path = "/sys/devices/system/cpu/online";
-    let s =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e} (is sysfs mounted?)"))?;
-    parse_cpu_list(&s)
-}
-
 /// What decides a refusal with EPERM/EACCES: whether kmemd lacked a privilege, or holds it and the
 /// kernel forbids kernel breakpoints anyway (a hypervisor hiding the debug registers, lockdown, a
 /// security module). Gathered only on that error path.
@@ -353,46 +417,68 @@ fn permission_error(what: &str, os_err: &std::io::Error, f: &PermFacts) -> Strin
 }
 
 /// A CPU's ring with the fd that owns it.
-pub struct CpuRing {
+pub struct CpuRing<R = PerfRing> {
     pub cpu: u32,
     pub fd: i32,
-    pub ring: PerfRing,
+    pub ring: R,
 }
 
 /// Every armed event; dropping it disables and closes them all (watchpoints released).
-pub struct Armed {
+pub struct Armed<S: PerfSys = SysPerf> {
     /// Declared before `events` so the rings are unmapped before their fds close.
-    pub rings: Vec<CpuRing>,
-    events: Vec<OwnedFd>,
+    pub rings: Vec<CpuRing<S::Ring>>,
+    events: Vec<S::Event>,
     /// Event id -> index of the watchpoint in the spec list.
     pub ids: IntMap<u64, usize>,
+    sys: S,
 }
 
 impl Armed {
-    /// Opens one event per (watchpoint, CPU), disabled, maps one ring per CPU of `ring_pages`
-    /// data pages (a power of two), then enables them all.
+    /// [`Armed::arm_with`] the kernel's perf.
     pub fn arm(specs: &[Spec], cpus: &[u32], ring_pages: usize, arch: Arch) -> Result<Armed, String> {
+        Armed::arm_with(SysPerf, specs, cpus, ring_pages, arch)
+    }
+}
+
+/// Opens `attr` on `cpu`, again without PERF_FORMAT_LOST when the kernel does not know it
+/// (before 6.0: EINVAL); then it counts without the lost samples.
+pub fn open_event<S: PerfSys>(sys: &mut S, attr: &PerfEventAttr, cpu: u32) -> Result<S::Event, i32> {
+    match sys.open(attr, cpu) {
+        Err(libc::EINVAL) if attr.read_format != 0 => {
+            let mut plain = *attr;
+            plain.read_format = 0;
+            sys.open(&plain, cpu)
+        }
+        r => r,
+    }
+}
+
+impl<S: PerfSys> Armed<S> {
+    /// Opens one event per (watchpoint, CPU), disabled, maps one ring per CPU of `ring_pages`
+    /// data pages (a power of two), then enables them all. On an error every event opened so
+    /// far is closed again.
+    pub fn arm_with(
+        sys: S,
+        specs: &[Spec],
+        cpus: &[u32],
+        ring_pages: usize,
+        arch: Arch,
+    ) -> Result<Armed<S>, String> {
         let ring_bytes = ring_pages * os::page_size();
         let mut armed = Armed {
             rings: Vec::new(),
             events: Vec::new(),
             ids: IntMap::default(),
+            sys,
         };
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
                 let attr = attr_for(spec, arch);
-                let fd = match os::perf_event_open(&attr, -1, cpu as i32) {
-                    // Kernels before 6.0 do not know PERF_FORMAT_LOST: count without it.
-                    Err(libc::EINVAL) => {
-                        let mut plain = attr;
-                        plain.read_format = 0;
-                        os::perf_event_open(&plain, -1, cpu as i32)
-                    }
-                    r => r,
-                }
-                .map_err(|e| open_error(e, spec, arch, cpu, &PermFacts::gather))?;
-                let id = os::perf_event_id(&fd).map_err(|e| {
+                let sys = &mut armed.sys;
+                let fd = open_event(sys, &attr, cpu)
+                    .map_err(|e| open_error(e, spec, arch, cpu, &|| sys.perm_facts()))?;
+                let id = armed.sys.id(&fd).map_err(|e| {
                     format!(
                         "cannot get the perf event id: {}",
                         std::io::Error::from_raw_os_error(e)
@@ -401,7 +487,7 @@ impl Armed {
                 armed.ids.insert(id, i);
                 match owner {
                     None => {
-                        let ring = PerfRing::map(&fd, ring_pages).map_err(|e| {
+                        let ring = armed.sys.map_ring(&fd, ring_pages).map_err(|e| {
                             format!(
                                 "cannot map a {} KiB perf ring for CPU {cpu}: {} (root may map \
                                  past kernel.perf_event_mlock_kb; otherwise raise it)",
@@ -411,14 +497,14 @@ impl Armed {
                         })?;
                         armed.rings.push(CpuRing {
                             cpu,
-                            fd: fd.as_raw_fd(),
+                            fd: S::poll_fd(&fd),
                             ring,
                         });
                         owner = Some(armed.events.len());
                     }
                     Some(o) => {
                         let target = armed.events.get(o).ok_or("internal: ring owner vanished")?;
-                        os::perf_set_output(&fd, target).map_err(|e| {
+                        armed.sys.set_output(&fd, target).map_err(|e| {
                             format!(
                                 "cannot share CPU {cpu}'s perf ring between watchpoints: {}",
                                 std::io::Error::from_raw_os_error(e)
@@ -430,7 +516,7 @@ impl Armed {
             }
         }
         for fd in &armed.events {
-            os::perf_enable(fd).map_err(|e| {
+            armed.sys.enable(fd).map_err(|e| {
                 format!(
                     "cannot enable a watchpoint: {}",
                     std::io::Error::from_raw_os_error(e)
@@ -442,9 +528,9 @@ impl Armed {
 
     /// Stops every event (the watchpoints stay allocated until drop): nothing more is counted
     /// or queued, so the counts and the rings can be read consistently.
-    pub fn disable(&self) {
+    pub fn disable(&mut self) {
         for fd in &self.events {
-            let _ = os::perf_disable(fd);
+            let _ = self.sys.disable(fd);
         }
     }
 
@@ -454,21 +540,161 @@ impl Armed {
 
     /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
     /// kernel cannot say (read_format without PERF_FORMAT_LOST).
-    pub fn kernel_counts(&self) -> Option<(u64, u64)> {
+    pub fn kernel_counts(&mut self) -> Option<(u64, u64)> {
         let mut total = (0u64, 0u64);
         for fd in &self.events {
-            let (n, lost) = os::perf_read_count(fd).ok()?;
+            let (n, lost) = self.sys.read_count(fd).ok()?;
             total = (total.0 + n, total.1 + lost);
         }
         Some(total)
     }
 }
 
-impl Drop for Armed {
+impl<S: PerfSys> Drop for Armed<S> {
     fn drop(&mut self) {
         // Stop the traps first so no CPU keeps hitting while we tear down; closing the fds
         // (OwnedFd) then frees the debug registers.
         self.disable();
+    }
+}
+
+/// A fake kernel perf for tests: events that count themselves open, scripted refusals, rings
+/// of planted bytes.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::{PerfSys, PermFacts, Ring};
+    use crate::sys::os::PerfEventAttr;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What the fake saw and what it answers.
+    #[derive(Default)]
+    pub struct State {
+        /// Successful opens: (attr, cpu), in order.
+        pub opened: Vec<(PerfEventAttr, u32)>,
+        /// Events open right now (dropping one closes it).
+        pub open_now: usize,
+        /// Refusals: (opens attempted so far, errno): the open with that index fails, whatever
+        /// its attr. Attempts count failed ones too.
+        pub refuse_at: Vec<(usize, i32)>,
+        /// Refuses every open whose read_format asks for PERF_FORMAT_LOST (a kernel before 6.0).
+        pub no_format_lost: bool,
+        /// Every open from this many events held at once fails with ENOSPC (the CPU's slots).
+        pub slots: Option<usize>,
+        pub attempts: usize,
+        pub map_error: Option<i32>,
+        pub output_error: Option<i32>,
+        /// (event, ring owner) per PERF_EVENT_IOC_SET_OUTPUT.
+        pub outputs: Vec<(u64, u64)>,
+        pub enabled: Vec<u64>,
+        pub disabled: Vec<u64>,
+        /// Counts each event's read gives (traps, lost); None: the read fails.
+        pub counts: Option<(u64, u64)>,
+        /// Bytes the next mapped ring holds.
+        pub ring_bytes: Vec<u8>,
+        pub facts: PermFacts,
+        pub facts_asked: usize,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Fake(pub Rc<RefCell<State>>);
+
+    pub struct Event {
+        pub id: u64,
+        state: Rc<RefCell<State>>,
+    }
+
+    impl Drop for Event {
+        fn drop(&mut self) {
+            self.state.borrow_mut().open_now -= 1;
+        }
+    }
+
+    pub struct FakeRing(pub Vec<u8>);
+
+    impl Ring for FakeRing {
+        fn take_max(&mut self, out: &mut Vec<u8>, max: usize) -> (usize, bool) {
+            let n = self.0.len().min(max);
+            out.extend(self.0.drain(..n));
+            (n, !self.0.is_empty())
+        }
+    }
+
+    impl Fake {
+        pub fn state(&self) -> std::cell::RefMut<'_, State> {
+            self.0.borrow_mut()
+        }
+    }
+
+    impl PerfSys for Fake {
+        type Event = Event;
+        type Ring = FakeRing;
+
+        fn open(&mut self, attr: &PerfEventAttr, cpu: u32) -> Result<Event, i32> {
+            let mut st = self.0.borrow_mut();
+            let n = st.attempts;
+            st.attempts += 1;
+            if let Some(&(_, e)) = st.refuse_at.iter().find(|(at, _)| *at == n) {
+                return Err(e);
+            }
+            if st.no_format_lost && attr.read_format != 0 {
+                return Err(libc::EINVAL);
+            }
+            if st.slots.is_some_and(|s| st.open_now >= s) {
+                return Err(libc::ENOSPC);
+            }
+            st.opened.push((*attr, cpu));
+            st.open_now += 1;
+            Ok(Event {
+                id: 100 + st.opened.len() as u64,
+                state: Rc::clone(&self.0),
+            })
+        }
+
+        fn id(&mut self, ev: &Event) -> Result<u64, i32> {
+            Ok(ev.id)
+        }
+
+        fn map_ring(&mut self, _ev: &Event, _pages: usize) -> Result<FakeRing, i32> {
+            let st = self.0.borrow();
+            match st.map_error {
+                Some(e) => Err(e),
+                None => Ok(FakeRing(st.ring_bytes.clone())),
+            }
+        }
+
+        fn set_output(&mut self, ev: &Event, target: &Event) -> Result<(), i32> {
+            let mut st = self.0.borrow_mut();
+            if let Some(e) = st.output_error {
+                return Err(e);
+            }
+            st.outputs.push((ev.id, target.id));
+            Ok(())
+        }
+
+        fn enable(&mut self, ev: &Event) -> Result<(), i32> {
+            self.0.borrow_mut().enabled.push(ev.id);
+            Ok(())
+        }
+
+        fn disable(&mut self, ev: &Event) -> Result<(), i32> {
+            self.0.borrow_mut().disabled.push(ev.id);
+            Ok(())
+        }
+
+        fn read_count(&mut self, _ev: &Event) -> Result<(u64, u64), i32> {
+            self.0.borrow().counts.ok_or(libc::EINVAL)
+        }
+
+        fn poll_fd(ev: &Event) -> i32 {
+            ev.id as i32
+        }
+
+        fn perm_facts(&self) -> PermFacts {
+            let mut st = self.0.borrow_mut();
+            st.facts_asked += 1;
+            st.facts.clone()
+        }
     }
 }
 
@@ -644,13 +870,146 @@ mod tests {
         assert_eq!(parse_records(&zero, |_| panic!("no record expected")), zero.len());
     }
 
+    fn two_words() -> Vec<Spec> {
+        vec![spec(Access::W, 8), {
+            let mut s = spec(Access::Rw, 4);
+            s.addr += 8;
+            s
+        }]
+    }
+
     #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
-        assert_eq!(parse_cpu_list("0,2-4,7").unwrap(), vec![0, 2, 3, 4, 7]);
-        assert!(parse_cpu_list("x").is_err());
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("").is_err());
+    fn arming_opens_one_event_per_watchpoint_and_cpu_and_one_ring_per_cpu() {
+        let f = fake::Fake::default();
+        f.state().counts = Some((3, 1));
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 2], 4, Arch::X86_64).unwrap();
+        {
+            let st = f.state();
+            let cpus: Vec<u32> = st.opened.iter().map(|(_, c)| *c).collect();
+            assert_eq!(cpus, [0, 0, 2, 2]);
+            assert!(st
+                .opened
+                .iter()
+                .all(|(a, _)| a.read_format == os::PERF_FORMAT_LOST));
+            assert_eq!(st.opened[1].0.bp_addr, two_words()[1].addr);
+            assert_eq!(
+                st.outputs,
+                [(102, 101), (104, 103)],
+                "second watchpoint into the CPU's ring"
+            );
+            assert_eq!(st.enabled, [101, 102, 103, 104]);
+            assert_eq!(st.facts_asked, 0);
+        }
+        assert_eq!(armed.event_count(), 4);
+        let rings: Vec<(u32, i32)> = armed.rings.iter().map(|r| (r.cpu, r.fd)).collect();
+        assert_eq!(rings, [(0, 101), (2, 103)]);
+        assert_eq!(armed.ids.get(&102), Some(&1));
+        assert_eq!(armed.ids.get(&103), Some(&0));
+        assert_eq!(armed.kernel_counts(), Some((12, 4)), "summed over events");
+        f.state().counts = None;
+        assert_eq!(armed.kernel_counts(), None, "a kernel without PERF_FORMAT_LOST");
+        drop(armed);
+        let st = f.state();
+        assert_eq!(st.disabled, [101, 102, 103, 104], "disabled before closing");
+        assert_eq!(st.open_now, 0, "every debug register released");
+    }
+
+    #[test]
+    fn a_kernel_without_format_lost_gets_events_without_it() {
+        let f = fake::Fake::default();
+        f.state().no_format_lost = true;
+        let armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        assert_eq!(armed.event_count(), 4);
+        let st = f.state();
+        assert_eq!(st.opened.len(), 4);
+        assert!(st.opened.iter().all(|(a, _)| a.read_format == 0));
+    }
+
+    #[test]
+    fn a_refused_event_says_why_and_releases_the_others() {
+        let x86 = Arch::X86_64;
+        // (errno, which open fails, what the sentence must say, facts gathered)
+        let cases: &[(i32, usize, &str, usize)] = &[
+            (
+                libc::ENOSPC,
+                3,
+                "no free debug register on CPU 1 (ENOSPC; this CPU has 4",
+                0,
+            ),
+            (libc::EPERM, 0, "lacks CAP_PERFMON", 1),
+            (libc::EACCES, 2, "lacks CAP_PERFMON", 1),
+            (libc::ENOENT, 1, "no hardware breakpoint support for perf", 0),
+            (libc::ENODEV, 0, "no hardware breakpoint support for perf", 0),
+            (libc::EMFILE, 0, "raise `ulimit -n`", 0),
+            (libc::EBUSY, 2, "perf_event_open on CPU 1 failed", 0),
+        ];
+        for &(errno, at, want, asked) in cases {
+            let f = fake::Fake::default();
+            f.state().refuse_at = vec![(at, errno)];
+            let e = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, x86)
+                .err()
+                .unwrap();
+            assert!(e.contains(want), "errno {errno}: {e}");
+            assert!(e.starts_with("-w "), "{e}");
+            let st = f.state();
+            assert_eq!(st.open_now, 0, "errno {errno}: events opened before are closed");
+            assert_eq!(st.facts_asked, asked, "errno {errno}");
+        }
+        // EINVAL twice (also without PERF_FORMAT_LOST): the sentence for the spec's type.
+        let f = fake::Fake::default();
+        f.state().refuse_at = vec![(0, libc::EINVAL), (1, libc::EINVAL)];
+        let x = vec![spec(Access::X, 8)];
+        let e = Armed::arm_with(f.clone(), &x, &[0], 4, x86).err().unwrap();
+        assert!(e.contains("kprobes"), "{e}");
+        // With the capability, the kernel is blamed.
+        let f = fake::Fake::default();
+        f.state().refuse_at = vec![(0, libc::EPERM)];
+        f.state().facts = facts(true, Some(true));
+        let e = Armed::arm_with(f.clone(), &two_words(), &[0], 4, x86)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("forbids hardware breakpoints on kernel addresses"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ring_and_output_failures_are_reported_and_release_everything() {
+        let f = fake::Fake::default();
+        f.state().map_error = Some(libc::EPERM);
+        let e = Armed::arm_with(f.clone(), &two_words(), &[0], 4, Arch::X86_64)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("cannot map a ") && e.contains("perf ring for CPU 0"),
+            "{e}"
+        );
+        assert_eq!(f.state().open_now, 0);
+        let f = fake::Fake::default();
+        f.state().output_error = Some(libc::EINVAL);
+        let e = Armed::arm_with(f.clone(), &two_words(), &[3], 4, Arch::X86_64)
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot share CPU 3's perf ring"), "{e}");
+        assert_eq!(f.state().open_now, 0);
+    }
+
+    #[test]
+    fn rings_hand_out_whole_batches() {
+        let f = fake::Fake::default();
+        let mut bytes = rec(RECORD_LOST, &[101, 2]);
+        bytes.extend(rec(RECORD_THROTTLE, &[0]));
+        f.state().ring_bytes = bytes.clone();
+        let mut armed = Armed::arm_with(f, &two_words()[..1], &[0], 4, Arch::X86_64).unwrap();
+        let mut out = Vec::new();
+        let r = &mut armed.rings[0].ring;
+        assert_eq!(r.take_max(&mut out, 24), (24, true));
+        assert_eq!(r.take(&mut out), 16);
+        assert_eq!(out, bytes);
+        let mut got = Vec::new();
+        parse_records(&out, |r| got.push(r));
+        assert_eq!(got, [Record::Lost { id: 101, lost: 2 }, Record::Throttle]);
     }
 
     #[test]

@@ -233,12 +233,9 @@ mod tests {
     use crate::watch::spec::Access;
 
     fn syms() -> Syms {
-        Syms::parse(
-            "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n"
-                .as_bytes(),
-            &[],
-        )
-        .unwrap()
+        Syms::new(crate::kernel::proc_kallsyms::Kallsyms::parse(
+            "ffffffff81000000 T bpf_test_run\nffffffff81001000 T __sys_bpf\nffffffffc0000000 t bpf_prog_abc\t[bpf]\n",
+        ))
     }
 
     fn spec() -> Spec {

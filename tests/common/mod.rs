@@ -1,5 +1,8 @@
-//! Shared helpers for integration tests: running kmemd, driving real GDB, root checks.
+//! Shared helpers for integration tests: running kmemd, driving real GDB, root checks; `rsp`
+//! is a raw RSP client for the robustness tests.
 #![allow(dead_code)]
+
+pub mod rsp;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -299,6 +302,21 @@ pub fn fixture_dirs() -> Option<Vec<PathBuf>> {
         return None;
     }
     Some(FIXTURE_VARIANTS.iter().map(|v| root.join(v)).collect())
+}
+
+/// Each fixture variant loaded by `load`, or None (skip) outside CI when the fixtures have not
+/// been generated (see [`fixture_dirs`]).
+pub fn load_fixtures<T>(load: impl Fn(&Path) -> T) -> Option<Vec<T>> {
+    Some(fixture_dirs()?.iter().map(|d| load(d)).collect())
+}
+
+/// The lines of a fixture's manifest.txt, each split into its words.
+pub fn manifest(dir: &Path) -> Vec<Vec<String>> {
+    let path = dir.join("manifest.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
 }
 
 /// A manifest's hex number (`0x...`).

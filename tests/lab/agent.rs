@@ -323,7 +323,7 @@ fn plant_request(plants: &mut HashMap<u64, Plant>, next: &mut u64, words: &[Stri
         let h: u64 = num(words, 1)?;
         let p = plants.get(&h).ok_or(format!("no plant {h}"))?;
         match verb {
-            "bump" => bump_all(p, num(words, 2)?).map(|_| ok()),
+            "bump" => p.bump(num(words, 2)?).map(|_| ok()),
             "load" => p.load(num(words, 2)?).map(|_| ok()),
             "write" => p.write(&blob).map(|_| ok()),
             "read" => p.read_back().map(|d| Reply(vec!["data".into()], vec![d])),
@@ -335,30 +335,4 @@ fn plant_request(plants: &mut HashMap<u64, Plant>, next: &mut u64, words: &[Stri
         }
     })();
     r.unwrap_or_else(err)
-}
-
-/// `n` bumps, whatever interrupts them: a test run that sees a signal pending stops with EINTR
-/// after an unknown number of runs, so the plant's own counter says how many remain.
-fn bump_all(p: &Plant, n: u32) -> Result<(), String> {
-    let count = |p: &Plant| -> Result<u64, String> {
-        let v = p.read_back()?;
-        Ok(u64::from_ne_bytes(
-            v.get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or("plant under 8 bytes")?,
-        ))
-    };
-    let target = count(p)?.wrapping_add(u64::from(n));
-    let mut tries = 0;
-    loop {
-        let left = target.wrapping_sub(count(p)?);
-        if left == 0 || left > u64::from(n) {
-            return Ok(());
-        }
-        match p.bump(left as u32) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.contains("Interrupted") && tries < 100 => tries += 1,
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -25,16 +25,24 @@ struct Decoder<'a> {
 
 const CORRUPT: &str = "corrupt LZO data";
 
+#[cold]
+fn ends_early() -> String {
+    format!("{CORRUPT}: input ends early")
+}
+
 impl Decoder<'_> {
+    #[inline(always)]
     fn byte(&mut self) -> Result<usize, String> {
-        let b = self
-            .inp
-            .get(self.ip)
-            .ok_or_else(|| format!("{CORRUPT}: input ends early"))?;
-        self.ip += 1;
-        Ok(usize::from(*b))
+        match self.inp.get(self.ip) {
+            Some(&b) => {
+                self.ip += 1;
+                Ok(usize::from(b))
+            }
+            None => Err(ends_early()),
+        }
     }
 
+    #[inline(always)]
     fn le16(&mut self) -> Result<usize, String> {
         let lo = self.byte()?;
         Ok(lo | (self.byte()? << 8))
@@ -60,21 +68,21 @@ impl Decoder<'_> {
         }
     }
 
+    #[inline(always)]
     fn literals(&mut self, n: usize) -> Result<(), String> {
-        let src = self.ip.checked_add(n).and_then(|end| self.inp.get(self.ip..end));
-        let dst = self
-            .op
-            .checked_add(n)
-            .and_then(|end| self.out.get_mut(self.op..end));
-        match (src, dst) {
-            (Some(src), Some(dst)) => dst.copy_from_slice(src),
-            (None, _) => return Err(format!("{CORRUPT}: literal run past the end of the input")),
-            (_, None) => {
-                return Err(format!(
-                    "{CORRUPT}: output larger than the {}-byte page",
-                    self.out.len()
-                ))
-            }
+        if n == 0 {
+            return Ok(());
+        }
+        if self.ip.checked_add(n).is_none_or(|e| e > self.inp.len()) {
+            return Err(format!("{CORRUPT}: literal run past the end of the input"));
+        }
+        if self.op.checked_add(n).is_none_or(|e| e > self.out.len())
+            || !super::copy_literals(self.inp, self.ip, self.out, self.op, n)
+        {
+            return Err(format!(
+                "{CORRUPT}: output larger than the {}-byte page",
+                self.out.len()
+            ));
         }
         self.ip += n;
         self.op += n;
@@ -83,6 +91,7 @@ impl Decoder<'_> {
 
     /// Copies `len` bytes from `dist` back in the output; the regions may overlap (byte order
     /// matters: a distance of 1 repeats one byte).
+    #[inline(always)]
     fn copy_match(&mut self, dist: usize, len: usize) -> Result<(), String> {
         if dist > self.op {
             return Err(format!("{CORRUPT}: match refers before the start of the page"));
@@ -94,15 +103,8 @@ impl Decoder<'_> {
                 self.out.len()
             ));
         };
-        let mut from = self.op - dist;
-        while self.op < end {
-            // Copy in chunks no longer than the distance, so each chunk reads bytes already written.
-            let n = dist.min(end - self.op);
-            // In range: from + n <= op (n <= dist) and op + n <= end <= out.len(), checked above.
-            self.out.copy_within(from..from + n, self.op);
-            self.op += n;
-            from += n;
-        }
+        super::copy_match(self.out, self.op, dist, len);
+        self.op = end;
         Ok(())
     }
 

@@ -8,13 +8,7 @@ const CORRUPT: &str = "corrupt snappy data";
 /// stream is well-formed and its declared length fits `out`.
 pub fn decompress(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let mut ip = 0usize;
-    let byte = |ip: &mut usize| -> Result<usize, String> {
-        let b = input
-            .get(*ip)
-            .ok_or_else(|| format!("{CORRUPT}: input ends early"))?;
-        *ip += 1;
-        Ok(usize::from(*b))
-    };
+    let byte = |ip: &mut usize| -> Result<usize, String> { next_byte(input, ip) };
     // Preamble: little-endian base-128 varint, at most 32 bits (5 bytes).
     let mut want = 0u64;
     for shift in (0..35).step_by(7) {
@@ -48,14 +42,10 @@ pub fn decompress(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
                     }
                 }
                 let len = len + 1;
-                let src = ip.checked_add(len).and_then(|e| input.get(ip..e));
-                let dst = op
-                    .checked_add(len)
-                    .filter(|&e| e <= want)
-                    .and_then(|e| out.get_mut(op..e));
-                match (src, dst) {
-                    (Some(s), Some(d)) => d.copy_from_slice(s),
-                    _ => return Err(format!("{CORRUPT}: literal runs past the input or the page")),
+                let fits = ip.checked_add(len).is_some_and(|e| e <= input.len())
+                    && op.checked_add(len).is_some_and(|e| e <= want);
+                if !fits || !super::copy_literals(input, ip, out, op, len) {
+                    return Err(format!("{CORRUPT}: literal runs past the input or the page"));
                 }
                 ip += len;
                 op += len;
@@ -78,19 +68,29 @@ pub fn decompress(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
         let Some(end) = end else {
             return Err(format!("{CORRUPT}: output larger than declared"));
         };
-        let mut from = op - dist;
-        while op < end {
-            let n = dist.min(end - op);
-            // In range: from + n <= op (n <= dist) and op + n <= end <= want <= out.len().
-            out.copy_within(from..from + n, op);
-            op += n;
-            from += n;
-        }
+        super::copy_match(out, op, dist, len);
+        op = end;
     }
     if op != want {
         return Err(format!("{CORRUPT}: {op} bytes produced, {want} declared"));
     }
     Ok(op)
+}
+
+#[inline(always)]
+fn next_byte(input: &[u8], ip: &mut usize) -> Result<usize, String> {
+    match input.get(*ip) {
+        Some(&b) => {
+            *ip += 1;
+            Ok(usize::from(b))
+        }
+        None => Err(ends_early()),
+    }
+}
+
+#[cold]
+fn ends_early() -> String {
+    format!("{CORRUPT}: input ends early")
 }
 
 #[cfg(test)]

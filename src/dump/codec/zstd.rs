@@ -665,6 +665,7 @@ impl Decoder {
 
     /// Copies `len` literals from position `from` of the literals to the output; returns the
     /// new literal position.
+    #[inline(always)]
     fn copy_literals(
         &self,
         from: usize,
@@ -673,15 +674,14 @@ impl Decoder {
         op: &mut usize,
         limit: usize,
     ) -> Result<usize, String> {
-        let src = from
-            .checked_add(len)
-            .and_then(|end| self.literals.get(from..end))
-            .ok_or_else(|| corrupt("a sequence uses more literals than the block has"))?;
-        let end = op.checked_add(len).filter(|&e| e <= limit);
-        let dst = end
-            .and_then(|e| out.get_mut(*op..e))
-            .ok_or_else(|| corrupt("a block decodes past the end of the page"))?;
-        dst.copy_from_slice(src);
+        if from.checked_add(len).is_none_or(|e| e > self.literals.len()) {
+            return Err(corrupt("a sequence uses more literals than the block has"));
+        }
+        if op.checked_add(len).is_none_or(|e| e > limit || e > out.len())
+            || !super::copy_literals(&self.literals, from, out, *op, len)
+        {
+            return Err(corrupt("a block decodes past the end of the page"));
+        }
         *op += len;
         Ok(from + len)
     }
@@ -689,7 +689,7 @@ impl Decoder {
 
 /// A literals or match length from its code: codes below `direct` stand for code + `bias`;
 /// higher ones index `table` for a baseline and a number of extra bits.
-#[inline]
+#[inline(always)]
 fn code_value(
     code: u8,
     direct: u8,
@@ -707,8 +707,8 @@ fn code_value(
 }
 
 /// Copies `len` bytes from `offset` back, within the frame's own output. Overlapping copies
-/// (offset < len) repeat the last `offset` bytes; they are done in doubling chunks, each a
-/// plain non-overlapping copy.
+/// (offset < len) repeat the last `offset` bytes (see `codec::copy_match`).
+#[inline(always)]
 fn copy_match(
     out: &mut [u8],
     op: &mut usize,
@@ -724,14 +724,7 @@ fn copy_match(
         .checked_add(len)
         .filter(|&e| e <= limit && e <= out.len())
         .ok_or_else(|| corrupt("a block decodes past the end of the page"))?;
-    let from = *op - offset;
-    let mut at = *op;
-    while at < end {
-        // [from, at) is periodic with period `offset`, so copying its prefix to `at` extends it.
-        let n = (at - from).min(end - at);
-        out.copy_within(from..from + n, at);
-        at += n;
-    }
+    super::copy_match(out, *op, offset, len);
     *op = end;
     Ok(())
 }

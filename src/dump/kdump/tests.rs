@@ -491,3 +491,112 @@ fn truncation_and_random_headers_never_panic() {
         }
     }
 }
+
+/// A read of many whole pages fills the buffer with as many pages as one call can (descriptors
+/// and back-to-back data read in batches), byte for byte what page-by-page reads through the
+/// cache give; it stops before the first page that fails, and that page's own error comes with
+/// the read that starts at it.
+#[test]
+fn whole_page_reads_span_pages_and_stop_before_a_bad_one() {
+    let codecs: [(u32, Vec<u8>); 4] = [
+        (1, vector!("text4k.zlib")),
+        (2, vector!("mixed4k.lzo1")),
+        (4, vector!("mixed4k.snappy")),
+        (0x20, vector!("mixed4k.zst3")),
+    ];
+    let mut pages: Vec<(u64, Page)> = (0..300u64)
+        .map(|pfn| match pfn % 5 {
+            0 | 1 => (pfn, Page::Stored(0, pattern(pfn, 4096))),
+            k => {
+                let (flags, bytes) = codecs
+                    .get((pfn as usize / 5 + k as usize) % 4)
+                    .cloned()
+                    .unwrap_or_default();
+                (pfn, Page::Stored(flags, bytes))
+            }
+        })
+        .collect();
+    pages.retain(|(pfn, _)| *pfn != 150 && *pfn != 220);
+    pages.push((150, Page::Lost));
+    pages.push((220, Page::Excluded));
+    let file = build(&Spec {
+        pages,
+        ..Spec::default()
+    });
+    let k = ok(KdumpFile::parse(&file));
+    // Page by page through the cache (partial reads), the reference.
+    let mut want = Vec::new();
+    for pfn in 0..300u64 {
+        if pfn == 150 || pfn == 220 {
+            want.push(None);
+            continue;
+        }
+        let mut page = ok(read_all(&k, &file, pfn * 4096 + 1, 4095));
+        let mut first = [0u8; 1];
+        assert_eq!(ok(k.read_phys(&file, pfn * 4096, &mut first)), 1);
+        page.insert(0, first[0]);
+        want.push(Some(page));
+    }
+    // One buffer for everything: each call returns whole pages, more than one when it can.
+    let mut buf = vec![0u8; 300 * 4096];
+    let mut pfn = 0u64;
+    let mut calls = 0;
+    while pfn < 300 {
+        let at = (pfn * 4096) as usize;
+        let r = k.read_phys(&file, pfn * 4096, buf.get_mut(at..).unwrap_or_default());
+        calls += 1;
+        match (r, want.get(pfn as usize)) {
+            (Ok(n), _) => {
+                assert!(n % 4096 == 0 && n > 0, "whole pages only, got {n}");
+                for p in pfn..pfn + (n / 4096) as u64 {
+                    let got = buf.get((p * 4096) as usize..(p + 1) as usize * 4096);
+                    assert!(got == want.get(p as usize).and_then(|w| w.as_deref()), "pfn {p}");
+                }
+                pfn += (n / 4096) as u64;
+            }
+            (Err(e), Some(None)) => {
+                assert!(e.detail.contains(&format!("pfn {pfn:#x}")), "{e}");
+                pfn += 1;
+            }
+            (Err(e), _) => panic!("pfn {pfn}: {e}"),
+        }
+    }
+    assert!(calls < 30, "{calls} calls for 300 pages: reads should span pages");
+    // A page whose data does not decode ends a batch; the read that starts there reports it.
+    let zdesc = k.data_offset as usize + 2 * PAGE_DESC_SIZE as usize;
+    let zoff = Bytes::new(&file, Endian::Little, "t")
+        .u64(zdesc, "offset")
+        .unwrap_or(0) as usize;
+    let mut bad = file.clone();
+    put(&mut bad, zoff + 5, &[0xff; 8]);
+    let k = ok(KdumpFile::parse(&bad));
+    let mut buf = vec![0u8; 8 * 4096];
+    assert_eq!(ok(k.read_phys(&bad, 0, &mut buf)), 2 * 4096);
+    let e = err(k.read_phys(&bad, 2 * 4096, &mut buf));
+    assert!(e.contains("pfn 0x2 cannot be decompressed"), "{e}");
+    assert_eq!(ok(k.read_phys(&bad, 3 * 4096, &mut buf)), 8 * 4096);
+}
+
+/// The constant-time rank (section and block counts plus a few words) equals a plain count of
+/// the dumpable pages below every pfn.
+#[test]
+fn ranks_count_the_dumpable_pages_below_each_pfn() {
+    let pages: Vec<(u64, Page)> = (0..20_000u64)
+        .filter(|p| (p * 7919) % 13 < 5 || (4090..4110).contains(p) || (8190..8200).contains(p))
+        .map(|p| (p, Page::Lost))
+        .collect();
+    let file = build(&Spec {
+        pages,
+        max_mapnr: 20_003,
+        ..Spec::default()
+    });
+    let k = ok(KdumpFile::parse(&file));
+    let mut below = 0u64;
+    for pfn in 0..20_003u64 {
+        assert_eq!(k.rank(pfn), below, "pfn {pfn}");
+        if k.is_dumpable(pfn) {
+            below += 1;
+        }
+    }
+    assert_eq!(below, k.dumpable_pages());
+}

@@ -39,18 +39,18 @@ impl<'a> Forward<'a> {
     }
 
     /// The next `n` (at most 32) bits, not consumed.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&self, n: u32) -> u32 {
         let word = load_le(self.data, self.pos / 8) >> (self.pos % 8);
         (word & mask(n)) as u32
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn consume(&mut self, n: u32) {
         self.pos += n as usize;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, n: u32) -> u32 {
         let v = self.peek(n);
         self.consume(n);

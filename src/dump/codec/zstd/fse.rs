@@ -32,7 +32,7 @@ impl Table {
 
     /// The cell of `state`. States come from the table itself (baseline + bits < table size), so
     /// a miss means a bug; it is reported as corruption rather than a panic.
-    #[inline]
+    #[inline(always)]
     pub fn cell(&self, state: usize) -> Result<Cell, String> {
         self.cells
             .get(state)

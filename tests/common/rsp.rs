@@ -1,7 +1,6 @@
 //! A raw RSP client for the robustness tests: packets built and parsed with kmemd's own framing
 //! codec, junk sent byte for byte, and the server's output checked to be nothing but acks and
 //! well-formed packets. Also kmemd's resource use from /proc.
-#![allow(dead_code)]
 
 use kmemd::rsp::framing::{decode_payload, frame_into, Decoder, Event};
 use kmemd::rsp::{hex, PACKET_SIZE};

@@ -1,0 +1,39 @@
+//! What the kernel's layout knowledge answers (BTF, kallsyms, VMCOREINFO): symbols, struct
+//! members, type sizes. The task and module walks ask through [`Layout`], so their tests answer
+//! from a table.
+
+use super::KernelInfo;
+
+/// A struct member: byte offset and size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// What the kernel's layout knowledge (BTF, kallsyms, VMCOREINFO) answers. Implemented by
+/// `KernelInfo`; tests implement it with a table.
+pub trait Layout {
+    /// A kernel symbol's runtime address.
+    fn symbol(&self, name: &str) -> Option<u64>;
+    /// `member(struct, member)`, looking through anonymous unions and structs.
+    fn member(&self, st: &str, member: &str) -> Option<Field>;
+    /// Size in bytes of a struct (or other named type).
+    fn size_of(&self, ty: &str) -> Option<u64>;
+}
+
+impl Layout for KernelInfo {
+    fn symbol(&self, name: &str) -> Option<u64> {
+        KernelInfo::symbol(self, name)
+    }
+    fn member(&self, st: &str, member: &str) -> Option<Field> {
+        let m = KernelInfo::member(self, st, member)?;
+        Some(Field {
+            offset: m.offset(),
+            size: m.size,
+        })
+    }
+    fn size_of(&self, ty: &str) -> Option<u64> {
+        KernelInfo::size_of(self, ty)
+    }
+}
