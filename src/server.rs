@@ -6,12 +6,13 @@
 
 pub mod sessions;
 
+use crate::arch::Registers;
 use crate::mem::VirtAddr;
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::rsp::reply::{self, MAX_READ};
 use crate::rsp::{hex, MAX_INCOMING};
-use crate::target::{Target, ThreadInfo, Tid};
+use crate::target::{Point, PointKind, Points, StackCopy, Target, ThreadInfo, Tid, NO_POINTS_IN_DUMP};
 use log::{debug, info, trace, warn};
 use std::io::{self, Read, Write};
 
@@ -38,6 +39,20 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// requests but never reads costs at most about one reply.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
+/// What GDB is shown while stopped at a hit: the trapped thread with its registers, and the stack
+/// the trap ran on as it was then.
+struct HitStop {
+    tid: Tid,
+    kind: PointKind,
+    addr: u64,
+    regs: Registers,
+    stack: Option<StackCopy>,
+}
+
+/// Why kmemd refuses `s` and `vCont;s`.
+pub const NO_STEP: &str = "kmemd cannot step a running kernel: it never stops the CPUs, so there \
+     is no next instruction to stop at. Use continue (with hbreak or watch to choose where to stop)";
+
 /// One GDB's protocol state. Everything else (the target, the buffers a reply is built in) is
 /// lent for each [`Session::feed`].
 pub struct Session {
@@ -61,6 +76,10 @@ pub struct Session {
     out: Vec<u8>,
     out_pos: usize,
     end: Option<SessionEnd>,
+    /// This session's breakpoints and watchpoints, or why it has none (a dump).
+    points: Result<Box<dyn Points>, String>,
+    /// The hit GDB is stopped at, until it resumes.
+    stop: Option<HitStop>,
 }
 
 /// Where replies are built: one reply at a time, so sessions served together share one.
@@ -71,7 +90,14 @@ pub struct Scratch {
 }
 
 impl Session {
+    /// A session without breakpoints or watchpoints (a dump's: `Z` gets the reason).
     pub fn new(id: u64) -> Session {
+        Session::with_points(id, Err(NO_POINTS_IN_DUMP.to_string()))
+    }
+
+    /// A session whose `Z`/`z` packets arm and disarm `points`, or are refused for the reason
+    /// given.
+    pub fn with_points(id: u64, points: Result<Box<dyn Points>, String>) -> Session {
         Session {
             id,
             decoder: Decoder::new(MAX_INCOMING),
@@ -85,7 +111,69 @@ impl Session {
             out: Vec::new(),
             out_pos: 0,
             end: None,
+            points,
+            stop: None,
         }
+    }
+
+    /// Descriptors to wait on for hits: only while GDB waits for a stop.
+    pub fn poll_fds(&self) -> Vec<std::os::fd::RawFd> {
+        match &self.points {
+            Ok(p) if self.running => p.poll_fds(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether GDB waits for a stop that a hit will bring.
+    pub fn waits_for_hits(&self) -> bool {
+        self.running && self.points.as_ref().is_ok_and(|p| !p.is_empty())
+    }
+
+    /// While GDB waits for a stop: takes the first hit waiting, if any, and sends its stop reply.
+    /// Returns whether it did.
+    pub fn check_hits(&mut self, target: &mut dyn Target, scratch: &mut Scratch) -> bool {
+        if !self.waits_for_hits() || self.end.is_some() {
+            return false;
+        }
+        let Some(hit) = self.points.as_mut().ok().and_then(|p| p.take_hit()) else {
+            return false;
+        };
+        if let Ok(p) = self.points.as_mut() {
+            p.pause();
+        }
+        self.running = false;
+        let tid = target.hit_thread(hit.cpu, hit.pid);
+        info!(
+            "session {}: {} {:#x} hit on CPU {} by pid {} (thread {tid:#x}){}",
+            self.id,
+            hit.point.kind.gdb_command(),
+            hit.point.addr,
+            hit.cpu,
+            hit.pid,
+            if hit.stack.is_some() {
+                ", stack copied"
+            } else {
+                ", no stack copy: the stack reads live"
+            }
+        );
+        self.stop = Some(HitStop {
+            tid,
+            kind: hit.point.kind,
+            addr: hit.point.addr,
+            regs: hit.regs,
+            stack: hit.stack,
+        });
+        self.reg_thread = None;
+        let mut cx = Ctx {
+            s: self,
+            target,
+            payload: &mut scratch.payload,
+            mem: &mut scratch.mem,
+        };
+        cx.payload.clear();
+        cx.stop_reply(5);
+        cx.send();
+        true
     }
 
     pub fn id(&self) -> u64 {
@@ -226,6 +314,9 @@ impl Ctx<'_> {
             Event::Interrupt => {
                 if self.s.running {
                     self.s.running = false;
+                    if let Ok(p) = self.s.points.as_mut() {
+                        p.pause();
+                    }
                     debug!("session {id}: interrupted by GDB: reporting a stop");
                     self.payload.clear();
                     self.stop_reply(2);
@@ -293,7 +384,7 @@ impl Ctx<'_> {
                     self.s.id,
                     String::from_utf8_lossy(features)
                 );
-                reply::supported(self.target.capabilities(), self.payload);
+                reply::supported(self.target.capabilities(), self.s.points.is_ok(), self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -364,6 +455,9 @@ impl Ctx<'_> {
                 }
                 None => self.reply("E02"),
             },
+            Command::ThreadAlive(ThreadSel::Id(id)) if self.s.stop.as_ref().is_some_and(|h| h.tid == id) => {
+                self.reply("OK")
+            }
             Command::ThreadAlive(thread) => match self.resolve(thread) {
                 Some(tid) if self.target.thread_alive(tid) => self.reply("OK"),
                 _ => self.reply("E02"),
@@ -394,17 +488,31 @@ impl Ctx<'_> {
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VContQuery => self.reply("vCont;c;C"),
-            Command::Continue => {
-                // Nothing to resume: the kernel never stopped. Report a stop when GDB interrupts.
-                self.s.running = true;
-                Outcome::NoReply
-            }
+            Command::Continue => self.resume(),
             Command::Step => {
-                warn!(
-                    "session {}: single-step refused: kmemd cannot stop or step the kernel",
-                    self.s.id
-                );
-                self.reply("E01")
+                warn!("session {}: single-step refused: {NO_STEP}", self.s.id);
+                reply::error_text(NO_STEP, self.payload);
+                Outcome::Reply
+            }
+            Command::InsertPoint(p) => self.insert_point(p),
+            Command::RemovePoint(p) => match self.s.points.as_mut() {
+                Ok(points) => {
+                    if !points.remove(p) {
+                        // GDB removes what it inserted; one it never got needs no removal.
+                        debug!("session {}: z for {p:?}, which was not armed", self.s.id);
+                    }
+                    self.reply("OK")
+                }
+                Err(why) => {
+                    reply::error_text(why, self.payload);
+                    Outcome::Reply
+                }
+            },
+            Command::WatchpointSupportInfo => {
+                if let Some(n) = self.s.points.as_ref().ok().and_then(|p| p.slots()) {
+                    reply::watchpoint_info(n, self.payload);
+                }
+                Outcome::Reply
             }
             Command::Monitor(cmd) => {
                 let text = self.monitor(&String::from_utf8_lossy(&cmd));
@@ -424,15 +532,75 @@ impl Ctx<'_> {
         }
     }
 
+    /// `?`, an interrupt, or a hit: the hit's reason while stopped at one.
     fn stop_reply(&mut self, signal: u8) {
-        let tid = self.target.stop_thread();
-        reply::stop(signal, tid, self.payload);
+        match &self.s.stop {
+            Some(h) => reply::stop_hit(h.kind, h.addr, h.tid, self.payload),
+            None => {
+                let tid = self.target.stop_thread();
+                reply::stop(signal, tid, self.payload);
+            }
+        }
+    }
+
+    /// The thread a stop names: the trapped task at a hit, else the target's.
+    fn stop_thread(&mut self) -> Tid {
+        match &self.s.stop {
+            Some(h) => h.tid,
+            None => self.target.stop_thread(),
+        }
     }
 
     fn current_thread(&mut self) -> Tid {
         match self.s.reg_thread {
             Some(t) => t,
-            None => self.target.stop_thread(),
+            None => self.stop_thread(),
+        }
+    }
+
+    /// `c`/`vCont;c`: with points armed, lets them trap and waits for the first hit (or ^C);
+    /// without, only ^C stops the wait (the kernel never stopped, nothing resumes).
+    fn resume(&mut self) -> Outcome {
+        self.s.stop = None;
+        if let Ok(points) = self.s.points.as_mut() {
+            if !points.is_empty() {
+                if let Err(e) = points.resume() {
+                    warn!("session {}: cannot arm for continue: {e}", self.s.id);
+                    reply::error_text(&e, self.payload);
+                    return Outcome::Reply;
+                }
+            }
+        }
+        self.s.running = true;
+        Outcome::NoReply
+    }
+
+    fn insert_point(&mut self, p: Point) -> Outcome {
+        let result = match self.s.points.as_mut() {
+            Ok(points) => points.insert(p),
+            Err(why) => Err(why.clone()),
+        };
+        match result {
+            Ok(()) => {
+                debug!(
+                    "session {}: armed {} {:#x}",
+                    self.s.id,
+                    p.kind.gdb_command(),
+                    p.addr
+                );
+                self.reply("OK")
+            }
+            Err(e) => {
+                warn!(
+                    "session {}: refused {} {:#x} ({} bytes): {e}",
+                    self.s.id,
+                    p.kind.gdb_command(),
+                    p.addr,
+                    p.len
+                );
+                reply::error_text(&e, self.payload);
+                Outcome::Reply
+            }
         }
     }
 
@@ -456,14 +624,22 @@ impl Ctx<'_> {
 
     fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
         match sel {
-            ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
+            ThreadSel::Any | ThreadSel::All => Some(self.stop_thread()),
+            // The trapped task may have started after GDB's last listing.
+            ThreadSel::Id(id) if self.s.stop.as_ref().is_some_and(|h| h.tid == id) => Some(id),
             ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
         }
     }
 
     fn read_registers(&mut self, one: Option<usize>) -> Outcome {
         let tid = self.current_thread();
-        let regs = match self.target.registers(tid) {
+        let at_hit = self
+            .s
+            .stop
+            .as_ref()
+            .filter(|h| h.tid == tid)
+            .map(|h| h.regs.clone());
+        let regs = match at_hit.map_or_else(|| self.target.registers(tid), Ok) {
             Ok(r) => r,
             Err(e) => {
                 debug!("session {}: registers of thread {tid}: {e}", self.s.id);
@@ -490,9 +666,27 @@ impl Ctx<'_> {
         let mut filled = 0;
         while filled < len {
             let at = addr.wrapping_add(filled as u64);
-            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..len]) {
+            // At a hit, the trapped stack as it was then.
+            let copied = self
+                .s
+                .stop
+                .as_ref()
+                .and_then(|h| h.stack.as_ref()?.at(at, len - filled));
+            if let Some(bytes) = copied {
+                self.mem[filled..filled + bytes.len()].copy_from_slice(bytes);
+                filled += bytes.len();
+                continue;
+            }
+            // A live read stops where the copy begins, so the two never mix in one piece.
+            let end = match self.s.stop.as_ref().and_then(|h| h.stack.as_ref()) {
+                Some(c) if c.start > at && c.start - at < (len - filled) as u64 => {
+                    filled + (c.start - at) as usize
+                }
+                _ => len,
+            };
+            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..end]) {
                 Ok(0) => break,
-                Ok(n) => filled += n.min(len - filled),
+                Ok(n) => filled += n.min(end - filled),
                 Err(e) => {
                     debug!("session {}: {e} ({})", self.s.id, e.kind.name());
                     if filled == 0 {
@@ -804,7 +998,8 @@ mod tests {
             &r[..4],
             &[b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec()]
         );
-        assert_eq!(r[4], b"");
+        // A session without points (a dump's) refuses breakpoints with the reason.
+        assert_eq!(s(&r[4]), format!("E.{NO_POINTS_IN_DUMP}"));
         assert_eq!(r[5], b"");
         assert_eq!(r[6], b"T05thread:2;", "the session went on");
         assert!(matches!(end, SessionEnd::Eof));
@@ -853,6 +1048,198 @@ mod tests {
         assert_eq!(r[1], b"", "not supported");
         assert_eq!(r[2], b"", "not supported");
         assert_eq!(r[3], b"m1,2,3", "qfThreadInfo still lists the threads");
+    }
+
+    /// Points that record what the session asked and trap when told to.
+    #[derive(Default)]
+    struct PointLog {
+        armed: Vec<Point>,
+        running: bool,
+        resumes: usize,
+        hits: Vec<crate::target::PointHit>,
+        refuse: Option<String>,
+    }
+
+    struct MockPoints(std::rc::Rc<std::cell::RefCell<PointLog>>);
+
+    impl Points for MockPoints {
+        fn insert(&mut self, p: Point) -> Result<(), String> {
+            let mut l = self.0.borrow_mut();
+            if let Some(e) = &l.refuse {
+                return Err(e.clone());
+            }
+            l.armed.push(p);
+            Ok(())
+        }
+        fn remove(&mut self, p: Point) -> bool {
+            let mut l = self.0.borrow_mut();
+            let n = l.armed.len();
+            l.armed.retain(|q| *q != p);
+            n != l.armed.len()
+        }
+        fn is_empty(&self) -> bool {
+            self.0.borrow().armed.is_empty()
+        }
+        fn slots(&self) -> Option<usize> {
+            Some(4)
+        }
+        fn resume(&mut self) -> Result<(), String> {
+            let mut l = self.0.borrow_mut();
+            l.running = true;
+            l.resumes += 1;
+            Ok(())
+        }
+        fn pause(&mut self) {
+            self.0.borrow_mut().running = false;
+        }
+        fn poll_fds(&self) -> Vec<std::os::fd::RawFd> {
+            vec![42]
+        }
+        fn take_hit(&mut self) -> Option<crate::target::PointHit> {
+            let mut l = self.0.borrow_mut();
+            (l.running && !l.hits.is_empty()).then(|| l.hits.remove(0))
+        }
+    }
+
+    /// Feeds `packets` to `sess`, then returns the payloads of what it answered.
+    fn exchange(sess: &mut Session, t: &mut Mock, sc: &mut Scratch, packets: &[&[u8]]) -> Vec<Vec<u8>> {
+        for p in packets {
+            let bytes = pkt(p);
+            assert_eq!(sess.feed(t, sc, &bytes), bytes.len());
+        }
+        drain(sess)
+    }
+
+    fn drain(sess: &mut Session) -> Vec<Vec<u8>> {
+        let mut d = Decoder::new(1 << 22);
+        let out: Vec<Vec<u8>> = sess
+            .output()
+            .iter()
+            .filter_map(|&b| match d.push(b) {
+                Some(Event::Packet(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let n = sess.output().len();
+        sess.consume_output(n);
+        out
+    }
+
+    #[test]
+    fn a_hit_stops_gdb_with_its_thread_registers_and_stack() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        let sp = 0xffff_c900_0001_3f00u64;
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[
+                b"QStartNoAckMode",
+                b"qSupported",
+                b"qWatchpointSupportInfo",
+                b"Z2,ffffffff82a0c0c0,4",
+            ],
+        );
+        assert!(s(&r[1]).contains("hwbreak+"), "{}", s(&r[1]));
+        assert_eq!(r[2], b"num:4;");
+        assert_eq!(r[3], b"OK");
+        assert!(!sess.check_hits(&mut t, &mut sc), "not running: no stop");
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"vCont;c"]);
+        assert!(r.is_empty(), "continue waits");
+        assert!(sess.waits_for_hits());
+        assert_eq!(sess.poll_fds(), vec![42]);
+        assert!(!sess.check_hits(&mut t, &mut sc), "no hit yet");
+        let mut regs = vec![None; Arch::X86_64.registers().len()];
+        regs[16] = Some(0xffff_ffff_8123_4567);
+        regs[7] = Some(sp);
+        log.borrow_mut().hits.push(crate::target::PointHit {
+            point: Point {
+                kind: PointKind::Write,
+                addr: 0xffff_ffff_82a0_c0c0,
+                len: 4,
+            },
+            cpu: 1,
+            pid: 0,
+            regs: Registers(regs),
+            stack: Some(StackCopy {
+                start: sp,
+                bytes: vec![0xaa; 0x100],
+            }),
+        });
+        assert!(sess.check_hits(&mut t, &mut sc));
+        assert_eq!(
+            drain(&mut sess),
+            vec![b"T05watch:ffffffff82a0c0c0;thread:2;".to_vec()]
+        );
+        assert!(!log.borrow().running, "paused at the stop");
+        assert!(sess.poll_fds().is_empty());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[
+                b"?",
+                b"p10",
+                b"Hg3",
+                b"p10",
+                b"Hg2",
+                b"p7",
+                format!("m{:x},8", sp + 0xf8).as_bytes(),
+                format!("m{:x},10", sp + 0xf8).as_bytes(),
+                b"vCont;s:2",
+                b"s",
+            ],
+        );
+        assert_eq!(r[0], b"T05watch:ffffffff82a0c0c0;thread:2;");
+        assert_eq!(r[1], b"67452381ffffffff", "pc of the hit");
+        assert_eq!(r[3], b"03000081ffffffff", "other threads: the target's registers");
+        assert_eq!(r[5], b"003f010000c9ffff", "sp of the hit");
+        assert_eq!(r[6], b"aaaaaaaaaaaaaaaa", "the stack as copied at the hit");
+        assert_eq!(
+            hex::decode(&r[7]).unwrap(),
+            vec![0xaa; 8],
+            "the copy's end, never live bytes after it"
+        );
+        assert!(
+            s(&r[8]).starts_with("E.kmemd cannot step a running kernel"),
+            "{}",
+            s(&r[8])
+        );
+        assert_eq!(r[8], r[9]);
+        // Continue again: the stop is over, reads are live again, and ^C ends the wait.
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
+        assert!(r.is_empty());
+        assert_eq!(log.borrow().resumes, 2);
+        assert!(sess.feed(&mut t, &mut sc, &[0x03]) == 1);
+        assert_eq!(drain(&mut sess), vec![b"T02thread:2;".to_vec()]);
+        assert!(!log.borrow().running, "^C pauses the points");
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"?", b"z2,ffffffff82a0c0c0,4"]);
+        assert_eq!(r, vec![b"T05thread:2;".to_vec(), b"OK".to_vec()]);
+        assert!(log.borrow().armed.is_empty());
+    }
+
+    #[test]
+    fn refused_points_and_resumes_say_why() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog {
+            refuse: Some("no debug register left".into()),
+            ..PointLog::default()
+        }));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[b"QStartNoAckMode", b"Z1,ffffffff81000000,1"],
+        );
+        assert_eq!(r[1], b"E.no debug register left");
+        // Without points `c` only waits for ^C, as before.
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
+        assert!(r.is_empty());
+        assert!(!sess.waits_for_hits());
+        assert_eq!(log.borrow().resumes, 0);
     }
 
     #[test]

@@ -275,6 +275,24 @@ impl Arch {
     }
 
     /// What the CPU's hardware watchpoints allow.
+    /// GDB's names of the registers perf samples at a trap (PERF_SAMPLE_REGS_INTR), in the bit
+    /// order of perf's register mask; "" for bits not asked for.
+    pub fn perf_regs(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => x86_64::PERF_REGS,
+            Arch::Aarch64 => aarch64::PERF_REGS,
+        }
+    }
+
+    /// The `sample_regs_intr` mask of [`Arch::perf_regs`].
+    pub fn perf_regs_mask(self) -> u64 {
+        self.perf_regs()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.is_empty())
+            .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
     pub fn debug_regs(self) -> DebugRegs {
         match self {
             Arch::X86_64 => x86_64::DEBUG_REGS,

@@ -122,6 +122,14 @@ pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
     (reg == "cs").then_some(value & 0xffff == 0x33)
 }
 
+/// perf's register numbers (arch/x86/include/uapi/asm/perf_regs.h, Linux 3.7+) as GDB names.
+/// DS, ES, FS and GS (12-15) are left out: 64-bit kernels refuse them in a mask
+/// (arch/x86/kernel/perf_regs.c, REG_NOSUPPORT).
+pub const PERF_REGS: &[&str] = &[
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "eflags", "cs", "ss", "", "", "", "",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+];
+
 /// Debug registers DR0-DR3 (DR7 sets type and length): no read-only type, and a length-aligned
 /// address for data; perf takes execute breakpoints with length sizeof(long).
 pub const DEBUG_REGS: DebugRegs = DebugRegs {

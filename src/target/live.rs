@@ -329,6 +329,15 @@ impl Target for LiveTarget {
         Ok(Registers(regs))
     }
 
+    fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
+        // Idle tasks (pid 0, swapper/N) are not on the task list: their CPU's thread stands
+        // for them, as `info threads` lists it.
+        match i32::try_from(pid) {
+            Ok(p) if p > 0 => threads::task_tid(p),
+            _ => Tid::from(cpu) + 1,
+        }
+    }
+
     fn thread_alive(&mut self, tid: Tid) -> bool {
         match threads::tid_pid(tid) {
             Some(pid) => self.task_alive(pid),

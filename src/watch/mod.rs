@@ -5,6 +5,7 @@
 //! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
 //! symbolized from a kallsyms table loaded once (report.rs).
 
+pub mod gdb;
 pub mod intmap;
 pub mod perf;
 pub mod report;

@@ -111,6 +111,7 @@ pub const SAMPLE_ADDR: u64 = 1 << 3;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_IDENTIFIER: u64 = 1 << 16;
+pub const SAMPLE_REGS_INTR: u64 = 1 << 18;
 /// What every sample carries; `parse_sample` reads exactly this layout.
 pub const SAMPLE_TYPE: u64 =
     SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU | SAMPLE_CALLCHAIN;
@@ -209,6 +210,42 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
         cpu,
         stack,
     })
+}
+
+/// Hands the body of every PERF_RECORD_SAMPLE in `buf` to `f`, for callers whose samples carry
+/// more than `SAMPLE_TYPE` (see [`regs_intr`]).
+pub fn sample_bodies(buf: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut pos = 0usize;
+    while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
+        let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let size = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
+        if size < 8 {
+            break;
+        }
+        let Some(body) = pos.checked_add(size).and_then(|e| buf.get(pos + 8..e)) else {
+            break;
+        };
+        if ty == RECORD_SAMPLE {
+            f(body);
+        }
+        pos += size;
+    }
+}
+
+/// The PERF_SAMPLE_REGS_INTR registers of a sample laid out per `SAMPLE_TYPE |
+/// SAMPLE_REGS_INTR` (they follow the callchain: an ABI word, then `n` registers in the mask's
+/// bit order). None when the sample has none (ABI 0: no registers at the trap) or is short.
+pub fn regs_intr(body: &[u8], n: usize) -> Option<Vec<u64>> {
+    let mut c = Cursor { b: body, pos: 0 };
+    for _ in 0..6 {
+        c.u64()?;
+    }
+    let nr = usize::try_from(c.u64()?).ok()?;
+    c.pos = c.pos.checked_add(nr.checked_mul(8)?)?;
+    if c.u64()? == 0 {
+        return None;
+    }
+    (0..n).map(|_| c.u64()).collect()
 }
 
 /// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
@@ -464,6 +501,20 @@ impl<S: PerfSys> Armed<S> {
         ring_pages: usize,
         arch: Arch,
     ) -> Result<Armed<S>, String> {
+        let attrs: Vec<PerfEventAttr> = specs.iter().map(|s| attr_for(s, arch)).collect();
+        Armed::arm_attrs_with(sys, specs, &attrs, cpus, ring_pages, arch)
+    }
+
+    /// [`Armed::arm_with`] with each spec's event attributes given (`attrs[i]` for `specs[i]`),
+    /// for callers that ask perf for more per sample than [`attr_for`] does.
+    pub fn arm_attrs_with(
+        sys: S,
+        specs: &[Spec],
+        attrs: &[PerfEventAttr],
+        cpus: &[u32],
+        ring_pages: usize,
+        arch: Arch,
+    ) -> Result<Armed<S>, String> {
         let ring_bytes = ring_pages * os::page_size();
         let mut armed = Armed {
             rings: Vec::new(),
@@ -474,7 +525,9 @@ impl<S: PerfSys> Armed<S> {
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
-                let attr = attr_for(spec, arch);
+                let attr = *attrs
+                    .get(i)
+                    .ok_or("internal: a watchpoint without its attributes")?;
                 let sys = &mut armed.sys;
                 let fd = open_event(sys, &attr, cpu)
                     .map_err(|e| open_error(e, spec, arch, cpu, &|| sys.perm_facts()))?;
@@ -532,6 +585,19 @@ impl<S: PerfSys> Armed<S> {
         for fd in &self.events {
             let _ = self.sys.disable(fd);
         }
+    }
+
+    /// Lets every event trap again after [`Armed::disable`].
+    pub fn enable(&mut self) -> Result<(), String> {
+        for fd in &self.events {
+            self.sys.enable(fd).map_err(|e| {
+                format!(
+                    "cannot enable a watchpoint: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )
+            })?;
+        }
+        Ok(())
     }
 
     pub fn event_count(&self) -> usize {
