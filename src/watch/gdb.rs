@@ -1,18 +1,101 @@
 //! GDB's own `break`, `hbreak`, `watch`, `rwatch` and `awatch` on the running kernel: each point
 //! GDB inserts is armed with perf breakpoint events on every online CPU (the same arming as
 //! `kmemd -w`, perf.rs), paused until GDB continues; the first trap becomes GDB's stop, with the
-//! registers perf took at the trap (PERF_SAMPLE_REGS_INTR).
+//! registers and the stack at the trap: bpf/watch.bpf.c's snapshot (snapshot.rs), attached to
+//! every event, or where BPF cannot be loaded, perf's own registers (PERF_SAMPLE_REGS_INTR) and
+//! no stack copy.
 //!
 //! The kernel never stops: by the time GDB reads anything the trapped task has moved on, so only
-//! what the hit carries (registers, and a stack copy once the BPF snapshot of issue 15 section 1
-//! is attached, see `PointHit::stack`) shows the instant of the access.
+//! what the hit carries (registers, the stack copy) shows the instant of the access.
 
-use super::perf::{self, Armed, PerfSys, Ring, SysPerf};
+use super::perf::{self, Armed, PerfSys, PermFacts, Ring, SysPerf};
+use super::snapshot::{Pairer, Snapshot};
 use super::spec::{self, Access, Spec};
 use crate::arch::{Arch, Registers};
-use crate::sys::os::PerfEventAttr;
-use crate::target::{Point, PointHit, PointKind, Points};
-use std::os::fd::RawFd;
+use crate::sys::clib::{BpfObject, BpfProg, RingBufView};
+use crate::sys::os::{self, PerfEventAttr, PerfRing};
+use crate::target::{Point, PointHit, PointKind, Points, StackCopy};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+#[cfg(target_arch = "x86_64")]
+static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-x86_64.bpf.o");
+#[cfg(target_arch = "aarch64")]
+static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-aarch64.bpf.o");
+
+/// Bytes of the snapshot ring buffer: a snapshot is at most ~16.6 KiB, and GDB stops at the first
+/// hit, so this holds the snapshots of a burst while the first is picked.
+const SNAP_RING: u32 = 1 << 20;
+
+/// The snapshot program, loaded, and the ring buffer it writes.
+struct Snapper {
+    prog: Rc<BpfProg>,
+    ring: RingBufView,
+}
+
+fn open_snapper() -> Result<Snapper, String> {
+    let mut obj = BpfObject::open_mem("watch", WATCH_OBJ)?;
+    obj.set_max_entries("snaps", SNAP_RING)?;
+    obj.load()?;
+    let prog = obj.program("watch_hit")?;
+    let ring = obj
+        .map_handle("snaps")?
+        .ring_buffer()
+        .map_err(|e| format!("cannot map the snapshot ring buffer: {e}"))?;
+    Ok(Snapper {
+        prog: Rc::new(prog),
+        ring,
+    })
+}
+
+/// The kernel's perf with the snapshot program attached to every event opened (when loaded).
+#[derive(Clone, Default)]
+pub struct SnapPerf {
+    prog: Option<Rc<BpfProg>>,
+}
+
+impl PerfSys for SnapPerf {
+    type Event = OwnedFd;
+    type Ring = PerfRing;
+
+    fn open(&mut self, attr: &PerfEventAttr, cpu: u32) -> Result<OwnedFd, i32> {
+        let fd = SysPerf.open(attr, cpu)?;
+        if let Some(p) = &self.prog {
+            if let Err(e) = os::perf_set_bpf(&fd, p.as_fd()) {
+                // The hit still stops GDB, with perf's registers and a live stack.
+                log::warn!(
+                    "cannot attach the snapshot program to a breakpoint on CPU {cpu}: {}",
+                    std::io::Error::from_raw_os_error(e)
+                );
+            }
+        }
+        Ok(fd)
+    }
+    fn id(&mut self, ev: &OwnedFd) -> Result<u64, i32> {
+        SysPerf.id(ev)
+    }
+    fn map_ring(&mut self, ev: &OwnedFd, data_pages: usize) -> Result<PerfRing, i32> {
+        SysPerf.map_ring(ev, data_pages)
+    }
+    fn set_output(&mut self, ev: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {
+        SysPerf.set_output(ev, target)
+    }
+    fn enable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
+        SysPerf.enable(ev)
+    }
+    fn disable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
+        SysPerf.disable(ev)
+    }
+    fn read_count(&mut self, ev: &OwnedFd) -> Result<(u64, u64), i32> {
+        SysPerf.read_count(ev)
+    }
+    fn poll_fd(ev: &OwnedFd) -> i32 {
+        ev.as_raw_fd()
+    }
+    fn perm_facts(&self) -> PermFacts {
+        SysPerf.perm_facts()
+    }
+}
 
 /// Data pages per CPU ring of one point: GDB stops at the first hit, so the ring only has to
 /// hold the traps of one poll interval; 64 KiB is ~300 samples with registers.
@@ -22,31 +105,41 @@ const RING_PAGES: usize = 16;
 const PASS_BYTES: usize = 64 << 10;
 
 /// The points of one GDB session on the live kernel.
-pub struct LivePoints<S: PerfSys = SysPerf> {
+pub struct LivePoints<S: PerfSys + Clone = SnapPerf> {
     arch: Arch,
     cpus: Vec<u32>,
     /// Each armed point with its events (one per CPU), in GDB's insertion order.
     armed: Vec<(Point, Armed<S>)>,
-    new_sys: fn() -> S,
+    sys: S,
+    /// The snapshot ring buffer and what it held ahead of the samples.
+    snaps: Option<(RingBufView, Pairer)>,
+    /// The snapshot program is still to be loaded (before the first point is armed).
+    load_snapper: bool,
     /// kmemd's own reads of a watched address (GDB printing it) trap too; never a stop.
     own_pid: u32,
     buf: Vec<u8>,
 }
 
 impl LivePoints {
-    /// Points armed on `cpus` (every online CPU) through the kernel's perf.
+    /// Points armed on `cpus` (every online CPU) through the kernel's perf, each hit with its
+    /// snapshot where the snapshot program loads (at the first point: a session that never
+    /// watches never pays for verifying it).
     pub fn new(arch: Arch, cpus: Vec<u32>) -> LivePoints {
-        LivePoints::with_sys(arch, cpus, || SysPerf)
+        let mut p = LivePoints::with_sys(arch, cpus, SnapPerf::default());
+        p.load_snapper = true;
+        p
     }
 }
 
-impl<S: PerfSys> LivePoints<S> {
-    pub fn with_sys(arch: Arch, cpus: Vec<u32>, new_sys: fn() -> S) -> LivePoints<S> {
+impl<S: PerfSys + Clone> LivePoints<S> {
+    pub fn with_sys(arch: Arch, cpus: Vec<u32>, sys: S) -> LivePoints<S> {
         LivePoints {
             arch,
             cpus,
             armed: Vec::new(),
-            new_sys,
+            sys,
+            snaps: None,
+            load_snapper: false,
             own_pid: std::process::id(),
             buf: Vec::new(),
         }
@@ -98,6 +191,24 @@ fn attr(spec: &Spec, arch: Arch) -> PerfEventAttr {
     a
 }
 
+/// Registers in target-description order from a snapshot's, which are `struct pt_regs` (x86_64)
+/// or `struct user_pt_regs` (arm64) in order: the arch's [`crate::arch::PtRegs`] names them.
+fn snapshot_registers(arch: Arch, words: &[u64]) -> Registers {
+    let layout = arch.pt_regs();
+    let array = layout.array.map_or(&[][..], |(_, names)| names);
+    let names = array
+        .iter()
+        .copied()
+        .chain(layout.members.iter().map(|(_, gdb)| *gdb));
+    let mut regs = vec![None; arch.registers().len()];
+    for (name, &v) in names.zip(words) {
+        if let Some(slot) = arch.reg_index(name).and_then(|i| regs.get_mut(i)) {
+            *slot = Some(v);
+        }
+    }
+    Registers(regs)
+}
+
 /// Registers in target-description order from perf's, which come in mask bit order.
 fn registers(arch: Arch, perf_regs: &[u64]) -> Registers {
     let mut regs = vec![None; arch.registers().len()];
@@ -110,7 +221,33 @@ fn registers(arch: Arch, perf_regs: &[u64]) -> Registers {
     Registers(regs)
 }
 
-impl<S: PerfSys> Points for LivePoints<S> {
+/// A perf whose events can run the snapshot program.
+pub trait SnapAttach {
+    /// Events opened from now on run `prog` at each trap.
+    fn attach(&mut self, prog: Rc<BpfProg>);
+}
+
+impl SnapAttach for SnapPerf {
+    fn attach(&mut self, prog: Rc<BpfProg>) {
+        self.prog = Some(prog);
+    }
+}
+
+impl<S: PerfSys + Clone + SnapAttach> LivePoints<S> {
+    fn attach_snapper(&mut self) {
+        match open_snapper() {
+            Ok(s) => {
+                self.sys.attach(s.prog);
+                self.snaps = Some((s.ring, Pairer::default()));
+            }
+            Err(e) => log::warn!(
+                "no stack snapshots at hits ({e}): GDB gets perf's registers, and the stack reads live"
+            ),
+        }
+    }
+}
+
+impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
     fn insert(&mut self, p: Point) -> Result<(), String> {
         if self.armed.iter().any(|(q, _)| *q == p) {
             return Ok(());
@@ -131,9 +268,12 @@ impl<S: PerfSys> Points for LivePoints<S> {
                 ));
             }
         }
+        if std::mem::take(&mut self.load_snapper) {
+            self.attach_snapper();
+        }
         let attrs = [attr(&spec, self.arch)];
         let mut armed = Armed::arm_attrs_with(
-            (self.new_sys)(),
+            self.sys.clone(),
             std::slice::from_ref(&spec),
             &attrs,
             &self.cpus,
@@ -180,6 +320,10 @@ impl<S: PerfSys> Points for LivePoints<S> {
             }
             a.enable()?;
         }
+        if let Some((ring, pairer)) = &mut self.snaps {
+            ring.consume(usize::MAX, |_| {});
+            *pairer = Pairer::default();
+        }
         self.buf.clear();
         Ok(())
     }
@@ -199,6 +343,16 @@ impl<S: PerfSys> Points for LivePoints<S> {
 
     fn take_hit(&mut self) -> Option<PointHit> {
         let nregs = self.arch.perf_regs().iter().filter(|n| !n.is_empty()).count();
+        // Snapshots first: each is in its ring buffer before its sample is in the perf ring.
+        let arch = self.arch;
+        if let Some((ring, pairer)) = &mut self.snaps {
+            ring.consume(usize::MAX, |rec| {
+                if let Some(s) = Snapshot::parse(rec, arch) {
+                    pairer.push(s);
+                }
+            });
+        }
+        let mut first_time = None;
         // The earliest trap of every ring: rings are per CPU and per point.
         let mut first: Option<(u64, PointHit)> = None;
         for (p, a) in &mut self.armed {
@@ -221,6 +375,7 @@ impl<S: PerfSys> Points for LivePoints<S> {
                             Registers(r)
                         }
                     };
+                    first_time = Some((s.time, s.cpu, s.tid));
                     first = Some((
                         s.time,
                         PointHit {
@@ -235,7 +390,19 @@ impl<S: PerfSys> Points for LivePoints<S> {
             }
         }
         self.buf.clear();
-        first.map(|(_, h)| h)
+        let (_, mut hit) = first?;
+        let snap = match (&mut self.snaps, first_time) {
+            (Some((_, pairer)), Some((time, cpu, tid))) => pairer.take(cpu, tid, time),
+            _ => None,
+        };
+        if let Some(s) = snap {
+            hit.regs = snapshot_registers(self.arch, &s.regs);
+            hit.stack = Some(StackCopy {
+                start: s.sp(self.arch),
+                bytes: s.stack,
+            });
+        }
+        Some(hit)
     }
 }
 
@@ -311,8 +478,36 @@ mod tests {
         assert_eq!(r.0[a.reg_index("cpsr").unwrap()], None);
     }
 
+    #[test]
+    fn snapshot_registers_follow_pt_regs() {
+        let x = Arch::X86_64;
+        // struct pt_regs: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax ip cs flags sp ss
+        let words: Vec<u64> = (0..21).map(|i| 0x1000 + i).collect();
+        let r = snapshot_registers(x, &words);
+        let get = |n: &str| r.0[x.reg_index(n).unwrap()];
+        assert_eq!(get("r15"), Some(0x1000));
+        assert_eq!(get("rbp"), Some(0x1004));
+        assert_eq!(get("rax"), Some(0x100a));
+        assert_eq!(get("rdi"), Some(0x100e));
+        assert_eq!(get("rip"), Some(0x1010));
+        assert_eq!(get("eflags"), Some(0x1012));
+        assert_eq!(get("rsp"), Some(0x1013));
+        assert_eq!(get("ss"), Some(0x1014));
+        let a = Arch::Aarch64;
+        let words: Vec<u64> = (0..34).collect();
+        let r = snapshot_registers(a, &words);
+        assert_eq!(r.0[a.reg_index("x30").unwrap()], Some(30));
+        assert_eq!(r.0[a.reg_index("sp").unwrap()], Some(31));
+        assert_eq!(r.0[a.pc_index()], Some(32));
+        assert_eq!(r.0[a.reg_index("cpsr").unwrap()], Some(33));
+    }
+
     thread_local! {
         static STATE: Rc<RefCell<State>> = Rc::new(RefCell::new(State::default()));
+    }
+
+    impl SnapAttach for Fake {
+        fn attach(&mut self, _prog: Rc<BpfProg>) {}
     }
 
     fn fake() -> Fake {
@@ -326,7 +521,7 @@ mod tests {
     #[test]
     fn points_are_armed_paused_released_on_removal_and_bounded_by_the_slots() {
         reset();
-        let mut p = LivePoints::with_sys(Arch::X86_64, vec![0, 1], fake);
+        let mut p = LivePoints::with_sys(Arch::X86_64, vec![0, 1], fake());
         let a = 0xffff_ffff_82a0_c0c0;
         p.insert(pt(PointKind::Write, a, 4)).unwrap();
         p.insert(pt(PointKind::Write, a, 4)).unwrap();
@@ -400,7 +595,7 @@ mod tests {
         bytes.extend(sample(20, 0, 1, &[1, 2, 3], &regs));
         bytes.extend(sample(30, 77, 0, &[], &[]));
         fake().state().ring_bytes = bytes;
-        let mut p = LivePoints::with_sys(x, vec![0], fake);
+        let mut p = LivePoints::with_sys(x, vec![0], fake());
         let w = pt(PointKind::Write, 0xffff_ffff_82a0_c0c0, 4);
         p.insert(w).unwrap();
         let hit = p.take_hit().expect("a hit");
@@ -420,7 +615,7 @@ mod tests {
 
         reset();
         fake().state().ring_bytes = sample(30, 77, 0, &[], &[]);
-        let mut p = LivePoints::with_sys(x, vec![0], fake);
+        let mut p = LivePoints::with_sys(x, vec![0], fake());
         p.insert(w).unwrap();
         let hit = p.take_hit().expect("a hit");
         assert_eq!(
@@ -433,7 +628,7 @@ mod tests {
 
         reset();
         fake().state().ring_bytes = sample(30, 77, 0, &[], &regs);
-        let mut p = LivePoints::with_sys(x, vec![0], fake);
+        let mut p = LivePoints::with_sys(x, vec![0], fake());
         p.insert(w).unwrap();
         p.resume().unwrap();
         assert!(p.take_hit().is_none(), "what trapped before continue is dropped");
