@@ -47,6 +47,8 @@ struct HitStop {
     addr: u64,
     regs: Registers,
     stack: Option<StackCopy>,
+    /// GDB's step over the trapping instruction was answered (see [`Arch::watch_step_len`]).
+    stepped: bool,
 }
 
 /// Why kmemd refuses `s` and `vCont;s`.
@@ -162,6 +164,7 @@ impl Session {
             addr: hit.point.addr,
             regs: hit.regs,
             stack: hit.stack,
+            stepped: false,
         });
         self.reg_thread = None;
         let mut cx = Ctx {
@@ -489,6 +492,11 @@ impl Ctx<'_> {
             }
             Command::VContQuery => self.reply("vCont;c;C"),
             Command::Continue => self.resume(),
+            Command::Step if self.step_over_watch() => {
+                let tid = self.stop_thread();
+                reply::stop(5, tid, self.payload);
+                Outcome::Reply
+            }
             Command::Step => {
                 warn!("session {}: single-step refused: {NO_STEP}", self.s.id);
                 reply::error_text(NO_STEP, self.payload);
@@ -535,12 +543,36 @@ impl Ctx<'_> {
     /// `?`, an interrupt, or a hit: the hit's reason while stopped at one.
     fn stop_reply(&mut self, signal: u8) {
         match &self.s.stop {
+            Some(h) if h.stepped => reply::stop(signal, h.tid, self.payload),
             Some(h) => reply::stop_hit(h.kind, h.addr, h.tid, self.payload),
             None => {
                 let tid = self.target.stop_thread();
                 reply::stop(signal, tid, self.payload);
             }
         }
+    }
+
+    /// Where a watchpoint traps before the access, GDB steps over the trapping instruction before
+    /// it compares the old and new values. The kernel already ran it: the step is answered once,
+    /// with the hit's registers and the pc past that instruction (memory is read live anyway).
+    fn step_over_watch(&mut self) -> bool {
+        let Some(len) = self.target.arch().watch_step_len() else {
+            return false;
+        };
+        let pc = self.target.arch().pc_index();
+        let Some(h) = self.s.stop.as_mut().filter(|h| h.kind.is_watch() && !h.stepped) else {
+            return false;
+        };
+        let Some(slot) = h.regs.0.get_mut(pc) else {
+            return false;
+        };
+        *slot = slot.map(|v| v.wrapping_add(len));
+        h.stepped = true;
+        debug!(
+            "session {}: GDB's step over the watched access answered from the hit",
+            self.s.id
+        );
+        true
     }
 
     /// The thread a stop names: the trapped task at a hit, else the target's.
@@ -738,6 +770,7 @@ mod tests {
         bytes: Vec<u8>,
         reads: usize,
         caps: crate::target::Capabilities,
+        arch: Arch,
     }
 
     impl VirtRead for Mock {
@@ -758,7 +791,7 @@ mod tests {
 
     impl Target for Mock {
         fn arch(&self) -> Arch {
-            Arch::X86_64
+            self.arch
         }
         fn capabilities(&self) -> crate::target::Capabilities {
             self.caps
@@ -826,6 +859,7 @@ mod tests {
             bytes: (0..1000u32).map(|i| (i * 7) as u8).collect(),
             reads: 0,
             caps: crate::target::Capabilities::ALL,
+            arch: Arch::X86_64,
         }
     }
 
@@ -1218,6 +1252,59 @@ mod tests {
         let r = exchange(&mut sess, &mut t, &mut sc, &[b"?", b"z2,ffffffff82a0c0c0,4"]);
         assert_eq!(r, vec![b"T05thread:2;".to_vec(), b"OK".to_vec()]);
         assert!(log.borrow().armed.is_empty());
+    }
+
+    #[test]
+    fn where_a_watchpoint_traps_before_the_access_gdbs_step_over_it_is_answered_once() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        t.arch = Arch::Aarch64;
+        let a = Arch::Aarch64;
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[b"QStartNoAckMode", b"Z2,ffff800008e10350,4", b"c"],
+        );
+        assert_eq!(r, vec![b"OK".to_vec(), b"OK".to_vec()]);
+        let mut regs = vec![None; a.registers().len()];
+        regs[a.pc_index()] = Some(0xffff_8000_0812_3450);
+        log.borrow_mut().hits.push(crate::target::PointHit {
+            point: Point {
+                kind: PointKind::Write,
+                addr: 0xffff_8000_08e1_0350,
+                len: 4,
+            },
+            cpu: 0,
+            pid: 115,
+            regs: Registers(regs),
+            stack: None,
+        });
+        assert!(sess.check_hits(&mut t, &mut sc));
+        assert_eq!(
+            drain(&mut sess),
+            vec![b"T05watch:ffff800008e10350;thread:1;".to_vec()]
+        );
+        let pc = format!("p{:x}", a.pc_index());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[pc.as_bytes(), b"vCont;s:1", pc.as_bytes(), b"?", b"vCont;s:1"],
+        );
+        assert_eq!(r[0], b"503412080080ffff");
+        assert_eq!(
+            r[1], b"T05thread:1;",
+            "the step over the store, answered from the hit"
+        );
+        assert_eq!(r[2], b"543412080080ffff", "pc past the 4-byte instruction");
+        assert_eq!(r[3], b"T05thread:1;");
+        assert!(
+            s(&r[4]).starts_with("E.kmemd cannot step"),
+            "only once: {}",
+            s(&r[4])
+        );
     }
 
     #[test]

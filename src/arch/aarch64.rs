@@ -137,6 +137,8 @@ pub const DEBUG_REGS: DebugRegs = DebugRegs {
     no_read_only: None,
     exec_len: 4,
     exec_len_why: "execute breakpoints on arm64 cover one instruction",
+    // A64 instructions are 4-byte aligned.
+    exec_align: 4,
     data_aligned: |addr, len| (addr & 7) + u64::from(len) <= 8,
 };
 

@@ -78,6 +78,8 @@ pub struct DebugRegs {
     /// The one length an execute breakpoint takes, and why.
     pub exec_len: u8,
     pub exec_len_why: &'static str,
+    /// The alignment an execute breakpoint's address needs (the instruction alignment).
+    pub exec_align: u64,
     /// Whether a data watchpoint of `len` bytes can sit at `addr`.
     pub data_aligned: fn(addr: u64, len: u8) -> bool,
 }
@@ -281,6 +283,17 @@ impl Arch {
         match self {
             Arch::X86_64 => x86_64::PERF_REGS,
             Arch::Aarch64 => aarch64::PERF_REGS,
+        }
+    }
+
+    /// Where a data watchpoint traps before the access (the instruction has not run yet), the
+    /// length of that instruction: GDB then steps over it before it compares values. arm64
+    /// (ARM ARM D2.10: watchpoint exceptions are taken before the access; A64 instructions are
+    /// 4 bytes). x86 traps after the access: None.
+    pub fn watch_step_len(self) -> Option<u64> {
+        match self {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => Some(4),
         }
     }
 

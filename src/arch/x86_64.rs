@@ -137,6 +137,9 @@ pub const DEBUG_REGS: DebugRegs = DebugRegs {
     no_read_only: Some("x86 debug registers cannot trap reads alone"),
     exec_len: 8,
     exec_len_why: "execute breakpoints on x86 take length 8 (sizeof(long))",
+    // Instructions start at any byte; perf takes X breakpoints with no alignment check
+    // (arch/x86/kernel/hw_breakpoint.c: X86_BREAKPOINT_LEN_X is X86_BREAKPOINT_LEN_1, align 0).
+    exec_align: 1,
     data_aligned: |addr, len| len != 0 && addr % u64::from(len) == 0,
 };
 

@@ -345,10 +345,13 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
         let nregs = self.arch.perf_regs().iter().filter(|n| !n.is_empty()).count();
         // Snapshots first: each is in its ring buffer before its sample is in the perf ring.
         let arch = self.arch;
+        let mut consumed = 0usize;
         if let Some((ring, pairer)) = &mut self.snaps {
             ring.consume(usize::MAX, |rec| {
-                if let Some(s) = Snapshot::parse(rec, arch) {
-                    pairer.push(s);
+                consumed += 1;
+                match Snapshot::parse(rec, arch) {
+                    Some(s) => pairer.push(s),
+                    None => log::debug!("a snapshot record of {} bytes does not parse", rec.len()),
                 }
             });
         }
@@ -392,7 +395,18 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
         self.buf.clear();
         let (_, mut hit) = first?;
         let snap = match (&mut self.snaps, first_time) {
-            (Some((_, pairer)), Some((time, cpu, tid))) => pairer.take(cpu, tid, time),
+            (Some((_, pairer)), Some((time, cpu, tid))) => {
+                let snap = pairer.take(cpu, tid, time);
+                if snap.is_none() {
+                    log::debug!(
+                        "trap at {time} on CPU {cpu} by {tid} has no snapshot ({consumed} read \
+                         this pass, {} waiting, {} unmatched)",
+                        pairer.waiting(),
+                        pairer.unmatched
+                    );
+                }
+                snap
+            }
             _ => None,
         };
         if let Some(s) = snap {

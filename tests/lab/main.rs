@@ -12,5 +12,6 @@ mod common;
 mod guest;
 
 mod check;
+mod gdbwatch;
 mod live;
 mod watch;
