@@ -212,24 +212,34 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
     })
 }
 
-/// Hands the body of every PERF_RECORD_SAMPLE in `buf` to `f`, for callers whose samples carry
-/// more than `SAMPLE_TYPE` (see [`regs_intr`]).
-pub fn sample_bodies(buf: &[u8], mut f: impl FnMut(&[u8])) {
+/// Splits ring bytes into (record type, body) and hands each to `f`. Returns the bytes left over
+/// that do not form a whole record (never expected: the kernel publishes whole records).
+fn split_records(buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> usize {
     let mut pos = 0usize;
     while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
         let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let size = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
         if size < 8 {
+            // A corrupt header: stop rather than loop forever.
             break;
         }
         let Some(body) = pos.checked_add(size).and_then(|e| buf.get(pos + 8..e)) else {
             break;
         };
+        f(ty, body);
+        pos += size;
+    }
+    buf.len() - pos
+}
+
+/// Hands the body of every PERF_RECORD_SAMPLE in `buf` to `f`, for callers whose samples carry
+/// more than `SAMPLE_TYPE` (see [`regs_intr`]).
+pub fn sample_bodies(buf: &[u8], mut f: impl FnMut(&[u8])) {
+    split_records(buf, |ty, body| {
         if ty == RECORD_SAMPLE {
             f(body);
         }
-        pos += size;
-    }
+    });
 }
 
 /// The PERF_SAMPLE_REGS_INTR registers of a sample laid out per `SAMPLE_TYPE |
@@ -251,17 +261,7 @@ pub fn regs_intr(body: &[u8], n: usize) -> Option<Vec<u64>> {
 /// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
 /// form a whole record (never expected: the kernel publishes whole records).
 pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
-    let mut pos = 0usize;
-    while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
-        let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-        let size = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
-        if size < 8 {
-            // A corrupt header: stop rather than loop forever.
-            break;
-        }
-        let Some(body) = pos.checked_add(size).and_then(|e| buf.get(pos + 8..e)) else {
-            break;
-        };
+    split_records(buf, |ty, body| {
         let rec = match ty {
             RECORD_SAMPLE => match parse_sample(body) {
                 Some(s) => Record::Sample(s),
@@ -278,9 +278,7 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
             other => Record::Other(other),
         };
         f(rec);
-        pos += size;
-    }
-    buf.len() - pos
+    })
 }
 
 /// The perf_event_attr of one watchpoint.
