@@ -29,7 +29,7 @@ build-deps:
 # is the second RSP client (issue 20); its Python prints "No module named
 # 'lldb.embedded_interpreter'" unless PYTHONPATH=/usr/lib/llvm-14/lib/python3.11/dist-packages, which
 # does not affect gdb-remote.
-TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb
+TEST_TOOLS := gdb gdb-multiarch socat python3-venv file binutils lldb gcc-aarch64-linux-gnu
 
 deps: build-deps
 	$(APT_INSTALL) $(TEST_TOOLS) >/dev/null || \
@@ -43,7 +43,7 @@ gdb18:
 	@$(GDB18_DIR)/bin/gdb --version | head -1
 
 # The kernel lab (tests/lab) boots the fixtures' Debian kernels with the static builds inside.
-test: deps fixtures dbg-vmlinux lab-bins
+test: deps fixtures dbg-vmlinux lx-scripts lab-bins
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb $(CARGO) test --no-fail-fast -- --test-threads=2
 
 # Real crash dumps from QEMU booting Debian's kernels, with QEMU's own memsave as the oracle.
@@ -69,11 +69,13 @@ include tests/fixtures/dbg.mk
 # The dump part installs drgn 0.3.0 into DRGN_VENV (default /opt/kmemd-drgn) to compare with, and
 # times crash too when Debian's crash and the fixtures' debug vmlinux (make dbg-vmlinux) are there.
 bench: fixtures
-	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
+	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput \
+	  --example table_stub
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput
 	KMEMD_GDB=gdb python3 tests/bench/dumps.py target/release/kmemd
-	python3 tests/bench/footprint.py target/release/kmemd
+	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/footprint.py target/release/kmemd \
+	  target/release/examples/table_stub target/release/examples/read_throughput
 	KMEMD_GDB=gdb python3 tests/bench/kernel.py target/release/kmemd
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 

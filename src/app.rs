@@ -32,8 +32,13 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
 /// Opens what `-c`/live asks for.
 pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     match &config.dump {
-        Some(path) => crate::target::dump::open_target(path, config.vmlinux.as_deref(), config.pid),
-        None => crate::target::live::open_target(config.vmlinux.as_deref()),
+        Some(path) => crate::target::dump::open_target(
+            path,
+            config.vmlinux.as_deref(),
+            config.force_vmlinux,
+            config.pid,
+        ),
+        None => crate::target::live::open_target(config.vmlinux.as_deref(), config.force_vmlinux),
     }
 }
 
@@ -55,18 +60,27 @@ pub fn run(config: &Config) -> Result<i32, String> {
     match &config.mode {
         Mode::Serve => serve(config),
         Mode::Read { addr, len } => read_to_stdout(config, *addr, *len),
+        Mode::ReadSymbol { name, offset, len } => {
+            let mut target = open_target(config)?;
+            let at = symbol_address(target.as_mut(), name)?
+                .checked_add(*offset)
+                .ok_or_else(|| format!("{name}+{offset:#x} is past the end of the address space"))?;
+            write_range(target.as_mut(), at, *len)
+        }
         Mode::Info => {
             let path = config.dump.as_deref().ok_or("--info needs -c VMCORE")?;
             print!(
                 "{}",
-                crate::target::dump::info_text(path, config.vmlinux.as_deref())?
+                crate::target::dump::info_text(path, config.vmlinux.as_deref(), config.force_vmlinux)?
             );
             Ok(0)
         }
         Mode::Check => crate::check::run(config),
+        Mode::Query(cmd) => query_to_stdout(config, cmd),
         Mode::Watch(pairs) => crate::watch::run(&crate::watch::Options {
             pairs: pairs.clone(),
             vmlinux: config.vmlinux.clone(),
+            force_vmlinux: config.force_vmlinux,
             count: config.count,
             seconds: config.seconds,
             json: config.json,
@@ -77,6 +91,9 @@ pub fn run(config: &Config) -> Result<i32, String> {
 fn serve(config: &Config) -> Result<i32, String> {
     let spec = ListenSpec::parse(&config.listen)?;
     let mut target = open_target(config)?;
+    if config.dump.is_some() && config.pid.is_none() {
+        crate::target::dump::log_kaslr_hint(target.as_ref());
+    }
     target.prepare();
     info!("serving {}", target.describe());
     // Caught before the socket exists, so no signal can leave its file behind.
@@ -123,11 +140,48 @@ fn quiet_stderr_pipe() {
     }
 }
 
+/// `--ps`, `--dmesg`, `--lsmod`, `--sym X`: the monitor command's text (or, with --json, its
+/// JSON form) on stdout, so scripts get it without GDB (which prints monitor output on stderr
+/// under -batch). Same code as `monitor CMD` (kernel/monitor.rs).
+fn query_to_stdout(config: &Config, cmd: &str) -> Result<i32, String> {
+    let mut target = open_target(config)?;
+    let view = target
+        .kernel_view()
+        .ok_or("this target serves no kernel to ask")?;
+    let answer = if config.json {
+        crate::kernel::monitor::run_json(view, cmd)
+    } else {
+        crate::kernel::monitor::run(view, cmd)
+    };
+    let text = answer.ok_or_else(|| format!("internal: no kernel query {cmd}"))??;
+    let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
+    out.write_all(text.as_bytes())
+        .map_err(|e| format!("writing to stdout: {e}"))?;
+    Ok(0)
+}
+
+/// A kernel symbol's address, from the resolver `monitor sym` uses (kernel/symbols.rs).
+fn symbol_address(target: &mut dyn Target, name: &str) -> Result<u64, String> {
+    let view = target
+        .kernel_view()
+        .ok_or("with --pid, --read takes an address, not a kernel symbol")?;
+    let (_, info) = view.kernel()?;
+    match crate::kernel::monitor::sym_lookup(info, name)? {
+        crate::kernel::monitor::SymAnswer::Address { addr, .. } => Ok(addr),
+        crate::kernel::monitor::SymAnswer::Symbol { .. } => Err(format!("no symbol {name}")),
+    }
+}
+
 /// `--read ADDR LEN`: raw bytes to stdout. Exit 0 only if every byte was read.
 fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
     let mut target = open_target(config)?;
+    write_range(target.as_mut(), addr, len)
+}
+
+/// Writes `[addr, addr+len)` of `target` to stdout; exit 0 only if every byte was read.
+fn write_range(target: &mut dyn Target, addr: u64, len: u64) -> Result<i32, String> {
     let mut out = os::dup_std(1).map_err(|e| format!("stdout: {e}"))?;
-    match copy_memory(target.as_mut(), addr, len, &mut out)? {
+    match copy_memory(target, addr, len, &mut out)? {
         done if done == len => Ok(0),
         done => Ok({
             error!("{done} of {len} bytes written: the rest is not readable");
@@ -136,12 +190,14 @@ fn read_to_stdout(config: &Config, addr: u64, len: u64) -> Result<i32, String> {
     }
 }
 
+/// The most [`copy_memory`] reads at once (`--read`'s buffer).
+pub const COPY_CHUNK: u64 = 256 << 10;
+
 /// Copies `[addr, addr+len)` to `out` in large chunks and returns how many bytes were copied:
 /// fewer than `len` when memory stops being readable (the reason is logged). Errors are for
 /// `out` failing or the range wrapping the address space.
 pub fn copy_memory(target: &mut dyn Target, addr: u64, len: u64, out: &mut dyn Write) -> Result<u64, String> {
-    const CHUNK: u64 = 256 << 10;
-    let mut buf = vec![0u8; len.clamp(1, CHUNK) as usize];
+    let mut buf = vec![0u8; len.clamp(1, COPY_CHUNK) as usize];
     let mut done: u64 = 0;
     while done < len {
         let at = addr

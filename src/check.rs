@@ -168,7 +168,7 @@ pub fn collect(config: &Config, emit: &mut dyn FnMut(&Item)) -> Report {
 
     // LiveTarget: the KASLR offset and the live VMCOREINFO, as `kmemd -s` will see them.
     let mut live = if bpf_ok && kallsyms.is_ok() {
-        LiveTarget::open(config.vmlinux.as_deref())
+        LiveTarget::open_with(config.vmlinux.as_deref(), config.force_vmlinux)
     } else {
         Err("needs the `bpf` and `kallsyms` lines OK".into())
     };

@@ -44,8 +44,13 @@ pub enum Mode {
     Serve,
     /// Write `len` raw bytes at `addr` to stdout.
     Read { addr: u64, len: u64 },
+    /// Write `len` raw bytes at a kernel symbol (+ `offset`) to stdout: `--read _text 64`.
+    ReadSymbol { name: String, offset: u64, len: u64 },
     /// Describe a dump (`-c FILE --info`).
     Info,
+    /// A kernel query printed to stdout (`--ps`, `--dmesg`, `--lsmod`, `--sym X`): the monitor
+    /// command line it runs, e.g. `sym jiffies`.
+    Query(String),
     /// Self-test of what this machine allows.
     Check,
     /// Arm hardware watchpoints and print hits. Each entry is (TYPE, TARGET) as typed.
@@ -62,6 +67,8 @@ pub struct Config {
     pub dump: Option<PathBuf>,
     /// A vmlinux for link-time addresses (KASLR) and symbols.
     pub vmlinux: Option<PathBuf>,
+    /// `--force-vmlinux`: take a `-k` vmlinux whose build ID or release is not the kernel's.
+    pub force_vmlinux: bool,
     /// Serve one process of a dump.
     pub pid: Option<u32>,
     /// Watch mode: stop after this many hits / seconds; one JSON object per hit.
@@ -111,6 +118,12 @@ fn options() -> Options {
         "the kernel's vmlinux: link-time addresses for KASLR, symbols for -w",
         "VMLINUX",
     );
+    o.optflag(
+        "",
+        "force-vmlinux",
+        "use the -k vmlinux even when its build ID or release differs from the kernel's (kmemd \
+         refuses such a vmlinux otherwise: its symbols and layouts would be wrong)",
+    );
     o.optopt(
         "",
         "pid",
@@ -120,12 +133,30 @@ fn options() -> Options {
     o.optflag(
         "",
         "read",
-        "write LEN raw bytes at kernel address ADDR to stdout: --read ADDR LEN",
+        "write LEN raw bytes at kernel address ADDR (hex) or SYMBOL[+OFF] to stdout: --read \
+         ADDR LEN, e.g. --read _text 64",
     );
     o.optflag(
         "",
         "info",
         "with -c: print what the dump is (arch, kernel, CPUs, KASLR offset) and exit",
+    );
+    o.optflag(
+        "",
+        "ps",
+        "print every task (pid, parent, state, CPU, command, task_struct) to stdout and exit",
+    );
+    o.optflag("", "dmesg", "print the kernel log to stdout and exit");
+    o.optflag(
+        "",
+        "lsmod",
+        "print the loaded modules (base, size, add-symbol-file line) to stdout and exit",
+    );
+    o.optopt(
+        "",
+        "sym",
+        "print a kernel symbol's address, or the symbol at an address, and exit",
+        "NAME|ADDR",
     );
     o.optflag(
         "",
@@ -147,7 +178,12 @@ fn options() -> Options {
         &format!("watch mode: stop after SECONDS (at most {MAX_WATCH_SECONDS}, a year)"),
         "SECONDS",
     );
-    o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
+    o.optflag(
+        "",
+        "json",
+        "one JSON object per line on stdout: per hit (watch mode), per task (--ps), per module \
+         (--lsmod), the answer of --sym",
+    );
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
     o.optflagmulti("v", "verbose", &verbose_help());
     o.optflag("q", "quiet", "errors only");
@@ -164,7 +200,9 @@ Usage:
   kmemd [-s SPEC] [-k VMLINUX]          serve the running kernel's memory to GDB (root)
   kmemd -c VMCORE [-s SPEC] [--pid PID] serve a crash dump to GDB
   kmemd -c VMCORE --info                describe a crash dump
-  kmemd [-c VMCORE] --read ADDR LEN     write raw kernel bytes to stdout
+  kmemd [-c VMCORE] --ps|--dmesg|--lsmod|--sym X [--json]
+                                        print tasks, the kernel log, modules, a symbol
+  kmemd [-c VMCORE] --read ADDR|SYM LEN write raw kernel bytes to stdout
   kmemd -w TYPE TARGET [-n N] [-t S]    print every hit of a hardware watchpoint (root)
   kmemd --check                         self-test: what this machine allows
 
@@ -174,8 +212,11 @@ Examples:
   gdb vmlinux -ex 'target remote | ssh root@board kmemd -s -'
   kmemd -s /dev/ttyS0 -b 115200         then on the desk: gdb vmlinux -ex 'target remote /dev/ttyUSB0'
   kmemd -c /var/crash/vmcore -s :1234   then: gdb vmlinux -ex 'target remote :1234'
-  sudo kmemd --read 0xffffffff81000000 64 | xxd
-  sudo kmemd -w w8 jiffies_64 -n 10     (symbols from /proc/kallsyms, or -k vmlinux)
+  sudo kmemd --read _text 64 | xxd      (ADDR in hex, or SYMBOL[+OFF])
+  kmemd -c /var/crash/vmcore --ps --json
+  sudo kmemd -w w1 init_uts_ns+65 -n 1  then: hostname newname (its first byte is written)
+  sudo kmemd -w rw8 jiffies_64 -n 10    (data symbols: kallsyms with CONFIG_KALLSYMS_ALL,
+                                         VMCOREINFO's, or -k vmlinux)
 
 In GDB: `monitor help` lists kmemd's commands; `monitor kaslr` prints the KASLR offset and the
 add-symbol-file line that relocates every section of vmlinux.
@@ -283,10 +324,26 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         })
         .collect();
     let mut modes = Vec::new();
-    if let Some((addr, len)) = read {
-        let addr = crate::mem::parse_addr(&addr)?;
+    if let Some((at, len)) = read {
         let len = parse_u64(&len, "--read LEN")?;
-        modes.push(Mode::Read { addr, len });
+        // An address is hex, with or without 0x; anything else is SYMBOL or SYMBOL+OFF (a symbol
+        // spelt only with hex digits, such as `add`, needs no support: none is worth reading).
+        match crate::mem::parse_addr(&at) {
+            Ok(addr) => modes.push(Mode::Read { addr, len }),
+            Err(e) => match at.split_once('+') {
+                _ if at.starts_with(|c: char| c.is_ascii_digit()) => return Err(e),
+                Some((name, off)) => modes.push(Mode::ReadSymbol {
+                    name: name.trim().to_string(),
+                    offset: parse_u64(off, "--read SYMBOL+OFF")?,
+                    len,
+                }),
+                None => modes.push(Mode::ReadSymbol {
+                    name: at.trim().to_string(),
+                    offset: 0,
+                    len,
+                }),
+            },
+        }
     }
     if m.opt_present("info") {
         modes.push(Mode::Info);
@@ -294,11 +351,23 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if m.opt_present("check") {
         modes.push(Mode::Check);
     }
+    for q in ["ps", "dmesg", "lsmod"] {
+        if m.opt_present(q) {
+            modes.push(Mode::Query(q.to_string()));
+        }
+    }
+    if let Some(s) = m.opt_str("sym") {
+        modes.push(Mode::Query(format!("sym {s}")));
+    }
     if !watch.is_empty() {
         modes.push(Mode::Watch(watch));
     }
     if modes.len() > 1 {
-        return Err("--read, --info, --check and -w are separate modes: give one at a time".into());
+        return Err(
+            "--read, --info, --check, --ps, --dmesg, --lsmod, --sym and -w are separate modes: give \
+             one at a time"
+                .into(),
+        );
     }
     let mode = modes.pop().unwrap_or(Mode::Serve);
     let dump = m.opt_str("c").map(PathBuf::from);
@@ -336,8 +405,21 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         None => None,
     };
     let is_watch = matches!(mode, Mode::Watch(_));
-    if !is_watch && (count.is_some() || seconds.is_some() || m.opt_present("json")) {
-        return Err("-n, -t and --json belong to watch mode (-w TYPE TARGET)".into());
+    if !is_watch && (count.is_some() || seconds.is_some()) {
+        return Err("-n and -t belong to watch mode (-w TYPE TARGET)".into());
+    }
+    let json_ok = match &mode {
+        Mode::Watch(_) => true,
+        Mode::Query(q) => {
+            crate::kernel::monitor::JSON_COMMANDS.contains(&q.split_whitespace().next().unwrap_or(""))
+        }
+        _ => false,
+    };
+    if m.opt_present("json") && !json_ok {
+        return Err("--json belongs to watch mode (-w), --ps, --lsmod and --sym".into());
+    }
+    if matches!(mode, Mode::Query(_)) && pid.is_some() {
+        return Err("--ps, --dmesg, --lsmod and --sym ask the kernel: leave out --pid".into());
     }
     Ok(Parsed::Run(Config {
         mode,
@@ -345,6 +427,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         baud,
         dump,
         vmlinux: m.opt_str("k").map(PathBuf::from),
+        force_vmlinux: m.opt_present("force-vmlinux"),
         pid,
         count,
         seconds,
@@ -394,7 +477,39 @@ mod tests {
             }
         );
         assert!(run(&["--read", "0x10"]).unwrap_err().contains("ADDR LEN"));
-        assert!(run(&["--read", "zz", "1"]).unwrap_err().contains("hex address"));
+        assert!(run(&["--read", "1zz", "1"]).unwrap_err().contains("hex address"));
+        assert_eq!(
+            run(&["--read", "_text", "64"]).unwrap().mode,
+            Mode::ReadSymbol {
+                name: "_text".into(),
+                offset: 0,
+                len: 64
+            }
+        );
+        assert_eq!(
+            run(&["--read", "init_uts_ns+0x41", "8"]).unwrap().mode,
+            Mode::ReadSymbol {
+                name: "init_uts_ns".into(),
+                offset: 0x41,
+                len: 8
+            }
+        );
+        assert!(run(&["--read", "x+y", "1"]).unwrap_err().contains("SYMBOL+OFF"));
+    }
+
+    #[test]
+    fn kernel_queries_are_monitor_command_lines() {
+        assert_eq!(run(&["--ps"]).unwrap().mode, Mode::Query("ps".into()));
+        assert_eq!(
+            run(&["-c", "x", "--dmesg"]).unwrap().mode,
+            Mode::Query("dmesg".into())
+        );
+        let c = run(&["--lsmod", "--json"]).unwrap();
+        assert_eq!((c.mode, c.json), (Mode::Query("lsmod".into()), true));
+        assert_eq!(
+            run(&["--sym", "jiffies", "--json"]).unwrap().mode,
+            Mode::Query("sym jiffies".into())
+        );
     }
 
     #[test]
@@ -418,6 +533,14 @@ mod tests {
             .unwrap_err()
             .contains("one at a time"));
         assert!(run(&["-n", "3"]).unwrap_err().contains("watch mode"));
+        assert!(run(&["--json"]).unwrap_err().contains("--json belongs"));
+        assert!(run(&["--dmesg", "--json"])
+            .unwrap_err()
+            .contains("--json belongs"));
+        assert!(run(&["--ps", "--lsmod"]).unwrap_err().contains("one at a time"));
+        assert!(run(&["-c", "x", "--pid", "1", "--ps"])
+            .unwrap_err()
+            .contains("--pid"));
         assert!(run(&["--pid", "1"]).unwrap_err().contains("-c"));
         assert!(run(&["-b", "fast"]).unwrap_err().contains("baud"));
         assert!(run(&["stray"]).unwrap_err().contains("unexpected"));

@@ -15,11 +15,15 @@ fn main() {
         eprintln!("kmemd: {e}");
         std::process::exit(2);
     }
-    match kmemd::app::run(&config) {
-        Ok(code) => std::process::exit(code),
+    let code = match kmemd::app::run(&config) {
+        Ok(code) => code,
         Err(e) => {
             log::error!("{e}");
-            std::process::exit(1);
+            1
         }
+    };
+    if let Some(kib) = kmemd::sys::os::peak_rss_kib() {
+        log::debug!("peak RSS (VmHWM): {kib} kB");
     }
+    std::process::exit(code)
 }

@@ -74,6 +74,10 @@ pub struct Session {
     /// The thread list as of GDB's last listing: a live task walk takes a while, and `H`, `T`
     /// and `qThreadExtraInfo` come once per thread, so they use this instead of walking again.
     threads: Option<Vec<ThreadInfo>>,
+    /// The client is LLDB (it sent a packet only LLDB sends): stop replies carry thread names,
+    /// registers kmemd does not have are errors rather than GDB's `xx` (LLDB 14 shows those as
+    /// 0xcc bytes), and monitor text comes as console output.
+    lldb: bool,
     /// Bytes for GDB not yet written, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
@@ -110,6 +114,7 @@ impl Session {
             threads_xml: Vec::new(),
             last_sent: Vec::new(),
             threads: None,
+            lldb: false,
             out: Vec::new(),
             out_pos: 0,
             end: None,
@@ -387,7 +392,9 @@ impl Ctx<'_> {
                     self.s.id,
                     String::from_utf8_lossy(features)
                 );
-                reply::supported(self.target.capabilities(), self.s.points.is_ok(), self.payload);
+                let exec_file = self.target.exec_file().is_some();
+                let points = self.s.points.is_ok();
+                reply::supported(self.target.capabilities(), exec_file, points, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -430,6 +437,16 @@ impl Ctx<'_> {
                 reply::xfer_chunk(&self.s.threads_xml, offset, len, self.payload);
                 Outcome::Reply
             }
+            Command::XferExecFile { offset, len } => match self.target.exec_file() {
+                // GDB opens the path on its own side (kmemd serves no vFile), so a bare
+                // `gdb -ex 'target remote ...'` loads the vmlinux given with -k.
+                Some(path) => {
+                    let path = path.to_string_lossy().into_owned();
+                    reply::xfer_chunk(path.as_bytes(), offset, len, self.payload);
+                    Outcome::Reply
+                }
+                None => Outcome::Reply,
+            },
             Command::Offsets => {
                 reply::offsets(self.target.kaslr_offset().unwrap_or(0), self.payload);
                 Outcome::Reply
@@ -466,8 +483,8 @@ impl Ctx<'_> {
                 _ => self.reply("E02"),
             },
             Command::ThreadExtraInfo(thread) => {
-                let threads = self.listed_threads();
-                let tid = self.resolve_in(&threads, thread);
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
                     Some(t) => {
                         hex::encode_into(t.extra.as_bytes(), self.payload);
@@ -522,9 +539,42 @@ impl Ctx<'_> {
                 }
                 Outcome::Reply
             }
-            Command::Monitor(cmd) => {
-                let text = self.monitor(&String::from_utf8_lossy(&cmd));
-                hex::encode_into(text.as_bytes(), self.payload);
+            Command::Monitor(cmd) => match self.monitor(&String::from_utf8_lossy(&cmd)) {
+                // GDB prints a final hex reply as the command's output; LLDB prints it raw
+                // ("response: 6b6d...") but decodes console output.
+                Ok(text) if !self.s.lldb => {
+                    hex::encode_into(text.as_bytes(), self.payload);
+                    Outcome::Reply
+                }
+                Ok(text) => {
+                    self.console(&text);
+                    self.reply("OK")
+                }
+                // The text, then an error: GDB raises one ("Protocol error with Rcmd"), which is
+                // how the kernel's GDB scripts tell a command that does not exist.
+                Err(text) => {
+                    self.console(&text);
+                    self.reply("E01")
+                }
+            },
+            Command::ThreadStopInfo(thread) => {
+                let stopped = self.stop_thread();
+                let tid = self.resolve(thread);
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
+                    Some(t) => {
+                        let signal = if t.tid == stopped { 5 } else { 0 };
+                        reply::stop_named(signal, t.tid, &t.name, self.payload);
+                        Outcome::Reply
+                    }
+                    None => self.reply("E02"),
+                }
+            }
+            Command::LldbHello => {
+                if !self.s.lldb {
+                    debug!("session {}: the client is LLDB", self.s.id);
+                }
+                self.s.lldb = true;
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
@@ -545,10 +595,7 @@ impl Ctx<'_> {
         match &self.s.stop {
             Some(h) if h.stepped => reply::stop(signal, h.tid, self.payload),
             Some(h) => reply::stop_hit(h.kind, h.addr, h.tid, self.payload),
-            None => {
-                let tid = self.target.stop_thread();
-                reply::stop(signal, tid, self.payload);
-            }
+            None => self.target_stop_reply(signal),
         }
     }
 
@@ -581,6 +628,34 @@ impl Ctx<'_> {
             Some(h) => h.tid,
             None => self.target.stop_thread(),
         }
+    }
+
+    /// A stop that is no hit: the target's thread (named for LLDB).
+    fn target_stop_reply(&mut self, signal: u8) {
+        let tid = self.target.stop_thread();
+        if self.s.lldb {
+            if self.s.threads.is_none() {
+                self.fresh_threads();
+            }
+            let threads = self.s.threads.as_deref().unwrap_or_default();
+            let name = threads
+                .iter()
+                .find(|t| t.tid == tid)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            reply::stop_named(signal, tid, &name, self.payload);
+        } else {
+            reply::stop(signal, tid, self.payload);
+        }
+    }
+
+    /// Sends `text` as console output now, ahead of the reply being built.
+    fn console(&mut self, text: &str) {
+        let reply = std::mem::take(self.payload);
+        reply::console_output(text, self.payload);
+        self.send();
+        *self.payload = reply;
+        self.payload.clear();
     }
 
     fn current_thread(&mut self) -> Tid {
@@ -641,25 +716,21 @@ impl Ctx<'_> {
         self.s.threads.insert(self.target.threads())
     }
 
-    /// The threads of GDB's last listing, listing them if GDB has not yet.
-    fn listed_threads(&mut self) -> Vec<ThreadInfo> {
-        if self.s.threads.is_none() {
-            self.fresh_threads();
-        }
-        self.s.threads.clone().unwrap_or_default()
-    }
-
+    /// Which listed thread `sel` names, listing the threads if GDB has not yet. It borrows the
+    /// listing: GDB sends an `H` (and often a `T`) per thread, and a copy of a 4,000-thread list
+    /// per packet made `info threads` quadratic (issue 16).
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
-        let threads = self.listed_threads();
-        self.resolve_in(&threads, sel)
-    }
-
-    fn resolve_in(&mut self, threads: &[ThreadInfo], sel: ThreadSel) -> Option<Tid> {
         match sel {
             ThreadSel::Any | ThreadSel::All => Some(self.stop_thread()),
             // The trapped task may have started after GDB's last listing.
             ThreadSel::Id(id) if self.s.stop.as_ref().is_some_and(|h| h.tid == id) => Some(id),
-            ThreadSel::Id(id) => threads.iter().any(|t| t.tid == id).then_some(id),
+            ThreadSel::Id(id) => {
+                if self.s.threads.is_none() {
+                    self.fresh_threads();
+                }
+                let threads = self.s.threads.as_deref().unwrap_or_default();
+                threads.iter().any(|t| t.tid == id).then_some(id)
+            }
         }
     }
 
@@ -681,9 +752,11 @@ impl Ctx<'_> {
         let descs = self.target.arch().registers();
         match one {
             None => reply::registers(descs, &regs, self.payload),
-            Some(n) => match descs.get(n) {
-                Some(d) => reply::register(d.bytes(), regs.0.get(n).copied().flatten(), self.payload),
-                None => return self.reply("E00"),
+            Some(n) => match (descs.get(n), regs.0.get(n).copied().flatten()) {
+                (None, _) => return self.reply("E00"),
+                // LLDB has no "unavailable" value: an error makes it say so.
+                (Some(_), None) if self.s.lldb => return self.reply("E01"),
+                (Some(d), value) => reply::register(d.bytes(), value, self.payload),
             },
         }
         Outcome::Reply
@@ -732,10 +805,12 @@ impl Ctx<'_> {
         Outcome::Reply
     }
 
-    fn monitor(&mut self, cmd: &str) -> String {
+    /// A monitor command's text; `Err` (with the text to show) for a command kmemd does not
+    /// have. A command of the target's that fails says why in its text, as output.
+    fn monitor(&mut self, cmd: &str) -> Result<String, String> {
         let cmd = cmd.trim();
-        match cmd {
-            "help" | "" => {
+        match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["help"] | [] => {
                 let mut lines = vec![
                     ("help", "this list"),
                     ("version", "kmemd's version and what it serves"),
@@ -745,13 +820,18 @@ impl Ctx<'_> {
                 for (name, what) in lines {
                     out.push_str(&format!("  monitor {name:<16} {what}\n"));
                 }
-                out
+                Ok(out)
             }
-            "version" => format!("{VERSION_TEXT}serving: {}\n", self.target.describe()),
+            // `info version` as QEMU's monitor has it: the kernel's GDB scripts (scripts/gdb,
+            // utils.py get_gdbserver_type) take a stub that answers it for one whose thread N is
+            // CPU N-1, which kmemd's CPU threads are.
+            ["version"] | ["info", "version"] => {
+                Ok(format!("{VERSION_TEXT}serving: {}\n", self.target.describe()))
+            }
             _ => match self.target.monitor(cmd) {
-                Some(Ok(text)) => text,
-                Some(Err(e)) => format!("error: {e}\n"),
-                None => format!("unknown monitor command '{cmd}': try 'monitor help'\n"),
+                Some(Ok(text)) => Ok(text),
+                Some(Err(e)) => Ok(format!("error: {e}\n")),
+                None => Err(format!("unknown monitor command '{cmd}': try 'monitor help'\n")),
             },
         }
     }
@@ -1348,13 +1428,55 @@ mod tests {
             hexcmd("help").as_bytes(),
             hexcmd("version").as_bytes(),
             hexcmd("kaslr").as_bytes(),
+            hexcmd("info version").as_bytes(),
             hexcmd("frobnicate").as_bytes(),
         ]);
-        let out: Vec<String> = r.iter().map(|p| s(&hex::decode(p).unwrap())).collect();
+        let out: Vec<String> = r[..4].iter().map(|p| s(&hex::decode(p).unwrap())).collect();
         assert!(out[0].contains("monitor help") && out[0].contains("monitor version"));
         assert!(out[1].starts_with("kmemd ") && out[1].contains("serving: mock"));
         assert_eq!(out[2], "offset 0x2c600000\n");
-        assert!(out[3].contains("unknown monitor command 'frobnicate'"));
+        assert_eq!(out[3], out[1], "info version is version");
+        // An unknown command: its text as console output, then an error.
+        assert_eq!(r[4][0], b'O');
+        let text = s(&hex::decode(&r[4][1..]).unwrap());
+        assert!(text.contains("unknown monitor command 'frobnicate'"), "{text}");
+        assert_eq!(r[5], b"E01");
+        assert_eq!(r.len(), 6);
+    }
+
+    #[test]
+    fn lldb_gets_names_errors_for_missing_registers_and_console_output() {
+        let hexcmd = |c: &str| format!("qRcmd,{}", hex::encode(c.as_bytes()));
+        let name = |n: &str| hex::encode(n.as_bytes());
+        // GDB first: no names, `xx` for a register kmemd lacks.
+        let (r, _) = session(&[b"?", b"Hg1", b"p0", b"qThreadStopInfo3"]);
+        assert_eq!(r[0], b"T05thread:2;");
+        assert_eq!(r[2], b"xxxxxxxxxxxxxxxx");
+        assert_eq!(r[3], format!("T00thread:3;hexname:{};", name("CPU 2")).as_bytes());
+        let (r, _) = session(&[
+            b"QThreadSuffixSupported",
+            b"qHostInfo",
+            b"?",
+            b"qThreadStopInfo2",
+            b"qThreadStopInfo99",
+            b"Hg3",
+            b"p0",
+            b"p10",
+            hexcmd("kaslr").as_bytes(),
+        ]);
+        assert_eq!(r[0], b"", "not supported");
+        assert_eq!(r[1], b"");
+        assert_eq!(r[2], format!("T05thread:2;hexname:{};", name("CPU 1")).as_bytes());
+        assert_eq!(r[3], r[2]);
+        assert_eq!(r[4], b"E02");
+        assert_eq!(r[5], b"OK");
+        assert_eq!(r[6], b"E01", "unavailable register");
+        assert_eq!(r[7], b"03000081ffffffff");
+        assert_eq!(
+            r[8],
+            format!("O{}", hex::encode(b"offset 0x2c600000\n")).as_bytes()
+        );
+        assert_eq!(r[9], b"OK");
     }
 
     #[test]

@@ -249,22 +249,6 @@ fn add_symbol_file_with_kaslr_offset_then_bt_of_one_task() {
     }
 }
 
-/// The address `nm` gives a symbol in the vmlinux (its link-time address).
-fn nm_address(vmlinux: &Path, sym: &str) -> u64 {
-    let o = std::process::Command::new("nm")
-        .arg(vmlinux)
-        .output()
-        .expect("nm (binutils)");
-    assert!(o.status.success(), "nm {}: {}", vmlinux.display(), text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.len() == 3 && w[2] == sym).then(|| hex(w[0]))
-        })
-        .unwrap_or_else(|| panic!("{sym} not in {}", vmlinux.display()))
-}
-
 /// `-k VMLINUX` with the dump: symbols come from the vmlinux first. `__kstrtab__printk` is in the
 /// vmlinux's symbol table (nm: `r`, on amd64 and arm64) but never in kallsyms (scripts/kallsyms.c
 /// drops `__kstrtab_`), so only `-k` finds it, at its link address plus the dump's KASLR offset;

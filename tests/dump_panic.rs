@@ -106,7 +106,9 @@ fn gdb_stops_on_the_cpu_that_panicked() {
         let (pid, comm) = oops_task(&dir, cpu);
         let (star, panics, t) = threads_at_connect(&pdump, &arch, &format!("{v}-panic"));
         assert!(
-            star.contains(&format!("CPU {cpu} pid {pid} {comm} (panic)")),
+            star.contains(&format!(
+                "CPU {cpu} pid {pid} {comm} (panic: Kernel panic - not syncing: "
+            )),
             "{v}: GDB's current thread at connect is CPU {cpu}, running pid {pid} {comm}, with panic: {t}"
         );
         assert_eq!(panics.len(), 1, "{v}: exactly one CPU says panic: {t}");

@@ -68,3 +68,38 @@ fn live_target_serves_the_running_kernel() {
     // Kernel text at _text reads too (the first thing gdb asks for).
     assert_eq!(t.read_virt(VirtAddr(text), &mut buf[..16]), Ok(16));
 }
+
+/// `monitor info` live says what a dump's `--info` says of its kernel: release, build ID (that of
+/// /sys/kernel/notes), online CPUs.
+#[test]
+fn live_monitor_info_describes_the_kernel() {
+    if !common::require_root("live_monitor_info_describes_the_kernel") {
+        return;
+    }
+    let mut t = LiveTarget::open(None).expect("open the live target");
+    let info = t
+        .monitor("info")
+        .expect("info is a live command")
+        .expect("info text");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        info.contains(&format!("kernel:        {}\n", release.trim())),
+        "{info}"
+    );
+    // The note as the kernel's linker script emits it: namesz 4, descsz 20, NT_GNU_BUILD_ID 3,
+    // "GNU\0", then the 20-byte SHA-1 build ID.
+    let raw = std::fs::read("/sys/kernel/notes").unwrap();
+    let head: &[u8] = &[4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0, b'G', b'N', b'U', 0];
+    let at = raw
+        .windows(head.len())
+        .position(|w| w == head)
+        .expect("a GNU build ID note")
+        + head.len();
+    let id: String = raw[at..at + 20].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(id.len(), 40, "{id}");
+    assert!(info.contains(&format!("build ID:      {id}\n")), "{info}");
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let n = kmemd::live::parse_cpu_list(&online).unwrap().len();
+    assert!(info.contains(&format!("CPUs:          {n} online")), "{info}");
+    assert!(t.monitor_help().iter().any(|(c, _)| *c == "info"));
+}

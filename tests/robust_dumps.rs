@@ -30,6 +30,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
 fn open_and_use(what: &str, bytes: Vec<u8>) -> Result<(), String> {
     match Dump::from_source(Box::new(bytes)) {
         Err(e) => {
+            let e = String::from(e);
             assert!(
                 !e.is_empty() && !e.contains('\n'),
                 "{what}: error is not one line: {e:?}"

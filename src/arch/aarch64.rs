@@ -4,6 +4,7 @@
 
 use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
 use crate::arch::{DebugRegs, PtRegs, SwitchFrame};
+use crate::mem::bytes::FormatError;
 use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
 use crate::mem::{read_u64, MemError, MemErrorKind, PhysAddr, VirtRead};
 
@@ -21,6 +22,10 @@ const OA_LPA2_LOW: u64 = 0x0003_ffff_ffff_ffff;
 /// GDB's names for the program counter and the stack pointer (aarch64.xml).
 pub const PC: &str = "pc";
 pub const SP: &str = "sp";
+/// The register that holds `current` in kernel mode (see aarch64.xml).
+pub const CURRENT_TASK: &str = "SP_EL0";
+/// The pointer authentication masks (see aarch64.xml).
+pub const PAUTH_MASKS: [&str; 2] = ["pauth_dmask", "pauth_cmask"];
 
 /// What a kdump header's `utsname.machine` says on arm64.
 pub const MACHINE_NAMES: &[&str] = &["aarch64", "arm64"];
@@ -278,35 +283,37 @@ impl PagingAarch64 {
     /// The form for a granule of `1 << page_shift` bytes and `va_bits` address bits. `pa52`
     /// selects the 52-bit descriptor layout for 4K/16K (LPA2); 64K always decodes LPA bits
     /// [15:12], which are RES0 when PAs are 48-bit.
-    pub fn form(page_shift: u8, va_bits: u8, pa52: bool) -> Result<PagingForm, String> {
+    pub fn form(page_shift: u8, va_bits: u8, pa52: bool) -> Result<PagingForm, FormatError> {
         let pte = match (page_shift, pa52) {
             (16, _) => PteFormat::Aarch64Lpa,
             (12 | 14, true) => PteFormat::Aarch64Lpa2,
             (12 | 14, false) => PteFormat::Aarch64,
             _ => {
-                return Err(format!(
+                return Err(FormatError::unsupported(format!(
                     "aarch64 pages are 4K, 16K or 64K, not {} bytes",
                     1u64.checked_shl(page_shift.into()).unwrap_or(0)
-                ))
+                )))
             }
         };
         if !(36..=52).contains(&va_bits) {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "aarch64 kernels use 36 to 52 virtual address bits, not {va_bits}"
-            ));
+            )));
         }
         PagingForm::new(pte, page_shift, va_bits)
     }
 
     /// The kernel's tables described by a dump's VMCOREINFO, following drgn `arch_aarch64.c` and
     /// libaddrxlat `aarch64.c`.
-    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, FormatError> {
         let lookup = |key: &str| v.get(key);
-        let number = |key: &str| -> Result<Option<u64>, String> {
+        let number = |key: &str| -> Result<Option<u64>, FormatError> {
             match lookup(key) {
                 None => Ok(None),
                 Some(v) => parse_number(v).map(|n| Some(n as u64)).ok_or_else(|| {
-                    format!("VMCOREINFO's {key} value {v:?} is not a number; the dump is corrupt")
+                    FormatError::corrupt(format!(
+                        "VMCOREINFO's {key} value {v:?} is not a number; the dump is corrupt"
+                    ))
                 }),
             }
         };
@@ -317,9 +324,9 @@ impl PagingAarch64 {
             16384 => 14,
             65536 => 16,
             _ => {
-                return Err(format!(
+                return Err(FormatError::corrupt(format!(
                     "VMCOREINFO's PAGESIZE {page_size} is not an aarch64 page size (4K, 16K, 64K)"
-                ))
+                )))
             }
         };
         // NUMBER(VA_BITS): Linux commit 20a166243328 ("arm64: kdump: add VMCOREINFO's for
@@ -343,9 +350,9 @@ impl PagingAarch64 {
         let va_bits = match (t1sz, page_shift) {
             (Some(t1sz), 12 | 14) if (12..=28).contains(&t1sz) => 64 - t1sz,
             (Some(t1sz), 12 | 14) => {
-                return Err(format!(
+                return Err(FormatError::corrupt(format!(
                     "VMCOREINFO's NUMBER(TCR_EL1_T1SZ) {t1sz} is out of range; the dump is corrupt"
-                ))
+                )))
             }
             _ => config_va_bits.ok_or_else(|| {
                 v.lacks(
@@ -355,8 +362,8 @@ impl PagingAarch64 {
                 )
             })?,
         };
-        let va_bits =
-            u8::try_from(va_bits).map_err(|_| format!("VMCOREINFO's VA_BITS {va_bits} is out of range"))?;
+        let va_bits = u8::try_from(va_bits)
+            .map_err(|_| FormatError::corrupt(format!("VMCOREINFO's VA_BITS {va_bits} is out of range")))?;
         // With 4K/16K pages the kernel uses 52-bit PAs (LPA2 descriptors, TCR_EL1.DS = 1) exactly
         // when it runs with 52-bit VAs: 352b0395b505 ("arm64: Enable 52-bit virtual addressing
         // for 4k and 16k granule configs") (v6.9). PA size is not in VMCOREINFO.
@@ -368,8 +375,11 @@ impl PagingAarch64 {
                 "the kernel page tables cannot be found",
             )
         })?;
-        let pgd = parse_hex(pgd)
-            .ok_or_else(|| format!("VMCOREINFO's SYMBOL(swapper_pg_dir) {pgd:?} is not a hex address"))?;
+        let pgd = parse_hex(pgd).ok_or_else(|| {
+            FormatError::corrupt(format!(
+                "VMCOREINFO's SYMBOL(swapper_pg_dir) {pgd:?} is not a hex address"
+            ))
+        })?;
         // Kernel image VA -> PA is va - kimage_voffset (arch/arm64/include/asm/memory.h).
         let voffset = number("NUMBER(kimage_voffset)")?.ok_or_else(|| {
             v.lacks(
@@ -461,6 +471,7 @@ mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
     use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::bytes::FormatErrorKind;
     use crate::mem::VirtAddr;
 
     #[test]
@@ -818,8 +829,16 @@ mod tests {
         }
     }
 
-    fn from_text(text: &str) -> Result<Paging, String> {
+    fn from_text(text: &str) -> Result<Paging, FormatError> {
         PagingAarch64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
+    /// The kind and sentence of a VMCOREINFO that must not give paging.
+    fn refused(text: &str) -> (FormatErrorKind, String) {
+        match from_text(text) {
+            Ok(p) => panic!("{text:?} gave {p:?}"),
+            Err(e) => (e.kind, e.detail),
+        }
     }
 
     #[test]
@@ -855,10 +874,10 @@ mod tests {
         let p = from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=39\n")).unwrap();
         assert_eq!((p.form.va_bits, p.form.levels), (39, 3));
         // ... but not when the note is damaged where T1SZ may have been.
-        let e = from_text(&format!(
+        let (kind, e) = refused(&format!(
             "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1\x7f"
-        ))
-        .unwrap_err();
+        ));
+        assert_eq!(kind, FormatErrorKind::Corrupt);
         assert!(
             e.contains("corrupt: control byte 0x7f") && e.contains("lacks NUMBER(TCR_EL1_T1SZ)"),
             "{e}"
@@ -867,27 +886,36 @@ mod tests {
             b"PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff8000\xff82d6c000\n",
         ))
         .unwrap_err();
+        assert_eq!(e.kind, FormatErrorKind::Corrupt);
+        let e = e.detail;
         assert!(
             e.contains("corrupt: byte 0xff") && e.contains("lacks SYMBOL(swapper_pg_dir)"),
             "{e}"
         );
 
-        assert!(from_text(&format!("{base}NUMBER(VA_BITS)=48\n"))
-            .unwrap_err()
-            .contains("PAGESIZE"));
-        assert!(from_text(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n")).is_err());
-        assert!(from_text(&format!("{base}PAGESIZE=4096\n"))
-            .unwrap_err()
-            .contains("VA_BITS"));
-        assert!(from_text(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n")).is_err());
-        assert!(from_text(&format!(
-            "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x40\n"
-        ))
-        .is_err());
+        let (kind, e) = refused(&format!("{base}NUMBER(VA_BITS)=48\n"));
         assert!(
-            from_text("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n")
-                .unwrap_err()
-                .contains("kimage_voffset")
+            kind == FormatErrorKind::Unsupported && e.contains("PAGESIZE"),
+            "{e}"
+        );
+        let (kind, _) = refused(&format!("{base}PAGESIZE=8192\nNUMBER(VA_BITS)=48\n"));
+        assert_eq!(kind, FormatErrorKind::Corrupt);
+        let (kind, e) = refused(&format!("{base}PAGESIZE=4096\n"));
+        assert!(
+            kind == FormatErrorKind::Unsupported && e.contains("VA_BITS"),
+            "{e}"
+        );
+        let (kind, _) = refused(&format!("{base}PAGESIZE=4096\nNUMBER(VA_BITS)=64\n"));
+        assert_eq!(kind, FormatErrorKind::Corrupt);
+        let (kind, _) = refused(&format!(
+            "{base}PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x40\n"
+        ));
+        assert_eq!(kind, FormatErrorKind::Corrupt);
+        let (kind, e) =
+            refused("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=ffff800082d6c000\n");
+        assert!(
+            kind == FormatErrorKind::Unsupported && e.contains("kimage_voffset"),
+            "{e}"
         );
     }
 }

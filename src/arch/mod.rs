@@ -8,6 +8,7 @@ pub mod walk;
 #[allow(non_upper_case_globals)]
 pub mod x86_64;
 
+use crate::mem::bytes::FormatError;
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{MemError, VirtRead};
 use std::fmt;
@@ -25,6 +26,18 @@ pub enum Arch {
 /// (`Arch::registers()`). `None` means unavailable and is sent to GDB as `xx` bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registers(pub Vec<Option<u64>>);
+
+impl Registers {
+    /// Sets register `i`, growing the list to it (a dump's notes give only the core registers).
+    pub fn set(&mut self, i: usize, value: Option<u64>) {
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        if let Some(r) = self.0.get_mut(i) {
+            *r = value;
+        }
+    }
+}
 
 /// One register of a target description, in `g` packet order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +166,27 @@ impl Arch {
             Arch::Aarch64 => aarch64::PC,
         };
         self.reg_index(name).unwrap_or(0)
+    }
+
+    /// Index of the register that holds the running task's address in kernel mode, where the
+    /// architecture has one (arm64's SP_EL0; x86_64 keeps `current` in per-CPU memory).
+    pub fn current_task_index(self) -> Option<usize> {
+        match self {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => self.reg_index(aarch64::CURRENT_TASK),
+        }
+    }
+
+    /// Sets the pointer authentication mask registers, where the architecture has them, to
+    /// `mask` (VMCOREINFO's KERNELPACMASK; 0 when the kernel does not record one).
+    pub fn set_pac_mask(self, regs: &mut Registers, mask: u64) {
+        if self == Arch::Aarch64 {
+            for name in aarch64::PAUTH_MASKS {
+                if let Some(i) = self.reg_index(name) {
+                    regs.set(i, Some(mask));
+                }
+            }
+        }
     }
 
     /// Index of the stack pointer register.
@@ -394,7 +428,7 @@ impl Arch {
 
     /// The kernel page tables (form and top table) a dump's VMCOREINFO describes: the one way
     /// the dump target and the fuzzer both build them.
-    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, String> {
+    pub fn paging(self, vmcoreinfo: &VmcoreInfo) -> Result<Paging, FormatError> {
         match self {
             Arch::X86_64 => x86_64::PagingX86_64::from_vmcoreinfo(vmcoreinfo),
             Arch::Aarch64 => aarch64::PagingAarch64::from_vmcoreinfo(vmcoreinfo),
@@ -402,7 +436,7 @@ impl Arch {
     }
 
     /// Registers of one CPU from the descriptor of its NT_PRSTATUS note.
-    pub fn registers_from_prstatus(self, desc: &[u8]) -> Result<Registers, String> {
+    pub fn registers_from_prstatus(self, desc: &[u8]) -> Result<Registers, FormatError> {
         prstatus::registers_from_prstatus(self, desc)
     }
 }
@@ -466,13 +500,30 @@ mod tests {
     #[test]
     fn aarch64_register_table_matches_gdb_layout() {
         let regs = Arch::Aarch64.registers();
-        assert_eq!(regs.len(), 68);
+        assert_eq!(regs.len(), 71);
         assert_eq!(regs[31].name, "sp");
         assert_eq!(regs[32].name, "pc");
         assert_eq!(regs[33].bits, 32);
         assert_eq!(regs[34].name, "v0");
         let total: usize = regs.iter().map(RegDesc::bytes).sum();
-        assert_eq!(total, 788, "core+fpu is 788 bytes");
+        assert_eq!(regs[68].name, "SP_EL0");
+        assert_eq!(regs[68].bits, 64);
+        assert_eq!(regs[69].name, "pauth_dmask");
+        assert_eq!(regs[70].name, "pauth_cmask");
+        assert_eq!(
+            total, 812,
+            "core+fpu is 788 bytes, SP_EL0 and the two PAC masks 24 more"
+        );
+        let mut r = Registers(vec![None; 33]);
+        Arch::Aarch64.set_pac_mask(&mut r, 0xff7f_0000_0000_0000);
+        assert_eq!(r.0.len(), 71);
+        assert_eq!(r.0[69], Some(0xff7f_0000_0000_0000));
+        assert_eq!(r.0[70], Some(0xff7f_0000_0000_0000));
+        let mut x = Registers(vec![None; 3]);
+        Arch::X86_64.set_pac_mask(&mut x, 1);
+        assert_eq!(x.0, vec![None; 3]);
         assert_eq!(Arch::Aarch64.pc_index(), 32);
+        assert_eq!(Arch::Aarch64.current_task_index(), Some(68));
+        assert_eq!(Arch::X86_64.current_task_index(), None);
     }
 }

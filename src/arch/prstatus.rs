@@ -3,6 +3,7 @@
 //! at offset 112 on both arches (drgn `pr_reg_offset`; libkdumpfile `elf_prstatus`).
 
 use crate::arch::{Arch, Registers};
+use crate::mem::bytes::FormatError;
 
 /// Offset of `pr_reg` in a 64-bit `struct elf_prstatus` (both x86_64 and aarch64).
 pub const PR_REG_OFFSET: usize = 112;
@@ -43,14 +44,14 @@ pub fn pr_reg_names(arch: Arch) -> &'static [&'static str] {
 /// Maps a `pr_reg` array (already decoded to u64s) to GDB registers. Registers the note does not
 /// carry (x87/SSE, aarch64 FP/SIMD) are `None`; values of registers narrower than 64 bits in the
 /// target description (eflags, segment selectors, cpsr) keep their low bits only.
-pub fn registers_from_pr_reg(arch: Arch, pr_reg: &[u64]) -> Result<Registers, String> {
+pub fn registers_from_pr_reg(arch: Arch, pr_reg: &[u64]) -> Result<Registers, FormatError> {
     let names = pr_reg_names(arch);
     if pr_reg.len() < names.len() {
-        return Err(format!(
+        return Err(FormatError::corrupt(format!(
             "the {arch} NT_PRSTATUS note holds {} registers where {} are expected; the dump is corrupt",
             pr_reg.len(),
             names.len()
-        ));
+        )));
     }
     let descs = arch.registers();
     let mut regs = vec![None; descs.len()];
@@ -71,16 +72,16 @@ pub fn registers_from_pr_reg(arch: Arch, pr_reg: &[u64]) -> Result<Registers, St
 
 /// Maps the descriptor of an NT_PRSTATUS note (little-endian, as both arches are) to GDB
 /// registers. Bounds-checked: a short note is an error, never a panic.
-pub fn registers_from_prstatus(arch: Arch, desc: &[u8]) -> Result<Registers, String> {
+pub fn registers_from_prstatus(arch: Arch, desc: &[u8]) -> Result<Registers, FormatError> {
     let n = pr_reg_len(arch);
     let bytes = PR_REG_OFFSET
         .checked_add(n * 8)
         .and_then(|end| desc.get(PR_REG_OFFSET..end))
         .ok_or_else(|| {
-            format!(
+            FormatError::corrupt(format!(
                 "an {arch} NT_PRSTATUS note is {} bytes, too short for its {n} registers; the dump is corrupt",
                 desc.len()
-            )
+            ))
         })?;
     let pr_reg: Vec<u64> = bytes
         .chunks_exact(8)
@@ -161,14 +162,17 @@ mod tests {
 
     #[test]
     fn short_notes_are_errors() {
-        assert!(Arch::X86_64
-            .registers_from_prstatus(&[0; 327])
-            .unwrap_err()
-            .contains("too short"));
+        let e = Arch::X86_64.registers_from_prstatus(&[0; 327]).unwrap_err();
+        assert!(e.detail.contains("too short"), "{e}");
+        assert_eq!(e.kind, crate::mem::bytes::FormatErrorKind::Corrupt);
         assert!(Arch::X86_64.registers_from_prstatus(&[0; 328]).is_ok());
         assert!(Arch::Aarch64.registers_from_prstatus(&[0; 383]).is_err());
         assert!(Arch::Aarch64.registers_from_prstatus(&[]).is_err());
-        assert!(registers_from_pr_reg(Arch::Aarch64, &[0; 33]).is_err());
+        let e = registers_from_pr_reg(Arch::Aarch64, &[0; 33]).err();
+        assert_eq!(
+            e.map(|e| e.kind),
+            Some(crate::mem::bytes::FormatErrorKind::Corrupt)
+        );
         assert_eq!(prstatus_pid(&[0; 35]), None);
     }
 }

@@ -7,6 +7,7 @@
 //! itself. The depth is bounded by the form, so a corrupt table cannot make a walk loop.
 
 use crate::arch::{aarch64, x86_64};
+use crate::mem::bytes::FormatError;
 use crate::mem::{MemError, MemErrorKind, PhysAddr, PhysRead, VirtAddr};
 use std::fmt;
 
@@ -60,24 +61,24 @@ pub enum Step {
 impl PagingForm {
     /// A form for `va_bits` of address with `page_shift`-sized pages and page-sized tables of
     /// 8-byte entries. Errors when the geometry is not one the walker can handle.
-    pub fn new(pte: PteFormat, page_shift: u8, va_bits: u8) -> Result<PagingForm, String> {
+    pub fn new(pte: PteFormat, page_shift: u8, va_bits: u8) -> Result<PagingForm, FormatError> {
         if !matches!(page_shift, 12 | 14 | 16) {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "page size 2^{page_shift} is not supported (4K, 16K or 64K pages only)"
-            ));
+            )));
         }
         if va_bits > 57 || va_bits <= page_shift {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "{va_bits}-bit virtual addresses are not supported (at most 57 bits)"
-            ));
+            )));
         }
         let bits_per_level = page_shift - 3;
         let index_bits = va_bits - page_shift;
         let levels = index_bits.div_ceil(bits_per_level);
         if !(1..=5).contains(&levels) {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "{va_bits}-bit addresses with 2^{page_shift}-byte pages need {levels} table levels; at most 5 are supported"
-            ));
+            )));
         }
         let top_bits = index_bits - (levels - 1) * bits_per_level;
         Ok(PagingForm {

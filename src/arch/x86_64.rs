@@ -6,6 +6,7 @@
 
 use crate::arch::walk::{Paging, PagingForm, PteFormat, Step};
 use crate::arch::{DebugRegs, PtRegs, SwitchFrame};
+use crate::mem::bytes::FormatError;
 use crate::mem::vmcoreinfo::{parse_hex, parse_number, VmcoreInfo};
 use crate::mem::{MemError, MemErrorKind, PhysAddr};
 
@@ -152,11 +153,13 @@ pub struct PagingX86_64;
 
 impl PagingX86_64 {
     /// The form for 4- or 5-level paging.
-    pub fn form(levels: u8) -> Result<PagingForm, String> {
+    pub fn form(levels: u8) -> Result<PagingForm, FormatError> {
         match levels {
             4 => PagingForm::new(PteFormat::X86_64, 12, 48),
             5 => PagingForm::new(PteFormat::X86_64, 12, 57),
-            _ => Err(format!("x86_64 has 4- or 5-level paging, not {levels} levels")),
+            _ => Err(FormatError::unsupported(format!(
+                "x86_64 has 4- or 5-level paging, not {levels} levels"
+            ))),
         }
     }
 
@@ -164,7 +167,7 @@ impl PagingX86_64 {
     ///
     /// Root = `SYMBOL(init_top_pgt)` - `__START_KERNEL_map` + `NUMBER(phys_base)` (drgn
     /// `arch_x86_64.c`, libaddrxlat `x86_64.c`). SYMBOL values are already KASLR-relocated.
-    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, String> {
+    pub fn from_vmcoreinfo(v: &VmcoreInfo) -> Result<Paging, FormatError> {
         let lookup = |key: &str| v.get(key);
         let number = |s: &str| parse_number(s).map(|n| n as u64);
         // init_top_pgt since Linux 4.13 (renamed from init_level4_pgt); the generic
@@ -183,12 +186,15 @@ impl PagingX86_64 {
                 "the kernel page tables cannot be found",
             )
         })?;
-        let pgd = parse_hex(pgd)
-            .ok_or_else(|| format!("VMCOREINFO's page-table symbol value {pgd:?} is not a hex address"))?;
+        let pgd = parse_hex(pgd).ok_or_else(|| {
+            FormatError::corrupt(format!(
+                "VMCOREINFO's page-table symbol value {pgd:?} is not a hex address"
+            ))
+        })?;
         if pgd < __START_KERNEL_map {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "VMCOREINFO's init_top_pgt {pgd:#x} is outside the kernel image mapping; the dump's VMCOREINFO is corrupt"
-            ));
+            )));
         }
         // NUMBER(phys_base) is printed with %ld (signed: a kernel loaded below its link address
         // has a negative phys_base); Linux 4.10 replaced SYMBOL(phys_base) by it.
@@ -200,7 +206,9 @@ impl PagingX86_64 {
             )
         })?;
         let phys_base = number(phys_base).ok_or_else(|| {
-            format!("VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number; the dump is corrupt")
+            FormatError::corrupt(format!(
+                "VMCOREINFO's NUMBER(phys_base) {phys_base:?} is not a number; the dump is corrupt"
+            ))
         })?;
         // NUMBER(pgtable_l5_enabled) is printed by kernels where 5-level paging is a boot-time
         // choice (CONFIG_X86_5LEVEL, Linux 4.17+); absent means 4 levels, unless the note is
@@ -213,7 +221,11 @@ impl PagingX86_64 {
         let levels = match lookup(L5).map(number) {
             Some(Some(0)) | None => 4,
             Some(Some(_)) => 5,
-            Some(None) => return Err("VMCOREINFO's NUMBER(pgtable_l5_enabled) is not a number".to_string()),
+            Some(None) => {
+                return Err(FormatError::corrupt(
+                    "VMCOREINFO's NUMBER(pgtable_l5_enabled) is not a number",
+                ))
+            }
         };
         Ok(Paging {
             form: Self::form(levels)?,
@@ -270,6 +282,7 @@ mod tests {
     use super::*;
     use crate::arch::walk::tests::{read_virt, Builder, FakeMem};
     use crate::arch::walk::{translate, walk_steps};
+    use crate::mem::bytes::FormatErrorKind;
     use crate::mem::VirtAddr;
 
     const NX: u64 = 1 << 63;
@@ -504,8 +517,16 @@ mod tests {
         }
     }
 
-    fn from_text(text: &str) -> Result<Paging, String> {
+    fn from_text(text: &str) -> Result<Paging, FormatError> {
         PagingX86_64::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes()))
+    }
+
+    /// The kind and sentence of a VMCOREINFO that must not give paging.
+    fn refused(text: &str) -> (FormatErrorKind, String) {
+        match from_text(text) {
+            Ok(p) => panic!("{text:?} gave {p:?}"),
+            Err(e) => (e.kind, e.detail),
+        }
     }
 
     #[test]
@@ -531,16 +552,22 @@ mod tests {
         let p = from_text("SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(phys_base)=0\n").unwrap();
         assert_eq!((p.root, p.form.levels), (PhysAddr(0x0200_0000), 4));
 
-        assert!(from_text("NUMBER(phys_base)=0\n")
-            .unwrap_err()
-            .contains("init_top_pgt"));
-        assert!(from_text("SYMBOL(init_top_pgt)=ffffffff82000000\n")
-            .unwrap_err()
-            .contains("phys_base"));
-        assert!(from_text("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n").is_err());
+        let (kind, e) = refused("NUMBER(phys_base)=0\n");
+        assert!(
+            kind == FormatErrorKind::Unsupported && e.contains("init_top_pgt"),
+            "{e}"
+        );
+        let (kind, e) = refused("SYMBOL(init_top_pgt)=ffffffff82000000\n");
+        assert!(
+            kind == FormatErrorKind::Unsupported && e.contains("phys_base"),
+            "{e}"
+        );
+        let (kind, _) = refused("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=0\n");
+        assert_eq!(kind, FormatErrorKind::Corrupt);
 
         // A damaged note is blamed for what it lacks, not the kernel's age.
-        let e = from_text("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_b\0se)=0\n").unwrap_err();
+        let (kind, e) = refused("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_b\0se)=0\n");
+        assert_eq!(kind, FormatErrorKind::Corrupt);
         assert!(
             e.starts_with("the dump's VMCOREINFO note is corrupt: a NUL byte at offset 0x33")
                 && e.contains("lacks NUMBER(phys_base)")
@@ -548,13 +575,14 @@ mod tests {
             "{e}"
         );
         // A note cut before NUMBER(pgtable_l5_enabled) cannot say 4 levels by its silence.
-        let e =
-            from_text("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_base)=0\nNUMBER(pgt").unwrap_err();
+        let (kind, e) = refused("SYMBOL(init_top_pgt)=ffffffff82000000\nNUMBER(phys_base)=0\nNUMBER(pgt");
+        assert_eq!(kind, FormatErrorKind::Corrupt);
         assert!(
             e.contains("corrupt: a line cut short") && e.contains("lacks NUMBER(pgtable_l5_enabled)"),
             "{e}"
         );
-        assert!(from_text("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n").is_err());
+        let (kind, _) = refused("SYMBOL(init_top_pgt)=1000\nNUMBER(phys_base)=0\n");
+        assert_eq!(kind, FormatErrorKind::Corrupt);
     }
 
     #[test]

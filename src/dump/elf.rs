@@ -3,7 +3,7 @@
 //! PT_NOTE segments.
 
 use crate::arch::Arch;
-use crate::mem::bytes::{read_vec, Endian, ReadAt};
+use crate::mem::bytes::{read_vec, Endian, FormatError, ReadAt};
 use crate::mem::elf::{self, is_elf, EHDR_SIZE, ET_CORE, PT_LOAD, PT_NOTE};
 use crate::mem::{MemError, MemErrorKind};
 
@@ -45,36 +45,39 @@ pub struct ElfCore {
 }
 
 impl ElfCore {
-    pub fn parse(src: &dyn ReadAt) -> Result<ElfCore, String> {
+    pub fn parse(src: &dyn ReadAt) -> Result<ElfCore, FormatError> {
         let head = read_vec(src, 0, EHDR_SIZE as u64, "ELF header")?;
         if !is_elf(&head) {
-            return Err("not an ELF file".into());
+            return Err(FormatError::unsupported("not an ELF file"));
         }
-        let endian = elf::byte_order(&head)
-            .ok_or("corrupt ELF header: unknown byte order (EI_DATA); is this a vmcore?")?;
+        let endian = elf::byte_order(&head).ok_or_else(|| {
+            FormatError::corrupt("corrupt ELF header: unknown byte order (EI_DATA); is this a vmcore?")
+        })?;
         if !elf::is_64bit(&head) {
-            return Err(
-                "this is a 32-bit ELF file; kmemd reads 64-bit (x86_64 and aarch64) vmcores only".into(),
-            );
+            return Err(FormatError::unsupported(
+                "this is a 32-bit ELF file; kmemd reads 64-bit (x86_64 and aarch64) vmcores only",
+            ));
         }
         let h = elf::Header::parse(&head, endian)?;
         if h.e_type != ET_CORE {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "this ELF file is not a core dump (e_type {}); give kmemd -c the vmcore, and the \
                  vmlinux with -k",
                 h.e_type
-            ));
+            )));
         }
         let arch = Arch::from_elf_machine(h.e_machine).ok_or_else(|| {
-            format!(
+            FormatError::unsupported(format!(
                 "this vmcore is for ELF machine {}; kmemd reads x86_64 and aarch64 dumps",
                 h.e_machine
-            )
+            ))
         })?;
         let phnum = h.phnum(src)?;
         h.check_phentsize()?;
         if phnum == 0 {
-            return Err("this ELF core has no program headers, so no memory: the vmcore is corrupt".into());
+            return Err(FormatError::corrupt(
+                "this ELF core has no program headers, so no memory: the vmcore is corrupt",
+            ));
         }
         let mut segments = Vec::new();
         let mut note_blobs = Vec::new();
@@ -87,9 +90,9 @@ impl ElfCore {
                     let seg_end = offset.checked_add(filesz);
                     let addr_end = paddr.checked_add(memsz.max(filesz));
                     if seg_end.is_none() || addr_end.is_none() {
-                        return Err(format!(
+                        return Err(FormatError::corrupt(format!(
                             "corrupt ELF program header {i}: its range overflows 64 bits"
-                        ));
+                        )));
                     }
                     let present = src.len().saturating_sub(offset).min(filesz);
                     if present < filesz {
@@ -109,7 +112,9 @@ impl ElfCore {
             }
         }
         if segments.is_empty() {
-            return Err("this ELF core has no PT_LOAD segments, so no memory: the vmcore is corrupt".into());
+            return Err(FormatError::corrupt(
+                "this ELF core has no PT_LOAD segments, so no memory: the vmcore is corrupt",
+            ));
         }
         if truncated {
             log::warn!("the vmcore is truncated: memory past the end of the file cannot be read");
@@ -166,7 +171,7 @@ impl ElfCore {
             .min(buf.len());
         let dst = buf.get_mut(..n).unwrap_or_default();
         src.read_exact_at(seg.offset + within, dst)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+            .map_err(|e| MemError::from_io(paddr, &e))?;
         Ok(n)
     }
 }
@@ -180,6 +185,7 @@ pub(crate) mod tests {
     const EM_X86_64: u16 = 62;
     const EM_AARCH64: u16 = 183;
     use crate::dump::testutil::*;
+    use crate::mem::bytes::FormatErrorKind;
 
     /// A PT_LOAD description for [`build`]: physical address, data bytes, extra memsz.
     pub(crate) struct Load {
@@ -325,17 +331,24 @@ pub(crate) mod tests {
         let mut exec = sample(false);
         put_u16(&mut exec, 16, 2);
         assert!(err(ElfCore::parse(&exec)).contains("not a core dump"));
+        assert_eq!(format_kind(ElfCore::parse(&exec)), FormatErrorKind::Unsupported);
         let mut arm = sample(false);
         put_u16(&mut arm, 18, EM_AARCH64);
         assert_eq!(ok(ElfCore::parse(&arm)).arch, Arch::Aarch64);
         put_u16(&mut arm, 18, 40);
         assert!(err(ElfCore::parse(&arm)).contains("machine 40"));
+        assert_eq!(format_kind(ElfCore::parse(&arm)), FormatErrorKind::Unsupported);
         let mut elf32 = sample(false);
         put(&mut elf32, 4, &[1]);
         assert!(err(ElfCore::parse(&elf32)).contains("32-bit"));
+        assert_eq!(format_kind(ElfCore::parse(&elf32)), FormatErrorKind::Unsupported);
         let mut huge = sample(false);
         put_u16(&mut huge, 56, 0xfffe);
         assert!(err(ElfCore::parse(&huge)).contains("truncated"));
+        assert_eq!(format_kind(ElfCore::parse(&huge)), FormatErrorKind::Truncated);
+        let mut order = sample(false);
+        put(&mut order, 5, &[7]);
+        assert_eq!(format_kind(ElfCore::parse(&order)), FormatErrorKind::Corrupt);
     }
 
     #[test]

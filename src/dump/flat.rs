@@ -4,9 +4,10 @@
 //! The records are indexed once; `FlatSource` then serves reads of the reassembled file, so the
 //! kdump and ELF readers run on it unchanged.
 
-use crate::mem::bytes::{Bytes, Endian, ReadAt};
+use crate::mem::bytes::{Bytes, Endian, FormatError, ReadAt};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io;
 
 const SIGNATURE: &[u8; 16] = b"makedumpfile\0\0\0\0";
 const HEADER_SIZE: u64 = 4096;
@@ -34,25 +35,25 @@ pub struct FlatSource<R: ReadAt + ?Sized> {
 const GATHER_MAX: u64 = 256 << 10;
 
 impl<R: ReadAt + ?Sized> FlatSource<R> {
-    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, String> {
+    pub fn new(inner: Box<R>) -> Result<FlatSource<R>, FormatError> {
         let mut head = [0u8; 32];
         inner
             .read_exact_at(0, &mut head)
-            .map_err(|_| "the flattened dump's header is truncated".to_string())?;
+            .map_err(|_| FormatError::truncated("the flattened dump's header is truncated"))?;
         let h = Bytes::new(&head, Endian::Big, "flattened dump header");
         if !is_flattened(&head) {
-            return Err("not a flattened dump".into());
+            return Err(FormatError::unsupported("not a flattened dump"));
         }
         let (ty, version) = (h.i64(16, "type")?, h.i64(24, "version")?);
         if ty != 1 {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "unknown flattened dump type {ty} (expected 1); the file is damaged"
-            ));
+            )));
         }
         if version != 1 {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "unsupported flattened dump version {version}; rearrange it with makedumpfile -R"
-            ));
+            )));
         }
         // Later records win where they overlap (makedumpfile rewrites headers at the end), as
         // when `makedumpfile -R` writes them in stream order.
@@ -73,9 +74,9 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 break;
             }
             if offset < 0 || size < 0 {
-                return Err(format!(
+                return Err(FormatError::corrupt(format!(
                     "corrupt flattened dump: record at {pos:#x} has offset {offset} and size {size}"
-                ));
+                )));
             }
             let (offset, size) = (offset as u64, size as u64);
             let data = pos + RECORD_HEADER;
@@ -84,7 +85,9 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 break;
             };
             if offset.checked_add(size).is_none() {
-                return Err(format!("corrupt flattened dump: record at {pos:#x} overflows"));
+                return Err(FormatError::corrupt(format!(
+                    "corrupt flattened dump: record at {pos:#x} overflows"
+                )));
             }
             if size > 0 {
                 insert(&mut map, offset, size, data);
@@ -144,14 +147,17 @@ impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
     }
 
     /// Bytes no record wrote read as zeros, as in the file `makedumpfile -R` would write.
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let end = offset
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.len)
             .ok_or_else(|| {
-                format!(
-                    "{} bytes at offset {offset:#x} are past the end of the flattened dump",
-                    buf.len()
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes at offset {offset:#x} are past the end of the flattened dump",
+                        buf.len()
+                    ),
                 )
             })?;
         let first = self.pieces.partition_point(|&(s, l, _)| s + l <= offset);
@@ -178,9 +184,7 @@ impl<R: ReadAt + ?Sized> ReadAt for FlatSource<R> {
             let staged: &[u8] = staged;
             return self.copy_pieces(first, offset, buf, |from, dst| {
                 let at = (from - lo) as usize;
-                let src = staged
-                    .get(at..at + dst.len())
-                    .ok_or("internal error: flattened read out of range")?;
+                let src = staged.get(at..at + dst.len()).ok_or_else(out_of_range)?;
                 dst.copy_from_slice(src);
                 Ok(())
             });
@@ -199,8 +203,8 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
         first: usize,
         offset: u64,
         buf: &mut [u8],
-        mut fetch: impl FnMut(u64, &mut [u8]) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut fetch: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         let end = offset + buf.len() as u64;
         let mut pos = offset;
         let mut idx = first;
@@ -213,9 +217,7 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
                 None => (end, None),
             };
             let n = (chunk_end - pos) as usize;
-            let dst = buf
-                .get_mut(done..done + n)
-                .ok_or("internal error: flattened read out of range")?;
+            let dst = buf.get_mut(done..done + n).ok_or_else(out_of_range)?;
             match from {
                 Some(f) => fetch(f, dst)?,
                 None => dst.fill(0),
@@ -227,6 +229,11 @@ impl<R: ReadAt + ?Sized> FlatSource<R> {
         }
         Ok(())
     }
+}
+
+/// A piece of a read that the index placed outside its buffers: a bug in kmemd, not in the file.
+fn out_of_range() -> io::Error {
+    io::Error::other("internal error: flattened read out of range")
 }
 
 #[cfg(test)]
@@ -280,7 +287,11 @@ pub(crate) mod tests {
         let mut later = [0u8; 6];
         ok(f.read_exact_at(200, &mut later));
         assert_eq!(&later, b"abXYef", "later records win");
-        assert!(f.read_exact_at(201, &mut later).is_err(), "past the end");
+        assert_eq!(
+            f.read_exact_at(201, &mut later).err().map(|e| e.kind()),
+            Some(io::ErrorKind::UnexpectedEof),
+            "past the end"
+        );
         assert!(f.read_exact_at(u64::MAX, &mut later).is_err());
         assert_eq!(f.pieces(), 6);
     }
@@ -335,9 +346,17 @@ pub(crate) mod tests {
         }
         let mut bad = flat.clone();
         put(&mut bad, 4096 + 8, &(-5i64).to_be_bytes());
-        assert!(err(FlatSource::new(Box::new(bad))).contains("corrupt"));
+        assert!(err(FlatSource::new(Box::new(bad.clone()))).contains("corrupt"));
+        assert_eq!(
+            format_kind(FlatSource::new(Box::new(bad))),
+            crate::mem::bytes::FormatErrorKind::Corrupt
+        );
         let mut ver = flat.clone();
         put(&mut ver, 24, &2i64.to_be_bytes());
-        assert!(err(FlatSource::new(Box::new(ver))).contains("version"));
+        assert!(err(FlatSource::new(Box::new(ver.clone()))).contains("version"));
+        assert_eq!(
+            format_kind(FlatSource::new(Box::new(ver))),
+            crate::mem::bytes::FormatErrorKind::Unsupported
+        );
     }
 }

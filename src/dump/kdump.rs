@@ -5,7 +5,7 @@
 
 use super::cache::{PageCache, DEFAULT_CACHE_BYTES};
 use super::codec::{self, CodecError, Compression};
-use crate::mem::bytes::{read_vec, Bytes, Endian, ReadAt};
+use crate::mem::bytes::{read_vec, Bytes, Endian, FormatError, ReadAt};
 use crate::mem::{MemError, MemErrorKind};
 use std::cell::RefCell;
 
@@ -120,15 +120,17 @@ fn header_endian(head: &[u8]) -> Option<Endian> {
 }
 
 impl KdumpFile {
-    pub fn parse(src: &dyn ReadAt) -> Result<KdumpFile, String> {
+    pub fn parse(src: &dyn ReadAt) -> Result<KdumpFile, FormatError> {
         let head = read_vec(src, 0, HEADER_SIZE as u64, "kdump header")?;
         if !is_kdump(&head) {
-            return Err("not a kdump-compressed file".into());
+            return Err(FormatError::unsupported("not a kdump-compressed file"));
         }
-        let endian = header_endian(&head).ok_or(
-            "corrupt kdump header: the block size is not a page size; the file is damaged or not a \
-             makedumpfile dump",
-        )?;
+        let endian = header_endian(&head).ok_or_else(|| {
+            FormatError::corrupt(
+                "corrupt kdump header: the block size is not a page size; the file is damaged or \
+                 not a makedumpfile dump",
+            )
+        })?;
         let h = Bytes::new(&head, endian, "kdump header");
         let header_version = h.i32(8, "header_version")?;
         let block_size = u64::from(h.u32(428, "block_size")?);
@@ -180,13 +182,13 @@ impl KdumpFile {
             }
         }
         if hdr.split.is_some_and(|s| s != 0) {
-            return Err(
+            return Err(FormatError::unsupported(
                 "this file is one part of a split dump (makedumpfile --split); join the parts with \
-                        makedumpfile --reassemble and open the result"
-                    .into(),
-            );
+                 makedumpfile --reassemble and open the result",
+            ));
         }
-        let corrupt = |what: &str| format!("corrupt kdump header: {what}; the file is damaged");
+        let corrupt =
+            |what: &str| FormatError::corrupt(format!("corrupt kdump header: {what}; the file is damaged"));
         let bitmap_offset = sub_hdr_size
             .checked_add(1)
             .and_then(|b| b.checked_mul(block_size))
@@ -198,11 +200,11 @@ impl KdumpFile {
             .checked_add(bitmap_len)
             .ok_or_else(|| corrupt("bitmap_blocks is impossible"))?;
         if data_offset > src.len() {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "the kdump file is truncated: its bitmaps end at offset {data_offset:#x} but the file has {} \
                  bytes; copy the dump again",
                 src.len()
-            ));
+            )));
         }
         let needed = hdr.max_mapnr.div_ceil(8);
         // Two bitmaps when there is room for two of max_mapnr bits each (crash `dump_is_partial`).
@@ -406,7 +408,7 @@ impl KdumpFile {
         }
         raw.resize(n * PAGE_DESC_SIZE as usize, 0);
         src.read_exact_at(desc_off, raw)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+            .map_err(|e| MemError::from_io(paddr, &e))?;
         Ok(n)
     }
 
@@ -415,9 +417,9 @@ impl KdumpFile {
         let err = |kind, detail: String| MemError::new(paddr, kind, detail);
         let corrupt = |detail: String| err(MemErrorKind::Corrupt, detail);
         let d = Bytes::new(raw, self.header.endian, "page descriptor");
-        let offset = d.u64(0, "offset").map_err(corrupt)?;
-        let size = u64::from(d.u32(8, "size").map_err(corrupt)?);
-        let flags = d.u32(12, "flags").map_err(corrupt)?;
+        let offset = d.u64(0, "offset").map_err(|e| corrupt(e.detail))?;
+        let size = u64::from(d.u32(8, "size").map_err(|e| corrupt(e.detail))?);
+        let flags = d.u32(12, "flags").map_err(|e| corrupt(e.detail))?;
         if offset == 0 {
             return Err(if self.header.incomplete() {
                 err(
@@ -485,8 +487,7 @@ impl KdumpFile {
         let Scratch { raw, data, .. } = &mut *scratch;
         self.read_descs(src, paddr, pfn, 1, raw)?;
         let d = self.parse_desc(src, paddr, pfn, raw)?;
-        let stored = read_into(src, d.offset, d.size, data)
-            .map_err(|e| MemError::new(paddr, MemErrorKind::Fault, e))?;
+        let stored = read_into(src, paddr, d.offset, d.size, data)?;
         let mut page = vec![0u8; self.header.block_size as usize];
         self.decode_into(paddr, pfn, &d, stored, &mut page)?;
         Ok(page)
@@ -534,9 +535,9 @@ impl KdumpFile {
                 end += d.size;
                 j += 1;
             }
-            let stored = match read_into(src, start, end - start, data) {
+            let stored = match read_into(src, paddr, start, end - start, data) {
                 Ok(s) => s,
-                Err(e) if i == 0 => return Err(MemError::new(paddr, MemErrorKind::Fault, e)),
+                Err(e) if i == 0 => return Err(e),
                 Err(_) => return Ok(i * bs),
             };
             for (k, d) in descs.iter().enumerate().take(j).skip(i) {
@@ -605,14 +606,23 @@ impl KdumpFile {
     }
 }
 
-/// Reads `len` bytes at `offset` into the reused buffer `data` and returns them.
-fn read_into<'a>(src: &dyn ReadAt, offset: u64, len: u64, data: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
-    let len = usize::try_from(len).map_err(|_| "page data too large".to_string())?;
+/// Reads `len` bytes at `offset` into the reused buffer `data` and returns them; a failure is
+/// reported at `paddr`, the address whose page data this is.
+fn read_into<'a>(
+    src: &dyn ReadAt,
+    paddr: u64,
+    offset: u64,
+    len: u64,
+    data: &'a mut Vec<u8>,
+) -> Result<&'a [u8], MemError> {
+    let len = usize::try_from(len)
+        .map_err(|_| MemError::new(paddr, MemErrorKind::Corrupt, "page data too large"))?;
     if data.len() < len {
         data.resize(len, 0);
     }
     let dst = data.get_mut(..len).unwrap_or_default();
-    src.read_exact_at(offset, dst)?;
+    src.read_exact_at(offset, dst)
+        .map_err(|e| MemError::from_io(paddr, &e))?;
     Ok(dst)
 }
 

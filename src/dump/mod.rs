@@ -16,7 +16,7 @@ pub(crate) mod testutil;
 
 use crate::arch::walk::Paging;
 use crate::arch::Arch;
-use crate::mem::bytes::{self, FileSource, ReadAt};
+use crate::mem::bytes::{self, FileSource, FormatError, ReadAt};
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{MemError, PhysAddr, PhysRead, VirtAddr, VirtRead};
 use elf::ElfCore;
@@ -61,15 +61,17 @@ fn foreign_format(head: &[u8]) -> Option<&'static str> {
 impl Dump {
     /// Opens a dump file, detecting its format from its content. Errors are one line that names
     /// the file and says what is wrong.
-    pub fn open(path: &str) -> Result<Dump, String> {
+    pub fn open(path: &str) -> Result<Dump, FormatError> {
         let src = FileSource::open(path)?;
-        Dump::from_source(Box::new(src)).map_err(|e| format!("{path}: {e}"))
+        Dump::from_source(Box::new(src)).map_err(|e| FormatError::new(e.kind, format!("{path}: {e}")))
     }
 
     /// Opens a dump held by any [`ReadAt`] (tests use in-memory buffers).
-    pub fn from_source(src: Box<dyn ReadAt + Send>) -> Result<Dump, String> {
+    pub fn from_source(src: Box<dyn ReadAt + Send>) -> Result<Dump, FormatError> {
         if src.is_empty() {
-            return Err("the file is empty; it is not a crash dump".into());
+            return Err(FormatError::truncated(
+                "the file is empty; it is not a crash dump",
+            ));
         }
         let head = bytes::read_vec(&*src, 0, src.len().min(64), "file header")?;
         let (src, flattened): (Box<dyn ReadAt + Send>, bool) = if flat::is_flattened(&head) {
@@ -91,15 +93,16 @@ impl Dump {
             }
             Body::Kdump(Box::new(k))
         } else if let Some(what) = foreign_format(&head) {
-            return Err(format!("this is {what}"));
+            return Err(FormatError::unsupported(format!("this is {what}")));
         } else if flattened {
-            return Err("the flattened dump holds neither an ELF vmcore nor a kdump-compressed file".into());
+            return Err(FormatError::unsupported(
+                "the flattened dump holds neither an ELF vmcore nor a kdump-compressed file",
+            ));
         } else {
-            return Err(
+            return Err(FormatError::unsupported(
                 "not a crash dump kmemd can read: expected an ELF vmcore, a makedumpfile \
-                        kdump-compressed file or a flattened dump (makedumpfile -F)"
-                    .into(),
-            );
+                 kdump-compressed file or a flattened dump (makedumpfile -F)",
+            ));
         };
         let (arch, vmcoreinfo, cpus, crashing_cpu) = match &body {
             Body::Elf(core) => {
@@ -137,10 +140,12 @@ impl Dump {
                 let arch = from_machine
                     .or(guess.prstatus_arch)
                     .or_else(|| Arch::from_vmcoreinfo(&vmci))
-                    .ok_or(
-                        "cannot tell this dump's architecture (no machine name, CPU notes or VMCOREINFO); \
-                     it is damaged or not from x86_64/aarch64",
-                    )?;
+                    .ok_or_else(|| {
+                        FormatError::unsupported(
+                            "cannot tell this dump's architecture (no machine name, CPU notes or \
+                             VMCOREINFO); it is damaged or not from x86_64/aarch64",
+                        )
+                    })?;
                 let info = if Some(arch) == from_machine {
                     guess
                 } else {
@@ -243,12 +248,18 @@ impl Dump {
 
     /// What the file itself says of the dump (`--info` when the kernel's data cannot be read).
     pub fn info_text(&self) -> String {
-        self.info_text_with(None, None)
+        self.info_text_with(None, None, None)
     }
 
     /// The description, with the CPU list and crashing CPU given by the caller (who read them
     /// from the kernel's data) instead of the file's NT_PRSTATUS pr_pid and kdump header.
-    pub fn info_text_with(&self, cpus: Option<&[String]>, crashed: Option<&str>) -> String {
+    /// `panic` is the kernel's last words (its log's panic line), when the caller read them.
+    pub fn info_text_with(
+        &self,
+        cpus: Option<&[String]>,
+        crashed: Option<&str>,
+        panic: Option<&str>,
+    ) -> String {
         let mut t = String::new();
         let vi = &self.vmcoreinfo;
         let _ = writeln!(t, "format:        {}", self.format_name());
@@ -288,11 +299,16 @@ impl Dump {
             "kernel:        {}",
             release.as_deref().unwrap_or("unknown (no VMCOREINFO)")
         );
+        if let Some(id) = vi.get("BUILD-ID") {
+            let _ = writeln!(t, "build ID:      {id}");
+        }
         let _ = writeln!(t, "page size:     {}", self.page_size());
         let from_file: Vec<String> = self
             .cpus
             .iter()
             .enumerate()
+            // pr_pid is not always a Linux pid (QEMU writes the CPU index + 1, dump/dump.c), so a
+            // non-zero one is named as the note's field; 0 only a kernel writes (idle).
             .map(|(i, c)| {
                 if c.pid == 0 {
                     format!("CPU {i} idle")
@@ -308,6 +324,9 @@ impl Dump {
                 .map_or("not recorded in the file".to_string(), |c| format!("CPU {c}"))
         });
         let _ = writeln!(t, "crashing CPU:  {crashed}");
+        if let Some(p) = panic {
+            let _ = writeln!(t, "panic:         {p}");
+        }
         let kaslr = self
             .kaslr_offset()
             .map_or("unknown (no KERNELOFFSET)".to_string(), |o| format!("{o:#x}"));

@@ -3,71 +3,13 @@
 
 use crate::arch::prstatus::{PR_PID_OFFSET, PR_REG_OFFSET};
 use crate::arch::Arch;
-use crate::mem::bytes::{Bytes, Endian};
+use crate::mem::bytes::{Bytes, Endian, FormatError};
 
 /// `n_type` of `struct elf_prstatus` notes (`include/uapi/linux/elf.h`).
 pub const NT_PRSTATUS: u32 = 1;
 
-/// One note, borrowed from its blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Note<'a> {
-    /// Name without its terminating NUL (e.g. `b"CORE"`).
-    pub name: &'a [u8],
-    pub n_type: u32,
-    pub desc: &'a [u8],
-}
-
-/// Splits a note blob into notes (`Elf64_Nhdr` = 3 × u32, name and desc each padded to 4 bytes,
-/// as the kernel's `append_elf_note` writes them). Stops at an all-zero header (the kernel's
-/// final note) or at the end. A note that does not fit ends the walk with a warning: the notes
-/// before it are still good.
-pub fn parse_notes(data: &[u8], endian: Endian) -> Vec<Note<'_>> {
-    let b = Bytes::new(data, endian, "note segment");
-    let mut notes = Vec::new();
-    let mut off = 0usize;
-    while off < data.len() {
-        let header = (
-            b.u32(off, "n_namesz"),
-            b.u32(off + 4, "n_descsz"),
-            b.u32(off + 8, "n_type"),
-        );
-        let (Ok(namesz), Ok(descsz), Ok(n_type)) = header else {
-            if data.get(off..).is_some_and(|rest| rest.iter().any(|&c| c != 0)) {
-                log::warn!(
-                    "ignoring {} stray bytes at the end of the notes",
-                    data.len() - off
-                );
-            }
-            break;
-        };
-        if namesz == 0 && descsz == 0 && n_type == 0 {
-            break;
-        }
-        let name_off = off + 12;
-        let desc_off = name_off.checked_add(pad4(namesz as usize));
-        let next = desc_off.and_then(|d| d.checked_add(pad4(descsz as usize)));
-        let parts = desc_off.zip(next).and_then(|(desc_off, _)| {
-            let name = b.slice(name_off, namesz as usize, "n_name").ok()?;
-            let desc = b.slice(desc_off, descsz as usize, "n_desc").ok()?;
-            Some((name, desc))
-        });
-        let (Some((name, desc)), Some(next)) = (parts, next) else {
-            log::warn!("note at offset {off} (type {n_type}) does not fit in the note segment; ignoring it and the rest");
-            break;
-        };
-        let name = match name.iter().position(|&c| c == 0) {
-            Some(nul) => name.get(..nul).unwrap_or(name),
-            None => name,
-        };
-        notes.push(Note { name, n_type, desc });
-        off = next;
-    }
-    notes
-}
-
-fn pad4(n: usize) -> usize {
-    n.saturating_add(3) & !3
-}
+/// Notes are an ELF format; the walk lives in mem/elf.rs so live/ and kernel/ share it.
+pub use crate::mem::elf::{parse_notes, Note};
 
 /// Registers saved for one CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +27,7 @@ pub struct CpuState {
 impl CpuState {
     /// The saved registers in the order of `arch`'s GDB target description; registers a dump
     /// does not save (FPU, vector) are `None`.
-    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, String> {
+    pub fn gdb_registers(&self, arch: Arch) -> Result<crate::arch::Registers, FormatError> {
         crate::arch::prstatus::registers_from_pr_reg(arch, &self.regs)
     }
 }
@@ -126,7 +68,7 @@ pub fn interpret(notes: &[Note<'_>], endian: Endian, arch: Option<Arch>) -> Note
             };
             let b = Bytes::new(n.desc, endian, "NT_PRSTATUS note");
             let pid = b.i32(PR_PID_OFFSET, "pr_pid");
-            let regs: Result<Vec<u64>, String> = (0..prstatus_reg_count(arch))
+            let regs: Result<Vec<u64>, _> = (0..prstatus_reg_count(arch))
                 .map(|i| b.u64(PR_REG_OFFSET + 8 * i, "pr_reg"))
                 .collect();
             match (pid, regs) {

@@ -12,7 +12,7 @@ KERNELOFFSET=1c000000\nNUMBER(phys_base)=-598736896\n";
 const ARM_VMCI: &[u8] = b"OSRELEASE=6.1.0-28-arm64\nPAGESIZE=4096\nNUMBER(VA_BITS)=48\n\
 NUMBER(kimage_voffset)=0xffff7fffc7e00000\nKERNELOFFSET=3a00000\n";
 
-fn open(bytes: Vec<u8>) -> Result<Dump, String> {
+fn open(bytes: Vec<u8>) -> Result<Dump, FormatError> {
     Dump::from_source(Box::new(bytes))
 }
 
@@ -199,25 +199,34 @@ fn diskdump_current_cpu_names_the_crashing_cpu() {
 
 #[test]
 fn bad_files_fail_with_one_clear_line() {
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (Vec::new(), "empty"),
-        (b"hello world, not a dump at all".to_vec(), "not a crash dump"),
+    use crate::mem::bytes::FormatErrorKind::{Io, Truncated, Unsupported};
+    let cases: Vec<(Vec<u8>, &str, _)> = vec![
+        (Vec::new(), "empty", Truncated),
+        (
+            b"hello world, not a dump at all".to_vec(),
+            "not a crash dump",
+            Unsupported,
+        ),
         (
             (0..5000u32)
                 .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
                 .collect(),
             "not a crash dump",
+            Unsupported,
         ),
-        (vec![0x1f, 0x8b, 8, 0, 0, 0], "gunzip"),
-        (b"\x7fELF".to_vec(), "truncated"),
-        (b"KDUMP   ".to_vec(), "truncated"),
-        (flatten(&[(0, b"junk")], true), "neither"),
+        (vec![0x1f, 0x8b, 8, 0, 0, 0], "gunzip", Unsupported),
+        (b"\x7fELF".to_vec(), "truncated", Truncated),
+        (b"KDUMP   ".to_vec(), "truncated", Truncated),
+        (flatten(&[(0, b"junk")], true), "neither", Unsupported),
     ];
-    for (bytes, want) in cases {
-        let e = err(open(bytes));
+    for (bytes, want, kind) in cases {
+        let r = open(bytes);
+        assert_eq!(r.as_ref().err().map(|e| e.kind), Some(kind), "{want}");
+        let e = err(r);
         assert!(e.contains(want), "{e:?} should mention {want:?}");
         assert!(!e.contains('\n'), "one line: {e:?}");
     }
+    assert_eq!(format_kind(Dump::open("/nonexistent/vmcore")), Io);
     let e = err(Dump::open("/nonexistent/vmcore"));
     assert!(e.contains("/nonexistent/vmcore"), "{e}");
 }

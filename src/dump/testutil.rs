@@ -39,6 +39,14 @@ pub fn kind<T>(r: Result<T, crate::mem::MemError>) -> crate::mem::MemErrorKind {
     }
 }
 
+/// The kind of a file parse that must have failed.
+pub fn format_kind<T>(r: Result<T, crate::mem::bytes::FormatError>) -> crate::mem::bytes::FormatErrorKind {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.kind,
+    }
+}
+
 /// The error text of a `Result` that must have failed.
 pub fn err<T, E: std::fmt::Display>(r: Result<T, E>) -> String {
     match r {

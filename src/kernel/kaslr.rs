@@ -3,7 +3,9 @@
 //! (VMCOREINFO `KERNELOFFSET`).
 
 use super::proc_kallsyms::Kallsyms;
+use super::vmlinux::Vmlinux;
 use crate::arch::Arch;
+use crate::mem::{MemError, VirtAddr, VirtRead};
 use std::path::PathBuf;
 
 /// Where the link-time `_text` came from.
@@ -31,6 +33,8 @@ pub enum Kaslr {
     Dump {
         offset: Option<u64>,
         percpu_at_zero: bool,
+        /// The vmlinux given with `-k`, named in the lines instead of a placeholder.
+        vmlinux: Option<PathBuf>,
     },
 }
 
@@ -45,10 +49,14 @@ pub fn text(k: &Kaslr) -> String {
         Kaslr::Dump {
             offset: Some(off),
             percpu_at_zero,
+            vmlinux,
         } => format!(
             "KASLR offset {off:#x} (VMCOREINFO KERNELOFFSET)\n\
              GDB relocated .text, .data and .bss through qOffsets. For every section:\n  \
-             symbol-file\n  add-symbol-file VMLINUX -o {off:#x}{}\n",
+             symbol-file\n  add-symbol-file {} -o {off:#x}{}\n",
+            vmlinux
+                .as_ref()
+                .map_or("VMLINUX".to_string(), |p| p.display().to_string()),
             if *percpu_at_zero {
                 " -s .data..percpu 0"
             } else {
@@ -130,6 +138,174 @@ pub fn kaslr_text(runtime_text: u64, link_text: u64, source: &LinkText) -> Strin
     out
 }
 
+/// The sections GDB relocates itself by qOffsets' `Text=`/`Data=`/`Bss=` when it cannot move
+/// whole segments (more than two PT_LOADs).
+const GDB_RELOCATES: [&str; 3] = [".text", ".data", ".bss"];
+
+/// The "harmless lie" that makes `gdb vmlinux` right on an x86_64 kernel with KASLR: GDB leaves
+/// every section but .text/.data/.bss at its link-time address (Debian's x86_64 vmlinux has four
+/// PT_LOADs; see [`Vmlinux::load_segments`]), so it reads `.rodata` (`linux_banner`,
+/// `__per_cpu_offset`), `.init.*` and the rest there. kmemd serves those link-time ranges from
+/// the bytes KASLR moved them to. Only where that is unambiguous: a range that is mapped at run
+/// time, or that overlaps where the image runs (a slide smaller than the image), is left alone,
+/// so a real runtime address is never rewritten. What GDB shows for `&sym` in those sections
+/// stays the link-time address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkAlias {
+    slide: u64,
+    /// Link-time `[start, end)` ranges served from `start + slide`, sorted, not overlapping.
+    ranges: Vec<(u64, u64)>,
+    /// Sections left alone, each with why (for `monitor kaslr` and the log).
+    skipped: Vec<String>,
+}
+
+impl LinkAlias {
+    /// Works out the ranges for `vmlinux` and `slide`, probing `mem` (the kernel's memory, read
+    /// without the alias) for link-time addresses that are mapped at run time.
+    pub fn plan(vmlinux: &Vmlinux, slide: u64, mem: &mut dyn VirtRead) -> LinkAlias {
+        let mut a = LinkAlias {
+            slide,
+            ..LinkAlias::default()
+        };
+        if slide == 0 || vmlinux.load_segments <= 2 {
+            // No slide, or GDB moves every section with the segment (arm64's single PT_LOAD).
+            return a;
+        }
+        // Sections with an address are the loaded ones; a zero-based .data..percpu (x86_64) has
+        // address 0 and holds per-CPU offsets, not addresses: never aliased.
+        let loaded: Vec<_> = vmlinux
+            .sections
+            .iter()
+            .filter(|s| s.addr != 0 && s.size != 0)
+            .collect();
+        let lo = loaded.iter().map(|s| s.addr).min().unwrap_or(0);
+        let hi = loaded
+            .iter()
+            .filter_map(|s| s.addr.checked_add(s.size))
+            .max()
+            .unwrap_or(0);
+        let (Some(run_lo), Some(run_hi)) = (lo.checked_add(slide), hi.checked_add(slide)) else {
+            return a;
+        };
+        for s in loaded {
+            if GDB_RELOCATES.contains(&s.name.as_str()) {
+                continue;
+            }
+            let Some(end) = s.addr.checked_add(s.size) else {
+                continue;
+            };
+            if s.addr < run_hi && run_lo < end {
+                a.skipped.push(format!(
+                    "{} [{:#x}, {end:#x}): the slid image [{run_lo:#x}, {run_hi:#x}) covers it",
+                    s.name, s.addr
+                ));
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            if mem.read_virt(VirtAddr(s.addr), &mut probe).is_ok() {
+                a.skipped.push(format!(
+                    "{} [{:#x}, {end:#x}): its link-time address is mapped at run time",
+                    s.name, s.addr
+                ));
+                continue;
+            }
+            a.ranges.push((s.addr, end));
+        }
+        a.ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(a.ranges.len());
+        for (s, e) in a.ranges.drain(..) {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        a.ranges = merged;
+        a
+    }
+
+    /// Without a vmlinux (x86_64 only, whose vmlinux always has a zero-based per-CPU segment
+    /// besides the image, so more than two PT_LOADs): the whole link-time image `[link_text,
+    /// link_end)` from the kernel's `_text` and `_end` minus the slide. GDB reads .text/.data/.bss
+    /// at run time, so serving their link-time ranges too changes nothing for it; the same
+    /// conditions hold (unmapped at run time, outside the slid image).
+    pub fn plan_image(
+        arch: Arch,
+        link_text: u64,
+        link_end: u64,
+        slide: u64,
+        mem: &mut dyn VirtRead,
+    ) -> LinkAlias {
+        let mut a = LinkAlias {
+            slide,
+            ..LinkAlias::default()
+        };
+        if arch != Arch::X86_64 || slide == 0 || link_end <= link_text {
+            return a;
+        }
+        let (Some(run_lo), Some(run_hi)) = (link_text.checked_add(slide), link_end.checked_add(slide)) else {
+            return a;
+        };
+        let what = format!("the image [{link_text:#x}, {link_end:#x})");
+        if link_text < run_hi && run_lo < link_end {
+            a.skipped.push(format!(
+                "{what}: the slid image [{run_lo:#x}, {run_hi:#x}) covers it"
+            ));
+        } else if mem.read_virt(VirtAddr(link_text), &mut [0u8; 1]).is_ok() {
+            a.skipped
+                .push(format!("{what}: its link-time address is mapped at run time"));
+        } else {
+            a.ranges.push((link_text, link_end));
+        }
+        a
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+
+    /// Reads `addr` through the alias when it falls in a served range (`None`: it does not,
+    /// read it as it is). A read stops at the range's end; the caller asks again for the rest.
+    pub fn read(
+        &self,
+        mem: &mut dyn VirtRead,
+        addr: VirtAddr,
+        buf: &mut [u8],
+    ) -> Option<Result<usize, MemError>> {
+        let &(_, end) = self.ranges.iter().find(|&&(s, e)| s <= addr.0 && addr.0 < e)?;
+        let room = usize::try_from(end - addr.0).unwrap_or(usize::MAX);
+        let n = buf.len().min(room);
+        let buf = buf.get_mut(..n)?;
+        Some(mem.read_virt(VirtAddr(addr.0.wrapping_add(self.slide)), buf))
+    }
+
+    /// What `monitor kaslr` adds: which link-time ranges are served, and which sections not.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if self.is_active() {
+            out.push_str(&format!(
+                "kmemd serves reads of the sections GDB leaves at their link-time addresses (.rodata, \
+                 .init.*, ...) from where KASLR moved them (+{:#x}), so `gdb VMLINUX` reads them right \
+                 with no typed lines; `p &sym` shows the link-time address for symbols there:\n",
+                self.slide
+            ));
+            for (s, e) in &self.ranges {
+                out.push_str(&format!(
+                    "  [{s:#x}, {e:#x}) -> [{:#x}, {:#x})\n",
+                    s.wrapping_add(self.slide),
+                    e.wrapping_add(self.slide)
+                ));
+            }
+        }
+        if !self.skipped.is_empty() {
+            out.push_str("Not served at their link-time addresses (use the lines above for them):\n");
+            for s in &self.skipped {
+                out.push_str(&format!("  {s}\n"));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +382,7 @@ mod tests {
         let x86 = text(&Kaslr::Dump {
             offset: Some(0x1900_0000),
             percpu_at_zero: true,
+            vmlinux: None,
         });
         assert!(
             x86.starts_with("KASLR offset 0x19000000 (VMCOREINFO KERNELOFFSET)\n"),
@@ -218,11 +395,22 @@ mod tests {
         let arm = text(&Kaslr::Dump {
             offset: Some(0x1230000),
             percpu_at_zero: false,
+            vmlinux: None,
         });
         assert!(arm.ends_with("add-symbol-file VMLINUX -o 0x1230000\n"), "{arm}");
+        let named = text(&Kaslr::Dump {
+            offset: Some(0x1230000),
+            percpu_at_zero: false,
+            vmlinux: Some(PathBuf::from("/d/vmlinux-6.1")),
+        });
+        assert!(
+            named.ends_with("add-symbol-file /d/vmlinux-6.1 -o 0x1230000\n"),
+            "{named}"
+        );
         let none = text(&Kaslr::Dump {
             offset: None,
             percpu_at_zero: true,
+            vmlinux: None,
         });
         assert_eq!(
             none,
@@ -237,5 +425,141 @@ mod tests {
             text(&live),
             kaslr_text(0xffff_ffff_ad60_0000, 0xffff_ffff_8100_0000, &LinkText::Default)
         );
+    }
+
+    /// Debian 6.1.0-57-amd64's layout (readelf -SW), shortened: four PT_LOADs, zero-based percpu.
+    fn x86_vmlinux() -> Vmlinux {
+        use super::super::vmlinux::Section;
+        let sec = |name: &str, addr: u64, size: u64| Section {
+            name: name.into(),
+            kind: 1,
+            addr,
+            offset: 0,
+            size,
+            link: 0,
+        };
+        Vmlinux::from_sections(
+            Arch::X86_64,
+            vec![
+                sec("", 0, 0),
+                sec(".text", 0xffff_ffff_8100_0000, 0xe0_1d32),
+                sec(".rodata", 0xffff_ffff_8200_0000, 0x45_e616),
+                sec(".data", 0xffff_ffff_82a0_0000, 0x40_0000),
+                sec(".data..percpu", 0, 0x3_5000),
+                sec(".init.text", 0xffff_ffff_8307_9000, 0x1000),
+                sec(".init.data", 0xffff_ffff_8307_a000, 0x1000),
+                sec(".bss", 0xffff_ffff_8331_0000, 0x10f_0000),
+                sec(".init.scratch", 0xffff_ffff_8460_0000, 0x40_0000),
+                sec(".comment", 0, 0x40),
+            ],
+            4,
+        )
+    }
+
+    #[test]
+    fn link_alias_serves_unrelocated_sections_from_their_slid_bytes() {
+        use crate::kernel::tasks::testutil::FakeMem;
+        let slide = 0x3280_0000;
+        let v = x86_vmlinux();
+        let mut mem = FakeMem::default();
+        mem.put_bytes(0xffff_ffff_8200_0100 + slide, b"Linux version");
+        let a = LinkAlias::plan(&v, slide, &mut mem);
+        assert!(a.is_active());
+        assert_eq!(
+            a.ranges,
+            vec![
+                (0xffff_ffff_8200_0000, 0xffff_ffff_8245_e616),
+                (0xffff_ffff_8307_9000, 0xffff_ffff_8307_b000),
+                (0xffff_ffff_8460_0000, 0xffff_ffff_84a0_0000),
+            ],
+            "adjacent .init sections merge; .text/.data/.bss, percpu and .comment are left out"
+        );
+        let mut buf = [0u8; 13];
+        let got = a.read(&mut mem, VirtAddr(0xffff_ffff_8200_0100), &mut buf);
+        assert_eq!(got.map(|r| r.ok()), Some(Some(13)));
+        assert_eq!(&buf, b"Linux version");
+        // .data is GDB's to relocate: its link-time address is not rewritten.
+        assert!(a
+            .read(&mut mem, VirtAddr(0xffff_ffff_82a0_0000), &mut buf)
+            .is_none());
+        assert!(a.read(&mut mem, VirtAddr(0x1000), &mut buf).is_none());
+        // A read stops at the range's end.
+        let mut big = [0u8; 64];
+        let end = 0xffff_ffff_8245_e616u64;
+        mem.put_bytes(end - 8 + slide, &[7; 64]);
+        let got = a.read(&mut mem, VirtAddr(end - 8), &mut big);
+        assert_eq!(got.map(|r| r.ok()), Some(Some(8)));
+        let t = a.text();
+        assert!(
+            t.contains("[0xffffffff82000000, 0xffffffff8245e616) -> [0xffffffffb4800000, "),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn link_alias_never_rewrites_a_runtime_address() {
+        use crate::kernel::tasks::testutil::FakeMem;
+        let v = x86_vmlinux();
+        // A slide smaller than the image: the link-time .init.* and .init.scratch ranges are
+        // inside the slid image, so they are real runtime addresses.
+        let slide = 0x20_0000;
+        let a = LinkAlias::plan(&v, slide, &mut FakeMem::default());
+        assert!(a.ranges.is_empty(), "{:?}", a.ranges);
+        assert!(
+            a.text()
+                .contains(".rodata [0xffffffff82000000, 0xffffffff8245e616): the slid image"),
+            "{}",
+            a.text()
+        );
+        // Mapped at run time: left alone.
+        let mut mem = FakeMem::default();
+        mem.put_bytes(0xffff_ffff_8200_0000, &[1]);
+        let a = LinkAlias::plan(&v, 0x3280_0000, &mut mem);
+        assert!(
+            !a.ranges.iter().any(|r| r.0 == 0xffff_ffff_8200_0000),
+            "{:?}",
+            a.ranges
+        );
+        assert!(
+            a.text().contains(
+                ".rodata [0xffffffff82000000, 0xffffffff8245e616): its link-time address is mapped"
+            ),
+            "{}",
+            a.text()
+        );
+        // Without a vmlinux: the whole image, under the same conditions, x86_64 only.
+        let img = LinkAlias::plan_image(
+            Arch::X86_64,
+            0xffff_ffff_8100_0000,
+            0xffff_ffff_84a0_0000,
+            0x3280_0000,
+            &mut FakeMem::default(),
+        );
+        assert_eq!(img.ranges, vec![(0xffff_ffff_8100_0000, 0xffff_ffff_84a0_0000)]);
+        let near = LinkAlias::plan_image(
+            Arch::X86_64,
+            0xffff_ffff_8100_0000,
+            0xffff_ffff_84a0_0000,
+            0x20_0000,
+            &mut FakeMem::default(),
+        );
+        assert!(
+            !near.is_active() && near.text().contains("the slid image"),
+            "{}",
+            near.text()
+        );
+        let arm = LinkAlias::plan_image(
+            Arch::Aarch64,
+            0xffff_8000_0800_0000,
+            0xffff_8000_0a00_0000,
+            0x4e81_d3e0_0000,
+            &mut FakeMem::default(),
+        );
+        assert!(!arm.is_active());
+        // One or two PT_LOADs (arm64): GDB moves every section itself; no slide: nothing to do.
+        let mut one = x86_vmlinux();
+        one.load_segments = 1;
+        assert!(!LinkAlias::plan(&one, 0x3280_0000, &mut FakeMem::default()).is_active());
+        assert!(!LinkAlias::plan(&v, 0, &mut FakeMem::default()).is_active());
     }
 }

@@ -15,6 +15,7 @@
 //! dump/'s business; target/ joins the two.
 
 pub mod btf;
+pub mod btf_extract;
 pub mod dmesg;
 pub mod kallsyms;
 pub mod kaslr;
@@ -339,6 +340,24 @@ impl KernelInfo {
     }
 }
 
+/// The types kmemd asks about from the BTF blob of `len` bytes at `start` in kernel memory, read
+/// in chunks rather than whole (kernel/btf_extract.rs).
+fn wanted_btf_in_memory(mem: &mut dyn VirtRead, start: u64, len: u64) -> Result<Btf, String> {
+    let blob = btf_extract::extract(&mut |at, buf| {
+        let n = usize::try_from(len.saturating_sub(at)).map_or(buf.len(), |left| left.min(buf.len()));
+        let Some(part) = buf.get_mut(..n) else {
+            return Ok(0);
+        };
+        if part.is_empty() {
+            return Ok(0);
+        }
+        let addr = start.checked_add(at).ok_or("BTF address overflows")?;
+        read_exact(mem, addr, part).map_err(|e| format!("reading BTF: {e}"))?;
+        Ok(n)
+    })?;
+    Btf::parse(blob)
+}
+
 /// Largest BTF blob read from kernel memory (vmlinux BTF of a distribution kernel is ~6 MiB).
 const MAX_BTF_IN_MEMORY: u64 = 64 << 20;
 
@@ -351,9 +370,7 @@ fn btf_from_memory(mem: &mut dyn VirtRead, k: &KernelInfo) -> Result<(Btf, Strin
             .checked_sub(start)
             .filter(|&l| l > 0 && l <= MAX_BTF_IN_MEMORY)
             .ok_or_else(|| format!("__start_BTF {start:#x} and __stop_BTF {stop:#x} make no sane range"))?;
-        let mut buf = vec![0u8; len as usize];
-        read_exact(mem, start, &mut buf).map_err(|e| format!("reading BTF: {e}"))?;
-        let b = Btf::parse(buf)?;
+        let b = wanted_btf_in_memory(mem, start, len)?;
         return Ok((b, format!("kernel memory __start_BTF..__stop_BTF at {start:#x}")));
     }
     let from = k
@@ -368,9 +385,7 @@ fn btf_from_memory(mem: &mut dyn VirtRead, k: &KernelInfo) -> Result<(Btf, Strin
     if len > MAX_BTF_IN_MEMORY {
         return Err(format!("BTF at {start:#x} claims {len} bytes"));
     }
-    let mut buf = vec![0u8; len as usize];
-    read_exact(mem, start, &mut buf).map_err(|e| format!("reading BTF: {e}"))?;
-    let b = Btf::parse(buf)?;
+    let b = wanted_btf_in_memory(mem, start, len)?;
     Ok((
         b,
         format!("kernel memory at {start:#x} (BTF header found after _etext)"),

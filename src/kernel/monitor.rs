@@ -8,6 +8,7 @@ use super::kaslr::{self, Kaslr};
 use super::modules::{self, Module};
 use super::tasks::Task;
 use super::KernelInfo;
+use crate::mem::json::json_str;
 use crate::mem::VirtRead;
 use std::fmt::Write as _;
 
@@ -23,6 +24,10 @@ pub trait KernelView {
     fn vmcoreinfo_text(&mut self) -> Result<String, String>;
     /// What is known of the KASLR slide.
     fn kaslr(&self) -> Kaslr;
+    /// The link-time ranges served from their slid bytes ([`kaslr::LinkAlias`]), if any.
+    fn link_alias(&self) -> Option<&kaslr::LinkAlias> {
+        None
+    }
 }
 
 /// The commands and their one-line help, for `monitor help`.
@@ -71,29 +76,125 @@ pub fn run(k: &mut dyn KernelView, cmd: &str) -> Option<Result<String, String>> 
         }),
         "lsmod" => k.module_list().map(|m| modules::lsmod_text(&m)),
         "vmcoreinfo" => k.vmcoreinfo_text(),
-        "kaslr" => Ok(kaslr::text(&k.kaslr())),
+        "kaslr" => {
+            let mut t = kaslr::text(&k.kaslr());
+            t.push_str(&k.link_alias().map(|a| a.text()).unwrap_or_default());
+            Ok(t)
+        }
         _ => return None,
     })
 }
 
-/// `monitor sym NAME|ADDR`: a name's address, or the symbol+offset at an address.
-pub fn sym_text(l: &KernelInfo, arg: &str) -> Result<String, String> {
+/// What `sym NAME|ADDR` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymAnswer {
+    /// A symbol's address.
+    Address { name: String, addr: u64 },
+    /// The symbol at or below an address, and the offset into it.
+    Symbol { addr: u64, name: String, offset: u64 },
+}
+
+/// `sym NAME|ADDR`: a name's address, or the symbol+offset at an address.
+pub fn sym_lookup(l: &KernelInfo, arg: &str) -> Result<SymAnswer, String> {
     let arg = arg.trim();
     if arg.is_empty() {
         return Err("usage: monitor sym NAME|ADDR".into());
     }
-    if let Some(a) = l.symbol(arg) {
-        return Ok(format!("{arg} = {a:#x}\n"));
+    if let Some(addr) = l.symbol(arg) {
+        return Ok(SymAnswer::Address {
+            name: arg.to_string(),
+            addr,
+        });
     }
     match crate::mem::parse_addr(arg) {
         Ok(addr) => match l.symbolize(addr) {
-            Some((name, 0)) => Ok(format!("{addr:#x} = {name}\n")),
-            Some((name, off)) => Ok(format!("{addr:#x} = {name}+{off:#x}\n")),
+            Some((name, offset)) => Ok(SymAnswer::Symbol { addr, name, offset }),
             None => Err(format!("no symbol at or below {addr:#x}")),
         },
         Err(_) => Err(format!(
             "no symbol {arg} (kallsyms without CONFIG_KALLSYMS_ALL has no data symbols; -k vmlinux has all)"
         )),
+    }
+}
+
+/// `monitor sym NAME|ADDR` text.
+pub fn sym_text(l: &KernelInfo, arg: &str) -> Result<String, String> {
+    Ok(match sym_lookup(l, arg)? {
+        SymAnswer::Address { name, addr } => format!("{name} = {addr:#x}\n"),
+        SymAnswer::Symbol {
+            addr,
+            name,
+            offset: 0,
+        } => format!("{addr:#x} = {name}\n"),
+        SymAnswer::Symbol { addr, name, offset } => format!("{addr:#x} = {name}+{offset:#x}\n"),
+    })
+}
+
+/// The commands with a JSON form (`kmemd --ps --json`, ...): one object per line, for scripts.
+pub const JSON_COMMANDS: &[&str] = &["ps", "lsmod", "sym"];
+
+/// Runs `cmd` in its JSON form when it has one ([`JSON_COMMANDS`]); `None` when it has not.
+pub fn run_json(k: &mut dyn KernelView, cmd: &str) -> Option<Result<String, String>> {
+    let mut words = cmd.split_whitespace();
+    Some(match words.next()? {
+        "ps" => k.task_list().map(|t| ps_json(&t)),
+        "lsmod" => k.module_list().map(|m| lsmod_json(&m)),
+        "sym" => {
+            let arg = words.collect::<Vec<_>>().join(" ");
+            k.kernel()
+                .and_then(|(_, info)| sym_lookup(info, &arg))
+                .map(|a| sym_json(&a))
+        }
+        _ => return None,
+    })
+}
+
+/// One object per task, the fields of `monitor ps` (addresses as hex strings: JSON numbers lose
+/// precision past 2^53).
+pub fn ps_json(tasks: &[Task]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        let cpu = t.cpu.map_or("null".to_string(), |c| c.to_string());
+        let _ = writeln!(
+            out,
+            "{{\"pid\":{},\"tgid\":{},\"ppid\":{},\"state\":\"{}\",\"cpu\":{cpu},\"on_cpu\":{},\"comm\":{},\"task\":\"{:#x}\"}}",
+            t.pid,
+            t.tgid,
+            t.ppid,
+            t.state.escape_default(),
+            t.on_cpu,
+            json_str(&t.comm),
+            t.addr
+        );
+    }
+    out
+}
+
+/// One object per module: name, base, size.
+pub fn lsmod_json(mods: &[Module]) -> String {
+    let mut out = String::new();
+    for m in mods {
+        let _ = writeln!(
+            out,
+            "{{\"name\":{},\"base\":\"{:#x}\",\"size\":{}}}",
+            json_str(&m.name),
+            m.base,
+            m.size
+        );
+    }
+    out
+}
+
+/// The `sym` answer as one object.
+pub fn sym_json(a: &SymAnswer) -> String {
+    match a {
+        SymAnswer::Address { name, addr } => {
+            format!("{{\"name\":{},\"address\":\"{addr:#x}\"}}\n", json_str(name))
+        }
+        SymAnswer::Symbol { addr, name, offset } => format!(
+            "{{\"address\":\"{addr:#x}\",\"symbol\":{},\"offset\":{offset}}}\n",
+            json_str(name)
+        ),
     }
 }
 
@@ -144,6 +245,7 @@ mod tests {
             Kaslr::Dump {
                 offset: Some(0x200000),
                 percpu_at_zero: false,
+                vmlinux: None,
             }
         }
     }
@@ -174,6 +276,44 @@ mod tests {
         }
         assert!(run(&mut v, "vtop 0").is_none());
         assert!(run(&mut v, "").is_none());
+    }
+
+    #[test]
+    fn json_forms_are_one_object_per_line() {
+        let mut v = view();
+        let ps = run_json(&mut v, "ps").unwrap().unwrap();
+        assert_eq!(
+            ps,
+            "{\"pid\":1,\"tgid\":1,\"ppid\":0,\"state\":\"S\",\"cpu\":3,\"on_cpu\":true,\"comm\":\"init\",\"task\":\"0xffff888000001000\"}\n"
+        );
+        assert_eq!(
+            run_json(&mut v, "sym jiffies").unwrap(),
+            Ok("{\"name\":\"jiffies\",\"address\":\"0xffffffff82000000\"}\n".into())
+        );
+        let at = SymAnswer::Symbol {
+            addr: 0xffff_ffff_8200_0010,
+            name: "jiffies".into(),
+            offset: 16,
+        };
+        assert_eq!(
+            sym_json(&at),
+            "{\"address\":\"0xffffffff82000010\",\"symbol\":\"jiffies\",\"offset\":16}\n"
+        );
+        assert_eq!(run_json(&mut v, "lsmod").unwrap(), Err("no modules here".into()));
+        let mods = [Module {
+            name: "a\"b".into(),
+            base: 0xffff_ffff_c000_0000,
+            size: 4096,
+            sections: vec![],
+        }];
+        assert_eq!(
+            lsmod_json(&mods),
+            "{\"name\":\"a\\\"b\",\"base\":\"0xffffffffc0000000\",\"size\":4096}\n"
+        );
+        assert!(run_json(&mut v, "dmesg").is_none());
+        for c in JSON_COMMANDS {
+            assert!(run_json(&mut v, c).is_some(), "{c}");
+        }
     }
 
     #[test]

@@ -64,6 +64,27 @@ pub fn panicking_cpu(roles: &[CpuRole]) -> Option<usize> {
     found.next().is_none().then_some(first)
 }
 
+/// What the kernel said when it died, from its log: the `Kernel panic - not syncing: ...` line
+/// panic() prints (kernel/panic.c, every 2.6+ kernel), else the first oops header (`Oops:`,
+/// `BUG:`, arm64's `Internal error:`, `Unable to handle kernel ...`) for a dump taken by kdump
+/// before panic() ran; crash's PANIC line is the same text. The line's `[ time]` prefix is left
+/// out. None when the log says neither (a dump of a running kernel).
+pub fn panic_message(log: &str) -> Option<String> {
+    const PANIC: &str = "Kernel panic - not syncing: ";
+    const OOPS: &[&str] = &["Oops:", "BUG: ", "Internal error: ", "Unable to handle kernel "];
+    let bodies = || {
+        log.lines()
+            .map(|l| match l.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+                Some((_, body)) => body.trim_end(),
+                None => l.trim_end(),
+            })
+    };
+    bodies()
+        .find(|b| b.starts_with(PANIC))
+        .or_else(|| bodies().find(|b| OOPS.iter().any(|o| b.starts_with(o))))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +227,30 @@ mod tests {
             fp,
         };
         assert_eq!(aarch64_call_chain(&mut mem, regs, 48).len(), MAX_FRAMES);
+    }
+
+    #[test]
+    fn the_panic_message_is_the_panic_line_else_the_oops() {
+        let log = "[    0.000000] Linux version 6.1.0\n\
+                   [   13.982090] sysrq: Trigger a crash\n\
+                   [   13.982657] Kernel panic - not syncing: sysrq triggered crash\n\
+                   [   13.985126] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n";
+        assert_eq!(
+            panic_message(log).as_deref(),
+            Some("Kernel panic - not syncing: sysrq triggered crash")
+        );
+        let oops = "[    1.0] BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
+                    [    1.1] Oops: 0002 [#1] PREEMPT SMP NOPTI\n";
+        assert_eq!(
+            panic_message(oops).as_deref(),
+            Some("BUG: kernel NULL pointer dereference, address: 0000000000000000")
+        );
+        assert_eq!(
+            panic_message("[    0.0] Linux version 6.1.0\n[ 1.0] all fine\n"),
+            None
+        );
+        assert_eq!(panic_message(""), None);
+        assert_eq!(panic_message("[unterminated"), None);
     }
 
     #[test]

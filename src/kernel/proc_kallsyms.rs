@@ -54,6 +54,40 @@ impl Kallsyms {
         })
     }
 
+    /// Reads kallsyms text only until the core kernel's `names[0]` turns up, keeping just the core
+    /// symbols named in `names`: a caller that needs `_text` (KASLR) reads the first lines of
+    /// /proc/kallsyms, not 121k of them (issue 16: `kmemd --read` spent most of its time and
+    /// memory there). The flag says whether any line had a non-zero address (kptr_restrict
+    /// hides them all).
+    pub fn read_head(mut r: impl BufRead, names: &[&str]) -> io::Result<(Kallsyms, bool)> {
+        let mut b = SymbolBuilder::new();
+        let mut line = String::with_capacity(256);
+        let mut any_address = false;
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                break;
+            }
+            let Some((addr, kind, name, module)) = split_line(&line) else {
+                continue;
+            };
+            any_address |= addr != 0;
+            if addr == 0 || module.is_some() || !names.contains(&name) {
+                continue;
+            }
+            b.push(addr, name, kind.chars().next().unwrap_or('?'), None);
+            if names.first() == Some(&name) {
+                break;
+            }
+        }
+        Ok((
+            Kallsyms {
+                table: Arc::new(b.finish()),
+            },
+            any_address,
+        ))
+    }
+
     /// Parses kallsyms text, dropping lines with a zero address (hidden pointers) and lines that
     /// do not parse.
     pub fn parse(text: &str) -> Kallsyms {
@@ -180,6 +214,42 @@ garbage line
         assert_eq!(names, ["_text", "helper", "mod_init", "_text"]);
         assert_eq!(code.lookup("jiffies"), None);
         assert_eq!(code.format_addr(0xffff_ffff_8200_0004), "helper+0xfff004");
+    }
+
+    #[test]
+    fn the_head_stops_at_the_first_name() {
+        // A reader that fails past the `_text` line proves nothing after it is read.
+        struct Then<'a>(&'a [u8], bool);
+        impl io::Read for Then<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    self.1 = true;
+                    return Err(io::Error::other("read past the head"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let head = b"ffffffff81000100 T _stext\nffffffff81000000 T _text\n";
+        let r = io::BufReader::with_capacity(16, Then(head, false));
+        let (k, any) = Kallsyms::read_head(r, &["_text", "_stext"]).unwrap();
+        assert!(any);
+        assert_eq!(k.lookup("_text"), Some(0xffff_ffff_8100_0000));
+        assert_eq!(k.lookup("_stext"), Some(0xffff_ffff_8100_0100));
+        // Whole text: module symbols and unnamed ones are not kept, hidden addresses flagged.
+        let (k, any) = Kallsyms::read_head(SAMPLE.as_bytes(), &["_text", "helper"]).unwrap();
+        assert!(any);
+        assert_eq!(k.len(), 1, "_text comes first and ends the read");
+        let (k, any) = Kallsyms::read_head(&b"0000000000000000 T _text\n"[..], &["_text"]).unwrap();
+        assert!(!any && k.is_empty());
+        let (k, _) = Kallsyms::read_head(
+            &b"ffffffff81000000 t x\nffffffffc0000100 T _text\t[m]\n"[..],
+            &["_text"],
+        )
+        .unwrap();
+        assert!(k.is_empty(), "a module's _text is not the kernel's");
     }
 
     #[test]

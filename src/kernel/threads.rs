@@ -28,9 +28,26 @@ pub fn task_tid(pid: i32) -> Tid {
     TASK_TID_BASE + u64::from(pid.max(0) as u32)
 }
 
-/// The pid a task thread id stands for.
-pub fn tid_pid(tid: Tid) -> Option<i32> {
-    tid.checked_sub(TASK_TID_BASE).and_then(|p| i32::try_from(p).ok())
+/// GDB thread ids of the idle tasks of CPUs 1..N (all pid 0, like init_task, which keeps
+/// `task_tid(0)`): `IDLE_TID_BASE + cpu`, past every pid's task id.
+pub const IDLE_TID_BASE: u64 = TASK_TID_BASE + (1 << 22);
+
+/// A task's thread id: by pid, or by CPU for the idle tasks of CPUs other than 0.
+pub fn thread_tid(t: &Task) -> Tid {
+    match (t.pid, t.cpu) {
+        (0, Some(c)) if c > 0 => IDLE_TID_BASE + u64::from(c),
+        _ => task_tid(t.pid),
+    }
+}
+
+/// Whether a thread id is a task's (not a CPU's).
+pub fn is_task_tid(tid: Tid) -> bool {
+    tid >= TASK_TID_BASE
+}
+
+/// The task a thread id stands for, in `tasks`.
+pub fn find_task(tasks: &[Task], tid: Tid) -> Option<&Task> {
+    tasks.iter().find(|t| thread_tid(t) == tid)
 }
 
 /// One GDB thread per task: name = comm, extra = pid, state and CPU.
@@ -44,7 +61,7 @@ pub fn task_threads(tasks: &[Task]) -> Vec<ThreadInfo> {
             }
             extra.push(')');
             ThreadInfo {
-                tid: task_tid(t.pid),
+                tid: thread_tid(t),
                 name: t.comm.clone(),
                 extra,
                 core: t.cpu,

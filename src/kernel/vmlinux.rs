@@ -4,7 +4,7 @@
 
 use crate::arch::Arch;
 use crate::mem::bytes::{read_vec, Bytes, Endian, FileSource, ReadAt};
-use crate::mem::elf::{self, EHDR_SIZE, SHT_SYMTAB};
+use crate::mem::elf::{self, gnu_build_id, EHDR_SIZE, PT_LOAD, SHT_SYMTAB};
 use std::path::Path;
 
 const SYM_SIZE: usize = 24;
@@ -25,8 +25,103 @@ pub struct Section {
 pub struct Vmlinux {
     pub arch: Arch,
     pub sections: Vec<Section>,
+    /// How many PT_LOAD segments the file has. GDB moves every section by qOffsets' `Text=`
+    /// only when there are one or two (gdb/remote.c get_offsets, via symfile_map_offsets_to_segments);
+    /// with more it moves just .text, .data and .bss (Debian's x86_64 vmlinux has four, arm64's one).
+    pub load_segments: usize,
     symtab: Vec<u8>,
     strtab: Vec<u8>,
+    /// The GNU build ID of its note sections, as lowercase hex (the form VMCOREINFO's
+    /// `BUILD-ID=` line and /sys/kernel/notes give).
+    pub build_id: Option<String>,
+    /// The release `linux_banner` names ("Linux version RELEASE (...").
+    pub release: Option<String>,
+}
+
+/// `sh_type` of a note section, `sh_type` of a section without file bytes (ELF gABI).
+const SHT_NOTE: u32 = 7;
+const SHT_NOBITS: u32 = 8;
+
+/// The release in a `linux_banner` ("Linux version 6.1.0-57-amd64 (debian-kernel@...) ...",
+/// init/version.c since Linux 2.6).
+pub fn banner_release(banner: &[u8]) -> Option<String> {
+    let text = banner.split(|&c| c == 0).next()?;
+    let rest = text.strip_prefix(b"Linux version ")?;
+    let word: Vec<u8> = rest
+        .iter()
+        .copied()
+        .take_while(|c| c.is_ascii_graphic())
+        .collect();
+    (!word.is_empty()).then(|| String::from_utf8_lossy(&word).into_owned())
+}
+
+/// Who a kernel is, as far as its vmlinux can be matched: its build ID and release, each when
+/// known, and what to call it in a sentence ("the dump", "the running kernel").
+#[derive(Debug, Clone, Copy)]
+pub struct KernelIdentity<'a> {
+    pub what: &'a str,
+    pub arch: Arch,
+    pub build_id: Option<&'a str>,
+    pub release: Option<&'a str>,
+}
+
+/// Checks that `v` (read from `path`) is the vmlinux of `kernel`: the architecture, then the
+/// build ID when both sides have one (VMCOREINFO carries it from Linux 5.13 on), else the
+/// release string. A wrong vmlinux gives wrong symbols, layouts and KASLR offsets, all
+/// silently, so a mismatch is an error naming both sides; `force` turns it into a warning
+/// (the architecture is never forced: nothing of another architecture's vmlinux applies).
+/// When neither side can be compared, a warning says so and the vmlinux is taken.
+pub fn check_identity(v: &Vmlinux, path: &Path, kernel: &KernelIdentity, force: bool) -> Result<(), String> {
+    let what = kernel.what;
+    if v.arch != kernel.arch {
+        return Err(format!(
+            "{} is an {} vmlinux, but {what} is an {} kernel: give -k the vmlinux of {what}",
+            path.display(),
+            v.arch,
+            kernel.arch
+        ));
+    }
+    let describe = |release: Option<&str>, id: Option<&str>| {
+        format!(
+            "Linux {} with build ID {}",
+            release.unwrap_or("(release unknown)"),
+            id.unwrap_or("(none)")
+        )
+    };
+    let mismatch = match (
+        (v.build_id.as_deref(), kernel.build_id),
+        (v.release.as_deref(), kernel.release),
+    ) {
+        ((Some(a), Some(b)), _) => !a.eq_ignore_ascii_case(b),
+        (_, (Some(a), Some(b))) => a != b,
+        _ => {
+            log::warn!(
+                "cannot check that {} is the vmlinux of {what}: no build ID or release to compare                  on one side ({} vs {})",
+                path.display(),
+                describe(v.release.as_deref(), v.build_id.as_deref()),
+                describe(kernel.release, kernel.build_id)
+            );
+            false
+        }
+    };
+    if !mismatch {
+        return Ok(());
+    }
+    let sentence = format!(
+        "{} does not match {what}: the vmlinux is {}, {what} is {}",
+        path.display(),
+        describe(v.release.as_deref(), v.build_id.as_deref()),
+        describe(kernel.release, kernel.build_id)
+    );
+    if force {
+        log::warn!("{sentence}; using it anyway (--force-vmlinux): symbols and layouts may be wrong");
+        return Ok(());
+    }
+    Err(format!(
+        "{sentence}. Give -k the vmlinux of that kernel (Debian: linux-image-{}-dbg), or add \
+         --force-vmlinux to use this one anyway",
+        kernel.release.unwrap_or("RELEASE")
+    ))
 }
 
 /// Little-endian fields of the ELF header, a section header or a symbol (both kernel
@@ -38,7 +133,7 @@ fn le<'a>(b: &'a [u8], what: &'a str) -> Bytes<'a> {
 /// The file at `path` for positioned reads (a FIFO or device given as -k is refused by its
 /// type, never waited on: see `FileSource::open`).
 fn open(path: &Path) -> Result<FileSource, String> {
-    FileSource::open(path)
+    Ok(FileSource::open(path)?)
 }
 
 /// NUL-terminated string at `off` in a string table.
@@ -86,6 +181,11 @@ impl Vmlinux {
         let machine = h.e_machine;
         let arch = Arch::from_elf_machine(machine)
             .ok_or_else(|| format!("ELF machine {machine} is neither x86_64 nor aarch64"))?;
+        // A vmlinux without program headers (or with a damaged table) still has its sections.
+        let load_segments = h
+            .phnum(src)
+            .and_then(|n| h.program_headers(src, n))
+            .map_or(0, |phs| phs.iter().filter(|p| p.p_type == PT_LOAD).count());
         let (raw, shstrndx) = h.section_headers(src)?;
         let shstr = raw
             .get(shstrndx as usize)
@@ -117,12 +217,51 @@ impl Vmlinux {
             }
             None => (Vec::new(), Vec::new()),
         };
-        Ok(Vmlinux {
+        // Note sections are a few hundred bytes; a damaged one only loses the build ID.
+        let build_id = sections
+            .iter()
+            .filter(|s| s.kind == SHT_NOTE && s.size <= 1 << 20)
+            .filter_map(|s| read_vec(src, s.offset, s.size, "note section").ok())
+            .find_map(|n| gnu_build_id(&n));
+        let mut v = Vmlinux {
             arch,
             sections,
+            load_segments,
             symtab,
             strtab,
-        })
+            build_id,
+            release: None,
+        };
+        v.release = v
+            .symbol_bytes(src, "linux_banner", 256)
+            .and_then(|b| banner_release(&b));
+        Ok(v)
+    }
+
+    /// Up to `len` file bytes at a symbol's link-time address, from the section that holds it.
+    fn symbol_bytes(&self, src: &dyn ReadAt, name: &str, len: u64) -> Option<Vec<u8>> {
+        let addr = self.symbol(name)?;
+        let s = self
+            .sections
+            .iter()
+            .find(|s| s.kind != SHT_NOBITS && s.addr != 0 && addr >= s.addr && addr - s.addr < s.size)?;
+        let within = addr - s.addr;
+        let off = s.offset.checked_add(within)?;
+        read_vec(src, off, len.min(s.size - within), name).ok()
+    }
+
+    /// A vmlinux of these sections and no symbols, for tests of what is built on its layout.
+    #[cfg(test)]
+    pub(crate) fn from_sections(arch: Arch, sections: Vec<Section>, load_segments: usize) -> Vmlinux {
+        Vmlinux {
+            arch,
+            sections,
+            load_segments,
+            symtab: Vec::new(),
+            strtab: Vec::new(),
+            build_id: None,
+            release: None,
+        }
     }
 
     pub fn has_symbols(&self) -> bool {
@@ -169,7 +308,7 @@ impl Vmlinux {
         let s = self
             .section(name)
             .ok_or_else(|| format!("{} has no {name} section", path.display()))?;
-        read_vec(&open(path)?, s.offset, s.size, name)
+        Ok(read_vec(&open(path)?, s.offset, s.size, name)?)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
@@ -267,6 +406,7 @@ pub(crate) mod tests {
         assert_eq!(v.symbol("_tex"), None);
         assert_eq!(v.section(".data..percpu").map(|s| s.addr), Some(0));
         assert_eq!(v.section(".text").map(|s| s.size), Some(0x1000));
+        assert_eq!(v.load_segments, 0, "no program headers");
         let arm = Vmlinux::parse(&synthetic_vmlinux(EM_AARCH64, 0xffff_8000_8000_0000)).unwrap();
         assert_eq!(arm.arch, Arch::Aarch64);
         assert_eq!(arm.symbol("_text"), Some(0xffff_8000_8000_0000));
@@ -280,6 +420,81 @@ pub(crate) mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(v.unwrap().symbol("_text"), Some(0xffff_ffff_8100_0000));
         assert!(Vmlinux::load(Path::new("/nonexistent/vmlinux")).is_err());
+    }
+
+    #[test]
+    fn the_release_comes_from_the_banner() {
+        let b = b"Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP\n\0xx";
+        assert_eq!(banner_release(b).as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(banner_release(b"Linux version \0"), None);
+        assert_eq!(banner_release(b"Linux versio"), None);
+        assert_eq!(banner_release(b""), None);
+    }
+
+    fn identity(build_id: Option<&'static str>, release: Option<&'static str>) -> KernelIdentity<'static> {
+        KernelIdentity {
+            what: "the dump",
+            arch: Arch::X86_64,
+            build_id,
+            release,
+        }
+    }
+
+    #[test]
+    fn a_vmlinux_of_another_kernel_is_refused_naming_both() {
+        let path = Path::new("/tmp/vmlinux-x");
+        let mut v = Vmlinux::parse(&synthetic_vmlinux(EM_X86_64, 0xffff_ffff_8100_0000)).unwrap();
+        v.build_id = Some("6a2b4ac7".into());
+        v.release = Some("6.1.0-57-amd64".into());
+        // Same build ID (any case): taken, whatever the releases say.
+        assert!(check_identity(
+            &v,
+            path,
+            &identity(Some("6A2B4AC7"), Some("6.1.0-57-amd64")),
+            false
+        )
+        .is_ok());
+        // Another build ID: refused, both sides named, the override named.
+        let e =
+            check_identity(&v, path, &identity(Some("d34ebfe0"), Some("6.12.9-amd64")), false).unwrap_err();
+        for want in [
+            "/tmp/vmlinux-x does not match the dump",
+            "Linux 6.1.0-57-amd64 with build ID 6a2b4ac7",
+            "Linux 6.12.9-amd64 with build ID d34ebfe0",
+            "--force-vmlinux",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e}");
+        }
+        // The build ID decides even when the releases agree (a rebuilt kernel).
+        assert!(check_identity(
+            &v,
+            path,
+            &identity(Some("d34ebfe0"), Some("6.1.0-57-amd64")),
+            false
+        )
+        .is_err());
+        // Forced: taken.
+        assert!(check_identity(&v, path, &identity(Some("d34ebfe0"), None), true).is_ok());
+        // No build ID on one side: the releases decide.
+        assert!(check_identity(&v, path, &identity(None, Some("6.1.0-57-amd64")), false).is_ok());
+        let e = check_identity(&v, path, &identity(None, Some("6.12.9-amd64")), false).unwrap_err();
+        assert!(e.contains("Linux 6.12.9-amd64 with build ID (none)"), "{e}");
+        v.build_id = None;
+        assert!(check_identity(&v, path, &identity(Some("d34ebfe0"), Some("6.12.9-amd64")), false).is_err());
+        // Nothing to compare: taken (with a warning).
+        v.release = None;
+        assert!(check_identity(&v, path, &identity(Some("d34ebfe0"), Some("6.12.9-amd64")), false).is_ok());
+        // Another architecture: refused even when forced.
+        let arm = identity(None, None);
+        let arm = KernelIdentity {
+            arch: Arch::Aarch64,
+            ..arm
+        };
+        let e = check_identity(&v, path, &arm, true).unwrap_err();
+        assert!(
+            e.contains("is an x86_64 vmlinux, but the dump is an aarch64 kernel"),
+            "{e}"
+        );
     }
 
     #[test]

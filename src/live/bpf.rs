@@ -147,6 +147,13 @@ pub struct KernelReader {
 /// array_map_alloc_check), 4 MiB with 4 KiB pages, and reads past ~1 MiB gain little speed.
 pub const MAX_CHUNK: usize = 4 << 20;
 
+/// The chunk of the live target (`kmemd -s`, `--read`; issue 16). The result map stays resident
+/// while mapped, so its size is memory the whole session holds: 4 MiB was a fifth of a session's
+/// RSS. GDB asks for at most half the 1 MiB packet per request and `--read` copies 256 KiB at a
+/// time, and `make bench` measured test-run + copy at 256 KiB at ~8 GB/s on this host (2026-12-04),
+/// the same as `--read`'s loop over the 4 MiB map: larger chunks bought nothing.
+pub const SESSION_CHUNK: usize = 256 << 10;
+
 impl KernelReader {
     /// Loads bpf/kmem.bpf.o (embedded) with the default 4 MiB chunk (the fastest bulk reads) and
     /// maps its result buffer. Needs root or CAP_BPF and CAP_PERFMON; errors say what to do.

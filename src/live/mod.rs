@@ -44,6 +44,17 @@ pub fn osrelease() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The running kernel's ELF notes (its vmlinux's `.notes`, exported by kernel/ksysfs.c since
+/// Linux 2.6.23).
+pub const SYS_NOTES: &str = "/sys/kernel/notes";
+
+/// The running kernel's GNU build ID as lowercase hex, from [`SYS_NOTES`]; None when it cannot
+/// be read or carries none.
+pub fn kernel_build_id() -> Option<String> {
+    let notes = std::fs::read(SYS_NOTES).ok()?;
+    crate::mem::elf::gnu_build_id(&notes)
+}
+
 /// Parses a sysfs CPU list such as `0-3,5,7-8` (ascending, without repeats). Fails when it is
 /// malformed, empty, or names a CPU past 65535.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {

@@ -5,7 +5,7 @@
 //!
 //! Field offsets are the ELF-64 gABI's (`Elf64_Ehdr`, `Elf64_Phdr`, `Elf64_Shdr`).
 
-use super::bytes::{read_vec, Bytes, Endian, ReadAt};
+use super::bytes::{read_vec, Bytes, Endian, FormatError, ReadAt};
 
 /// Size of `Elf64_Ehdr`.
 pub const EHDR_SIZE: usize = 64;
@@ -82,7 +82,7 @@ pub struct SectionHeader {
 impl Header {
     /// The header fields of `head` (the file's first [`EHDR_SIZE`] bytes) in the byte order the
     /// caller took from `EI_DATA`. Errors name the field that does not fit.
-    pub fn parse(head: &[u8], endian: Endian) -> Result<Header, String> {
+    pub fn parse(head: &[u8], endian: Endian) -> Result<Header, FormatError> {
         let h = Bytes::new(head, endian, "ELF header");
         Ok(Header {
             endian,
@@ -101,7 +101,7 @@ impl Header {
 
     /// The number of program headers: `e_phnum`, or section header 0's `sh_info` when a file
     /// has more than 65534 (PN_XNUM).
-    pub fn phnum(&self, src: &dyn ReadAt) -> Result<u64, String> {
+    pub fn phnum(&self, src: &dyn ReadAt) -> Result<u64, FormatError> {
         if self.e_phnum != PN_XNUM {
             return Ok(u64::from(self.e_phnum));
         }
@@ -112,19 +112,19 @@ impl Header {
     }
 
     /// Checks that program header entries can hold an `Elf64_Phdr`.
-    pub fn check_phentsize(&self) -> Result<(), String> {
+    pub fn check_phentsize(&self) -> Result<(), FormatError> {
         if usize::from(self.e_phentsize) < PHDR_SIZE {
-            return Err(format!(
+            return Err(FormatError::corrupt(format!(
                 "corrupt ELF header: e_phentsize is {}, expected {PHDR_SIZE}",
                 self.e_phentsize
-            ));
+            )));
         }
         Ok(())
     }
 
     /// The `phnum` program headers (see [`Header::phnum`]), read as one table whose size the
     /// file's length bounds.
-    pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, String> {
+    pub fn program_headers(&self, src: &dyn ReadAt, phnum: u64) -> Result<Vec<ProgramHeader>, FormatError> {
         self.check_phentsize()?;
         let entsize = u64::from(self.e_phentsize);
         self.entries(
@@ -152,16 +152,18 @@ impl Header {
 
     /// The section headers and the index of the section name table, with the gABI's extended
     /// numbering (counts that do not fit in the header live in section header 0).
-    pub fn section_headers(&self, src: &dyn ReadAt) -> Result<(Vec<SectionHeader>, u32), String> {
+    pub fn section_headers(&self, src: &dyn ReadAt) -> Result<(Vec<SectionHeader>, u32), FormatError> {
         let shoff = self.e_shoff;
         let shentsize = u64::from(self.e_shentsize);
         let mut shnum = u64::from(self.e_shnum);
         let mut shstrndx = u32::from(self.e_shstrndx);
         if shoff == 0 {
-            return Err("no section headers".into());
+            return Err(FormatError::unsupported("no section headers"));
         }
         if shentsize < SHDR_SIZE as u64 {
-            return Err(format!("section header size {shentsize} is below 64"));
+            return Err(FormatError::corrupt(format!(
+                "section header size {shentsize} is below 64"
+            )));
         }
         let sh0 = read_vec(src, shoff, SHDR_SIZE as u64, "section header 0")?;
         let sh0 = Bytes::new(&sh0, self.endian, "section header 0");
@@ -206,24 +208,97 @@ impl Header {
         entsize: u64,
         min: usize,
         what: &str,
-        parse: impl Fn(&Bytes<'_>) -> Result<T, String>,
-    ) -> Result<Vec<T>, String> {
+        parse: impl Fn(&Bytes<'_>) -> Result<T, FormatError>,
+    ) -> Result<Vec<T>, FormatError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let len = count
             .checked_mul(entsize)
-            .ok_or_else(|| format!("corrupt ELF header: impossible {what} size"))?;
+            .ok_or_else(|| FormatError::corrupt(format!("corrupt ELF header: impossible {what} size")))?;
         let table = read_vec(src, off, len, what)?;
         let t = Bytes::new(&table, self.endian, what);
         (0..count)
             .map(|i| {
-                let at =
-                    usize::try_from(i * entsize).map_err(|_| format!("{what}: entry offset too large"))?;
+                let at = usize::try_from(i * entsize)
+                    .map_err(|_| FormatError::corrupt(format!("{what}: entry offset too large")))?;
                 parse(&t.sub(at, min, what)?)
             })
             .collect()
     }
+}
+
+/// One note, borrowed from its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Note<'a> {
+    /// Name without its terminating NUL (e.g. `b"CORE"`).
+    pub name: &'a [u8],
+    pub n_type: u32,
+    pub desc: &'a [u8],
+}
+
+/// Splits a note blob into notes (`Elf64_Nhdr` = 3 × u32, name and desc each padded to 4 bytes,
+/// as the kernel's `append_elf_note` writes them). Stops at an all-zero header (the kernel's
+/// final note) or at the end. A note that does not fit ends the walk with a warning: the notes
+/// before it are still good.
+pub fn parse_notes(data: &[u8], endian: Endian) -> Vec<Note<'_>> {
+    let b = Bytes::new(data, endian, "note segment");
+    let mut notes = Vec::new();
+    let mut off = 0usize;
+    while off < data.len() {
+        let header = (
+            b.u32(off, "n_namesz"),
+            b.u32(off + 4, "n_descsz"),
+            b.u32(off + 8, "n_type"),
+        );
+        let (Ok(namesz), Ok(descsz), Ok(n_type)) = header else {
+            if data.get(off..).is_some_and(|rest| rest.iter().any(|&c| c != 0)) {
+                log::warn!(
+                    "ignoring {} stray bytes at the end of the notes",
+                    data.len() - off
+                );
+            }
+            break;
+        };
+        if namesz == 0 && descsz == 0 && n_type == 0 {
+            break;
+        }
+        let name_off = off + 12;
+        let desc_off = name_off.checked_add(pad4(namesz as usize));
+        let next = desc_off.and_then(|d| d.checked_add(pad4(descsz as usize)));
+        let parts = desc_off.zip(next).and_then(|(desc_off, _)| {
+            let name = b.slice(name_off, namesz as usize, "n_name").ok()?;
+            let desc = b.slice(desc_off, descsz as usize, "n_desc").ok()?;
+            Some((name, desc))
+        });
+        let (Some((name, desc)), Some(next)) = (parts, next) else {
+            log::warn!("note at offset {off} (type {n_type}) does not fit in the note segment; ignoring it and the rest");
+            break;
+        };
+        let name = match name.iter().position(|&c| c == 0) {
+            Some(nul) => name.get(..nul).unwrap_or(name),
+            None => name,
+        };
+        notes.push(Note { name, n_type, desc });
+        off = next;
+    }
+    notes
+}
+
+fn pad4(n: usize) -> usize {
+    n.saturating_add(3) & !3
+}
+
+/// `NT_GNU_BUILD_ID` (glibc elf.h), in a note named "GNU".
+pub const NT_GNU_BUILD_ID: u32 = 3;
+
+/// The GNU build ID in a blob of ELF notes (a vmlinux's `.notes`, or /sys/kernel/notes, the
+/// running kernel's copy of it), as lowercase hex: the form of VMCOREINFO's `BUILD-ID=` line.
+pub fn gnu_build_id(notes: &[u8]) -> Option<String> {
+    parse_notes(notes, Endian::Little)
+        .into_iter()
+        .find(|n| n.name == b"GNU" && n.n_type == NT_GNU_BUILD_ID && !n.desc.is_empty())
+        .map(|n| n.desc.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -278,10 +353,42 @@ mod tests {
         // Entries too small for an Elf64_Phdr.
         let h = Header::parse(&header(1, 32), Endian::Little).unwrap();
         let e = h.program_headers(&header(1, 32), 1).unwrap_err();
-        assert!(e.contains("e_phentsize"), "{e}");
+        assert_eq!(e.kind, crate::mem::bytes::FormatErrorKind::Corrupt);
+        assert!(e.detail.contains("e_phentsize"), "{e}");
         assert!(h.program_headers(&header(0, 56), 0).is_err());
         let h = Header::parse(&header(0, 56), Endian::Little).unwrap();
         assert_eq!(h.program_headers(&header(0, 56), 0), Ok(Vec::new()));
         assert!(Header::parse(&img[..40], Endian::Little).is_err());
+    }
+}
+
+#[cfg(test)]
+mod note_tests {
+    use super::*;
+
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(name);
+        out.push(0);
+        out.resize(out.len().div_ceil(4) * 4, 0);
+        out.extend_from_slice(desc);
+        out.resize(out.len().div_ceil(4) * 4, 0);
+        out
+    }
+
+    #[test]
+    fn the_build_id_is_the_gnu_note_of_type_3() {
+        let mut blob = note(b"Xen", 3, &[1, 2, 3, 4]);
+        blob.extend(note(b"GNU", 1, &[9; 16]));
+        blob.extend(note(b"GNU", NT_GNU_BUILD_ID, &[0x6a, 0x2b, 0x4a, 0xc7, 0x00]));
+        assert_eq!(gnu_build_id(&blob).as_deref(), Some("6a2b4ac700"));
+        assert_eq!(gnu_build_id(&blob[..blob.len() - 8]), None);
+        assert_eq!(gnu_build_id(&[]), None);
+        for len in 0..blob.len() {
+            let _ = gnu_build_id(&blob[..len]);
+        }
     }
 }

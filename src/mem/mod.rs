@@ -7,6 +7,7 @@
 
 pub mod bytes;
 pub mod elf;
+pub mod json;
 pub mod vmcoreinfo;
 
 use std::fmt;
@@ -117,6 +118,17 @@ impl MemError {
         }
     }
 
+    /// A failed read of the file that holds `addr` (a [`bytes::ReadAt`] error): the file ending
+    /// before the bytes its headers promise is a page not in the dump (a truncated file); any
+    /// other failure is the access itself failing. The detail is the read's own sentence.
+    pub fn from_io(addr: u64, e: &std::io::Error) -> MemError {
+        let kind = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => MemErrorKind::NotInDump,
+            _ => MemErrorKind::Fault,
+        };
+        MemError::new(addr, kind, e.to_string())
+    }
+
     /// The same failure seen at another address (a virtual address whose physical page failed).
     pub fn at(self, addr: u64) -> MemError {
         MemError { addr, ..self }
@@ -177,6 +189,14 @@ impl std::error::Error for ReadError {}
 impl From<MemError> for ReadError {
     fn from(err: MemError) -> ReadError {
         ReadError::mem("", err)
+    }
+}
+
+/// A dump's saved state that does not parse (a short NT_PRSTATUS note) is known to be wrong,
+/// like bytes read that make no sense.
+impl From<bytes::FormatError> for ReadError {
+    fn from(e: bytes::FormatError) -> ReadError {
+        ReadError::Invalid(e.detail)
     }
 }
 

@@ -3,6 +3,8 @@
 //! (signed decimal, though arm64 prints some with `0x`), `OFFSET(s.f)`/`SIZE(x)`/`LENGTH(x)`=%lu,
 //! `KERNELOFFSET=%lx`, `PAGESIZE=%ld`, `OSRELEASE=%s`.
 
+use super::bytes::FormatError;
+
 /// Parsed VMCOREINFO. Keys keep their file order; the first occurrence of a key wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmcoreInfo {
@@ -207,19 +209,23 @@ impl VmcoreInfo {
     /// page tables cannot be located"). A damaged note that may have held the key is blamed,
     /// with where and what; otherwise `usually` says which kernels lack it. `key` may name
     /// alternatives: `"SYMBOL(a) or SYMBOL(b)"`.
-    pub fn lacks(&self, key: &str, usually: Option<&str>, consequence: &str) -> String {
+    ///
+    /// The kind is Corrupt when the damage is blamed, Unsupported when the kernel did not say.
+    pub fn lacks(&self, key: &str, usually: Option<&str>, consequence: &str) -> FormatError {
         match self.damage() {
-            Some(d) if key.split(" or ").any(|k| self.may_have_lost(k)) => format!(
+            Some(d) if key.split(" or ").any(|k| self.may_have_lost(k)) => FormatError::corrupt(format!(
                 "the dump's VMCOREINFO note is corrupt: {d}. kmemd skips what is not text, so it \
                  lacks {key} and {consequence}. The dump file is damaged: copy it again from \
                  where the crash kernel saved it"
-            ),
+            )),
             damage => {
                 let usually = usually.map(|u| format!(" ({u})")).unwrap_or_default();
                 let also = damage
                     .map(|d| format!("; its VMCOREINFO note is also damaged elsewhere: {d}"))
                     .unwrap_or_default();
-                format!("the dump's VMCOREINFO has no {key}{usually}, so {consequence}{also}")
+                FormatError::unsupported(format!(
+                    "the dump's VMCOREINFO has no {key}{usually}, so {consequence}{also}"
+                ))
             }
         }
     }
@@ -333,6 +339,7 @@ pub fn parse_number(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mem::bytes::FormatErrorKind;
 
     const SAMPLE: &[u8] = b"OSRELEASE=6.1.0-28-amd64\nBUILD-ID=abc\nPAGESIZE=4096\n\
 SYMBOL(init_top_pgt)=ffffffff9d20a000\nSYMBOL(swapper_pg_dir)=ffffffff9d20a000\n\
@@ -411,7 +418,9 @@ NUMBER(phys_base)=-773849088\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=3280000
         // Missing keys are the kernel's doing then.
         assert_eq!(
             v.lacks("NUMBER(VA_BITS)", Some("kernels before 4.12"), "no geometry"),
-            "the dump's VMCOREINFO has no NUMBER(VA_BITS) (kernels before 4.12), so no geometry"
+            FormatError::unsupported(
+                "the dump's VMCOREINFO has no NUMBER(VA_BITS) (kernels before 4.12), so no geometry"
+            )
         );
     }
 
@@ -434,6 +443,8 @@ NUMBER(phys_base)=-773849088\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=3280000
         assert!(v.may_have_lost("NUMBER(phys_base)"));
         assert!(!v.may_have_lost("NUMBER(VA_BITS)"));
         let e = v.lacks("NUMBER(phys_base)", Some("kernels before 4.10"), "no page tables");
+        assert_eq!(e.kind, FormatErrorKind::Corrupt);
+        let e = e.detail;
         assert!(
             e.starts_with("the dump's VMCOREINFO note is corrupt: a NUL byte at offset 0x57"),
             "{e}"
@@ -443,6 +454,8 @@ NUMBER(phys_base)=-773849088\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=3280000
         // A key the damaged line cannot have held is the kernel's doing, and the damage is
         // still mentioned.
         let e = v.lacks("NUMBER(VA_BITS)", Some("kernels before 4.12"), "no geometry");
+        assert_eq!(e.kind, FormatErrorKind::Unsupported);
+        let e = e.detail;
         assert!(
             e.starts_with("the dump's VMCOREINFO has no NUMBER(VA_BITS) (kernels before 4.12)"),
             "{e}"
@@ -493,9 +506,9 @@ NUMBER(phys_base)=-773849088\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=3280000
         // Whatever the lost tail held may be missing.
         assert!(v.may_have_lost("NUMBER(pgtable_l5_enabled)"));
         assert!(v.may_have_lost("NUMBER(VA_BITS)"));
-        assert!(v
-            .lacks("KERNELOFFSET", None, "x")
-            .starts_with("the dump's VMCOREINFO note is corrupt"));
+        let e = v.lacks("KERNELOFFSET", None, "x");
+        assert_eq!(e.kind, FormatErrorKind::Corrupt);
+        assert!(e.detail.starts_with("the dump's VMCOREINFO note is corrupt"));
         // Without padding too.
         let v = VmcoreInfo::parse(&GOOD[..i]);
         assert_eq!(v.damaged()[0].offset, i);

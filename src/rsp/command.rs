@@ -39,6 +39,11 @@ pub enum Command<'a> {
         offset: u64,
         len: u64,
     },
+    /// `qXfer:exec-file:read:annex:offset,length` (the annex, a pid, is ignored: one process).
+    XferExecFile {
+        offset: u64,
+        len: u64,
+    },
     Offsets,
     Attached,
     ThreadInfoFirst,
@@ -50,6 +55,12 @@ pub enum Command<'a> {
     },
     ThreadAlive(ThreadSel),
     ThreadExtraInfo(ThreadSel),
+    /// LLDB's `qThreadStopInfo<tid>`: why a thread stopped, where LLDB learns its name.
+    ThreadStopInfo(ThreadSel),
+    /// A packet only LLDB sends, before anything else (`QThreadSuffixSupported`,
+    /// `QListThreadsInStopReply`, `qHostInfo`): kmemd answers it "not supported" and from then
+    /// on speaks the way LLDB reads (see server.rs).
+    LldbHello,
     Detach,
     Kill,
     VKill,
@@ -153,6 +164,7 @@ pub fn parse(p: &[u8]) -> Command<'_> {
         b's' => Step,
         b'q' => parse_query(p),
         b'Q' if p == b"QStartNoAckMode" => StartNoAckMode,
+        b'Q' if p == b"QThreadSuffixSupported" || p == b"QListThreadsInStopReply" => LldbHello,
         b'v' => {
             if p == b"vCont?" {
                 VContQuery
@@ -182,6 +194,7 @@ fn parse_query(p: &[u8]) -> Command<'_> {
         return match xfer(rest) {
             Some((b"features", annex, offset, len)) => XferFeatures { annex, offset, len },
             Some((b"threads", _, offset, len)) => XferThreads { offset, len },
+            Some((b"exec-file", _, offset, len)) => XferExecFile { offset, len },
             Some(_) => Unknown,
             None => Malformed("qXfer"),
         };
@@ -192,10 +205,14 @@ fn parse_query(p: &[u8]) -> Command<'_> {
     if let Some(t) = p.strip_prefix(b"qThreadExtraInfo,") {
         return thread_sel(t).map_or(Malformed("qThreadExtraInfo thread"), ThreadExtraInfo);
     }
+    if let Some(t) = p.strip_prefix(b"qThreadStopInfo") {
+        return thread_sel(t).map_or(Malformed("qThreadStopInfo thread"), ThreadStopInfo);
+    }
     if p.starts_with(b"qSymbol") {
         return Symbol;
     }
     match p {
+        b"qHostInfo" => LldbHello,
         b"qOffsets" => Offsets,
         b"qWatchpointSupportInfo" | b"qWatchpointSupportInfo:" => WatchpointSupportInfo,
         b"qfThreadInfo" => ThreadInfoFirst,
@@ -401,6 +418,25 @@ mod tests {
     #[test]
     fn xfer_of_other_objects_or_writes_is_unknown() {
         assert_eq!(parse(b"qXfer:auxv:read::0,100"), Unknown);
+        assert_eq!(
+            parse(b"qThreadStopInfo1000f"),
+            ThreadStopInfo(ThreadSel::Id(0x1000f))
+        );
+        assert_eq!(parse(b"qThreadStopInfozz"), Malformed("qThreadStopInfo thread"));
+        for p in [
+            &b"QThreadSuffixSupported"[..],
+            b"QListThreadsInStopReply",
+            b"qHostInfo",
+        ] {
+            assert_eq!(parse(p), LldbHello);
+        }
+        assert_eq!(
+            parse(b"qXfer:exec-file:read::0,1000"),
+            XferExecFile {
+                offset: 0,
+                len: 0x1000
+            }
+        );
         assert!(matches!(parse(b"qXfer:features:write:x:0,1"), Malformed(_)));
     }
 }

@@ -17,10 +17,15 @@ pub const IDS_PER_REPLY: usize = 200;
 
 /// The `qSupported` reply: the packet size (GDB 13 reads 560 bytes per `m` without it), what the
 /// session itself always does (no-ack mode, binary reads, vCont), and the target's features.
+/// `exec_file`: the target names the file GDB should load (`qXfer:exec-file:read`). Offered only
+/// then: once offered, GDB warns when the file it was given differs from the one named.
 /// `points`: the session serves `Z`/`z`, so its stops may say `hwbreak` (GDB then knows a stop at
 /// a breakpoint address came from the breakpoint, not from something else).
-pub fn supported(caps: Capabilities, points: bool, out: &mut Vec<u8>) {
+pub fn supported(caps: Capabilities, exec_file: bool, points: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
+    if exec_file {
+        out.extend_from_slice(b"qXfer:exec-file:read+;");
+    }
     if caps.target_description {
         out.extend_from_slice(b"qXfer:features:read+;");
     }
@@ -65,6 +70,22 @@ pub fn error_text(text: &str, out: &mut Vec<u8>) {
 /// A stop reply for `?` and for an interrupt: `T` + signal + the stopped thread.
 pub fn stop(signal: u8, tid: Tid, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("T{signal:02x}thread:{tid:x};").as_bytes());
+}
+
+/// LLDB's form of a stop reply: [`stop`] plus the thread's name as `hexname:` (the key LLDB's
+/// gdb-remote reads names from, lldb/docs/lldb-gdb-remote.txt; GDB ignores it, but is not sent it).
+pub fn stop_named(signal: u8, tid: Tid, name: &str, out: &mut Vec<u8>) {
+    stop(signal, tid, out);
+    out.extend_from_slice(b"hexname:");
+    hex::encode_into(name.as_bytes(), out);
+    out.push(b';');
+}
+
+/// A `qRcmd` reply's text as one console-output packet (`O` + hex), which GDB and LLDB print as
+/// it comes; the final reply then says only how the command ended.
+pub fn console_output(text: &str, out: &mut Vec<u8>) {
+    out.push(b'O');
+    hex::encode_into(text.as_bytes(), out);
 }
 
 /// The `qOffsets` reply: the KASLR slide for `.text`, `.data` and `.bss` (what GDB applies it
@@ -192,12 +213,12 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, o)),
+            text(|o| supported(Capabilities::ALL, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
         );
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, true, o)),
+            text(|o| supported(Capabilities::ALL, false, true, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              hwbreak+;binary-upload+;vContSupported+"
         );
@@ -206,18 +227,21 @@ mod tests {
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, false, o)),
+            text(|o| supported(none, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, false, o));
+        let t = text(|o| supported(xml_only, false, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
+        assert!(!t.contains("exec-file"), "{t}");
+        let t = text(|o| supported(none, true, false, o));
+        assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
     }
 
     #[test]
@@ -364,7 +388,7 @@ mod tests {
                 core: None,
             },
         ];
-        let xml = String::from_utf8(threads_xml(&threads)).unwrap();
+        let xml = String::from_utf8(threads_xml(&threads)).expect("threads XML is UTF-8");
         assert_eq!(
             xml,
             "<?xml version=\"1.0\"?>\n<threads>\n\
@@ -373,7 +397,7 @@ mod tests {
              </threads>\n"
         );
         assert_eq!(
-            String::from_utf8(threads_xml(&[])).unwrap(),
+            String::from_utf8(threads_xml(&[])).expect("threads XML is UTF-8"),
             "<?xml version=\"1.0\"?>\n<threads>\n</threads>\n"
         );
     }

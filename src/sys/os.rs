@@ -129,6 +129,14 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
 }
 
 /// Whether the effective user is root.
+/// This process's peak resident set (`VmHWM` of /proc/self/status, KiB), `None` without procfs.
+/// `kmemd -v` logs it at exit, so a test can bound what a short-lived kmemd peaked at (issue 16).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no side effects.
     unsafe { libc::geteuid() == 0 }

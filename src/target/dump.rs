@@ -5,12 +5,13 @@
 use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
-use crate::kernel::kaslr::Kaslr;
+use crate::kernel::kaslr::{Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
@@ -31,6 +32,11 @@ pub struct DumpTarget {
     tasks: Option<Result<(TaskLayout, Vec<Task>), String>>,
     /// `-k vmlinux`: its symbols and BTF take precedence over what the dump's memory gives.
     vmlinux: Option<std::path::PathBuf>,
+    /// The panic line of the kernel's log, once looked for.
+    panic_msg: Option<Option<String>>,
+    /// Link-time ranges of the sections GDB leaves unrelocated, served from their slid bytes
+    /// (kernel/kaslr.rs); empty without `-k`.
+    alias: LinkAlias,
 }
 
 impl DumpTarget {
@@ -65,19 +71,16 @@ impl DumpTarget {
             .cpus()
             .iter()
             .enumerate()
-            .map(|(i, cpu)| {
-                let mut extra = format!("CPU {i}");
-                if cpu.pid == 0 {
-                    extra.push_str(" idle");
-                } else {
-                    extra.push_str(&format!(" pid {}", cpu.pid));
-                }
-                ThreadInfo {
-                    tid: i as Tid + 1,
-                    name: format!("CPU {i}"),
-                    extra,
-                    core: Some(i as u32),
-                }
+            .map(|(i, cpu)| ThreadInfo {
+                tid: i as Tid + 1,
+                name: format!("CPU {i}"),
+                // Until the task list says who ran there, only what the note holds, as
+                // `--info` words it (Dump::info_text_with): pr_pid is not always a Linux pid.
+                extra: match cpu.pid {
+                    0 => format!("CPU {i} idle"),
+                    p => format!("CPU {i} pr_pid {p}"),
+                },
+                core: Some(i as u32),
             })
             .collect();
         if threads.is_empty() {
@@ -92,15 +95,55 @@ impl DumpTarget {
             kinfo: None,
             tasks: None,
             vmlinux: None,
+            panic_msg: None,
+            alias: LinkAlias::default(),
         })
     }
 
-    /// Takes symbols and BTF from `vmlinux` first (`-k`).
+    /// Takes symbols and BTF from `vmlinux` first (`-k`), once it is known to be the dump's
+    /// kernel's (build ID, else release: [`check_identity`]); `force` takes a mismatched one
+    /// with a warning.
+    pub fn use_vmlinux(&mut self, vmlinux: Option<&Path>, force: bool) -> Result<(), String> {
+        if let Some(path) = vmlinux {
+            let v = Vmlinux::load(path)?;
+            let vmci = self.dump.vmcoreinfo();
+            let kernel = KernelIdentity {
+                what: "the dump",
+                arch: self.arch,
+                build_id: vmci.get("BUILD-ID"),
+                release: vmci.osrelease(),
+            };
+            check_identity(&v, path, &kernel, force)?;
+        }
+        self.set_vmlinux(vmlinux);
+        Ok(())
+    }
+
+    /// Takes symbols and BTF from `vmlinux` first, unchecked (tests; [`Self::use_vmlinux`]
+    /// checks).
     pub fn set_vmlinux(&mut self, vmlinux: Option<&Path>) {
-        self.vmlinux = vmlinux.map(Path::to_path_buf);
+        // Absolute, so GDB finds it from any directory through qXfer:exec-file.
+        self.vmlinux = vmlinux.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+        self.alias = LinkAlias::default();
+        if let (Some(path), Some(slide)) = (vmlinux, self.dump.kaslr_offset()) {
+            match Vmlinux::load(path) {
+                Ok(v) => {
+                    let mut mem = DumpMem {
+                        dump: &self.dump,
+                        paging: &self.paging,
+                    };
+                    self.alias = LinkAlias::plan(&v, slide, &mut mem);
+                    for s in self.alias.text().lines().filter(|l| l.starts_with("  ")) {
+                        log::debug!("KASLR link-time alias: {}", s.trim());
+                    }
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         self.kinfo = None;
         self.tasks = None;
         self.crashed = None;
+        self.panic_msg = None;
     }
 
     /// The CPU that panicked: the DISKDUMP header's `current_cpu` when the dump records it, else
@@ -156,7 +199,36 @@ impl DumpTarget {
             Some((c, how)) => format!("CPU {c} ({how})"),
             None => "none found".to_string(),
         };
-        self.dump.info_text_with(Some(&cpus), Some(&crashed))
+        let panic = self.panic_message();
+        self.dump
+            .info_text_with(Some(&cpus), Some(&crashed), panic.as_deref())
+    }
+
+    /// The kernel's panic line from its log ([`panic::panic_message`]), read once; None when
+    /// the log has none or cannot be read.
+    pub fn panic_message(&mut self) -> Option<String> {
+        if let Some(p) = &self.panic_msg {
+            return p.clone();
+        }
+        self.kernel_info();
+        let msg = self.kinfo.as_ref().and_then(|k| {
+            if k.vmcoreinfo().is_empty() {
+                return None;
+            }
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            match crate::kernel::dmesg::dmesg(&mut mem, k.vmcoreinfo()) {
+                Ok(log) => panic::panic_message(&log),
+                Err(e) => {
+                    log::debug!("no panic message: the kernel log cannot be read: {e}");
+                    None
+                }
+            }
+        });
+        self.panic_msg = Some(msg.clone());
+        msg
     }
 
     /// What each CPU thread's extra info says: the task the kernel's task list has running on
@@ -195,7 +267,7 @@ impl DumpTarget {
         let mut roles: Vec<CpuRole> = Vec::new();
         for cpu in self.dump.cpus() {
             let Some(chain) = self.arch.call_chain(&mut mem, &cpu.regs, self.dump.vmcoreinfo()) else {
-                log::info!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
+                log::debug!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
                 return None;
             };
             roles.push(panic::classify(&chain, &symbolize));
@@ -205,8 +277,9 @@ impl DumpTarget {
         }
         let c = panic::panicking_cpu(&roles);
         match c {
-            Some(c) => log::info!("CPU {c} panicked: its call chain runs through panic() (no panic_cpu symbol to read)"),
-            None => log::info!("no panic_cpu symbol, and no single CPU's call chain runs through panic(): the crashing CPU is not known (-k VMLINUX gives panic_cpu)"),
+            // Debug only: --info and the serve log already say which CPU and how it was found.
+            Some(c) => log::debug!("CPU {c} panicked: its call chain runs through panic() (no panic_cpu symbol to read)"),
+            None => log::debug!("no panic_cpu symbol, and no single CPU's call chain runs through panic(): the crashing CPU is not known (-k VMLINUX gives panic_cpu)"),
         }
         c
     }
@@ -276,32 +349,67 @@ fn walk_dump_tasks(
                 let regs = c.gdb_registers(arch).ok()?.0;
                 let sp = regs.get(sp_index?).copied().flatten()?;
                 let all: Vec<u64> = regs.into_iter().flatten().collect();
-                tasks::find_task_from_cpu(&mut mem, &layout, arch.kernel_space_start(), sp, &all)
+                tasks::find_task_from_cpu(
+                    &mut mem,
+                    &layout,
+                    arch.kernel_space_start(),
+                    sp,
+                    &all,
+                    tasks::Want::Listed,
+                )
             })
             .ok_or(
                 "kallsyms in the dump has no init_task (a kernel without CONFIG_KALLSYMS_ALL) and no \
                  CPU's kernel stack led to a task, so the task list has no known start",
             )?,
     };
-    let list = tasks::walk(&mut mem, &layout, start)?;
+    let mut list = tasks::walk(&mut mem, &layout, start)?;
+    let cpus: Vec<u32> = (0..dump.cpus().len() as u32).collect();
+    let mut idle = tasks::idle_tasks(&mut mem, &layout, k, &cpus, &list);
+    // Without the per-CPU symbols (arm64 kallsyms has no data symbols; -k vmlinux has them), an
+    // idle CPU's own registers still lead to its idle task.
+    for (i, c) in dump.cpus().iter().enumerate() {
+        let known = |t: &Task| t.pid == 0 && t.cpu == Some(i as u32);
+        if i == 0 || list.iter().chain(idle.iter()).any(known) {
+            continue;
+        }
+        let Some((sp, all)) = c.gdb_registers(arch).ok().and_then(|r| {
+            let sp = r.0.get(sp_index?).copied().flatten()?;
+            Some((sp, r.0.into_iter().flatten().collect::<Vec<u64>>()))
+        }) else {
+            continue;
+        };
+        if let Some(t) = tasks::find_task_from_cpu(
+            &mut mem,
+            &layout,
+            arch.kernel_space_start(),
+            sp,
+            &all,
+            tasks::Want::Idle,
+        )
+        .and_then(|a| tasks::read_task(&mut mem, &layout, a).ok())
+        .filter(|t| t.pid == 0 && !list.iter().any(|k| k.addr == t.addr))
+        {
+            idle.push(t);
+        }
+    }
+    tasks::insert_idle(&mut list, idle);
     Ok((layout, list))
 }
 
 impl DumpTarget {
     /// A task's registers: the CPU's saved registers while it ran on one, else those its last
     /// context switch saved.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
+    fn task_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
         let arch = self.arch;
         let (layout, list) = self.tasks()?;
-        let task = list
-            .iter()
-            .find(|t| t.pid == pid)
+        let task = threads::find_task(list, tid)
             .cloned()
-            .ok_or_else(|| format!("no task with pid {pid} in the dump"))?;
+            .ok_or_else(|| format!("no task with thread id {tid} in the dump"))?;
         let layout = layout.clone();
         // A task running on a CPU: that CPU's saved registers (the task list, not NT_PRSTATUS
-        // pr_pid, says who ran there; QEMU writes the CPU index + 1 as pr_pid). Idle tasks are all
-        // pid 0, so init_task (swapper/0) gets CPU 0's.
+        // pr_pid, says who ran there; QEMU writes the CPU index + 1 as pr_pid). Each idle task
+        // names its own CPU.
         if task.on_cpu {
             if let Some(c) = task.cpu.and_then(|c| self.dump.cpus().get(c as usize)) {
                 return Ok(c.gdb_registers(arch)?);
@@ -315,9 +423,102 @@ impl DumpTarget {
     }
 }
 
+impl DumpTarget {
+    /// The task CPU `cpu` was running: its runqueue's `curr` when the symbols give it, else the
+    /// task the task list has on that CPU (swapper/0 for an idle CPU 0; other CPUs' idle tasks
+    /// are not on the list).
+    fn cpu_current_task(&mut self, cpu: usize) -> Option<u64> {
+        self.kernel_info();
+        if let Some(k) = &self.kinfo {
+            let mut mem = DumpMem {
+                dump: &self.dump,
+                paging: &self.paging,
+            };
+            if let Some(t) = tasks::current_on_cpu(&mut mem, k, u32::try_from(cpu).ok()?) {
+                return Some(t);
+            }
+        }
+        let (_, list) = self.tasks().ok()?;
+        list.iter()
+            .find(|t| t.on_cpu && t.cpu == u32::try_from(cpu).ok())
+            .map(|t| t.addr)
+    }
+}
+
+impl DumpTarget {
+    /// Without `-k`: the KASLR link-time alias from the image bounds the dump's kallsyms gives
+    /// (`_text`, `_end`; x86_64 only, see `LinkAlias::plan_image`).
+    fn plan_image_alias(&mut self) {
+        let Some(slide) = self.dump.kaslr_offset() else {
+            return;
+        };
+        if self.vmlinux.is_some() || self.alias.is_active() {
+            return;
+        }
+        let arch = self.arch;
+        let k = self.kernel_info();
+        let (Some(text), Some(end)) = (k.symbol("_text"), k.symbol("_end")) else {
+            return;
+        };
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        self.alias = LinkAlias::plan_image(
+            arch,
+            text.wrapping_sub(slide),
+            end.wrapping_sub(slide),
+            slide,
+            &mut mem,
+        );
+    }
+}
+
+impl DumpTarget {
+    /// A thread's registers as the dump or the task's saved frame give them, with SP_EL0.
+    fn thread_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        if threads::is_task_tid(tid) {
+            let mut regs = self.task_registers(tid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = self
+                    .tasks()
+                    .ok()
+                    .and_then(|(_, l)| threads::find_task(l, tid).map(|t| t.addr));
+                regs.set(i, task);
+            }
+            return Ok(regs);
+        }
+        let index = tid
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < self.dump.cpus().len())
+            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
+        let mut regs = self
+            .dump
+            .cpus()
+            .get(index)
+            .ok_or("no such CPU")?
+            .gdb_registers(self.arch)?;
+        if let Some(i) = self.arch.current_task_index() {
+            let task = self.cpu_current_task(index);
+            regs.set(i, task);
+        }
+        Ok(regs)
+    }
+}
+
 impl VirtRead for DumpTarget {
+    /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
+    /// kernel data go through [`DumpMem`] and never see it.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        read_virt(&self.dump, &self.paging, addr, buf)
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        match self.alias.read(&mut mem, addr, buf) {
+            Some(r) => r,
+            None => read_virt(&self.dump, &self.paging, addr, buf),
+        }
     }
 }
 
@@ -326,7 +527,13 @@ impl Target for DumpTarget {
         if let Err(e) = self.tasks() {
             log::warn!("tasks are not available as threads: {e}");
         }
-        self.crashing_cpu();
+        // The first thing to know of a crash, said before GDB stops on the crashing CPU.
+        match (self.crashing_cpu(), self.panic_message()) {
+            (Some(c), Some(m)) => log::info!("CPU {c} panicked: {m}"),
+            (None, Some(m)) => log::info!("the kernel's log says: {m}"),
+            _ => {}
+        }
+        self.plan_image_alias();
     }
 
     fn arch(&self) -> Arch {
@@ -338,8 +545,14 @@ impl Target for DumpTarget {
         for (t, label) in all.iter_mut().zip(self.cpu_labels()) {
             t.extra = label;
         }
-        if let Some(t) = self.crashing_cpu().and_then(|c| all.get_mut(c)) {
-            t.extra.push_str(" (panic)");
+        if let Some(c) = self.crashing_cpu() {
+            let msg = self.panic_message();
+            if let Some(t) = all.get_mut(c) {
+                match msg {
+                    Some(m) => t.extra.push_str(&format!(" (panic: {m})")),
+                    None => t.extra.push_str(" (panic)"),
+                }
+            }
         }
         if let Ok((_, tasks)) = self.tasks() {
             all.extend(threads::task_threads(tasks));
@@ -352,18 +565,18 @@ impl Target for DumpTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
-        }
-        let cpu = tid
-            .checked_sub(1)
-            .and_then(|i| self.dump.cpus().get(usize::try_from(i).ok()?))
-            .ok_or_else(|| format!("no thread {tid}: threads are CPUs 1 to {}", self.threads.len()))?;
-        Ok(cpu.gdb_registers(self.arch)?)
+        let mut regs = self.thread_registers(tid)?;
+        let pac = self.dump.vmcoreinfo().number_u64("KERNELPACMASK").unwrap_or(0);
+        self.arch.set_pac_mask(&mut regs, pac);
+        Ok(regs)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
         self.dump.kaslr_offset()
+    }
+
+    fn exec_file(&self) -> Option<&Path> {
+        self.vmlinux.as_deref()
     }
 
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
@@ -374,7 +587,8 @@ impl Target for DumpTarget {
                 Some(Err(e)) => Err(e),
                 None => Err("usage: monitor vtop ADDR".into()),
             }),
-            "info" => Some(Ok(self.info_text())),
+            // `info` alone: `info version` is the server's, anything else is not a command.
+            "info" if words.next().is_none() => Some(Ok(self.info_text())),
             _ => monitor::run(self, cmd),
         }
     }
@@ -389,6 +603,10 @@ impl Target for DumpTarget {
         ];
         help.extend_from_slice(monitor::COMMANDS);
         help
+    }
+
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
     }
 
     fn describe(&self) -> String {
@@ -438,29 +656,44 @@ impl KernelView for DumpTarget {
         Kaslr::Dump {
             offset: self.dump.kaslr_offset(),
             percpu_at_zero: self.arch.percpu_at_zero(),
+            vmlinux: self.vmlinux.clone(),
         }
+    }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
     }
 }
 
 /// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
-pub fn open_target(path: &Path, vmlinux: Option<&Path>, pid: Option<u32>) -> Result<Box<dyn Target>, String> {
+pub fn open_target(
+    path: &Path,
+    vmlinux: Option<&Path>,
+    force_vmlinux: bool,
+    pid: Option<u32>,
+) -> Result<Box<dyn Target>, String> {
     let mut t = DumpTarget::open(path)?;
-    t.set_vmlinux(vmlinux);
+    t.use_vmlinux(vmlinux, force_vmlinux)?;
     if let Some(pid) = pid {
         return Ok(Box::new(super::process::ProcessTarget::new(t, pid)?));
     }
-    if let Some(off) = t.dump().kaslr_offset() {
+    Ok(Box::new(t))
+}
+
+/// The KASLR hint for a GDB session on a dump (`-s`), not for `--read` or `--info`, where no
+/// GDB applies offsets.
+pub fn log_kaslr_hint(target: &dyn Target) {
+    if let Some(off) = target.kaslr_offset() {
         log::info!(
             "KASLR offset {off:#x}: GDB applies it to .text/.data/.bss by itself; `monitor kaslr` prints \
              the lines for every section (or load symbols with `file vmlinux -o {off:#x}` if you do not \
              need per-CPU variables)"
         );
     }
-    Ok(Box::new(t))
 }
 
 /// The `--info` description of a dump.
-pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> {
+pub fn info_text(path: &Path, vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<String, String> {
     let name = path
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
@@ -470,7 +703,7 @@ pub fn info_text(path: &Path, vmlinux: Option<&Path>) -> Result<String, String> 
     let file_only = dump.info_text();
     match DumpTarget::new(dump) {
         Ok(mut t) => {
-            t.set_vmlinux(vmlinux);
+            t.use_vmlinux(vmlinux, force_vmlinux)?;
             Ok(t.info_text())
         }
         Err(e) => {

@@ -5,13 +5,13 @@
 use crate::arch::{Arch, Registers};
 /// Where the link-time `_text` came from (kernel/kaslr.rs).
 pub use crate::kernel::kaslr::LinkText;
-use crate::kernel::kaslr::{runtime_text, Kaslr};
+use crate::kernel::kaslr::{runtime_text, Kaslr, LinkAlias};
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
 use crate::kernel::tasks::{self, Task, TaskLayout};
 use crate::kernel::threads;
-use crate::kernel::vmlinux::Vmlinux;
+use crate::kernel::vmlinux::{check_identity, KernelIdentity, Vmlinux};
 use crate::kernel::{BtfSource, KernelInfo};
 use crate::live::bpf::KernelReader;
 use crate::live::{self, vmcoreinfo};
@@ -24,17 +24,24 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct LiveTarget {
     reader: KernelReader,
-    kallsyms: Kallsyms,
+    /// All of /proc/kallsyms, read on first use (symbols, layouts, `monitor sym`): `--read` and
+    /// the start of a session need only `_text`, from the file's first lines.
+    kallsyms: std::sync::OnceLock<Kallsyms>,
     arch: Arch,
     runtime_text: u64,
     link_text: u64,
     link_source: LinkText,
+    /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
+    alias: LinkAlias,
     cpus: Vec<u32>,
     release: String,
     /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
     vmcoreinfo: Option<Result<vmcoreinfo::LiveVmcoreinfo, String>>,
     /// Kernel symbols and layouts (kallsyms, BTF, live VMCOREINFO), built on first use.
     kinfo: Option<KernelInfo>,
+    /// The task_struct layout from `kinfo`, built once: GDB asks for registers and liveness per
+    /// thread, and rebuilding it per packet was most of the cost of `info threads` (issue 16).
+    layout: Option<Result<TaskLayout, String>>,
     /// Where the task walk starts (init_task, else this process's own task from BPF).
     task_start: Option<Result<u64, String>>,
     /// The tasks as of the last walk: live, they change under us.
@@ -50,21 +57,25 @@ const TASKS_FRESH: std::time::Duration = std::time::Duration::from_millis(500);
 impl LiveTarget {
     /// Loads the BPF reader and kallsyms and works out the KASLR slide (from `vmlinux` when given).
     pub fn open(vmlinux: Option<&Path>) -> Result<LiveTarget, String> {
+        Self::open_with(vmlinux, false)
+    }
+
+    /// [`Self::open`], with `force` taking a vmlinux whose build ID or release is not the
+    /// running kernel's (`--force-vmlinux`) with a warning instead of an error.
+    pub fn open_with(vmlinux: Option<&Path>, force: bool) -> Result<LiveTarget, String> {
         let arch = Arch::host();
         // BPF first: without privileges its error ("run as root ...") is the one that helps.
-        let reader = KernelReader::open()?;
-        let kallsyms = load_kallsyms()?;
+        let mut reader = KernelReader::open_with_chunk(crate::live::bpf::SESSION_CHUNK)?;
+        let (head, any_address) = Kallsyms::read_head(live::kallsyms::open()?, &["_text", "_stext"])
+            .map_err(|e| live::kallsyms::read_error(&e))?;
+        if !any_address {
+            return Err(live::kallsyms::hidden());
+        }
+        let mut loaded = None;
         let (link_text, link_source, link_head) = match vmlinux {
             Some(path) => {
                 let v = Vmlinux::load(path)?;
-                if v.arch != arch {
-                    return Err(format!(
-                        "{} is an {} kernel, but this machine runs {arch}: give -k the vmlinux of the \
-                         running kernel",
-                        path.display(),
-                        v.arch
-                    ));
-                }
+                check_running_vmlinux(&v, path, force)?;
                 let text = v.symbol("_text").ok_or_else(|| {
                     format!(
                         "{} has no _text symbol (stripped?): give -k the vmlinux with its symbol table",
@@ -73,10 +84,12 @@ impl LiveTarget {
                 })?;
                 let percpu_at_zero = v.section(".data..percpu").is_some_and(|s| s.addr == 0);
                 let head = v.symbol("_stext").map(|st| st.wrapping_sub(text));
+                loaded = Some(v);
                 (
                     text,
                     LinkText::Vmlinux {
-                        path: path.to_path_buf(),
+                        // Absolute: GDB opens it from its own directory (qXfer:exec-file).
+                        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
                         percpu_at_zero,
                     },
                     head,
@@ -84,7 +97,7 @@ impl LiveTarget {
             }
             None => (arch.default_text_link_addr(), LinkText::Default, None),
         };
-        let runtime_text = runtime_text(&kallsyms, arch, link_head)
+        let runtime_text = runtime_text(&head, arch, link_head)
             .ok_or("/proc/kallsyms has neither _text nor _stext: is /proc the host's procfs?")?;
         let slide = runtime_text.wrapping_sub(link_text);
         // x86_64 slides in CONFIG_PHYSICAL_ALIGN steps (2 MiB by default), arm64 in at least
@@ -95,6 +108,12 @@ impl LiveTarget {
                  the running kernel (runtime _text {runtime_text:#x}, link-time {link_text:#x})"
             );
         }
+        // Without a vmlinux the alias needs the image's end from the whole of kallsyms, which
+        // only a GDB session reads: [`Target::prepare`] plans it then, so `--read` stays small.
+        let alias = match &loaded {
+            Some(v) => LinkAlias::plan(v, slide, &mut reader),
+            None => LinkAlias::default(),
+        };
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
@@ -102,15 +121,17 @@ impl LiveTarget {
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
         Ok(LiveTarget {
             reader,
-            kallsyms,
+            kallsyms: std::sync::OnceLock::new(),
             arch,
             runtime_text,
             link_text,
             link_source,
+            alias,
             cpus,
             release,
             vmcoreinfo: None,
             kinfo: None,
+            layout: None,
             task_start: None,
             tasks: Vec::new(),
             tasks_at: None,
@@ -135,7 +156,12 @@ impl LiveTarget {
                 LinkText::Vmlinux { path, .. } => Some(path.clone()),
                 LinkText::Default => None,
             };
-            let mut k = KernelInfo::live(&self.kallsyms, vmci.as_deref(), vmlinux.as_deref(), &system_btf());
+            let mut k = KernelInfo::live(
+                self.kallsyms(),
+                vmci.as_deref(),
+                vmlinux.as_deref(),
+                &system_btf(),
+            );
             if let Some(p) = problem {
                 k.note_problem(p);
             }
@@ -151,11 +177,30 @@ impl LiveTarget {
         self.kinfo.get_or_insert_with(KernelInfo::default)
     }
 
+    /// Largest read one BPF run does (the bench's ceiling probe reads at the same size).
+    pub fn chunk_size(&self) -> usize {
+        self.reader.chunk_size()
+    }
+
+    /// The task layout of this kernel (built on first use, then kept with its error).
+    fn task_layout(&mut self) -> Result<TaskLayout, String> {
+        if self.layout.is_none() {
+            self.kernel_info();
+            let arch = self.arch;
+            self.layout = Some(match self.kinfo.as_ref() {
+                Some(k) => TaskLayout::new(k, arch),
+                None => Err("no kernel information".into()),
+            });
+        }
+        self.layout
+            .clone()
+            .unwrap_or_else(|| Err("no task layout".into()))
+    }
+
     /// Walks the task list now.
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
-        self.kernel_info();
+        let layout = self.task_layout()?;
         let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
         if self.task_start.is_none() {
             self.task_start = Some(match k.symbol("init_task") {
                 Some(a) => Ok(a),
@@ -170,22 +215,20 @@ impl LiveTarget {
             None => return Err("no task to start from".into()),
         };
         let mem = &mut self.reader;
-        let list = tasks::walk(mem, &layout, start)?;
+        let mut list = tasks::walk(mem, &layout, start)?;
+        let idle = tasks::idle_tasks(mem, &layout, k, &self.cpus, &list);
+        tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
     }
 
-    /// Whether the task GDB listed as `pid` is still that task.
-    fn task_alive(&mut self, pid: i32) -> bool {
-        let Some(old) = self.tasks.iter().find(|t| t.pid == pid).cloned() else {
+    /// Whether the task GDB listed as thread `tid` is still that task.
+    fn task_alive(&mut self, tid: Tid) -> bool {
+        let Some(old) = threads::find_task(&self.tasks, tid).cloned() else {
             return false;
         };
-        self.kernel_info();
-        let Some(k) = self.kinfo.as_ref() else {
-            return false;
-        };
-        let Ok(layout) = TaskLayout::new(k, self.arch) else {
+        let Ok(layout) = self.task_layout() else {
             return false;
         };
         let mem = &mut self.reader;
@@ -197,16 +240,12 @@ impl LiveTarget {
 
     /// A task's registers: those saved at its last switch; a task running right now has none
     /// (PC 0, like the CPUs), and neither has one that exited since `threads()`.
-    fn task_registers(&mut self, pid: i32) -> Result<Registers, ReadError> {
-        let old = self
-            .tasks
-            .iter()
-            .find(|t| t.pid == pid)
+    fn task_registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
+        let old = threads::find_task(&self.tasks, tid)
             .cloned()
-            .ok_or_else(|| format!("no task with pid {pid} (ask for the thread list again)"))?;
-        self.kernel_info();
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        let layout = TaskLayout::new(k, self.arch)?;
+            .ok_or_else(|| format!("no task with thread id {tid} (ask for the thread list again)"))?;
+        let pid = old.pid;
+        let layout = self.task_layout()?;
         let mem = &mut self.reader;
         let now = tasks::read_task(mem, &layout, old.addr)
             .map_err(|e| ReadError::mem(format!("task {pid} is gone"), e))?;
@@ -225,10 +264,23 @@ impl LiveTarget {
         tasks::saved_registers(mem, &layout, self.arch, old.addr)
     }
 
+    /// The pointer authentication masks: the live VMCOREINFO's KERNELPACMASK (0 without one).
+    fn set_pac_mask(&mut self, regs: &mut Registers) {
+        if self.arch.reg_index("pauth_cmask").is_none() {
+            return;
+        }
+        let mask = self
+            .live_vmcoreinfo()
+            .ok()
+            .and_then(|v| v.info.number_u64("KERNELPACMASK"))
+            .unwrap_or(0);
+        self.arch.set_pac_mask(regs, mask);
+    }
+
     /// The kernel's own VMCOREINFO, read through the direct map once and kept (also its error).
     pub fn live_vmcoreinfo(&mut self) -> Result<&vmcoreinfo::LiveVmcoreinfo, String> {
         if self.vmcoreinfo.is_none() {
-            let kallsyms = &self.kallsyms;
+            let kallsyms = self.kallsyms.get_or_init(full_kallsyms);
             self.vmcoreinfo = Some(vmcoreinfo::load(&mut self.reader, self.arch, &|name| {
                 kallsyms.lookup(name)
             }));
@@ -252,16 +304,56 @@ impl LiveTarget {
     }
 
     pub fn kallsyms(&self) -> &Kallsyms {
-        &self.kallsyms
+        self.kallsyms.get_or_init(full_kallsyms)
     }
 
     pub fn reader(&mut self) -> &mut KernelReader {
         &mut self.reader
     }
 
+    /// `monitor info`: the running kernel, in the words of a dump's `--info`.
+    pub fn info_text(&self) -> String {
+        let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+        let vmlinux = match &self.link_source {
+            LinkText::Vmlinux { path, .. } => path.display().to_string(),
+            LinkText::Default => "none (link-time _text assumed at the architecture's default)".into(),
+        };
+        format!(
+            "source:        live kernel (BPF reads)\n\
+             arch:          {}\n\
+             kernel:        {}\n\
+             build ID:      {}\n\
+             CPUs:          {} online ({})\n\
+             KASLR offset:  {:#x}\n\
+             vmlinux:       {vmlinux}\n",
+            self.arch,
+            self.release,
+            live::kernel_build_id().unwrap_or_else(|| "unknown (no /sys/kernel/notes)".into()),
+            self.cpus.len(),
+            cpus.join(", "),
+            self.runtime_text.wrapping_sub(self.link_text),
+        )
+    }
+
     /// Online CPU numbers, ascending.
     pub fn cpus(&self) -> &[u32] {
         &self.cpus
+    }
+
+    /// The KASLR alias without a vmlinux: the image bounds kallsyms gives (x86_64 only; see
+    /// [`LinkAlias::plan_image`]).
+    fn plan_image_alias(&mut self) {
+        let Some(end) = self.kallsyms().lookup("_end") else {
+            return;
+        };
+        let slide = self.runtime_text.wrapping_sub(self.link_text);
+        self.alias = LinkAlias::plan_image(
+            self.arch,
+            self.link_text,
+            end.wrapping_sub(slide),
+            slide,
+            &mut self.reader,
+        );
     }
 
     pub fn link_source(&self) -> &LinkText {
@@ -270,14 +362,26 @@ impl LiveTarget {
 }
 
 impl VirtRead for LiveTarget {
+    /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
+    /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        self.reader.read_virt(addr, buf)
+        match self.alias.read(&mut self.reader, addr, buf) {
+            Some(r) => r,
+            None => self.reader.read_virt(addr, buf),
+        }
     }
 }
 
 impl Target for LiveTarget {
     fn prepare(&mut self) {
+        if matches!(self.link_source, LinkText::Default) {
+            self.plan_image_alias();
+        }
         self.kernel_info();
+        // The first walk, before GDB waits on it (the task GDB first stops on comes from it).
+        if let Err(e) = self.tasks() {
+            log::warn!("no task threads: {e}");
+        }
     }
 
     fn arch(&self) -> Arch {
@@ -307,8 +411,14 @@ impl Target for LiveTarget {
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {
-        if let Some(pid) = threads::tid_pid(tid) {
-            return self.task_registers(pid);
+        if threads::is_task_tid(tid) {
+            let mut regs = self.task_registers(tid)?;
+            if let Some(i) = self.arch.current_task_index() {
+                let task = threads::find_task(&self.tasks, tid).map(|t| t.addr);
+                regs.set(i, task);
+            }
+            self.set_pac_mask(&mut regs);
+            return Ok(regs);
         }
         let known = tid
             .checked_sub(1)
@@ -326,7 +436,17 @@ impl Target for LiveTarget {
         // the PC reads as 0: an address no kernel code runs at, shown as `0x0 in ?? ()`.
         let mut regs = vec![None; self.arch.registers().len()];
         regs[self.arch.pc_index()] = Some(0);
-        Ok(Registers(regs))
+        let mut regs = Registers(regs);
+        if let (Some(i), Some(cpu)) = (self.arch.current_task_index(), tid.checked_sub(1)) {
+            self.kernel_info();
+            let task = match (&self.kinfo, u32::try_from(cpu)) {
+                (Some(k), Ok(cpu)) => tasks::current_on_cpu(&mut self.reader, k, cpu),
+                _ => None,
+            };
+            regs.set(i, task);
+        }
+        self.set_pac_mask(&mut regs);
+        Ok(regs)
     }
 
     fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
@@ -339,22 +459,61 @@ impl Target for LiveTarget {
     }
 
     fn thread_alive(&mut self, tid: Tid) -> bool {
-        match threads::tid_pid(tid) {
-            Some(pid) => self.task_alive(pid),
-            None => true,
+        if threads::is_task_tid(tid) {
+            self.task_alive(tid)
+        } else {
+            true
         }
+    }
+
+    /// A task that is not running, so GDB's first stop shows real registers (those of its last
+    /// context switch) instead of a CPU's `0x0 in ?? ()`: the first such task with a pid (init,
+    /// usually). Without a task list, CPU 0.
+    /// The last walk's list serves (prepare() makes the first): GDB waits two seconds for the
+    /// `?` reply, too little for a walk on a loaded machine.
+    fn stop_thread(&mut self) -> Tid {
+        if self.tasks_at.is_none() {
+            if let Err(e) = self.tasks() {
+                log::debug!("no task to stop on: {e}");
+            }
+        }
+        self.tasks.iter().find(|t| t.pid > 0 && !t.on_cpu).map_or_else(
+            || self.cpus.first().map_or(1, |&c| c as Tid + 1),
+            threads::thread_tid,
+        )
     }
 
     fn kaslr_offset(&self) -> Option<u64> {
         Some(self.runtime_text.wrapping_sub(self.link_text))
     }
 
+    /// The kernel's commands, and `info` as a dump has it (what is served). `vtop` is a dump's
+    /// only: a live kernel is read through BPF, not through its page tables.
+    fn exec_file(&self) -> Option<&Path> {
+        match &self.link_source {
+            LinkText::Vmlinux { path, .. } => Some(path),
+            LinkText::Default => None,
+        }
+    }
+
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
+        if cmd.trim() == "info" {
+            return Some(Ok(self.info_text()));
+        }
         monitor::run(self, cmd)
     }
 
     fn monitor_help(&self) -> Vec<(&'static str, &'static str)> {
-        monitor::COMMANDS.to_vec()
+        let mut help = vec![(
+            "info",
+            "what the running kernel is (release, build ID, CPUs, KASLR offset, vmlinux)",
+        )];
+        help.extend_from_slice(monitor::COMMANDS);
+        help
+    }
+
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        Some(self)
     }
 
     fn describe(&self) -> String {
@@ -400,6 +559,10 @@ impl KernelView for LiveTarget {
             link: self.link_source.clone(),
         }
     }
+
+    fn link_alias(&self) -> Option<&LinkAlias> {
+        Some(&self.alias)
+    }
 }
 
 /// Whether the task read again at a listed task's address is still that task: a freed
@@ -409,8 +572,22 @@ fn still_running_as(listed: &tasks::Task, now: &tasks::Task) -> bool {
 }
 
 /// Opens the running kernel as a GDB target (`-k VMLINUX` when given).
-pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
-    Ok(Box::new(LiveTarget::open(vmlinux)?))
+/// Checks that `v` (`-k path`) is the running kernel's vmlinux: its build ID against
+/// /sys/kernel/notes, else its release against /proc/sys/kernel/osrelease ([`check_identity`]).
+pub fn check_running_vmlinux(v: &Vmlinux, path: &Path, force: bool) -> Result<(), String> {
+    let build_id = live::kernel_build_id();
+    let release = live::osrelease();
+    let kernel = KernelIdentity {
+        what: "the running kernel",
+        arch: Arch::host(),
+        build_id: build_id.as_deref(),
+        release: release.as_deref(),
+    };
+    check_identity(v, path, &kernel, force)
+}
+
+pub fn open_target(vmlinux: Option<&Path>, force_vmlinux: bool) -> Result<Box<dyn Target>, String> {
+    Ok(Box::new(LiveTarget::open_with(vmlinux, force_vmlinux)?))
 }
 
 /// The running kernel's kallsyms, from /proc/kallsyms. Fails when every address reads as zero,
@@ -418,6 +595,15 @@ pub fn open_target(vmlinux: Option<&Path>) -> Result<Box<dyn Target>, String> {
 /// `kernel.kptr_restrict=2`.
 pub fn load_kallsyms() -> Result<Kallsyms, String> {
     load_kallsyms_filtered(&|_, _| true)
+}
+
+/// The whole table for [`LiveTarget`], read when first needed. `open` has seen addresses in the
+/// file, so a failure now (the file changed under us) leaves an empty table and a warning.
+fn full_kallsyms() -> Kallsyms {
+    load_kallsyms().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        Kallsyms::default()
+    })
 }
 
 /// [`load_kallsyms`] keeping only the symbols `keep(kind, name)` accepts.
@@ -430,12 +616,19 @@ pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kalls
     Ok(table)
 }
 
-/// The running kernel's own BTF, read only when no vmlinux gives BTF.
+/// The running kernel's own BTF, read only when no vmlinux gives BTF: only the types kmemd
+/// asks about, read from the file in chunks (kernel/btf_extract.rs), not the whole blob.
 fn system_btf() -> BtfSource<'static> {
     BtfSource {
         name: live::SYS_BTF,
-        read: &live::read_sys_btf,
+        read: &read_wanted_sys_btf,
     }
+}
+
+fn read_wanted_sys_btf() -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(live::SYS_BTF).map_err(|e| e.to_string())?;
+    crate::kernel::btf_extract::extract(&mut |at, buf| f.read_at(buf, at).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod live;
 pub mod process;
 
 use crate::arch::{Arch, Registers};
+use crate::kernel::monitor::KernelView;
 /// The thread vocabulary of the trait, from kernel/ where tasks become threads.
 pub use crate::kernel::threads::{ThreadInfo, Tid};
 use crate::mem::{ReadError, VirtRead};
@@ -70,6 +71,12 @@ pub trait Target: VirtRead {
     /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
     fn kaslr_offset(&self) -> Option<u64>;
 
+    /// The file GDB should load symbols from (`qXfer:exec-file`): the vmlinux given with `-k`.
+    /// `None`: GDB is not offered one (it then warns that no executable was specified).
+    fn exec_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Target-specific `monitor` commands: `Some(Ok(text))` when `cmd` is one of them.
     /// `None` means "not mine"; the server then tries its own commands.
     fn monitor(&mut self, cmd: &str) -> Option<Result<String, String>> {
@@ -86,6 +93,13 @@ pub trait Target: VirtRead {
     /// before GDB connects: GDB gives each reply two seconds by default, and a first
     /// `qXfer:threads` that builds it all could take longer on a small board.
     fn prepare(&mut self) {}
+
+    /// The kernel behind this target, for the kernel queries outside GDB (`--ps`, `--dmesg`,
+    /// `--lsmod`, `--sym`: the monitor commands' own code, kernel/monitor.rs). None for a
+    /// target that serves no kernel (one process of a dump).
+    fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        None
+    }
 
     /// A short description for logs and `monitor version`, e.g. `live kernel 6.18.4`.
     fn describe(&self) -> String;

@@ -140,7 +140,11 @@ impl Target for ProcessTarget {
             paging: kpaging,
         };
         let mem: &mut dyn VirtRead = &mut mem;
-        tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)
+        let mut regs = tasks::user_registers(mem, &self.layout, &u, self.arch, task.addr)?;
+        // User code signs return addresses with the same PAC width (arm64).
+        let pac = dump.vmcoreinfo().number_u64("KERNELPACMASK").unwrap_or(0);
+        self.arch.set_pac_mask(&mut regs, pac);
+        Ok(regs)
     }
 
     fn kaslr_offset(&self) -> Option<u64> {

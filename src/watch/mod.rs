@@ -106,6 +106,8 @@ pub struct Options {
     pub pairs: Vec<(String, String)>,
     /// `-k`: a vmlinux for symbols kallsyms lacks.
     pub vmlinux: Option<PathBuf>,
+    /// `--force-vmlinux`: take a vmlinux that is not the running kernel's.
+    pub force_vmlinux: bool,
     /// Stop after this many hits (`-n`) / this long (`-t`).
     pub count: Option<u64>,
     pub seconds: Option<Duration>,
@@ -139,6 +141,7 @@ pub fn run(config: &Options) -> Result<i32, String> {
     let mut resolver = Symbols::new(Arc::clone(syms.kallsyms().table()), VmcoreInfo::default());
     if let Some(path) = &config.vmlinux {
         let vm = Vmlinux::load(path)?;
+        crate::target::live::check_running_vmlinux(&vm, path, config.force_vmlinux)?;
         let slide = resolver
             .add_vmlinux(&vm, &|_, n| names.iter().any(|w| w == n))
             .ok_or_else(|| {

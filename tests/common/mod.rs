@@ -2,6 +2,7 @@
 //! is a raw RSP client for the robustness tests.
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod rsp;
 
 use std::io::Read;
@@ -333,4 +334,40 @@ pub fn gdbs_for(arch: &str) -> Vec<(String, PathBuf)> {
         v.insert(0, ("gdb-multiarch".into(), PathBuf::from("gdb-multiarch")));
     }
     v
+}
+
+/// Debian's debug vmlinux of `release` (`make dbg-vmlinux`, cached in $KMEMD_DBG_CACHE or
+/// /var/cache/kmemd-dbg), or None (skip) outside CI when it is missing; in CI its absence fails.
+pub fn dbg_vmlinux(release: &str) -> Option<PathBuf> {
+    let cache = std::env::var("KMEMD_DBG_CACHE").unwrap_or_else(|_| "/var/cache/kmemd-dbg".into());
+    let p = Path::new(&cache).join(release).join(format!("vmlinux-{release}"));
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        !in_ci(),
+        "no debug vmlinux at {}: `make dbg-vmlinux`",
+        p.display()
+    );
+    eprintln!(
+        "SKIP: no debug vmlinux at {} (run `make dbg-vmlinux`)",
+        p.display()
+    );
+    None
+}
+
+/// The address `nm` gives a symbol in the vmlinux (its link-time address).
+pub fn nm_address(vmlinux: &Path, sym: &str) -> u64 {
+    let o = std::process::Command::new("nm")
+        .arg(vmlinux)
+        .output()
+        .expect("nm (binutils)");
+    assert!(o.status.success(), "nm {}: {}", vmlinux.display(), text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 3 && w[2] == sym).then(|| hex(w[0]))
+        })
+        .unwrap_or_else(|| panic!("{sym} not in {}", vmlinux.display()))
 }

@@ -12,6 +12,7 @@ mod common;
 mod guest;
 
 mod check;
+mod examples;
 mod gdbwatch;
 mod live;
 mod watch;

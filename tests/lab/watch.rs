@@ -204,7 +204,7 @@ impl<'g> GuestWatch<'g> {
 }
 
 /// The refusal kmemd gives for `args` (it must exit non-zero, with nothing on stdout).
-fn refusal(g: &Guest, args: &str) -> String {
+pub fn refusal(g: &Guest, args: &str) -> String {
     let o = g.run(&format!("kmemd {args}"));
     assert_ne!(
         o.code,

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::dump::testutil::*;
+use crate::mem::bytes::FormatErrorKind;
 use crate::sys::clib::zlib_uncompress;
 
 /// How one pfn appears in a synthetic dump.
@@ -319,6 +320,32 @@ fn zstd_dumps_read_and_split_dumps_are_refused_with_advice() {
     let mut split = build(&every_codec_spec());
     put_u32(&mut split, 4096 + 12, 1);
     assert!(err(KdumpFile::parse(&split)).contains("--reassemble"));
+    assert_eq!(
+        format_kind(KdumpFile::parse(&split)),
+        FormatErrorKind::Unsupported
+    );
+}
+
+#[test]
+fn header_failures_say_what_kind_they_are() {
+    let file = build(&every_codec_spec());
+    let k = ok(KdumpFile::parse(&file));
+    // Cut inside the header, and inside the bitmaps: the file ends early.
+    let head = file.get(..100).unwrap_or_default();
+    assert_eq!(format_kind(KdumpFile::parse(&head)), FormatErrorKind::Truncated);
+    let bitmaps = file.get(..k.data_offset as usize - 1).unwrap_or_default();
+    assert_eq!(
+        format_kind(KdumpFile::parse(&bitmaps)),
+        FormatErrorKind::Truncated
+    );
+    assert!(err(KdumpFile::parse(&bitmaps)).contains("its bitmaps end at offset"));
+    // A block size that is no page size: the header is damaged.
+    let mut odd = file.clone();
+    put_u32(&mut odd, 428, 3);
+    assert_eq!(format_kind(KdumpFile::parse(&odd)), FormatErrorKind::Corrupt);
+    // Another format altogether.
+    let elf = b"\x7fELF".repeat(2048);
+    assert_eq!(format_kind(KdumpFile::parse(&elf)), FormatErrorKind::Unsupported);
 }
 
 #[test]
@@ -356,6 +383,61 @@ fn corrupt_descriptors_and_data_are_per_page_errors() {
     put_u64(&mut past, desc0, 1 << 40);
     let k = ok(KdumpFile::parse(&past));
     assert!(err(read_all(&k, &past, 0, 8)).contains("truncated"));
+}
+
+/// A source whose reads fail, with `kind`, once they reach `from`: a file that shrank under
+/// kmemd (UnexpectedEof) or a disk that fails (an I/O error), behind the length the file had.
+struct FailingFrom {
+    data: Vec<u8>,
+    from: u64,
+    kind: std::io::ErrorKind,
+}
+
+impl ReadAt for FailingFrom {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset + buf.len() as u64 > self.from {
+            return Err(std::io::Error::new(self.kind, "the test source fails here"));
+        }
+        self.data.read_exact_at(offset, buf)
+    }
+}
+
+#[test]
+fn page_data_that_cannot_be_read_keeps_the_kind_of_the_failure() {
+    use crate::mem::MemErrorKind;
+    let clean = build(&every_codec_spec());
+    let k = ok(KdumpFile::parse(&clean));
+    let data0 = Bytes::new(&clean, Endian::Little, "t")
+        .u64(k.data_offset as usize, "offset")
+        .unwrap_or(0);
+    assert!(data0 > k.data_offset, "page data follows the descriptors");
+    for (io_kind, want) in [
+        (std::io::ErrorKind::UnexpectedEof, MemErrorKind::NotInDump),
+        (std::io::ErrorKind::Other, MemErrorKind::Fault),
+    ] {
+        let src = FailingFrom {
+            data: clean.clone(),
+            from: data0,
+            kind: io_kind,
+        };
+        // Through the cache (a part of a page) and straight into the buffer (whole pages).
+        for len in [8, 4096] {
+            let e = read_all(&k, &src, 0, len);
+            assert_eq!(kind(read_all(&k, &src, 0, len)), want, "{io_kind:?}, {len} bytes");
+            assert!(err(e).contains("the test source fails here"));
+        }
+    }
+    // The descriptors themselves unreadable: the same kinds.
+    let src = FailingFrom {
+        data: clean.clone(),
+        from: k.data_offset,
+        kind: std::io::ErrorKind::UnexpectedEof,
+    };
+    assert_eq!(kind(read_all(&k, &src, 0, 8)), MemErrorKind::NotInDump);
 }
 
 /// zlib (adler32) and zstd (XXH64) pages carry checks, and a page that fails one is an error

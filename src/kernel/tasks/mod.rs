@@ -6,11 +6,13 @@
 //! - walk.rs: reading tasks and walking the task list;
 //! - saved_regs.rs: a switched-out task's registers;
 //! - user_regs.rs: a user task's registers (pt_regs at the top of its stack);
-//! - find.rs: a task to start from when no symbol names one.
+//! - find.rs: a task to start from when no symbol names one;
+//! - idle.rs: the idle tasks of CPUs 1..N, which are on no list.
 //!
 //! Thread ids for tasks are kernel/threads.rs's; `monitor ps` text is kernel/monitor.rs's.
 
 mod find;
+mod idle;
 mod layout;
 mod saved_regs;
 mod user_regs;
@@ -19,7 +21,8 @@ mod walk;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use find::find_task_from_cpu;
+pub use find::{current_on_cpu, find_task_from_cpu, Want};
+pub use idle::{idle_tasks, insert_idle};
 pub use layout::{SavedLayout, TaskLayout};
 pub use saved_regs::saved_registers;
 pub use user_regs::{user_registers, UserRegsLayout};
