@@ -78,7 +78,15 @@ bench: fixtures
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
-bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
+# watch.bpf.c is built once per arch: its context (pt_regs) differs.
+bpf: $(patsubst %.c,%.o,$(filter-out bpf/watch.bpf.c,$(wildcard bpf/*.bpf.c))) \
+	bpf/watch-x86_64.bpf.o bpf/watch-aarch64.bpf.o
+
+bpf/watch-x86_64.bpf.o: bpf/watch.bpf.c
+	$(BPF_CLANG) -target bpf -O2 -g -D WATCH_X86_64 -c $< -o $@
+
+bpf/watch-aarch64.bpf.o: bpf/watch.bpf.c
+	$(BPF_CLANG) -target bpf -O2 -g -D WATCH_AARCH64 -c $< -o $@
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(BPF_CLANG) -target bpf -O2 -g -c $< -o $@

@@ -68,6 +68,8 @@ pub struct Config {
     pub count: Option<u64>,
     pub seconds: Option<Duration>,
     pub json: bool,
+    /// Watch mode: `--no-snapshots`.
+    pub no_snapshots: bool,
     /// How many -v were given; [`log_level`] says what each means.
     pub verbosity: u8,
     pub quiet: bool,
@@ -148,6 +150,12 @@ fn options() -> Options {
         "SECONDS",
     );
     o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
+    o.optflag(
+        "",
+        "no-snapshots",
+        "watch mode: no BPF snapshot per hit (value, registers and stack at the trap); values are \
+         then read when hits are drained",
+    );
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
     o.optflagmulti("v", "verbose", &verbose_help());
     o.optflag("q", "quiet", "errors only");
@@ -336,8 +344,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         None => None,
     };
     let is_watch = matches!(mode, Mode::Watch(_));
-    if !is_watch && (count.is_some() || seconds.is_some() || m.opt_present("json")) {
-        return Err("-n, -t and --json belong to watch mode (-w TYPE TARGET)".into());
+    if !is_watch
+        && (count.is_some() || seconds.is_some() || m.opt_present("json") || m.opt_present("no-snapshots"))
+    {
+        return Err("-n, -t, --json and --no-snapshots belong to watch mode (-w TYPE TARGET)".into());
     }
     Ok(Parsed::Run(Config {
         mode,
@@ -349,6 +359,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         count,
         seconds,
         json: m.opt_present("json"),
+        no_snapshots: m.opt_present("no-snapshots"),
         verbosity: m.opt_count("v").min(255) as u8,
         quiet: m.opt_present("q"),
         log_file: m.opt_str("log").map(PathBuf::from),
@@ -408,6 +419,13 @@ mod tests {
             ])
         );
         assert_eq!(c.count, Some(5));
+        assert!(!c.no_snapshots, "snapshots are on by default");
+        assert!(
+            run(&["-w", "w4", "jiffies", "--no-snapshots"])
+                .unwrap()
+                .no_snapshots
+        );
+        assert!(run(&["--no-snapshots"]).unwrap_err().contains("watch mode"));
         assert!(run(&["-w", "w4"]).unwrap_err().contains("TYPE TARGET"));
     }
 

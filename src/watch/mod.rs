@@ -2,8 +2,12 @@
 //!
 //! Flow: specs are parsed and checked (spec.rs), the watched words are read once to prove they
 //! are readable, one breakpoint event per (watchpoint, CPU) is armed with one mmap ring per CPU
-//! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
-//! symbolized from a kallsyms table loaded once (report.rs).
+//! (perf.rs), with bpf/watch.bpf.c attached to every event (snapshot.rs: the value, registers and
+//! stack at the instant of each trap), then a poll loop drains the rings, pairs each perf sample
+//! with its snapshot, and prints each hit symbolized from a kallsyms table loaded once
+//! (report.rs). The perf ring stays the record of every hit: a hit without a snapshot (a write
+//! made inside a BPF program, which the kernel runs no program for; a full snapshot ring) is
+//! printed with the value read when it was drained, and says it has no snapshot.
 
 pub mod intmap;
 pub mod perf;
@@ -20,7 +24,8 @@ use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
-use report::{Hit, StopReason, Summary};
+use report::{Hit, Snap, StopReason, Summary};
+use snapshot::{Pairer, Snapshots};
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -44,6 +49,11 @@ const PASS_BYTES: usize = 64 << 10;
 const OUT_FLUSH: usize = 64 << 10;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
+/// Most stack bytes of snapshots held waiting for their perf samples (the rest wait in the BPF
+/// ring buffer).
+const PAIR_BYTES: usize = 4 << 20;
+/// Code addresses shown per snapshot stack.
+const SNAP_CODE_MAX: usize = 32;
 
 /// The live reader's chunk in watch mode: it reads one watched word (at most 8 bytes) per hit,
 /// and the whole result buffer stays resident while mapped (the 4 MiB default would be half the
@@ -110,6 +120,9 @@ pub struct Options {
     pub seconds: Option<Duration>,
     /// One JSON object per hit.
     pub json: bool,
+    /// `--no-snapshots`: no BPF program at the traps; each hit shows the value read when it was
+    /// drained (what kmemd did before snapshots) and the registers perf records.
+    pub no_snapshots: bool,
 }
 
 /// `kmemd -w TYPE TARGET ...`: arms the watchpoints and prints hits until `-n`, `-t`, SIGINT or
@@ -205,7 +218,21 @@ pub fn run(config: &Options) -> Result<i32, String> {
     }
     let cpus = crate::live::online_cpus()?;
     let stop_fd = os::install_stop_signals()?;
-    let armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
+    let mut armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
+    let (snaps, snapshots_off) = if config.no_snapshots {
+        (None, Some("--no-snapshots".to_string()))
+    } else {
+        match Snapshots::open(snapshot::RING_BYTES).and_then(|s| armed.attach_bpf(s.prog()).map(|_| s)) {
+            Ok(s) => (Some(s), None),
+            Err(e) => {
+                log::warn!(
+                    "no snapshots: {e}. Watching goes on; each hit shows the value read when it \
+                     is drained, and perf's registers and stack"
+                );
+                (None, Some(e))
+            }
+        }
+    };
     for s in &specs {
         log::info!(
             "watching {} {:#x} ({}) on {} CPUs: {} events, {} KiB ring per CPU; Ctrl-C stops",
@@ -226,7 +253,14 @@ pub fn run(config: &Options) -> Result<i32, String> {
         comms: Comms {
             cache: intmap::IntMap::default(),
         },
-        summary: Summary::default(),
+        summary: Summary {
+            snapshots_off,
+            ..Summary::default()
+        },
+        snaps,
+        pairer: Pairer::default(),
+        insns: intmap::IntMap::default(),
+        arch,
         unshown: 0,
         own_pid: std::process::id(),
         clock_off: {
@@ -320,6 +354,11 @@ struct Watcher<'a> {
     prev: Vec<Option<u64>>,
     comms: Comms,
     summary: Summary,
+    snaps: Option<Snapshots>,
+    pairer: Pairer,
+    /// arm64: the instruction word at each trapping pc (the store that makes the new value).
+    insns: intmap::IntMap<u64, Option<u32>>,
+    arch: Arch,
     unshown: u64,
     own_pid: u32,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, to date the samples.
@@ -383,18 +422,22 @@ impl Watcher<'_> {
             }
             // Rings are per CPU: order the pass by time so output reads in sequence.
             batch.sort_by_key(|(_, s)| s.time);
-            // The values are read once per pass, after every hit of the pass happened (x86 traps
-            // after the access), so each hit shows the value as of its drain.
-            let mut now_val: Vec<Option<u64>> = vec![None; self.specs.len()];
-            for (i, spec) in self.specs.iter().enumerate() {
-                if batch.iter().any(|(j, _)| *j == i) {
-                    now_val[i] = read_value(&mut *self.reader, spec).ok();
-                }
+            // The snapshots of every sample taken are in the ring buffer by now (the program
+            // runs before perf writes its sample).
+            if let Some(snaps) = &mut self.snaps {
+                snaps.drain(&mut self.pairer, PAIR_BYTES);
             }
+            // Hits without a snapshot show the value as of the drain: read once per pass, when
+            // the first such hit of a watchpoint comes.
+            let mut now_val: Vec<Option<Option<u64>>> = vec![None; self.specs.len()];
             let mut stop = None;
             self.out.clear();
             let total = batch.len();
             for (n, (i, s)) in batch.drain(..).enumerate() {
+                let snap = self
+                    .snaps
+                    .as_ref()
+                    .and_then(|_| self.pairer.take(s.cpu, s.tid, s.time));
                 if self.config.count.is_some_and(|c| self.summary.hits >= c) {
                     self.unshown += (total - n) as u64;
                     stop = Some(StopReason::Count);
@@ -409,19 +452,67 @@ impl Watcher<'_> {
                     continue;
                 };
                 self.summary.add(s.cpu, s.ip);
-                let value = now_val.get(i).copied().flatten();
+                let (value, before, snapshot) = match &snap {
+                    Some(sn) => {
+                        self.summary.snapshots += 1;
+                        let insn = match self.arch {
+                            Arch::Aarch64 => {
+                                let pc = sn.pc(self.arch);
+                                let reader = &mut *self.reader;
+                                *self.insns.entry(pc).or_insert_with(|| {
+                                    let mut b = [0u8; 4];
+                                    read_exact(reader, pc, &mut b).ok().map(|_| u32::from_le_bytes(b))
+                                })
+                            }
+                            Arch::X86_64 => None,
+                        };
+                        let (before, after) =
+                            snapshot::values(self.arch, sn, spec.addr, spec.len as usize, *prev, insn);
+                        let syms = &*self.syms;
+                        let code = snapshot::code_words(&sn.stack, |a| syms.is_code(a), SNAP_CODE_MAX);
+                        let taken = Snap::Taken {
+                            sp: sn.sp(self.arch),
+                            bytes: sn.stack.len(),
+                            whole: sn.stack_whole,
+                            code,
+                        };
+                        (after, before, taken)
+                    }
+                    None => {
+                        let v = match now_val.get_mut(i) {
+                            Some(slot) => {
+                                *slot.get_or_insert_with(|| read_value(&mut *self.reader, spec).ok())
+                            }
+                            None => None,
+                        };
+                        let why = match &self.summary.snapshots_off {
+                            Some(_) => {
+                                "no snapshot (snapshots are off; the value was read when the hit was drained)"
+                            }
+                            None => report::NO_SNAPSHOT,
+                        };
+                        (v, None, Snap::Missing(why))
+                    }
+                };
                 let hit = Hit {
                     seq: self.summary.hits,
                     wall_ns: s.time.wrapping_add(self.clock_off),
                     cpu: s.cpu,
                     pid: s.pid,
                     tid: s.tid,
-                    comm: self.comms.get(s.pid, s.tid),
+                    comm: match &snap {
+                        Some(sn) if !sn.comm.is_empty() => sn.comm.clone(),
+                        _ => self.comms.get(s.pid, s.tid),
+                    },
                     ip: s.ip,
                     addr: s.addr,
                     value,
+                    before,
                     prev: *prev,
                     stack: s.stack,
+                    regs: s.regs,
+                    reg_names: perf::perf_regs(self.arch).1,
+                    snapshot,
                 };
                 if value.is_some() {
                     *prev = value;

@@ -13,7 +13,7 @@ use super::intmap::IntMap;
 use super::spec::{Access, Spec};
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// The perf_event_open(2) calls and ioctls watch mode and --check make. Errors are raw errnos,
 /// which [`open_error`] and the callers turn into sentences.
@@ -38,6 +38,8 @@ pub trait PerfSys {
     fn poll_fd(ev: &Self::Event) -> i32;
     /// What decides an EPERM/EACCES (asked only then).
     fn perm_facts(&self) -> PermFacts;
+    /// Runs the BPF program `prog` at each of `ev`'s traps (PERF_EVENT_IOC_SET_BPF).
+    fn set_bpf(&mut self, ev: &Self::Event, prog: BorrowedFd<'_>) -> Result<(), i32>;
 }
 
 /// Records waiting in a ring, taken out whole.
@@ -101,6 +103,10 @@ impl PerfSys for SysPerf {
     fn perm_facts(&self) -> PermFacts {
         PermFacts::gather()
     }
+
+    fn set_bpf(&mut self, ev: &OwnedFd, prog: BorrowedFd<'_>) -> Result<(), i32> {
+        os::perf_set_bpf(ev, prog)
+    }
 }
 
 // PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
@@ -111,9 +117,42 @@ pub const SAMPLE_ADDR: u64 = 1 << 3;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_IDENTIFIER: u64 = 1 << 16;
-/// What every sample carries; `parse_sample` reads exactly this layout.
-pub const SAMPLE_TYPE: u64 =
-    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU | SAMPLE_CALLCHAIN;
+pub const SAMPLE_REGS_INTR: u64 = 1 << 18;
+/// What every sample carries; `parse_sample` reads exactly this layout. REGS_INTR gives every
+/// hit the registers at the trap, including the hits that get no BPF snapshot (writes made
+/// inside BPF programs, a full snapshot ring).
+pub const SAMPLE_TYPE: u64 = SAMPLE_IDENTIFIER
+    | SAMPLE_IP
+    | SAMPLE_TID
+    | SAMPLE_TIME
+    | SAMPLE_ADDR
+    | SAMPLE_CPU
+    | SAMPLE_CALLCHAIN
+    | SAMPLE_REGS_INTR;
+
+/// The registers a sample carries (attr.sample_regs_intr), as bits of the arch's perf register
+/// numbering, and their names in that (ascending bit) order. x86_64: enum perf_event_x86_regs
+/// (arch/x86/include/uapi/asm/perf_regs.h) without ds, es, fs, gs, which x86_64 refuses
+/// (perf_reg_validate); arm64: enum perf_event_arm_regs, x0..x30, sp, pc.
+pub fn perf_regs(arch: Arch) -> (u64, &'static [&'static str]) {
+    match arch {
+        Arch::X86_64 => (
+            0x00ff_0fff,
+            &[
+                "ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "flags", "cs", "ss", "r8", "r9", "r10",
+                "r11", "r12", "r13", "r14", "r15",
+            ],
+        ),
+        Arch::Aarch64 => (
+            (1 << 33) - 1,
+            &[
+                "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+                "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26",
+                "x27", "x28", "x29", "x30", "sp", "pc",
+            ],
+        ),
+    }
+}
 
 // PERF_RECORD_* types.
 pub const RECORD_LOST: u32 = 2;
@@ -141,6 +180,8 @@ pub struct Sample {
     pub cpu: u32,
     /// Kernel return addresses, innermost first, context markers removed.
     pub stack: Vec<u64>,
+    /// The registers at the trap in [`perf_regs`] order; empty when the record has none.
+    pub regs: Vec<u64>,
 }
 
 /// A record of a ring, as far as watch mode cares.
@@ -199,6 +240,14 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
             stack.push(a);
         }
     }
+    // REGS_INTR, last in SAMPLE_TYPE: an abi word (0: no registers), then one word per bit of
+    // sample_regs_intr, up to the record's end.
+    let mut regs = Vec::new();
+    if c.u64().is_some_and(|abi| abi != 0) {
+        while let Some(r) = c.u64() {
+            regs.push(r);
+        }
+    }
     Some(Sample {
         id,
         ip,
@@ -208,6 +257,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
         addr,
         cpu,
         stack,
+        regs,
     })
 }
 
@@ -267,6 +317,7 @@ pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
         bp_len: spec.len as u64,
         clockid: libc::CLOCK_MONOTONIC,
         sample_max_stack: MAX_STACK,
+        sample_regs_intr: perf_regs(arch).0,
         ..Default::default()
     }
 }
@@ -538,6 +589,30 @@ impl<S: PerfSys> Armed<S> {
         self.events.len()
     }
 
+    /// Attaches the BPF program `prog` to every event (watch.bpf.c: a snapshot per trap). On
+    /// the first refusal stops and says why, as a sentence; the events already attached keep
+    /// the program (their hits get snapshots), and every event keeps counting and sampling.
+    pub fn attach_bpf(&mut self, prog: BorrowedFd<'_>) -> Result<(), String> {
+        for (n, fd) in self.events.iter().enumerate() {
+            self.sys.set_bpf(fd, prog).map_err(|e| {
+                format!(
+                    "the kernel refused to run the snapshot program at the watchpoint's traps \
+                     (PERF_EVENT_IOC_SET_BPF: {}; {n} of {} events have it){}",
+                    std::io::Error::from_raw_os_error(e),
+                    self.events.len(),
+                    match e {
+                        libc::EINVAL | libc::ENOTTY => {
+                            ": this kernel cannot attach BPF programs to breakpoint events"
+                        }
+                        libc::EEXIST => ": another program is attached already",
+                        _ => "",
+                    }
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
     /// kernel cannot say (read_format without PERF_FORMAT_LOST).
     pub fn kernel_counts(&mut self) -> Option<(u64, u64)> {
@@ -594,6 +669,10 @@ pub(crate) mod fake {
         pub ring_bytes: Vec<u8>,
         pub facts: PermFacts,
         pub facts_asked: usize,
+        /// Events a BPF program was attached to, and the errno that refuses the attachment
+        /// with this index.
+        pub bpf_attached: Vec<u64>,
+        pub bpf_refuse_at: Option<(usize, i32)>,
     }
 
     #[derive(Clone, Default)]
@@ -694,6 +773,17 @@ pub(crate) mod fake {
             let mut st = self.0.borrow_mut();
             st.facts_asked += 1;
             st.facts.clone()
+        }
+
+        fn set_bpf(&mut self, ev: &Event, _prog: std::os::fd::BorrowedFd<'_>) -> Result<(), i32> {
+            let mut st = self.0.borrow_mut();
+            if let Some((at, e)) = st.bpf_refuse_at {
+                if at == st.bpf_attached.len() {
+                    return Err(e);
+                }
+            }
+            st.bpf_attached.push(ev.id);
+            Ok(())
         }
     }
 }
@@ -1010,6 +1100,62 @@ mod tests {
         let mut got = Vec::new();
         parse_records(&out, |r| got.push(r));
         assert_eq!(got, [Record::Lost { id: 101, lost: 2 }, Record::Throttle]);
+    }
+
+    #[test]
+    fn the_snapshot_program_goes_on_every_event_or_its_refusal_is_a_sentence() {
+        use std::os::fd::AsFd;
+        let prog = std::fs::File::open("/dev/null").unwrap();
+        let f = fake::Fake::default();
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        armed.attach_bpf(prog.as_fd()).unwrap();
+        assert_eq!(f.state().bpf_attached, [101, 102, 103, 104]);
+        let f = fake::Fake::default();
+        f.state().bpf_refuse_at = Some((0, libc::EINVAL));
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        let e = armed.attach_bpf(prog.as_fd()).unwrap_err();
+        assert!(
+            e.contains("refused to run the snapshot program")
+                && e.contains("0 of 4 events")
+                && e.contains("cannot attach BPF programs to breakpoint events"),
+            "{e}"
+        );
+        assert_eq!(armed.event_count(), 4, "the watch itself stays armed");
+        assert_eq!(f.state().open_now, 4);
+    }
+
+    #[test]
+    fn samples_carry_the_registers_at_the_trap() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let (mask, names) = perf_regs(arch);
+            assert_eq!(mask.count_ones() as usize, names.len(), "{arch:?}");
+            assert_eq!(attr_for(&spec(Access::W, 8), arch).sample_regs_intr, mask);
+        }
+        assert_eq!(perf_regs(Arch::X86_64).1[8], "ip", "PERF_REG_X86_IP is bit 8");
+        assert_eq!(
+            perf_regs(Arch::Aarch64).1[32],
+            "pc",
+            "PERF_REG_ARM64_PC is bit 32"
+        );
+        let mut body = vec![5u64, 0xffff_ffff_8100_0010, pair(1, 2), 9, 0x10, pair(0, 0), 1];
+        body.push(0xffff_ffff_8100_0010);
+        body.extend([2, 0xaa, 0xbb, 0xcc]); // abi PERF_SAMPLE_REGS_ABI_64, three registers
+        let buf = rec(RECORD_SAMPLE, &body);
+        let mut got = Vec::new();
+        parse_records(&buf, |r| got.push(r));
+        match &got[..] {
+            [Record::Sample(s)] => assert_eq!(s.regs, [0xaa, 0xbb, 0xcc]),
+            other => panic!("{other:?}"),
+        }
+        // abi 0 (the kernel had no registers): none, whatever follows.
+        body.truncate(8);
+        body.extend([0, 0xaa]);
+        let mut got = Vec::new();
+        parse_records(&rec(RECORD_SAMPLE, &body), |r| got.push(r));
+        assert!(
+            matches!(&got[..], [Record::Sample(s)] if s.regs.is_empty()),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -60,6 +60,15 @@ impl Syms {
         self.table.lookup(name)
     }
 
+    /// Whether `addr` lies in a function: a text symbol at most 64 KiB below it (kallsyms gives
+    /// no sizes; few kernel functions are longer). Used to pick return addresses out of a stack
+    /// copy.
+    pub fn is_code(&self, addr: u64) -> bool {
+        self.table
+            .symbolize(addr)
+            .is_some_and(|(s, off)| matches!(s.kind, 't' | 'T' | 'w' | 'W') && off < 0x1_0000)
+    }
+
     /// `func+0x1a` (`func+0x1a [module]`) or the bare hex address, cached.
     pub fn format(&mut self, addr: u64) -> &str {
         if self.cache.len() > 65_536 {
@@ -109,6 +118,9 @@ garbage line
         assert_eq!(s.format(0xffff_ffff_c000_0004), "mod_init+0x4 [mymod]");
         assert_eq!(s.format(0xffff_ffff_c000_0104), "helper+0x4 [mymod]");
         assert_eq!(s.format(0x1000), "0x1000");
+        assert!(s.is_code(0xffff_ffff_8100_1010) && s.is_code(0xffff_ffff_c000_0104));
+        assert!(!s.is_code(0x1000), "below every symbol");
+        assert!(!s.is_code(0xffff_ffff_8102_2000), "64 KiB past weak_fn");
         assert!(
             Syms::new(Kallsyms::read_filtered("0000000000000000 T x\n".as_bytes(), &keep(&[])).unwrap())
                 .is_empty()
