@@ -68,7 +68,7 @@ include tests/fixtures/dbg.mk
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 # The dump part installs drgn 0.3.0 into DRGN_VENV (default /opt/kmemd-drgn) to compare with, and
 # times crash too when Debian's crash and the fixtures' debug vmlinux (make dbg-vmlinux) are there.
-bench: fixtures
+bench: fixtures lab-bins dbg-vmlinux
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
 	  target/release/examples/null_stub target/release/examples/read_throughput

@@ -51,10 +51,12 @@ pub enum Snap {
     Missing(&'static str),
 }
 
-/// Why a hit has no snapshot, when snapshots are on: the kernel does not run BPF programs for
-/// traps inside BPF programs, and a full ring buffer drops the snapshot (never the hit).
+/// Why a hit has no snapshot, when snapshots are on: the kernel runs no BPF program at a trap
+/// inside a tracing BPF program (kprobe, tracepoint, perf event: bpf_prog_active), and a full
+/// ring buffer drops the snapshot (never the hit).
 pub const NO_SNAPSHOT: &str =
-    "no snapshot for this hit (the write was made inside a BPF program, or the snapshot ring was full)";
+    "no snapshot for this hit (the access was made inside a tracing BPF program, or \
+                               the snapshot ring buffer was full)";
 
 /// Registers the text block shows: pc, sp and the argument registers (x86_64: rdi, rsi, rdx,
 /// rcx, r8, r9; arm64: x0-x7), by their perf names.
@@ -317,7 +319,7 @@ impl Summary {
             None => {
                 let _ = writeln!(
                     o,
-                    "  {} hits with a snapshot, {} without (writes made inside BPF programs, or a full snapshot ring)",
+                    "  {} hits with a snapshot, {} without (accesses inside tracing BPF programs, or a full snapshot ring buffer)",
                     self.snapshots,
                     self.hits - self.snapshots.min(self.hits)
                 );

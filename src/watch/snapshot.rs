@@ -156,20 +156,20 @@ impl Snapshots {
         self.prog.as_fd()
     }
 
+    /// Hands up to `max` waiting snapshots, oldest first, to `f`; returns how many.
+    pub fn take(&mut self, max: usize, mut f: impl FnMut(Snapshot)) -> usize {
+        let arch = self.arch;
+        let bad = &mut self.bad;
+        self.ring.consume(max, |rec| match Snapshot::parse(rec, arch) {
+            Some(s) => f(s),
+            None => *bad += 1,
+        })
+    }
+
     /// Moves waiting snapshots into `pairer` until the ring buffer is empty or the pairer holds
     /// `max_bytes` of stack (the rest waits in the ring buffer, which costs kmemd no heap).
     pub fn drain(&mut self, pairer: &mut Pairer, max_bytes: usize) {
-        let arch = self.arch;
-        let bad = &mut self.bad;
-        while pairer.bytes < max_bytes {
-            let n = self.ring.consume(64, |rec| match Snapshot::parse(rec, arch) {
-                Some(s) => pairer.push(s),
-                None => *bad += 1,
-            });
-            if n == 0 {
-                break;
-            }
-        }
+        while pairer.bytes < max_bytes && self.take(64, |s| pairer.push(s)) > 0 {}
     }
 }
 
