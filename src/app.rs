@@ -57,7 +57,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             count: config.count,
             seconds: config.seconds,
             json: config.json,
-            no_snapshots: config.no_snapshots,
+            snapshots: config.snapshots,
         }),
     }
 }

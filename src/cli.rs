@@ -68,8 +68,8 @@ pub struct Config {
     pub count: Option<u64>,
     pub seconds: Option<Duration>,
     pub json: bool,
-    /// Watch mode: `--no-snapshots`.
-    pub no_snapshots: bool,
+    /// Watch mode: `--snapshots`.
+    pub snapshots: bool,
     /// How many -v were given; [`log_level`] says what each means.
     pub verbosity: u8,
     pub quiet: bool,
@@ -152,9 +152,9 @@ fn options() -> Options {
     o.optflag("", "json", "watch mode: one JSON object per hit on stdout");
     o.optflag(
         "",
-        "no-snapshots",
-        "watch mode: no BPF snapshot per hit (value, registers and stack at the trap); values are \
-         then read when hits are drained",
+        "snapshots",
+        "watch mode: a BPF snapshot per hit (its own value, registers and stack at the trap); see \
+         the README for the hits Linux then drops",
     );
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
     o.optflagmulti("v", "verbose", &verbose_help());
@@ -345,9 +345,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     };
     let is_watch = matches!(mode, Mode::Watch(_));
     if !is_watch
-        && (count.is_some() || seconds.is_some() || m.opt_present("json") || m.opt_present("no-snapshots"))
+        && (count.is_some() || seconds.is_some() || m.opt_present("json") || m.opt_present("snapshots"))
     {
-        return Err("-n, -t, --json and --no-snapshots belong to watch mode (-w TYPE TARGET)".into());
+        return Err("-n, -t, --json and --snapshots belong to watch mode (-w TYPE TARGET)".into());
     }
     Ok(Parsed::Run(Config {
         mode,
@@ -359,7 +359,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         count,
         seconds,
         json: m.opt_present("json"),
-        no_snapshots: m.opt_present("no-snapshots"),
+        snapshots: m.opt_present("snapshots"),
         verbosity: m.opt_count("v").min(255) as u8,
         quiet: m.opt_present("q"),
         log_file: m.opt_str("log").map(PathBuf::from),
@@ -419,13 +419,9 @@ mod tests {
             ])
         );
         assert_eq!(c.count, Some(5));
-        assert!(!c.no_snapshots, "snapshots are on by default");
-        assert!(
-            run(&["-w", "w4", "jiffies", "--no-snapshots"])
-                .unwrap()
-                .no_snapshots
-        );
-        assert!(run(&["--no-snapshots"]).unwrap_err().contains("watch mode"));
+        assert!(!c.snapshots, "snapshots are off by default");
+        assert!(run(&["-w", "w4", "jiffies", "--snapshots"]).unwrap().snapshots);
+        assert!(run(&["--snapshots"]).unwrap_err().contains("watch mode"));
         assert!(run(&["-w", "w4"]).unwrap_err().contains("TYPE TARGET"));
     }
 

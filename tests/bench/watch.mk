@@ -12,7 +12,7 @@ bench-watch: bench-watch-lab
 
 # Issue 15, section 3, in the kernel lab (needs make lab-bins and dbg-vmlinux: the arm64 guest's
 # kallsyms has no pid_max): a burst of 100,000 pid_max writes (a kernel writer that is not BPF)
-# under kmemd -w with snapshots and with --no-snapshots, beside perf's own count and kmemsnoop's
+# under kmemd -w with --snapshots and without, beside perf's own count and kmemsnoop's
 # figures. LAB_PID_MAX_BURST overrides the size.
 bench-watch-lab:
 	CI=true $(CARGO) test --test lab -- --ignored --nocapture --exact watch::bench_watch_burst
