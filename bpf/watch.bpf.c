@@ -31,6 +31,7 @@ typedef unsigned long long __u64;
 
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_RB_NO_WAKEUP 1 /* bpf_ringbuf_output flag (include/uapi/linux/bpf.h) */
 
 #if defined(WATCH_X86_64)
 #define NREGS 21
@@ -146,7 +147,11 @@ int watch_hit(struct bpf_perf_event_data *ctx)
 	if (len > STACK_MAX)
 		len = STACK_MAX;
 	s->stack_len = len;
-	bpf_ringbuf_output(&snaps, s, HDR_SIZE + len, 0);
+	/* BPF_RB_NO_WAKEUP: a wake-up is an irq_work self-IPI, which on arm64 lands between the trap
+	 * and the single step over the trapping store and re-arms the watchpoint (a trap storm:
+	 * /work/notes/arm64-storm.md). kmemd reads the ring buffer whenever it drains the perf
+	 * rings, which wake it or are polled every 20 ms. */
+	bpf_ringbuf_output(&snaps, s, HDR_SIZE + len, BPF_RB_NO_WAKEUP);
 	return 1;
 }
 

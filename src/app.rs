@@ -84,6 +84,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             count: config.count,
             seconds: config.seconds,
             json: config.json,
+            snapshots: config.snapshots,
         }),
     }
 }

@@ -8,94 +8,16 @@
 //! The kernel never stops: by the time GDB reads anything the trapped task has moved on, so only
 //! what the hit carries (registers, the stack copy) shows the instant of the access.
 
-use super::perf::{self, Armed, PerfSys, PermFacts, Ring, SysPerf};
-use super::snapshot::{Pairer, Snapshot};
+use super::perf::{self, Armed, PerfSys, Ring, SysPerf};
+use super::snapshot::{Pairer, Snapshots};
 use super::spec::{self, Access, Spec};
 use crate::arch::{Arch, Registers};
-use crate::sys::clib::{BpfObject, BpfProg, RingBufView};
-use crate::sys::os::{self, PerfEventAttr, PerfRing};
 use crate::target::{Point, PointHit, PointKind, Points, StackCopy};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
-
-#[cfg(target_arch = "x86_64")]
-static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-x86_64.bpf.o");
-#[cfg(target_arch = "aarch64")]
-static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-aarch64.bpf.o");
+use std::os::fd::RawFd;
 
 /// Bytes of the snapshot ring buffer: a snapshot is at most ~16.6 KiB, and GDB stops at the first
 /// hit, so this holds the snapshots of a burst while the first is picked.
 const SNAP_RING: u32 = 1 << 20;
-
-/// The snapshot program, loaded, and the ring buffer it writes.
-struct Snapper {
-    prog: Rc<BpfProg>,
-    ring: RingBufView,
-}
-
-fn open_snapper() -> Result<Snapper, String> {
-    let mut obj = BpfObject::open_mem("watch", WATCH_OBJ)?;
-    obj.set_max_entries("snaps", SNAP_RING)?;
-    obj.load()?;
-    let prog = obj.program("watch_hit")?;
-    let ring = obj
-        .map_handle("snaps")?
-        .ring_buffer()
-        .map_err(|e| format!("cannot map the snapshot ring buffer: {e}"))?;
-    Ok(Snapper {
-        prog: Rc::new(prog),
-        ring,
-    })
-}
-
-/// The kernel's perf with the snapshot program attached to every event opened (when loaded).
-#[derive(Clone, Default)]
-pub struct SnapPerf {
-    prog: Option<Rc<BpfProg>>,
-}
-
-impl PerfSys for SnapPerf {
-    type Event = OwnedFd;
-    type Ring = PerfRing;
-
-    fn open(&mut self, attr: &PerfEventAttr, cpu: u32) -> Result<OwnedFd, i32> {
-        let fd = SysPerf.open(attr, cpu)?;
-        if let Some(p) = &self.prog {
-            if let Err(e) = os::perf_set_bpf(&fd, p.as_fd()) {
-                // The hit still stops GDB, with perf's registers and a live stack.
-                log::warn!(
-                    "cannot attach the snapshot program to a breakpoint on CPU {cpu}: {}",
-                    std::io::Error::from_raw_os_error(e)
-                );
-            }
-        }
-        Ok(fd)
-    }
-    fn id(&mut self, ev: &OwnedFd) -> Result<u64, i32> {
-        SysPerf.id(ev)
-    }
-    fn map_ring(&mut self, ev: &OwnedFd, data_pages: usize) -> Result<PerfRing, i32> {
-        SysPerf.map_ring(ev, data_pages)
-    }
-    fn set_output(&mut self, ev: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {
-        SysPerf.set_output(ev, target)
-    }
-    fn enable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
-        SysPerf.enable(ev)
-    }
-    fn disable(&mut self, ev: &OwnedFd) -> Result<(), i32> {
-        SysPerf.disable(ev)
-    }
-    fn read_count(&mut self, ev: &OwnedFd) -> Result<(u64, u64), i32> {
-        SysPerf.read_count(ev)
-    }
-    fn poll_fd(ev: &OwnedFd) -> i32 {
-        ev.as_raw_fd()
-    }
-    fn perm_facts(&self) -> PermFacts {
-        SysPerf.perm_facts()
-    }
-}
 
 /// Data pages per CPU ring of one point: GDB stops at the first hit, so the ring only has to
 /// hold the traps of one poll interval; 64 KiB is ~300 samples with registers.
@@ -105,14 +27,14 @@ const RING_PAGES: usize = 16;
 const PASS_BYTES: usize = 64 << 10;
 
 /// The points of one GDB session on the live kernel.
-pub struct LivePoints<S: PerfSys + Clone = SnapPerf> {
+pub struct LivePoints<S: PerfSys + Clone = SysPerf> {
     arch: Arch,
     cpus: Vec<u32>,
     /// Each armed point with its events (one per CPU), in GDB's insertion order.
     armed: Vec<(Point, Armed<S>)>,
     sys: S,
     /// The snapshot ring buffer and what it held ahead of the samples.
-    snaps: Option<(RingBufView, Pairer)>,
+    snaps: Option<(Snapshots, Pairer)>,
     /// The snapshot program is still to be loaded (before the first point is armed).
     load_snapper: bool,
     /// kmemd's own reads of a watched address (GDB printing it) trap too; never a stop.
@@ -125,7 +47,7 @@ impl LivePoints {
     /// snapshot where the snapshot program loads (at the first point: a session that never
     /// watches never pays for verifying it).
     pub fn new(arch: Arch, cpus: Vec<u32>) -> LivePoints {
-        let mut p = LivePoints::with_sys(arch, cpus, SnapPerf::default());
+        let mut p = LivePoints::with_sys(arch, cpus, SysPerf);
         p.load_snapper = true;
         p
     }
@@ -183,14 +105,6 @@ pub fn spec_for(p: Point, arch: Arch) -> Result<Spec, String> {
     Ok(spec)
 }
 
-/// `attr_for` plus the registers at the trap.
-fn attr(spec: &Spec, arch: Arch) -> PerfEventAttr {
-    let mut a = perf::attr_for(spec, arch);
-    a.sample_type |= perf::SAMPLE_REGS_INTR;
-    a.sample_regs_intr = arch.perf_regs_mask();
-    a
-}
-
 /// Registers in target-description order from a snapshot's, which are `struct pt_regs` (x86_64)
 /// or `struct user_pt_regs` (arm64) in order: the arch's [`crate::arch::PtRegs`] names them.
 fn snapshot_registers(arch: Arch, words: &[u64]) -> Registers {
@@ -221,25 +135,10 @@ fn registers(arch: Arch, perf_regs: &[u64]) -> Registers {
     Registers(regs)
 }
 
-/// A perf whose events can run the snapshot program.
-pub trait SnapAttach {
-    /// Events opened from now on run `prog` at each trap.
-    fn attach(&mut self, prog: Rc<BpfProg>);
-}
-
-impl SnapAttach for SnapPerf {
-    fn attach(&mut self, prog: Rc<BpfProg>) {
-        self.prog = Some(prog);
-    }
-}
-
-impl<S: PerfSys + Clone + SnapAttach> LivePoints<S> {
-    fn attach_snapper(&mut self) {
-        match open_snapper() {
-            Ok(s) => {
-                self.sys.attach(s.prog);
-                self.snaps = Some((s.ring, Pairer::default()));
-            }
+impl<S: PerfSys + Clone> LivePoints<S> {
+    fn load_snapshots(&mut self) {
+        match Snapshots::open(SNAP_RING) {
+            Ok(s) => self.snaps = Some((s, Pairer::default())),
             Err(e) => log::warn!(
                 "no stack snapshots at hits ({e}): GDB gets perf's registers, and the stack reads live"
             ),
@@ -247,7 +146,7 @@ impl<S: PerfSys + Clone + SnapAttach> LivePoints<S> {
     }
 }
 
-impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
+impl<S: PerfSys + Clone> Points for LivePoints<S> {
     fn insert(&mut self, p: Point) -> Result<(), String> {
         if self.armed.iter().any(|(q, _)| *q == p) {
             return Ok(());
@@ -269,9 +168,9 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
             }
         }
         if std::mem::take(&mut self.load_snapper) {
-            self.attach_snapper();
+            self.load_snapshots();
         }
-        let attrs = [attr(&spec, self.arch)];
+        let attrs = [perf::attr_for(&spec, self.arch)];
         let mut armed = Armed::arm_attrs_with(
             self.sys.clone(),
             std::slice::from_ref(&spec),
@@ -287,6 +186,12 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
                 e
             }
         })?;
+        if let Some((snaps, _)) = &self.snaps {
+            if let Err(e) = armed.attach_bpf(snaps.prog()) {
+                // The hit still stops GDB, with perf's registers and a live stack.
+                log::warn!("{e}");
+            }
+        }
         // Armed until GDB continues.
         armed.disable();
         self.armed.push((p, armed));
@@ -320,8 +225,8 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
             }
             a.enable()?;
         }
-        if let Some((ring, pairer)) = &mut self.snaps {
-            ring.consume(usize::MAX, |_| {});
+        if let Some((snaps, pairer)) = &mut self.snaps {
+            snaps.take(usize::MAX, drop);
             *pairer = Pairer::default();
         }
         self.buf.clear();
@@ -342,18 +247,10 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
     }
 
     fn take_hit(&mut self) -> Option<PointHit> {
-        let nregs = self.arch.perf_regs().iter().filter(|n| !n.is_empty()).count();
         // Snapshots first: each is in its ring buffer before its sample is in the perf ring.
-        let arch = self.arch;
         let mut consumed = 0usize;
-        if let Some((ring, pairer)) = &mut self.snaps {
-            ring.consume(usize::MAX, |rec| {
-                consumed += 1;
-                match Snapshot::parse(rec, arch) {
-                    Some(s) => pairer.push(s),
-                    None => log::debug!("a snapshot record of {} bytes does not parse", rec.len()),
-                }
-            });
+        if let Some((snaps, pairer)) = &mut self.snaps {
+            consumed = snaps.take(usize::MAX, |s| pairer.push(s));
         }
         let mut first_time = None;
         // The earliest trap of every ring: rings are per CPU and per point.
@@ -362,21 +259,20 @@ impl<S: PerfSys + Clone + SnapAttach> Points for LivePoints<S> {
             for r in &mut a.rings {
                 self.buf.clear();
                 r.ring.take_max(&mut self.buf, PASS_BYTES);
-                perf::sample_bodies(&self.buf, |body| {
-                    let Some(s) = perf::parse_sample(body) else {
+                perf::parse_records(&self.buf, |rec| {
+                    let perf::Record::Sample(s) = rec else {
                         return;
                     };
                     if s.pid == self.own_pid || first.as_ref().is_some_and(|(t, _)| *t <= s.time) {
                         return;
                     }
-                    let regs = match perf::regs_intr(body, nregs) {
-                        Some(v) => registers(self.arch, &v),
-                        None => {
-                            // Without perf's registers the pc is still the sample's.
-                            let mut r = vec![None; self.arch.registers().len()];
-                            r[self.arch.pc_index()] = Some(s.ip);
-                            Registers(r)
-                        }
+                    let regs = if !s.regs.is_empty() {
+                        registers(self.arch, &s.regs)
+                    } else {
+                        // Without perf's registers the pc is still the sample's.
+                        let mut r = vec![None; self.arch.registers().len()];
+                        r[self.arch.pc_index()] = Some(s.ip);
+                        Registers(r)
                     };
                     first_time = Some((s.time, s.cpu, s.tid));
                     first = Some((
@@ -518,10 +414,6 @@ mod tests {
 
     thread_local! {
         static STATE: Rc<RefCell<State>> = Rc::new(RefCell::new(State::default()));
-    }
-
-    impl SnapAttach for Fake {
-        fn attach(&mut self, _prog: Rc<BpfProg>) {}
     }
 
     fn fake() -> Fake {

@@ -13,7 +13,7 @@ use super::intmap::IntMap;
 use super::spec::{Access, Spec};
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// The perf_event_open(2) calls and ioctls watch mode and --check make. Errors are raw errnos,
 /// which [`open_error`] and the callers turn into sentences.
@@ -38,6 +38,8 @@ pub trait PerfSys {
     fn poll_fd(ev: &Self::Event) -> i32;
     /// What decides an EPERM/EACCES (asked only then).
     fn perm_facts(&self) -> PermFacts;
+    /// Runs the BPF program `prog` at each of `ev`'s traps (PERF_EVENT_IOC_SET_BPF).
+    fn set_bpf(&mut self, ev: &Self::Event, prog: BorrowedFd<'_>) -> Result<(), i32>;
 }
 
 /// Records waiting in a ring, taken out whole.
@@ -101,6 +103,10 @@ impl PerfSys for SysPerf {
     fn perm_facts(&self) -> PermFacts {
         PermFacts::gather()
     }
+
+    fn set_bpf(&mut self, ev: &OwnedFd, prog: BorrowedFd<'_>) -> Result<(), i32> {
+        os::perf_set_bpf(ev, prog)
+    }
 }
 
 // PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
@@ -112,9 +118,17 @@ pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_IDENTIFIER: u64 = 1 << 16;
 pub const SAMPLE_REGS_INTR: u64 = 1 << 18;
-/// What every sample carries; `parse_sample` reads exactly this layout.
-pub const SAMPLE_TYPE: u64 =
-    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU | SAMPLE_CALLCHAIN;
+/// What every sample carries; `parse_sample` reads exactly this layout. REGS_INTR gives every
+/// hit the registers at the trap, including the hits that get no BPF snapshot (writes made
+/// inside BPF programs, a full snapshot ring).
+pub const SAMPLE_TYPE: u64 = SAMPLE_IDENTIFIER
+    | SAMPLE_IP
+    | SAMPLE_TID
+    | SAMPLE_TIME
+    | SAMPLE_ADDR
+    | SAMPLE_CPU
+    | SAMPLE_CALLCHAIN
+    | SAMPLE_REGS_INTR;
 
 // PERF_RECORD_* types.
 pub const RECORD_LOST: u32 = 2;
@@ -142,6 +156,9 @@ pub struct Sample {
     pub cpu: u32,
     /// Kernel return addresses, innermost first, context markers removed.
     pub stack: Vec<u64>,
+    /// The registers at the trap in the order of [`Arch::perf_regs`]'s named entries; empty when
+    /// the record has none.
+    pub regs: Vec<u64>,
 }
 
 /// A record of a ring, as far as watch mode cares.
@@ -200,6 +217,14 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
             stack.push(a);
         }
     }
+    // REGS_INTR, last in SAMPLE_TYPE: an abi word (0: no registers), then one word per bit of
+    // sample_regs_intr, up to the record's end.
+    let mut regs = Vec::new();
+    if c.u64().is_some_and(|abi| abi != 0) {
+        while let Some(r) = c.u64() {
+            regs.push(r);
+        }
+    }
     Some(Sample {
         id,
         ip,
@@ -209,6 +234,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
         addr,
         cpu,
         stack,
+        regs,
     })
 }
 
@@ -230,32 +256,6 @@ fn split_records(buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> usize {
         pos += size;
     }
     buf.len() - pos
-}
-
-/// Hands the body of every PERF_RECORD_SAMPLE in `buf` to `f`, for callers whose samples carry
-/// more than `SAMPLE_TYPE` (see [`regs_intr`]).
-pub fn sample_bodies(buf: &[u8], mut f: impl FnMut(&[u8])) {
-    split_records(buf, |ty, body| {
-        if ty == RECORD_SAMPLE {
-            f(body);
-        }
-    });
-}
-
-/// The PERF_SAMPLE_REGS_INTR registers of a sample laid out per `SAMPLE_TYPE |
-/// SAMPLE_REGS_INTR` (they follow the callchain: an ABI word, then `n` registers in the mask's
-/// bit order). None when the sample has none (ABI 0: no registers at the trap) or is short.
-pub fn regs_intr(body: &[u8], n: usize) -> Option<Vec<u64>> {
-    let mut c = Cursor { b: body, pos: 0 };
-    for _ in 0..6 {
-        c.u64()?;
-    }
-    let nr = usize::try_from(c.u64()?).ok()?;
-    c.pos = c.pos.checked_add(nr.checked_mul(8)?)?;
-    if c.u64()? == 0 {
-        return None;
-    }
-    (0..n).map(|_| c.u64()).collect()
 }
 
 /// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
@@ -302,6 +302,7 @@ pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
         bp_len: spec.len as u64,
         clockid: libc::CLOCK_MONOTONIC,
         sample_max_stack: MAX_STACK,
+        sample_regs_intr: arch.perf_regs_mask(),
         ..Default::default()
     }
 }
@@ -602,6 +603,30 @@ impl<S: PerfSys> Armed<S> {
         self.events.len()
     }
 
+    /// Attaches the BPF program `prog` to every event (watch.bpf.c: a snapshot per trap). On
+    /// the first refusal stops and says why, as a sentence; the events already attached keep
+    /// the program (their hits get snapshots), and every event keeps counting and sampling.
+    pub fn attach_bpf(&mut self, prog: BorrowedFd<'_>) -> Result<(), String> {
+        for (n, fd) in self.events.iter().enumerate() {
+            self.sys.set_bpf(fd, prog).map_err(|e| {
+                format!(
+                    "the kernel refused to run the snapshot program at the watchpoint's traps \
+                     (PERF_EVENT_IOC_SET_BPF: {}; {n} of {} events have it){}",
+                    std::io::Error::from_raw_os_error(e),
+                    self.events.len(),
+                    match e {
+                        libc::EINVAL | libc::ENOTTY => {
+                            ": this kernel cannot attach BPF programs to breakpoint events"
+                        }
+                        libc::EEXIST => ": another program is attached already",
+                        _ => "",
+                    }
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
     /// kernel cannot say (read_format without PERF_FORMAT_LOST).
     pub fn kernel_counts(&mut self) -> Option<(u64, u64)> {
@@ -658,6 +683,10 @@ pub(crate) mod fake {
         pub ring_bytes: Vec<u8>,
         pub facts: PermFacts,
         pub facts_asked: usize,
+        /// Events a BPF program was attached to, and the errno that refuses the attachment
+        /// with this index.
+        pub bpf_attached: Vec<u64>,
+        pub bpf_refuse_at: Option<(usize, i32)>,
     }
 
     #[derive(Clone, Default)]
@@ -758,6 +787,17 @@ pub(crate) mod fake {
             let mut st = self.0.borrow_mut();
             st.facts_asked += 1;
             st.facts.clone()
+        }
+
+        fn set_bpf(&mut self, ev: &Event, _prog: std::os::fd::BorrowedFd<'_>) -> Result<(), i32> {
+            let mut st = self.0.borrow_mut();
+            if let Some((at, e)) = st.bpf_refuse_at {
+                if at == st.bpf_attached.len() {
+                    return Err(e);
+                }
+            }
+            st.bpf_attached.push(ev.id);
+            Ok(())
         }
     }
 }
@@ -1074,6 +1114,59 @@ mod tests {
         let mut got = Vec::new();
         parse_records(&out, |r| got.push(r));
         assert_eq!(got, [Record::Lost { id: 101, lost: 2 }, Record::Throttle]);
+    }
+
+    #[test]
+    fn the_snapshot_program_goes_on_every_event_or_its_refusal_is_a_sentence() {
+        use std::os::fd::AsFd;
+        let prog = std::fs::File::open("/dev/null").unwrap();
+        let f = fake::Fake::default();
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        armed.attach_bpf(prog.as_fd()).unwrap();
+        assert_eq!(f.state().bpf_attached, [101, 102, 103, 104]);
+        let f = fake::Fake::default();
+        f.state().bpf_refuse_at = Some((0, libc::EINVAL));
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        let e = armed.attach_bpf(prog.as_fd()).unwrap_err();
+        assert!(
+            e.contains("refused to run the snapshot program")
+                && e.contains("0 of 4 events")
+                && e.contains("cannot attach BPF programs to breakpoint events"),
+            "{e}"
+        );
+        assert_eq!(armed.event_count(), 4, "the watch itself stays armed");
+        assert_eq!(f.state().open_now, 4);
+    }
+
+    #[test]
+    fn samples_carry_the_registers_at_the_trap() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let mask = arch.perf_regs_mask();
+            assert_eq!(attr_for(&spec(Access::W, 8), arch).sample_regs_intr, mask);
+            assert_ne!(
+                attr_for(&spec(Access::W, 8), arch).sample_type & SAMPLE_REGS_INTR,
+                0
+            );
+        }
+        let mut body = vec![5u64, 0xffff_ffff_8100_0010, pair(1, 2), 9, 0x10, pair(0, 0), 1];
+        body.push(0xffff_ffff_8100_0010);
+        body.extend([2, 0xaa, 0xbb, 0xcc]); // abi PERF_SAMPLE_REGS_ABI_64, three registers
+        let buf = rec(RECORD_SAMPLE, &body);
+        let mut got = Vec::new();
+        parse_records(&buf, |r| got.push(r));
+        match &got[..] {
+            [Record::Sample(s)] => assert_eq!(s.regs, [0xaa, 0xbb, 0xcc]),
+            other => panic!("{other:?}"),
+        }
+        // abi 0 (the kernel had no registers): none, whatever follows.
+        body.truncate(8);
+        body.extend([0, 0xaa]);
+        let mut got = Vec::new();
+        parse_records(&rec(RECORD_SAMPLE, &body), |r| got.push(r));
+        assert!(
+            matches!(&got[..], [Record::Sample(s)] if s.regs.is_empty()),
+            "{got:?}"
+        );
     }
 
     #[test]

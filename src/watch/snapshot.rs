@@ -2,9 +2,29 @@
 //! bytes, the task, and the kernel stack from the trapped sp. Parsed from the BPF ring buffer and
 //! paired with perf's own sample of the same trap (perf's ring stays the record of every hit:
 //! traps inside BPF programs, and snapshots the ring buffer had no room for, have none).
+//!
+//! The API for users of hits (watch mode, the GDB stub's watchpoints):
+//! - [`Snapshots::open`] loads the program for the host arch and maps its ring buffer;
+//!   [`Snapshots::prog`] is what [`super::perf::Armed::attach_bpf`] attaches to every event.
+//! - Each drain pass: take the perf records first, then [`Snapshots::drain`] into a [`Pairer`],
+//!   then [`Pairer::take`] per perf sample (a snapshot is in the ring buffer before its sample is
+//!   in the perf ring, so every sample taken has its snapshot drained by then).
+//! - [`values`] gives a hit's (before, after) bytes from its snapshot; [`code_words`] the stack's
+//!   words that point into kernel text.
 
+use crate::arch::a64store;
 use crate::arch::Arch;
+use crate::sys::clib::{BpfObject, BpfProg, RingBufView};
 use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd};
+
+// The program for the arch kmemd runs on (its context, pt_regs, differs per arch).
+#[cfg(target_arch = "x86_64")]
+static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-x86_64.bpf.o");
+#[cfg(target_arch = "aarch64")]
+static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-aarch64.bpf.o");
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+static WATCH_OBJ: &[u8] = &[];
 
 /// One snapshot (see `struct snap` in bpf/watch.bpf.c; offsets below follow it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +113,113 @@ impl Snapshot {
     }
 }
 
+/// Default size of the snapshot ring buffer: ~1,000 snapshots of a 4 KiB stack, ~10 ms of the
+/// fastest trap rate measured. A full ring drops snapshots, never hits.
+pub const RING_BYTES: u32 = 4 << 20;
+
+/// The loaded snapshot program and its ring buffer. Dropping it unloads the program once no
+/// event holds it any more (closing the events detaches it).
+pub struct Snapshots {
+    prog: BpfProg,
+    ring: RingBufView,
+    arch: Arch,
+    /// Records that did not parse (a kmemd/BPF object mismatch: never expected).
+    pub bad: u64,
+}
+
+impl Snapshots {
+    /// Loads watch.bpf.c's program with a ring buffer of `ring_bytes` (a power of two of pages).
+    /// An error is a sentence saying why snapshots are not available; watching still works.
+    pub fn open(ring_bytes: u32) -> Result<Snapshots, String> {
+        if WATCH_OBJ.is_empty() {
+            return Err("kmemd has no snapshot program for this CPU architecture".into());
+        }
+        let mut obj = BpfObject::open_mem("watch", WATCH_OBJ)?;
+        obj.set_max_entries("snaps", ring_bytes)?;
+        obj.load()
+            .map_err(|e| format!("{e} (the snapshot program needs Linux 5.8 or later: BPF ring buffers)"))?;
+        let prog = obj.program("watch_hit")?;
+        let ring = obj
+            .map_handle("snaps")?
+            .ring_buffer()
+            .map_err(|e| format!("cannot map the snapshot ring buffer: {e}"))?;
+        Ok(Snapshots {
+            prog,
+            ring,
+            arch: Arch::host(),
+            bad: 0,
+        })
+    }
+
+    /// The program to attach to the breakpoint events.
+    pub fn prog(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
+    }
+
+    /// Hands up to `max` waiting snapshots, oldest first, to `f`; returns how many.
+    pub fn take(&mut self, max: usize, mut f: impl FnMut(Snapshot)) -> usize {
+        let arch = self.arch;
+        let bad = &mut self.bad;
+        self.ring.consume(max, |rec| match Snapshot::parse(rec, arch) {
+            Some(s) => f(s),
+            None => *bad += 1,
+        })
+    }
+
+    /// Moves waiting snapshots into `pairer` until the ring buffer is empty or the pairer holds
+    /// `max_bytes` of stack (the rest waits in the ring buffer, which costs kmemd no heap).
+    pub fn drain(&mut self, pairer: &mut Pairer, max_bytes: usize) {
+        while pairer.bytes < max_bytes && self.take(64, |s| pairer.push(s)) > 0 {}
+    }
+}
+
+/// The watched bytes (`len` of them at `at`) before and after the access a snapshot caught,
+/// each None when unknown. x86 traps after the access: the snapshot holds the new bytes, the old
+/// ones are the previous hit's (`prev`, given by the caller). arm64 traps before it: the snapshot
+/// holds the old bytes, and the new ones are what the store at pc (`insn`, when the caller could
+/// read it) writes with the trap's registers.
+pub fn values(
+    arch: Arch,
+    snap: &Snapshot,
+    at: u64,
+    len: usize,
+    prev: Option<u64>,
+    insn: Option<u32>,
+) -> (Option<u64>, Option<u64>) {
+    let seen = snap.value.and_then(|v| v.get(..len).map(le_u64));
+    match arch {
+        Arch::X86_64 => (prev, seen),
+        Arch::Aarch64 => {
+            let after = (|| {
+                let old = snap.value?;
+                let store = a64store::decode(insn?, &snap.regs)?;
+                let new = a64store::apply(&store, at, old.get(..len)?);
+                Some(le_u64(&new))
+            })();
+            (seen, after)
+        }
+    }
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(b) {
+        *d = *s;
+    }
+    u64::from_le_bytes(w)
+}
+
+/// The 8-byte words of a stack copy that `is_code` accepts (return addresses, and stale ones:
+/// the copy is scanned, not unwound), innermost first, at most `max`.
+pub fn code_words(stack: &[u8], is_code: impl Fn(u64) -> bool, max: usize) -> Vec<u64> {
+    stack
+        .chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_ne_bytes))
+        .filter(|&w| is_code(w))
+        .take(max)
+        .collect()
+}
+
 /// Pairs snapshots with perf samples. On one CPU the program runs, then perf writes its sample
 /// (both clocks are ktime_get_mono_fast_ns), so a sample's snapshot is the latest one of its CPU
 /// no later than the sample, by the same thread. Feed every snapshot waiting before the samples
@@ -102,10 +229,13 @@ pub struct Pairer {
     per_cpu: Vec<VecDeque<Snapshot>>,
     /// Snapshots that matched no sample (a sample the perf ring lost): dropped.
     pub unmatched: u64,
+    /// Stack bytes of the snapshots waiting.
+    pub bytes: usize,
 }
 
-/// At most this many snapshots wait per CPU: more means their samples were lost.
-const MAX_WAITING: usize = 64;
+/// At most this many snapshots wait per CPU: more means their samples were lost (the perf ring
+/// holds ~3,000 samples, and is read before the ring buffer).
+const MAX_WAITING: usize = 8192;
 
 impl Pairer {
     pub fn push(&mut self, s: Snapshot) {
@@ -119,9 +249,12 @@ impl Pairer {
         }
         let q = &mut self.per_cpu[c];
         if q.len() >= MAX_WAITING {
-            q.pop_front();
+            if let Some(old) = q.pop_front() {
+                self.bytes -= old.stack.len();
+            }
             self.unmatched += 1;
         }
+        self.bytes += s.stack.len();
         q.push_back(s);
     }
 
@@ -136,6 +269,9 @@ impl Pairer {
                 self.unmatched += 1;
             }
             latest = q.pop_front();
+            if let Some(s) = &latest {
+                self.bytes -= s.stack.len();
+            }
         }
         match latest {
             Some(s) if s.tid == tid => Some(s),
@@ -223,6 +359,58 @@ mod tests {
         // Another thread's snapshot is not this sample's.
         p.push(snap(50, 0, 7));
         assert_eq!(p.take(0, 5, 51), None);
-        assert_eq!((p.unmatched, p.waiting()), (2, 0));
+        assert_eq!((p.unmatched, p.waiting(), p.bytes), (2, 0, 0));
+        p.push(Snapshot::parse(&record(arch, 60, 0, 7, &[0; 24]), arch).unwrap());
+        assert_eq!(p.bytes, 24);
+    }
+
+    #[test]
+    fn before_and_after_from_each_arch_trap() {
+        // x86 traps after the store: the snapshot holds the new value, the old is the last seen.
+        let x86 = Arch::X86_64;
+        let s = Snapshot::parse(&record(x86, 1, 0, 1, &[]), x86).unwrap();
+        assert_eq!(values(x86, &s, 0, 4, Some(7), None), (Some(7), Some(0x5566_7788)));
+        // arm64 traps before: the snapshot holds the old value; `str w1, [x0]` (0xb9000001)
+        // with x1 = 0x101 (record() sets x_i = 0x100 + i) and x0 = the watched address.
+        let a64 = Arch::Aarch64;
+        let mut s = Snapshot::parse(&record(a64, 1, 0, 1, &[]), a64).unwrap();
+        s.regs[0] = s.addr;
+        assert_eq!(
+            values(a64, &s, s.addr, 4, None, Some(0xb900_0001)),
+            (Some(0x5566_7788), Some(0x101))
+        );
+        // An 8-byte watch over a 4-byte store: the upper half keeps the old bytes.
+        assert_eq!(
+            values(a64, &s, s.addr, 8, None, Some(0xb900_0001)).1,
+            Some(0x1122_3344_0000_0101)
+        );
+        // Not a store it knows (a NOP), or no instruction: the new value is unknown.
+        assert_eq!(values(a64, &s, s.addr, 4, None, Some(0xd503_201f)).1, None);
+        assert_eq!(values(a64, &s, s.addr, 4, None, None).1, None);
+    }
+
+    #[test]
+    fn code_words_scan_the_stack_copy() {
+        let mut st = Vec::new();
+        for w in [
+            1u64,
+            0xffff_ffff_8100_0010,
+            2,
+            0xffff_ffff_8100_0020,
+            0xffff_ffff_8100_0030,
+        ] {
+            st.extend_from_slice(&w.to_ne_bytes());
+        }
+        st.push(0xff); // a torn last word is not read
+        let code = |w: u64| w >= 0xffff_ffff_8100_0000;
+        assert_eq!(
+            code_words(&st, code, 8),
+            [
+                0xffff_ffff_8100_0010,
+                0xffff_ffff_8100_0020,
+                0xffff_ffff_8100_0030
+            ]
+        );
+        assert_eq!(code_words(&st, code, 1), [0xffff_ffff_8100_0010]);
     }
 }

@@ -410,6 +410,19 @@ impl Guest {
         GuestPlant { guest: self, h, addr }
     }
 
+    /// Writes `n` distinct values `first..first + n` to the sysctl file `path` (one write(2)
+    /// each, by the agent), then its old value back; returns the old value.
+    pub fn sysctl_burst(&self, path: &str, n: u64, first: u64) -> u64 {
+        let (w, _) = self.expect(
+            &format!("sysctl {n} {first}"),
+            &[path.as_bytes()],
+            Duration::from_secs(900),
+        );
+        w.get(1)
+            .and_then(|v| v.parse().ok())
+            .expect("the sysctl's old value")
+    }
+
     /// Exclusive use of the guest's debug registers (watch tests run one at a time per guest).
     pub fn slots(&self) -> MutexGuard<'_, ()> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
