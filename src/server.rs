@@ -393,8 +393,10 @@ impl Ctx<'_> {
                     String::from_utf8_lossy(features)
                 );
                 let exec_file = self.target.exec_file().is_some();
+                let auxv = self.target.auxv().is_some();
                 let points = self.s.points.is_ok();
-                reply::supported(self.target.capabilities(), exec_file, points, self.payload);
+                let caps = self.target.capabilities();
+                reply::supported(caps, exec_file, auxv, points, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -578,6 +580,16 @@ impl Ctx<'_> {
                 Outcome::Reply
             }
             Command::Symbol => self.reply("OK"),
+            Command::XferAuxv { offset, len } => match self.target.auxv() {
+                Some(doc) => {
+                    reply::xfer_chunk(doc, offset, len, self.payload);
+                    Outcome::Reply
+                }
+                None => self.reply("E00"),
+            },
+            // Not served yet (issue 20 item 6): the empty reply tells GDB host I/O is
+            // unsupported, which keeps its fallbacks (local exec file) as before.
+            Command::VFile(_) => Outcome::Reply,
             Command::Malformed(what) => {
                 warn!(
                     "session {}: malformed packet ({what}): {}",
@@ -764,6 +776,8 @@ impl Ctx<'_> {
 
     /// Fills as much of `[addr, addr+len)` as is readable; an error only if nothing is.
     fn read_memory(&mut self, addr: u64, len: u64, binary: bool) -> Outcome {
+        let tid = self.current_thread();
+        self.target.focus(tid);
         // Never past the top of the address space, never more than a reply can carry.
         let room = (u64::MAX - addr).saturating_add(1);
         let len = len.min(room).min(MAX_READ as u64) as usize;

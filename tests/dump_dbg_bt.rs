@@ -100,16 +100,6 @@ fn setup(variant: &'static str) -> Option<(Fx, PathBuf)> {
     Some((f, vmlinux))
 }
 
-fn serve(dump: &Path, extra: &[&str], name: &str) -> (Kmemd, PathBuf) {
-    let dir = scratch(name);
-    let sock = dir.join("gdb.sock");
-    let mut args = vec!["-c", dump.to_str().unwrap(), "-s", sock.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let mut k = Kmemd::spawn(&args, dir.join("kmemd.log"));
-    k.wait_unix(&sock);
-    (k, sock)
-}
-
 /// Runs GDB: `cmds_before` (e.g. `file VMLINUX`) before `target remote`, then `cmds`.
 fn gdb_with(gdb: &Path, before: &[String], sock: &Path, cmds: &[String]) -> String {
     let mut c = gdb_batch_command(gdb, 300);
@@ -156,7 +146,7 @@ fn assert_sleeping_in_schedule(ctx: &str, bt: &str) {
 #[test]
 fn thread_apply_all_bt_shows_sleep_in_schedule() {
     for (f, vmlinux) in setups() {
-        let (mut k, sock) = serve(&f.dump, &[], &format!("dbgbt-all-{}", f.variant));
+        let (mut k, sock) = serve_dump(&f.dump, &[], &format!("dbgbt-all-{}", f.variant));
         for (name, gdb) in gdbs_for(&f.arch) {
             let name = format!("{} {name}", f.variant);
             let t = gdb_with(
@@ -202,7 +192,7 @@ fn find_thread(ctx: &str, t: &str, pid: i32) -> (String, u32) {
 #[test]
 fn add_symbol_file_with_kaslr_offset_then_bt_of_one_task() {
     for (f, vmlinux) in setups() {
-        let (mut k, sock) = serve(&f.dump, &[], &format!("dbgbt-one-{}", f.variant));
+        let (mut k, sock) = serve_dump(&f.dump, &[], &format!("dbgbt-one-{}", f.variant));
         let p = f.sleep_pids[0];
         for (name, gdb) in gdbs_for(&f.arch) {
             let name = format!("{} {name}", f.variant);
@@ -270,7 +260,7 @@ fn vmlinux_option_takes_precedence_for_symbols_and_bt_works() {
             f.variant
         );
 
-        let (mut k, sock) = serve(
+        let (mut k, sock) = serve_dump(
             &f.dump,
             &["-k", vmlinux.to_str().unwrap()],
             &format!("dbgbt-k-{}", f.variant),
@@ -341,7 +331,7 @@ fn extra_info(row: &str) -> Option<&str> {
 #[test]
 fn vmlinux_gives_panic_cpu_and_the_panicking_stack() {
     for (f, vmlinux) in setups() {
-        let (mut k, sock) = serve(
+        let (mut k, sock) = serve_dump(
             &f.panic_dump,
             &["-k", vmlinux.to_str().unwrap()],
             &format!("dbgbt-panic-{}", f.variant),

@@ -80,10 +80,12 @@ fn a_16_byte_live_read_stays_small() {
     );
 }
 
-/// The live GDB session of issue 16's table. Goal 4 MiB, not reached yet: 13.3-13.7 MiB was
-/// measured on this host's kernel (121k kallsyms, 5.5 MB of BTF) on 2026-12-04, most of it the
-/// kallsyms table; holding the whole BTF blob again would add ~6 MiB. The bound catches growth
-/// like that, not the goal.
+/// The live GDB session of issue 16's table. Goal 4 MiB, not reached yet: on this host's kernel
+/// (121k kallsyms, 5.5 MB of BTF) on 2026-12-04, 11.2-11.5 MiB in a release build and 14.0 MiB in
+/// the debug build this test runs (13.8 / 16.0 MiB before the kallsyms table was built without
+/// second copies): the table itself (5.3 MiB), the 16 MiB dump's packet buffers (~2 MiB) and the
+/// mapped binary and libc (~3 MiB). The bound fails the old build's copies, or the whole BTF
+/// blob held again (~6 MiB); it is not the goal.
 #[test]
 fn a_live_gdb_session_does_not_grow_past_its_bound() {
     if !require_root("a_live_gdb_session_does_not_grow_past_its_bound") {
@@ -96,8 +98,8 @@ fn a_live_gdb_session_does_not_grow_past_its_bound() {
     gdb_session(&sock, kallsyms_text(), &dir.join("dump.bin"), "live");
     let kib = rsp::vmhwm_kib(k.child.id());
     assert!(
-        kib <= 18 * MIB,
-        "kmemd peaked at {kib} KiB serving the session (bound 18 MiB)"
+        kib <= 15 * MIB,
+        "kmemd peaked at {kib} KiB serving the session (bound 15 MiB)"
     );
 }
 
@@ -152,8 +154,10 @@ fn fixture(name: &str) -> Option<(std::path::PathBuf, u64, Vec<u8>)> {
     Some((dir.join(name), hex(&w[2]), oracle))
 }
 
-/// The fixture dumps through the live row's session. Goal 6 MiB, not reached: 13.9 MiB (ELF) to
-/// 14.2 MiB (kdump) measured on 2026-12-04. The bound catches growth beyond that.
+/// The fixture dumps through the live row's session. Goal 6 MiB, not reached: measured on
+/// 2026-12-04, 9.2-9.5 MiB (ELF) and 10.8-11.2 MiB (kdump) in a release build, 12.0 / 13.7 MiB in
+/// the debug build this test runs (14.3-14.7 / 16.7-16.9 MiB before kallsyms was decoded straight
+/// into the table). The bound fails that old peak.
 #[test]
 fn a_dump_gdb_session_does_not_grow_past_its_bound() {
     let Some((elf, _, _)) = fixture("vmcore.elf") else {
@@ -177,8 +181,8 @@ fn a_dump_gdb_session_does_not_grow_past_its_bound() {
         gdb_session(&sock, start, &scratchdir.join("dump.bin"), name);
         let kib = rsp::vmhwm_kib(k.child.id());
         assert!(
-            kib <= 20 * MIB,
-            "{name}: kmemd peaked at {kib} KiB (bound 20 MiB)"
+            kib <= 15 * MIB,
+            "{name}: kmemd peaked at {kib} KiB (bound 15 MiB)"
         );
     }
 }

@@ -95,16 +95,6 @@ fn setup(variant: &str) -> Option<(Fx, PathBuf, PathBuf)> {
     Some((f, vmlinux, scripts))
 }
 
-fn serve(dump: &Path, extra: &[&str], name: &str) -> (Kmemd, PathBuf) {
-    let dir = scratch(name);
-    let sock = dir.join("gdb.sock");
-    let mut args = vec!["-c", dump.to_str().unwrap(), "-s", sock.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let mut k = Kmemd::spawn(&args, dir.join("kmemd.log"));
-    k.wait_unix(&sock);
-    (k, sock)
-}
-
 /// Runs GDB on `sock` (`file` = the vmlinux given on its command line, if any): each command after
 /// an `echo` of its key, so the output splits back into one answer per key. Also returns the
 /// whole output.
@@ -198,7 +188,7 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
     let dump = f.dir.join("vmcore.elf");
     let vm = vmlinux.to_str().unwrap();
     let extra: Vec<&str> = if kmemd_k { vec!["-k", vm] } else { vec![] };
-    let (mut k, sock) = serve(&dump, &extra, name);
+    let (mut k, sock) = serve_dump(&dump, &extra, name);
     let pco = k_sym(&sock, "__per_cpu_offset");
     // x86_64's kallsyms has jiffies; elsewhere kmemd's -k symbol (relocated) stands in.
     let jiffies = f.ksym("jiffies").unwrap_or_else(|| k_sym(&sock, "jiffies"));
@@ -369,7 +359,7 @@ fn aarch64_plain_vmlinux_reads_right_without_k() {
     let Some((f, vmlinux, _)) = setup("aarch64") else {
         return;
     };
-    let (mut k, sock) = serve(&f.dir.join("vmcore.elf"), &[], "lx-arm64-plain");
+    let (mut k, sock) = serve_dump(&f.dir.join("vmcore.elf"), &[], "lx-arm64-plain");
     for (gname, gdb) in gdbs_for(&f.arch) {
         let ctx = format!("arm64 plain {gname}");
         let cmds: Vec<(&str, String)> = vec![

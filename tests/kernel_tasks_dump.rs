@@ -414,3 +414,46 @@ fn monitor_help_lists_exactly_the_commands_a_dump_answers() {
         }
     }
 }
+
+/// `--pid` serves `mm->saved_auxv` as `qXfer:auxv:read`: GDB's `info auxv` shows AT_ENTRY and
+/// AT_PHDR equal to what the busybox file says (static, non-PIE, loaded at 0x400000: entry is
+/// `e_entry`, the program headers are at 0x400000 + `e_phoff`).
+#[test]
+fn pid_gdb_info_auxv_matches_the_binary() {
+    let Some(fx) = fixtures() else { return };
+    for f in &fx {
+        let elf = std::fs::read(&f.busybox).expect("busybox");
+        let word = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+        let (entry, phdr) = (word(0x18), 0x400000 + word(0x20));
+        let p = f.sleep_pids[0];
+        let dir = scratch(&format!("pidauxv-{}", f.variant));
+        let sock = dir.join("gdb.sock");
+        let mut k = Kmemd::spawn(
+            &[
+                "-c",
+                f.dumps[0].to_str().unwrap(),
+                "--pid",
+                &p.to_string(),
+                "-s",
+                sock.to_str().unwrap(),
+            ],
+            dir.join("kmemd.log"),
+        );
+        k.wait_unix(&sock);
+        for (name, gdb) in gdbs_for(&f.arch) {
+            let o = gdb_batch(&gdb, sock.to_str().unwrap(), &["info auxv".to_string()]);
+            let t = text(&o);
+            let ctx = format!("{name} {} pid {p}", f.variant);
+            let value = |tag: &str| {
+                t.lines()
+                    .find(|l| l.split_whitespace().nth(1) == Some(tag))
+                    .and_then(|l| l.split_whitespace().find(|w| w.starts_with("0x")))
+                    .and_then(|w| u64::from_str_radix(&w[2..], 16).ok())
+                    .unwrap_or_else(|| panic!("{ctx}: no {tag} in: {t}"))
+            };
+            assert_eq!(value("AT_ENTRY"), entry, "{ctx}: {t}");
+            assert_eq!(value("AT_PHDR"), phdr, "{ctx}: {t}");
+            assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
+        }
+    }
+}

@@ -157,7 +157,17 @@ pub struct LinkAlias {
     ranges: Vec<(u64, u64)>,
     /// Sections left alone, each with why (for `monitor kaslr` and the log).
     skipped: Vec<String>,
+    /// The end of x86_64's zero-based `.data..percpu` (0: not served). GDB takes a per-CPU
+    /// symbol's value as its address (`current_task` at 0x1fb80), so `p current_task` or
+    /// `p *(struct task_struct **)&current_task` read `[0, percpu_end)`: user space on x86_64,
+    /// never a kernel address. kmemd serves those reads from the per-CPU copy of the CPU GDB's
+    /// thread is on, as `$lx_per_cpu()` would compute it.
+    percpu_end: u64,
 }
+
+/// No x86_64 kernel's per-CPU section comes near this (6.1's is 0x35000); a larger "end" means
+/// the symbol is not the zero-based section's.
+const PERCPU_MAX: u64 = 1 << 24;
 
 impl LinkAlias {
     /// Works out the ranges for `vmlinux` and `slide`, probing `mem` (the kernel's memory, read
@@ -167,6 +177,9 @@ impl LinkAlias {
             slide,
             ..LinkAlias::default()
         };
+        if let Some(end) = vmlinux.zero_based_percpu_end() {
+            a.serve_percpu(vmlinux.arch, end);
+        }
         if slide == 0 || vmlinux.load_segments <= 2 {
             // No slide, or GDB moves every section with the segment (arm64's single PT_LOAD).
             return a;
@@ -263,19 +276,42 @@ impl LinkAlias {
         !self.ranges.is_empty()
     }
 
+    /// Serves `[0, end)`, x86_64's zero-based per-CPU section (from the vmlinux's
+    /// `.data..percpu` or kallsyms' `__per_cpu_end`), from the per-CPU copy of the CPU a read is
+    /// for. Other architectures link per-CPU variables at kernel addresses: nothing to serve.
+    pub fn serve_percpu(&mut self, arch: Arch, end: u64) {
+        if arch == Arch::X86_64 && end <= PERCPU_MAX {
+            self.percpu_end = end;
+        }
+    }
+
+    /// Whether `addr` is a zero-based per-CPU address this alias serves: a read of it needs the
+    /// CPU's `__per_cpu_offset` ([`Self::read`]'s `percpu_base`).
+    pub fn is_percpu(&self, addr: VirtAddr) -> bool {
+        addr.0 < self.percpu_end
+    }
+
     /// Reads `addr` through the alias when it falls in a served range (`None`: it does not,
     /// read it as it is). A read stops at the range's end; the caller asks again for the rest.
+    /// `percpu_base` is the `__per_cpu_offset` of the CPU the read is for (None: unknown, and a
+    /// per-CPU address is then read as it is, which fails).
     pub fn read(
         &self,
         mem: &mut dyn VirtRead,
         addr: VirtAddr,
         buf: &mut [u8],
+        percpu_base: Option<u64>,
     ) -> Option<Result<usize, MemError>> {
-        let &(_, end) = self.ranges.iter().find(|&&(s, e)| s <= addr.0 && addr.0 < e)?;
+        let (end, to) = if self.is_percpu(addr) {
+            (self.percpu_end, percpu_base?.wrapping_add(addr.0))
+        } else {
+            let &(_, end) = self.ranges.iter().find(|&&(s, e)| s <= addr.0 && addr.0 < e)?;
+            (end, addr.0.wrapping_add(self.slide))
+        };
         let room = usize::try_from(end - addr.0).unwrap_or(usize::MAX);
         let n = buf.len().min(room);
         let buf = buf.get_mut(..n)?;
-        Some(mem.read_virt(VirtAddr(addr.0.wrapping_add(self.slide)), buf))
+        Some(mem.read_virt(VirtAddr(to), buf))
     }
 
     /// What `monitor kaslr` adds: which link-time ranges are served, and which sections not.
@@ -295,6 +331,13 @@ impl LinkAlias {
                     e.wrapping_add(self.slide)
                 ));
             }
+        }
+        if self.percpu_end != 0 {
+            out.push_str(&format!(
+                "Per-CPU variables [0x0, {:#x}) (`p current_task`) read the copy of the selected \
+                 thread's CPU.\n",
+                self.percpu_end
+            ));
         }
         if !self.skipped.is_empty() {
             out.push_str("Not served at their link-time addresses (use the lines above for them):\n");
@@ -475,25 +518,64 @@ mod tests {
             "adjacent .init sections merge; .text/.data/.bss, percpu and .comment are left out"
         );
         let mut buf = [0u8; 13];
-        let got = a.read(&mut mem, VirtAddr(0xffff_ffff_8200_0100), &mut buf);
+        let got = a.read(&mut mem, VirtAddr(0xffff_ffff_8200_0100), &mut buf, None);
         assert_eq!(got.map(|r| r.ok()), Some(Some(13)));
         assert_eq!(&buf, b"Linux version");
         // .data is GDB's to relocate: its link-time address is not rewritten.
         assert!(a
-            .read(&mut mem, VirtAddr(0xffff_ffff_82a0_0000), &mut buf)
+            .read(&mut mem, VirtAddr(0xffff_ffff_82a0_0000), &mut buf, None)
             .is_none());
-        assert!(a.read(&mut mem, VirtAddr(0x1000), &mut buf).is_none());
+        // A per-CPU address with no CPU to read it for is read as it is.
+        assert!(a.read(&mut mem, VirtAddr(0x1000), &mut buf, None).is_none());
         // A read stops at the range's end.
         let mut big = [0u8; 64];
         let end = 0xffff_ffff_8245_e616u64;
         mem.put_bytes(end - 8 + slide, &[7; 64]);
-        let got = a.read(&mut mem, VirtAddr(end - 8), &mut big);
+        let got = a.read(&mut mem, VirtAddr(end - 8), &mut big, None);
         assert_eq!(got.map(|r| r.ok()), Some(Some(8)));
         let t = a.text();
         assert!(
             t.contains("[0xffffffff82000000, 0xffffffff8245e616) -> [0xffffffffb4800000, "),
             "{t}"
         );
+    }
+
+    #[test]
+    fn percpu_addresses_read_the_copy_of_the_cpu_asked_for() {
+        use crate::kernel::tasks::testutil::FakeMem;
+        let v = x86_vmlinux();
+        let mut mem = FakeMem::default();
+        let (cpu0, cpu1) = (0xffff_8880_0740_0000u64, 0xffff_8880_0750_0000u64);
+        mem.put_bytes(cpu0 + 0x1fb80, &0x1111u64.to_le_bytes());
+        mem.put_bytes(cpu1 + 0x1fb80, &0x2222u64.to_le_bytes());
+        mem.put_bytes(cpu1 + 0x3_4ff8, &[9; 16]);
+        // Without KASLR too: GDB reads per-CPU symbols at their zero-based values either way.
+        for slide in [0, 0x3280_0000] {
+            let a = LinkAlias::plan(&v, slide, &mut mem);
+            assert!(a.is_percpu(VirtAddr(0x1fb80)) && !a.is_percpu(VirtAddr(0x3_5000)));
+            let mut word = [0u8; 8];
+            let got = a.read(&mut mem, VirtAddr(0x1fb80), &mut word, Some(cpu1));
+            assert_eq!(got.map(|r| r.ok()), Some(Some(8)));
+            assert_eq!(u64::from_le_bytes(word), 0x2222);
+            a.read(&mut mem, VirtAddr(0x1fb80), &mut word, Some(cpu0));
+            assert_eq!(u64::from_le_bytes(word), 0x1111);
+            // A read stops at the section's end.
+            let mut big = [0u8; 16];
+            let got = a.read(&mut mem, VirtAddr(0x3_4ff8), &mut big, Some(cpu1));
+            assert_eq!(got.map(|r| r.ok()), Some(Some(8)));
+            assert!(
+                a.text().contains("Per-CPU variables [0x0, 0x35000)"),
+                "{}",
+                a.text()
+            );
+        }
+        // arm64 links per-CPU variables at kernel addresses: nothing to serve.
+        let mut a = LinkAlias::default();
+        a.serve_percpu(Arch::Aarch64, 0x3_5000);
+        assert!(!a.is_percpu(VirtAddr(0x1fb80)));
+        // An "end" no per-CPU section has is not taken.
+        a.serve_percpu(Arch::X86_64, 1 << 40);
+        assert!(!a.is_percpu(VirtAddr(0x1fb80)));
     }
 
     #[test]

@@ -37,3 +37,13 @@ impl Layout for KernelInfo {
         KernelInfo::size_of(self, ty)
     }
 }
+
+/// `__per_cpu_offset[cpu]`: where CPU `cpu`'s copy of the per-CPU variables starts, so that a
+/// per-CPU symbol's copy is at the symbol plus this (include/asm-generic/percpu.h; x86_64 links the
+/// symbols at 0, arm64 at their section: the sum is the address either way). None without the
+/// symbol or when the array cannot be read.
+pub fn per_cpu_offset(mem: &mut dyn crate::mem::VirtRead, k: &dyn Layout, cpu: u32) -> Option<u64> {
+    let offsets = k.symbol("__per_cpu_offset")?;
+    let at = offsets.checked_add(u64::from(cpu).checked_mul(8)?)?;
+    crate::mem::read_u64(mem, at).ok()
+}

@@ -144,9 +144,8 @@ impl KernelInfo {
     /// or else from memory between `__start_BTF` and `__stop_BTF`.
     pub fn from_dump(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
         let mut k = KernelInfo::default();
-        let table = match kallsyms::decode(mem, vmcoreinfo) {
-            Ok(syms) => {
-                let table = SymbolTable::new(syms);
+        let table = match kallsyms::decode_table(mem, vmcoreinfo) {
+            Ok(table) => {
                 k.sources.push(format!(
                     "symbols: kallsyms decoded from kernel memory ({} symbols)",
                     table.len()

@@ -83,9 +83,17 @@ impl Symbols {
             .runtime_text()
             .and_then(|(n, runtime)| Some(runtime.wrapping_sub(v.symbol(n)?)));
         let by = slide.unwrap_or(0);
+        // x86_64's per-CPU symbols are offsets from each CPU's __per_cpu_offset; they stay put,
+        // as kallsyms shows them (`current_task` is 0x1fb80 with or without KASLR).
+        let percpu_end = v.zero_based_percpu_end().unwrap_or(0);
         let mut b = SymbolBuilder::new();
         for (name, addr, kind) in v.symbols().filter(|&(name, _, kind)| keep(kind, name)) {
-            b.push(addr.wrapping_add(by), name, kind, None);
+            let moved = if addr < percpu_end {
+                addr
+            } else {
+                addr.wrapping_add(by)
+            };
+            b.push(moved, name, kind, None);
         }
         self.vmlinux = b.finish();
         self.vmlinux_slide = slide;

@@ -8,8 +8,6 @@
 //! symbols move with each load), the `_any` methods also see the modules' (`/proc/kallsyms`
 //! users: `kernel::proc_kallsyms::Kallsyms`).
 
-use std::cmp::Ordering;
-
 /// One kernel symbol, owned (what the decoders produce).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sym {
@@ -30,13 +28,17 @@ pub struct SymRef<'a> {
     pub module: Option<&'a str>,
 }
 
-/// One symbol of a built table: 16 bytes. Its name runs from `name` to the next entry's `name`
-/// (the arena holds the names in entry order), its module is in `SymbolTable::module_of`.
+/// One symbol of a table: 16 bytes. Its name is `names[name..name + len]` (the arena holds the
+/// names in the order they were added, so building the table never copies them), its module is
+/// in `SymbolTable::module_of`.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     addr: u64,
     name: u32,
-    kind: char,
+    /// KSYM_NAME_LEN is 512 (include/linux/kallsyms.h, 6.1+); longer ELF names are dropped.
+    len: u16,
+    /// nm-style type letter, ASCII (`?` stands for anything else).
+    kind: u8,
 }
 
 /// Symbols by name and by address.
@@ -47,7 +49,7 @@ pub struct SymbolTable {
     entries: Vec<Entry>,
     /// `entries[..core]` are the core kernel's symbols.
     core: usize,
-    /// Every name, in the order of `entries`.
+    /// Every name, in the order they were added.
     names: String,
     modules: Vec<String>,
     /// Index into `modules` of each module symbol, `entries[core + i]`.
@@ -57,22 +59,15 @@ pub struct SymbolTable {
     by_name: Vec<u32>,
 }
 
-/// A symbol as added, before sorting.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    addr: u64,
-    /// The name is `names[name..name + len]` of the builder.
-    name: u32,
-    len: u32,
-    kind: char,
-    /// 0 for core kernel symbols, else 1 + index into `modules`.
-    module: u32,
-}
-
-/// Adds symbols one at a time, then sorts them once ([`SymbolBuilder::finish`]).
+/// Adds symbols one at a time, then sorts them once ([`SymbolBuilder::finish`]). Core symbols
+/// are kept as table entries from the start and sorted in place: building the table from
+/// /proc/kallsyms holds one copy of the names and of the entries (issue 16: the build's second
+/// copies, ~8 MB for 121k symbols, were the live server's peak).
 #[derive(Debug, Default)]
 pub struct SymbolBuilder {
-    entries: Vec<Pending>,
+    core: Vec<Entry>,
+    /// Module symbols and their index into `modules`.
+    module_syms: Vec<(Entry, u32)>,
     names: String,
     modules: Vec<String>,
 }
@@ -84,109 +79,95 @@ impl SymbolBuilder {
 
     /// Room for `n` more symbols (when the count is known).
     pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve_exact(n);
+        self.core.reserve_exact(n);
     }
 
-    /// Adds a symbol; those with a zero address (hidden pointers) or an empty name are dropped.
+    /// Adds a symbol; those with a zero address (hidden pointers) or an empty name are dropped,
+    /// as are names longer than 64 KiB.
     pub fn push(&mut self, addr: u64, name: &str, kind: char, module: Option<&str>) {
         if addr == 0 || name.is_empty() {
             return;
         }
-        let (Ok(off), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len())) else {
+        let (Ok(off), Ok(len)) = (u32::try_from(self.names.len()), u16::try_from(name.len())) else {
             return;
         };
-        if off.checked_add(len).is_none() || self.entries.len() >= u32::MAX as usize {
+        let count = self.core.len() + self.module_syms.len();
+        if off.checked_add(u32::from(len)).is_none() || count >= u32::MAX as usize {
             return;
         }
-        let module = match module {
-            None => 0,
-            // kallsyms lists each module's symbols together: the last module is the likely one.
-            Some(m) => match self.modules.iter().rposition(|k| k == m) {
-                Some(i) => i + 1,
-                None => {
-                    self.modules.push(m.to_string());
-                    self.modules.len()
-                }
-            },
-        };
-        let Ok(module) = u32::try_from(module) else { return };
-        self.names.push_str(name);
-        self.entries.push(Pending {
+        let kind = if kind.is_ascii() { kind as u8 } else { b'?' };
+        let entry = Entry {
             addr,
             name: off,
             len,
             kind,
-            module,
-        });
+        };
+        match module {
+            None => self.core.push(entry),
+            Some(m) => {
+                // kallsyms lists each module's symbols together: the last module is the likely one.
+                let idx = match self.modules.iter().rposition(|k| k == m) {
+                    Some(i) => i,
+                    None => {
+                        self.modules.push(m.to_string());
+                        self.modules.len() - 1
+                    }
+                };
+                let Ok(idx) = u32::try_from(idx) else { return };
+                self.module_syms.push((entry, idx));
+            }
+        }
+        self.names.push_str(name);
     }
 
     pub fn finish(self) -> SymbolTable {
         let SymbolBuilder {
-            mut entries,
-            names,
+            core: mut entries,
+            mut module_syms,
+            mut names,
             mut modules,
         } = self;
+        names.shrink_to_fit();
         modules.shrink_to_fit();
-        let pending_name = |p: &Pending| {
-            let start = p.name as usize;
-            names.get(start..start + p.len as usize).unwrap_or_default()
+        let bytes = names.as_bytes();
+        let name_of = |e: &Entry| {
+            let start = e.name as usize;
+            bytes.get(start..start + usize::from(e.len)).unwrap_or_default()
         };
+        // Stable, which finds /proc/kallsyms' long runs already in address order (an unstable
+        // sort took ~20 ms more); its scratch buffer is no larger than the by-name keys below.
+        entries.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| name_of(a).cmp(name_of(b))));
         // Stable: module symbols at one address keep their listed order.
-        entries.sort_by(|a, b| {
-            (a.module != 0)
-                .cmp(&(b.module != 0))
-                .then(a.addr.cmp(&b.addr))
-                .then_with(|| {
-                    if a.module == 0 && b.module == 0 {
-                        pending_name(a).as_bytes().cmp(pending_name(b).as_bytes())
-                    } else {
-                        Ordering::Equal
-                    }
-                })
-        });
-        let core = entries.partition_point(|p| p.module == 0);
-        // The names again, in entry order, so each one ends where the next begins. Offsets fit
-        // in u32: push() kept every name's end below 4 GiB, and this arena is as long.
-        let mut arena = String::with_capacity(names.len());
-        let mut table = Vec::with_capacity(entries.len());
-        let mut module_of = Vec::with_capacity(entries.len() - core);
-        for p in &entries {
-            let name = u32::try_from(arena.len()).unwrap_or(u32::MAX);
-            arena.push_str(pending_name(p));
-            table.push(Entry {
-                addr: p.addr,
-                name,
-                kind: p.kind,
-            });
-            if let Some(m) = p.module.checked_sub(1) {
-                module_of.push(m);
-            }
-        }
-        drop(entries);
-        drop(names);
-        let mut t = SymbolTable {
-            entries: table,
-            core,
-            names: arena,
-            modules,
-            module_of,
-            by_name: Vec::new(),
-        };
+        module_syms.sort_by_key(|(e, _)| e.addr);
+        let core = entries.len();
+        entries.reserve_exact(module_syms.len());
+        entries.extend(module_syms.iter().map(|&(e, _)| e));
+        let module_of = module_syms.iter().map(|&(_, m)| m).collect();
+        drop(module_syms);
         // Sorted with each name's first bytes as an integer key, so most comparisons do not
-        // reach the names (a third of the sorting time at opt-level z). Positions fit in u32
-        // (push() stops at u32::MAX symbols).
-        let mut keyed: Vec<(u64, u32)> = (0..t.entries.len())
+        // reach the names (computing the key per comparison made loading /proc/kallsyms ~50 ms
+        // slower). The keys are a transient 16 bytes a symbol, dropped before the table is
+        // returned. Positions fit in u32 (push() stops at u32::MAX symbols).
+        let name_at = |i: u32| entries.get(i as usize).map(name_of).unwrap_or_default();
+        let mut keyed: Vec<(u64, u32)> = (0..entries.len())
             .zip(0u32..)
-            .map(|(i, n)| (name_prefix(t.name_bytes(i)), n))
+            .map(|(_, i)| (name_prefix(name_at(i)), i))
             .collect();
         keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
             ka.cmp(&kb)
-                .then_with(|| t.name_bytes(a as usize).cmp(t.name_bytes(b as usize)))
+                .then_with(|| name_at(a).cmp(name_at(b)))
                 .then(a.cmp(&b))
         });
-        t.by_name.reserve_exact(keyed.len());
-        t.by_name.extend(keyed.iter().map(|&(_, i)| i));
-        t
+        let by_name = keyed.iter().map(|&(_, i)| i).collect();
+        drop(keyed);
+        SymbolTable {
+            entries,
+            core,
+            names,
+            modules,
+            module_of,
+            by_name,
+        }
     }
 }
 
@@ -214,12 +195,9 @@ impl SymbolTable {
 
     /// Byte range in `names` of entry `i`'s name.
     fn name_range(&self, i: usize) -> std::ops::Range<usize> {
-        let start = self.entries.get(i).map_or(0, |e| e.name as usize);
-        let end = self
-            .entries
-            .get(i + 1)
-            .map_or(self.names.len(), |e| e.name as usize);
-        start..end
+        self.entries
+            .get(i)
+            .map_or(0..0, |e| e.name as usize..e.name as usize + usize::from(e.len))
     }
 
     /// Entry `i`'s name as bytes: comparing these skips the char-boundary checks of `str`
@@ -240,7 +218,7 @@ impl SymbolTable {
         Some(SymRef {
             addr: e.addr,
             name: self.names.get(self.name_range(i)).unwrap_or_default(),
-            kind: e.kind,
+            kind: char::from(e.kind),
             module,
         })
     }
@@ -339,12 +317,12 @@ impl SymbolTable {
     /// Whether core data symbols (`D`, `d`, `B`, `b`, `R`, `r`) are listed: without
     /// CONFIG_KALLSYMS_ALL only text symbols are.
     pub fn has_data_symbols(&self) -> bool {
-        self.core_entries().iter().any(|e| is_data(e.kind))
+        self.core_entries().iter().any(|e| is_data(char::from(e.kind)))
     }
 
     /// Like [`SymbolTable::has_data_symbols`], module symbols included.
     pub fn has_data_symbols_any(&self) -> bool {
-        self.entries.iter().any(|e| is_data(e.kind))
+        self.entries.iter().any(|e| is_data(char::from(e.kind)))
     }
 }
 

@@ -311,6 +311,15 @@ impl Vmlinux {
         Ok(read_vec(&open(path)?, s.offset, s.size, name)?)
     }
 
+    /// The end of a per-CPU section linked at address 0 (x86_64 SMP: `.data..percpu`, whose
+    /// symbols are offsets into each CPU's copy, not addresses; arm64 links it at its place in
+    /// the image). KASLR moves none of those symbols.
+    pub fn zero_based_percpu_end(&self) -> Option<u64> {
+        self.section(".data..percpu")
+            .filter(|s| s.addr == 0 && s.size != 0)
+            .map(|s| s.size)
+    }
+
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }

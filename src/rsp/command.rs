@@ -44,6 +44,13 @@ pub enum Command<'a> {
         offset: u64,
         len: u64,
     },
+    /// `qXfer:auxv:read::offset,length`: the process's saved auxv (issue 20 item 6).
+    XferAuxv {
+        offset: u64,
+        len: u64,
+    },
+    /// gdbserver's host I/O (`vFile:`), used by GDB for `/proc/PID/maps` and friends.
+    VFile(VFile<'a>),
     Offsets,
     Attached,
     ThreadInfoFirst,
@@ -78,6 +85,21 @@ pub enum Command<'a> {
     /// Understood, but its arguments do not parse.
     Malformed(&'static str),
     Unknown,
+}
+
+/// The `vFile:` requests GDB sends to read a target's files (GDB manual, "Host I/O Packets").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VFile<'a> {
+    /// `vFile:setfs:pid`: later opens see the filesystem of that process (0: the server's own).
+    Setfs(u64),
+    /// `vFile:open:pathname,flags,mode` (pathname hex-encoded).
+    Open { path: Vec<u8>, flags: u64, mode: u64 },
+    /// `vFile:pread:fd,count,offset`
+    Pread { fd: u64, count: u64, offset: u64 },
+    /// `vFile:close:fd`
+    Close(u64),
+    /// Any other host I/O request (`fstat`, `unlink`, `readlink`, `pwrite`): its name.
+    Other(&'a [u8]),
 }
 
 fn split2(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
@@ -131,6 +153,34 @@ fn xfer(rest: &[u8]) -> Option<(&[u8], &[u8], u64, u64)> {
     Some((object, annex, offset, len))
 }
 
+/// Three comma-separated hex numbers, nothing after them.
+fn three_hex(s: &[u8]) -> Option<(u64, u64, u64)> {
+    let (a, rest) = split2(s, b',')?;
+    let (b, c) = split2(rest, b',')?;
+    Some((hex::parse_u64(a)?, hex::parse_u64(b)?, hex::parse_u64(c)?))
+}
+
+/// Parses what follows `vFile:`; `None` when a known request's arguments do not parse.
+fn vfile(req: &[u8]) -> Option<VFile<'_>> {
+    let (name, args) = split2(req, b':').unwrap_or((req, &[]));
+    match name {
+        b"setfs" => hex::parse_u64(args).map(VFile::Setfs),
+        b"open" => {
+            let (path, rest) = split2(args, b',')?;
+            let (flags, mode) = split2(rest, b',')?;
+            let path = hex::decode(path).filter(|p| !p.is_empty())?;
+            Some(VFile::Open {
+                path,
+                flags: hex::parse_u64(flags)?,
+                mode: hex::parse_u64(mode)?,
+            })
+        }
+        b"pread" => three_hex(args).map(|(fd, count, offset)| VFile::Pread { fd, count, offset }),
+        b"close" => hex::parse_u64(args).map(VFile::Close),
+        _ => Some(VFile::Other(name)),
+    }
+}
+
 pub fn parse(p: &[u8]) -> Command<'_> {
     use Command::*;
     let Some((&first, rest)) = p.split_first() else {
@@ -170,6 +220,8 @@ pub fn parse(p: &[u8]) -> Command<'_> {
                 VContQuery
             } else if p.starts_with(b"vKill") {
                 VKill
+            } else if let Some(req) = p.strip_prefix(b"vFile:") {
+                vfile(req).map_or(Malformed("vFile"), VFile)
             } else if let Some(actions) = p.strip_prefix(b"vCont;") {
                 // All-stop: one action applies to every thread; we only tell continue from step.
                 match actions.first() {
@@ -195,6 +247,7 @@ fn parse_query(p: &[u8]) -> Command<'_> {
             Some((b"features", annex, offset, len)) => XferFeatures { annex, offset, len },
             Some((b"threads", _, offset, len)) => XferThreads { offset, len },
             Some((b"exec-file", _, offset, len)) => XferExecFile { offset, len },
+            Some((b"auxv", _, offset, len)) => XferAuxv { offset, len },
             Some(_) => Unknown,
             None => Malformed("qXfer"),
         };
@@ -417,7 +470,7 @@ mod tests {
 
     #[test]
     fn xfer_of_other_objects_or_writes_is_unknown() {
-        assert_eq!(parse(b"qXfer:auxv:read::0,100"), Unknown);
+        assert_eq!(parse(b"qXfer:libraries:read::0,100"), Unknown);
         assert_eq!(
             parse(b"qThreadStopInfo1000f"),
             ThreadStopInfo(ThreadSel::Id(0x1000f))
@@ -438,5 +491,63 @@ mod tests {
             }
         );
         assert!(matches!(parse(b"qXfer:features:write:x:0,1"), Malformed(_)));
+    }
+
+    #[test]
+    fn auxv_and_vfile_requests_parse() {
+        assert_eq!(
+            parse(b"qXfer:auxv:read::10,ffb"),
+            XferAuxv {
+                offset: 0x10,
+                len: 0xffb
+            }
+        );
+        assert_eq!(parse(b"vFile:setfs:0"), VFile(super::VFile::Setfs(0)));
+        assert_eq!(parse(b"vFile:setfs:4d2"), VFile(super::VFile::Setfs(1234)));
+        // "/proc/1234/maps", flags O_RDONLY, mode 0.
+        let open = [
+            &b"vFile:open:"[..],
+            crate::rsp::hex::encode(b"/proc/1234/maps").as_bytes(),
+            b",0,0",
+        ]
+        .concat();
+        assert_eq!(
+            parse(&open),
+            VFile(super::VFile::Open {
+                path: b"/proc/1234/maps".to_vec(),
+                flags: 0,
+                mode: 0
+            })
+        );
+        assert_eq!(
+            parse(b"vFile:pread:3,3fff,1000"),
+            VFile(super::VFile::Pread {
+                fd: 3,
+                count: 0x3fff,
+                offset: 0x1000
+            })
+        );
+        assert_eq!(parse(b"vFile:close:3"), VFile(super::VFile::Close(3)));
+        assert_eq!(parse(b"vFile:fstat:3"), VFile(super::VFile::Other(b"fstat")));
+    }
+
+    #[test]
+    fn malformed_vfile_requests_are_malformed() {
+        for pkt in [
+            &b"vFile:setfs:"[..],
+            b"vFile:setfs:zz",
+            b"vFile:open:2f70,0",
+            b"vFile:open:,0,0",
+            b"vFile:open:2f7,0,0",
+            b"vFile:open:2f70,x,0",
+            b"vFile:pread:3,10",
+            b"vFile:pread:3,10,zz",
+            b"vFile:pread:3,10,0,0",
+            b"vFile:close:",
+            b"vFile:close:-1",
+        ] {
+            assert_eq!(parse(pkt), Malformed("vFile"), "{}", String::from_utf8_lossy(pkt));
+        }
+        assert!(matches!(parse(b"qXfer:auxv:read::zz,10"), Malformed(_)));
     }
 }

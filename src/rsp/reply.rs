@@ -19,12 +19,16 @@ pub const IDS_PER_REPLY: usize = 200;
 /// session itself always does (no-ack mode, binary reads, vCont), and the target's features.
 /// `exec_file`: the target names the file GDB should load (`qXfer:exec-file:read`). Offered only
 /// then: once offered, GDB warns when the file it was given differs from the one named.
+/// `auxv`: the target serves a process's auxiliary vector (`qXfer:auxv:read`), only `--pid`.
 /// `points`: the session serves `Z`/`z`, so its stops may say `hwbreak` (GDB then knows a stop at
 /// a breakpoint address came from the breakpoint, not from something else).
-pub fn supported(caps: Capabilities, exec_file: bool, points: bool, out: &mut Vec<u8>) {
+pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, points: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
     if exec_file {
         out.extend_from_slice(b"qXfer:exec-file:read+;");
+    }
+    if auxv {
+        out.extend_from_slice(b"qXfer:auxv:read+;");
     }
     if caps.target_description {
         out.extend_from_slice(b"qXfer:features:read+;");
@@ -169,6 +173,25 @@ pub fn xfer_chunk(doc: &[u8], offset: u64, len: u64, out: &mut Vec<u8>) {
     hex::escape_binary_into(doc.get(start..end).unwrap_or_default(), out);
 }
 
+/// A host I/O (`vFile:`) result: `F` and the value in hex (an fd, a length, 0 for success).
+pub fn vfile_result(value: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("F{value:x}").as_bytes());
+}
+
+/// A failed host I/O request in gdbserver's form, `F-1,errno` (errno in hex, as GDB's
+/// `remote_hostio_parse_result` reads it).
+pub fn vfile_error(errno: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("F-1,{errno:x}").as_bytes());
+}
+
+/// A `vFile:pread` answer: `F` + the byte count in hex + `;` + the bytes binary-escaped (at most
+/// [`MAX_READ`] of them).
+pub fn vfile_data(data: &[u8], out: &mut Vec<u8>) {
+    let data = data.get(..MAX_READ).unwrap_or(data);
+    out.extend_from_slice(format!("F{:x};", data.len()).as_bytes());
+    hex::escape_binary_into(data, out);
+}
+
 fn xml_escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -213,12 +236,12 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, false, o)),
+            text(|o| supported(Capabilities::ALL, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
         );
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, true, o)),
+            text(|o| supported(Capabilities::ALL, false, false, true, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              hwbreak+;binary-upload+;vContSupported+"
         );
@@ -227,21 +250,24 @@ mod tests {
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, false, false, o)),
+            text(|o| supported(none, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, false, false, o));
+        let t = text(|o| supported(xml_only, false, false, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
         assert!(!t.contains("exec-file"), "{t}");
-        let t = text(|o| supported(none, true, false, o));
+        let t = text(|o| supported(none, true, false, false, o));
         assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
+        assert!(!t.contains("auxv"), "{t}");
+        let t = text(|o| supported(none, false, true, false, o));
+        assert!(t.contains(";qXfer:auxv:read+;"), "{t}");
     }
 
     #[test]
@@ -400,5 +426,27 @@ mod tests {
             String::from_utf8(threads_xml(&[])).expect("threads XML is UTF-8"),
             "<?xml version=\"1.0\"?>\n<threads>\n</threads>\n"
         );
+    }
+
+    #[test]
+    fn vfile_replies_have_gdbservers_form() {
+        let mut out = Vec::new();
+        vfile_result(0x1f, &mut out);
+        assert_eq!(out, b"F1f");
+        out.clear();
+        vfile_error(2, &mut out);
+        assert_eq!(out, b"F-1,2");
+        out.clear();
+        vfile_error(13, &mut out);
+        assert_eq!(out, b"F-1,d");
+        out.clear();
+        vfile_data(b"a#b", &mut out);
+        assert_eq!(out, b"F3;a}\x03b");
+        out.clear();
+        let big = vec![b'x'; MAX_READ + 10];
+        vfile_data(&big, &mut out);
+        let head = format!("F{:x};", MAX_READ);
+        assert!(out.starts_with(head.as_bytes()));
+        assert_eq!(out.len(), head.len() + MAX_READ);
     }
 }

@@ -6,6 +6,7 @@ use crate::arch::walk::Paging;
 use crate::arch::{Arch, Registers};
 use crate::dump::{read_virt, Dump, DumpMem};
 use crate::kernel::kaslr::{Kaslr, LinkAlias};
+use crate::kernel::layout::per_cpu_offset;
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::panic::{self, CpuRole};
@@ -37,6 +38,8 @@ pub struct DumpTarget {
     /// Link-time ranges of the sections GDB leaves unrelocated, served from their slid bytes
     /// (kernel/kaslr.rs); empty without `-k`.
     alias: LinkAlias,
+    /// The thread GDB reads memory for ([`Target::focus`]).
+    focus: Option<Tid>,
 }
 
 impl DumpTarget {
@@ -97,6 +100,7 @@ impl DumpTarget {
             vmlinux: None,
             panic_msg: None,
             alias: LinkAlias::default(),
+            focus: None,
         })
     }
 
@@ -125,7 +129,8 @@ impl DumpTarget {
         // Absolute, so GDB finds it from any directory through qXfer:exec-file.
         self.vmlinux = vmlinux.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
         self.alias = LinkAlias::default();
-        if let (Some(path), Some(slide)) = (vmlinux, self.dump.kaslr_offset()) {
+        // No KERNELOFFSET in VMCOREINFO: no KASLR (per-CPU reads are still served).
+        if let (Some(path), slide) = (vmlinux, self.dump.kaslr_offset().unwrap_or(0)) {
             match Vmlinux::load(path) {
                 Ok(v) => {
                     let mut mem = DumpMem {
@@ -449,28 +454,50 @@ impl DumpTarget {
     /// Without `-k`: the KASLR link-time alias from the image bounds the dump's kallsyms gives
     /// (`_text`, `_end`; x86_64 only, see `LinkAlias::plan_image`).
     fn plan_image_alias(&mut self) {
-        let Some(slide) = self.dump.kaslr_offset() else {
-            return;
-        };
         if self.vmlinux.is_some() || self.alias.is_active() {
             return;
         }
+        let slide = self.dump.kaslr_offset().unwrap_or(0);
         let arch = self.arch;
         let k = self.kernel_info();
-        let (Some(text), Some(end)) = (k.symbol("_text"), k.symbol("_end")) else {
-            return;
-        };
+        let (text, end, percpu_end) = (k.symbol("_text"), k.symbol("_end"), k.symbol("__per_cpu_end"));
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        self.alias = LinkAlias::plan_image(
-            arch,
-            text.wrapping_sub(slide),
-            end.wrapping_sub(slide),
-            slide,
-            &mut mem,
-        );
+        if let (Some(text), Some(end)) = (text, end) {
+            self.alias = LinkAlias::plan_image(
+                arch,
+                text.wrapping_sub(slide),
+                end.wrapping_sub(slide),
+                slide,
+                &mut mem,
+            );
+        }
+        if let Some(end) = percpu_end {
+            self.alias.serve_percpu(arch, end);
+        }
+    }
+
+    /// The `__per_cpu_offset` of the CPU of the thread GDB reads for: a CPU thread's own, a
+    /// task's CPU (the one it runs or last ran on).
+    fn focus_percpu_base(&mut self) -> Option<u64> {
+        let tid = self.focus?;
+        let cpu = if threads::is_task_tid(tid) {
+            let (_, list) = self.tasks().ok()?;
+            threads::find_task(list, tid)?.cpu?
+        } else {
+            u32::try_from(tid.checked_sub(1)?)
+                .ok()
+                .filter(|&c| (c as usize) < self.dump.cpus().len())?
+        };
+        self.kernel_info();
+        let k = self.kinfo.as_ref()?;
+        let mut mem = DumpMem {
+            dump: &self.dump,
+            paging: &self.paging,
+        };
+        per_cpu_offset(&mut mem, k, cpu)
     }
 }
 
@@ -511,11 +538,16 @@ impl VirtRead for DumpTarget {
     /// GDB's reads: through the KASLR link-time alias where it applies. kmemd's own reads of
     /// kernel data go through [`DumpMem`] and never see it.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let percpu_base = if self.alias.is_percpu(addr) {
+            self.focus_percpu_base()
+        } else {
+            None
+        };
         let mut mem = DumpMem {
             dump: &self.dump,
             paging: &self.paging,
         };
-        match self.alias.read(&mut mem, addr, buf) {
+        match self.alias.read(&mut mem, addr, buf, percpu_base) {
             Some(r) => r,
             None => read_virt(&self.dump, &self.paging, addr, buf),
         }
@@ -562,6 +594,10 @@ impl Target for DumpTarget {
 
     fn stop_thread(&mut self) -> Tid {
         self.crashing_cpu().map_or(1, |c| c as Tid + 1)
+    }
+
+    fn focus(&mut self, tid: Tid) {
+        self.focus = Some(tid);
     }
 
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError> {

@@ -33,6 +33,8 @@ pub struct LiveTarget {
     link_source: LinkText,
     /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
     alias: LinkAlias,
+    /// The thread GDB reads memory for ([`Target::focus`]).
+    focus: Option<Tid>,
     cpus: Vec<u32>,
     release: String,
     /// The live VMCOREINFO, read on first use (`monitor vmcoreinfo`, symbols, dmesg).
@@ -127,6 +129,7 @@ impl LiveTarget {
             link_text,
             link_source,
             alias,
+            focus: None,
             cpus,
             release,
             vmcoreinfo: None,
@@ -343,17 +346,39 @@ impl LiveTarget {
     /// The KASLR alias without a vmlinux: the image bounds kallsyms gives (x86_64 only; see
     /// [`LinkAlias::plan_image`]).
     fn plan_image_alias(&mut self) {
-        let Some(end) = self.kallsyms().lookup("_end") else {
-            return;
+        let (end, percpu_end) = {
+            let k = self.kallsyms();
+            (k.lookup("_end"), k.lookup("__per_cpu_end"))
         };
         let slide = self.runtime_text.wrapping_sub(self.link_text);
-        self.alias = LinkAlias::plan_image(
-            self.arch,
-            self.link_text,
-            end.wrapping_sub(slide),
-            slide,
-            &mut self.reader,
-        );
+        if let Some(end) = end {
+            self.alias = LinkAlias::plan_image(
+                self.arch,
+                self.link_text,
+                end.wrapping_sub(slide),
+                slide,
+                &mut self.reader,
+            );
+        }
+        if let Some(end) = percpu_end {
+            self.alias.serve_percpu(self.arch, end);
+        }
+    }
+
+    /// The `__per_cpu_offset` of the CPU of the thread GDB reads for: a CPU thread's own, a
+    /// task's CPU as of the last task walk (the one it runs or last ran on).
+    fn focus_percpu_base(&mut self) -> Option<u64> {
+        let tid = self.focus?;
+        let cpu = if threads::is_task_tid(tid) {
+            threads::find_task(&self.tasks, tid)?.cpu?
+        } else {
+            u32::try_from(tid.checked_sub(1)?)
+                .ok()
+                .filter(|c| self.cpus.contains(c))?
+        };
+        self.kernel_info();
+        let k = self.kinfo.as_ref()?;
+        crate::kernel::layout::per_cpu_offset(&mut self.reader, k, cpu)
     }
 
     pub fn link_source(&self) -> &LinkText {
@@ -365,7 +390,12 @@ impl VirtRead for LiveTarget {
     /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
     /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        match self.alias.read(&mut self.reader, addr, buf) {
+        let percpu_base = if self.alias.is_percpu(addr) {
+            self.focus_percpu_base()
+        } else {
+            None
+        };
+        match self.alias.read(&mut self.reader, addr, buf, percpu_base) {
             Some(r) => r,
             None => self.reader.read_virt(addr, buf),
         }
@@ -373,6 +403,10 @@ impl VirtRead for LiveTarget {
 }
 
 impl Target for LiveTarget {
+    fn focus(&mut self, tid: Tid) {
+        self.focus = Some(tid);
+    }
+
     fn prepare(&mut self) {
         if matches!(self.link_source, LinkText::Default) {
             self.plan_image_alias();

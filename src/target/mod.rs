@@ -68,12 +68,25 @@ pub trait Target: VirtRead {
         true
     }
 
+    /// The thread GDB's next memory reads are for (its general thread, `Hg`): x86_64's
+    /// zero-based per-CPU addresses read the copy of that thread's CPU
+    /// ([`crate::kernel::kaslr::LinkAlias`]). Targets without per-CPU reads keep the default.
+    fn focus(&mut self, tid: Tid) {
+        let _ = tid;
+    }
+
     /// KASLR slide (runtime minus link-time kernel address), used for `qOffsets`.
     fn kaslr_offset(&self) -> Option<u64>;
 
     /// The file GDB should load symbols from (`qXfer:exec-file`): the vmlinux given with `-k`.
     /// `None`: GDB is not offered one (it then warns that no executable was specified).
     fn exec_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// A process's auxiliary vector (`qXfer:auxv:read`, what `/proc/PID/auxv` gives), when this
+    /// target serves one user process. `None` (the default): not offered in `qSupported`.
+    fn auxv(&self) -> Option<&[u8]> {
         None
     }
 

@@ -21,6 +21,45 @@ pub struct ProcessTarget {
     threads: Vec<Task>,
     layout: TaskLayout,
     regs: Result<UserRegsLayout, String>,
+    /// `mm->saved_auxv` up to and including its AT_NULL pair; `None` when unreadable.
+    auxv: Option<Vec<u8>>,
+}
+
+/// `mm->saved_auxv` as `/proc/PID/auxv` gives it (fs/proc/base.c `proc_pid_auxv`, 6.1): the
+/// (key, value) words up to and including the AT_NULL pair. `unsigned long
+/// saved_auxv[AT_VECTOR_SIZE]` in `struct mm_struct` (include/linux/mm_types.h, 2.6 to 6.12);
+/// both served arches are 64-bit, so a word is 8 bytes.
+fn read_saved_auxv(
+    mem: &mut dyn VirtRead,
+    member: Option<crate::kernel::Member>,
+    mm: u64,
+) -> Result<Vec<u8>, String> {
+    let m = member.ok_or("the kernel's type information lacks mm_struct.saved_auxv")?;
+    let size = usize::try_from(m.size)
+        .ok()
+        .filter(|s| (16..=4096).contains(s))
+        .ok_or_else(|| format!("mm_struct.saved_auxv has an odd size {}", m.size))?;
+    let mut buf = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        let addr = mm.wrapping_add(m.offset()).wrapping_add(done as u64);
+        let n = mem
+            .read_virt(VirtAddr(addr), &mut buf[done..])
+            .map_err(|e| format!("cannot read mm->saved_auxv: {e}"))?;
+        if n == 0 {
+            return Err("cannot read mm->saved_auxv: short read".into());
+        }
+        done += n;
+    }
+    let mut end = 0;
+    for pair in buf.chunks_exact(16) {
+        end += 16;
+        if pair.iter().take(8).all(|&b| b == 0) {
+            break;
+        }
+    }
+    buf.truncate(end);
+    Ok(buf)
 }
 
 impl ProcessTarget {
@@ -72,6 +111,15 @@ impl ProcessTarget {
             form: kpaging.form,
             root: PhysAddr(pa.value()),
         };
+        let auxv_member = inner.kernel_info().member("mm_struct", "saved_auxv");
+        let (dump, kpaging) = inner.parts();
+        let mut mem = DumpMem {
+            dump,
+            paging: kpaging,
+        };
+        let auxv = read_saved_auxv(&mut mem, auxv_member, mm)
+            .map_err(|e| log::warn!("pid {pid}: no auxv for GDB: {e}"))
+            .ok();
         log::info!(
             "process {pid} ({}): {} thread(s), page tables at physical {:#x}",
             leader.comm,
@@ -86,6 +134,7 @@ impl ProcessTarget {
             threads,
             layout,
             regs,
+            auxv,
         })
     }
 }
@@ -149,6 +198,10 @@ impl Target for ProcessTarget {
 
     fn kaslr_offset(&self) -> Option<u64> {
         None
+    }
+
+    fn auxv(&self) -> Option<&[u8]> {
+        self.auxv.as_deref()
     }
 
     /// The dump's commands, less those about kernel addresses: this target serves the

@@ -214,6 +214,18 @@ pub fn gdb_batch_command(gdb: &Path, seconds: u32) -> Command {
     c
 }
 
+/// `kmemd -c DUMP -s SOCK EXTRA...` in a scratch directory named `name`, serving once its socket
+/// is up; its log is `kmemd.log` there.
+pub fn serve_dump(dump: &Path, extra: &[&str], name: &str) -> (Kmemd, PathBuf) {
+    let dir = scratch(name);
+    let sock = dir.join("gdb.sock");
+    let mut args = vec!["-c", dump.to_str().unwrap(), "-s", sock.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut k = Kmemd::spawn(&args, dir.join("kmemd.log"));
+    k.wait_unix(&sock);
+    (k, sock)
+}
+
 /// Runs GDB in batch mode: `target remote TARGET`, then each command. Times out after 120 s.
 pub fn gdb_batch(gdb: &Path, target: &str, cmds: &[String]) -> Output {
     let mut c = gdb_batch_command(gdb, 120);

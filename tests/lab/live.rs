@@ -433,6 +433,23 @@ except gdb.error as e:
 if %(x86)s:
     ex("pco1raw", "x/gx %(pco1)s")
     ex("cur0", "p $lx_current(0).pid")
+    # current_task read as GDB takes it (its zero-based per-CPU value as an address) on CPU 0's
+    # thread is CPU 0's copy, the one $lx_current(0) reads; CPU 0 may switch tasks between the two
+    # reads, so a few tries.
+    gdb.execute("thread 1", to_string=True)
+    same = "no try"
+    for _ in range(5):
+        try:
+            a = int(gdb.parse_and_eval("(unsigned long)*(struct task_struct **)&current_task"))
+            b = int(gdb.parse_and_eval("(unsigned long)&$lx_current(0)"))
+        except gdb.error as e:
+            same = "ERROR " + str(e)
+            break
+        same = "%x %x" % (a, b)
+        if a == b:
+            same = "same"
+            break
+    kv("percpu_cur0", same)
 else:
     t = gdb.execute("thread find pid %(pid)s ", to_string=True)
     kv("find", t.replace("\n", " | "))
@@ -498,6 +515,9 @@ fn kernel_scripts_work_live_with_no_typed_line() {
         for (name, gdb) in lab_gdbs(arch) {
             let what = format!("{} {name}", arch.name());
             let served = Served::start(g, "");
+            // kmemd on CPU 1 only: while it reads, CPU 0's current task is not kmemd itself, so two
+            // reads of CPU 0's current_task (below) can agree.
+            g.sh(&format!("taskset -p 2 {}", served.job.pid));
             let before = guest_jiffies(g);
             let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -592,6 +612,11 @@ fn kernel_scripts_work_live_with_no_typed_line() {
                     .parse()
                     .unwrap_or_else(|_| panic!("{what}: {text}"));
                 assert!(pid >= 0, "{what}: $lx_current(0).pid {pid}");
+                assert_eq!(
+                    seen.get("percpu_cur0"),
+                    "same",
+                    "{what}: *(struct task_struct **)&current_task on CPU 0's thread vs $lx_current(0)"
+                );
             } else {
                 assert_eq!(
                     printed(seen.get("cur_task")),

@@ -84,9 +84,8 @@ pub fn find_task_from_cpu(
 /// memory cannot be read.
 pub fn current_on_cpu(mem: &mut dyn VirtRead, k: &crate::kernel::KernelInfo, cpu: u32) -> Option<u64> {
     let rq = k.symbol("runqueues")?;
-    let offsets = k.symbol("__per_cpu_offset")?;
     let curr = k.member("rq", "curr")?.offset();
-    let off = read_u64(mem, offsets.checked_add(u64::from(cpu).checked_mul(8)?)?).ok()?;
+    let off = crate::kernel::layout::per_cpu_offset(mem, k, cpu)?;
     let task = read_u64(mem, rq.wrapping_add(off).wrapping_add(curr)).ok()?;
     (task != 0).then_some(task)
 }

@@ -9,13 +9,12 @@
 
 use super::layout::TaskLayout;
 use super::walk::{read_task, Task};
-use crate::kernel::layout::Layout;
+use crate::kernel::layout::{per_cpu_offset, Layout};
 use crate::mem::{read_u64, VirtRead};
 
 /// The per-CPU pointer to CPU `cpu`'s idle task, from the kernel's own per-CPU data.
 fn idle_pointer(mem: &mut dyn VirtRead, k: &dyn Layout, cpu: u32) -> Option<u64> {
-    let offsets = k.symbol("__per_cpu_offset")?;
-    let off = read_u64(mem, offsets.checked_add(u64::from(cpu).checked_mul(8)?)?).ok()?;
+    let off = per_cpu_offset(mem, k, cpu)?;
     let slot = match k.symbol("idle_threads") {
         Some(sym) => sym.wrapping_add(off),
         None => {
