@@ -9,7 +9,6 @@
 use crate::guest::{guest, Arch, Guest, ARCHES};
 use crate::live::{lab_gdbs, Served};
 use std::path::Path;
-use std::time::Duration;
 
 /// Runs inside GDB; prints `KV key value` lines (newlines as `\n`) for the test.
 const SCRIPT: &str = r#"
@@ -147,10 +146,15 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
         let _slots = g.slots();
         let saved = g.sh("cat /proc/sys/kernel/pid_max");
         // Distinct increasing values, one write every 0.2 s; forks of `sleep` read pid_max.
-        let writer = g.spawn(
-            "i=0; while :; do i=$((i + 1)); echo $((50000 + i)) > /proc/sys/kernel/pid_max; \
-             sleep 0.2; done",
-        );
+        // Scoped: killed and pid_max restored before `_slots` is released, even when an
+        // assertion below fails, so the snapshot tests that count pid_max writes under the same
+        // lock never see this writer's stores.
+        let _writer = g
+            .spawn(
+                "i=0; while :; do i=$((i + 1)); echo $((50000 + i)) > /proc/sys/kernel/pid_max; \
+                 sleep 0.2; done",
+            )
+            .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
         for (name, gdb) in lab_gdbs(arch) {
             let what = format!("{} {name}", arch.name());
             let served = Served::start(g, "-v");
@@ -254,8 +258,5 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
                 ctx()
             );
         }
-        writer.signal(9);
-        let _ = writer.wait(Duration::from_secs(30));
-        g.sh(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
     }
 }

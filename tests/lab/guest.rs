@@ -557,6 +557,35 @@ impl Job<'_> {
     }
 }
 
+/// A background job that must not outlive its test, even one that fails: on drop it kills the
+/// job, waits for it, then runs `undo` (errors ignored: drop may run while a failed assertion
+/// unwinds). A writer left running after a failed test would keep writing into whatever the
+/// next test holding the same lock watches.
+pub struct Scoped<'g> {
+    job: Job<'g>,
+    undo: String,
+}
+
+impl<'g> Job<'g> {
+    /// Ties the job to the caller's scope; `undo` (a shell command) restores what it changed.
+    pub fn scoped(self, undo: &str) -> Scoped<'g> {
+        Scoped {
+            job: self,
+            undo: undo.to_string(),
+        }
+    }
+}
+
+impl Drop for Scoped<'_> {
+    fn drop(&mut self) {
+        let g = self.job.guest;
+        let limit = Duration::from_secs(30);
+        let _ = g.request(&format!("signal {} 9", self.job.pid), &[], limit);
+        let _ = g.request(&format!("wait {} 30000", self.job.pid), &[], limit + limit);
+        let _ = g.request("run 30000", &[self.undo.as_bytes()], limit + limit);
+    }
+}
+
 /// A plant in the guest (kmemd::live::plant::Plant, kept by the agent).
 pub struct GuestPlant<'g> {
     guest: &'g Guest,
