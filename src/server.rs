@@ -163,11 +163,13 @@ impl Session {
                 ", no stack copy: the stack reads live"
             }
         );
+        let mut regs = hit.regs;
+        target.complete_hit_registers(&mut regs);
         self.stop = Some(HitStop {
             tid,
             kind: hit.point.kind,
             addr: hit.point.addr,
-            regs: hit.regs,
+            regs,
             stack: hit.stack,
             stepped: false,
         });
@@ -909,6 +911,10 @@ mod tests {
             r[17] = Some(0x246);
             Ok(Registers(r))
         }
+        fn complete_hit_registers(&mut self, regs: &mut Registers) {
+            // What the live target does: the kernel's PAC mask (a VMCOREINFO number).
+            self.arch.set_pac_mask(regs, 0xff7f_0000_0000_0000);
+        }
         fn kaslr_offset(&self) -> Option<u64> {
             Some(0x2c60_0000)
         }
@@ -1380,6 +1386,11 @@ mod tests {
             drain(&mut sess),
             vec![b"T05watch:ffff800008e10350;thread:1;".to_vec()]
         );
+        // The hit carries no PAC masks: the target's are added, else GDB cannot strip a saved
+        // return address and its backtrace stops at frame 0.
+        let cmask = format!("p{:x}", a.reg_index("pauth_cmask").unwrap());
+        let r = exchange(&mut sess, &mut t, &mut sc, &[cmask.as_bytes()]);
+        assert_eq!(r, vec![b"0000000000007fff".to_vec()]);
         let pc = format!("p{:x}", a.pc_index());
         let r = exchange(
             &mut sess,

@@ -483,6 +483,10 @@ impl Target for LiveTarget {
         Ok(regs)
     }
 
+    fn complete_hit_registers(&mut self, regs: &mut Registers) {
+        self.set_pac_mask(regs);
+    }
+
     fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
         // Idle tasks (pid 0, swapper/N) are not on the task list: their CPU's thread stands
         // for them, as `info threads` lists it.

@@ -57,6 +57,13 @@ pub trait Target: VirtRead {
         Tid::from(cpu) + 1
     }
 
+    /// Fills in what a hit's registers cannot carry but the target knows: on arm64 the pointer
+    /// authentication masks, without which GDB cannot strip the PAC from a saved return address
+    /// and stops the backtrace at frame 0 ("frame did not save the PC").
+    fn complete_hit_registers(&mut self, regs: &mut Registers) {
+        let _ = regs;
+    }
+
     /// Registers of one thread. `Err` when the thread does not exist (any more), or when the
     /// memory that holds them cannot be read (the error keeps the memory failure's kind).
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError>;
