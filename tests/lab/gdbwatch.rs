@@ -45,7 +45,7 @@ run("delete2", "delete")
 run("rwatch", "rwatch pid_max")
 run("cont4", "continue")
 run("delete3", "delete")
-run("hbreak", "hbreak proc_dointvec_minmax")
+run("hbreak", "hbreak %(hbreak)s")
 run("cont5", "continue")
 run("procname", "p table->procname")
 run("write", "p write")
@@ -94,7 +94,17 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
     let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join(format!("gdbwatch-{}.py", g.arch.name()));
-    let body = SCRIPT.replace("%(sock)s", &sock.display().to_string());
+    // arm64: Debian's kernel is built with patchable function entries, so the ELF symbol
+    // proc_dointvec_minmax is two NOPs before the function DWARF describes, and `hbreak NAME`
+    // gets a location at each; the NOPs run first, in no function GDB knows, so it would stop
+    // there without arguments (as it would with kgdb). `*NAME` is the DWARF function's entry.
+    let hbreak = match g.arch {
+        Arch::X86_64 => "proc_dointvec_minmax",
+        Arch::Aarch64 => "*proc_dointvec_minmax",
+    };
+    let body = SCRIPT
+        .replace("%(sock)s", &sock.display().to_string())
+        .replace("%(hbreak)s", hbreak);
     std::fs::write(&script, body).unwrap();
     let out = crate::common::gdb_batch_command(gdb, 300)
         .arg(g.vmlinux())
@@ -137,7 +147,8 @@ fn old_new(stop: &str) -> (i64, i64) {
 /// `watch pid_max`, `continue`: GDB prints the hardware watchpoint with the old and new values
 /// the guest's writer stored, `bt` names the sysctl writer with source lines, the guest keeps
 /// running while GDB is stopped, `continue` catches the next write; `awatch` (both arches) and
-/// `rwatch` (arm64; x86 refuses it) stop too; `hbreak proc_dointvec_minmax` stops at the handler,
+/// `rwatch` (arm64; x86 refuses it) stop too; `hbreak proc_dointvec_minmax` (arm64:
+/// `*proc_dointvec_minmax`, see run_gdb) stops at the handler,
 /// whose arguments GDB prints; `stepi` is refused with kmemd's sentence. Each GDB, both arches.
 #[test]
 fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
