@@ -68,7 +68,7 @@ include tests/fixtures/dbg.mk
 # Benchmarks: ratios measured in one run (kmemd beside the do-nothing stub). Root for live reads.
 # The dump part installs drgn 0.3.0 into DRGN_VENV (default /opt/kmemd-drgn) to compare with, and
 # times crash too when Debian's crash and the fixtures' debug vmlinux (make dbg-vmlinux) are there.
-bench: fixtures static
+bench: fixtures static lab-bins dbg-vmlinux
 	$(CARGO) build --release --bin kmemd --example null_stub --example read_throughput \
 	  --example table_stub
 	KMEMD_GDB18=$(GDB18_DIR)/bin/gdb python3 tests/bench/live.py target/release/kmemd \
@@ -80,7 +80,15 @@ bench: fixtures static
 	$(MAKE) --no-print-directory -f tests/bench/watch.mk bench-watch CARGO="$(CARGO)"
 
 # Rebuilds the prebuilt BPF objects (committed, so building kmemd needs no clang).
-bpf: $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
+# watch.bpf.c is built once per arch: its context (pt_regs) differs.
+bpf: $(patsubst %.c,%.o,$(filter-out bpf/watch.bpf.c,$(wildcard bpf/*.bpf.c))) \
+	bpf/watch-x86_64.bpf.o bpf/watch-aarch64.bpf.o
+
+bpf/watch-x86_64.bpf.o: bpf/watch.bpf.c
+	$(BPF_CLANG) -target bpf -O2 -g -D WATCH_X86_64 -c $< -o $@
+
+bpf/watch-aarch64.bpf.o: bpf/watch.bpf.c
+	$(BPF_CLANG) -target bpf -O2 -g -D WATCH_AARCH64 -c $< -o $@
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(BPF_CLANG) -target bpf -O2 -g -c $< -o $@

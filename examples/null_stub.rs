@@ -61,7 +61,8 @@ fn main() {
     };
     // The same session loop as kmemd's, so the benchmark measures what kmemd does.
     let stop = os::install_shutdown_signals().unwrap_or_else(|e| panic!("{e}"));
-    if let Err(e) = sessions::run(&mut target, &mut listener, stop.as_raw_fd()) {
+    let no_points = || Err("the null stub has no breakpoints".to_string());
+    if let Err(e) = sessions::run(&mut target, &mut listener, stop.as_raw_fd(), &no_points) {
         panic!("{e}");
     }
 }

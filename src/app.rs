@@ -4,7 +4,7 @@ use crate::cli::{Config, Mode};
 use crate::mem::VirtAddr;
 use crate::server::sessions::{self, Stopped};
 use crate::sys::os;
-use crate::target::Target;
+use crate::target::{Points, PointsFactory, Target, NO_POINTS_IN_DUMP};
 use crate::transport::{ListenSpec, Listener};
 use log::{error, info, warn};
 use std::fs::{File, OpenOptions};
@@ -42,6 +42,19 @@ pub fn open_target(config: &Config) -> Result<Box<dyn Target>, String> {
     }
 }
 
+/// What makes each GDB session's breakpoints and watchpoints: perf events on every online CPU of
+/// the running kernel; a dump refuses them with the reason.
+fn points_for(config: &Config) -> Result<Box<PointsFactory>, String> {
+    if config.dump.is_some() {
+        return Ok(Box::new(|| Err(NO_POINTS_IN_DUMP.to_string())));
+    }
+    let arch = crate::arch::Arch::host();
+    let cpus = crate::live::online_cpus()?;
+    Ok(Box::new(move || {
+        Ok(Box::new(crate::watch::gdb::LivePoints::new(arch, cpus.clone())) as Box<dyn Points>)
+    }))
+}
+
 /// Runs the configured mode; the result is the process exit code.
 pub fn run(config: &Config) -> Result<i32, String> {
     match &config.mode {
@@ -71,6 +84,7 @@ pub fn run(config: &Config) -> Result<i32, String> {
             count: config.count,
             seconds: config.seconds,
             json: config.json,
+            snapshots: config.snapshots,
         }),
     }
 }
@@ -89,7 +103,12 @@ fn serve(config: &Config) -> Result<i32, String> {
     if spec == ListenSpec::Stdio && config.log_file.is_none() {
         quiet_stderr_pipe();
     }
-    let stopped = sessions::run(target.as_mut(), &mut listener, stop.as_raw_fd());
+    let stopped = sessions::run(
+        target.as_mut(),
+        &mut listener,
+        stop.as_raw_fd(),
+        &points_for(config)?,
+    );
     // Dropping the listener removes the socket file it created.
     drop(listener);
     match stopped? {

@@ -75,6 +75,8 @@ pub struct Config {
     pub count: Option<u64>,
     pub seconds: Option<Duration>,
     pub json: bool,
+    /// Watch mode: `--snapshots`.
+    pub snapshots: bool,
     /// How many -v were given; [`log_level`] says what each means.
     pub verbosity: u8,
     pub quiet: bool,
@@ -183,6 +185,12 @@ fn options() -> Options {
         "json",
         "one JSON object per line on stdout: per hit (watch mode), per task (--ps), per module \
          (--lsmod), the answer of --sym",
+    );
+    o.optflag(
+        "",
+        "snapshots",
+        "watch mode: a BPF snapshot per hit (its own value, registers and stack at the trap); see \
+         the README for the hits Linux then drops",
     );
     o.optopt("", "log", "write logs to FILE instead of stderr", "FILE");
     o.optflagmulti("v", "verbose", &verbose_help());
@@ -405,8 +413,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         None => None,
     };
     let is_watch = matches!(mode, Mode::Watch(_));
-    if !is_watch && (count.is_some() || seconds.is_some()) {
-        return Err("-n and -t belong to watch mode (-w TYPE TARGET)".into());
+    if !is_watch && (count.is_some() || seconds.is_some() || m.opt_present("snapshots")) {
+        return Err("-n, -t and --snapshots belong to watch mode (-w TYPE TARGET)".into());
     }
     let json_ok = match &mode {
         Mode::Watch(_) => true,
@@ -432,6 +440,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         count,
         seconds,
         json: m.opt_present("json"),
+        snapshots: m.opt_present("snapshots"),
         verbosity: m.opt_count("v").min(255) as u8,
         quiet: m.opt_present("q"),
         log_file: m.opt_str("log").map(PathBuf::from),
@@ -523,6 +532,9 @@ mod tests {
             ])
         );
         assert_eq!(c.count, Some(5));
+        assert!(!c.snapshots, "snapshots are off by default");
+        assert!(run(&["-w", "w4", "jiffies", "--snapshots"]).unwrap().snapshots);
+        assert!(run(&["--snapshots"]).unwrap_err().contains("watch mode"));
         assert!(run(&["-w", "w4"]).unwrap_err().contains("TYPE TARGET"));
     }
 

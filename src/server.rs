@@ -6,12 +6,13 @@
 
 pub mod sessions;
 
+use crate::arch::Registers;
 use crate::mem::VirtAddr;
 use crate::rsp::command::{self, Command, ThreadSel};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::rsp::reply::{self, MAX_READ};
 use crate::rsp::{hex, MAX_INCOMING};
-use crate::target::{Target, ThreadInfo, Tid};
+use crate::target::{Point, PointKind, Points, StackCopy, Target, ThreadInfo, Tid, NO_POINTS_IN_DUMP};
 use log::{debug, info, trace, warn};
 use std::io::{self, Read, Write};
 
@@ -37,6 +38,22 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// [`Session::feed`] stops taking bytes while this much output waits, so a client that sends
 /// requests but never reads costs at most about one reply.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// What GDB is shown while stopped at a hit: the trapped thread with its registers, and the stack
+/// the trap ran on as it was then.
+struct HitStop {
+    tid: Tid,
+    kind: PointKind,
+    addr: u64,
+    regs: Registers,
+    stack: Option<StackCopy>,
+    /// GDB's step over the trapping instruction was answered (see [`Arch::watch_step_len`]).
+    stepped: bool,
+}
+
+/// Why kmemd refuses `s` and `vCont;s`.
+pub const NO_STEP: &str = "kmemd cannot step a running kernel: it never stops the CPUs, so there \
+     is no next instruction to stop at. Use continue (with hbreak or watch to choose where to stop)";
 
 /// One GDB's protocol state. Everything else (the target, the buffers a reply is built in) is
 /// lent for each [`Session::feed`].
@@ -75,6 +92,10 @@ pub struct Session {
     out: Vec<u8>,
     out_pos: usize,
     end: Option<SessionEnd>,
+    /// This session's breakpoints and watchpoints, or why it has none (a dump).
+    points: Result<Box<dyn Points>, String>,
+    /// The hit GDB is stopped at, until it resumes.
+    stop: Option<HitStop>,
 }
 
 /// Where replies are built: one reply at a time, so sessions served together share one.
@@ -85,7 +106,14 @@ pub struct Scratch {
 }
 
 impl Session {
+    /// A session without breakpoints or watchpoints (a dump's: `Z` gets the reason).
     pub fn new(id: u64) -> Session {
+        Session::with_points(id, Err(NO_POINTS_IN_DUMP.to_string()))
+    }
+
+    /// A session whose `Z`/`z` packets arm and disarm `points`, or are refused for the reason
+    /// given.
+    pub fn with_points(id: u64, points: Result<Box<dyn Points>, String>) -> Session {
         Session {
             id,
             decoder: Decoder::new(MAX_INCOMING),
@@ -103,7 +131,72 @@ impl Session {
             out: Vec::new(),
             out_pos: 0,
             end: None,
+            points,
+            stop: None,
         }
+    }
+
+    /// Descriptors to wait on for hits: only while GDB waits for a stop.
+    pub fn poll_fds(&self) -> Vec<std::os::fd::RawFd> {
+        match &self.points {
+            Ok(p) if self.running => p.poll_fds(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether GDB waits for a stop that a hit will bring.
+    pub fn waits_for_hits(&self) -> bool {
+        self.running && self.points.as_ref().is_ok_and(|p| !p.is_empty())
+    }
+
+    /// While GDB waits for a stop: takes the first hit waiting, if any, and sends its stop reply.
+    /// Returns whether it did.
+    pub fn check_hits(&mut self, target: &mut dyn Target, scratch: &mut Scratch) -> bool {
+        if !self.waits_for_hits() || self.end.is_some() {
+            return false;
+        }
+        let Some(hit) = self.points.as_mut().ok().and_then(|p| p.take_hit()) else {
+            return false;
+        };
+        if let Ok(p) = self.points.as_mut() {
+            p.pause();
+        }
+        self.running = false;
+        let tid = target.hit_thread(hit.cpu, hit.pid);
+        info!(
+            "session {}: {} {:#x} hit on CPU {} by pid {} (thread {tid:#x}){}",
+            self.id,
+            hit.point.kind.gdb_command(),
+            hit.point.addr,
+            hit.cpu,
+            hit.pid,
+            if hit.stack.is_some() {
+                ", stack copied"
+            } else {
+                ", no stack copy: the stack reads live"
+            }
+        );
+        let mut regs = hit.regs;
+        target.complete_hit_registers(&mut regs);
+        self.stop = Some(HitStop {
+            tid,
+            kind: hit.point.kind,
+            addr: hit.point.addr,
+            regs,
+            stack: hit.stack,
+            stepped: false,
+        });
+        self.reg_thread = None;
+        let mut cx = Ctx {
+            s: self,
+            target,
+            payload: &mut scratch.payload,
+            mem: &mut scratch.mem,
+        };
+        cx.payload.clear();
+        cx.stop_reply(5);
+        cx.send();
+        true
     }
 
     pub fn id(&self) -> u64 {
@@ -248,6 +341,9 @@ impl Ctx<'_> {
             Event::Interrupt => {
                 if self.s.running {
                     self.s.running = false;
+                    if let Ok(p) = self.s.points.as_mut() {
+                        p.pause();
+                    }
                     debug!("session {id}: interrupted by GDB: reporting a stop");
                     self.payload.clear();
                     self.stop_reply(2);
@@ -320,13 +416,9 @@ impl Ctx<'_> {
                 let offered = features.split(|&b| b == b';').any(|f| f == b"multiprocess+");
                 self.s.pid = self.target.process_id().filter(|_| offered);
                 let multiprocess = self.s.pid.is_some();
-                reply::supported(
-                    self.target.capabilities(),
-                    exec_file,
-                    auxv,
-                    multiprocess,
-                    self.payload,
-                );
+                let points = self.s.points.is_ok();
+                let caps = self.target.capabilities();
+                reply::supported(caps, exec_file, auxv, multiprocess, points, self.payload);
                 Outcome::Reply
             }
             Command::StartNoAckMode => {
@@ -407,6 +499,9 @@ impl Ctx<'_> {
                 }
                 None => self.reply("E02"),
             },
+            Command::ThreadAlive(ThreadSel::Id(id)) if self.s.stop.as_ref().is_some_and(|h| h.tid == id) => {
+                self.reply("OK")
+            }
             Command::ThreadAlive(thread) => match self.resolve(thread) {
                 Some(tid) if self.target.thread_alive(tid) => self.reply("OK"),
                 _ => self.reply("E02"),
@@ -443,17 +538,36 @@ impl Ctx<'_> {
                 Outcome::End(SessionEnd::Killed)
             }
             Command::VContQuery => self.reply("vCont;c;C"),
-            Command::Continue => {
-                // Nothing to resume: the kernel never stopped. Report a stop when GDB interrupts.
-                self.s.running = true;
-                Outcome::NoReply
+            Command::Continue => self.resume(),
+            Command::Step if self.step_over_watch() => {
+                let tid = self.stop_thread();
+                reply::stop(5, self.s.pid, tid, self.payload);
+                Outcome::Reply
             }
             Command::Step => {
-                warn!(
-                    "session {}: single-step refused: kmemd cannot stop or step the kernel",
-                    self.s.id
-                );
-                self.reply("E01")
+                warn!("session {}: single-step refused: {NO_STEP}", self.s.id);
+                reply::error_text(NO_STEP, self.payload);
+                Outcome::Reply
+            }
+            Command::InsertPoint(p) => self.insert_point(p),
+            Command::RemovePoint(p) => match self.s.points.as_mut() {
+                Ok(points) => {
+                    if !points.remove(p) {
+                        // GDB removes what it inserted; one it never got needs no removal.
+                        debug!("session {}: z for {p:?}, which was not armed", self.s.id);
+                    }
+                    self.reply("OK")
+                }
+                Err(why) => {
+                    reply::error_text(why, self.payload);
+                    Outcome::Reply
+                }
+            },
+            Command::WatchpointSupportInfo => {
+                if let Some(n) = self.s.points.as_ref().ok().and_then(|p| p.slots()) {
+                    reply::watchpoint_info(n, self.payload);
+                }
+                Outcome::Reply
             }
             Command::Monitor(cmd) => match self.monitor(&String::from_utf8_lossy(&cmd)) {
                 // GDB prints a final hex reply as the command's output; LLDB prints it raw
@@ -474,7 +588,7 @@ impl Ctx<'_> {
                 }
             },
             Command::ThreadStopInfo(thread) => {
-                let stopped = self.target.stop_thread();
+                let stopped = self.stop_thread();
                 let tid = self.resolve(thread);
                 let threads = self.s.threads.as_deref().unwrap_or_default();
                 match tid.and_then(|tid| threads.iter().find(|t| t.tid == tid)) {
@@ -580,7 +694,48 @@ impl Ctx<'_> {
         Outcome::Reply
     }
 
+    /// `?`, an interrupt, or a hit: the hit's reason while stopped at one.
     fn stop_reply(&mut self, signal: u8) {
+        match &self.s.stop {
+            Some(h) if h.stepped => reply::stop(signal, self.s.pid, h.tid, self.payload),
+            Some(h) => reply::stop_hit(h.kind, h.addr, h.tid, self.payload),
+            None => self.target_stop_reply(signal),
+        }
+    }
+
+    /// Where a watchpoint traps before the access, GDB steps over the trapping instruction before
+    /// it compares the old and new values. The kernel already ran it: the step is answered once,
+    /// with the hit's registers and the pc past that instruction (memory is read live anyway).
+    fn step_over_watch(&mut self) -> bool {
+        let Some(len) = self.target.arch().watch_step_len() else {
+            return false;
+        };
+        let pc = self.target.arch().pc_index();
+        let Some(h) = self.s.stop.as_mut().filter(|h| h.kind.is_watch() && !h.stepped) else {
+            return false;
+        };
+        let Some(slot) = h.regs.0.get_mut(pc) else {
+            return false;
+        };
+        *slot = slot.map(|v| v.wrapping_add(len));
+        h.stepped = true;
+        debug!(
+            "session {}: GDB's step over the watched access answered from the hit",
+            self.s.id
+        );
+        true
+    }
+
+    /// The thread a stop names: the trapped task at a hit, else the target's.
+    fn stop_thread(&mut self) -> Tid {
+        match &self.s.stop {
+            Some(h) => h.tid,
+            None => self.target.stop_thread(),
+        }
+    }
+
+    /// A stop that is no hit: the target's thread (named for LLDB).
+    fn target_stop_reply(&mut self, signal: u8) {
         let tid = self.target.stop_thread();
         if self.s.lldb {
             if self.s.threads.is_none() {
@@ -610,7 +765,53 @@ impl Ctx<'_> {
     fn current_thread(&mut self) -> Tid {
         match self.s.reg_thread {
             Some(t) => t,
-            None => self.target.stop_thread(),
+            None => self.stop_thread(),
+        }
+    }
+
+    /// `c`/`vCont;c`: with points armed, lets them trap and waits for the first hit (or ^C);
+    /// without, only ^C stops the wait (the kernel never stopped, nothing resumes).
+    fn resume(&mut self) -> Outcome {
+        self.s.stop = None;
+        if let Ok(points) = self.s.points.as_mut() {
+            if !points.is_empty() {
+                if let Err(e) = points.resume() {
+                    warn!("session {}: cannot arm for continue: {e}", self.s.id);
+                    reply::error_text(&e, self.payload);
+                    return Outcome::Reply;
+                }
+            }
+        }
+        self.s.running = true;
+        Outcome::NoReply
+    }
+
+    fn insert_point(&mut self, p: Point) -> Outcome {
+        let result = match self.s.points.as_mut() {
+            Ok(points) => points.insert(p),
+            Err(why) => Err(why.clone()),
+        };
+        match result {
+            Ok(()) => {
+                debug!(
+                    "session {}: armed {} {:#x}",
+                    self.s.id,
+                    p.kind.gdb_command(),
+                    p.addr
+                );
+                self.reply("OK")
+            }
+            Err(e) => {
+                warn!(
+                    "session {}: refused {} {:#x} ({} bytes): {e}",
+                    self.s.id,
+                    p.kind.gdb_command(),
+                    p.addr,
+                    p.len
+                );
+                reply::error_text(&e, self.payload);
+                Outcome::Reply
+            }
         }
     }
 
@@ -624,7 +825,9 @@ impl Ctx<'_> {
     /// per packet made `info threads` quadratic (issue 16).
     fn resolve(&mut self, sel: ThreadSel) -> Option<Tid> {
         match sel {
-            ThreadSel::Any | ThreadSel::All => Some(self.target.stop_thread()),
+            ThreadSel::Any | ThreadSel::All => Some(self.stop_thread()),
+            // The trapped task may have started after GDB's last listing.
+            ThreadSel::Id(id) if self.s.stop.as_ref().is_some_and(|h| h.tid == id) => Some(id),
             ThreadSel::Id(id) => {
                 if self.s.threads.is_none() {
                     self.fresh_threads();
@@ -637,7 +840,13 @@ impl Ctx<'_> {
 
     fn read_registers(&mut self, one: Option<usize>) -> Outcome {
         let tid = self.current_thread();
-        let regs = match self.target.registers(tid) {
+        let at_hit = self
+            .s
+            .stop
+            .as_ref()
+            .filter(|h| h.tid == tid)
+            .map(|h| h.regs.clone());
+        let regs = match at_hit.map_or_else(|| self.target.registers(tid), Ok) {
             Ok(r) => r,
             Err(e) => {
                 debug!("session {}: registers of thread {tid}: {e}", self.s.id);
@@ -673,9 +882,27 @@ impl Ctx<'_> {
         let mut filled = 0;
         while filled < len {
             let at = addr.wrapping_add(filled as u64);
-            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..len]) {
+            // At a hit, the trapped stack as it was then.
+            let copied = self
+                .s
+                .stop
+                .as_ref()
+                .and_then(|h| h.stack.as_ref()?.at(at, len - filled));
+            if let Some(bytes) = copied {
+                self.mem[filled..filled + bytes.len()].copy_from_slice(bytes);
+                filled += bytes.len();
+                continue;
+            }
+            // A live read stops where the copy begins, so the two never mix in one piece.
+            let end = match self.s.stop.as_ref().and_then(|h| h.stack.as_ref()) {
+                Some(c) if c.start > at && c.start - at < (len - filled) as u64 => {
+                    filled + (c.start - at) as usize
+                }
+                _ => len,
+            };
+            match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..end]) {
                 Ok(0) => break,
-                Ok(n) => filled += n.min(len - filled),
+                Ok(n) => filled += n.min(end - filled),
                 Err(e) => {
                     debug!("session {}: {e} ({})", self.s.id, e.kind.name());
                     if filled == 0 {
@@ -745,6 +972,7 @@ mod tests {
         caps: crate::target::Capabilities,
         /// Serves one process (pid 0x5d) and its maps file, like `--pid`.
         process: bool,
+        arch: Arch,
     }
 
     impl VirtRead for Mock {
@@ -765,7 +993,7 @@ mod tests {
 
     impl Target for Mock {
         fn arch(&self) -> Arch {
-            Arch::X86_64
+            self.arch
         }
         fn capabilities(&self) -> crate::target::Capabilities {
             self.caps
@@ -788,6 +1016,10 @@ mod tests {
             r[16] = Some(0xffff_ffff_8100_0000 + tid);
             r[17] = Some(0x246);
             Ok(Registers(r))
+        }
+        fn complete_hit_registers(&mut self, regs: &mut Registers) {
+            // What the live target does: the kernel's PAC mask (a VMCOREINFO number).
+            self.arch.set_pac_mask(regs, 0xff7f_0000_0000_0000);
         }
         fn kaslr_offset(&self) -> Option<u64> {
             Some(0x2c60_0000)
@@ -843,6 +1075,7 @@ mod tests {
             reads: 0,
             caps: crate::target::Capabilities::ALL,
             process: false,
+            arch: Arch::X86_64,
         }
     }
 
@@ -1082,7 +1315,8 @@ mod tests {
             &r[..4],
             &[b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec(), b"E01".to_vec()]
         );
-        assert_eq!(r[4], b"");
+        // A session without points (a dump's) refuses breakpoints with the reason.
+        assert_eq!(s(&r[4]), format!("E.{NO_POINTS_IN_DUMP}"));
         assert_eq!(r[5], b"");
         assert_eq!(r[6], b"T05thread:2;", "the session went on");
         assert!(matches!(end, SessionEnd::Eof));
@@ -1131,6 +1365,256 @@ mod tests {
         assert_eq!(r[1], b"", "not supported");
         assert_eq!(r[2], b"", "not supported");
         assert_eq!(r[3], b"m1,2,3", "qfThreadInfo still lists the threads");
+    }
+
+    /// Points that record what the session asked and trap when told to.
+    #[derive(Default)]
+    struct PointLog {
+        armed: Vec<Point>,
+        running: bool,
+        resumes: usize,
+        hits: Vec<crate::target::PointHit>,
+        refuse: Option<String>,
+    }
+
+    struct MockPoints(std::rc::Rc<std::cell::RefCell<PointLog>>);
+
+    impl Points for MockPoints {
+        fn insert(&mut self, p: Point) -> Result<(), String> {
+            let mut l = self.0.borrow_mut();
+            if let Some(e) = &l.refuse {
+                return Err(e.clone());
+            }
+            l.armed.push(p);
+            Ok(())
+        }
+        fn remove(&mut self, p: Point) -> bool {
+            let mut l = self.0.borrow_mut();
+            let n = l.armed.len();
+            l.armed.retain(|q| *q != p);
+            n != l.armed.len()
+        }
+        fn is_empty(&self) -> bool {
+            self.0.borrow().armed.is_empty()
+        }
+        fn slots(&self) -> Option<usize> {
+            Some(4)
+        }
+        fn resume(&mut self) -> Result<(), String> {
+            let mut l = self.0.borrow_mut();
+            l.running = true;
+            l.resumes += 1;
+            Ok(())
+        }
+        fn pause(&mut self) {
+            self.0.borrow_mut().running = false;
+        }
+        fn poll_fds(&self) -> Vec<std::os::fd::RawFd> {
+            vec![42]
+        }
+        fn take_hit(&mut self) -> Option<crate::target::PointHit> {
+            let mut l = self.0.borrow_mut();
+            (l.running && !l.hits.is_empty()).then(|| l.hits.remove(0))
+        }
+    }
+
+    /// Feeds `packets` to `sess`, then returns the payloads of what it answered.
+    fn exchange(sess: &mut Session, t: &mut Mock, sc: &mut Scratch, packets: &[&[u8]]) -> Vec<Vec<u8>> {
+        for p in packets {
+            let bytes = pkt(p);
+            assert_eq!(sess.feed(t, sc, &bytes), bytes.len());
+        }
+        drain(sess)
+    }
+
+    fn drain(sess: &mut Session) -> Vec<Vec<u8>> {
+        let mut d = Decoder::new(1 << 22);
+        let out: Vec<Vec<u8>> = sess
+            .output()
+            .iter()
+            .filter_map(|&b| match d.push(b) {
+                Some(Event::Packet(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let n = sess.output().len();
+        sess.consume_output(n);
+        out
+    }
+
+    #[test]
+    fn a_hit_stops_gdb_with_its_thread_registers_and_stack() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        let sp = 0xffff_c900_0001_3f00u64;
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[
+                b"QStartNoAckMode",
+                b"qSupported",
+                b"qWatchpointSupportInfo",
+                b"Z2,ffffffff82a0c0c0,4",
+            ],
+        );
+        assert!(s(&r[1]).contains("hwbreak+"), "{}", s(&r[1]));
+        assert_eq!(r[2], b"num:4;");
+        assert_eq!(r[3], b"OK");
+        assert!(!sess.check_hits(&mut t, &mut sc), "not running: no stop");
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"vCont;c"]);
+        assert!(r.is_empty(), "continue waits");
+        assert!(sess.waits_for_hits());
+        assert_eq!(sess.poll_fds(), vec![42]);
+        assert!(!sess.check_hits(&mut t, &mut sc), "no hit yet");
+        let mut regs = vec![None; Arch::X86_64.registers().len()];
+        regs[16] = Some(0xffff_ffff_8123_4567);
+        regs[7] = Some(sp);
+        log.borrow_mut().hits.push(crate::target::PointHit {
+            point: Point {
+                kind: PointKind::Write,
+                addr: 0xffff_ffff_82a0_c0c0,
+                len: 4,
+            },
+            cpu: 1,
+            pid: 0,
+            regs: Registers(regs),
+            stack: Some(StackCopy {
+                start: sp,
+                bytes: vec![0xaa; 0x100],
+            }),
+        });
+        assert!(sess.check_hits(&mut t, &mut sc));
+        assert_eq!(
+            drain(&mut sess),
+            vec![b"T05watch:ffffffff82a0c0c0;thread:2;".to_vec()]
+        );
+        assert!(!log.borrow().running, "paused at the stop");
+        assert!(sess.poll_fds().is_empty());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[
+                b"?",
+                b"p10",
+                b"Hg3",
+                b"p10",
+                b"Hg2",
+                b"p7",
+                format!("m{:x},8", sp + 0xf8).as_bytes(),
+                format!("m{:x},10", sp + 0xf8).as_bytes(),
+                b"vCont;s:2",
+                b"s",
+            ],
+        );
+        assert_eq!(r[0], b"T05watch:ffffffff82a0c0c0;thread:2;");
+        assert_eq!(r[1], b"67452381ffffffff", "pc of the hit");
+        assert_eq!(r[3], b"03000081ffffffff", "other threads: the target's registers");
+        assert_eq!(r[5], b"003f010000c9ffff", "sp of the hit");
+        assert_eq!(r[6], b"aaaaaaaaaaaaaaaa", "the stack as copied at the hit");
+        assert_eq!(
+            hex::decode(&r[7]).unwrap(),
+            vec![0xaa; 8],
+            "the copy's end, never live bytes after it"
+        );
+        assert!(
+            s(&r[8]).starts_with("E.kmemd cannot step a running kernel"),
+            "{}",
+            s(&r[8])
+        );
+        assert_eq!(r[8], r[9]);
+        // Continue again: the stop is over, reads are live again, and ^C ends the wait.
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
+        assert!(r.is_empty());
+        assert_eq!(log.borrow().resumes, 2);
+        assert!(sess.feed(&mut t, &mut sc, &[0x03]) == 1);
+        assert_eq!(drain(&mut sess), vec![b"T02thread:2;".to_vec()]);
+        assert!(!log.borrow().running, "^C pauses the points");
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"?", b"z2,ffffffff82a0c0c0,4"]);
+        assert_eq!(r, vec![b"T05thread:2;".to_vec(), b"OK".to_vec()]);
+        assert!(log.borrow().armed.is_empty());
+    }
+
+    #[test]
+    fn where_a_watchpoint_traps_before_the_access_gdbs_step_over_it_is_answered_once() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        t.arch = Arch::Aarch64;
+        let a = Arch::Aarch64;
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[b"QStartNoAckMode", b"Z2,ffff800008e10350,4", b"c"],
+        );
+        assert_eq!(r, vec![b"OK".to_vec(), b"OK".to_vec()]);
+        let mut regs = vec![None; a.registers().len()];
+        regs[a.pc_index()] = Some(0xffff_8000_0812_3450);
+        log.borrow_mut().hits.push(crate::target::PointHit {
+            point: Point {
+                kind: PointKind::Write,
+                addr: 0xffff_8000_08e1_0350,
+                len: 4,
+            },
+            cpu: 0,
+            pid: 115,
+            regs: Registers(regs),
+            stack: None,
+        });
+        assert!(sess.check_hits(&mut t, &mut sc));
+        assert_eq!(
+            drain(&mut sess),
+            vec![b"T05watch:ffff800008e10350;thread:1;".to_vec()]
+        );
+        // The hit carries no PAC masks: the target's are added, else GDB cannot strip a saved
+        // return address and its backtrace stops at frame 0.
+        let cmask = format!("p{:x}", a.reg_index("pauth_cmask").unwrap());
+        let r = exchange(&mut sess, &mut t, &mut sc, &[cmask.as_bytes()]);
+        assert_eq!(r, vec![b"0000000000007fff".to_vec()]);
+        let pc = format!("p{:x}", a.pc_index());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[pc.as_bytes(), b"vCont;s:1", pc.as_bytes(), b"?", b"vCont;s:1"],
+        );
+        assert_eq!(r[0], b"503412080080ffff");
+        assert_eq!(
+            r[1], b"T05thread:1;",
+            "the step over the store, answered from the hit"
+        );
+        assert_eq!(r[2], b"543412080080ffff", "pc past the 4-byte instruction");
+        assert_eq!(r[3], b"T05thread:1;");
+        assert!(
+            s(&r[4]).starts_with("E.kmemd cannot step"),
+            "only once: {}",
+            s(&r[4])
+        );
+    }
+
+    #[test]
+    fn refused_points_and_resumes_say_why() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog {
+            refuse: Some("no debug register left".into()),
+            ..PointLog::default()
+        }));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[b"QStartNoAckMode", b"Z1,ffffffff81000000,1"],
+        );
+        assert_eq!(r[1], b"E.no debug register left");
+        // Without points `c` only waits for ^C, as before.
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
+        assert!(r.is_empty());
+        assert!(!sess.waits_for_hits());
+        assert_eq!(log.borrow().resumes, 0);
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
     (reg == "cpsr").then_some(value & 0xf == 0)
 }
 
+/// perf's register numbers (arch/arm64/include/uapi/asm/perf_regs.h, Linux 3.18+): x0-x30,
+/// sp, pc, as GDB names. pstate is not among them.
+pub const PERF_REGS: &[&str] = &[
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15",
+    "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30",
+    "sp", "pc",
+];
+
 /// Watchpoints: 2 to 16 (ID_AA64DFR0_EL1.WRPs, which user space cannot read: the kernel
 /// answers ENOSPC past it); byte-address-select within one aligned doubleword
 /// (arch/arm64/kernel/hw_breakpoint.c); an execute breakpoint covers one instruction.
@@ -134,6 +142,8 @@ pub const DEBUG_REGS: DebugRegs = DebugRegs {
     no_read_only: None,
     exec_len: 4,
     exec_len_why: "execute breakpoints on arm64 cover one instruction",
+    // A64 instructions are 4-byte aligned.
+    exec_align: 4,
     data_aligned: |addr, len| (addr & 7) + u64::from(len) <= 8,
 };
 

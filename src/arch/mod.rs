@@ -1,6 +1,7 @@
 //! Architectures kmemd serves. The dump's architecture decides, not the host's, so one binary
 //! serves x86_64 and aarch64 kernels alike: everything per-arch hangs off `Arch`.
 
+pub mod a64store;
 pub mod aarch64;
 pub mod prstatus;
 pub mod walk;
@@ -90,6 +91,8 @@ pub struct DebugRegs {
     /// The one length an execute breakpoint takes, and why.
     pub exec_len: u8,
     pub exec_len_why: &'static str,
+    /// The alignment an execute breakpoint's address needs (the instruction alignment).
+    pub exec_align: u64,
     /// Whether a data watchpoint of `len` bytes can sit at `addr`.
     pub data_aligned: fn(addr: u64, len: u8) -> bool,
 }
@@ -308,6 +311,35 @@ impl Arch {
     }
 
     /// What the CPU's hardware watchpoints allow.
+    /// GDB's names of the registers perf samples at a trap (PERF_SAMPLE_REGS_INTR), in the bit
+    /// order of perf's register mask; "" for bits not asked for.
+    pub fn perf_regs(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => x86_64::PERF_REGS,
+            Arch::Aarch64 => aarch64::PERF_REGS,
+        }
+    }
+
+    /// Where a data watchpoint traps before the access (the instruction has not run yet), the
+    /// length of that instruction: GDB then steps over it before it compares values. arm64
+    /// (ARM ARM D2.10: watchpoint exceptions are taken before the access; A64 instructions are
+    /// 4 bytes). x86 traps after the access: None.
+    pub fn watch_step_len(self) -> Option<u64> {
+        match self {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => Some(4),
+        }
+    }
+
+    /// The `sample_regs_intr` mask of [`Arch::perf_regs`].
+    pub fn perf_regs_mask(self) -> u64 {
+        self.perf_regs()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.is_empty())
+            .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
     pub fn debug_regs(self) -> DebugRegs {
         match self {
             Arch::X86_64 => x86_64::DEBUG_REGS,

@@ -123,6 +123,14 @@ pub fn is_user_mode(reg: &str, value: u64) -> Option<bool> {
     (reg == "cs").then_some(value & 0xffff == 0x33)
 }
 
+/// perf's register numbers (arch/x86/include/uapi/asm/perf_regs.h, Linux 3.7+) as GDB names.
+/// DS, ES, FS and GS (12-15) are left out: 64-bit kernels refuse them in a mask
+/// (arch/x86/kernel/perf_regs.c, REG_NOSUPPORT).
+pub const PERF_REGS: &[&str] = &[
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "eflags", "cs", "ss", "", "", "", "",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+];
+
 /// Debug registers DR0-DR3 (DR7 sets type and length): no read-only type, and a length-aligned
 /// address for data; perf takes execute breakpoints with length sizeof(long).
 pub const DEBUG_REGS: DebugRegs = DebugRegs {
@@ -130,6 +138,9 @@ pub const DEBUG_REGS: DebugRegs = DebugRegs {
     no_read_only: Some("x86 debug registers cannot trap reads alone"),
     exec_len: 8,
     exec_len_why: "execute breakpoints on x86 take length 8 (sizeof(long))",
+    // Instructions start at any byte; perf takes X breakpoints with no alignment check
+    // (arch/x86/kernel/hw_breakpoint.c: X86_BREAKPOINT_LEN_X is X86_BREAKPOINT_LEN_1, align 0).
+    exec_align: 1,
     data_aligned: |addr, len| len != 0 && addr % u64::from(len) == 0,
 };
 

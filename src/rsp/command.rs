@@ -3,6 +3,7 @@
 //! (error reply), so the session always goes on.
 
 use super::hex;
+use crate::target::{Point, PointKind};
 
 /// A thread selector: GDB's 0 means "any", -1 "all".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,12 @@ pub enum Command<'a> {
     Step,
     Monitor(Vec<u8>),
     Symbol,
+    /// `Z`: arm a breakpoint or watchpoint.
+    InsertPoint(Point),
+    /// `z`: disarm one.
+    RemovePoint(Point),
+    /// `qWatchpointSupportInfo`: how many watchpoints the target holds.
+    WatchpointSupportInfo,
     /// Understood, but its arguments do not parse.
     Malformed(&'static str),
     Unknown,
@@ -118,6 +125,19 @@ fn thread_sel(s: &[u8]) -> Option<ThreadSel> {
         b"0" => Some(ThreadSel::Any),
         _ => hex::parse_u64(s).map(ThreadSel::Id),
     }
+}
+
+/// `Z`/`z` arguments: `type,addr,kind`, then conditions and commands after `;` (never
+/// offered, so ignored).
+fn point(args: &[u8]) -> Option<Point> {
+    let args = split2(args, b';').map_or(args, |(a, _)| a);
+    let (kind, rest) = split2(args, b',')?;
+    let kind = match kind {
+        [d] => PointKind::from_digit(*d)?,
+        _ => return None,
+    };
+    let (addr, len) = addr_len(rest)?;
+    Some(Point { kind, addr, len })
 }
 
 /// `qXfer:object:read:annex:offset,length`
@@ -185,6 +205,11 @@ pub fn parse(p: &[u8]) -> Command<'_> {
         b'T' => thread_sel(rest).map_or(Malformed("T thread"), ThreadAlive),
         b'D' => Detach,
         b'k' => Kill,
+        b'Z' | b'z' => match point(rest) {
+            Some(p) if first == b'Z' => InsertPoint(p),
+            Some(p) => RemovePoint(p),
+            None => Malformed("Z/z type,addr,kind"),
+        },
         b'c' => Continue,
         b's' => Step,
         b'q' => parse_query(p),
@@ -242,6 +267,7 @@ fn parse_query(p: &[u8]) -> Command<'_> {
     match p {
         b"qHostInfo" => LldbHello,
         b"qOffsets" => Offsets,
+        b"qWatchpointSupportInfo" | b"qWatchpointSupportInfo:" => WatchpointSupportInfo,
         b"qfThreadInfo" => ThreadInfoFirst,
         b"qsThreadInfo" => ThreadInfoNext,
         b"qC" => CurrentThread,
@@ -341,6 +367,57 @@ mod tests {
             (b"s", Step),
             (b"qRcmd,68656c70", Monitor(b"help".to_vec())),
             (b"qSymbol::", Symbol),
+            (b"qWatchpointSupportInfo", WatchpointSupportInfo),
+            (b"qWatchpointSupportInfo:", WatchpointSupportInfo),
+            (
+                b"Z2,ffffffff82a0c0c0,4",
+                InsertPoint(Point {
+                    kind: PointKind::Write,
+                    addr: 0xffff_ffff_82a0_c0c0,
+                    len: 4,
+                }),
+            ),
+            (
+                b"z3,ffff888001234560,8",
+                RemovePoint(Point {
+                    kind: PointKind::Read,
+                    addr: 0xffff_8880_0123_4560,
+                    len: 8,
+                }),
+            ),
+            (
+                b"Z4,10,1",
+                InsertPoint(Point {
+                    kind: PointKind::Access,
+                    addr: 0x10,
+                    len: 1,
+                }),
+            ),
+            (
+                b"Z1,ffffffff81000000,1",
+                InsertPoint(Point {
+                    kind: PointKind::Hardware,
+                    addr: 0xffff_ffff_8100_0000,
+                    len: 1,
+                }),
+            ),
+            (
+                // Conditions and commands (never offered) do not hide the point itself.
+                b"Z0,ffffffff81000000,1;X3,220027;cmds:0,X3,220027",
+                InsertPoint(Point {
+                    kind: PointKind::Software,
+                    addr: 0xffff_ffff_8100_0000,
+                    len: 1,
+                }),
+            ),
+            (
+                b"z0,ffffffff81000000,1",
+                RemovePoint(Point {
+                    kind: PointKind::Software,
+                    addr: 0xffff_ffff_8100_0000,
+                    len: 1,
+                }),
+            ),
         ];
         for (pkt, want) in cases {
             assert_eq!(parse(pkt), want, "{}", String::from_utf8_lossy(pkt));
@@ -353,7 +430,6 @@ mod tests {
             &b""[..],
             b"vMustReplyEmpty",
             b"qTStatus",
-            b"Z0,1000,1",
             b"QThreadEvents:1",
             b"!",
             b"gX",
@@ -374,6 +450,15 @@ mod tests {
             b"qRcmd,6",
             b"qXfer:features:read:target.xml",
             b"qThreadExtraInfo,",
+            b"Z",
+            b"Z5,1000,1",
+            b"Z22,1000,1",
+            b"Z2",
+            b"Z2,1000",
+            b"z2,zz,4",
+            b"Z2,1000,",
+            b"Z2,11111111111111111,4",
+            b"Z,1000,4",
         ] {
             assert!(
                 matches!(parse(pkt), Malformed(_)),

@@ -6,7 +6,7 @@ use super::hex;
 use super::PACKET_SIZE;
 use crate::arch::{RegDesc, Registers};
 use crate::mem::MemErrorKind;
-use crate::target::{Capabilities, ThreadInfo, Tid};
+use crate::target::{Capabilities, PointKind, ThreadInfo, Tid};
 
 /// Largest read answered in one `m`/`x` reply (and the largest `qXfer` chunk): the hex (or
 /// worst-case escaped) form must fit the advertised packet size.
@@ -23,7 +23,16 @@ pub const IDS_PER_REPLY: usize = 200;
 /// `multiprocess`: thread ids carry the process id (`pPID.TID`), only for `--pid` and only when
 /// GDB offered it: GDB then knows the real pid and reads `/proc/PID/maps` for `info proc
 /// mappings` and `generate-core-file` (without it GDB uses a made-up pid and refuses both).
-pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, multiprocess: bool, out: &mut Vec<u8>) {
+/// `points`: the session serves `Z`/`z`, so its stops may say `hwbreak` (GDB then knows a stop at
+/// a breakpoint address came from the breakpoint, not from something else).
+pub fn supported(
+    caps: Capabilities,
+    exec_file: bool,
+    auxv: bool,
+    multiprocess: bool,
+    points: bool,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(format!("PacketSize={PACKET_SIZE:x};QStartNoAckMode+;").as_bytes());
     if multiprocess {
         out.extend_from_slice(b"multiprocess+;");
@@ -40,6 +49,9 @@ pub fn supported(caps: Capabilities, exec_file: bool, auxv: bool, multiprocess: 
     if caps.thread_list {
         out.extend_from_slice(b"qXfer:threads:read+;");
     }
+    if points {
+        out.extend_from_slice(b"hwbreak+;");
+    }
     out.extend_from_slice(b"binary-upload+;vContSupported+");
 }
 
@@ -49,6 +61,35 @@ pub fn thread_id(pid: Option<u32>, tid: Tid) -> String {
         Some(p) => format!("p{p:x}.{tid:x}"),
         None => format!("{tid:x}"),
     }
+}
+
+/// The stop reply for a hit of a breakpoint or watchpoint: `T05`, then `watch:ADDR`,
+/// `rwatch:ADDR` or `awatch:ADDR` (the watched address GDB asked for) or `hwbreak:`, then the
+/// thread.
+pub fn stop_hit(kind: PointKind, addr: u64, tid: Tid, out: &mut Vec<u8>) {
+    let reason = match kind {
+        PointKind::Write => format!("watch:{addr:x}"),
+        PointKind::Read => format!("rwatch:{addr:x}"),
+        PointKind::Access => format!("awatch:{addr:x}"),
+        PointKind::Software | PointKind::Hardware => "hwbreak:".to_string(),
+    };
+    out.extend_from_slice(format!("T05{reason};thread:{tid:x};").as_bytes());
+}
+
+/// The `qWatchpointSupportInfo` reply.
+pub fn watchpoint_info(slots: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("num:{slots};").as_bytes());
+}
+
+/// An `E.` reply: an error GDB prints with its text (as "Remote failure reply: ..." for a
+/// resume, or in its own error for other packets).
+pub fn error_text(text: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"E.");
+    // `$`, `#` and `}` would need escaping in a packet; a sentence never needs them.
+    out.extend(text.bytes().map(|b| match b {
+        b'$' | b'#' | b'}' | b'*' => b'?',
+        b => b,
+    }));
 }
 
 /// A stop reply for `?` and for an interrupt: `T` + signal + the stopped thread.
@@ -216,35 +257,40 @@ mod tests {
     #[test]
     fn supported_follows_the_capabilities() {
         assert_eq!(
-            text(|o| supported(Capabilities::ALL, false, false, false, o)),
+            text(|o| supported(Capabilities::ALL, false, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
              binary-upload+;vContSupported+"
+        );
+        assert_eq!(
+            text(|o| supported(Capabilities::ALL, false, false, false, true, o)),
+            "PacketSize=100000;QStartNoAckMode+;qXfer:features:read+;qXfer:threads:read+;\
+             hwbreak+;binary-upload+;vContSupported+"
         );
         let none = Capabilities {
             target_description: false,
             thread_list: false,
         };
         assert_eq!(
-            text(|o| supported(none, false, false, false, o)),
+            text(|o| supported(none, false, false, false, false, o)),
             "PacketSize=100000;QStartNoAckMode+;binary-upload+;vContSupported+"
         );
         let xml_only = Capabilities {
             thread_list: false,
             ..Capabilities::ALL
         };
-        let t = text(|o| supported(xml_only, false, false, false, o));
+        let t = text(|o| supported(xml_only, false, false, false, false, o));
         assert!(
             t.contains("qXfer:features:read+") && !t.contains("threads"),
             "{t}"
         );
         assert!(!t.contains("exec-file"), "{t}");
-        let t = text(|o| supported(none, true, false, false, o));
+        let t = text(|o| supported(none, true, false, false, false, o));
         assert!(t.contains(";qXfer:exec-file:read+;"), "{t}");
         assert!(!t.contains("auxv"), "{t}");
-        let t = text(|o| supported(none, false, true, false, o));
+        let t = text(|o| supported(none, false, true, false, false, o));
         assert!(t.contains(";qXfer:auxv:read+;"), "{t}");
         assert!(!t.contains("multiprocess"), "{t}");
-        let t = text(|o| supported(none, false, true, true, o));
+        let t = text(|o| supported(none, false, true, true, false, o));
         assert!(t.contains(";multiprocess+;"), "{t}");
     }
 
@@ -279,6 +325,26 @@ mod tests {
             "Text=2c600000;Data=2c600000;Bss=2c600000"
         );
         assert_eq!(text(|o| offsets(0, o)), "Text=0;Data=0;Bss=0");
+    }
+
+    #[test]
+    fn hit_stops_name_the_reason_the_address_and_the_thread() {
+        let a = 0xffff_ffff_82a0_c0c0;
+        for (kind, want) in [
+            (PointKind::Write, "T05watch:ffffffff82a0c0c0;thread:10123;"),
+            (PointKind::Read, "T05rwatch:ffffffff82a0c0c0;thread:10123;"),
+            (PointKind::Access, "T05awatch:ffffffff82a0c0c0;thread:10123;"),
+            (PointKind::Hardware, "T05hwbreak:;thread:10123;"),
+            (PointKind::Software, "T05hwbreak:;thread:10123;"),
+        ] {
+            assert_eq!(text(|o| stop_hit(kind, a, 0x10123, o)), want);
+        }
+        assert_eq!(text(|o| watchpoint_info(4, o)), "num:4;");
+    }
+
+    #[test]
+    fn error_texts_never_carry_framing_bytes() {
+        assert_eq!(text(|o| error_text("no $slot# left}*", o)), "E.no ?slot? left??");
     }
 
     #[test]

@@ -23,7 +23,7 @@
 use super::{Scratch, Session, SessionEnd};
 use crate::rsp::framing::{self, Decoder, Event};
 use crate::sys::os::{self, PollFd, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
-use crate::target::Target;
+use crate::target::{PointsFactory, Target};
 use crate::transport::{Conn, Listener, BLOCKING_WRITE_MAX};
 use log::{debug, info, warn};
 use std::io::{self, Read, Write};
@@ -48,6 +48,10 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(5);
 
 /// Refused clients waited on at once; more are told at once, without waiting for their packet.
 const MAX_REFUSING: usize = 8;
+
+/// While a GDB waits on hits, rings are also looked at this often: where a hit does not wake the
+/// reader (arm64, `Arch::wake_per_breakpoint_sample`), this bounds how late its stop comes.
+const HIT_CHECK: Duration = Duration::from_millis(20);
 
 /// After a failed accept (say EMFILE), the listener rests this long rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -91,6 +95,7 @@ enum Token {
     Read(usize),
     Write(usize),
     Refusal(usize),
+    Hits,
 }
 
 struct Server<'a> {
@@ -102,11 +107,18 @@ struct Server<'a> {
     refusals: Vec<Refusal>,
     next_id: u64,
     accept_paused_until: Option<Instant>,
+    points: &'a PointsFactory,
 }
 
 /// Serves GDBs from `listener` until a stop signal makes `stop_fd` readable (see
-/// `os::install_shutdown_signals`) or stdin/stdout's one session ends.
-pub fn run(target: &mut dyn Target, listener: &mut Listener, stop_fd: RawFd) -> Result<Stopped, String> {
+/// `os::install_shutdown_signals`) or stdin/stdout's one session ends. Each session's
+/// breakpoints and watchpoints come from `points`.
+pub fn run(
+    target: &mut dyn Target,
+    listener: &mut Listener,
+    stop_fd: RawFd,
+    points: &PointsFactory,
+) -> Result<Stopped, String> {
     let mut server = Server {
         target,
         listener,
@@ -116,6 +128,7 @@ pub fn run(target: &mut dyn Target, listener: &mut Listener, stop_fd: RawFd) -> 
         refusals: Vec::new(),
         next_id: 1,
         accept_paused_until: None,
+        points,
     };
     loop {
         if let Some(sig) = server.stop_signal() {
@@ -152,6 +165,7 @@ pub fn run(target: &mut dyn Target, listener: &mut Listener, stop_fd: RawFd) -> 
                 _ => {}
             }
         }
+        server.check_hits();
         server.check_deadlines(Instant::now());
         server.reap();
     }
@@ -164,6 +178,16 @@ impl Server<'_> {
 
     fn parts(&mut self, i: usize) -> (&mut Client, &mut dyn Target, &mut Scratch) {
         (&mut self.clients[i], &mut *self.target, &mut self.scratch)
+    }
+
+    /// Sends the stop of every session whose GDB waits on a hit that has come.
+    fn check_hits(&mut self) {
+        for i in 0..self.clients.len() {
+            let (c, target, scratch) = self.parts(i);
+            if c.end.is_none() && c.session.check_hits(target, scratch) {
+                pump(c, target, scratch, false);
+            }
+        }
     }
 
     fn poll_set(&self, stop_fd: RawFd, now: Instant) -> (Vec<PollFd>, Vec<Token>) {
@@ -188,6 +212,11 @@ impl Server<'_> {
                 fds.push(os::poll_fd(c.conn.read_fd(), POLLIN));
                 tokens.push(Token::Read(i));
             }
+            // Hits wake the loop; which session they are for is found by asking each.
+            for fd in c.session.poll_fds() {
+                fds.push(os::poll_fd(fd, POLLIN));
+                tokens.push(Token::Hits);
+            }
         }
         for (i, r) in self.refusals.iter().enumerate() {
             fds.push(os::poll_fd(r.conn.read_fd(), POLLIN));
@@ -199,7 +228,16 @@ impl Server<'_> {
     fn next_deadline(&self) -> Option<Instant> {
         let clients = self.clients.iter().filter_map(deadline);
         let refusals = self.refusals.iter().map(|r| r.deadline);
-        clients.chain(refusals).chain(self.accept_paused_until).min()
+        let hits = self
+            .clients
+            .iter()
+            .any(|c| c.end.is_none() && c.session.waits_for_hits())
+            .then(|| Instant::now() + HIT_CHECK);
+        clients
+            .chain(refusals)
+            .chain(self.accept_paused_until)
+            .chain(hits)
+            .min()
     }
 
     fn admit(&mut self, conn: Conn, peer: String) {
@@ -217,7 +255,7 @@ impl Server<'_> {
         }
         self.clients.push(Client {
             conn,
-            session: Session::new(id),
+            session: Session::with_points(id, (self.points)()),
             unread: Vec::new(),
             eof: false,
             last_in: now,

@@ -193,6 +193,20 @@ impl BpfObject {
         Ok(())
     }
 
+    /// Sets a map's entry count (a ring buffer's byte size); only before `load`.
+    pub fn set_max_entries(&mut self, map: &str, n: u32) -> Result<(), String> {
+        let m = self.map(map)?;
+        // SAFETY: `m` belongs to the live, not yet loaded object `self.obj`.
+        let rc = unsafe { bpf::bpf_map__set_max_entries(m.as_ptr(), n) };
+        if rc != 0 {
+            return Err(format!(
+                "cannot size BPF map {map} to {n}: {}",
+                io::Error::from_raw_os_error(-rc)
+            ));
+        }
+        Ok(())
+    }
+
     /// Replaces the initial contents of a global-data map (`.rodata`, `.data`, `.bss`); only
     /// before `load`. `bytes` must be exactly the map's value size (libbpf checks it), which is how
     /// a caller setting one `const volatile` variable knows the section holds nothing else.
@@ -271,6 +285,12 @@ impl Drop for BpfObject {
 #[derive(Debug)]
 pub struct BpfProg {
     fd: OwnedFd,
+}
+
+impl AsFd for BpfProg {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 /// What one `BPF_PROG_TEST_RUN` reported.
@@ -440,6 +460,142 @@ impl Drop for MapView {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and the mapping is unmapped once.
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A BPF ring buffer map read from user space (kernel/bpf/ringbuf.c): one read-write page with
+/// the consumer position, then, read-only, the producer page and the data area mapped twice in a
+/// row, so a record that wraps is contiguous. Records start with an 8-byte header: a u32 length
+/// with BUSY (bit 31: still being written) and DISCARD (bit 30) flags, and a page offset.
+pub struct RingBufView {
+    consumer: *mut u8,
+    producer: *mut u8,
+    page: usize,
+    size: usize,
+    /// The fd stays open while mapped (poll(2) on it says when records wait).
+    fd: OwnedFd,
+}
+
+const RINGBUF_BUSY: u32 = 1 << 31;
+const RINGBUF_DISCARD: u32 = 1 << 30;
+const RINGBUF_HDR: usize = 8;
+
+impl BpfMap {
+    /// Maps a BPF_MAP_TYPE_RINGBUF map, whose `max_entries` is its data size in bytes (a power
+    /// of two of pages, which the kernel checked when it created the map).
+    pub fn ring_buffer(&self) -> io::Result<RingBufView> {
+        let page = super::os::page_size();
+        let size = self.max_entries as usize;
+        if size == 0 || size % page != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let fd = self.fd.try_clone()?;
+        // SAFETY: the consumer page of a ring buffer map is one page at offset 0, mappable
+        // read-write; the result is checked against MAP_FAILED.
+        let consumer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if consumer == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the producer page and twice the data size follow at offset `page`, read-only
+        // (the kernel's documented layout); checked against MAP_FAILED.
+        let producer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page + 2 * size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                page as libc::off_t,
+            )
+        };
+        if producer == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: `consumer` is the live one-page mapping made above.
+            unsafe { libc::munmap(consumer, page) };
+            return Err(e);
+        }
+        Ok(RingBufView {
+            consumer: consumer.cast(),
+            producer: producer.cast(),
+            page,
+            size,
+            fd,
+        })
+    }
+}
+
+impl RingBufView {
+    fn pos(&self, base: *mut u8) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: both positions are the first, 8-byte aligned word of a live page mapping; the
+        // kernel updates them concurrently, hence atomics.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(base.cast::<u64>()) }
+    }
+
+    /// The fd to poll(2) for "records are waiting".
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Hands every complete record waiting, in order, to `f` (at most `max` of them), and gives
+    /// their space back to the kernel. Returns how many were handed over.
+    pub fn consume(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        use std::sync::atomic::Ordering;
+        let mut cons = self.pos(self.consumer).load(Ordering::Acquire);
+        let mut n = 0;
+        while n < max {
+            let prod = self.pos(self.producer).load(Ordering::Acquire);
+            if cons >= prod {
+                break;
+            }
+            let at = (cons % self.size as u64) as usize;
+            // SAFETY: the header lies in the data area (at < size, 8-byte aligned, size a
+            // multiple of 8); the kernel publishes it with a release store of the length word,
+            // which we read with acquire.
+            let hdr = unsafe {
+                std::sync::atomic::AtomicU32::from_ptr(self.producer.add(self.page + at).cast::<u32>())
+                    .load(Ordering::Acquire)
+            };
+            if hdr & RINGBUF_BUSY != 0 {
+                break;
+            }
+            let len = (hdr & !(RINGBUF_BUSY | RINGBUF_DISCARD)) as usize;
+            if len > self.size - RINGBUF_HDR {
+                // Impossible from a sane kernel: never read past the double mapping.
+                break;
+            }
+            if hdr & RINGBUF_DISCARD == 0 {
+                // SAFETY: [at + 8, at + 8 + len) lies within the double-mapped data area
+                // (at < size, len <= size - 8), which the kernel no longer writes until the
+                // consumer position passes it (the store below, after `f` returns).
+                let rec = unsafe {
+                    std::slice::from_raw_parts(self.producer.add(self.page + at + RINGBUF_HDR), len)
+                };
+                f(rec);
+                n += 1;
+            }
+            cons += ((len + RINGBUF_HDR + 7) & !7) as u64;
+            self.pos(self.consumer).store(cons, Ordering::Release);
+        }
+        n
+    }
+}
+
+impl Drop for RingBufView {
+    fn drop(&mut self) {
+        // SAFETY: both regions are exactly the live mappings made in `ring_buffer`.
+        unsafe {
+            libc::munmap(self.producer.cast(), self.page + 2 * self.size);
+            libc::munmap(self.consumer.cast(), self.page);
         }
     }
 }

@@ -414,6 +414,8 @@ const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
 const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
 const PERF_EVENT_IOC_ID: libc::c_ulong = 0x8008_2407;
+/// _IOW('$', 8, __u32): attach a BPF program (BPF_PROG_TYPE_PERF_EVENT) to the event.
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 
 /// perf_event_open(2). Errors are the raw errno, which the caller turns into a sentence.
 pub fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32) -> Result<OwnedFd, i32> {
@@ -479,6 +481,11 @@ pub fn perf_read_count(fd: &OwnedFd) -> Result<(u64, u64), i32> {
 /// a CPU.
 pub fn perf_set_output(fd: &OwnedFd, target: &OwnedFd) -> Result<(), i32> {
     perf_ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, target.as_raw_fd() as libc::c_ulong)
+}
+
+/// Runs `prog` (a perf_event BPF program's fd) at every overflow of `fd` (Linux 4.9+).
+pub fn perf_set_bpf(fd: &OwnedFd, prog: std::os::fd::BorrowedFd<'_>) -> Result<(), i32> {
+    perf_ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd() as libc::c_ulong)
 }
 
 /// The event's id, as found in PERF_SAMPLE_IDENTIFIER.

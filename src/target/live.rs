@@ -494,6 +494,19 @@ impl Target for LiveTarget {
         Ok(regs)
     }
 
+    fn complete_hit_registers(&mut self, regs: &mut Registers) {
+        self.set_pac_mask(regs);
+    }
+
+    fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
+        // Idle tasks (pid 0, swapper/N) are not on the task list: their CPU's thread stands
+        // for them, as `info threads` lists it.
+        match i32::try_from(pid) {
+            Ok(p) if p > 0 => threads::task_tid(p),
+            _ => Tid::from(cpu) + 1,
+        }
+    }
+
     fn thread_alive(&mut self, tid: Tid) -> bool {
         if threads::is_task_tid(tid) {
             self.task_alive(tid)

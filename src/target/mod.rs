@@ -50,6 +50,20 @@ pub trait Target: VirtRead {
         self.threads().first().map(|t| t.tid).unwrap_or(1)
     }
 
+    /// The thread `info threads` shows for the task `pid` trapped on `cpu` (pid 0: the CPU's
+    /// idle task, shown as the CPU's thread).
+    fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
+        let _ = pid;
+        Tid::from(cpu) + 1
+    }
+
+    /// Fills in what a hit's registers cannot carry but the target knows: on arm64 the pointer
+    /// authentication masks, without which GDB cannot strip the PAC from a saved return address
+    /// and stops the backtrace at frame 0 ("frame did not save the PC").
+    fn complete_hit_registers(&mut self, regs: &mut Registers) {
+        let _ = regs;
+    }
+
     /// Registers of one thread. `Err` when the thread does not exist (any more), or when the
     /// memory that holds them cannot be read (the error keeps the memory failure's kind).
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError>;
@@ -128,3 +142,113 @@ pub trait Target: VirtRead {
     /// A short description for logs and `monitor version`, e.g. `live kernel 6.18.4`.
     fn describe(&self) -> String;
 }
+
+/// GDB's breakpoint and watchpoint kinds: the digit of its `Z`/`z` packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PointKind {
+    /// `Z0` (`break`): kmemd never writes kernel text, so it is served by a debug register too.
+    Software,
+    /// `Z1` (`hbreak`).
+    Hardware,
+    /// `Z2` (`watch`).
+    Write,
+    /// `Z3` (`rwatch`).
+    Read,
+    /// `Z4` (`awatch`).
+    Access,
+}
+
+impl PointKind {
+    pub fn from_digit(d: u8) -> Option<PointKind> {
+        Some(match d {
+            b'0' => PointKind::Software,
+            b'1' => PointKind::Hardware,
+            b'2' => PointKind::Write,
+            b'3' => PointKind::Read,
+            b'4' => PointKind::Access,
+            _ => return None,
+        })
+    }
+
+    /// Whether it traps data accesses (a watchpoint) rather than execution (a breakpoint).
+    pub fn is_watch(self) -> bool {
+        matches!(self, PointKind::Write | PointKind::Read | PointKind::Access)
+    }
+
+    /// GDB's command for it, for messages.
+    pub fn gdb_command(self) -> &'static str {
+        match self {
+            PointKind::Software => "break",
+            PointKind::Hardware => "hbreak",
+            PointKind::Write => "watch",
+            PointKind::Read => "rwatch",
+            PointKind::Access => "awatch",
+        }
+    }
+}
+
+/// One breakpoint or watchpoint as GDB asked for it (`Z<kind>,<addr>,<len>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Point {
+    pub kind: PointKind,
+    pub addr: u64,
+    /// Bytes watched; for breakpoints GDB's "kind" (instruction length), not used.
+    pub len: u64,
+}
+
+/// Bytes of a kernel stack copied at the instant of a hit: `bytes` were at `start..`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackCopy {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl StackCopy {
+    /// The copied bytes from `addr` on (at most `len`), when `addr` lies in the copy.
+    pub fn at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let off = usize::try_from(addr.checked_sub(self.start)?).ok()?;
+        let rest = self.bytes.get(off..)?;
+        (!rest.is_empty()).then(|| &rest[..rest.len().min(len)])
+    }
+}
+
+/// One trap of an armed point, as it was at that instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointHit {
+    pub point: Point,
+    pub cpu: u32,
+    /// The trapped task's pid as the kernel numbers threads (task->pid); 0 for a CPU's idle task.
+    pub pid: u32,
+    /// Registers at the trap, in the target description's order.
+    pub regs: Registers,
+    /// The stack the trap ran on, copied at the trap, when the source could copy it.
+    pub stack: Option<StackCopy>,
+}
+
+/// The breakpoints and watchpoints of one GDB session on a running kernel. Inserting arms the
+/// point (or says why it cannot be); it traps only between [`Points::resume`] and
+/// [`Points::pause`]. Dropping it releases everything.
+pub trait Points {
+    /// Arms `p`, paused, or returns the sentence that says why not.
+    fn insert(&mut self, p: Point) -> Result<(), String>;
+    /// Disarms `p`; false when it was not armed.
+    fn remove(&mut self, p: Point) -> bool;
+    fn is_empty(&self) -> bool;
+    /// How many points one CPU holds at once, when known (`qWatchpointSupportInfo`).
+    fn slots(&self) -> Option<usize>;
+    /// Lets every point trap, after dropping what trapped while paused.
+    fn resume(&mut self) -> Result<(), String>;
+    fn pause(&mut self);
+    /// Descriptors that become readable when a hit may be waiting.
+    fn poll_fds(&self) -> Vec<std::os::fd::RawFd>;
+    /// The first hit waiting, if any (the others of the same pass are dropped: GDB stops once).
+    fn take_hit(&mut self) -> Option<PointHit>;
+}
+
+/// Makes each GDB session's [`Points`], or says why this target has none.
+pub type PointsFactory = dyn Fn() -> Result<Box<dyn Points>, String>;
+
+/// Why a crash dump answers no `Z` packet.
+pub const NO_POINTS_IN_DUMP: &str = "a crash dump is one instant of a kernel that no longer runs: \
+     nothing can reach a breakpoint or watchpoint in it (kmemd serves break, hbreak, watch, \
+     rwatch and awatch on a live kernel only)";

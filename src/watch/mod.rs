@@ -2,12 +2,18 @@
 //!
 //! Flow: specs are parsed and checked (spec.rs), the watched words are read once to prove they
 //! are readable, one breakpoint event per (watchpoint, CPU) is armed with one mmap ring per CPU
-//! (perf.rs), then a poll loop drains the rings, reads the watched values, and prints each hit
-//! symbolized from a kallsyms table loaded once (report.rs).
+//! (perf.rs), with bpf/watch.bpf.c attached to every event (snapshot.rs: the value, registers and
+//! stack at the instant of each trap), then a poll loop drains the rings, pairs each perf sample
+//! with its snapshot, and prints each hit symbolized from a kallsyms table loaded once
+//! (report.rs). The perf ring stays the record of every hit: a hit without a snapshot (a write
+//! made inside a BPF program, which the kernel runs no program for; a full snapshot ring) is
+//! printed with the value read when it was drained, and says it has no snapshot.
 
+pub mod gdb;
 pub mod intmap;
 pub mod perf;
 pub mod report;
+pub mod snapshot;
 pub mod spec;
 pub mod syms;
 
@@ -19,7 +25,8 @@ use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use perf::{Armed, Record, Sample};
-use report::{Hit, StopReason, Summary};
+use report::{Hit, Snap, StopReason, Summary};
+use snapshot::{Pairer, Snapshots};
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -28,12 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use syms::Syms;
 
-/// Data pages per CPU ring: 1 MiB holds ~7,700 hits with a short stack (136-byte records,
-/// ~3,000 with deep ones), 30-80 ms of the fastest trap rate measured here (~100k hits/s): room
-/// for kmemd being descheduled on a busy machine. The ring costs no RSS on this kernel (6.18
-/// maps perf rings as PFN mappings, measured: Rss 0 kB); older kernels fault its pages in and
-/// count them as they fill.
-pub const RING_PAGES: usize = 256;
+/// Data pages per CPU ring: 4 MiB. A record is ~340 bytes on x86_64 (~450 on arm64) since every
+/// sample carries the registers (PERF_SAMPLE_REGS_INTR), so the ring holds ~12,000 hits, ~120 ms
+/// of the fastest trap rate measured here (~100k hits/s): room for kmemd being descheduled on a
+/// busy machine, and for a reader that pairs and formats snapshots more slowly than a burst
+/// traps (the lab measured ~1,300 hits/s shown against ~7,400 writes/s under TCG). The ring
+/// costs no RSS on 6.18 (perf rings are PFN mappings, measured: Rss 0 kB); older kernels fault
+/// its pages in and count them as they fill.
+pub const RING_PAGES: usize = 1024;
 /// Most bytes of records taken from one ring per pass (~480 hits with a short stack). What a
 /// pass takes is copied, parsed and formatted (a JSON hit is ~4x its record) on the heap, so
 /// this bounds the heap, while unread hits wait in the ring (see RING_PAGES: no RSS there).
@@ -43,6 +52,11 @@ const PASS_BYTES: usize = 64 << 10;
 const OUT_FLUSH: usize = 64 << 10;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
+/// Most stack bytes of snapshots held waiting for their perf samples (the rest wait in the BPF
+/// ring buffer).
+const PAIR_BYTES: usize = 4 << 20;
+/// Code addresses shown per snapshot stack.
+const SNAP_CODE_MAX: usize = 32;
 
 /// The live reader's chunk in watch mode: it reads one watched word (at most 8 bytes) per hit,
 /// and the whole result buffer stays resident while mapped (the 4 MiB default would be half the
@@ -111,6 +125,12 @@ pub struct Options {
     pub seconds: Option<Duration>,
     /// One JSON object per hit.
     pub json: bool,
+    /// `--snapshots`: bpf/watch.bpf.c at every trap. Off by default: with a BPF program attached,
+    /// Linux 6.1's bpf_overflow_handler drops the whole perf sample of a trap taken while
+    /// bpf_prog_active is held (a bpf_map_update_elem from user space, tracing programs): the lab
+    /// measured 10 traps counted, 0 samples. Without it each hit shows the value read when it was
+    /// drained, and the registers perf records.
+    pub snapshots: bool,
 }
 
 /// `kmemd -w TYPE TARGET ...`: arms the watchpoints and prints hits until `-n`, `-t`, SIGINT or
@@ -207,7 +227,21 @@ pub fn run(config: &Options) -> Result<i32, String> {
     }
     let cpus = crate::live::online_cpus()?;
     let stop_fd = os::install_stop_signals()?;
-    let armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
+    let mut armed = Armed::arm(&specs, &cpus, RING_PAGES, arch)?;
+    let (snaps, snapshots_off) = if !config.snapshots {
+        (None, Some("off (--snapshots turns them on)".to_string()))
+    } else {
+        match Snapshots::open(snapshot::RING_BYTES).and_then(|s| armed.attach_bpf(s.prog()).map(|_| s)) {
+            Ok(s) => (Some(s), None),
+            Err(e) => {
+                log::warn!(
+                    "no snapshots: {e}. Watching goes on; each hit shows the value read when it \
+                     is drained, and perf's registers and stack"
+                );
+                (None, Some(e))
+            }
+        }
+    };
     for s in &specs {
         log::info!(
             "watching {} {:#x} ({}) on {} CPUs: {} events, {} KiB ring per CPU; Ctrl-C stops",
@@ -228,7 +262,14 @@ pub fn run(config: &Options) -> Result<i32, String> {
         comms: Comms {
             cache: intmap::IntMap::default(),
         },
-        summary: Summary::default(),
+        summary: Summary {
+            snapshots_off,
+            ..Summary::default()
+        },
+        snaps,
+        pairer: Pairer::default(),
+        insns: intmap::IntMap::default(),
+        arch,
         unshown: 0,
         own_pid: std::process::id(),
         clock_off: {
@@ -322,6 +363,11 @@ struct Watcher<'a> {
     prev: Vec<Option<u64>>,
     comms: Comms,
     summary: Summary,
+    snaps: Option<Snapshots>,
+    pairer: Pairer,
+    /// arm64: the instruction word at each trapping pc (the store that makes the new value).
+    insns: intmap::IntMap<u64, Option<u32>>,
+    arch: Arch,
     unshown: u64,
     own_pid: u32,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, to date the samples.
@@ -385,18 +431,22 @@ impl Watcher<'_> {
             }
             // Rings are per CPU: order the pass by time so output reads in sequence.
             batch.sort_by_key(|(_, s)| s.time);
-            // The values are read once per pass, after every hit of the pass happened (x86 traps
-            // after the access), so each hit shows the value as of its drain.
-            let mut now_val: Vec<Option<u64>> = vec![None; self.specs.len()];
-            for (i, spec) in self.specs.iter().enumerate() {
-                if batch.iter().any(|(j, _)| *j == i) {
-                    now_val[i] = read_value(&mut *self.reader, spec).ok();
-                }
+            // The snapshots of every sample taken are in the ring buffer by now (the program
+            // runs before perf writes its sample).
+            if let Some(snaps) = &mut self.snaps {
+                snaps.drain(&mut self.pairer, PAIR_BYTES);
             }
+            // Hits without a snapshot show the value as of the drain: read once per pass, when
+            // the first such hit of a watchpoint comes.
+            let mut now_val: Vec<Option<Option<u64>>> = vec![None; self.specs.len()];
             let mut stop = None;
             self.out.clear();
             let total = batch.len();
             for (n, (i, s)) in batch.drain(..).enumerate() {
+                let snap = self
+                    .snaps
+                    .as_ref()
+                    .and_then(|_| self.pairer.take(s.cpu, s.tid, s.time));
                 if self.config.count.is_some_and(|c| self.summary.hits >= c) {
                     self.unshown += (total - n) as u64;
                     stop = Some(StopReason::Count);
@@ -411,19 +461,67 @@ impl Watcher<'_> {
                     continue;
                 };
                 self.summary.add(s.cpu, s.ip);
-                let value = now_val.get(i).copied().flatten();
+                let (value, before, snapshot) = match &snap {
+                    Some(sn) => {
+                        self.summary.snapshots += 1;
+                        let insn = match self.arch {
+                            Arch::Aarch64 => {
+                                let pc = sn.pc(self.arch);
+                                let reader = &mut *self.reader;
+                                *self.insns.entry(pc).or_insert_with(|| {
+                                    let mut b = [0u8; 4];
+                                    read_exact(reader, pc, &mut b).ok().map(|_| u32::from_le_bytes(b))
+                                })
+                            }
+                            Arch::X86_64 => None,
+                        };
+                        let (before, after) =
+                            snapshot::values(self.arch, sn, spec.addr, spec.len as usize, *prev, insn);
+                        let syms = &*self.syms;
+                        let code = snapshot::code_words(&sn.stack, |a| syms.is_code(a), SNAP_CODE_MAX);
+                        let taken = Snap::Taken {
+                            sp: sn.sp(self.arch),
+                            bytes: sn.stack.len(),
+                            whole: sn.stack_whole,
+                            code,
+                        };
+                        (after, before, taken)
+                    }
+                    None => {
+                        let v = match now_val.get_mut(i) {
+                            Some(slot) => {
+                                *slot.get_or_insert_with(|| read_value(&mut *self.reader, spec).ok())
+                            }
+                            None => None,
+                        };
+                        let why = match &self.summary.snapshots_off {
+                            Some(_) => {
+                                "no snapshot (snapshots are off; the value was read when the hit was drained)"
+                            }
+                            None => report::NO_SNAPSHOT,
+                        };
+                        (v, None, Snap::Missing(why))
+                    }
+                };
                 let hit = Hit {
                     seq: self.summary.hits,
                     wall_ns: s.time.wrapping_add(self.clock_off),
                     cpu: s.cpu,
                     pid: s.pid,
                     tid: s.tid,
-                    comm: self.comms.get(s.pid, s.tid),
+                    comm: match &snap {
+                        Some(sn) if !sn.comm.is_empty() => sn.comm.clone(),
+                        _ => self.comms.get(s.pid, s.tid),
+                    },
                     ip: s.ip,
                     addr: s.addr,
                     value,
+                    before,
                     prev: *prev,
                     stack: s.stack,
+                    regs: s.regs,
+                    reg_names: self.arch.perf_regs(),
+                    snapshot,
                 };
                 if value.is_some() {
                     *prev = value;

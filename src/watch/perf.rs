@@ -13,7 +13,7 @@ use super::intmap::IntMap;
 use super::spec::{Access, Spec};
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// The perf_event_open(2) calls and ioctls watch mode and --check make. Errors are raw errnos,
 /// which [`open_error`] and the callers turn into sentences.
@@ -38,6 +38,8 @@ pub trait PerfSys {
     fn poll_fd(ev: &Self::Event) -> i32;
     /// What decides an EPERM/EACCES (asked only then).
     fn perm_facts(&self) -> PermFacts;
+    /// Runs the BPF program `prog` at each of `ev`'s traps (PERF_EVENT_IOC_SET_BPF).
+    fn set_bpf(&mut self, ev: &Self::Event, prog: BorrowedFd<'_>) -> Result<(), i32>;
 }
 
 /// Records waiting in a ring, taken out whole.
@@ -101,6 +103,10 @@ impl PerfSys for SysPerf {
     fn perm_facts(&self) -> PermFacts {
         PermFacts::gather()
     }
+
+    fn set_bpf(&mut self, ev: &OwnedFd, prog: BorrowedFd<'_>) -> Result<(), i32> {
+        os::perf_set_bpf(ev, prog)
+    }
 }
 
 // PERF_SAMPLE_* bits (include/uapi/linux/perf_event.h).
@@ -111,9 +117,18 @@ pub const SAMPLE_ADDR: u64 = 1 << 3;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_IDENTIFIER: u64 = 1 << 16;
-/// What every sample carries; `parse_sample` reads exactly this layout.
-pub const SAMPLE_TYPE: u64 =
-    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU | SAMPLE_CALLCHAIN;
+pub const SAMPLE_REGS_INTR: u64 = 1 << 18;
+/// What every sample carries; `parse_sample` reads exactly this layout. REGS_INTR gives every
+/// hit the registers at the trap, including the hits that get no BPF snapshot (writes made
+/// inside BPF programs, a full snapshot ring).
+pub const SAMPLE_TYPE: u64 = SAMPLE_IDENTIFIER
+    | SAMPLE_IP
+    | SAMPLE_TID
+    | SAMPLE_TIME
+    | SAMPLE_ADDR
+    | SAMPLE_CPU
+    | SAMPLE_CALLCHAIN
+    | SAMPLE_REGS_INTR;
 
 // PERF_RECORD_* types.
 pub const RECORD_LOST: u32 = 2;
@@ -141,6 +156,9 @@ pub struct Sample {
     pub cpu: u32,
     /// Kernel return addresses, innermost first, context markers removed.
     pub stack: Vec<u64>,
+    /// The registers at the trap in the order of [`Arch::perf_regs`]'s named entries; empty when
+    /// the record has none.
+    pub regs: Vec<u64>,
 }
 
 /// A record of a ring, as far as watch mode cares.
@@ -199,6 +217,14 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
             stack.push(a);
         }
     }
+    // REGS_INTR, last in SAMPLE_TYPE: an abi word (0: no registers), then one word per bit of
+    // sample_regs_intr, up to the record's end.
+    let mut regs = Vec::new();
+    if c.u64().is_some_and(|abi| abi != 0) {
+        while let Some(r) = c.u64() {
+            regs.push(r);
+        }
+    }
     Some(Sample {
         id,
         ip,
@@ -208,12 +234,13 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
         addr,
         cpu,
         stack,
+        regs,
     })
 }
 
-/// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
-/// form a whole record (never expected: the kernel publishes whole records).
-pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
+/// Splits ring bytes into (record type, body) and hands each to `f`. Returns the bytes left over
+/// that do not form a whole record (never expected: the kernel publishes whole records).
+fn split_records(buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> usize {
     let mut pos = 0usize;
     while let Some(hdr) = pos.checked_add(8).and_then(|e| buf.get(pos..e)) {
         let ty = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
@@ -225,6 +252,16 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
         let Some(body) = pos.checked_add(size).and_then(|e| buf.get(pos + 8..e)) else {
             break;
         };
+        f(ty, body);
+        pos += size;
+    }
+    buf.len() - pos
+}
+
+/// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
+/// form a whole record (never expected: the kernel publishes whole records).
+pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
+    split_records(buf, |ty, body| {
         let rec = match ty {
             RECORD_SAMPLE => match parse_sample(body) {
                 Some(s) => Record::Sample(s),
@@ -241,9 +278,7 @@ pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
             other => Record::Other(other),
         };
         f(rec);
-        pos += size;
-    }
-    buf.len() - pos
+    })
 }
 
 /// The perf_event_attr of one watchpoint.
@@ -267,6 +302,7 @@ pub fn attr_for(spec: &Spec, arch: Arch) -> PerfEventAttr {
         bp_len: spec.len as u64,
         clockid: libc::CLOCK_MONOTONIC,
         sample_max_stack: MAX_STACK,
+        sample_regs_intr: arch.perf_regs_mask(),
         ..Default::default()
     }
 }
@@ -464,6 +500,20 @@ impl<S: PerfSys> Armed<S> {
         ring_pages: usize,
         arch: Arch,
     ) -> Result<Armed<S>, String> {
+        let attrs: Vec<PerfEventAttr> = specs.iter().map(|s| attr_for(s, arch)).collect();
+        Armed::arm_attrs_with(sys, specs, &attrs, cpus, ring_pages, arch)
+    }
+
+    /// [`Armed::arm_with`] with each spec's event attributes given (`attrs[i]` for `specs[i]`),
+    /// for callers that ask perf for more per sample than [`attr_for`] does.
+    pub fn arm_attrs_with(
+        sys: S,
+        specs: &[Spec],
+        attrs: &[PerfEventAttr],
+        cpus: &[u32],
+        ring_pages: usize,
+        arch: Arch,
+    ) -> Result<Armed<S>, String> {
         let ring_bytes = ring_pages * os::page_size();
         let mut armed = Armed {
             rings: Vec::new(),
@@ -474,7 +524,9 @@ impl<S: PerfSys> Armed<S> {
         for &cpu in cpus {
             let mut owner: Option<usize> = None;
             for (i, spec) in specs.iter().enumerate() {
-                let attr = attr_for(spec, arch);
+                let attr = *attrs
+                    .get(i)
+                    .ok_or("internal: a watchpoint without its attributes")?;
                 let sys = &mut armed.sys;
                 let fd = open_event(sys, &attr, cpu)
                     .map_err(|e| open_error(e, spec, arch, cpu, &|| sys.perm_facts()))?;
@@ -534,8 +586,45 @@ impl<S: PerfSys> Armed<S> {
         }
     }
 
+    /// Lets every event trap again after [`Armed::disable`].
+    pub fn enable(&mut self) -> Result<(), String> {
+        for fd in &self.events {
+            self.sys.enable(fd).map_err(|e| {
+                format!(
+                    "cannot enable a watchpoint: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
+    }
+
+    /// Attaches the BPF program `prog` to every event (watch.bpf.c: a snapshot per trap). On
+    /// the first refusal stops and says why, as a sentence; the events already attached keep
+    /// the program (their hits get snapshots), and every event keeps counting and sampling.
+    pub fn attach_bpf(&mut self, prog: BorrowedFd<'_>) -> Result<(), String> {
+        for (n, fd) in self.events.iter().enumerate() {
+            self.sys.set_bpf(fd, prog).map_err(|e| {
+                format!(
+                    "the kernel refused to run the snapshot program at the watchpoint's traps \
+                     (PERF_EVENT_IOC_SET_BPF: {}; {n} of {} events have it){}",
+                    std::io::Error::from_raw_os_error(e),
+                    self.events.len(),
+                    match e {
+                        libc::EINVAL | libc::ENOTTY => {
+                            ": this kernel cannot attach BPF programs to breakpoint events"
+                        }
+                        libc::EEXIST => ": another program is attached already",
+                        _ => "",
+                    }
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// What the kernel counted, summed over CPUs: (traps, samples lost), or None when this
@@ -594,6 +683,10 @@ pub(crate) mod fake {
         pub ring_bytes: Vec<u8>,
         pub facts: PermFacts,
         pub facts_asked: usize,
+        /// Events a BPF program was attached to, and the errno that refuses the attachment
+        /// with this index.
+        pub bpf_attached: Vec<u64>,
+        pub bpf_refuse_at: Option<(usize, i32)>,
     }
 
     #[derive(Clone, Default)]
@@ -694,6 +787,17 @@ pub(crate) mod fake {
             let mut st = self.0.borrow_mut();
             st.facts_asked += 1;
             st.facts.clone()
+        }
+
+        fn set_bpf(&mut self, ev: &Event, _prog: std::os::fd::BorrowedFd<'_>) -> Result<(), i32> {
+            let mut st = self.0.borrow_mut();
+            if let Some((at, e)) = st.bpf_refuse_at {
+                if at == st.bpf_attached.len() {
+                    return Err(e);
+                }
+            }
+            st.bpf_attached.push(ev.id);
+            Ok(())
         }
     }
 }
@@ -1010,6 +1114,59 @@ mod tests {
         let mut got = Vec::new();
         parse_records(&out, |r| got.push(r));
         assert_eq!(got, [Record::Lost { id: 101, lost: 2 }, Record::Throttle]);
+    }
+
+    #[test]
+    fn the_snapshot_program_goes_on_every_event_or_its_refusal_is_a_sentence() {
+        use std::os::fd::AsFd;
+        let prog = std::fs::File::open("/dev/null").unwrap();
+        let f = fake::Fake::default();
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        armed.attach_bpf(prog.as_fd()).unwrap();
+        assert_eq!(f.state().bpf_attached, [101, 102, 103, 104]);
+        let f = fake::Fake::default();
+        f.state().bpf_refuse_at = Some((0, libc::EINVAL));
+        let mut armed = Armed::arm_with(f.clone(), &two_words(), &[0, 1], 4, Arch::X86_64).unwrap();
+        let e = armed.attach_bpf(prog.as_fd()).unwrap_err();
+        assert!(
+            e.contains("refused to run the snapshot program")
+                && e.contains("0 of 4 events")
+                && e.contains("cannot attach BPF programs to breakpoint events"),
+            "{e}"
+        );
+        assert_eq!(armed.event_count(), 4, "the watch itself stays armed");
+        assert_eq!(f.state().open_now, 4);
+    }
+
+    #[test]
+    fn samples_carry_the_registers_at_the_trap() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let mask = arch.perf_regs_mask();
+            assert_eq!(attr_for(&spec(Access::W, 8), arch).sample_regs_intr, mask);
+            assert_ne!(
+                attr_for(&spec(Access::W, 8), arch).sample_type & SAMPLE_REGS_INTR,
+                0
+            );
+        }
+        let mut body = vec![5u64, 0xffff_ffff_8100_0010, pair(1, 2), 9, 0x10, pair(0, 0), 1];
+        body.push(0xffff_ffff_8100_0010);
+        body.extend([2, 0xaa, 0xbb, 0xcc]); // abi PERF_SAMPLE_REGS_ABI_64, three registers
+        let buf = rec(RECORD_SAMPLE, &body);
+        let mut got = Vec::new();
+        parse_records(&buf, |r| got.push(r));
+        match &got[..] {
+            [Record::Sample(s)] => assert_eq!(s.regs, [0xaa, 0xbb, 0xcc]),
+            other => panic!("{other:?}"),
+        }
+        // abi 0 (the kernel had no registers): none, whatever follows.
+        body.truncate(8);
+        body.extend([0, 0xaa]);
+        let mut got = Vec::new();
+        parse_records(&rec(RECORD_SAMPLE, &body), |r| got.push(r));
+        assert!(
+            matches!(&got[..], [Record::Sample(s)] if s.regs.is_empty()),
+            "{got:?}"
+        );
     }
 
     #[test]

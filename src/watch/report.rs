@@ -20,12 +20,58 @@ pub struct Hit {
     pub ip: u64,
     /// The address the CPU reported (the watched one, or inside it).
     pub addr: u64,
-    /// The watched value read after the hit was drained, when readable.
+    /// The watched value right after this access (from its snapshot), or, for a hit without
+    /// one, as read when the hit was drained; None when unknown.
     pub value: Option<u64>,
+    /// The value right before this access (from its snapshot); None when unknown.
+    pub before: Option<u64>,
     /// The value shown for this watchpoint's previous hit (or read before arming).
     pub prev: Option<u64>,
+    /// Kernel return addresses perf's unwinder found, innermost first.
     pub stack: Vec<u64>,
+    /// The registers at the trap (perf's PERF_SAMPLE_REGS_INTR), named by `reg_names`.
+    pub regs: Vec<u64>,
+    /// The arch's perf register table ([`crate::arch::Arch::perf_regs`]): "" for bits not sampled.
+    pub reg_names: &'static [&'static str],
+    /// What the BPF program took at the instant of the trap.
+    pub snapshot: Snap,
 }
+
+impl Hit {
+    /// The names of `regs`, in order: the sampled entries of `reg_names`.
+    fn reg_names(&self) -> impl Iterator<Item = &'static str> {
+        self.reg_names.iter().copied().filter(|n| !n.is_empty())
+    }
+}
+
+/// A hit's snapshot (see snapshot.rs), as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snap {
+    /// Taken: the trapped sp, the bytes of stack copied from it (`whole`: up to the end of its
+    /// THREAD_SIZE block), and the words of that copy that point into kernel text.
+    Taken {
+        sp: u64,
+        bytes: usize,
+        whole: bool,
+        code: Vec<u64>,
+    },
+    /// None for this hit, and why.
+    Missing(&'static str),
+}
+
+/// Why a hit has no snapshot, when snapshots are on: the kernel runs no BPF program at a trap
+/// inside a tracing BPF program (kprobe, tracepoint, perf event: bpf_prog_active), and a full
+/// ring buffer drops the snapshot (never the hit).
+pub const NO_SNAPSHOT: &str =
+    "no snapshot for this hit (the access was made inside a tracing BPF program, or \
+                               the snapshot ring buffer was full)";
+
+/// Registers the text block shows: pc, sp and the argument registers (x86_64: rdi, rsi, rdx,
+/// rcx, r8, r9; arm64: x0-x7), by their perf names.
+const TEXT_REGS: &[&str] = &[
+    "rip", "pc", "rsp", "sp", "rdi", "rsi", "rdx", "rcx", "r8", "r9", "x0", "x1", "x2", "x3", "x4", "x5",
+    "x6", "x7",
+];
 
 /// `HH:MM:SS.nnnnnnnnn` UTC of a wall-clock nanosecond count.
 pub fn clock_time(wall_ns: u64) -> String {
@@ -75,12 +121,49 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         }
         None => out.push_str("  value unreadable"),
     }
+    if let Some(b) = hit.before {
+        let _ = write!(out, "  before {}", spec.format_value(b));
+    }
     if let Some(p) = hit.prev {
         let _ = write!(out, "  prev {}", spec.format_value(p));
+    }
+    if !hit.regs.is_empty() {
+        out.push_str("\n  regs ");
+        for want in TEXT_REGS {
+            if let Some(i) = hit.reg_names().position(|n| n == *want) {
+                if let Some(v) = hit.regs.get(i) {
+                    let _ = write!(out, " {want} {v:#x}");
+                }
+            }
+        }
     }
     out.push_str("\n  stack\n");
     for &a in &hit.stack {
         let _ = writeln!(out, "    {}", syms.format(a));
+    }
+    match &hit.snapshot {
+        Snap::Taken {
+            sp,
+            bytes,
+            whole,
+            code,
+        } => {
+            let _ = writeln!(
+                out,
+                "  snapshot {bytes} bytes of stack from sp {sp:#x}{}; code addresses in it:",
+                if *whole {
+                    ""
+                } else {
+                    " (cut at an unreadable page)"
+                }
+            );
+            for &a in code {
+                let _ = writeln!(out, "    ? {}", syms.format(a));
+            }
+        }
+        Snap::Missing(why) => {
+            let _ = writeln!(out, "  {why}");
+        }
     }
 }
 
@@ -110,20 +193,52 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         }
         None => out.push_str(",\"value\":null"),
     }
-    match hit.prev {
-        Some(v) => {
-            let _ = write!(out, ",\"prev\":\"{}\"", spec.format_value(v));
+    for (key, v) in [("prev", hit.prev), ("before", hit.before)] {
+        match v {
+            Some(v) => {
+                let _ = write!(out, ",\"{key}\":\"{}\"", spec.format_value(v));
+            }
+            None => {
+                let _ = write!(out, ",\"{key}\":null");
+            }
         }
-        None => out.push_str(",\"prev\":null"),
     }
-    out.push_str(",\"stack\":[");
-    for (i, &a) in hit.stack.iter().enumerate() {
+    out.push_str(",\"regs\":{");
+    for (i, (name, v)) in hit.reg_names().zip(&hit.regs).enumerate() {
+        let _ = write!(out, "{}\"{name}\":\"{v:#x}\"", if i > 0 { "," } else { "" });
+    }
+    out.push_str("},\"stack\":[");
+    push_syms(out, &hit.stack, syms);
+    match &hit.snapshot {
+        Snap::Taken {
+            sp,
+            bytes,
+            whole,
+            code,
+        } => {
+            let _ = write!(
+                out,
+                "],\"snapshot\":{{\"sp\":\"{sp:#x}\",\"bytes\":{bytes},\"whole\":{whole},\"code\":["
+            );
+            push_syms(out, code, syms);
+            out.push_str("]}}\n");
+        }
+        Snap::Missing(why) => {
+            out.push_str("],\"snapshot\":null,\"no_snapshot\":");
+            push_json_str(out, why);
+            out.push_str("}\n");
+        }
+    }
+}
+
+/// Symbolized addresses as JSON strings, comma-separated.
+fn push_syms(out: &mut String, addrs: &[u64], syms: &mut Syms) {
+    for (i, &a) in addrs.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_json_str(out, syms.format(a));
     }
-    out.push_str("]}\n");
 }
 
 /// Why watching stopped.
@@ -148,6 +263,10 @@ pub struct Summary {
     pub throttled: u64,
     /// Hits caused by kmemd's own reads of the watched value (rw watchpoints), not reported.
     pub own: u64,
+    /// Hits shown with a snapshot.
+    pub snapshots: u64,
+    /// Why no hit has a snapshot (snapshots off, or the kernel refused the program).
+    pub snapshots_off: Option<String>,
 }
 
 impl Summary {
@@ -169,6 +288,19 @@ impl Summary {
             "summary: {} hits in {:.3} s ({why}), {} lost, {} throttled\n",
             self.hits, seconds, self.lost, self.throttled
         );
+        match &self.snapshots_off {
+            Some(why) => {
+                let _ = writeln!(o, "  no snapshots: {why}");
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  {} hits with a snapshot, {} without (accesses inside tracing BPF programs, or a full snapshot ring buffer)",
+                    self.snapshots,
+                    self.hits - self.snapshots.min(self.hits)
+                );
+            }
+        }
         if self.own > 0 {
             let _ = writeln!(
                 o,
@@ -225,13 +357,82 @@ mod tests {
             ip: 0xffff_ffff_c000_002c,
             addr: 0xffff_8880_0000_0010,
             value: Some(5),
+            before: None,
             prev: Some(4),
             stack: vec![
                 0xffff_ffff_c000_002c,
                 0xffff_ffff_8100_0010,
                 0xffff_ffff_8100_1008,
             ],
+            regs: vec![],
+            reg_names: &[],
+            snapshot: Snap::Missing(NO_SNAPSHOT),
         }
+    }
+
+    /// A hit with registers and a snapshot, as the kernel's own writers give them.
+    fn snap_hit() -> Hit {
+        let mut h = hit();
+        h.before = Some(4);
+        h.regs = (0..20).map(|i| 0x100 + i).collect();
+        h.reg_names = crate::arch::Arch::X86_64.perf_regs();
+        h.snapshot = Snap::Taken {
+            sp: 0xffff_c900_0000_3e00,
+            bytes: 512,
+            whole: true,
+            code: vec![0xffff_ffff_8100_1008],
+        };
+        h
+    }
+
+    #[test]
+    fn a_hit_shows_its_snapshot_or_says_it_has_none() {
+        let mut o = String::new();
+        format_text(&hit(), &spec(), &mut syms(), &mut o);
+        assert!(o.ends_with(&format!("  {NO_SNAPSHOT}\n")), "{o}");
+        let mut o = String::new();
+        format_text(&snap_hit(), &spec(), &mut syms(), &mut o);
+        assert!(
+            o.contains("  value 0x00000005  before 0x00000004  prev 0x00000004\n"),
+            "{o}"
+        );
+        // pc, sp and the argument registers under GDB's names, in perf's x86 numbering (ip 8,
+        // sp 7, di 5, ...).
+        assert!(
+            o.contains(
+                "\n  regs  rip 0x108 rsp 0x107 rdi 0x105 rsi 0x104 rdx 0x103 rcx 0x102 r8 0x10c r9 0x10d\n"
+            ),
+            "{o}"
+        );
+        assert!(
+            o.contains("  snapshot 512 bytes of stack from sp 0xffffc90000003e00; code addresses in it:\n    ? __sys_bpf+0x8\n"),
+            "{o}"
+        );
+        assert!(!o.contains("no snapshot"), "{o}");
+        let mut o = String::new();
+        format_json(&snap_hit(), &spec(), &mut syms(), &mut o);
+        assert_eq!(o.matches('\n').count(), 1);
+        assert!(
+            o.contains("\"value\":\"0x00000005\",\"prev\":\"0x00000004\",\"before\":\"0x00000004\""),
+            "{o}"
+        );
+        assert!(o.contains("\"regs\":{\"rax\":\"0x100\",\"rbx\":\"0x101\""), "{o}");
+        assert!(o.contains("\"r15\":\"0x113\"}"), "all registers: {o}");
+        assert!(
+            o.ends_with(
+                "\"snapshot\":{\"sp\":\"0xffffc90000003e00\",\"bytes\":512,\"whole\":true,\"code\":[\"__sys_bpf+0x8\"]}}\n"
+            ),
+            "{o}"
+        );
+        let mut o = String::new();
+        format_json(&hit(), &spec(), &mut syms(), &mut o);
+        assert!(
+            o.ends_with(&format!(
+                "\"snapshot\":null,\"no_snapshot\":{}}}\n",
+                json_str(NO_SNAPSHOT)
+            )),
+            "{o}"
+        );
     }
 
     #[test]
@@ -273,7 +474,7 @@ mod tests {
             "{o}"
         );
         assert!(
-            o.contains("\"stack\":[\"bpf_prog_abc+0x2c [bpf]\",\"bpf_test_run+0x10\",\"__sys_bpf+0x8\"]}"),
+            o.contains("\"stack\":[\"bpf_prog_abc+0x2c [bpf]\",\"bpf_test_run+0x10\",\"__sys_bpf+0x8\"]"),
             "{o}"
         );
         assert!(o.contains("\"cpu\":1,\"pid\":42,\"tid\":43"), "{o}");

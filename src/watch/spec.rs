@@ -176,7 +176,7 @@ pub fn check(spec: &Spec, arch: Arch) -> Result<(), String> {
         _ => {}
     }
     let aligned = match spec.access {
-        Access::X => spec.addr % 4 == 0,
+        Access::X => spec.addr % regs.exec_align == 0,
         _ => (regs.data_aligned)(spec.addr, spec.len),
     };
     if !aligned {
@@ -321,6 +321,11 @@ mod tests {
         // arm64 accepts any bytes inside one doubleword.
         assert!(res("w2", &format!("{:#x}", K + 1), Arch::Aarch64).is_ok());
         assert!(res("w4", &format!("{:#x}", K + 6), Arch::Aarch64).is_err());
+        // Execute breakpoints: x86 instructions start at any byte, A64 ones every 4.
+        let text = 0xffff_ffff_8100_0003u64;
+        assert!(res("x8", &format!("{text:#x}"), Arch::X86_64).is_ok());
+        assert!(res("x4", &format!("{text:#x}"), Arch::Aarch64).is_err());
+        assert!(res("x4", &format!("{:#x}", text + 1), Arch::Aarch64).is_ok());
     }
 
     #[test]

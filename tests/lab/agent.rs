@@ -22,6 +22,7 @@
 //! | `ID write H [bytes]`         | `ID ok` (bpf_map_update_elem: copy_from_user) |
 //! | `ID read H`                  | `ID data [bytes]`                             |
 //! | `ID drop H`                  | `ID ok`                                       |
+//! | `ID sysctl N FIRST [path]`   | `ID old V` (writes FIRST, FIRST+1, ... FIRST+N-1 to the sysctl file, one write(2) each, then its old value V back) |
 //!
 //! Any request may instead get `ID err [message]`. Commands run as `/bin/sh -c CMD` with stdin
 //! from /dev/null; RC is the exit status, or 128 + the signal that ended it (as a shell says).
@@ -226,6 +227,12 @@ fn handle(agent: &Agent, words: &[String], mut blobs: Vec<Vec<u8>>) -> Reply {
                 .map(|d| Reply(vec!["data".into()], vec![d]))
                 .map_err(|e| format!("read {path}: {e}"))
         }),
+        "sysctl" => num(words, 1).and_then(|n: u64| {
+            num(words, 2).and_then(|first: u64| {
+                let path = text(blobs.first())?;
+                sysctl_burst(&path, n, first).map(|old| Reply(vec!["old".into(), old], Vec::new()))
+            })
+        }),
         "plant" | "bump" | "load" | "write" | "read" | "drop" => {
             let (tx, rx) = channel();
             let blob = blobs.pop().unwrap_or_default();
@@ -238,6 +245,29 @@ fn handle(agent: &Agent, words: &[String], mut blobs: Vec<Vec<u8>>) -> Reply {
         other => Err(format!("unknown request '{other}'")),
     };
     r.unwrap_or_else(err)
+}
+
+/// Writes `n` distinct decimal values from `first` to the sysctl file `path`, each with its own
+/// pwrite(2) at offset 0 (a sysctl write must start at 0), so the kernel's handler stores each
+/// once; then writes the old value back. Returns the old value.
+fn sysctl_burst(path: &str, n: u64, first: u64) -> Result<String, String> {
+    use std::os::unix::fs::FileExt;
+    let old = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let old = old.trim().to_string();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    let mut result = Ok(());
+    for v in first..first.saturating_add(n) {
+        if let Err(e) = f.write_at(v.to_string().as_bytes(), 0) {
+            result = Err(format!("write {v} to {path}: {e}"));
+            break;
+        }
+    }
+    f.write_at(old.as_bytes(), 0)
+        .map_err(|e| format!("restore {old} to {path}: {e}"))?;
+    result.map(|_| old)
 }
 
 fn text(blob: Option<&Vec<u8>>) -> Result<String, String> {

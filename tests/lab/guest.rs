@@ -477,6 +477,19 @@ impl Guest {
         GuestPlant { guest: self, h, addr }
     }
 
+    /// Writes `n` distinct values `first..first + n` to the sysctl file `path` (one write(2)
+    /// each, by the agent), then its old value back; returns the old value.
+    pub fn sysctl_burst(&self, path: &str, n: u64, first: u64) -> u64 {
+        let (w, _) = self.expect(
+            &format!("sysctl {n} {first}"),
+            &[path.as_bytes()],
+            Duration::from_secs(900),
+        );
+        w.get(1)
+            .and_then(|v| v.parse().ok())
+            .expect("the sysctl's old value")
+    }
+
     /// Exclusive use of the guest's debug registers (watch tests run one at a time per guest).
     pub fn slots(&self) -> MutexGuard<'_, ()> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
@@ -608,6 +621,35 @@ impl Job<'_> {
             &[],
             Duration::from_secs(30),
         );
+    }
+}
+
+/// A background job that must not outlive its test, even one that fails: on drop it kills the
+/// job, waits for it, then runs `undo` (errors ignored: drop may run while a failed assertion
+/// unwinds). A writer left running after a failed test would keep writing into whatever the
+/// next test holding the same lock watches.
+pub struct Scoped<'g> {
+    job: Job<'g>,
+    undo: String,
+}
+
+impl<'g> Job<'g> {
+    /// Ties the job to the caller's scope; `undo` (a shell command) restores what it changed.
+    pub fn scoped(self, undo: &str) -> Scoped<'g> {
+        Scoped {
+            job: self,
+            undo: undo.to_string(),
+        }
+    }
+}
+
+impl Drop for Scoped<'_> {
+    fn drop(&mut self) {
+        let g = self.job.guest;
+        let limit = Duration::from_secs(30);
+        let _ = g.request(&format!("signal {} 9", self.job.pid), &[], limit);
+        let _ = g.request(&format!("wait {} 30000", self.job.pid), &[], limit + limit);
+        let _ = g.request("run 30000", &[self.undo.as_bytes()], limit + limit);
     }
 }
 

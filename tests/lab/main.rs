@@ -13,6 +13,7 @@ mod guest;
 
 mod check;
 mod examples;
+mod gdbwatch;
 mod live;
 mod lldb;
 mod pac;

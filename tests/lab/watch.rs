@@ -710,3 +710,410 @@ fn json_hits_name_the_writer_and_the_summary_adds_up() {
         );
     }
 }
+
+/// pid_max's address in the guest: from kallsyms where it lists variables (Debian's x86_64), else
+/// from the debug vmlinux moved by the KASLR slide (arm64).
+fn pid_max_addr(g: &Guest) -> u64 {
+    if let Some(&a) = g.kallsyms().get("pid_max") {
+        return a;
+    }
+    let vm = kmemd::kernel::vmlinux::Vmlinux::load(&g.vmlinux()).expect("the debug vmlinux");
+    let sym = |n: &str| vm.symbol(n).unwrap_or_else(|| panic!("no {n} in the vmlinux"));
+    // arm64's kallsyms has _stext, not _text.
+    sym("pid_max").wrapping_add(g.ksym("_stext").wrapping_sub(sym("_stext")))
+}
+
+const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+
+/// Values the sysctl bursts write: distinct, above every pid the guest has, below pid_max's
+/// ceiling (4194304 on 64-bit, PID_MAX_LIMIT).
+const FIRST_PID_MAX: u64 = 100_000;
+
+/// A kernel writer that is not a BPF program (the agent writes /proc/sys/kernel/pid_max; in 6.1
+/// do_proc_dointvec_minmax_conv stores the int once per write): each hit has a snapshot, whose
+/// value is that write's own, whose before is the previous write's, whose registers are the
+/// store's, and whose stack copy symbolizes into the sysctl write path.
+#[test]
+fn snapshots_give_each_sysctl_write_its_value_registers_and_stack() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let addr = pid_max_addr(g);
+        let agent: u64 = g.sh("echo $PPID").trim().parse().expect("the agent's pid");
+        let n = 200u64;
+        let w = GuestWatch::start(g, &format!("-w w4 {addr:#x} --json --snapshots"));
+        let old = g.sysctl_burst(PID_MAX, n, FIRST_PID_MAX);
+        w.wait_hits(n + 1);
+        let d = w.stop();
+        let what = format!("{}: {n} pid_max writes", arch.name());
+        assert_eq!(d.code, 0, "{what}: {}", d.text());
+        assert_eq!(
+            g.sh(&format!("cat {PID_MAX}")).trim(),
+            old.to_string(),
+            "restored"
+        );
+        let hits = d.hits();
+        assert_exact_or_storm(arch, &what, hits.len() as u64, n + 1, &d);
+        // The values written, in order, then the old one put back.
+        let want: Vec<u64> = (FIRST_PID_MAX..FIRST_PID_MAX + n).chain([old]).collect();
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        for h in &hits {
+            assert_eq!(num(h, "pid"), agent, "{what}: the agent wrote: {h}");
+            assert_eq!(field(h, "comm"), "agent", "{h}");
+            assert!(
+                h.contains("\"snapshot\":{\"sp\":"),
+                "{what}: a kernel writer's hit has a snapshot: {h}"
+            );
+            let ip = hex(field(h, "ip"));
+            // The registers carry GDB's names (arch::Arch::perf_regs).
+            let (pc, sp) = match arch {
+                Arch::X86_64 => ("rip", "rsp"),
+                Arch::Aarch64 => ("pc", "sp"),
+            };
+            let regs = h.split("\"regs\":{").nth(1).unwrap_or("");
+            assert_eq!(
+                hex(field(regs, pc)),
+                ip,
+                "{what}: the registers are the trap's: {h}"
+            );
+            assert!(hex(field(regs, sp)) > 0xffff_0000_0000_0000, "{h}");
+            assert!(
+                field(h, "ip_sym").contains("proc_dointvec"),
+                "{what}: the store is the sysctl handler's: {h}"
+            );
+            let code = h.split("\"code\":[").nth(1).unwrap_or("");
+            assert!(
+                code.contains("proc_sys_call_handler") && code.contains("vfs_write"),
+                "{what}: the stack copy holds the sysctl write path: {h}"
+            );
+            let pair = (hex(field(h, "value")), hex(field(h, "before")));
+            // arm64 may trap again on the same store (assert_exact_or_storm): same pair.
+            if seen.last() != Some(&pair) {
+                seen.push(pair);
+            }
+        }
+        let values: Vec<u64> = seen.iter().map(|p| p.0).collect();
+        assert_eq!(values, want, "{what}: each hit shows its own write's value");
+        let befores: Vec<u64> = seen.iter().map(|p| p.1).collect();
+        let want_before: Vec<u64> = [old]
+            .into_iter()
+            .chain(want[..want.len() - 1].iter().copied())
+            .collect();
+        assert_eq!(befores, want_before, "{what}: and the value before it");
+        assert!(
+            d.err
+                .contains(&format!("{} hits with a snapshot, 0 without", hits.len())),
+            "{what}:\n{}",
+            d.err
+        );
+    }
+}
+
+/// A BPF program run by BPF_PROG_TEST_RUN (plant_bump) is not a tracing program, so the kernel
+/// runs the snapshot program at its stores too (bpf_prog_active is only held by kprobe,
+/// tracepoint and perf-event programs): each hit shows its own store's value, 1, 2, 3, ...
+/// Where the snapshot ring buffer overflows (a stopped reader), the hits beyond it still print,
+/// say they have no snapshot, and are counted apart; without `--snapshots` every hit says it has none.
+#[test]
+fn bpf_test_run_writes_get_snapshots_and_hits_without_one_say_so() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let plant = g.plant(8);
+        let n = 20u32;
+        let w = GuestWatch::start(g, &format!("-w w8 {:#x} --json --snapshots", plant.addr));
+        plant.bump(n);
+        w.wait_hits(n as u64);
+        let d = w.stop();
+        let what = format!("{}: {n} BPF stores", arch.name());
+        let hits = d.hits();
+        assert_exact_or_storm(arch, &what, hits.len() as u64, n as u64, &d);
+        let mut seen = Vec::new();
+        for h in &hits {
+            assert!(h.contains("\"snapshot\":{\"sp\":"), "{what}: {h}");
+            let code = h.split("\"code\":[").nth(1).unwrap_or("");
+            assert!(code.contains("bpf_test_run"), "{what}: {h}");
+            let pair = (hex(field(h, "value")), hex(field(h, "before")));
+            if seen.last() != Some(&pair) {
+                seen.push(pair);
+            }
+        }
+        let want: Vec<(u64, u64)> = (1..=n as u64).map(|v| (v, v - 1)).collect();
+        assert_eq!(seen, want, "{what}: each hit shows its own store");
+        assert!(
+            d.err
+                .contains(&format!("{} hits with a snapshot, 0 without", hits.len())),
+            "{what}:\n{}",
+            d.err
+        );
+
+        // A stopped reader: on x86_64 the 4 MiB snapshot ring buffer fills before the 1 MiB perf
+        // ring (a snapshot with its stack copy is ~1.9 KiB, a sample ~0.3 KiB).
+        let w = GuestWatch::start(g, &format!("-w w8 {:#x} --json --snapshots", plant.addr));
+        w.signal(19);
+        let before = u64::from_ne_bytes(plant.read()[..8].try_into().unwrap());
+        plant.bump(40_000);
+        w.signal(18);
+        // Until what the rings kept is shown (the count stands still once the rings are empty).
+        w.wait_hits(40_000);
+        let d = w.stop();
+        let what = format!("{}: 40000 BPF stores into a stopped reader", arch.name());
+        // Too many hits to fetch whole (Done keeps the first 200 lines): the summary counts them.
+        let line = d
+            .err
+            .lines()
+            .find(|l| l.contains(" hits with a snapshot, "))
+            .unwrap_or_else(|| panic!("{what}: no snapshot count:\n{}", d.err));
+        let n: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let (with, without) = (n[0], n[1]);
+        assert_eq!(with + without, d.summary_hits(), "{what}: {line}");
+        assert_eq!(d.out_lines, d.summary_hits(), "{what}: one line per hit");
+        assert!(with > 0, "{what}: {line}");
+        // x86_64: the snapshot ring buffer fills first and the later hits have none. arm64's
+        // samples carry 33 registers, so its perf ring fills first (2,427 hits kept, measured)
+        // and every hit it kept has its snapshot.
+        if arch == Arch::X86_64 {
+            assert!(without > 0, "{what}: {line}");
+        }
+        // The first hits have one and show their own store: distinct, increasing, past the
+        // earlier bumps.
+        let mut v: Vec<u64> = d.hits().iter().map(|h| hex(field(h, "value"))).collect();
+        // arm64 may trap twice on one store (assert_exact_or_storm): the same value twice.
+        v.dedup();
+        assert!(
+            !v.is_empty() && d.hits().iter().all(|h| h.contains("\"snapshot\":{")),
+            "{what}"
+        );
+        assert!(
+            v.windows(2).all(|p| p[0] < p[1]) && v[0] > before,
+            "{what}: {v:?}"
+        );
+
+        let w = GuestWatch::start(g, &format!("-w w8 {:#x} --json", plant.addr));
+        plant.bump(5);
+        w.wait_hits(5);
+        let d = w.stop();
+        let hits = d.hits();
+        assert!(!hits.is_empty(), "{}", d.text());
+        for h in &hits {
+            assert!(
+                h.contains("\"snapshot\":null,\"no_snapshot\":\"no snapshot (snapshots are off"),
+                "{h}"
+            );
+        }
+        assert!(
+            d.err.contains("no snapshots: off (--snapshots turns them on)"),
+            "{}",
+            d.err
+        );
+    }
+}
+
+/// One `kmemd -w w4 pid_max --json EXTRA` over a burst of `n` pid_max writes, with the JSON
+/// filtered in the guest to `value before snapshot stack` per hit (~2 KiB of JSON a hit would not
+/// fit the guest's memory): what the burst test and `make bench` measure.
+pub struct Burst {
+    /// One `(value, before, has snapshot, has stack)` per hit, in order.
+    pub hits: Vec<(String, String, bool, bool)>,
+    /// kmemd's stderr (its summary).
+    pub err: String,
+    /// The old value, written back last.
+    pub old: u64,
+    pub burst_s: f64,
+    /// From the burst's start until the last hit was out.
+    pub drain_s: f64,
+    /// kmemd's user + system CPU seconds, and its peak RSS (VmHWM, KiB).
+    pub cpu_s: f64,
+    pub hwm_kib: u64,
+}
+
+pub fn pid_max_burst(g: &Guest, n: u64, extra: &str) -> Burst {
+    let addr = pid_max_addr(g);
+    let (out, err, pidf) = ("/tmp/pmb.out", "/tmp/pmb.err", "/tmp/pmb.pid");
+    let awk = r#"index($0, "{\"seq\":") == 1 {
+  v = "?"; if (match($0, /"value":"[^"]*"/)) v = substr($0, RSTART + 9, RLENGTH - 10)
+  b = "?"; if (match($0, /"before":"[^"]*"/)) b = substr($0, RSTART + 10, RLENGTH - 11)
+  s = index($0, "\"snapshot\":null") ? 0 : 1
+  k = index($0, "\"stack\":[\"") ? 1 : 0
+  print v, b, s, k; fflush()
+}"#;
+    g.sh(&format!("cat > /tmp/pmb.awk <<'EOF'\n{awk}\nEOF"));
+    let job = g.spawn(&format!(
+        "{{ kmemd -w w4 {addr:#x} --json {extra} 2> {err} & echo $! > {pidf}; wait; }} | awk -f /tmp/pmb.awk > {out}"
+    ));
+    let ready = g.run_for(
+        &format!(
+            "i=0; while ! grep -q 'watching ' {err} 2>/dev/null; do i=$((i + 1)); \
+             [ $i -gt 1200 ] && exit 3; sleep 0.05; done"
+        ),
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        ready.code,
+        0,
+        "kmemd did not start: {}",
+        g.sh(&format!("cat {err}"))
+    );
+    let t0 = std::time::Instant::now();
+    let old = g.sysctl_burst(PID_MAX, n, FIRST_PID_MAX);
+    let burst_s = t0.elapsed().as_secs_f64();
+    // Until every write is out, or the count stands still for 5 s; then kmemd's CPU time
+    // (utime + stime, fields 14 and 15 of stat, in 100 Hz ticks) and peak RSS, and SIGTERM.
+    let o = g.run_for(
+        &format!(
+            "last=-1; same=0; while c=$(wc -l < {out}); [ $c -lt {want} ]; do \
+             if [ $c = $last ]; then same=$((same + 1)); else same=0; last=$c; fi; \
+             [ $same -gt 50 ] && break; sleep 0.1; done; p=$(cat {pidf}); \
+             echo $(cut -d' ' -f14,15 /proc/$p/stat) $(grep VmHWM /proc/$p/status); kill -TERM $p",
+            want = n + 1
+        ),
+        Duration::from_secs(900),
+    );
+    assert_eq!(o.code, 0, "{}", o.text());
+    // The poll above sleeps 0.1 s between counts: the drain ended within that of its return.
+    let drain_s = t0.elapsed().as_secs_f64();
+    let f: Vec<&str> = o.stdout.split_whitespace().collect();
+    let int = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (cpu_s, hwm_kib) = ((int(0) + int(1)) as f64 / 100.0, int(3));
+    assert_eq!(job.wait(Duration::from_secs(120)).code, 0);
+    let lines = String::from_utf8_lossy(&g.get(out)).into_owned();
+    let err = String::from_utf8_lossy(&g.get(err)).into_owned();
+    g.run(&format!("rm -f {out} /tmp/pmb.err {pidf}"));
+    let hits = lines
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (f[0].to_string(), f[1].to_string(), f[2] == "1", f[3] == "1")
+        })
+        .collect();
+    Burst {
+        hits,
+        err,
+        old,
+        burst_s,
+        drain_s,
+        cpu_s,
+        hwm_kib,
+    }
+}
+
+/// The burst of issue 15: 100,000 distinct writes by a kernel writer that is not BPF, reported in
+/// full, each hit with its own value and a snapshot. LAB_PID_MAX_BURST overrides the size.
+#[test]
+#[ignore = "fails today (lab, x86_64, 6.1, --snapshots): 51,655 of 100,001 hits shown, 48,346 lost \
+            (perf ring full), 36,273 shown without a snapshot (snapshot ring full); without \
+            snapshots 55,422 shown (bench_watch_burst): kmemd drains this syscall writer's hits \
+            slower than TCG makes them, with or without snapshots"]
+fn a_100k_sysctl_burst_is_reported_in_full_with_distinct_values() {
+    let n: u64 = std::env::var("LAB_PID_MAX_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let b = pid_max_burst(g, n, "--snapshots");
+        let what = format!("{}: {n} pid_max writes", arch.name());
+        eprintln!(
+            "{what}: burst {:.1} s, drained {:.1} s after it began, kmemd CPU {:.1} s, peak RSS {} KiB\n{}",
+            b.burst_s, b.drain_s, b.cpu_s, b.hwm_kib, b.err
+        );
+        let d = Done {
+            code: 0,
+            out: String::new(),
+            err: b.err.clone(),
+            out_lines: b.hits.len() as u64,
+        };
+        assert_exact_or_storm(arch, &what, d.out_lines, n + 1, &d);
+        let want: Vec<u64> = (FIRST_PID_MAX..FIRST_PID_MAX + n).chain([b.old]).collect();
+        let mut values = Vec::new();
+        for (v, _, snap, _) in &b.hits {
+            assert!(
+                *snap,
+                "{what}: every hit of a non-BPF writer has a snapshot:\n{}",
+                b.err
+            );
+            let v = hex(v);
+            if values.last() != Some(&v) {
+                values.push(v);
+            }
+        }
+        assert_eq!(values.len(), want.len(), "{what}: distinct values");
+        assert!(values == want, "{what}: each hit shows its own write's value");
+    }
+}
+
+/// `make bench`, watch part (issue 15, section 3): the same burst of pid_max writes (a kernel
+/// writer that is not BPF) under `kmemd -w` with snapshots, then without (the default), in
+/// each guest, side by side with perf's own trap count (the events' count, which kmemd prints as
+/// "kernel counted") and kmemsnoop's figures from reference/watchpoints.md. No assertion on time
+/// or size. LAB_PID_MAX_BURST overrides the size.
+#[test]
+#[ignore = "benchmark: run by `make bench`"]
+fn bench_watch_burst() {
+    let n: u64 = std::env::var("LAB_PID_MAX_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut table = vec![format!(
+        "{:<8} {:<22} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9}",
+        "guest", "run", "writes", "perf", "delivered", "w/ value", "w/ stack", "drain s", "CPU s", "RSS KiB"
+    )];
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        for (name, extra) in [("-w --snapshots", "--snapshots"), ("-w (no snapshots)", "")] {
+            let b = pid_max_burst(g, n, extra);
+            let d = Done {
+                code: 0,
+                out: String::new(),
+                err: b.err.clone(),
+                out_lines: b.hits.len() as u64,
+            };
+            let (counted, ..) = d.kernel_counted();
+            // A value is the hit's own when it has a snapshot; without one it is the value read
+            // at the drain, which under a burst is some later write's: counted apart.
+            let own = b.hits.iter().filter(|h| h.2 && h.0 != "?").count();
+            let read = b.hits.iter().filter(|h| h.0 != "?").count();
+            let stack = b.hits.iter().filter(|h| h.3).count();
+            let distinct = {
+                let mut v: Vec<&str> = b.hits.iter().map(|h| h.0.as_str()).collect();
+                v.dedup();
+                v.len()
+            };
+            table.push(format!(
+                "{:<8} {:<22} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8.1} {:>8.1} {:>9}",
+                arch.name(),
+                name,
+                n + 1,
+                counted,
+                b.hits.len(),
+                format!("{own}+{}", read - own),
+                stack,
+                b.drain_s,
+                b.cpu_s,
+                b.hwm_kib
+            ));
+            table.push(format!(
+                "{:<8}   {distinct} distinct values in order; burst took {:.1} s",
+                "", b.burst_s
+            ));
+        }
+    }
+    table.push(
+        "kmemsnoop (reference/watchpoints.md, host 6.18, 100,000 fast writes): ~100-200 delivered \
+         (~99.8 % lost, no lost count), complete hits lossless only up to ~10 writes/s, ~70 ms CPU \
+         per stack (re-reads /proc/kallsyms), 14.7 MB RSS"
+            .into(),
+    );
+    table.push(
+        "w/ value: hits whose value is their own (snapshot) + hits showing the value read at drain; \
+         drain s: from the burst's start until the last hit was out (0.1 s polling)"
+            .into(),
+    );
+    println!("\n{}", table.join("\n"));
+}

@@ -1,0 +1,273 @@
+//! GDB's own `watch`, `awatch`, `rwatch` and `hbreak` on the lab's running kernels (issue 15
+//! section 2), through kmemd on a serial line of the guest and Debian's debug vmlinux: GDB stops at
+//! the kernel's write with the writer's registers and stack, while the guest keeps running.
+//!
+//! The writer is a shell loop in the guest writing /proc/sys/kernel/pid_max, which the kernel
+//! stores in `int pid_max` (kernel/pid.c) from the sysctl handler proc_dointvec_minmax
+//! (kernel/sysctl.c, Linux 6.1); its forks read pid_max in alloc_pid.
+
+use crate::guest::{guest, Arch, Guest, ARCHES};
+use crate::live::{lab_gdbs, Served};
+use std::path::Path;
+
+/// Runs inside GDB; prints `KV key value` lines (newlines as `\n`) for the test.
+const SCRIPT: &str = r#"
+import gdb, time
+def kv(k, v):
+    print("KV %s %s" % (k, str(v).replace("\n", "\\n")))
+def run(k, cmd):
+    # GDB prints a stop (the watchpoint, old and new value, the frame) itself, not into the
+    # string execute returns: the test takes what comes between these two lines.
+    print("KV begin %s" % k)
+    try:
+        kv(k, gdb.execute(cmd, to_string=True))
+    except gdb.error as e:
+        kv(k, "ERROR " + str(e))
+gdb.execute("set remotetimeout 120")
+gdb.execute("target remote %(sock)s")
+run("watch", "watch pid_max")
+run("cont1", "continue")
+run("bt1", "bt")
+run("pc1", "p $pc")
+run("thread1", "info threads")
+# The guest runs on while GDB sits here: the writer's value and jiffies move on.
+run("live_a", "p pid_max")
+run("jiffies_a", "p jiffies")
+time.sleep(1.5)
+run("live_b", "p pid_max")
+run("jiffies_b", "p jiffies")
+run("cont2", "continue")
+run("bt2", "bt")
+run("delete1", "delete")
+run("awatch", "awatch pid_max")
+run("cont3", "continue")
+run("delete2", "delete")
+run("rwatch", "rwatch pid_max")
+run("cont4", "continue")
+run("delete3", "delete")
+run("hbreak", "hbreak %(hbreak)s")
+run("cont5", "continue")
+run("procname", "p table->procname")
+run("write", "p write")
+run("bt5", "bt")
+run("step", "stepi")
+run("delete4", "delete")
+gdb.execute("detach")
+kv("done", "yes")
+"#;
+
+struct Seen {
+    kv: Vec<(String, String)>,
+    text: String,
+}
+
+impl Seen {
+    /// Everything GDB printed for command `k`: its own output and the stop it reported.
+    fn out(&self, k: &str) -> String {
+        let begin = format!("KV begin {k}");
+        let end = format!("KV {k} ");
+        let mut out = String::new();
+        for l in self.text.lines().skip_while(|l| *l != begin).skip(1) {
+            if let Some(v) = l.strip_prefix(&end) {
+                out.push_str(&v.replace("\\n", "\n"));
+                return out;
+            }
+            if l == format!("KV {k}") {
+                return out;
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        panic!("GDB printed no {k}:\n{}", self.text)
+    }
+
+    fn get(&self, k: &str) -> String {
+        self.kv
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.replace("\\n", "\n"))
+            .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
+    }
+}
+
+fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
+    let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join(format!("gdbwatch-{}.py", g.arch.name()));
+    // arm64: Debian's kernel is built with patchable function entries, so the ELF symbol
+    // proc_dointvec_minmax is two NOPs before the function DWARF describes, and `hbreak NAME`
+    // gets a location at each; the NOPs run first, in no function GDB knows, so it would stop
+    // there without arguments (as it would with kgdb). `*NAME` is the DWARF function's entry.
+    let hbreak = match g.arch {
+        Arch::X86_64 => "proc_dointvec_minmax",
+        Arch::Aarch64 => "*proc_dointvec_minmax",
+    };
+    let body = SCRIPT
+        .replace("%(sock)s", &sock.display().to_string())
+        .replace("%(hbreak)s", hbreak);
+    std::fs::write(&script, body).unwrap();
+    let out = crate::common::gdb_batch_command(gdb, 300)
+        .arg(g.vmlinux())
+        .arg("-x")
+        .arg(&script)
+        .output()
+        .expect("run gdb");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kv = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("KV "))
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    Seen { kv, text }
+}
+
+/// The number after ` = ` in GDB's `$N = V`.
+fn value(s: &str) -> i64 {
+    s.rsplit(" = ")
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no value in {s:?}"))
+}
+
+/// `Old value = A` and `New value = B` of a watchpoint stop.
+fn old_new(stop: &str) -> (i64, i64) {
+    let get = |k: &str| {
+        stop.lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no '{k}' in:\n{stop}"))
+    };
+    (get("Old value = "), get("New value = "))
+}
+
+/// `watch pid_max`, `continue`: GDB prints the hardware watchpoint with the old and new values
+/// the guest's writer stored, `bt` names the sysctl writer with source lines, the guest keeps
+/// running while GDB is stopped, `continue` catches the next write; `awatch` (both arches) and
+/// `rwatch` (arm64; x86 refuses it) stop too; `hbreak proc_dointvec_minmax` (arm64:
+/// `*proc_dointvec_minmax`, see run_gdb) stops at the handler,
+/// whose arguments GDB prints; `stepi` is refused with kmemd's sentence. Each GDB, both arches.
+#[test]
+fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let saved = g.sh("cat /proc/sys/kernel/pid_max");
+        // Distinct increasing values, one write every 0.2 s; forks of `sleep` read pid_max.
+        // Scoped: killed and pid_max restored before `_slots` is released, even when an
+        // assertion below fails, so the snapshot tests that count pid_max writes under the same
+        // lock never see this writer's stores.
+        let _writer = g
+            .spawn(
+                "i=0; while :; do i=$((i + 1)); echo $((50000 + i)) > /proc/sys/kernel/pid_max; \
+                 sleep 0.2; done",
+            )
+            .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
+        for (name, gdb) in lab_gdbs(arch) {
+            let what = format!("{} {name}", arch.name());
+            let served = Served::start(g, "-v");
+            let seen = run_gdb(g, &gdb, &served.port.host);
+            let log = served.stop(g);
+            let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
+            assert!(
+                seen.kv.iter().any(|(k, v)| k == "done" && v == "yes"),
+                "GDB did not finish: {}",
+                ctx()
+            );
+
+            assert!(
+                seen.get("watch").contains("Hardware watchpoint 1: pid_max"),
+                "{}",
+                ctx()
+            );
+            let c1 = seen.out("cont1");
+            assert!(c1.contains("Hardware watchpoint 1: pid_max"), "{}", ctx());
+            let (old1, new1) = old_new(&c1);
+            // GDB reads the new value when it asks, after the kernel moved on: a later write.
+            assert!(
+                new1 > 50000 && new1 > old1,
+                "{what}: the writer stores increasing values: {old1} -> {new1}\n{}",
+                ctx()
+            );
+            let bt1 = seen.get("bt1");
+            assert!(
+                bt1.contains("kernel/sysctl.c:") && bt1.contains("proc_sys_call_handler"),
+                "{what}: bt names the sysctl writer with source lines:\n{bt1}\n{}",
+                ctx()
+            );
+            assert!(bt1.contains("vfs_write"), "{what}: bt reaches vfs_write:\n{bt1}");
+            let threads = seen.get("thread1");
+            let current = threads.lines().find(|l| l.starts_with('*')).unwrap_or_default();
+            assert!(
+                current.contains(" sh ") || current.contains("\"sh\""),
+                "{what}: the stop's thread is the writing shell, as info threads lists it:\n{threads}"
+            );
+            let (a, b) = (value(&seen.get("live_a")), value(&seen.get("live_b")));
+            assert!(
+                b > a,
+                "{what}: the guest's writer went on while GDB was stopped: {a} then {b}"
+            );
+            let (ja, jb) = (value(&seen.get("jiffies_a")), value(&seen.get("jiffies_b")));
+            assert!(jb > ja, "{what}: jiffies {ja} then {jb}");
+
+            let c2 = seen.out("cont2");
+            let (old2, new2) = old_new(&c2);
+            assert!(
+                new2 > new1 && new2 > old2 && old2 == new1,
+                "{what}: continue catches a later write: {old2} -> {new2} after {new1}\n{}",
+                ctx()
+            );
+            assert!(seen.get("bt2").contains("kernel/sysctl.c:"), "{}", ctx());
+
+            assert!(
+                seen.out("cont3")
+                    .contains("Hardware access (read/write) watchpoint 2: pid_max"),
+                "{}",
+                ctx()
+            );
+            if arch == Arch::Aarch64 {
+                assert!(
+                    seen.out("cont4").contains("Hardware read watchpoint 3: pid_max"),
+                    "{}",
+                    ctx()
+                );
+            } else {
+                assert!(
+                    log.contains("cannot trap reads alone; use awatch")
+                        && seen.out("cont4").contains("ERROR"),
+                    "{what}: x86 refuses rwatch with the reason\n{}",
+                    ctx()
+                );
+            }
+
+            let c5 = seen.out("cont5");
+            assert!(
+                c5.contains("Breakpoint")
+                    && c5.contains("proc_dointvec_minmax (")
+                    && c5.contains("kernel/sysctl.c:"),
+                "{what}: hbreak stops at the handler with its source line:\n{c5}\n{}",
+                ctx()
+            );
+            assert!(
+                seen.get("procname").contains("\"pid_max\""),
+                "{what}: p table->procname: {}\n{}",
+                seen.get("procname"),
+                ctx()
+            );
+            assert_eq!(value(&seen.get("write")), 1, "{what}: a write");
+            let bt5 = seen.get("bt5");
+            assert!(
+                bt5.contains("proc_sys_call_handler") && bt5.contains("vfs_write"),
+                "{what}: bt at the breakpoint:\n{bt5}"
+            );
+            assert!(
+                seen.text.contains("kmemd cannot step a running kernel"),
+                "{what}: stepi is refused with the sentence\n{}",
+                ctx()
+            );
+        }
+    }
+}
