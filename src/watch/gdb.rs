@@ -213,6 +213,12 @@ impl<S: PerfSys + Clone> Points for LivePoints<S> {
     }
 
     fn resume(&mut self) -> Result<(), String> {
+        // Old snapshots go before any event is enabled: a trap right after enabling puts its
+        // snapshot in the ring before its sample, and dropping it then left that hit without one.
+        if let Some((snaps, pairer)) = &mut self.snaps {
+            snaps.take(usize::MAX, drop);
+            *pairer = Pairer::default();
+        }
         for (_, a) in &mut self.armed {
             // Whatever trapped before GDB continued (while the events were being armed) is old.
             for r in &mut a.rings {
@@ -224,10 +230,6 @@ impl<S: PerfSys + Clone> Points for LivePoints<S> {
                 }
             }
             a.enable()?;
-        }
-        if let Some((snaps, pairer)) = &mut self.snaps {
-            snaps.take(usize::MAX, drop);
-            *pairer = Pairer::default();
         }
         self.buf.clear();
         Ok(())
