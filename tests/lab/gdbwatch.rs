@@ -7,7 +7,7 @@
 //! (kernel/sysctl.c, Linux 6.1); its forks read pid_max in alloc_pid.
 
 use crate::guest::{guest, Arch, Guest, ARCHES};
-use crate::live::{lab_gdbs, Served};
+use crate::live::{lab_gdbs, Seen, Served};
 use std::path::Path;
 
 /// Runs inside GDB; prints `KV key value` lines (newlines as `\n`) for the test.
@@ -56,40 +56,6 @@ gdb.execute("detach")
 kv("done", "yes")
 "#;
 
-struct Seen {
-    kv: Vec<(String, String)>,
-    text: String,
-}
-
-impl Seen {
-    /// Everything GDB printed for command `k`: its own output and the stop it reported.
-    fn out(&self, k: &str) -> String {
-        let begin = format!("KV begin {k}");
-        let end = format!("KV {k} ");
-        let mut out = String::new();
-        for l in self.text.lines().skip_while(|l| *l != begin).skip(1) {
-            if let Some(v) = l.strip_prefix(&end) {
-                out.push_str(&v.replace("\\n", "\n"));
-                return out;
-            }
-            if l == format!("KV {k}") {
-                return out;
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-        panic!("GDB printed no {k}:\n{}", self.text)
-    }
-
-    fn get(&self, k: &str) -> String {
-        self.kv
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.replace("\\n", "\n"))
-            .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
-    }
-}
-
 fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
     let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -112,17 +78,7 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
         .arg(&script)
         .output()
         .expect("run gdb");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kv = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("KV "))
-        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    Seen { kv, text }
+    Seen::from_output(&out)
 }
 
 /// The number after ` = ` in GDB's `$N = V`.
@@ -172,14 +128,10 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
             let seen = run_gdb(g, &gdb, &served.port.host);
             let log = served.stop(g);
             let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
-            assert!(
-                seen.kv.iter().any(|(k, v)| k == "done" && v == "yes"),
-                "GDB did not finish: {}",
-                ctx()
-            );
+            assert!(seen.all("done").contains(&"yes"), "GDB did not finish: {}", ctx());
 
             assert!(
-                seen.get("watch").contains("Hardware watchpoint 1: pid_max"),
+                seen.unescaped("watch").contains("Hardware watchpoint 1: pid_max"),
                 "{}",
                 ctx()
             );
@@ -192,25 +144,28 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
                 "{what}: the writer stores increasing values: {old1} -> {new1}\n{}",
                 ctx()
             );
-            let bt1 = seen.get("bt1");
+            let bt1 = seen.unescaped("bt1");
             assert!(
                 bt1.contains("kernel/sysctl.c:") && bt1.contains("proc_sys_call_handler"),
                 "{what}: bt names the sysctl writer with source lines:\n{bt1}\n{}",
                 ctx()
             );
             assert!(bt1.contains("vfs_write"), "{what}: bt reaches vfs_write:\n{bt1}");
-            let threads = seen.get("thread1");
+            let threads = seen.unescaped("thread1");
             let current = threads.lines().find(|l| l.starts_with('*')).unwrap_or_default();
             assert!(
                 current.contains(" sh ") || current.contains("\"sh\""),
                 "{what}: the stop's thread is the writing shell, as info threads lists it:\n{threads}"
             );
-            let (a, b) = (value(&seen.get("live_a")), value(&seen.get("live_b")));
+            let (a, b) = (value(&seen.unescaped("live_a")), value(&seen.unescaped("live_b")));
             assert!(
                 b > a,
                 "{what}: the guest's writer went on while GDB was stopped: {a} then {b}"
             );
-            let (ja, jb) = (value(&seen.get("jiffies_a")), value(&seen.get("jiffies_b")));
+            let (ja, jb) = (
+                value(&seen.unescaped("jiffies_a")),
+                value(&seen.unescaped("jiffies_b")),
+            );
             assert!(jb > ja, "{what}: jiffies {ja} then {jb}");
 
             let c2 = seen.out("cont2");
@@ -220,7 +175,7 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
                 "{what}: continue catches a later write: {old2} -> {new2} after {new1}\n{}",
                 ctx()
             );
-            assert!(seen.get("bt2").contains("kernel/sysctl.c:"), "{}", ctx());
+            assert!(seen.unescaped("bt2").contains("kernel/sysctl.c:"), "{}", ctx());
 
             assert!(
                 seen.out("cont3")
@@ -252,13 +207,13 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
                 ctx()
             );
             assert!(
-                seen.get("procname").contains("\"pid_max\""),
+                seen.unescaped("procname").contains("\"pid_max\""),
                 "{what}: p table->procname: {}\n{}",
-                seen.get("procname"),
+                seen.unescaped("procname"),
                 ctx()
             );
-            assert_eq!(value(&seen.get("write")), 1, "{what}: a write");
-            let bt5 = seen.get("bt5");
+            assert_eq!(value(&seen.unescaped("write")), 1, "{what}: a write");
+            let bt5 = seen.unescaped("bt5");
             assert!(
                 bt5.contains("proc_sys_call_handler") && bt5.contains("vfs_write"),
                 "{what}: bt at the breakpoint:\n{bt5}"

@@ -138,6 +138,31 @@ impl Seen {
             .unwrap_or_else(|| panic!("GDB printed no {k}:\n{}", self.text))
     }
 
+    /// [`Seen::get`] with the script's escaped newlines (`\\n`) made real again.
+    pub fn unescaped(&self, k: &str) -> String {
+        self.get(k).replace("\\n", "\n")
+    }
+
+    /// Everything GDB printed for command `k` between the script's `KV begin K` line and its
+    /// `KV K ...` line: GDB's own output (a stop it reports) and what the command returned.
+    pub fn out(&self, k: &str) -> String {
+        let begin = format!("KV begin {k}");
+        let end = format!("KV {k} ");
+        let mut out = String::new();
+        for l in self.text.lines().skip_while(|l| *l != begin).skip(1) {
+            if let Some(v) = l.strip_prefix(&end) {
+                out.push_str(&v.replace("\\n", "\n"));
+                return out;
+            }
+            if l == format!("KV {k}") {
+                return out;
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        panic!("GDB printed no {k}:\n{}", self.text)
+    }
+
     pub fn all(&self, k: &str) -> Vec<&str> {
         self.kv
             .iter()
