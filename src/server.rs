@@ -698,7 +698,7 @@ impl Ctx<'_> {
     fn stop_reply(&mut self, signal: u8) {
         match &self.s.stop {
             Some(h) if h.stepped => reply::stop(signal, self.s.pid, h.tid, self.payload),
-            Some(h) => reply::stop_hit(h.kind, h.addr, h.tid, self.payload),
+            Some(h) => reply::stop_hit(h.kind, h.addr, self.s.pid, h.tid, self.payload),
             None => self.target_stop_reply(signal),
         }
     }

@@ -65,15 +65,15 @@ pub fn thread_id(pid: Option<u32>, tid: Tid) -> String {
 
 /// The stop reply for a hit of a breakpoint or watchpoint: `T05`, then `watch:ADDR`,
 /// `rwatch:ADDR` or `awatch:ADDR` (the watched address GDB asked for) or `hwbreak:`, then the
-/// thread.
-pub fn stop_hit(kind: PointKind, addr: u64, tid: Tid, out: &mut Vec<u8>) {
+/// thread (as [`thread_id`] writes it).
+pub fn stop_hit(kind: PointKind, addr: u64, pid: Option<u32>, tid: Tid, out: &mut Vec<u8>) {
     let reason = match kind {
         PointKind::Write => format!("watch:{addr:x}"),
         PointKind::Read => format!("rwatch:{addr:x}"),
         PointKind::Access => format!("awatch:{addr:x}"),
         PointKind::Software | PointKind::Hardware => "hwbreak:".to_string(),
     };
-    out.extend_from_slice(format!("T05{reason};thread:{tid:x};").as_bytes());
+    out.extend_from_slice(format!("T05{reason};thread:{};", thread_id(pid, tid)).as_bytes());
 }
 
 /// The `qWatchpointSupportInfo` reply.
@@ -337,7 +337,7 @@ mod tests {
             (PointKind::Hardware, "T05hwbreak:;thread:10123;"),
             (PointKind::Software, "T05hwbreak:;thread:10123;"),
         ] {
-            assert_eq!(text(|o| stop_hit(kind, a, 0x10123, o)), want);
+            assert_eq!(text(|o| stop_hit(kind, a, None, 0x10123, o)), want);
         }
         assert_eq!(text(|o| watchpoint_info(4, o)), "num:4;");
     }
