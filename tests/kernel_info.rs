@@ -199,3 +199,37 @@ fn filtered_kdump_gives_the_same_kernel_info() {
         assert!(b.missing().is_empty(), "{}: {:?}", path.display(), b.missing());
     }
 }
+
+/// A dump session keeps only kmemd's own kallsyms names (issue 16) and decodes the rest from a
+/// second handle of the file when first asked: every name the guest's /proc/kallsyms lists
+/// (manifest `ksym` lines) still resolves to the guest's address, and each such address is named
+/// as the start of a symbol that resolves back to it, in every variant and for a compressed dump.
+#[test]
+fn a_dump_session_decodes_the_rest_of_kallsyms_when_asked() {
+    let Some(fx) = fixtures() else { return };
+    for (dir, _, ksyms) in fx {
+        for file in ["vmcore.elf", "mdf-zlib.kdump"] {
+            let what = format!("{}/{file}", dir.display());
+            let mut t = DumpTarget::open(&dir.join(file)).expect("open dump");
+            let k = t.kernel_info();
+            assert!(
+                !k.resolver().table_at_hand(),
+                "{what}: the whole kallsyms table was decoded at start"
+            );
+            for (name, addr) in &ksyms {
+                assert_eq!(k.symbol(name), Some(*addr), "{what}: {name}");
+            }
+            for (_, addr) in &ksyms {
+                let (name, off) = k
+                    .symbolize(*addr)
+                    .unwrap_or_else(|| panic!("{what}: nothing named at {addr:#x}"));
+                assert_eq!(off, 0, "{what}: {addr:#x} is {name}+{off:#x}");
+                assert_eq!(k.symbol(&name), Some(*addr), "{what}: {addr:#x} named {name}");
+            }
+            assert!(
+                k.resolver().table_at_hand(),
+                "{what}: an address was named without the whole table"
+            );
+        }
+    }
+}

@@ -83,6 +83,101 @@ pub fn decode_table(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo) -> Result<S
     table_from_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?)
 }
 
+/// Like [`decode_table`], keeping only the symbols whose name `keep` accepts (a dump session
+/// keeps kmemd's own names, kernel/symbols.rs `KNOWN`, and decodes the rest when asked: issue 16,
+/// the whole table of a Debian kernel is ~4.5 MB of a dump session's peak).
+pub fn decode_table_keeping(
+    mem: &mut dyn VirtRead,
+    vmcoreinfo: &VmcoreInfo,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<SymbolTable, ReadError> {
+    table_keeping(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?, keep)
+}
+
+/// [`decode_table_keeping`] from the tables at `t`.
+pub fn table_keeping(
+    mem: &mut dyn VirtRead,
+    t: &Tables,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<SymbolTable, ReadError> {
+    let mut b = SymbolBuilder::new();
+    decode_each(mem, t, &mut |addr, name, kind| {
+        if keep(name) {
+            b.push(addr, name, kind, None)
+        }
+    })?;
+    Ok(b.finish())
+}
+
+/// The names of the symbols at or below each of `addrs`, as [`SymbolTable::symbolize`] of the
+/// whole table would give them, without building that table: one pass finds each address's
+/// symbol by its index, a second decodes just those names. For a few addresses (a panic check
+/// of the CPUs' call chains) in a session that kept only kmemd's own names (issue 16). Where
+/// symbols share an address, the one listed last is taken.
+pub fn names_at(
+    mem: &mut dyn VirtRead,
+    vmcoreinfo: &VmcoreInfo,
+    addrs: &[u64],
+) -> Result<Vec<Option<String>>, ReadError> {
+    names_at_tables(mem, &Tables::from_vmcoreinfo(vmcoreinfo)?, addrs)
+}
+
+/// [`names_at`] from the tables at `t`.
+pub fn names_at_tables(
+    mem: &mut dyn VirtRead,
+    t: &Tables,
+    addrs: &[u64],
+) -> Result<Vec<Option<String>>, ReadError> {
+    // Pass 1: per address, the index and address of the highest symbol at or below it; and the
+    // highest symbol of all, past which only its first page counts (as in symbolize).
+    let mut best: Vec<Option<(usize, u64)>> = vec![None; addrs.len()];
+    let mut top: Option<(usize, u64)> = None;
+    let mut i = 0usize;
+    decode_each(mem, t, &mut |addr, _, _| {
+        for (b, &want) in best.iter_mut().zip(addrs) {
+            if addr <= want && b.is_none_or(|(_, at)| addr >= at) {
+                *b = Some((i, addr));
+            }
+        }
+        if top.is_none_or(|(_, at)| addr >= at) {
+            top = Some((i, addr));
+        }
+        i += 1;
+    })?;
+    // Pass 2: the names of the symbols found.
+    let mut wanted: Vec<usize> = best.iter().flatten().map(|&(i, _)| i).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut names: Vec<(usize, String)> = Vec::with_capacity(wanted.len());
+    let mut i = 0usize;
+    decode_each(mem, t, &mut |_, name, _| {
+        if wanted.binary_search(&i).is_ok() {
+            names.push((i, name.to_string()));
+        }
+        i += 1;
+    })?;
+    let name_of = |i: usize| {
+        names
+            .binary_search_by_key(&i, |(k, _)| *k)
+            .ok()
+            .and_then(|at| names.get(at))
+            .map(|(_, n)| n.clone())
+    };
+    Ok(best
+        .iter()
+        .zip(addrs)
+        .map(|(b, &want)| {
+            let (idx, at) = (*b)?;
+            let name = name_of(idx)?;
+            let past_end = top.is_some_and(|(_, top_at)| at == top_at);
+            if past_end && (want - at >= 4096 || name == "_end") {
+                return None;
+            }
+            Some(name)
+        })
+        .collect())
+}
+
 /// [`decode_table`] from the tables at `t`.
 pub fn table_from_tables(mem: &mut dyn VirtRead, t: &Tables) -> Result<SymbolTable, ReadError> {
     let mut b = SymbolBuilder::new();
@@ -329,6 +424,42 @@ mod tests {
                 assert_eq!((at.addr, off, at.kind), (s.addr, 0, s.kind), "{}", s.name);
             }
         }
+    }
+
+    /// A session that keeps only some names (a dump's kmemd names), and the few addresses it
+    /// names without the whole table: the same answers as the whole table gives.
+    #[test]
+    fn kept_names_and_names_at_agree_with_the_whole_table() {
+        let sample = sample();
+        let mut syms: Vec<(&str, u64)> = sample.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        syms.push(("T_end", 0xffff_ffff_8300_0000));
+        let (mut mem, t) = build(&syms, false, 0xffff_ffff_8100_0000);
+        let whole = table_from_tables(&mut mem, &t).unwrap();
+
+        let kept = table_keeping(&mut mem, &t, &|n| n == "init_task" || n == "func_7").unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept.lookup("init_task"), whole.lookup("init_task"));
+        assert_eq!(kept.lookup("func_7"), whole.lookup("func_7"));
+        assert_eq!(kept.lookup("func_8"), None);
+
+        let addrs = [
+            0xffff_ffff_8100_3000 + 7 * 16 + 5, // inside func_7
+            0xffff_ffff_8100_0010,              // inside _stext
+            0xffff_ffff_8100_1000,              // at some_static itself
+            0xffff_ffff_8260_0100,              // past init_task, before _end
+            0xffff_ffff_8000_0000,              // below every symbol
+            0xffff_ffff_8300_0010,              // at the last symbol, _end: not a name
+            0xffff_ffff_9000_0000,              // far past the last symbol
+        ];
+        let got = names_at_tables(&mut mem, &t, &addrs).unwrap();
+        let want: Vec<Option<String>> = addrs
+            .iter()
+            .map(|&a| whole.symbolize(a).map(|(s, _)| s.name.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got[0].as_deref(), Some("func_7"));
+        assert_eq!(got[4], None);
+        assert_eq!(got[5], None);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use btf::Btf;
 use proc_kallsyms::Kallsyms;
 use std::path::Path;
 use std::sync::Arc;
-use symbols::Symbols;
+use symbols::{Symbols, TableLoader};
 pub use symtab::{Sym, SymRef, SymbolBuilder, SymbolTable};
 use vmlinux::Vmlinux;
 
@@ -105,7 +105,7 @@ impl KernelInfo {
     /// rest when first needed ([`Symbols::with_lazy_kallsyms`]).
     pub fn live(
         kallsyms: &Kallsyms,
-        whole: Option<Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>>,
+        whole: Option<TableLoader>,
         vmcoreinfo_text: Option<&str>,
         vmlinux: Option<&Path>,
         system_btf: &BtfSource<'_>,
@@ -158,14 +158,33 @@ impl KernelInfo {
 
     /// A crash dump: kallsyms decoded from its memory through VMCOREINFO, BTF from `-k vmlinux`
     /// or else from memory between `__start_BTF` and `__stop_BTF`.
-    pub fn from_dump(mem: &mut dyn VirtRead, vmcoreinfo: &VmcoreInfo, vmlinux: Option<&Path>) -> KernelInfo {
+    /// With `whole`, only the [`symbols::KNOWN`] names of kallsyms are kept and `whole` decodes
+    /// the rest when first needed, as a live session does with /proc/kallsyms.
+    pub fn from_dump(
+        mem: &mut dyn VirtRead,
+        vmcoreinfo: &VmcoreInfo,
+        vmlinux: Option<&Path>,
+        whole: Option<TableLoader>,
+    ) -> KernelInfo {
         let mut k = KernelInfo::default();
-        let table = match kallsyms::decode_table(mem, vmcoreinfo) {
+        let decoded = match &whole {
+            Some(_) => kallsyms::decode_table_keeping(mem, vmcoreinfo, &symbols::is_known),
+            None => kallsyms::decode_table(mem, vmcoreinfo),
+        };
+        let decoded_ok = decoded.is_ok();
+        let table = match decoded {
             Ok(table) => {
-                k.sources.push(format!(
-                    "symbols: kallsyms decoded from kernel memory ({} symbols)",
-                    table.len()
-                ));
+                k.sources.push(match &whole {
+                    Some(_) => format!(
+                        "symbols: kallsyms decoded from kernel memory ({} of kmemd's names kept; \
+                         the whole table is decoded when an address or another name is asked)",
+                        table.len()
+                    ),
+                    None => format!(
+                        "symbols: kallsyms decoded from kernel memory ({} symbols)",
+                        table.len()
+                    ),
+                });
                 table
             }
             Err(e) => {
@@ -174,7 +193,13 @@ impl KernelInfo {
                 SymbolTable::default()
             }
         };
-        k.syms = Symbols::new(Arc::new(table), vmcoreinfo.clone());
+        k.syms = match whole {
+            // A dump whose kallsyms cannot be decoded has nothing more to decode later.
+            Some(load) if decoded_ok => {
+                Symbols::with_lazy_kallsyms(Arc::new(table), load, vmcoreinfo.clone())
+            }
+            _ => Symbols::new(Arc::new(table), vmcoreinfo.clone()),
+        };
         if let Some(path) = vmlinux {
             k.add_vmlinux(path);
         }
@@ -282,6 +307,22 @@ impl KernelInfo {
     /// The symbol at or below `addr` and the offset into it.
     pub fn symbolize(&self, addr: u64) -> Option<(String, u64)> {
         self.syms.symbolize(addr)
+    }
+
+    /// The names of the symbols at or below each of `addrs` (as [`KernelInfo::symbolize`]).
+    /// When that would load a dump's whole kallsyms table, the few names are decoded from
+    /// `mem` instead ([`kallsyms::names_at`]); an address whose name cannot be found is None.
+    pub fn names_at(&self, mem: &mut dyn VirtRead, addrs: &[u64]) -> Vec<Option<String>> {
+        if self.syms.table_at_hand() {
+            return addrs
+                .iter()
+                .map(|&a| self.symbolize(a).map(|(name, _)| name))
+                .collect();
+        }
+        kallsyms::names_at(mem, self.syms.vmcoreinfo(), addrs).unwrap_or_else(|e| {
+            log::debug!("kallsyms: cannot name {} addresses: {e}", addrs.len());
+            vec![None; addrs.len()]
+        })
     }
 
     /// The resolver: every symbol source in its order, and where an answer came from.
@@ -553,7 +594,7 @@ mod tests {
             bytes: vec![0u8; 4096],
         };
         let vmci = VmcoreInfo::parse(b"SYMBOL(prb)=ffffffff81000010\nOFFSET(task_struct.comm)=3000\n");
-        let k = KernelInfo::from_dump(&mut mem, &vmci, None);
+        let k = KernelInfo::from_dump(&mut mem, &vmci, None, None);
         assert_eq!(k.symbol("prb"), Some(0xffff_ffff_8100_0010));
         assert_eq!(k.member("task_struct", "comm").map(|m| m.offset()), Some(3000));
         let missing = k.missing();

@@ -253,7 +253,7 @@ mod tests {
     fn view() -> View {
         let vmci = VmcoreInfo::parse(b"SYMBOL(jiffies)=ffffffff82000000\n");
         View {
-            info: KernelInfo::from_dump(&mut FakeMem::default(), &vmci, None),
+            info: KernelInfo::from_dump(&mut FakeMem::default(), &vmci, None, None),
             tasks: vec![Task {
                 addr: 0xffff_8880_0000_1000,
                 pid: 1,

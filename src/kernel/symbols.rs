@@ -63,8 +63,12 @@ pub fn is_known(name: &str) -> bool {
 }
 
 /// The whole kallsyms table, loaded on first need by a closure (live: /proc/kallsyms read again).
+/// Gives a kernel's whole kallsyms table, when a session that kept only the [`KNOWN`] names first
+/// needs the rest.
+pub type TableLoader = Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>;
+
 struct LazyTable {
-    load: Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>,
+    load: TableLoader,
     table: OnceLock<Arc<SymbolTable>>,
 }
 
@@ -135,11 +139,7 @@ impl Symbols {
 
     /// Like [`Symbols::new`] with `known` holding only kallsyms' [`KNOWN`] names; `load` gives the
     /// whole table the first time anything else is asked.
-    pub fn with_lazy_kallsyms(
-        known: Arc<SymbolTable>,
-        load: Box<dyn Fn() -> Arc<SymbolTable> + Send + Sync>,
-        vmcoreinfo: VmcoreInfo,
-    ) -> Symbols {
+    pub fn with_lazy_kallsyms(known: Arc<SymbolTable>, load: TableLoader, vmcoreinfo: VmcoreInfo) -> Symbols {
         Symbols {
             full: Some(LazyTable {
                 load,
@@ -232,6 +232,12 @@ impl Symbols {
         } else {
             &self.vmlinux
         }
+    }
+
+    /// Whether [`Symbols::table`] answers without loading anything: a vmlinux was given, or the
+    /// whole kallsyms table is kept or already loaded.
+    pub fn table_at_hand(&self) -> bool {
+        !self.vmlinux.is_empty() || self.full.as_ref().is_none_or(|f| f.table.get().is_some())
     }
 
     /// The symbol at or below `addr` and the offset into it (see [`Symbols::table`] and

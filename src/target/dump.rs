@@ -17,6 +17,7 @@ use crate::kernel::KernelInfo;
 use crate::mem::{read_u32, MemError, ReadError, VirtAddr, VirtRead};
 use crate::target::{Target, ThreadInfo, Tid};
 use std::path::Path;
+use std::sync::Arc;
 
 pub struct DumpTarget {
     dump: Dump,
@@ -40,6 +41,9 @@ pub struct DumpTarget {
     alias: LinkAlias,
     /// The thread GDB reads memory for ([`Target::focus`]).
     focus: Option<Tid>,
+    /// The file it was opened from: the whole kallsyms table is decoded from a second handle of
+    /// it when first needed (`whole_kallsyms`). None for a dump given as bytes.
+    path: Option<std::path::PathBuf>,
 }
 
 impl DumpTarget {
@@ -48,7 +52,9 @@ impl DumpTarget {
             .to_str()
             .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
         let dump = Dump::open(name)?;
-        DumpTarget::new(dump).map_err(|e| format!("{}: {e}", path.display()))
+        let mut t = DumpTarget::new(dump).map_err(|e| format!("{}: {e}", path.display()))?;
+        t.path = Some(path.to_path_buf());
+        Ok(t)
     }
 
     pub fn new(dump: Dump) -> Result<DumpTarget, String> {
@@ -101,6 +107,7 @@ impl DumpTarget {
             panic_msg: None,
             alias: LinkAlias::default(),
             focus: None,
+            path: None,
         })
     }
 
@@ -268,15 +275,25 @@ impl DumpTarget {
             dump: &self.dump,
             paging: &self.paging,
         };
-        let symbolize = |a: u64| kinfo.symbolize(a).map(|(name, _)| name);
-        let mut roles: Vec<CpuRole> = Vec::new();
+        let mut chains = Vec::new();
         for cpu in self.dump.cpus() {
             let Some(chain) = self.arch.call_chain(&mut mem, &cpu.regs, self.dump.vmcoreinfo()) else {
                 log::debug!("no panic_cpu symbol (kallsyms without data symbols; -k VMLINUX gives it): the crashing CPU is not known");
                 return None;
             };
-            roles.push(panic::classify(&chain, &symbolize));
+            chains.push(chain);
         }
+        // Every frame named at once: without a vmlinux, from a pass over the dump's kallsyms
+        // rather than by loading its whole table for this (issue 16).
+        let mut addrs: Vec<u64> = chains.iter().flatten().copied().collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let names = kinfo.names_at(&mut mem, &addrs);
+        let symbolize = |a: u64| {
+            let i = addrs.binary_search(&a).ok()?;
+            names.get(i).cloned().flatten()
+        };
+        let roles: Vec<CpuRole> = chains.iter().map(|c| panic::classify(c, &symbolize)).collect();
         for (i, r) in roles.iter().enumerate() {
             log::debug!("CPU {i}: {r:?}");
         }
@@ -296,7 +313,8 @@ impl DumpTarget {
                 dump: &self.dump,
                 paging: &self.paging,
             };
-            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), self.vmlinux.as_deref());
+            let whole = self.path.clone().map(whole_kallsyms);
+            let k = KernelInfo::from_dump(&mut mem, self.dump.vmcoreinfo(), self.vmlinux.as_deref(), whole);
             for m in k.missing() {
                 log::warn!("{m}");
             }
@@ -702,6 +720,40 @@ impl KernelView for DumpTarget {
 }
 
 /// Opens a dump as a GDB target (`-c FILE`, `-k VMLINUX`, `--pid PID`).
+/// Decodes the whole kallsyms table of the dump at `path` when a session that kept only kmemd's
+/// own names first needs the rest (an address to name, `monitor sym` of another name). The file
+/// is opened again rather than shared: `Symbols` answers through `&self` from any thread, and a
+/// dump's page caches are not shared between threads. A dump that no longer opens gives an empty
+/// table, and the lookups that needed it find nothing.
+fn whole_kallsyms(path: std::path::PathBuf) -> crate::kernel::symbols::TableLoader {
+    Box::new(move || {
+        let decoded = DumpTarget::open(&path).and_then(|t| {
+            let mut mem = DumpMem {
+                dump: &t.dump,
+                paging: &t.paging,
+            };
+            crate::kernel::kallsyms::decode_table(&mut mem, t.dump.vmcoreinfo()).map_err(|e| e.to_string())
+        });
+        match decoded {
+            Ok(table) => {
+                log::debug!(
+                    "kallsyms: {} symbols decoded from {}",
+                    table.len(),
+                    path.display()
+                );
+                Arc::new(table)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot decode the whole kallsyms table again: {e}",
+                    path.display()
+                );
+                Arc::new(Default::default())
+            }
+        }
+    })
+}
+
 pub fn open_target(
     path: &Path,
     vmlinux: Option<&Path>,
