@@ -918,6 +918,12 @@ impl Ctx<'_> {
             // into the output, instead of built in the payload and copied there (issue 16: the
             // copy was a third of a live session's peak). Nothing is ever asked for again here.
             self.s.last_sent.clear();
+            // Room for the whole frame first (`$`, the worst-case payload, `#cs`): growing into
+            // it would copy the half-built megabyte into a block twice its size, the peak of a
+            // dump session (issue 16). Room never written is never resident.
+            self.s
+                .out
+                .reserve_exact(reply::memory_len_max(data.len(), binary) + 4);
             framing::frame_built(&mut self.s.out, |o| reply::memory(data, binary, o));
             return Outcome::NoReply;
         }

@@ -168,6 +168,12 @@ pub fn memory(bytes: &[u8], binary: bool, out: &mut Vec<u8>) {
     }
 }
 
+/// The most bytes [`memory`] writes for `len` bytes: every byte as two (hex digits, or an
+/// escaped binary byte), plus `b`.
+pub fn memory_len_max(len: usize, binary: bool) -> usize {
+    len.saturating_mul(2).saturating_add(usize::from(binary))
+}
+
 /// The reply to a memory read that could not read its first byte: the one place a failure's kind
 /// becomes an errno. Every kind is EFAULT (`E14`, the errno's decimal digits as kmemd has always
 /// sent them): GDB reports any `Exx` to an `m`/`x` packet as "Cannot access memory at address",
