@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Default bound: 4 MiB (1024 pages of 4 KiB, or 64 of QEMU's 64 KiB aarch64 blocks).
-pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+/// Default bound: 1 MiB (256 pages of 4 KiB, or 16 of QEMU's 64 KiB aarch64 blocks).
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
 
 pub struct PageCache {
     limit: usize,
