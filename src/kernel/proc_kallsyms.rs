@@ -39,12 +39,33 @@ impl Kallsyms {
     /// Like [`Kallsyms::read`], keeping only the symbols `keep(kind, name)` accepts: a caller
     /// that needs few of them (watch mode: code, and the variables it watches) keeps the table
     /// small while it streams the file.
-    pub fn read_filtered(mut r: impl BufRead, keep: &dyn Fn(char, &str) -> bool) -> io::Result<Kallsyms> {
+    pub fn read_filtered(r: impl BufRead, keep: &dyn Fn(char, &str) -> bool) -> io::Result<Kallsyms> {
+        Kallsyms::read_lines(r, keep, false)
+    }
+
+    /// Like [`Kallsyms::read_filtered`] for core kernel symbols only: it stops at the first
+    /// module's line. /proc/kallsyms lists the core kernel's symbols first, then each module's
+    /// (kernel/kallsyms.c `update_iter`), and every line costs the kernel a formatted print:
+    /// a session that needs only core names (kernel/symbols.rs `KNOWN`) does not wait for a
+    /// distribution kernel's tens of thousands of module lines.
+    pub fn read_core_filtered(r: impl BufRead, keep: &dyn Fn(char, &str) -> bool) -> io::Result<Kallsyms> {
+        Kallsyms::read_lines(r, keep, true)
+    }
+
+    fn read_lines(
+        mut r: impl BufRead,
+        keep: &dyn Fn(char, &str) -> bool,
+        core_only: bool,
+    ) -> io::Result<Kallsyms> {
         let mut b = SymbolBuilder::new();
         let mut line = String::with_capacity(256);
         loop {
             line.clear();
             if r.read_line(&mut line)? == 0 {
+                break;
+            }
+            if core_only && line.trim_end().ends_with(']') && split_line(&line).is_some_and(|l| l.3.is_some())
+            {
                 break;
             }
             add_line(&mut b, &line, keep);
@@ -214,6 +235,35 @@ garbage line
         assert_eq!(names, ["_text", "helper", "mod_init", "_text"]);
         assert_eq!(code.lookup("jiffies"), None);
         assert_eq!(code.format_addr(0xffff_ffff_8200_0004), "helper+0xfff004");
+    }
+
+    #[test]
+    fn core_names_stop_at_the_first_module_line() {
+        // A reader that fails past the first module line proves nothing after it is read.
+        struct Then<'a>(&'a [u8]);
+        impl io::Read for Then<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("read past the first module line"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let text = b"ffffffff81000000 T _text\nffffffff82000000 D init_task\n\
+                     ffffffffc0000000 t mod_init\t[mymod]\n";
+        let r = io::BufReader::with_capacity(16, Then(text));
+        let k = Kallsyms::read_core_filtered(r, &|_, name| name != "_text").unwrap();
+        assert_eq!(k.lookup("init_task"), Some(0xffff_ffff_8200_0000));
+        assert_eq!(k.lookup("_text"), None);
+        assert_eq!(k.symbols().count(), 1);
+        // The sample's core lines, none of its modules'.
+        let core = Kallsyms::read_core_filtered(SAMPLE.as_bytes(), &|_, _| true).unwrap();
+        let names: Vec<&str> = core.symbols().map(|s| s.name).collect();
+        assert_eq!(names, ["_stext", "_text", "helper", "jiffies"]);
+        assert!(core.symbols().all(|s| s.module.is_none()));
     }
 
     #[test]

@@ -659,7 +659,7 @@ fn full_kallsyms() -> Kallsyms {
 /// The [`symbols::KNOWN`] names of /proc/kallsyms, streamed through a small buffer: what a
 /// session needs (issue 16: the whole table was ~5 MiB of a live session's 11 MiB).
 fn known_kallsyms() -> Kallsyms {
-    load_kallsyms_filtered(&|_, name| symbols::is_known(name)).unwrap_or_else(|e| {
+    load_core_kallsyms_filtered(&|_, name| symbols::is_known(name)).unwrap_or_else(|e| {
         log::warn!("{e}");
         Kallsyms::default()
     })
@@ -669,6 +669,16 @@ fn known_kallsyms() -> Kallsyms {
 pub fn load_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kallsyms, String> {
     let table =
         Kallsyms::read_filtered(live::kallsyms::open()?, keep).map_err(|e| live::kallsyms::read_error(&e))?;
+    if table.is_empty() {
+        return Err(live::kallsyms::hidden());
+    }
+    Ok(table)
+}
+
+/// [`load_kallsyms_filtered`] for core kernel names: stops at the first module's line.
+fn load_core_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kallsyms, String> {
+    let table = Kallsyms::read_core_filtered(live::kallsyms::open()?, keep)
+        .map_err(|e| live::kallsyms::read_error(&e))?;
     if table.is_empty() {
         return Err(live::kallsyms::hidden());
     }
