@@ -130,20 +130,67 @@ pub fn names_at_tables(
 ) -> Result<Vec<Option<String>>, ReadError> {
     // Pass 1: per address, the index and address of the highest symbol at or below it; and the
     // highest symbol of all, past which only its first page counts (as in symbolize).
+    // scripts/kallsyms.c lists symbols by address, so one merge with the sorted addresses
+    // settles each address when the first symbol above it comes: O(symbols + addresses), for
+    // a dump of hundreds of CPUs too. Tables out of order get a pass that compares every pair.
+    let mut order: Vec<usize> = (0..addrs.len()).collect();
+    order.sort_by_key(|&k| addrs.get(k).copied().unwrap_or(0));
     let mut best: Vec<Option<(usize, u64)>> = vec![None; addrs.len()];
-    let mut top: Option<(usize, u64)> = None;
+    let mut next = 0usize;
+    let mut prev: Option<(usize, u64)> = None;
+    let mut sorted = true;
     let mut i = 0usize;
     decode_each(mem, t, &mut |addr, _, _| {
-        for (b, &want) in best.iter_mut().zip(addrs) {
-            if addr <= want && b.is_none_or(|(_, at)| addr >= at) {
-                *b = Some((i, addr));
+        sorted &= prev.is_none_or(|(_, p)| addr >= p);
+        while let Some(&k) = order.get(next).filter(|_| sorted) {
+            if addrs.get(k).is_some_and(|&want| want < addr) {
+                if let Some(b) = best.get_mut(k) {
+                    *b = prev;
+                }
+                next += 1;
+            } else {
+                break;
             }
         }
-        if top.is_none_or(|(_, at)| addr >= at) {
-            top = Some((i, addr));
-        }
+        prev = Some((i, addr));
         i += 1;
     })?;
+    let top = prev;
+    if sorted {
+        for &k in order.get(next..).unwrap_or_default() {
+            if let Some(b) = best.get_mut(k) {
+                *b = prev;
+            }
+        }
+    } else {
+        best.fill(None);
+        let mut top_seen: Option<(usize, u64)> = None;
+        let mut i = 0usize;
+        decode_each(mem, t, &mut |addr, _, _| {
+            for (b, &want) in best.iter_mut().zip(addrs) {
+                if addr <= want && b.is_none_or(|(_, at)| addr >= at) {
+                    *b = Some((i, addr));
+                }
+            }
+            if top_seen.is_none_or(|(_, at)| addr >= at) {
+                top_seen = Some((i, addr));
+            }
+            i += 1;
+        })?;
+        return name_found(mem, t, addrs, &best, top_seen);
+    }
+    name_found(mem, t, addrs, &best, top)
+}
+
+/// Pass 2 of [`names_at_tables`]: the names of the symbols found (`best`, by index), with the
+/// rule for addresses past the last symbol (`top`).
+fn name_found(
+    mem: &mut dyn VirtRead,
+    t: &Tables,
+    addrs: &[u64],
+    best: &[Option<(usize, u64)>],
+    top: Option<(usize, u64)>,
+) -> Result<Vec<Option<String>>, ReadError> {
     // Pass 2: the names of the symbols found.
     let mut wanted: Vec<usize> = best.iter().flatten().map(|&(i, _)| i).collect();
     wanted.sort_unstable();
@@ -451,15 +498,21 @@ mod tests {
             0xffff_ffff_8300_0010,              // at the last symbol, _end: not a name
             0xffff_ffff_9000_0000,              // far past the last symbol
         ];
-        let got = names_at_tables(&mut mem, &t, &addrs).unwrap();
         let want: Vec<Option<String>> = addrs
             .iter()
             .map(|&a| whole.symbolize(a).map(|(s, _)| s.name.to_string()))
             .collect();
-        assert_eq!(got, want);
-        assert_eq!(got[0].as_deref(), Some("func_7"));
-        assert_eq!(got[4], None);
-        assert_eq!(got[5], None);
+        assert_eq!(want[0].as_deref(), Some("func_7"));
+        assert_eq!(want[4], None);
+        assert_eq!(want[5], None);
+        // The sample lists some symbols out of address order (the pass comparing every pair);
+        // scripts/kallsyms.c lists them in order (the merge).
+        let got = names_at_tables(&mut mem, &t, &addrs).unwrap();
+        assert_eq!(got, want, "tables out of order");
+        syms.sort_by_key(|&(_, a)| a);
+        let (mut mem, t) = build(&syms, false, 0xffff_ffff_8100_0000);
+        let got = names_at_tables(&mut mem, &t, &addrs).unwrap();
+        assert_eq!(got, want, "tables in order");
     }
 
     #[test]
