@@ -75,15 +75,23 @@ const TEXT_REGS: &[&str] = &[
 
 /// `HH:MM:SS.nnnnnnnnn` UTC of a wall-clock nanosecond count.
 pub fn clock_time(wall_ns: u64) -> String {
+    let mut s = String::with_capacity(18);
+    write_clock_time(&mut s, wall_ns);
+    s
+}
+
+/// [`clock_time`], appended to `out`.
+pub fn write_clock_time(out: &mut String, wall_ns: u64) {
     let secs = wall_ns / 1_000_000_000;
     let day = secs % 86_400;
-    format!(
+    let _ = write!(
+        out,
         "{:02}:{:02}:{:02}.{:09}",
         day / 3600,
         day / 60 % 60,
         day % 60,
         wall_ns % 1_000_000_000
-    )
+    );
 }
 
 /// JSON string literals, shared with the kernel queries' `--json` (src/mem/json.rs).
@@ -169,34 +177,35 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
 
 /// One JSON object (one line) with the same fields as the text block.
 pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
+    // Written straight into `out`, no string per field: under a burst the reader formats a hit
+    // for every trap, and each allocation is a malloc and a free (musl's are slow).
+    let _ = write!(out, "{{\"seq\":{},\"time\":\"", hit.seq);
+    write_clock_time(out, hit.wall_ns);
     let _ = write!(
         out,
-        "{{\"seq\":{},\"time\":{},\"time_ns\":{},\"cpu\":{},\"pid\":{},\"tid\":{},\"comm\":{},\
-         \"type\":{},\"target\":{},\"watch_addr\":\"{:#x}\",\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"ip_sym\":{}",
-        hit.seq,
-        json_str(&clock_time(hit.wall_ns)),
-        hit.wall_ns,
-        hit.cpu,
-        hit.pid,
-        hit.tid,
-        json_str(&hit.comm),
-        json_str(&spec.type_name()),
-        json_str(&spec.target),
-        spec.addr,
-        hit.addr,
-        hit.ip,
-        json_str(syms.format(hit.ip)),
+        "\",\"time_ns\":{},\"cpu\":{},\"pid\":{},\"tid\":{},\"comm\":",
+        hit.wall_ns, hit.cpu, hit.pid, hit.tid,
     );
-    match hit.value {
-        Some(v) => {
-            let _ = write!(out, ",\"value\":\"{}\"", spec.format_value(v));
-        }
-        None => out.push_str(",\"value\":null"),
-    }
-    for (key, v) in [("prev", hit.prev), ("before", hit.before)] {
+    push_json_str(out, &hit.comm);
+    let _ = write!(
+        out,
+        ",\"type\":\"{}{}\",\"target\":",
+        spec.access.name(),
+        spec.len
+    );
+    push_json_str(out, &spec.target);
+    let _ = write!(
+        out,
+        ",\"watch_addr\":\"{:#x}\",\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"ip_sym\":",
+        spec.addr, hit.addr, hit.ip,
+    );
+    push_json_str(out, syms.format(hit.ip));
+    for (key, v) in [("value", hit.value), ("prev", hit.prev), ("before", hit.before)] {
         match v {
             Some(v) => {
-                let _ = write!(out, ",\"{key}\":\"{}\"", spec.format_value(v));
+                let _ = write!(out, ",\"{key}\":\"");
+                spec.write_value(out, v);
+                out.push('"');
             }
             None => {
                 let _ = write!(out, ",\"{key}\":null");
@@ -433,6 +442,28 @@ mod tests {
             )),
             "{o}"
         );
+    }
+
+    /// The whole JSON line of a hit with a snapshot, as kmemd printed it before the fields were
+    /// written straight into the output: scripts parse it, so not a byte may change.
+    #[test]
+    fn json_line_is_exactly_what_it_was() {
+        let mut o = String::new();
+        format_json(&snap_hit(), &spec(), &mut syms(), &mut o);
+        let want = concat!(
+            r#"{"seq":3,"time":"01:02:03.000000005","time_ns":90123000000005,"cpu":1,"pid":42,"#,
+            r#""tid":43,"comm":"a\"b","type":"w4","target":"0xffff888000000010","#,
+            r#""watch_addr":"0xffff888000000010","addr":"0xffff888000000010","#,
+            r#""ip":"0xffffffffc000002c","ip_sym":"bpf_prog_abc+0x2c [bpf]","value":"0x00000005","#,
+            r#""prev":"0x00000004","before":"0x00000004","regs":{"rax":"0x100","rbx":"0x101","#,
+            r#""rcx":"0x102","rdx":"0x103","rsi":"0x104","rdi":"0x105","rbp":"0x106","rsp":"0x107","#,
+            r#""rip":"0x108","eflags":"0x109","cs":"0x10a","ss":"0x10b","r8":"0x10c","r9":"0x10d","#,
+            r#""r10":"0x10e","r11":"0x10f","r12":"0x110","r13":"0x111","r14":"0x112","r15":"0x113"},"#,
+            r#""stack":["bpf_prog_abc+0x2c [bpf]","bpf_test_run+0x10","__sys_bpf+0x8"],"#,
+            r#""snapshot":{"sp":"0xffffc90000003e00","bytes":512,"whole":true,"code":["__sys_bpf+0x8"]}}"#,
+            "\n"
+        );
+        assert_eq!(o, want);
     }
 
     #[test]

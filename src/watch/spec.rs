@@ -59,7 +59,15 @@ impl Spec {
 
     /// A value of the watched width as hex with all its digits (`w2`: `0x00ff`).
     pub fn format_value(&self, v: u64) -> String {
-        format!("{:#0w$x}", v, w = 2 + 2 * self.len as usize)
+        let mut s = String::with_capacity(18);
+        self.write_value(&mut s, v);
+        s
+    }
+
+    /// [`Spec::format_value`], appended to `out`.
+    pub fn write_value(&self, out: &mut String, v: u64) {
+        use std::fmt::Write;
+        let _ = write!(out, "{:#0w$x}", v, w = 2 + 2 * self.len as usize);
     }
 }
 
