@@ -24,9 +24,10 @@ use crate::live::bpf::KernelReader;
 use crate::mem::vmcoreinfo::VmcoreInfo;
 use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
+use intmap::IntMap;
 use perf::{Armed, Record, Sample};
 use report::{Hit, Snap, StopReason, Summary};
-use snapshot::{Pairer, Snapshots};
+use snapshot::{Pairer, Snapshot, Snapshots};
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -253,31 +254,16 @@ pub fn run(config: &Options) -> Result<i32, String> {
             RING_PAGES * os::page_size() / 1024
         );
     }
-    let mut w = Watcher {
+    let mut w = Watcher::new(
         config,
-        specs: &specs,
-        syms: &mut syms,
-        reader: reader.as_mut(),
+        &specs,
+        &mut syms,
+        reader.as_mut(),
         prev,
-        comms: Comms {
-            cache: intmap::IntMap::default(),
-        },
-        summary: Summary {
-            snapshots_off,
-            ..Summary::default()
-        },
         snaps,
-        pairer: Pairer::default(),
-        insns: intmap::IntMap::default(),
+        snapshots_off,
         arch,
-        unshown: 0,
-        own_pid: std::process::id(),
-        clock_off: {
-            let (mono, real) = os::clocks_ns();
-            real.wrapping_sub(mono)
-        },
-        out: String::with_capacity(OUT_FLUSH + 4096),
-    };
+    );
     let started = Instant::now();
     let (reason, armed) = w.watch(armed, stop_fd.as_raw_fd(), started);
     let elapsed = started.elapsed().as_secs_f64();
@@ -355,7 +341,14 @@ fn poll_timeout(deadline: Option<Instant>, now: Instant) -> Option<i32> {
     }
 }
 
-struct Watcher<'a> {
+/// What a hit's snapshot keeps of its stack: the words that point into kernel text.
+fn scan_stack(syms: &mut Syms, stack: &[u8]) -> Vec<u64> {
+    snapshot::code_words(stack, |a| syms.is_code(a), SNAP_CODE_MAX)
+}
+
+/// Watch mode's reader of hits: pairs each perf sample with its snapshot, formats it and writes
+/// it to stdout, and counts what the summary reports.
+pub struct Watcher<'a> {
     config: &'a Options,
     specs: &'a [Spec],
     syms: &'a mut Syms,
@@ -375,7 +368,65 @@ struct Watcher<'a> {
     out: String,
 }
 
-impl Watcher<'_> {
+impl<'a> Watcher<'a> {
+    /// A reader of hits for `specs` (whose values before arming are `prev`). `snaps` is the
+    /// loaded snapshot program, drained at each pass; with none, snapshots are taken from what
+    /// was pushed into [`Watcher::pairer`], unless `snapshots_off` says why there are none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: &'a Options,
+        specs: &'a [Spec],
+        syms: &'a mut Syms,
+        reader: &'a mut dyn VirtRead,
+        prev: Vec<Option<u64>>,
+        snaps: Option<Snapshots>,
+        snapshots_off: Option<String>,
+        arch: Arch,
+    ) -> Watcher<'a> {
+        Watcher {
+            config,
+            specs,
+            syms,
+            reader,
+            prev,
+            comms: Comms {
+                cache: intmap::IntMap::default(),
+            },
+            summary: Summary {
+                snapshots_off,
+                ..Summary::default()
+            },
+            snaps,
+            pairer: Pairer::default(),
+            insns: intmap::IntMap::default(),
+            arch,
+            unshown: 0,
+            own_pid: std::process::id(),
+            clock_off: {
+                let (mono, real) = os::clocks_ns();
+                real.wrapping_sub(mono)
+            },
+            out: String::with_capacity(OUT_FLUSH + 4096),
+        }
+    }
+
+    /// Hands one record of the snapshot ring buffer to the pairer, as a pass's drain does.
+    pub fn push_snapshot_record(&mut self, rec: &[u8]) -> bool {
+        let syms = &mut *self.syms;
+        match Snapshot::parse_scanning(rec, self.arch, |stack| scan_stack(syms, stack)) {
+            Some(s) => {
+                self.pairer.push(s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What has been counted so far.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
     /// The poll loop. Returns why it stopped, and the events (still armed) for the caller to
     /// release after counting what is queued.
     fn watch(&mut self, mut armed: Armed, stop_fd: i32, started: Instant) -> (StopReason, Armed) {
@@ -410,142 +461,151 @@ impl Watcher<'_> {
             for r in &mut armed.rings {
                 more |= r.ring.take_max(&mut buf, PASS_BYTES).1;
             }
-            batch.clear();
-            let ids = &armed.ids;
-            let (own_pid, summary) = (self.own_pid, &mut self.summary);
-            perf::parse_records(&buf, |r| match r {
-                Record::Sample(s) => {
-                    if s.pid == own_pid {
-                        // Our own read of the value tripping an rw watchpoint.
-                        summary.own += 1;
-                    } else if let Some(&i) = ids.get(&s.id) {
-                        batch.push((i, s));
-                    }
-                }
-                Record::Lost { lost, .. } => summary.lost += lost,
-                Record::Throttle => summary.throttled += 1,
-                Record::Other(_) => {}
-            });
-            if batch.is_empty() {
-                continue;
-            }
-            // Rings are per CPU: order the pass by time so output reads in sequence.
-            batch.sort_by_key(|(_, s)| s.time);
-            // The snapshots of every sample taken are in the ring buffer by now (the program
-            // runs before perf writes its sample).
-            if let Some(snaps) = &mut self.snaps {
-                snaps.drain(&mut self.pairer, PAIR_BYTES);
-            }
-            // Hits without a snapshot show the value as of the drain: read once per pass, when
-            // the first such hit of a watchpoint comes.
-            let mut now_val: Vec<Option<Option<u64>>> = vec![None; self.specs.len()];
-            let mut stop = None;
-            self.out.clear();
-            let total = batch.len();
-            for (n, (i, s)) in batch.drain(..).enumerate() {
-                let snap = self
-                    .snaps
-                    .as_ref()
-                    .and_then(|_| self.pairer.take(s.cpu, s.tid, s.time));
-                if self.config.count.is_some_and(|c| self.summary.hits >= c) {
-                    self.unshown += (total - n) as u64;
-                    stop = Some(StopReason::Count);
-                    break;
-                }
-                if n % 64 == 63 && os::stop_requested() {
-                    self.unshown += (total - n) as u64;
-                    stop = Some(StopReason::Signal);
-                    break;
-                }
-                let (Some(spec), Some(prev)) = (self.specs.get(i), self.prev.get_mut(i)) else {
-                    continue;
-                };
-                self.summary.add(s.cpu, s.ip);
-                let (value, before, snapshot) = match &snap {
-                    Some(sn) => {
-                        self.summary.snapshots += 1;
-                        let insn = match self.arch {
-                            Arch::Aarch64 => {
-                                let pc = sn.pc(self.arch);
-                                let reader = &mut *self.reader;
-                                *self.insns.entry(pc).or_insert_with(|| {
-                                    let mut b = [0u8; 4];
-                                    read_exact(reader, pc, &mut b).ok().map(|_| u32::from_le_bytes(b))
-                                })
-                            }
-                            Arch::X86_64 => None,
-                        };
-                        let (before, after) =
-                            snapshot::values(self.arch, sn, spec.addr, spec.len as usize, *prev, insn);
-                        let syms = &*self.syms;
-                        let code = snapshot::code_words(&sn.stack, |a| syms.is_code(a), SNAP_CODE_MAX);
-                        let taken = Snap::Taken {
-                            sp: sn.sp(self.arch),
-                            bytes: sn.stack.len(),
-                            whole: sn.stack_whole,
-                            code,
-                        };
-                        (after, before, taken)
-                    }
-                    None => {
-                        let v = match now_val.get_mut(i) {
-                            Some(slot) => {
-                                *slot.get_or_insert_with(|| read_value(&mut *self.reader, spec).ok())
-                            }
-                            None => None,
-                        };
-                        let why = match &self.summary.snapshots_off {
-                            Some(_) => {
-                                "no snapshot (snapshots are off; the value was read when the hit was drained)"
-                            }
-                            None => report::NO_SNAPSHOT,
-                        };
-                        (v, None, Snap::Missing(why))
-                    }
-                };
-                let hit = Hit {
-                    seq: self.summary.hits,
-                    wall_ns: s.time.wrapping_add(self.clock_off),
-                    cpu: s.cpu,
-                    pid: s.pid,
-                    tid: s.tid,
-                    comm: match &snap {
-                        Some(sn) if !sn.comm.is_empty() => sn.comm.clone(),
-                        _ => self.comms.get(s.pid, s.tid),
-                    },
-                    ip: s.ip,
-                    addr: s.addr,
-                    value,
-                    before,
-                    prev: *prev,
-                    stack: s.stack,
-                    regs: s.regs,
-                    reg_names: self.arch.perf_regs(),
-                    snapshot,
-                };
-                if value.is_some() {
-                    *prev = value;
-                }
-                if self.config.json {
-                    report::format_json(&hit, spec, self.syms, &mut self.out);
-                } else {
-                    report::format_text(&hit, spec, self.syms, &mut self.out);
-                }
-                if self.out.len() >= OUT_FLUSH && !self.flush() {
-                    return (StopReason::OutputClosed, armed);
-                }
-            }
-            batch.clear();
-            if !self.flush() {
-                return (StopReason::OutputClosed, armed);
-            }
-            if self.config.count.is_some_and(|c| self.summary.hits >= c) {
-                stop = stop.or(Some(StopReason::Count));
-            }
-            if let Some(r) = stop {
+            if let Some(r) = self.show_pass(&buf, &armed.ids, &mut batch) {
                 return (r, armed);
             }
         }
+    }
+
+    /// Shows the hits of one pass: `buf` holds the perf records taken from every ring, `ids`
+    /// maps event ids to watchpoints. Snapshots are drained from the ring buffer into the pairer
+    /// first (when the program is loaded). Returns why watching must stop, if it must.
+    pub fn show_pass(
+        &mut self,
+        buf: &[u8],
+        ids: &IntMap<u64, usize>,
+        batch: &mut Vec<(usize, Sample)>,
+    ) -> Option<StopReason> {
+        batch.clear();
+        let (own_pid, summary) = (self.own_pid, &mut self.summary);
+        perf::parse_records(buf, |r| match r {
+            Record::Sample(s) => {
+                if s.pid == own_pid {
+                    // Our own read of the value tripping an rw watchpoint.
+                    summary.own += 1;
+                } else if let Some(&i) = ids.get(&s.id) {
+                    batch.push((i, s));
+                }
+            }
+            Record::Lost { lost, .. } => summary.lost += lost,
+            Record::Throttle => summary.throttled += 1,
+            Record::Other(_) => {}
+        });
+        if batch.is_empty() {
+            return None;
+        }
+        // Rings are per CPU: order the pass by time so output reads in sequence.
+        batch.sort_by_key(|(_, s)| s.time);
+        // The snapshots of every sample taken are in the ring buffer by now (the program
+        // runs before perf writes its sample).
+        if let Some(snaps) = &mut self.snaps {
+            let syms = &mut *self.syms;
+            snaps.drain_scanning(&mut self.pairer, PAIR_BYTES, |stack| scan_stack(syms, stack));
+        }
+        // Hits without a snapshot show the value as of the drain: read once per pass, when
+        // the first such hit of a watchpoint comes.
+        let mut now_val: Vec<Option<Option<u64>>> = vec![None; self.specs.len()];
+        let mut stop = None;
+        self.out.clear();
+        let total = batch.len();
+        for (n, (i, s)) in batch.drain(..).enumerate() {
+            let mut snap = if self.summary.snapshots_off.is_none() {
+                self.pairer.take(s.cpu, s.tid, s.time)
+            } else {
+                None
+            };
+            if self.config.count.is_some_and(|c| self.summary.hits >= c) {
+                self.unshown += (total - n) as u64;
+                stop = Some(StopReason::Count);
+                break;
+            }
+            if n % 64 == 63 && os::stop_requested() {
+                self.unshown += (total - n) as u64;
+                stop = Some(StopReason::Signal);
+                break;
+            }
+            let (Some(spec), Some(prev)) = (self.specs.get(i), self.prev.get_mut(i)) else {
+                continue;
+            };
+            self.summary.add(s.cpu, s.ip);
+            let (value, before, snapshot) = match &mut snap {
+                Some(sn) => {
+                    self.summary.snapshots += 1;
+                    let insn = match self.arch {
+                        Arch::Aarch64 => {
+                            let pc = sn.pc(self.arch);
+                            let reader = &mut *self.reader;
+                            *self.insns.entry(pc).or_insert_with(|| {
+                                let mut b = [0u8; 4];
+                                read_exact(reader, pc, &mut b).ok().map(|_| u32::from_le_bytes(b))
+                            })
+                        }
+                        Arch::X86_64 => None,
+                    };
+                    let (before, after) =
+                        snapshot::values(self.arch, &*sn, spec.addr, spec.len as usize, *prev, insn);
+                    let taken = Snap::Taken {
+                        sp: sn.sp(self.arch),
+                        bytes: sn.stack_bytes,
+                        whole: sn.stack_whole,
+                        code: std::mem::take(&mut sn.code),
+                    };
+                    (after, before, taken)
+                }
+                None => {
+                    let v = match now_val.get_mut(i) {
+                        Some(slot) => *slot.get_or_insert_with(|| read_value(&mut *self.reader, spec).ok()),
+                        None => None,
+                    };
+                    let why = match &self.summary.snapshots_off {
+                        Some(_) => {
+                            "no snapshot (snapshots are off; the value was read when the hit was drained)"
+                        }
+                        None => report::NO_SNAPSHOT,
+                    };
+                    (v, None, Snap::Missing(why))
+                }
+            };
+            let hit = Hit {
+                seq: self.summary.hits,
+                wall_ns: s.time.wrapping_add(self.clock_off),
+                cpu: s.cpu,
+                pid: s.pid,
+                tid: s.tid,
+                comm: match &mut snap {
+                    Some(sn) if !sn.comm.is_empty() => std::mem::take(&mut sn.comm),
+                    _ => self.comms.get(s.pid, s.tid),
+                },
+                ip: s.ip,
+                addr: s.addr,
+                value,
+                before,
+                prev: *prev,
+                stack: s.stack,
+                regs: s.regs,
+                reg_names: self.arch.perf_regs(),
+                snapshot,
+            };
+            if value.is_some() {
+                *prev = value;
+            }
+            if self.config.json {
+                report::format_json(&hit, spec, self.syms, &mut self.out);
+            } else {
+                report::format_text(&hit, spec, self.syms, &mut self.out);
+            }
+            if self.out.len() >= OUT_FLUSH && !self.flush() {
+                return Some(StopReason::OutputClosed);
+            }
+        }
+        batch.clear();
+        if !self.flush() {
+            return Some(StopReason::OutputClosed);
+        }
+        if self.config.count.is_some_and(|c| self.summary.hits >= c) {
+            stop = stop.or(Some(StopReason::Count));
+        }
+        stop
     }
 
     /// Writes out what the pass formatted so far; false when stdout is closed.

@@ -95,7 +95,7 @@ pub fn write_clock_time(out: &mut String, wall_ns: u64) {
 }
 
 /// JSON string literals, shared with the kernel queries' `--json` (src/mem/json.rs).
-pub use crate::mem::json::{json_str, push_json_str};
+pub use crate::mem::json::{json_str, push_hex, push_json_str};
 
 /// The text block of one hit:
 /// ```text
@@ -194,12 +194,13 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         spec.len
     );
     push_json_str(out, &spec.target);
-    let _ = write!(
-        out,
-        ",\"watch_addr\":\"{:#x}\",\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"ip_sym\":",
-        spec.addr, hit.addr, hit.ip,
-    );
-    push_json_str(out, syms.format(hit.ip));
+    for (key, v) in [("watch_addr", spec.addr), ("addr", hit.addr), ("ip", hit.ip)] {
+        let _ = write!(out, ",\"{key}\":\"");
+        push_hex(out, v, 1);
+        out.push('"');
+    }
+    out.push_str(",\"ip_sym\":");
+    out.push_str(syms.format_json(hit.ip));
     for (key, v) in [("value", hit.value), ("prev", hit.prev), ("before", hit.before)] {
         match v {
             Some(v) => {
@@ -213,8 +214,15 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
         }
     }
     out.push_str(",\"regs\":{");
-    for (i, (name, v)) in hit.reg_names().zip(&hit.regs).enumerate() {
-        let _ = write!(out, "{}\"{name}\":\"{v:#x}\"", if i > 0 { "," } else { "" });
+    for (i, (name, &v)) in hit.reg_names().zip(&hit.regs).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":\"");
+        push_hex(out, v, 1);
+        out.push('"');
     }
     out.push_str("},\"stack\":[");
     push_syms(out, &hit.stack, syms);
@@ -225,10 +233,9 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
             whole,
             code,
         } => {
-            let _ = write!(
-                out,
-                "],\"snapshot\":{{\"sp\":\"{sp:#x}\",\"bytes\":{bytes},\"whole\":{whole},\"code\":["
-            );
+            out.push_str("],\"snapshot\":{\"sp\":\"");
+            push_hex(out, *sp, 1);
+            let _ = write!(out, "\",\"bytes\":{bytes},\"whole\":{whole},\"code\":[");
             push_syms(out, code, syms);
             out.push_str("]}}\n");
         }
@@ -246,7 +253,7 @@ fn push_syms(out: &mut String, addrs: &[u64], syms: &mut Syms) {
         if i > 0 {
             out.push(',');
         }
-        push_json_str(out, syms.format(a));
+        out.push_str(syms.format_json(a));
     }
 }
 

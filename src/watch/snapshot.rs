@@ -27,7 +27,7 @@ static WATCH_OBJ: &[u8] = include_bytes!("../../bpf/watch-aarch64.bpf.o");
 static WATCH_OBJ: &[u8] = &[];
 
 /// One snapshot (see `struct snap` in bpf/watch.bpf.c; offsets below follow it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// CLOCK_MONOTONIC, like the perf samples' time.
     pub time_ns: u64,
@@ -42,8 +42,14 @@ pub struct Snapshot {
     /// The registers of the trap in the arch's bpf_user_pt_regs_t order (x86_64 struct pt_regs,
     /// arm64 struct user_pt_regs).
     pub regs: Vec<u64>,
-    /// The kernel stack from `sp` upwards.
+    /// The kernel stack from `sp` upwards; empty when the reader scanned it at drain time
+    /// ([`Snapshot::parse_scanning`]) instead of keeping it.
     pub stack: Vec<u8>,
+    /// Bytes of stack the program copied.
+    pub stack_bytes: usize,
+    /// The stack's words that point into kernel text, innermost first, when it was scanned at
+    /// drain time.
+    pub code: Vec<u64>,
     /// The stack reached the end of its THREAD_SIZE block (else it stopped at an unreadable page).
     pub stack_whole: bool,
 }
@@ -70,6 +76,20 @@ impl Snapshot {
     /// Parses one ring buffer record (native byte order: the kernel wrote it). None when the
     /// record is shorter than what it says it holds, or its register count is not the arch's.
     pub fn parse(rec: &[u8], arch: Arch) -> Option<Snapshot> {
+        Snapshot::parse_with(rec, arch, |stack| (stack.to_vec(), Vec::new()))
+    }
+
+    /// [`Snapshot::parse`], keeping of the stack only what `scan` finds in it (watch mode's code
+    /// words): a snapshot waiting for its sample then holds a few hundred bytes, not the stack.
+    pub fn parse_scanning(rec: &[u8], arch: Arch, scan: impl FnOnce(&[u8]) -> Vec<u64>) -> Option<Snapshot> {
+        Snapshot::parse_with(rec, arch, |stack| (Vec::new(), scan(stack)))
+    }
+
+    fn parse_with(
+        rec: &[u8],
+        arch: Arch,
+        keep: impl FnOnce(&[u8]) -> (Vec<u8>, Vec<u64>),
+    ) -> Option<Snapshot> {
         let u64_at =
             |o: usize| -> Option<u64> { Some(u64::from_ne_bytes(rec.get(o..o + 8)?.try_into().ok()?)) };
         let u32_at =
@@ -84,9 +104,11 @@ impl Snapshot {
         let regs = (0..n)
             .map(|i| u64_at(HDR + 8 * i))
             .collect::<Option<Vec<u64>>>()?;
-        let stack = rec.get(regs_end..regs_end.checked_add(stack_len)?)?.to_vec();
+        let stack = rec.get(regs_end..regs_end.checked_add(stack_len)?)?;
         let comm = rec.get(56..72)?;
         let comm = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(comm.len())];
+        let stack_bytes = stack.len();
+        let (stack, code) = keep(stack);
         Some(Snapshot {
             time_ns: u64_at(0)?,
             addr: u64_at(8)?,
@@ -100,8 +122,15 @@ impl Snapshot {
             comm: String::from_utf8_lossy(comm).into_owned(),
             regs,
             stack,
+            stack_bytes,
             stack_whole: flags & 2 != 0,
+            code,
         })
+    }
+
+    /// Heap bytes this snapshot holds (what the pairer bounds).
+    pub fn heap_bytes(&self) -> usize {
+        self.stack.len() + 8 * (self.code.len() + self.regs.len()) + self.comm.len()
     }
 
     pub fn sp(&self, arch: Arch) -> u64 {
@@ -167,9 +196,27 @@ impl Snapshots {
     }
 
     /// Moves waiting snapshots into `pairer` until the ring buffer is empty or the pairer holds
-    /// `max_bytes` of stack (the rest waits in the ring buffer, which costs kmemd no heap).
-    pub fn drain(&mut self, pairer: &mut Pairer, max_bytes: usize) {
-        while pairer.bytes < max_bytes && self.take(64, |s| pairer.push(s)) > 0 {}
+    /// `max_bytes` (the rest waits in the ring buffer, which costs kmemd no heap). Of each stack
+    /// only what `scan` finds in it is kept.
+    pub fn drain_scanning(
+        &mut self,
+        pairer: &mut Pairer,
+        max_bytes: usize,
+        mut scan: impl FnMut(&[u8]) -> Vec<u64>,
+    ) {
+        let arch = self.arch;
+        while pairer.bytes < max_bytes {
+            let bad = &mut self.bad;
+            let n = self
+                .ring
+                .consume(64, |rec| match Snapshot::parse_scanning(rec, arch, &mut scan) {
+                    Some(s) => pairer.push(s),
+                    None => *bad += 1,
+                });
+            if n == 0 {
+                break;
+            }
+        }
     }
 }
 
@@ -211,7 +258,7 @@ fn le_u64(b: &[u8]) -> u64 {
 
 /// The 8-byte words of a stack copy that `is_code` accepts (return addresses, and stale ones:
 /// the copy is scanned, not unwound), innermost first, at most `max`.
-pub fn code_words(stack: &[u8], is_code: impl Fn(u64) -> bool, max: usize) -> Vec<u64> {
+pub fn code_words(stack: &[u8], mut is_code: impl FnMut(u64) -> bool, max: usize) -> Vec<u64> {
     stack
         .chunks_exact(8)
         .filter_map(|c| c.try_into().ok().map(u64::from_ne_bytes))
@@ -229,7 +276,7 @@ pub struct Pairer {
     per_cpu: Vec<VecDeque<Snapshot>>,
     /// Snapshots that matched no sample (a sample the perf ring lost): dropped.
     pub unmatched: u64,
-    /// Stack bytes of the snapshots waiting.
+    /// Heap bytes of the snapshots waiting ([`Snapshot::heap_bytes`]).
     pub bytes: usize,
 }
 
@@ -250,11 +297,11 @@ impl Pairer {
         let q = &mut self.per_cpu[c];
         if q.len() >= MAX_WAITING {
             if let Some(old) = q.pop_front() {
-                self.bytes -= old.stack.len();
+                self.bytes -= old.heap_bytes();
             }
             self.unmatched += 1;
         }
-        self.bytes += s.stack.len();
+        self.bytes += s.heap_bytes();
         q.push_back(s);
     }
 
@@ -270,7 +317,7 @@ impl Pairer {
             }
             latest = q.pop_front();
             if let Some(s) = &latest {
-                self.bytes -= s.stack.len();
+                self.bytes -= s.heap_bytes();
             }
         }
         match latest {
@@ -333,6 +380,21 @@ mod tests {
                 assert_eq!(Snapshot::parse(&r[..n], arch), None, "{arch:?} cut at {n}");
             }
         }
+        // Scanned at drain time: the code words are kept, the stack is not.
+        let mut st = Vec::new();
+        for w in [5u64, 0xffff_ffff_8100_0010, 6] {
+            st.extend_from_slice(&w.to_ne_bytes());
+        }
+        let r = record(Arch::X86_64, 9, 0, 1, &st);
+        let s = Snapshot::parse_scanning(&r, Arch::X86_64, |stack| {
+            code_words(stack, |w| w > 0xffff_ffff_0000_0000, 8)
+        })
+        .unwrap();
+        assert_eq!(
+            (s.stack.len(), s.stack_bytes, s.code.as_slice()),
+            (0, 24, &[0xffff_ffff_8100_0010][..])
+        );
+        assert_eq!(Snapshot::parse(&r, Arch::X86_64).unwrap().stack_bytes, 24);
         // The other arch's register count is refused.
         let r = record(Arch::X86_64, 1, 0, 1, &[]);
         assert_eq!(Snapshot::parse(&r, Arch::Aarch64), None);
@@ -361,7 +423,7 @@ mod tests {
         assert_eq!(p.take(0, 5, 51), None);
         assert_eq!((p.unmatched, p.waiting(), p.bytes), (2, 0, 0));
         p.push(Snapshot::parse(&record(arch, 60, 0, 7, &[0; 24]), arch).unwrap());
-        assert_eq!(p.bytes, 24);
+        assert_eq!(p.bytes, 24 + 8 * nregs(arch) + "agent".len());
     }
 
     #[test]

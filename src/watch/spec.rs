@@ -66,8 +66,7 @@ impl Spec {
 
     /// [`Spec::format_value`], appended to `out`.
     pub fn write_value(&self, out: &mut String, v: u64) {
-        use std::fmt::Write;
-        let _ = write!(out, "{:#0w$x}", v, w = 2 + 2 * self.len as usize);
+        crate::mem::json::push_hex(out, v, 2 * self.len as usize);
     }
 }
 

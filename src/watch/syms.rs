@@ -21,11 +21,20 @@ pub fn keep<'a>(wanted: &'a [&'a str]) -> impl Fn(char, &str) -> bool + 'a {
     }
 }
 
+/// Entries each cache holds before it starts again: bounds watch mode's heap under hits from
+/// everywhere (~100 bytes an entry).
+const CACHE_MAX: usize = 16_384;
+
 #[derive(Debug, Default)]
 pub struct Syms {
     table: Kallsyms,
     /// Formatted `func+0xoff` per address seen: stacks repeat the same few addresses.
     cache: IntMap<u64, String>,
+    /// The same as JSON string literals, for `--json`.
+    json_cache: IntMap<u64, String>,
+    /// [`Syms::is_code`] per stack word seen: a burst's stacks hold the same return addresses
+    /// hit after hit, and the table search is most of a snapshot's cost.
+    code_cache: IntMap<u64, bool>,
     /// Where text symbols are, core and modules: [lowest, highest + 64 KiB). Most words of a
     /// stack copy are data pointers outside both, rejected here without a table search (the
     /// search costs ~70 ns a word natively, ten times that in the lab's TCG guests).
@@ -51,6 +60,8 @@ impl Syms {
         Syms {
             table,
             cache: IntMap::default(),
+            json_cache: IntMap::default(),
+            code_cache: IntMap::default(),
             text_spans,
         }
     }
@@ -76,21 +87,41 @@ impl Syms {
     /// Whether `addr` lies in a function: a text symbol at most 64 KiB below it (kallsyms gives
     /// no sizes; few kernel functions are longer). Used to pick return addresses out of a stack
     /// copy.
-    pub fn is_code(&self, addr: u64) -> bool {
-        self.text_spans.iter().any(|&(lo, hi)| lo <= addr && addr < hi)
-            && self
-                .table
+    pub fn is_code(&mut self, addr: u64) -> bool {
+        if !self.text_spans.iter().any(|&(lo, hi)| lo <= addr && addr < hi) {
+            return false;
+        }
+        if self.code_cache.len() > CACHE_MAX {
+            self.code_cache.clear();
+        }
+        let table = &self.table;
+        *self.code_cache.entry(addr).or_insert_with(|| {
+            table
                 .symbolize(addr)
                 .is_some_and(|(s, off)| matches!(s.kind, 't' | 'T' | 'w' | 'W') && off < 0x1_0000)
+        })
     }
 
     /// `func+0x1a` (`func+0x1a [module]`) or the bare hex address, cached.
     pub fn format(&mut self, addr: u64) -> &str {
-        if self.cache.len() > 65_536 {
+        if self.cache.len() > CACHE_MAX {
             self.cache.clear();
         }
         let table = &self.table;
         self.cache.entry(addr).or_insert_with(|| table.format_addr(addr))
+    }
+
+    /// [`Syms::format`] as a JSON string literal, cached: `--json` prints a hit's symbols
+    /// without escaping them again.
+    pub fn format_json(&mut self, addr: u64) -> &str {
+        if self.json_cache.len() > CACHE_MAX {
+            self.json_cache.clear();
+        }
+        if !self.json_cache.contains_key(&addr) {
+            let lit = crate::mem::json::json_str(self.format(addr));
+            self.json_cache.insert(addr, lit);
+        }
+        self.json_cache.get(&addr).map(String::as_str).unwrap_or("null")
     }
 }
 
@@ -133,6 +164,8 @@ garbage line
         assert_eq!(s.format(0xffff_ffff_c000_0004), "mod_init+0x4 [mymod]");
         assert_eq!(s.format(0xffff_ffff_c000_0104), "helper+0x4 [mymod]");
         assert_eq!(s.format(0x1000), "0x1000");
+        assert_eq!(s.format_json(0xffff_ffff_c000_0004), "\"mod_init+0x4 [mymod]\"");
+        assert_eq!(s.format_json(0x1000), "\"0x1000\"");
         assert!(s.is_code(0xffff_ffff_8100_1010) && s.is_code(0xffff_ffff_c000_0104));
         assert!(!s.is_code(0x1000), "below every symbol");
         assert!(!s.is_code(0xffff_ffff_8102_2000), "64 KiB past weak_fn");

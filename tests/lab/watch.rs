@@ -913,8 +913,9 @@ fn bpf_test_run_writes_get_snapshots_and_hits_without_one_say_so() {
 }
 
 /// One `kmemd -w w4 pid_max --json EXTRA` over a burst of `n` pid_max writes, with the JSON
-/// filtered in the guest to `value before snapshot stack` per hit (~2 KiB of JSON a hit would not
-/// fit the guest's memory): what the burst test and `make bench` measure.
+/// filtered in the guest to `value before snapshot stack` per hit by the agent (`lab-agent
+/// --hit-fields`: ~2 KiB of JSON a hit would not fit the guest's memory): what the burst test
+/// and `make bench` measure.
 pub struct Burst {
     /// One `(value, before, has snapshot, has stack)` per hit, in order.
     pub hits: Vec<(String, String, bool, bool)>,
@@ -933,16 +934,8 @@ pub struct Burst {
 pub fn pid_max_burst(g: &Guest, n: u64, extra: &str) -> Burst {
     let addr = pid_max_addr(g);
     let (out, err, pidf) = ("/tmp/pmb.out", "/tmp/pmb.err", "/tmp/pmb.pid");
-    let awk = r#"index($0, "{\"seq\":") == 1 {
-  v = "?"; if (match($0, /"value":"[^"]*"/)) v = substr($0, RSTART + 9, RLENGTH - 10)
-  b = "?"; if (match($0, /"before":"[^"]*"/)) b = substr($0, RSTART + 10, RLENGTH - 11)
-  s = index($0, "\"snapshot\":null") ? 0 : 1
-  k = index($0, "\"stack\":[\"") ? 1 : 0
-  print v, b, s, k; fflush()
-}"#;
-    g.sh(&format!("cat > /tmp/pmb.awk <<'EOF'\n{awk}\nEOF"));
     let job = g.spawn(&format!(
-        "{{ kmemd -w w4 {addr:#x} --json {extra} 2> {err} & echo $! > {pidf}; wait; }} | awk -f /tmp/pmb.awk > {out}"
+        "{{ kmemd -w w4 {addr:#x} --json {extra} 2> {err} & echo $! > {pidf}; wait; }} | /lab/agent --hit-fields > {out}"
     ));
     let ready = g.run_for(
         &format!(
