@@ -39,48 +39,9 @@ pub fn push_json_str(o: &mut String, s: &str) {
     o.push('"');
 }
 
-/// Appends `v` as `0x` and lowercase hex digits, at least `min_digits` of them (zero-padded):
-/// `format!("{v:#0w$x}", w = 2 + min_digits)` without the formatting machinery, which was a
-/// tenth of watch mode's CPU per hit (every hit prints ~25 such numbers).
-pub fn push_hex(o: &mut String, v: u64, min_digits: usize) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [b'0'; 16];
-    let mut n = 0;
-    let mut x = v;
-    while x != 0 {
-        buf[15 - n] = DIGITS[(x & 0xf) as usize];
-        x >>= 4;
-        n += 1;
-    }
-    let n = n.clamp(min_digits.clamp(1, 16), 16);
-    o.push_str("0x");
-    // Only ASCII digits were written.
-    o.push_str(std::str::from_utf8(&buf[16 - n..]).unwrap_or(""));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_is_what_format_writes() {
-        for v in [
-            0u64,
-            1,
-            0xf,
-            0x10,
-            0xdead_beef,
-            u64::MAX,
-            0xffff_8880_0000_0000,
-            1 << 63,
-        ] {
-            for digits in [0usize, 1, 2, 4, 8, 16] {
-                let mut s = String::new();
-                push_hex(&mut s, v, digits);
-                assert_eq!(s, format!("{v:#0w$x}", w = 2 + digits), "{v:#x} {digits}");
-            }
-        }
-    }
 
     #[test]
     fn strings_are_escaped() {

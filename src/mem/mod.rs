@@ -8,6 +8,7 @@
 pub mod bytes;
 pub mod elf;
 pub mod json;
+pub mod text;
 pub mod vmcoreinfo;
 
 use std::fmt;

@@ -26,7 +26,7 @@ use crate::mem::{read_exact, VirtRead};
 use crate::sys::os;
 use intmap::IntMap;
 use perf::{Armed, Record, Sample};
-use report::{Hit, Snap, StopReason, Summary};
+use report::{Hit, Snap, StopReason, Summary, Text};
 use snapshot::{Pairer, Snapshot, Snapshots};
 use spec::Spec;
 use std::io::Write;
@@ -365,7 +365,7 @@ pub struct Watcher<'a> {
     own_pid: u32,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, to date the samples.
     clock_off: u64,
-    out: String,
+    out: Text,
 }
 
 impl<'a> Watcher<'a> {
@@ -406,7 +406,7 @@ impl<'a> Watcher<'a> {
                 let (mono, real) = os::clocks_ns();
                 real.wrapping_sub(mono)
             },
-            out: String::with_capacity(OUT_FLUSH + 4096),
+            out: Text::with_capacity(OUT_FLUSH + 4096),
         }
     }
 

@@ -219,7 +219,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
     }
     // REGS_INTR, last in SAMPLE_TYPE: an abi word (0: no registers), then one word per bit of
     // sample_regs_intr, up to the record's end.
-    let mut regs = Vec::new();
+    let mut regs = Vec::with_capacity(body.len().saturating_sub(c.pos) / 8);
     if c.u64().is_some_and(|abi| abi != 0) {
         while let Some(r) = c.u64() {
             regs.push(r);

@@ -2,7 +2,7 @@
 //! printed when watching stops.
 
 use super::spec::Spec;
-use super::syms::Syms;
+use super::syms::{List, Syms};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -75,27 +75,27 @@ const TEXT_REGS: &[&str] = &[
 
 /// `HH:MM:SS.nnnnnnnnn` UTC of a wall-clock nanosecond count.
 pub fn clock_time(wall_ns: u64) -> String {
-    let mut s = String::with_capacity(18);
+    let mut s = Text::with_capacity(18);
     write_clock_time(&mut s, wall_ns);
-    s
+    s.as_str().to_owned()
 }
 
 /// [`clock_time`], appended to `out`.
-pub fn write_clock_time(out: &mut String, wall_ns: u64) {
+pub fn write_clock_time(out: &mut Text, wall_ns: u64) {
     let secs = wall_ns / 1_000_000_000;
     let day = secs % 86_400;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}.{:09}",
-        day / 3600,
-        day / 60 % 60,
-        day % 60,
-        wall_ns % 1_000_000_000
-    );
+    out.put_dec(day / 3600, 2);
+    out.put_ascii(b':');
+    out.put_dec(day / 60 % 60, 2);
+    out.put_ascii(b':');
+    out.put_dec(day % 60, 2);
+    out.put_ascii(b'.');
+    out.put_dec(wall_ns % 1_000_000_000, 9);
 }
 
 /// JSON string literals, shared with the kernel queries' `--json` (src/mem/json.rs).
-pub use crate::mem::json::{json_str, push_hex, push_json_str};
+pub use crate::mem::json::{json_str, push_json_str};
+pub use crate::mem::text::Text;
 
 /// The text block of one hit:
 /// ```text
@@ -106,49 +106,60 @@ pub use crate::mem::json::{json_str, push_hex, push_json_str};
 ///     bpf_prog_3b185187f1855c4c+0x2c
 ///     bpf_test_run+0x10d
 /// ```
-pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
-    let _ = write!(
-        out,
-        "#{} {} cpu {} pid {}/{} ({}) {} {:#x}",
-        hit.seq,
-        clock_time(hit.wall_ns),
-        hit.cpu,
-        hit.pid,
-        hit.tid,
-        hit.comm,
-        spec.type_name(),
-        spec.addr
-    );
+pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
+    out.put_ascii(b'#');
+    out.put_dec(hit.seq, 1);
+    out.put_ascii(b' ');
+    write_clock_time(out, hit.wall_ns);
+    out.put(" cpu ");
+    out.put_dec(hit.cpu.into(), 1);
+    out.put(" pid ");
+    out.put_dec(hit.pid.into(), 1);
+    out.put_ascii(b'/');
+    out.put_dec(hit.tid.into(), 1);
+    out.put(" (");
+    out.put(&hit.comm);
+    out.put(") ");
+    out.put(spec.access.name());
+    out.put_dec(spec.len.into(), 1);
+    out.put_ascii(b' ');
+    out.put_hex(spec.addr, 1);
     if !spec.target.starts_with("0x") {
         let _ = write!(out, " ({})", spec.target);
     }
-    let _ = write!(out, "\n  ip    {}\n", syms.format(hit.ip));
+    out.put("\n  ip    ");
+    out.put(syms.format(hit.ip));
+    out.put_ascii(b'\n');
     match hit.value {
         Some(v) => {
-            let _ = write!(out, "  value {}", spec.format_value(v));
+            out.put("  value ");
+            spec.write_value(out, v);
         }
-        None => out.push_str("  value unreadable"),
+        None => out.put("  value unreadable"),
     }
     if let Some(b) = hit.before {
-        let _ = write!(out, "  before {}", spec.format_value(b));
+        out.put("  before ");
+        spec.write_value(out, b);
     }
     if let Some(p) = hit.prev {
-        let _ = write!(out, "  prev {}", spec.format_value(p));
+        out.put("  prev ");
+        spec.write_value(out, p);
     }
     if !hit.regs.is_empty() {
-        out.push_str("\n  regs ");
+        out.put("\n  regs ");
         for want in TEXT_REGS {
             if let Some(i) = hit.reg_names().position(|n| n == *want) {
-                if let Some(v) = hit.regs.get(i) {
-                    let _ = write!(out, " {want} {v:#x}");
+                if let Some(&v) = hit.regs.get(i) {
+                    out.put_ascii(b' ');
+                    out.put(want);
+                    out.put_ascii(b' ');
+                    out.put_hex(v, 1);
                 }
             }
         }
     }
-    out.push_str("\n  stack\n");
-    for &a in &hit.stack {
-        let _ = writeln!(out, "    {}", syms.format(a));
-    }
+    out.put("\n  stack\n");
+    out.put(syms.list(List::Lines("    "), &hit.stack));
     match &hit.snapshot {
         Snap::Taken {
             sp,
@@ -165,9 +176,7 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
                     " (cut at an unreadable page)"
                 }
             );
-            for &a in code {
-                let _ = writeln!(out, "    ? {}", syms.format(a));
-            }
+            out.put(syms.list(List::Lines("    ? "), code));
         }
         Snap::Missing(why) => {
             let _ = writeln!(out, "  {why}");
@@ -176,56 +185,62 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
 }
 
 /// One JSON object (one line) with the same fields as the text block.
-pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
+pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
     // Written straight into `out`, no string per field: under a burst the reader formats a hit
     // for every trap, and each allocation is a malloc and a free (musl's are slow).
-    let _ = write!(out, "{{\"seq\":{},\"time\":\"", hit.seq);
+    out.put("{\"seq\":");
+    out.put_dec(hit.seq, 1);
+    out.put(",\"time\":\"");
     write_clock_time(out, hit.wall_ns);
-    let _ = write!(
-        out,
-        "\",\"time_ns\":{},\"cpu\":{},\"pid\":{},\"tid\":{},\"comm\":",
-        hit.wall_ns, hit.cpu, hit.pid, hit.tid,
-    );
-    push_json_str(out, &hit.comm);
-    let _ = write!(
-        out,
-        ",\"type\":\"{}{}\",\"target\":",
-        spec.access.name(),
-        spec.len
-    );
-    push_json_str(out, &spec.target);
-    for (key, v) in [("watch_addr", spec.addr), ("addr", hit.addr), ("ip", hit.ip)] {
-        let _ = write!(out, ",\"{key}\":\"");
-        push_hex(out, v, 1);
-        out.push('"');
-    }
-    out.push_str(",\"ip_sym\":");
-    out.push_str(syms.format_json(hit.ip));
-    for (key, v) in [("value", hit.value), ("prev", hit.prev), ("before", hit.before)] {
+    out.put("\",\"time_ns\":");
+    out.put_dec(hit.wall_ns, 1);
+    out.put(",\"cpu\":");
+    out.put_dec(hit.cpu.into(), 1);
+    out.put(",\"pid\":");
+    out.put_dec(hit.pid.into(), 1);
+    out.put(",\"tid\":");
+    out.put_dec(hit.tid.into(), 1);
+    out.put(",\"comm\":");
+    out.put_json_str(&hit.comm);
+    out.put(",\"type\":\"");
+    out.put(spec.access.name());
+    out.put_dec(spec.len.into(), 1);
+    out.put("\",\"target\":");
+    out.put_json_str(&spec.target);
+    out.put(",\"watch_addr\":\"");
+    out.put_hex(spec.addr, 1);
+    out.put("\",\"addr\":\"");
+    out.put_hex(hit.addr, 1);
+    out.put("\",\"ip\":\"");
+    out.put_hex(hit.ip, 1);
+    out.put_ascii(b'"');
+    out.put(",\"ip_sym\":");
+    out.put(syms.format_json(hit.ip));
+    for (key, v) in [
+        (",\"value\":", hit.value),
+        (",\"prev\":", hit.prev),
+        (",\"before\":", hit.before),
+    ] {
+        out.put(key);
         match v {
             Some(v) => {
-                let _ = write!(out, ",\"{key}\":\"");
+                out.put_ascii(b'"');
                 spec.write_value(out, v);
-                out.push('"');
+                out.put_ascii(b'"');
             }
-            None => {
-                let _ = write!(out, ",\"{key}\":null");
-            }
+            None => out.put("null"),
         }
     }
-    out.push_str(",\"regs\":{");
+    out.put(",\"regs\":{");
     for (i, (name, &v)) in hit.reg_names().zip(&hit.regs).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(name);
-        out.push_str("\":\"");
-        push_hex(out, v, 1);
-        out.push('"');
+        out.put(if i > 0 { ",\"" } else { "\"" });
+        out.put(name);
+        out.put("\":\"");
+        out.put_hex(v, 1);
+        out.put_ascii(b'"');
     }
-    out.push_str("},\"stack\":[");
-    push_syms(out, &hit.stack, syms);
+    out.put("},\"stack\":[");
+    out.put(syms.list(List::Json, &hit.stack));
     match &hit.snapshot {
         Snap::Taken {
             sp,
@@ -233,27 +248,23 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut String) {
             whole,
             code,
         } => {
-            out.push_str("],\"snapshot\":{\"sp\":\"");
-            push_hex(out, *sp, 1);
-            let _ = write!(out, "\",\"bytes\":{bytes},\"whole\":{whole},\"code\":[");
-            push_syms(out, code, syms);
-            out.push_str("]}}\n");
+            out.put("],\"snapshot\":{\"sp\":\"");
+            out.put_hex(*sp, 1);
+            out.put("\",\"bytes\":");
+            out.put_dec(*bytes as u64, 1);
+            out.put(if *whole {
+                ",\"whole\":true,\"code\":["
+            } else {
+                ",\"whole\":false,\"code\":["
+            });
+            out.put(syms.list(List::Json, code));
+            out.put("]}}\n");
         }
         Snap::Missing(why) => {
-            out.push_str("],\"snapshot\":null,\"no_snapshot\":");
-            push_json_str(out, why);
-            out.push_str("}\n");
+            out.put("],\"snapshot\":null,\"no_snapshot\":");
+            out.put_json_str(why);
+            out.put("}\n");
         }
-    }
-}
-
-/// Symbolized addresses as JSON strings, comma-separated.
-fn push_syms(out: &mut String, addrs: &[u64], syms: &mut Syms) {
-    for (i, &a) in addrs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(syms.format_json(a));
     }
 }
 
@@ -403,11 +414,13 @@ mod tests {
 
     #[test]
     fn a_hit_shows_its_snapshot_or_says_it_has_none() {
-        let mut o = String::new();
+        let mut o = Text::default();
         format_text(&hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert!(o.ends_with(&format!("  {NO_SNAPSHOT}\n")), "{o}");
-        let mut o = String::new();
+        let mut o = Text::default();
         format_text(&snap_hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert!(
             o.contains("  value 0x00000005  before 0x00000004  prev 0x00000004\n"),
             "{o}"
@@ -425,8 +438,9 @@ mod tests {
             "{o}"
         );
         assert!(!o.contains("no snapshot"), "{o}");
-        let mut o = String::new();
+        let mut o = Text::default();
         format_json(&snap_hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert_eq!(o.matches('\n').count(), 1);
         assert!(
             o.contains("\"value\":\"0x00000005\",\"prev\":\"0x00000004\",\"before\":\"0x00000004\""),
@@ -440,8 +454,9 @@ mod tests {
             ),
             "{o}"
         );
-        let mut o = String::new();
+        let mut o = Text::default();
         format_json(&hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert!(
             o.ends_with(&format!(
                 "\"snapshot\":null,\"no_snapshot\":{}}}\n",
@@ -455,8 +470,9 @@ mod tests {
     /// written straight into the output: scripts parse it, so not a byte may change.
     #[test]
     fn json_line_is_exactly_what_it_was() {
-        let mut o = String::new();
+        let mut o = Text::default();
         format_json(&snap_hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         let want = concat!(
             r#"{"seq":3,"time":"01:02:03.000000005","time_ns":90123000000005,"cpu":1,"pid":42,"#,
             r#""tid":43,"comm":"a\"b","type":"w4","target":"0xffff888000000010","#,
@@ -483,8 +499,9 @@ mod tests {
 
     #[test]
     fn text_block_has_every_field() {
-        let mut o = String::new();
+        let mut o = Text::default();
         format_text(&hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert!(
             o.starts_with("#3 01:02:03.000000005 cpu 1 pid 42/43 (a\"b) w4 0xffff888000000010\n"),
             "{o}"
@@ -495,16 +512,18 @@ mod tests {
         let mut h = hit();
         h.value = None;
         h.prev = None;
-        let mut o = String::new();
+        let mut o = Text::default();
         format_text(&h, &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert!(o.contains("  value unreadable\n"), "{o}");
         assert!(!o.contains("prev"));
     }
 
     #[test]
     fn json_line_is_one_escaped_object() {
-        let mut o = String::new();
+        let mut o = Text::default();
         format_json(&hit(), &spec(), &mut syms(), &mut o);
+        let o = o.as_str().to_owned();
         assert_eq!(o.matches('\n').count(), 1);
         assert!(o.contains("\"comm\":\"a\\\"b\""), "{o}");
         assert!(

@@ -259,12 +259,19 @@ fn le_u64(b: &[u8]) -> u64 {
 /// The 8-byte words of a stack copy that `is_code` accepts (return addresses, and stale ones:
 /// the copy is scanned, not unwound), innermost first, at most `max`.
 pub fn code_words(stack: &[u8], mut is_code: impl FnMut(u64) -> bool, max: usize) -> Vec<u64> {
-    stack
-        .chunks_exact(8)
-        .filter_map(|c| c.try_into().ok().map(u64::from_ne_bytes))
-        .filter(|&w| is_code(w))
-        .take(max)
-        .collect()
+    let mut code = Vec::with_capacity(max.min(stack.len() / 8));
+    for word in stack.chunks_exact(8) {
+        if code.len() == max {
+            break;
+        }
+        let w = u64::from_ne_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]);
+        if is_code(w) {
+            code.push(w);
+        }
+    }
+    code
 }
 
 /// Pairs snapshots with perf samples. On one CPU the program runs, then perf writes its sample

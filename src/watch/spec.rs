@@ -59,14 +59,14 @@ impl Spec {
 
     /// A value of the watched width as hex with all its digits (`w2`: `0x00ff`).
     pub fn format_value(&self, v: u64) -> String {
-        let mut s = String::with_capacity(18);
+        let mut s = crate::mem::text::Text::with_capacity(18);
         self.write_value(&mut s, v);
-        s
+        s.as_str().to_owned()
     }
 
     /// [`Spec::format_value`], appended to `out`.
-    pub fn write_value(&self, out: &mut String, v: u64) {
-        crate::mem::json::push_hex(out, v, 2 * self.len as usize);
+    pub fn write_value(&self, out: &mut crate::mem::text::Text, v: u64) {
+        out.put_hex(v, 2 * self.len as usize);
     }
 }
 

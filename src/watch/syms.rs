@@ -21,6 +21,18 @@ pub fn keep<'a>(wanted: &'a [&'a str]) -> impl Fn(char, &str) -> bool + 'a {
     }
 }
 
+/// How [`Syms::list`] writes a list of addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    /// JSON string literals, comma-separated (the inside of an array).
+    Json,
+    /// One line per address: the prefix, then the symbol.
+    Lines(&'static str),
+}
+
+/// Lists [`Syms::list`] keeps: a burst has a few stacks, hits from everywhere many.
+const LISTS_MAX: usize = 512;
+
 /// Entries each cache holds before it starts again: bounds watch mode's heap under hits from
 /// everywhere (~100 bytes an entry).
 const CACHE_MAX: usize = 16_384;
@@ -32,6 +44,10 @@ pub struct Syms {
     cache: IntMap<u64, String>,
     /// The same as JSON string literals, for `--json`.
     json_cache: IntMap<u64, String>,
+    /// Whole symbolized lists (a stack's frames, a snapshot's code words) by their addresses:
+    /// a burst's hits have the same few stacks, and one copy of the list's text costs less
+    /// than a lookup and a copy per frame.
+    lists: IntMap<u64, (List, Vec<u64>, String)>,
     /// [`Syms::is_code`] per stack word seen: a burst's stacks hold the same return addresses
     /// hit after hit, and the table search is most of a snapshot's cost.
     code_cache: IntMap<u64, bool>,
@@ -61,6 +77,7 @@ impl Syms {
             table,
             cache: IntMap::default(),
             json_cache: IntMap::default(),
+            lists: IntMap::default(),
             code_cache: IntMap::default(),
             text_spans,
         }
@@ -109,6 +126,48 @@ impl Syms {
         }
         let table = &self.table;
         self.cache.entry(addr).or_insert_with(|| table.format_addr(addr))
+    }
+
+    /// The symbols of `addrs` written as `how` says, cached by the whole list.
+    pub fn list(&mut self, how: List, addrs: &[u64]) -> &str {
+        let mut key = match how {
+            List::Json => 1u64,
+            List::Lines(prefix) => 2 ^ ((prefix.len() as u64) << 8),
+        };
+        for &a in addrs {
+            key = (key.rotate_left(5) ^ a).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        let hit = self
+            .lists
+            .get(&key)
+            // Element by element: slice equality becomes a memcmp, which musl does a byte at a
+            // time.
+            .is_some_and(|(h, l, _)| {
+                *h == how && l.len() == addrs.len() && l.iter().zip(addrs).all(|(a, b)| a == b)
+            });
+        if !hit {
+            if self.lists.len() >= LISTS_MAX {
+                self.lists.clear();
+            }
+            let mut text = String::new();
+            for (i, &a) in addrs.iter().enumerate() {
+                match how {
+                    List::Json => {
+                        if i > 0 {
+                            text.push(',');
+                        }
+                        text.push_str(self.format_json(a));
+                    }
+                    List::Lines(prefix) => {
+                        text.push_str(prefix);
+                        text.push_str(self.format(a));
+                        text.push('\n');
+                    }
+                }
+            }
+            self.lists.insert(key, (how, addrs.to_vec(), text));
+        }
+        self.lists.get(&key).map_or("", |(_, _, t)| t.as_str())
     }
 
     /// [`Syms::format`] as a JSON string literal, cached: `--json` prints a hit's symbols
@@ -166,6 +225,13 @@ garbage line
         assert_eq!(s.format(0x1000), "0x1000");
         assert_eq!(s.format_json(0xffff_ffff_c000_0004), "\"mod_init+0x4 [mymod]\"");
         assert_eq!(s.format_json(0x1000), "\"0x1000\"");
+        let two = [0xffff_ffff_8100_1010, 0x1000];
+        for _ in 0..2 {
+            assert_eq!(s.list(List::Json, &two), "\"helper+0x10\",\"0x1000\"");
+            assert_eq!(s.list(List::Lines("  > "), &two), "  > helper+0x10\n  > 0x1000\n");
+            assert_eq!(s.list(List::Lines("- "), &two[..1]), "- helper+0x10\n");
+            assert_eq!(s.list(List::Json, &[]), "");
+        }
         assert!(s.is_code(0xffff_ffff_8100_1010) && s.is_code(0xffff_ffff_c000_0104));
         assert!(!s.is_code(0x1000), "below every symbol");
         assert!(!s.is_code(0xffff_ffff_8102_2000), "64 KiB past weak_fn");

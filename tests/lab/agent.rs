@@ -109,7 +109,10 @@ fn hit_fields() -> i32 {
         if line.starts_with("{\"seq\":") {
             let snap = u8::from(!line.contains("\"snapshot\":null"));
             let stack = u8::from(line.contains("\"stack\":[\""));
-            let (v, b) = (string_field(&line, "\"value\":\""), string_field(&line, "\"before\":\""));
+            let (v, b) = (
+                string_field(&line, "\"value\":\""),
+                string_field(&line, "\"before\":\""),
+            );
             if writeln!(out, "{v} {b} {snap} {stack}").is_err() {
                 return 1;
             }

@@ -713,7 +713,7 @@ fn json_hits_name_the_writer_and_the_summary_adds_up() {
 
 /// pid_max's address in the guest: from kallsyms where it lists variables (Debian's x86_64), else
 /// from the debug vmlinux moved by the KASLR slide (arm64).
-fn pid_max_addr(g: &Guest) -> u64 {
+pub fn pid_max_addr(g: &Guest) -> u64 {
     if let Some(&a) = g.kallsyms().get("pid_max") {
         return a;
     }
