@@ -14,6 +14,7 @@ pub mod intmap;
 pub mod perf;
 pub mod report;
 pub mod snapshot;
+pub mod spare;
 pub mod spec;
 pub mod syms;
 
@@ -28,6 +29,7 @@ use intmap::IntMap;
 use perf::{Armed, Record, Sample};
 use report::{Hit, Snap, StopReason, Summary, Text};
 use snapshot::{Pairer, Snapshot, Snapshots};
+use spare::Spare;
 use spec::Spec;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -53,8 +55,10 @@ const PASS_BYTES: usize = 64 << 10;
 const OUT_FLUSH: usize = 64 << 10;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
-/// Most stack bytes of snapshots held waiting for their perf samples (the rest wait in the BPF
-/// ring buffer).
+/// Most bytes of snapshots held waiting for their perf samples (Snapshot::heap_bytes: ~500 a
+/// snapshot as watch mode keeps it, code words instead of the stack, so ~8,000 of them); the
+/// rest wait in the BPF ring buffer. Under a burst the reader lags the writer by up to the perf
+/// ring's ~12,000 hits, and every one of those has its snapshot here or in the ring.
 const PAIR_BYTES: usize = 4 << 20;
 /// Code addresses shown per snapshot stack.
 const SNAP_CODE_MAX: usize = 32;
@@ -342,8 +346,8 @@ fn poll_timeout(deadline: Option<Instant>, now: Instant) -> Option<i32> {
 }
 
 /// What a hit's snapshot keeps of its stack: the words that point into kernel text.
-fn scan_stack(syms: &mut Syms, stack: &[u8]) -> Vec<u64> {
-    snapshot::code_words(stack, |a| syms.is_code(a), SNAP_CODE_MAX)
+fn scan_stack(syms: &mut Syms, stack: &[u8], code: Vec<u64>) -> Vec<u64> {
+    snapshot::code_words_into(stack, |a| syms.is_code(a), SNAP_CODE_MAX, code)
 }
 
 /// Watch mode's reader of hits: pairs each perf sample with its snapshot, formats it and writes
@@ -358,6 +362,8 @@ pub struct Watcher<'a> {
     summary: Summary,
     snaps: Option<Snapshots>,
     pairer: Pairer,
+    /// Buffers of hits already shown, for the next ones.
+    spare: Spare,
     /// arm64: the instruction word at each trapping pc (the store that makes the new value).
     insns: intmap::IntMap<u64, Option<u32>>,
     arch: Arch,
@@ -398,6 +404,7 @@ impl<'a> Watcher<'a> {
             },
             snaps,
             pairer: Pairer::default(),
+            spare: Spare::default(),
             insns: intmap::IntMap::default(),
             arch,
             unshown: 0,
@@ -413,7 +420,9 @@ impl<'a> Watcher<'a> {
     /// Hands one record of the snapshot ring buffer to the pairer, as a pass's drain does.
     pub fn push_snapshot_record(&mut self, rec: &[u8]) -> bool {
         let syms = &mut *self.syms;
-        match Snapshot::parse_scanning(rec, self.arch, |stack| scan_stack(syms, stack)) {
+        match Snapshot::parse_scanning(rec, self.arch, &mut self.spare, |stack, code| {
+            scan_stack(syms, stack, code)
+        }) {
             Some(s) => {
                 self.pairer.push(s);
                 true
@@ -478,7 +487,7 @@ impl<'a> Watcher<'a> {
     ) -> Option<StopReason> {
         batch.clear();
         let (own_pid, summary) = (self.own_pid, &mut self.summary);
-        perf::parse_records(buf, |r| match r {
+        perf::parse_records_reusing(buf, &mut self.spare, |r| match r {
             Record::Sample(s) => {
                 if s.pid == own_pid {
                     // Our own read of the value tripping an rw watchpoint.
@@ -500,7 +509,9 @@ impl<'a> Watcher<'a> {
         // runs before perf writes its sample).
         if let Some(snaps) = &mut self.snaps {
             let syms = &mut *self.syms;
-            snaps.drain_scanning(&mut self.pairer, PAIR_BYTES, |stack| scan_stack(syms, stack));
+            snaps.drain_scanning(&mut self.pairer, PAIR_BYTES, &mut self.spare, |stack, code| {
+                scan_stack(syms, stack, code)
+            });
         }
         // Hits without a snapshot show the value as of the drain: read once per pass, when
         // the first such hit of a watchpoint comes.
@@ -593,6 +604,16 @@ impl<'a> Watcher<'a> {
                 report::format_json(&hit, spec, self.syms, &mut self.out);
             } else {
                 report::format_text(&hit, spec, self.syms, &mut self.out);
+            }
+            // The hit's buffers go back for the next hits.
+            self.spare.keep_words(hit.stack);
+            self.spare.keep_words(hit.regs);
+            self.spare.keep_name(hit.comm);
+            if let Snap::Taken { code, .. } = hit.snapshot {
+                self.spare.keep_words(code);
+            }
+            if let Some(sn) = snap {
+                self.spare.keep_words(sn.regs);
             }
             if self.out.len() >= OUT_FLUSH && !self.flush() {
                 return Some(StopReason::OutputClosed);

@@ -10,6 +10,7 @@
 //! root or debug registers.
 
 use super::intmap::IntMap;
+use super::spare::Spare;
 use super::spec::{Access, Spec};
 use crate::arch::Arch;
 use crate::sys::os::{self, PerfEventAttr, PerfRing};
@@ -200,6 +201,13 @@ impl<'a> Cursor<'a> {
 
 /// Parses the body of a PERF_RECORD_SAMPLE laid out per `SAMPLE_TYPE`.
 pub fn parse_sample(body: &[u8]) -> Option<Sample> {
+    parse_sample_into(body, Vec::new(), Vec::new())
+}
+
+/// [`parse_sample`], filling the (emptied) buffers given for the stack and the registers.
+pub fn parse_sample_into(body: &[u8], mut stack: Vec<u64>, mut regs: Vec<u64>) -> Option<Sample> {
+    stack.clear();
+    regs.clear();
     let mut c = Cursor { b: body, pos: 0 };
     let id = c.u64()?;
     let ip = c.u64()?;
@@ -210,7 +218,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
     let nr = c.u64()?;
     // Never trust nr beyond what the record holds.
     let nr = (nr as usize).min(body.len() / 8);
-    let mut stack = Vec::with_capacity(nr);
+    stack.reserve_exact(nr);
     for _ in 0..nr {
         let a = c.u64()?;
         if a < PERF_CONTEXT_MAX {
@@ -219,7 +227,7 @@ pub fn parse_sample(body: &[u8]) -> Option<Sample> {
     }
     // REGS_INTR, last in SAMPLE_TYPE: an abi word (0: no registers), then one word per bit of
     // sample_regs_intr, up to the record's end.
-    let mut regs = Vec::with_capacity(body.len().saturating_sub(c.pos) / 8);
+    regs.reserve_exact(body.len().saturating_sub(c.pos) / 8);
     if c.u64().is_some_and(|abi| abi != 0) {
         while let Some(r) = c.u64() {
             regs.push(r);
@@ -260,10 +268,15 @@ fn split_records(buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> usize {
 
 /// Splits ring bytes into records and hands each to `f`. Returns the bytes left over that do not
 /// form a whole record (never expected: the kernel publishes whole records).
-pub fn parse_records(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
+pub fn parse_records(buf: &[u8], f: impl FnMut(Record)) -> usize {
+    parse_records_reusing(buf, &mut Spare::default(), f)
+}
+
+/// [`parse_records`], with the samples' buffers taken from `spare`.
+pub fn parse_records_reusing(buf: &[u8], spare: &mut Spare, mut f: impl FnMut(Record)) -> usize {
     split_records(buf, |ty, body| {
         let rec = match ty {
-            RECORD_SAMPLE => match parse_sample(body) {
+            RECORD_SAMPLE => match parse_sample_into(body, spare.words(), spare.words()) {
                 Some(s) => Record::Sample(s),
                 None => Record::Other(ty),
             },

@@ -12,6 +12,7 @@
 //! - [`values`] gives a hit's (before, after) bytes from its snapshot; [`code_words`] the stack's
 //!   words that point into kernel text.
 
+use super::spare::Spare;
 use crate::arch::a64store;
 use crate::arch::Arch;
 use crate::sys::clib::{BpfObject, BpfProg, RingBufView};
@@ -76,18 +77,31 @@ impl Snapshot {
     /// Parses one ring buffer record (native byte order: the kernel wrote it). None when the
     /// record is shorter than what it says it holds, or its register count is not the arch's.
     pub fn parse(rec: &[u8], arch: Arch) -> Option<Snapshot> {
-        Snapshot::parse_with(rec, arch, |stack| (stack.to_vec(), Vec::new()))
+        Snapshot::parse_with(rec, arch, Vec::new(), String::new(), |stack| {
+            (stack.to_vec(), Vec::new())
+        })
     }
 
     /// [`Snapshot::parse`], keeping of the stack only what `scan` finds in it (watch mode's code
-    /// words): a snapshot waiting for its sample then holds a few hundred bytes, not the stack.
-    pub fn parse_scanning(rec: &[u8], arch: Arch, scan: impl FnOnce(&[u8]) -> Vec<u64>) -> Option<Snapshot> {
-        Snapshot::parse_with(rec, arch, |stack| (Vec::new(), scan(stack)))
+    /// words, written into the empty buffer it is given): a snapshot waiting for its sample then
+    /// holds a few hundred bytes, not the stack. Its buffers come from `spare`.
+    pub fn parse_scanning(
+        rec: &[u8],
+        arch: Arch,
+        spare: &mut Spare,
+        scan: impl FnOnce(&[u8], Vec<u64>) -> Vec<u64>,
+    ) -> Option<Snapshot> {
+        let code = spare.words();
+        Snapshot::parse_with(rec, arch, spare.words(), spare.name(), |stack| {
+            (Vec::new(), scan(stack, code))
+        })
     }
 
     fn parse_with(
         rec: &[u8],
         arch: Arch,
+        mut regs: Vec<u64>,
+        mut comm_buf: String,
         keep: impl FnOnce(&[u8]) -> (Vec<u8>, Vec<u64>),
     ) -> Option<Snapshot> {
         let u64_at =
@@ -101,9 +115,11 @@ impl Snapshot {
         let flags = u32_at(44)?;
         let stack_len = u32_at(52)? as usize;
         let regs_end = HDR.checked_add(n * 8)?;
-        let regs = (0..n)
-            .map(|i| u64_at(HDR + 8 * i))
-            .collect::<Option<Vec<u64>>>()?;
+        regs.clear();
+        regs.reserve_exact(n);
+        for i in 0..n {
+            regs.push(u64_at(HDR + 8 * i)?);
+        }
         let stack = rec.get(regs_end..regs_end.checked_add(stack_len)?)?;
         let comm = rec.get(56..72)?;
         let comm = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(comm.len())];
@@ -119,7 +135,11 @@ impl Snapshot {
             cpu: u32_at(32)?,
             pid: u32_at(36)?,
             tid: u32_at(40)?,
-            comm: String::from_utf8_lossy(comm).into_owned(),
+            comm: {
+                comm_buf.clear();
+                comm_buf.push_str(&String::from_utf8_lossy(comm));
+                comm_buf
+            },
             regs,
             stack,
             stack_bytes,
@@ -128,9 +148,13 @@ impl Snapshot {
         })
     }
 
-    /// Heap bytes this snapshot holds (what the pairer bounds).
+    /// Bytes this snapshot costs while it waits in the pairer (what the pairer bounds): itself
+    /// and what it holds on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.stack.len() + 8 * (self.code.len() + self.regs.len()) + self.comm.len()
+        std::mem::size_of::<Snapshot>()
+            + self.stack.len()
+            + 8 * (self.code.len() + self.regs.len())
+            + self.comm.len()
     }
 
     pub fn sp(&self, arch: Arch) -> u64 {
@@ -202,17 +226,18 @@ impl Snapshots {
         &mut self,
         pairer: &mut Pairer,
         max_bytes: usize,
-        mut scan: impl FnMut(&[u8]) -> Vec<u64>,
+        spare: &mut Spare,
+        mut scan: impl FnMut(&[u8], Vec<u64>) -> Vec<u64>,
     ) {
         let arch = self.arch;
         while pairer.bytes < max_bytes {
             let bad = &mut self.bad;
-            let n = self
-                .ring
-                .consume(64, |rec| match Snapshot::parse_scanning(rec, arch, &mut scan) {
+            let n = self.ring.consume(64, |rec| {
+                match Snapshot::parse_scanning(rec, arch, spare, &mut scan) {
                     Some(s) => pairer.push(s),
                     None => *bad += 1,
-                });
+                }
+            });
             if n == 0 {
                 break;
             }
@@ -258,8 +283,19 @@ fn le_u64(b: &[u8]) -> u64 {
 
 /// The 8-byte words of a stack copy that `is_code` accepts (return addresses, and stale ones:
 /// the copy is scanned, not unwound), innermost first, at most `max`.
-pub fn code_words(stack: &[u8], mut is_code: impl FnMut(u64) -> bool, max: usize) -> Vec<u64> {
-    let mut code = Vec::with_capacity(max.min(stack.len() / 8));
+pub fn code_words(stack: &[u8], is_code: impl FnMut(u64) -> bool, max: usize) -> Vec<u64> {
+    code_words_into(stack, is_code, max, Vec::new())
+}
+
+/// [`code_words`], into `code` (emptied first).
+pub fn code_words_into(
+    stack: &[u8],
+    mut is_code: impl FnMut(u64) -> bool,
+    max: usize,
+    mut code: Vec<u64>,
+) -> Vec<u64> {
+    code.clear();
+    code.reserve_exact(max.min(stack.len() / 8));
     for word in stack.chunks_exact(8) {
         if code.len() == max {
             break;
@@ -287,9 +323,12 @@ pub struct Pairer {
     pub bytes: usize,
 }
 
-/// At most this many snapshots wait per CPU: more means their samples were lost (the perf ring
-/// holds ~3,000 samples, and is read before the ring buffer).
-const MAX_WAITING: usize = 8192;
+/// At most this many snapshots wait per CPU; beyond it the oldest are dropped. A safety net only:
+/// the caller's byte bound ([`Snapshots::drain_scanning`]) stops draining long before, leaving
+/// the rest in the ring buffer, because snapshots wait here only for samples still in the perf
+/// ring (up to ~12,000 per CPU), and dropping the oldest drops exactly those that are needed
+/// next. Orphans (their samples were lost) are popped by the next sample of their CPU.
+const MAX_WAITING: usize = 1 << 16;
 
 impl Pairer {
     pub fn push(&mut self, s: Snapshot) {
@@ -393,8 +432,8 @@ mod tests {
             st.extend_from_slice(&w.to_ne_bytes());
         }
         let r = record(Arch::X86_64, 9, 0, 1, &st);
-        let s = Snapshot::parse_scanning(&r, Arch::X86_64, |stack| {
-            code_words(stack, |w| w > 0xffff_ffff_0000_0000, 8)
+        let s = Snapshot::parse_scanning(&r, Arch::X86_64, &mut Spare::default(), |stack, code| {
+            code_words_into(stack, |w| w > 0xffff_ffff_0000_0000, 8, code)
         })
         .unwrap();
         assert_eq!(
@@ -430,7 +469,10 @@ mod tests {
         assert_eq!(p.take(0, 5, 51), None);
         assert_eq!((p.unmatched, p.waiting(), p.bytes), (2, 0, 0));
         p.push(Snapshot::parse(&record(arch, 60, 0, 7, &[0; 24]), arch).unwrap());
-        assert_eq!(p.bytes, 24 + 8 * nregs(arch) + "agent".len());
+        assert_eq!(
+            p.bytes,
+            std::mem::size_of::<Snapshot>() + 24 + 8 * nregs(arch) + "agent".len()
+        );
     }
 
     #[test]
