@@ -926,8 +926,9 @@ pub struct Burst {
     pub burst_s: f64,
     /// From the burst's start until the last hit was out.
     pub drain_s: f64,
-    /// kmemd's user + system CPU seconds, and its peak RSS (VmHWM, KiB).
+    /// kmemd's user + system CPU seconds (and the system part), and its peak RSS (VmHWM, KiB).
     pub cpu_s: f64,
+    pub sys_s: f64,
     pub hwm_kib: u64,
 }
 
@@ -953,24 +954,34 @@ pub fn pid_max_burst(g: &Guest, n: u64, extra: &str) -> Burst {
     let t0 = std::time::Instant::now();
     let old = g.sysctl_burst(PID_MAX, n, FIRST_PID_MAX);
     let burst_s = t0.elapsed().as_secs_f64();
-    // Until every write is out, or the count stands still for 5 s; then kmemd's CPU time
-    // (utime + stime, fields 14 and 15 of stat, in 100 Hz ticks) and peak RSS, and SIGTERM.
-    let o = g.run_for(
-        &format!(
-            "last=-1; same=0; while c=$(wc -l < {out}); [ $c -lt {want} ]; do \
-             if [ $c = $last ]; then same=$((same + 1)); else same=0; last=$c; fi; \
-             [ $same -gt 50 ] && break; sleep 0.1; done; p=$(cat {pidf}); \
-             echo $(cut -d' ' -f14,15 /proc/$p/stat) $(grep VmHWM /proc/$p/status); kill -TERM $p",
-            want = n + 1
-        ),
-        Duration::from_secs(900),
-    );
-    assert_eq!(o.code, 0, "{}", o.text());
-    // The poll above sleeps 0.1 s between counts: the drain ended within that of its return.
+    // Until every write is out, or the count stands still for 5 s, counted here from the
+    // filtered output (the agent reads the file in its own thread: a shell loop polling with
+    // wc would fork and exec twice a tenth of a second, a fifth of the guest CPU kmemd runs on
+    // under TCG); then kmemd's CPU time (utime + stime, fields 14 and 15 of stat, in 100 Hz
+    // ticks) and peak RSS, and SIGTERM.
+    let want = n as usize + 1;
+    let (mut last, mut since) = (0usize, std::time::Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let c = g.get(out).iter().filter(|&&b| b == b'\n').count();
+        if c >= want {
+            break;
+        }
+        if c != last {
+            (last, since) = (c, std::time::Instant::now());
+        } else if since.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    // The poll above waits 0.25 s between counts: the drain ended within that of its end.
     let drain_s = t0.elapsed().as_secs_f64();
+    let o = g.run(&format!(
+        "p=$(cat {pidf}); echo $(cut -d' ' -f14,15 /proc/$p/stat) $(grep VmHWM /proc/$p/status); kill -TERM $p"
+    ));
+    assert_eq!(o.code, 0, "{}", o.text());
     let f: Vec<&str> = o.stdout.split_whitespace().collect();
     let int = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let (cpu_s, hwm_kib) = ((int(0) + int(1)) as f64 / 100.0, int(3));
+    let (cpu_s, sys_s, hwm_kib) = ((int(0) + int(1)) as f64 / 100.0, int(1) as f64 / 100.0, int(3));
     assert_eq!(job.wait(Duration::from_secs(120)).code, 0);
     let lines = String::from_utf8_lossy(&g.get(out)).into_owned();
     let err = String::from_utf8_lossy(&g.get(err)).into_owned();
@@ -990,6 +1001,7 @@ pub fn pid_max_burst(g: &Guest, n: u64, extra: &str) -> Burst {
         burst_s,
         drain_s,
         cpu_s,
+        sys_s,
         hwm_kib,
     }
 }
@@ -997,25 +1009,29 @@ pub fn pid_max_burst(g: &Guest, n: u64, extra: &str) -> Burst {
 /// The burst of issue 15: 100,000 distinct writes by a kernel writer that is not BPF, reported in
 /// full, each hit with its own value and a snapshot. LAB_PID_MAX_BURST overrides the size.
 #[test]
-#[ignore = "fails today (lab, x86_64, 6.1, --snapshots): 51,655 of 100,001 hits shown, 48,346 lost \
-            (perf ring full), 36,273 shown without a snapshot (snapshot ring full); without \
-            snapshots 55,422 shown (bench_watch_burst). kmemd alone (2026-12-05, its stdout to \
-            /dev/null, no awk in the guest) shows all 100,001 with or without snapshots, but with \
-            them ~39,000 lack one: it spends ~100 us of TCG CPU a hit against the writer's ~84 us \
-            a write, and the 4 MiB snapshot ring fills"]
+#[ignore = "fails today through this test's harness (lab, x86_64, 6.1, --snapshots, 2026-12-05): \
+            87,822 of 100,001 hits shown, 12,179 lost (perf ring full), 77,108 with a snapshot: \
+            kmemd's JSON goes through a pipe to the filter in the guest, which share the vCPU the \
+            writer does not use. kmemd alone (stdout to /dev/null, same guest, same hour) shows all \
+            100,001, every one with a snapshot, none lost, done 0.6 s after the burst. Next: stream \
+            kmemd's output to the host over a virtio serial port instead of filtering it in the guest"]
 fn a_100k_sysctl_burst_is_reported_in_full_with_distinct_values() {
     let n: u64 = std::env::var("LAB_PID_MAX_BURST")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    // Both guests up first: a guest still booting under TCG takes a host core from the burst.
+    for arch in ARCHES {
+        guest(arch);
+    }
     for arch in ARCHES {
         let g = guest(arch);
         let _slots = g.slots();
         let b = pid_max_burst(g, n, "--snapshots");
         let what = format!("{}: {n} pid_max writes", arch.name());
         eprintln!(
-            "{what}: burst {:.1} s, drained {:.1} s after it began, kmemd CPU {:.1} s, peak RSS {} KiB\n{}",
-            b.burst_s, b.drain_s, b.cpu_s, b.hwm_kib, b.err
+            "{what}: burst {:.1} s, drained {:.1} s after it began, kmemd CPU {:.1} s ({:.1} s system), peak RSS {} KiB\n{}",
+            b.burst_s, b.drain_s, b.cpu_s, b.sys_s, b.hwm_kib, b.err
         );
         let d = Done {
             code: 0,
@@ -1058,6 +1074,10 @@ fn bench_watch_burst() {
         "{:<8} {:<22} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9}",
         "guest", "run", "writes", "perf", "delivered", "w/ value", "w/ stack", "drain s", "CPU s", "RSS KiB"
     )];
+    // Both guests up first: a guest still booting under TCG takes a host core from the burst.
+    for arch in ARCHES {
+        guest(arch);
+    }
     for arch in ARCHES {
         let g = guest(arch);
         let _slots = g.slots();
