@@ -1,8 +1,6 @@
 //! JSON string literals for the one-object-per-line outputs (`-w --json`, `--ps --json`, ...).
 //! Hand-written: the dependency set has no JSON crate, and kmemd only ever writes JSON.
 
-use std::fmt::Write as _;
-
 /// Escapes a string for a JSON string literal.
 pub fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
@@ -10,11 +8,18 @@ pub fn json_str(s: &str) -> String {
     o
 }
 
-/// Appends `s` as a JSON string literal. Symbol names and task names almost never need escaping,
-/// so runs of plain bytes are copied whole (char-by-char pushing was a third of watch mode's CPU
-/// time under a hit storm).
+/// Appends `s` as a JSON string literal.
 pub fn push_json_str(o: &mut String, s: &str) {
-    o.push('"');
+    write_json_str(s, |piece| o.push_str(piece));
+}
+
+/// Hands `s` as a JSON string literal to `put`, piece by piece: the one escaper behind
+/// [`push_json_str`] and [`super::text::Text::put_json_str`]. Symbol names and task names almost
+/// never need escaping, so runs of plain bytes go out whole (char-by-char pushing was a third of
+/// watch mode's CPU time under a hit storm).
+pub fn write_json_str(s: &str, mut put: impl FnMut(&str)) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    put("\"");
     let mut plain = 0; // start of the pending run of bytes that need no escape
     for (i, b) in s.bytes().enumerate() {
         let esc = match b {
@@ -27,16 +32,24 @@ pub fn push_json_str(o: &mut String, s: &str) {
             _ => continue,
         };
         // `i` is at an ASCII byte, so both slices end on char boundaries.
-        o.push_str(s.get(plain..i).unwrap_or(""));
+        put(s.get(plain..i).unwrap_or(""));
         if esc.is_empty() {
-            let _ = write!(o, "\\u{:04x}", b);
+            let u = [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ];
+            put(std::str::from_utf8(&u).unwrap_or(""));
         } else {
-            o.push_str(esc);
+            put(esc);
         }
         plain = i + 1;
     }
-    o.push_str(s.get(plain..).unwrap_or(""));
-    o.push('"');
+    put(s.get(plain..).unwrap_or(""));
+    put("\"");
 }
 
 #[cfg(test)]

@@ -81,34 +81,9 @@ impl Text {
         self.0.extend_from_slice(&buf[at..]);
     }
 
-    /// `s` as a JSON string literal (see [`super::json::push_json_str`]).
+    /// `s` as a JSON string literal ([`super::json::write_json_str`]).
     pub fn put_json_str(&mut self, s: &str) {
-        self.0.push(b'"');
-        let mut plain = 0; // start of the pending run of bytes that need no escape
-        for (i, b) in s.bytes().enumerate() {
-            let esc: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f => b"",
-                _ => continue,
-            };
-            self.0
-                .extend_from_slice(s.as_bytes().get(plain..i).unwrap_or_default());
-            if esc.is_empty() {
-                self.0.extend_from_slice(b"\\u00");
-                let hex = hex_digits(u32::from(b)).to_be_bytes();
-                self.0.extend_from_slice(&hex[6..]);
-            } else {
-                self.0.extend_from_slice(esc);
-            }
-            plain = i + 1;
-        }
-        self.0
-            .extend_from_slice(s.as_bytes().get(plain..).unwrap_or_default());
-        self.0.push(b'"');
+        super::json::write_json_str(s, |piece| self.put(piece));
     }
 }
 

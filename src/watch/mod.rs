@@ -345,9 +345,15 @@ fn poll_timeout(deadline: Option<Instant>, now: Instant) -> Option<i32> {
     }
 }
 
-/// What a hit's snapshot keeps of its stack: the words that point into kernel text.
-fn scan_stack(syms: &mut Syms, stack: &[u8], code: Vec<u64>) -> Vec<u64> {
-    snapshot::code_words_into(stack, |a| syms.is_code(a), SNAP_CODE_MAX, code)
+/// Parses one snapshot record as watch mode keeps it (of its stack, only the words that point
+/// into kernel text, in buffers from `spare`) and hands it to the pairer; false when it does not
+/// parse.
+fn pair_record(pairer: &mut Pairer, spare: &mut Spare, syms: &mut Syms, arch: Arch, rec: &[u8]) -> bool {
+    let scan =
+        |stack: &[u8], code| snapshot::code_words_into(stack, |a| syms.is_code(a), SNAP_CODE_MAX, code);
+    Snapshot::parse_scanning(rec, arch, spare, scan)
+        .map(|s| pairer.push(s))
+        .is_some()
 }
 
 /// Watch mode's reader of hits: pairs each perf sample with its snapshot, formats it and writes
@@ -417,18 +423,10 @@ impl<'a> Watcher<'a> {
         }
     }
 
-    /// Hands one record of the snapshot ring buffer to the pairer, as a pass's drain does.
+    /// Hands one record of the snapshot ring buffer to the pairer, as a pass's drain does;
+    /// false when it does not parse.
     pub fn push_snapshot_record(&mut self, rec: &[u8]) -> bool {
-        let syms = &mut *self.syms;
-        match Snapshot::parse_scanning(rec, self.arch, &mut self.spare, |stack, code| {
-            scan_stack(syms, stack, code)
-        }) {
-            Some(s) => {
-                self.pairer.push(s);
-                true
-            }
-            None => false,
-        }
+        pair_record(&mut self.pairer, &mut self.spare, self.syms, self.arch, rec)
     }
 
     /// What has been counted so far.
@@ -506,12 +504,13 @@ impl<'a> Watcher<'a> {
         // Rings are per CPU: order the pass by time so output reads in sequence.
         batch.sort_by_key(|(_, s)| s.time);
         // The snapshots of every sample taken are in the ring buffer by now (the program
-        // runs before perf writes its sample).
+        // runs before perf writes its sample). They move to the pairer until the ring buffer is
+        // empty or PAIR_BYTES wait; the rest wait in the ring buffer, which costs kmemd no heap.
         if let Some(snaps) = &mut self.snaps {
-            let syms = &mut *self.syms;
-            snaps.drain_scanning(&mut self.pairer, PAIR_BYTES, &mut self.spare, |stack, code| {
-                scan_stack(syms, stack, code)
-            });
+            let (pairer, spare, syms, arch) = (&mut self.pairer, &mut self.spare, &mut *self.syms, self.arch);
+            while pairer.bytes < PAIR_BYTES
+                && snaps.take_records(64, |rec| pair_record(pairer, spare, syms, arch, rec)) > 0
+            {}
         }
         // Hits without a snapshot show the value as of the drain: read once per pass, when
         // the first such hit of a watchpoint comes.

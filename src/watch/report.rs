@@ -120,8 +120,7 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
     out.put(" (");
     out.put(&hit.comm);
     out.put(") ");
-    out.put(spec.access.name());
-    out.put_dec(spec.len.into(), 1);
+    spec.write_type(out);
     out.put_ascii(b' ');
     out.put_hex(spec.addr, 1);
     if !spec.target.starts_with("0x") {
@@ -203,8 +202,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
     out.put(",\"comm\":");
     out.put_json_str(&hit.comm);
     out.put(",\"type\":\"");
-    out.put(spec.access.name());
-    out.put_dec(spec.len.into(), 1);
+    spec.write_type(out);
     out.put("\",\"target\":");
     out.put_json_str(&spec.target);
     out.put(",\"watch_addr\":\"");

@@ -212,36 +212,18 @@ impl Snapshots {
     /// Hands up to `max` waiting snapshots, oldest first, to `f`; returns how many.
     pub fn take(&mut self, max: usize, mut f: impl FnMut(Snapshot)) -> usize {
         let arch = self.arch;
-        let bad = &mut self.bad;
-        self.ring.consume(max, |rec| match Snapshot::parse(rec, arch) {
-            Some(s) => f(s),
-            None => *bad += 1,
-        })
+        self.take_records(max, |rec| Snapshot::parse(rec, arch).map(&mut f).is_some())
     }
 
-    /// Moves waiting snapshots into `pairer` until the ring buffer is empty or the pairer holds
-    /// `max_bytes` (the rest waits in the ring buffer, which costs kmemd no heap). Of each stack
-    /// only what `scan` finds in it is kept.
-    pub fn drain_scanning(
-        &mut self,
-        pairer: &mut Pairer,
-        max_bytes: usize,
-        spare: &mut Spare,
-        mut scan: impl FnMut(&[u8], Vec<u64>) -> Vec<u64>,
-    ) {
-        let arch = self.arch;
-        while pairer.bytes < max_bytes {
-            let bad = &mut self.bad;
-            let n = self.ring.consume(64, |rec| {
-                match Snapshot::parse_scanning(rec, arch, spare, &mut scan) {
-                    Some(s) => pairer.push(s),
-                    None => *bad += 1,
-                }
-            });
-            if n == 0 {
-                break;
+    /// Hands up to `max` waiting records, oldest first, to `parse`, which says whether the
+    /// record parsed (those that do not are counted in `bad`); returns how many were handed over.
+    pub fn take_records(&mut self, max: usize, mut parse: impl FnMut(&[u8]) -> bool) -> usize {
+        let bad = &mut self.bad;
+        self.ring.consume(max, |rec| {
+            if !parse(rec) {
+                *bad += 1;
             }
-        }
+        })
     }
 }
 
@@ -283,11 +265,7 @@ fn le_u64(b: &[u8]) -> u64 {
 
 /// The 8-byte words of a stack copy that `is_code` accepts (return addresses, and stale ones:
 /// the copy is scanned, not unwound), innermost first, at most `max`.
-pub fn code_words(stack: &[u8], is_code: impl FnMut(u64) -> bool, max: usize) -> Vec<u64> {
-    code_words_into(stack, is_code, max, Vec::new())
-}
-
-/// [`code_words`], into `code` (emptied first).
+/// The words are written into `code`, emptied first (a buffer for reuse).
 pub fn code_words_into(
     stack: &[u8],
     mut is_code: impl FnMut(u64) -> bool,
@@ -515,13 +493,13 @@ mod tests {
         st.push(0xff); // a torn last word is not read
         let code = |w: u64| w >= 0xffff_ffff_8100_0000;
         assert_eq!(
-            code_words(&st, code, 8),
+            code_words_into(&st, code, 8, Vec::new()),
             [
                 0xffff_ffff_8100_0010,
                 0xffff_ffff_8100_0020,
                 0xffff_ffff_8100_0030
             ]
         );
-        assert_eq!(code_words(&st, code, 1), [0xffff_ffff_8100_0010]);
+        assert_eq!(code_words_into(&st, code, 1, Vec::new()), [0xffff_ffff_8100_0010]);
     }
 }

@@ -54,7 +54,15 @@ pub struct Spec {
 impl Spec {
     /// `w8`, `rw4`, ...
     pub fn type_name(&self) -> String {
-        format!("{}{}", self.access.name(), self.len)
+        let mut s = crate::mem::text::Text::with_capacity(3);
+        self.write_type(&mut s);
+        s.as_str().to_owned()
+    }
+
+    /// [`Spec::type_name`], appended to `out`.
+    pub fn write_type(&self, out: &mut crate::mem::text::Text) {
+        out.put(self.access.name());
+        out.put_dec(self.len.into(), 1);
     }
 
     /// A value of the watched width as hex with all its digits (`w2`: `0x00ff`).
