@@ -175,7 +175,7 @@ pub fn format_text(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
                     " (cut at an unreadable page)"
                 }
             );
-            out.put(syms.list(List::Lines("    ? "), code));
+            syms.put_list(List::Lines("    ? "), code, out);
         }
         Snap::Missing(why) => {
             let _ = writeln!(out, "  {why}");
@@ -255,7 +255,7 @@ pub fn format_json(hit: &Hit, spec: &Spec, syms: &mut Syms, out: &mut Text) {
             } else {
                 ",\"whole\":false,\"code\":["
             });
-            out.put(syms.list(List::Json, code));
+            syms.put_list(List::Json, code, out);
             out.put("]}}\n");
         }
         Snap::Missing(why) => {

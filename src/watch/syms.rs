@@ -9,6 +9,7 @@
 
 use super::intmap::IntMap;
 use crate::kernel::proc_kallsyms::Kallsyms;
+use crate::mem::text::Text;
 
 /// What watch mode keeps of kallsyms: code (t, T, w, W) and the names in `wanted`. `__pfx_*`
 /// label the padding before each function (CONFIG_FUNCTION_PADDING_CFI): about half the table,
@@ -128,7 +129,32 @@ impl Syms {
         self.cache.entry(addr).or_insert_with(|| table.format_addr(addr))
     }
 
-    /// The symbols of `addrs` written as `how` says, cached by the whole list.
+    /// Writes the symbols of `addrs` as `how` says into `out`, word by word from the
+    /// per-address caches. For lists that seldom repeat: a snapshot's code words include stale
+    /// return addresses left on the stack, so most hits of a burst have a list of their own
+    /// (lab, x86_64, pid_max writes: 1,795 distinct lists in 3,001 hits). Cached whole, each
+    /// would build a string, and clearing the full cache freed hundreds at once, which musl's
+    /// allocator gave back to the kernel and the next pass faulted in again.
+    pub fn put_list(&mut self, how: List, addrs: &[u64], out: &mut Text) {
+        for (i, &a) in addrs.iter().enumerate() {
+            match how {
+                List::Json => {
+                    if i > 0 {
+                        out.put(",");
+                    }
+                    out.put(self.format_json(a));
+                }
+                List::Lines(prefix) => {
+                    out.put(prefix);
+                    out.put(self.format(a));
+                    out.put("\n");
+                }
+            }
+        }
+    }
+
+    /// The symbols of `addrs` written as `how` says, cached by the whole list: for lists that
+    /// repeat, like perf's call chains of one watched access.
     pub fn list(&mut self, how: List, addrs: &[u64]) -> &str {
         let mut key = match how {
             List::Json => 1u64,
@@ -229,6 +255,15 @@ garbage line
         for _ in 0..2 {
             assert_eq!(s.list(List::Json, &two), "\"helper+0x10\",\"0x1000\"");
             assert_eq!(s.list(List::Lines("  > "), &two), "  > helper+0x10\n  > 0x1000\n");
+            for how in [List::Json, List::Lines("  > ")] {
+                let mut t = Text::with_capacity(0);
+                s.put_list(how, &two, &mut t);
+                assert_eq!(
+                    t.as_bytes(),
+                    s.list(how, &two).as_bytes(),
+                    "put_list writes what list caches"
+                );
+            }
             assert_eq!(s.list(List::Lines("- "), &two[..1]), "- helper+0x10\n");
             assert_eq!(s.list(List::Json, &[]), "");
         }
