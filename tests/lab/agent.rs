@@ -69,9 +69,6 @@ fn err(msg: impl Into<String>) -> Reply {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("--hit-fields") {
-        std::process::exit(hit_fields());
-    }
     let Some(path) = std::env::args().nth(1).filter(|p| !p.is_empty()) else {
         eprintln!("LAB-AGENT-ERROR usage: lab-agent /dev/vportNpM (the virtio serial port)");
         std::process::exit(2);
@@ -79,48 +76,6 @@ fn main() {
     if let Err(e) = serve(&path) {
         eprintln!("LAB-AGENT-ERROR {e}");
         std::process::exit(1);
-    }
-}
-
-/// `lab-agent --hit-fields`: a filter from `kmemd -w --json` on stdin to one line per hit on
-/// stdout, `VALUE BEFORE SNAP STACK` (`?` for a null value, 1/0 for a snapshot and a stack), for
-/// the burst tests. ~2 KiB of JSON per hit would not fit the guest's memory, and awk doing the
-/// same cost the guest as much CPU as kmemd itself, on the CPUs the burst runs on.
-fn hit_fields() -> i32 {
-    fn string_field<'a>(line: &'a str, key: &str) -> &'a str {
-        line.find(key)
-            .map(|i| &line[i + key.len()..])
-            .and_then(|rest| rest.find('"').map(|e| &rest[..e]))
-            .unwrap_or("?")
-    }
-    let mut input = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) => return out.flush().map_or(1, |_| 0),
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("lab-agent --hit-fields: {e}");
-                return 1;
-            }
-        }
-        if line.starts_with("{\"seq\":") {
-            let snap = u8::from(!line.contains("\"snapshot\":null"));
-            let stack = u8::from(line.contains("\"stack\":[\""));
-            let (v, b) = (
-                string_field(&line, "\"value\":\""),
-                string_field(&line, "\"before\":\""),
-            );
-            if writeln!(out, "{v} {b} {snap} {stack}").is_err() {
-                return 1;
-            }
-        }
-        // Whole lines as they come, so the host's count of lines follows the drain.
-        if input.buffer().is_empty() && out.flush().is_err() {
-            return 1;
-        }
     }
 }
 

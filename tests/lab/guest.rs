@@ -86,6 +86,8 @@ pub struct Guest {
     next_id: AtomicU64,
     ports: Vec<PathBuf>,
     free_ports: Mutex<Vec<bool>>,
+    /// The host end of the guest's /dev/lab-stream, one user at a time (`stream`).
+    stream: Mutex<PathBuf>,
     slots: Mutex<()>,
     hostname: Mutex<()>,
     kallsyms: OnceLock<HashMap<String, u64>>,
@@ -283,6 +285,7 @@ fn boot(arch: Arch, b: Booting) -> Result<Guest, String> {
         next_id: AtomicU64::new(1),
         free_ports: Mutex::new(vec![true; ports.len()]),
         ports,
+        stream: Mutex::new(PathBuf::from(one("stream")?)),
         slots: Mutex::new(()),
         hostname: Mutex::new(()),
         kallsyms: OnceLock::new(),
@@ -524,6 +527,17 @@ impl Guest {
         }
     }
 
+    /// The host's end of the guest's `/dev/lab-stream`, a virtio serial port with no tty layer:
+    /// what a guest command writes there arrives here, in order, at the speed the host reads it,
+    /// without a filter running on the guest's CPUs. Connected before the guest opens its end, so
+    /// nothing written is dropped. One user at a time (the guest's port opens only once).
+    pub fn stream(&self) -> Stream<'_> {
+        let path = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let sock =
+            UnixStream::connect(&*path).unwrap_or_else(|e| panic!("stream socket {}: {e}", path.display()));
+        Stream { _only: path, sock }
+    }
+
     /// The guest's /proc/kallsyms as name -> address (the first of duplicate names).
     pub fn kallsyms(&self) -> &HashMap<String, u64> {
         self.kallsyms.get_or_init(|| {
@@ -694,6 +708,16 @@ impl Drop for GuestPlant<'_> {
             .request(&format!("drop {}", self.h), &[], Duration::from_secs(30));
     }
 }
+
+/// A connection to the guest's `/dev/lab-stream` (`Guest::stream`).
+pub struct Stream<'g> {
+    _only: MutexGuard<'g, PathBuf>,
+    pub sock: UnixStream,
+}
+
+/// The line a guest command writes to `/dev/lab-stream` after its output (`Stream`), so that the
+/// host knows that all of it has come.
+pub const STREAM_END: &str = "LAB-STREAM-END";
 
 /// A borrowed serial line.
 pub struct Port<'g> {

@@ -13,19 +13,24 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 export PATH=/lab:/bin
 for m in $MODS; do insmod "/lab/mods/$m.ko" || echo "LAB-ERROR insmod $m failed"; done
 hostname lab
-# The agent's port: the virtio serial port QEMU named "agent" (no udev here to make the
-# /dev/virtio-ports/agent link).
+# The agent's port and the stream port: the virtio serial ports QEMU named "agent" and "stream"
+# (no udev here to make the /dev/virtio-ports/NAME links).
 AGENT=""
+STREAM=""
 i=0
-while [ -z "$AGENT" ] && [ $i -lt 100 ]; do
+while { [ -z "$AGENT" ] || [ -z "$STREAM" ]; } && [ $i -lt 100 ]; do
   for n in /sys/class/virtio-ports/*/name; do
-    [ "$(cat "$n" 2>/dev/null)" = agent ] && AGENT=/dev/$(basename "$(dirname "$n")")
+    case "$(cat "$n" 2>/dev/null)" in
+      agent) AGENT=/dev/$(basename "$(dirname "$n")") ;;
+      stream) STREAM=/dev/$(basename "$(dirname "$n")") ;;
+    esac
   done
   i=$((i + 1))
-  [ -z "$AGENT" ] && sleep 0.1
+  { [ -z "$AGENT" ] || [ -z "$STREAM" ]; } && sleep 0.1
 done
+[ -n "$STREAM" ] && ln -s "$STREAM" /dev/lab-stream
 echo "LAB-UNAME $(uname -r) $(uname -m)"
-echo "LAB-HVC $(ls /dev/hvc* 2>/dev/null | tr '\n' ' ') agent=$AGENT"
+echo "LAB-HVC $(ls /dev/hvc* 2>/dev/null | tr '\n' ' ') agent=$AGENT stream=$STREAM"
 # PID 1 must never exit (that panics the guest): restart the agent if it ever stops.
 while true; do
   /lab/agent "$AGENT"

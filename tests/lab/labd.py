@@ -7,13 +7,16 @@ The guest is Debian bookworm's own 6.1 kernel (the one `make fixtures` boots and
 has the debug vmlinux of) under QEMU TCG, with KASLR on (Debian's default), 2 CPUs, and an
 initramfs holding busybox, the static kmemd, the lab agent (tests/lab/agent.rs) and the virtio
 console modules. Its virtio devices are UNIX sockets in WORKDIR: agent.sock is a virtio serial
-port (a plain character device: no tty layer between the agent and its binary blobs), and
-port1..port3.sock are the virtio consoles /dev/hvc0..hvc2, serial lines for `kmemd -s /dev/hvcN`.
+port (a plain character device: no tty layer between the agent and its binary blobs),
+stream.sock another one (the guest's /dev/lab-stream), on which a test streams a command's output
+to the host, and port1..port3.sock are the virtio consoles /dev/hvc0..hvc2, serial lines for
+`kmemd -s /dev/hvcN`.
 
 When the agent is up, prints `key value` lines and then `LABD-READY` on stdout:
     release 6.1.0-N-amd64        the guest's uname -r
     console WORKDIR/console.log  the kernel console
     agent WORKDIR/agent.sock
+    stream WORKDIR/stream.sock
     port WORKDIR/port1.sock      (one line per serial line, in hvc order)
     boot_s 14.2
     qmp WORKDIR/qmp.sock         (with --dumpable only)
@@ -102,13 +105,14 @@ def main():
         consoles = [f"port{i}" for i in range(1, PORTS + 1)]
         extra = ["-device", "vmcoreinfo"] if a.dumpable else []
         g = qemu.Guest(a.arch, kern["vmlinuz"], initrd, wdir, cpu=a.cpu, mem_mb=a.mem, consoles=consoles,
-                       ports=["agent"], qmp=a.dumpable, extra=extra)  # fmt: skip
+                       ports=["agent", "stream"], qmp=a.dumpable, extra=extra)  # fmt: skip
         text = g.wait_console(lambda t: "LAB-AGENT-READY" in t or "LAB-AGENT-ERROR" in t, BOOT_TIMEOUT,
                               "lab agent READY line")  # fmt: skip
         if "LAB-AGENT-READY" not in text:
             raise RuntimeError(f"the lab agent failed: {text[text.find('LAB-AGENT-ERROR'):][:300]}")
         release = next((l.split()[1] for l in text.splitlines() if l.startswith("LAB-UNAME ")), "?")
-        out = [f"release {release}", f"console {g.console}", f"agent {g.sockets['agent']}"]
+        out = [f"release {release}", f"console {g.console}", f"agent {g.sockets['agent']}",
+               f"stream {g.sockets['stream']}"]
         out += [f"port {g.sockets[c]}" for c in consoles]
         if g.qmp_path:
             out.append(f"qmp {g.qmp_path}")
