@@ -175,22 +175,9 @@ impl Syms {
             if self.lists.len() >= LISTS_MAX {
                 self.lists.clear();
             }
-            let mut text = String::new();
-            for (i, &a) in addrs.iter().enumerate() {
-                match how {
-                    List::Json => {
-                        if i > 0 {
-                            text.push(',');
-                        }
-                        text.push_str(self.format_json(a));
-                    }
-                    List::Lines(prefix) => {
-                        text.push_str(prefix);
-                        text.push_str(self.format(a));
-                        text.push('\n');
-                    }
-                }
-            }
+            let mut text = Text::with_capacity(0);
+            self.put_list(how, addrs, &mut text);
+            let text = text.as_str().to_string();
             self.lists.insert(key, (how, addrs.to_vec(), text));
         }
         self.lists.get(&key).map_or("", |(_, _, t)| t.as_str())
