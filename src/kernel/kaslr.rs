@@ -147,8 +147,8 @@ const GDB_RELOCATES: [&str; 3] = [".text", ".data", ".bss"];
 /// PT_LOADs; see [`Vmlinux::load_segments`]), so it reads `.rodata` (`linux_banner`,
 /// `__per_cpu_offset`), `.init.*` and the rest there. kmemd serves those link-time ranges from
 /// the bytes KASLR moved them to. Only where that is unambiguous: a range that is mapped at run
-/// time, or that overlaps where the image runs (a slide smaller than the image), is left alone,
-/// so a real runtime address is never rewritten. What GDB shows for `&sym` in those sections
+/// time, and the part of a range inside where the image runs (a slide smaller than the image),
+/// are left alone, so a real runtime address is never rewritten. What GDB shows for `&sym` in those sections
 /// stays the link-time address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkAlias {
@@ -207,22 +207,7 @@ impl LinkAlias {
             let Some(end) = s.addr.checked_add(s.size) else {
                 continue;
             };
-            if s.addr < run_hi && run_lo < end {
-                a.skipped.push(format!(
-                    "{} [{:#x}, {end:#x}): the slid image [{run_lo:#x}, {run_hi:#x}) covers it",
-                    s.name, s.addr
-                ));
-                continue;
-            }
-            let mut probe = [0u8; 1];
-            if mem.read_virt(VirtAddr(s.addr), &mut probe).is_ok() {
-                a.skipped.push(format!(
-                    "{} [{:#x}, {end:#x}): its link-time address is mapped at run time",
-                    s.name, s.addr
-                ));
-                continue;
-            }
-            a.ranges.push((s.addr, end));
+            a.serve_outside_image(&s.name, (s.addr, end), (run_lo, run_hi), mem);
         }
         a.ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(a.ranges.len());
@@ -237,7 +222,7 @@ impl LinkAlias {
     }
 
     /// Without a vmlinux (x86_64 only, whose vmlinux always has a zero-based per-CPU segment
-    /// besides the image, so more than two PT_LOADs): the whole link-time image `[link_text,
+    /// besides the image, so more than two PT_LOADs): the link-time image `[link_text,
     /// link_end)` from the kernel's `_text` and `_end` minus the slide. GDB reads .text/.data/.bss
     /// at run time, so serving their link-time ranges too changes nothing for it; the same
     /// conditions hold (unmapped at run time, outside the slid image).
@@ -258,18 +243,42 @@ impl LinkAlias {
         let (Some(run_lo), Some(run_hi)) = (link_text.checked_add(slide), link_end.checked_add(slide)) else {
             return a;
         };
-        let what = format!("the image [{link_text:#x}, {link_end:#x})");
-        if link_text < run_hi && run_lo < link_end {
-            a.skipped.push(format!(
-                "{what}: the slid image [{run_lo:#x}, {run_hi:#x}) covers it"
-            ));
-        } else if mem.read_virt(VirtAddr(link_text), &mut [0u8; 1]).is_ok() {
-            a.skipped
-                .push(format!("{what}: its link-time address is mapped at run time"));
-        } else {
-            a.ranges.push((link_text, link_end));
-        }
+        a.serve_outside_image("the image", (link_text, link_end), (run_lo, run_hi), mem);
         a
+    }
+
+    /// Serves the parts of the link-time range `[start, end)` that lie outside the slid image
+    /// `[run_lo, run_hi)` and are unmapped at run time. A slide smaller than the image makes the
+    /// two overlap; only the overlap is a real runtime range, so only it is left alone (a CI
+    /// guest drew a slide of 0x3400000 for a 0x3430000-byte image: refusing the whole image then
+    /// lost .rodata).
+    fn serve_outside_image(
+        &mut self,
+        what: &str,
+        (start, end): (u64, u64),
+        (run_lo, run_hi): (u64, u64),
+        mem: &mut dyn VirtRead,
+    ) {
+        let (cover_lo, cover_hi) = (start.max(run_lo), end.min(run_hi));
+        if cover_lo < cover_hi {
+            self.skipped.push(format!(
+                "{what} [{cover_lo:#x}, {cover_hi:#x}): the slid image [{run_lo:#x}, {run_hi:#x}) covers it"
+            ));
+        }
+        let below = (start, end.min(run_lo));
+        let above = (start.max(run_hi), end);
+        for (s, e) in [below, above] {
+            if s >= e {
+                continue;
+            }
+            if mem.read_virt(VirtAddr(s), &mut [0u8; 1]).is_ok() {
+                self.skipped.push(format!(
+                    "{what} [{s:#x}, {e:#x}): its link-time address is mapped at run time"
+                ));
+                continue;
+            }
+            self.ranges.push((s, e));
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -618,18 +627,45 @@ mod tests {
             &mut FakeMem::default(),
         );
         assert_eq!(img.ranges, vec![(0xffff_ffff_8100_0000, 0xffff_ffff_84a0_0000)]);
+        // A slide smaller than the image: only the part below the slid image is served. The
+        // slide a CI guest drew, 0x3400000, with Debian 6.1.0-57-amd64's _end.
         let near = LinkAlias::plan_image(
+            Arch::X86_64,
+            0xffff_ffff_8100_0000,
+            0xffff_ffff_8443_0000,
+            0x340_0000,
+            &mut FakeMem::default(),
+        );
+        assert_eq!(near.ranges, vec![(0xffff_ffff_8100_0000, 0xffff_ffff_8440_0000)]);
+        assert!(
+            near.text().contains(
+                "the image [0xffffffff84400000, 0xffffffff84430000): the slid image [0xffffffff84400000, "
+            ),
+            "{}",
+            near.text()
+        );
+        let mut mem = FakeMem::default();
+        mem.put_bytes(0xffff_ffff_8216_1900 + 0x340_0000, b"Linux version");
+        let mut buf = [0u8; 13];
+        let got = near.read(&mut mem, VirtAddr(0xffff_ffff_8216_1900), &mut buf, None);
+        assert_eq!(got.map(|r| r.ok()), Some(Some(13)));
+        assert_eq!(&buf, b"Linux version");
+        // A runtime address inside the slid image is never rewritten.
+        assert!(near
+            .read(&mut mem, VirtAddr(0xffff_ffff_8440_0000), &mut buf, None)
+            .is_none());
+        // The slide smaller than .rodata's distance from _text: nothing of it is served.
+        let tiny = LinkAlias::plan_image(
             Arch::X86_64,
             0xffff_ffff_8100_0000,
             0xffff_ffff_84a0_0000,
             0x20_0000,
             &mut FakeMem::default(),
         );
-        assert!(
-            !near.is_active() && near.text().contains("the slid image"),
-            "{}",
-            near.text()
-        );
+        assert_eq!(tiny.ranges, vec![(0xffff_ffff_8100_0000, 0xffff_ffff_8120_0000)]);
+        assert!(tiny
+            .read(&mut mem, VirtAddr(0xffff_ffff_8216_1900), &mut buf, None)
+            .is_none());
         let arm = LinkAlias::plan_image(
             Arch::Aarch64,
             0xffff_8000_0800_0000,
