@@ -465,14 +465,21 @@ impl Drop for MapView {
 }
 
 /// A BPF ring buffer map read from user space (kernel/bpf/ringbuf.c): one read-write page with
-/// the consumer position, then, read-only, the producer page and the data area mapped twice in a
-/// row, so a record that wraps is contiguous. Records start with an 8-byte header: a u32 length
-/// with BUSY (bit 31: still being written) and DISCARD (bit 30) flags, and a page offset.
+/// the consumer position, then, read-only, the producer page and the data area. Records start
+/// with an 8-byte header: a u32 length with BUSY (bit 31: still being written) and DISCARD (bit
+/// 30) flags, and a page offset.
+///
+/// The kernel offers the data area twice in a row, so that a record that wraps is contiguous,
+/// and maps every page of the mapping when it is made (remap_vmalloc_range), so each mapped
+/// byte is resident: mapping the data once costs half the RSS, and the few records that wrap are
+/// copied into `wrapped` instead.
 pub struct RingBufView {
     consumer: *mut u8,
     producer: *mut u8,
     page: usize,
     size: usize,
+    /// A record that wraps past the end of the data area, put back together.
+    wrapped: Vec<u8>,
     /// The fd stays open while mapped (poll(2) on it says when records wait).
     fd: OwnedFd,
 }
@@ -506,12 +513,13 @@ impl BpfMap {
         if consumer == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: the producer page and twice the data size follow at offset `page`, read-only
-        // (the kernel's documented layout); checked against MAP_FAILED.
+        // SAFETY: the producer page and the data area follow at offset `page`, read-only (the
+        // kernel's documented layout; it accepts a mapping shorter than the doubled area);
+        // checked against MAP_FAILED.
         let producer = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                page + 2 * size,
+                page + size,
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -529,6 +537,7 @@ impl BpfMap {
             producer: producer.cast(),
             page,
             size,
+            wrapped: Vec::new(),
             fd,
         })
     }
@@ -570,17 +579,30 @@ impl RingBufView {
             }
             let len = (hdr & !(RINGBUF_BUSY | RINGBUF_DISCARD)) as usize;
             if len > self.size - RINGBUF_HDR {
-                // Impossible from a sane kernel: never read past the double mapping.
+                // Impossible from a sane kernel: a record never exceeds the data area.
                 break;
             }
             if hdr & RINGBUF_DISCARD == 0 {
-                // SAFETY: [at + 8, at + 8 + len) lies within the double-mapped data area
-                // (at < size, len <= size - 8), which the kernel no longer writes until the
-                // consumer position passes it (the store below, after `f` returns).
-                let rec = unsafe {
-                    std::slice::from_raw_parts(self.producer.add(self.page + at + RINGBUF_HDR), len)
+                // The record's two parts: up to the data area's end, then from its start.
+                let (start, first) = wrap_split(self.size, at + RINGBUF_HDR, len);
+                // SAFETY: [start, start + first) and [0, len - first) lie within the mapped data
+                // area (wrap_split keeps both inside `size`), which the kernel no longer writes
+                // until the consumer position passes them (the store below, after `f` returns).
+                let (head, tail) = unsafe {
+                    let data = self.producer.add(self.page);
+                    (
+                        std::slice::from_raw_parts(data.add(start), first),
+                        std::slice::from_raw_parts(data, len - first),
+                    )
                 };
-                f(rec);
+                if tail.is_empty() {
+                    f(head);
+                } else {
+                    self.wrapped.clear();
+                    self.wrapped.extend_from_slice(head);
+                    self.wrapped.extend_from_slice(tail);
+                    f(&self.wrapped);
+                }
                 n += 1;
             }
             cons += ((len + RINGBUF_HDR + 7) & !7) as u64;
@@ -590,11 +612,19 @@ impl RingBufView {
     }
 }
 
+/// Where a ring buffer record of `len` bytes whose body starts `body` bytes into a data area of
+/// `size` bytes lies: its start (wrapped into the area) and how many bytes come before the area's
+/// end; the rest continue at the area's start. `body` < 2 * size and `len` <= size.
+fn wrap_split(size: usize, body: usize, len: usize) -> (usize, usize) {
+    let start = body % size;
+    (start, len.min(size - start))
+}
+
 impl Drop for RingBufView {
     fn drop(&mut self) {
         // SAFETY: both regions are exactly the live mappings made in `ring_buffer`.
         unsafe {
-            libc::munmap(self.producer.cast(), self.page + 2 * self.size);
+            libc::munmap(self.producer.cast(), self.page + self.size);
             libc::munmap(self.consumer.cast(), self.page);
         }
     }
@@ -603,6 +633,20 @@ impl Drop for RingBufView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ring_record_is_split_where_the_data_area_ends() {
+        // Header at 0: the body starts at 8 and fits.
+        assert_eq!(wrap_split(4096, 8, 100), (8, 100));
+        // Ends exactly at the area's end: one part.
+        assert_eq!(wrap_split(4096, 4000, 96), (4000, 96));
+        // Crosses the end: 96 bytes there, the rest from the start.
+        assert_eq!(wrap_split(4096, 4000, 200), (4000, 96));
+        // The header is the area's last 8 bytes: the body starts at the area's start.
+        assert_eq!(wrap_split(4096, 4096, 200), (0, 200));
+        // The largest record the ring holds.
+        assert_eq!(wrap_split(4096, 16, 4088), (16, 4080));
+    }
 
     #[test]
     fn zlib_inflates_a_known_stream() {
