@@ -226,3 +226,129 @@ fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
         }
     }
 }
+
+/// The second script: a watchpoint hit in interrupt context, `break` (Z0, served by a debug
+/// register), and Ctrl-C ending a wait that no access ends.
+const SCRIPT_IRQ: &str = r#"
+import gdb, os, signal, threading
+def kv(k, v):
+    print("KV %s %s" % (k, str(v).replace("\n", "\\n")))
+def run(k, cmd):
+    print("KV begin %s" % k)
+    try:
+        kv(k, gdb.execute(cmd, to_string=True))
+    except gdb.error as e:
+        kv(k, "ERROR " + str(e))
+gdb.execute("set remotetimeout 120")
+gdb.execute("target remote %(sock)s")
+# jiffies_64 is written by the timer interrupt (tick_do_update_jiffies64), on the CPU's IRQ
+# stack, usually while an idle task is interrupted.
+run("watch", "watch jiffies_64")
+run("cont1", "continue")
+run("threads", "info threads")
+run("bt1", "bt")
+run("delete1", "delete")
+run("break", "break %(hbreak)s")
+run("cont2", "continue")
+run("bt2", "bt")
+run("delete2", "delete")
+# Nothing writes panic_timeout: only Ctrl-C (SIGINT to GDB, which sends 0x03) ends this wait.
+run("watch3", "watch panic_timeout")
+threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+run("cont3", "continue")
+run("threads3", "info threads")
+run("delete3", "delete")
+gdb.execute("detach")
+kv("done", "yes")
+"#;
+
+/// Issue 15 section 2, the rest of it on the running kernels:
+/// - `watch jiffies_64`: the write happens in the timer interrupt, so the snapshot is of the
+///   CPU's IRQ stack; GDB stops in the timer code with source lines, and the stop's thread is one
+///   that `info threads` lists (often an idle task, swapper/N, whose thread is its CPU's). GDB's
+///   `bt` walks the IRQ stack up to the interrupt's entry (x86_64 sysvec_apic_timer_interrupt,
+///   arm64 call_on_irq_stack) and stops there: the switch from the task's stack is assembly
+///   without unwind information (seen in both guests with all three GDBs; README, "Limits");
+/// - `break FUNC` (Z0): kmemd serves it with a debug register, and GDB stops at the function;
+/// - Ctrl-C during a `continue` that no access ends gives GDB a stop, and the session goes on.
+#[test]
+fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let saved = g.sh("cat /proc/sys/kernel/pid_max");
+        let _writer = g
+            .spawn(
+                "i=0; while :; do i=$((i + 1)); echo $((60000 + i)) > /proc/sys/kernel/pid_max; \
+                 sleep 0.2; done",
+            )
+            .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
+        for (name, gdb) in lab_gdbs(arch) {
+            let what = format!("{} {name}", arch.name());
+            let served = Served::start(g, "-v");
+            let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let script = dir.join(format!("gdbwatch-irq-{}-{name}.py", arch.name()));
+            let hbreak = match arch {
+                Arch::X86_64 => "proc_dointvec_minmax",
+                Arch::Aarch64 => "*proc_dointvec_minmax",
+            };
+            let body = SCRIPT_IRQ
+                .replace("%(sock)s", &served.port.host.display().to_string())
+                .replace("%(hbreak)s", hbreak);
+            std::fs::write(&script, body).unwrap();
+            let out = crate::common::gdb_batch_command(&gdb, 300)
+                .arg(g.vmlinux())
+                .arg("-x")
+                .arg(&script)
+                .output()
+                .expect("run gdb");
+            let seen = Seen::from_output(&out);
+            let log = served.stop(g);
+            let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
+            assert!(seen.all("done").contains(&"yes"), "GDB did not finish: {}", ctx());
+
+            let c1 = seen.out("cont1");
+            assert!(c1.contains("Hardware watchpoint 1: jiffies_64"), "{}", ctx());
+            let bt1 = seen.unescaped("bt1");
+            assert!(
+                bt1.contains("tick_do_update_jiffies64") && bt1.contains("kernel/time/"),
+                "{what}: bt names the timer code that writes jiffies_64, with source lines:\n{bt1}\n{}",
+                ctx()
+            );
+            let threads = seen.unescaped("threads");
+            let current = threads.lines().find(|l| l.starts_with('*'));
+            assert!(
+                current.is_some(),
+                "{what}: the stop's thread is one info threads lists:\n{threads}\n{}",
+                ctx()
+            );
+
+            let c2 = seen.out("cont2");
+            assert!(
+                c2.contains("Breakpoint 2")
+                    && c2.contains("proc_dointvec_minmax (")
+                    && c2.contains("kernel/sysctl.c:"),
+                "{what}: break (Z0) stops at the handler with its source line:\n{c2}\n{}",
+                ctx()
+            );
+            assert!(
+                seen.unescaped("bt2").contains("proc_sys_call_handler"),
+                "{what}: bt at the break:\n{}",
+                seen.unescaped("bt2")
+            );
+
+            let c3 = seen.out("cont3");
+            assert!(
+                c3.contains("SIGINT") && !c3.contains("ERROR"),
+                "{what}: Ctrl-C ends the wait with a stop:\n{c3}\n{}",
+                ctx()
+            );
+            assert!(
+                seen.unescaped("threads3").lines().any(|l| l.starts_with('*')),
+                "{what}: the session goes on after Ctrl-C\n{}",
+                ctx()
+            );
+        }
+    }
+}
