@@ -56,10 +56,12 @@ gdb.execute("detach")
 kv("done", "yes")
 "#;
 
-fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
+/// Runs the GDB script `template` (SCRIPT or SCRIPT_IRQ, named `name` for its file) against
+/// `sock` with the guest's vmlinux; returns what it printed.
+fn run_gdb(g: &Guest, gdb: &Path, sock: &Path, template: &str, name: &str) -> Seen {
     let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join(format!("gdbwatch-{}.py", g.arch.name()));
+    let script = dir.join(format!("{name}-{}.py", g.arch.name()));
     // arm64: Debian's kernel is built with patchable function entries, so the ELF symbol
     // proc_dointvec_minmax is two NOPs before the function DWARF describes, and `hbreak NAME`
     // gets a location at each; the NOPs run first, in no function GDB knows, so it would stop
@@ -68,7 +70,7 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
         Arch::X86_64 => "proc_dointvec_minmax",
         Arch::Aarch64 => "*proc_dointvec_minmax",
     };
-    let body = SCRIPT
+    let body = template
         .replace("%(sock)s", &sock.display().to_string())
         .replace("%(hbreak)s", hbreak);
     std::fs::write(&script, body).unwrap();
@@ -79,6 +81,48 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path) -> Seen {
         .output()
         .expect("run gdb");
     Seen::from_output(&out)
+}
+
+/// A shell loop in the guest writing distinct increasing values (`base` + 1, + 2, ...) to
+/// pid_max every 0.2 s (its forks of `sleep` read pid_max). Scoped: killed and pid_max restored
+/// before the caller's slots lock is released, even when an assertion fails, so the snapshot
+/// tests that count pid_max writes under the same lock never see this writer's stores.
+fn pid_max_writer(g: &Guest, base: u32) -> crate::guest::Scoped<'_> {
+    let saved = g.sh("cat /proc/sys/kernel/pid_max");
+    g.spawn(&format!(
+        "i=0; while :; do i=$((i + 1)); echo $(({base} + i)) > /proc/sys/kernel/pid_max; \
+         sleep 0.2; done"
+    ))
+    .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()))
+}
+
+/// In each guest, with the pid_max writer (from `base`) running and the debug registers held:
+/// one kmemd session per GDB running the script `template`; `check` gets the arch, a label, what
+/// GDB printed (it must have finished) and kmemd's log.
+fn each_gdb_session(template: &str, name: &str, base: u32, check: impl Fn(Arch, &str, &Seen, &str)) {
+    for arch in ARCHES {
+        let g = guest(arch);
+        let _slots = g.slots();
+        let _writer = pid_max_writer(g, base);
+        for (gname, gdb) in lab_gdbs(arch) {
+            let what = format!("{} {gname}", arch.name());
+            let served = Served::start(g, "-v");
+            let seen = run_gdb(g, &gdb, &served.port.host, template, name);
+            let log = served.stop(g);
+            assert!(
+                seen.all("done").contains(&"yes"),
+                "{what}: GDB did not finish:\n{}\nkmemd:\n{log}",
+                seen.text
+            );
+            check(arch, &what, &seen, &log);
+        }
+    }
+}
+
+/// Whether a breakpoint stop GDB printed is in the sysctl handler with its arguments and
+/// source line.
+fn stops_in_the_sysctl_handler(stop: &str) -> bool {
+    stop.contains("proc_dointvec_minmax (") && stop.contains("kernel/sysctl.c:")
 }
 
 /// The number after ` = ` in GDB's `$N = V`.
@@ -108,123 +152,100 @@ fn old_new(stop: &str) -> (i64, i64) {
 /// whose arguments GDB prints; `stepi` is refused with kmemd's sentence. Each GDB, both arches.
 #[test]
 fn gdb_watch_and_hbreak_stop_at_the_running_kernels_accesses() {
-    for arch in ARCHES {
-        let g = guest(arch);
-        let _slots = g.slots();
-        let saved = g.sh("cat /proc/sys/kernel/pid_max");
-        // Distinct increasing values, one write every 0.2 s; forks of `sleep` read pid_max.
-        // Scoped: killed and pid_max restored before `_slots` is released, even when an
-        // assertion below fails, so the snapshot tests that count pid_max writes under the same
-        // lock never see this writer's stores.
-        let _writer = g
-            .spawn(
-                "i=0; while :; do i=$((i + 1)); echo $((50000 + i)) > /proc/sys/kernel/pid_max; \
-                 sleep 0.2; done",
-            )
-            .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
-        for (name, gdb) in lab_gdbs(arch) {
-            let what = format!("{} {name}", arch.name());
-            let served = Served::start(g, "-v");
-            let seen = run_gdb(g, &gdb, &served.port.host);
-            let log = served.stop(g);
-            let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
-            assert!(seen.all("done").contains(&"yes"), "GDB did not finish: {}", ctx());
+    each_gdb_session(SCRIPT, "gdbwatch", 50000, |arch, what, seen, log| {
+        let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
 
+        assert!(
+            seen.unescaped("watch").contains("Hardware watchpoint 1: pid_max"),
+            "{}",
+            ctx()
+        );
+        let c1 = seen.out("cont1");
+        assert!(c1.contains("Hardware watchpoint 1: pid_max"), "{}", ctx());
+        let (old1, new1) = old_new(&c1);
+        // GDB reads the new value when it asks, after the kernel moved on: a later write.
+        assert!(
+            new1 > 50000 && new1 > old1,
+            "{what}: the writer stores increasing values: {old1} -> {new1}\n{}",
+            ctx()
+        );
+        let bt1 = seen.unescaped("bt1");
+        assert!(
+            bt1.contains("kernel/sysctl.c:") && bt1.contains("proc_sys_call_handler"),
+            "{what}: bt names the sysctl writer with source lines:\n{bt1}\n{}",
+            ctx()
+        );
+        assert!(bt1.contains("vfs_write"), "{what}: bt reaches vfs_write:\n{bt1}");
+        let threads = seen.unescaped("thread1");
+        let current = threads.lines().find(|l| l.starts_with('*')).unwrap_or_default();
+        assert!(
+            current.contains(" sh ") || current.contains("\"sh\""),
+            "{what}: the stop's thread is the writing shell, as info threads lists it:\n{threads}"
+        );
+        let (a, b) = (value(&seen.unescaped("live_a")), value(&seen.unescaped("live_b")));
+        assert!(
+            b > a,
+            "{what}: the guest's writer went on while GDB was stopped: {a} then {b}"
+        );
+        let (ja, jb) = (
+            value(&seen.unescaped("jiffies_a")),
+            value(&seen.unescaped("jiffies_b")),
+        );
+        assert!(jb > ja, "{what}: jiffies {ja} then {jb}");
+
+        let c2 = seen.out("cont2");
+        let (old2, new2) = old_new(&c2);
+        assert!(
+            new2 > new1 && new2 > old2 && old2 == new1,
+            "{what}: continue catches a later write: {old2} -> {new2} after {new1}\n{}",
+            ctx()
+        );
+        assert!(seen.unescaped("bt2").contains("kernel/sysctl.c:"), "{}", ctx());
+
+        assert!(
+            seen.out("cont3")
+                .contains("Hardware access (read/write) watchpoint 2: pid_max"),
+            "{}",
+            ctx()
+        );
+        if arch == Arch::Aarch64 {
             assert!(
-                seen.unescaped("watch").contains("Hardware watchpoint 1: pid_max"),
+                seen.out("cont4").contains("Hardware read watchpoint 3: pid_max"),
                 "{}",
                 ctx()
             );
-            let c1 = seen.out("cont1");
-            assert!(c1.contains("Hardware watchpoint 1: pid_max"), "{}", ctx());
-            let (old1, new1) = old_new(&c1);
-            // GDB reads the new value when it asks, after the kernel moved on: a later write.
+        } else {
             assert!(
-                new1 > 50000 && new1 > old1,
-                "{what}: the writer stores increasing values: {old1} -> {new1}\n{}",
-                ctx()
-            );
-            let bt1 = seen.unescaped("bt1");
-            assert!(
-                bt1.contains("kernel/sysctl.c:") && bt1.contains("proc_sys_call_handler"),
-                "{what}: bt names the sysctl writer with source lines:\n{bt1}\n{}",
-                ctx()
-            );
-            assert!(bt1.contains("vfs_write"), "{what}: bt reaches vfs_write:\n{bt1}");
-            let threads = seen.unescaped("thread1");
-            let current = threads.lines().find(|l| l.starts_with('*')).unwrap_or_default();
-            assert!(
-                current.contains(" sh ") || current.contains("\"sh\""),
-                "{what}: the stop's thread is the writing shell, as info threads lists it:\n{threads}"
-            );
-            let (a, b) = (value(&seen.unescaped("live_a")), value(&seen.unescaped("live_b")));
-            assert!(
-                b > a,
-                "{what}: the guest's writer went on while GDB was stopped: {a} then {b}"
-            );
-            let (ja, jb) = (
-                value(&seen.unescaped("jiffies_a")),
-                value(&seen.unescaped("jiffies_b")),
-            );
-            assert!(jb > ja, "{what}: jiffies {ja} then {jb}");
-
-            let c2 = seen.out("cont2");
-            let (old2, new2) = old_new(&c2);
-            assert!(
-                new2 > new1 && new2 > old2 && old2 == new1,
-                "{what}: continue catches a later write: {old2} -> {new2} after {new1}\n{}",
-                ctx()
-            );
-            assert!(seen.unescaped("bt2").contains("kernel/sysctl.c:"), "{}", ctx());
-
-            assert!(
-                seen.out("cont3")
-                    .contains("Hardware access (read/write) watchpoint 2: pid_max"),
-                "{}",
-                ctx()
-            );
-            if arch == Arch::Aarch64 {
-                assert!(
-                    seen.out("cont4").contains("Hardware read watchpoint 3: pid_max"),
-                    "{}",
-                    ctx()
-                );
-            } else {
-                assert!(
-                    log.contains("cannot trap reads alone; use awatch")
-                        && seen.out("cont4").contains("ERROR"),
-                    "{what}: x86 refuses rwatch with the reason\n{}",
-                    ctx()
-                );
-            }
-
-            let c5 = seen.out("cont5");
-            assert!(
-                c5.contains("Breakpoint")
-                    && c5.contains("proc_dointvec_minmax (")
-                    && c5.contains("kernel/sysctl.c:"),
-                "{what}: hbreak stops at the handler with its source line:\n{c5}\n{}",
-                ctx()
-            );
-            assert!(
-                seen.unescaped("procname").contains("\"pid_max\""),
-                "{what}: p table->procname: {}\n{}",
-                seen.unescaped("procname"),
-                ctx()
-            );
-            assert_eq!(value(&seen.unescaped("write")), 1, "{what}: a write");
-            let bt5 = seen.unescaped("bt5");
-            assert!(
-                bt5.contains("proc_sys_call_handler") && bt5.contains("vfs_write"),
-                "{what}: bt at the breakpoint:\n{bt5}"
-            );
-            assert!(
-                seen.text.contains("kmemd cannot step a running kernel"),
-                "{what}: stepi is refused with the sentence\n{}",
+                log.contains("cannot trap reads alone; use awatch") && seen.out("cont4").contains("ERROR"),
+                "{what}: x86 refuses rwatch with the reason\n{}",
                 ctx()
             );
         }
-    }
+
+        let c5 = seen.out("cont5");
+        assert!(
+            c5.contains("Breakpoint") && stops_in_the_sysctl_handler(&c5),
+            "{what}: hbreak stops at the handler with its source line:\n{c5}\n{}",
+            ctx()
+        );
+        assert!(
+            seen.unescaped("procname").contains("\"pid_max\""),
+            "{what}: p table->procname: {}\n{}",
+            seen.unescaped("procname"),
+            ctx()
+        );
+        assert_eq!(value(&seen.unescaped("write")), 1, "{what}: a write");
+        let bt5 = seen.unescaped("bt5");
+        assert!(
+            bt5.contains("proc_sys_call_handler") && bt5.contains("vfs_write"),
+            "{what}: bt at the breakpoint:\n{bt5}"
+        );
+        assert!(
+            seen.text.contains("kmemd cannot step a running kernel"),
+            "{what}: stepi is refused with the sentence\n{}",
+            ctx()
+        );
+    });
 }
 
 /// The second script: a watchpoint hit in interrupt context, `break` (Z0, served by a debug
@@ -273,82 +294,47 @@ kv("done", "yes")
 /// - Ctrl-C during a `continue` that no access ends gives GDB a stop, and the session goes on.
 #[test]
 fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
-    for arch in ARCHES {
-        let g = guest(arch);
-        let _slots = g.slots();
-        let saved = g.sh("cat /proc/sys/kernel/pid_max");
-        let _writer = g
-            .spawn(
-                "i=0; while :; do i=$((i + 1)); echo $((60000 + i)) > /proc/sys/kernel/pid_max; \
-                 sleep 0.2; done",
-            )
-            .scoped(&format!("echo {} > /proc/sys/kernel/pid_max", saved.trim()));
-        for (name, gdb) in lab_gdbs(arch) {
-            let what = format!("{} {name}", arch.name());
-            let served = Served::start(g, "-v");
-            let dir = std::env::temp_dir().join(format!("kmemd-lab-gdb-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let script = dir.join(format!("gdbwatch-irq-{}-{name}.py", arch.name()));
-            let hbreak = match arch {
-                Arch::X86_64 => "proc_dointvec_minmax",
-                Arch::Aarch64 => "*proc_dointvec_minmax",
-            };
-            let body = SCRIPT_IRQ
-                .replace("%(sock)s", &served.port.host.display().to_string())
-                .replace("%(hbreak)s", hbreak);
-            std::fs::write(&script, body).unwrap();
-            let out = crate::common::gdb_batch_command(&gdb, 300)
-                .arg(g.vmlinux())
-                .arg("-x")
-                .arg(&script)
-                .output()
-                .expect("run gdb");
-            let seen = Seen::from_output(&out);
-            let log = served.stop(g);
-            let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
-            assert!(seen.all("done").contains(&"yes"), "GDB did not finish: {}", ctx());
+    each_gdb_session(SCRIPT_IRQ, "gdbwatch-irq", 60000, |_, what, seen, log| {
+        let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
 
-            let c1 = seen.out("cont1");
-            assert!(c1.contains("Hardware watchpoint 1: jiffies_64"), "{}", ctx());
-            let bt1 = seen.unescaped("bt1");
-            assert!(
-                bt1.contains("tick_do_update_jiffies64") && bt1.contains("kernel/time/"),
-                "{what}: bt names the timer code that writes jiffies_64, with source lines:\n{bt1}\n{}",
-                ctx()
-            );
-            let threads = seen.unescaped("threads");
-            let current = threads.lines().find(|l| l.starts_with('*'));
-            assert!(
-                current.is_some(),
-                "{what}: the stop's thread is one info threads lists:\n{threads}\n{}",
-                ctx()
-            );
+        let c1 = seen.out("cont1");
+        assert!(c1.contains("Hardware watchpoint 1: jiffies_64"), "{}", ctx());
+        let bt1 = seen.unescaped("bt1");
+        assert!(
+            bt1.contains("tick_do_update_jiffies64") && bt1.contains("kernel/time/"),
+            "{what}: bt names the timer code that writes jiffies_64, with source lines:\n{bt1}\n{}",
+            ctx()
+        );
+        let threads = seen.unescaped("threads");
+        let current = threads.lines().find(|l| l.starts_with('*'));
+        assert!(
+            current.is_some(),
+            "{what}: the stop's thread is one info threads lists:\n{threads}\n{}",
+            ctx()
+        );
 
-            let c2 = seen.out("cont2");
-            assert!(
-                c2.contains("Breakpoint 2")
-                    && c2.contains("proc_dointvec_minmax (")
-                    && c2.contains("kernel/sysctl.c:"),
-                "{what}: break (Z0) stops at the handler with its source line:\n{c2}\n{}",
-                ctx()
-            );
-            assert!(
-                seen.unescaped("bt2").contains("proc_sys_call_handler"),
-                "{what}: bt at the break:\n{}",
-                seen.unescaped("bt2")
-            );
+        let c2 = seen.out("cont2");
+        assert!(
+            c2.contains("Breakpoint 2") && stops_in_the_sysctl_handler(&c2),
+            "{what}: break (Z0) stops at the handler with its source line:\n{c2}\n{}",
+            ctx()
+        );
+        assert!(
+            seen.unescaped("bt2").contains("proc_sys_call_handler"),
+            "{what}: bt at the break:\n{}",
+            seen.unescaped("bt2")
+        );
 
-            let c3 = seen.out("cont3");
-            assert!(
-                c3.contains("SIGINT") && !c3.contains("ERROR"),
-                "{what}: Ctrl-C ends the wait with a stop:\n{c3}\n{}",
-                ctx()
-            );
-            assert!(
-                seen.unescaped("threads3").lines().any(|l| l.starts_with('*')),
-                "{what}: the session goes on after Ctrl-C\n{}",
-                ctx()
-            );
-        }
-    }
+        let c3 = seen.out("cont3");
+        assert!(
+            c3.contains("SIGINT") && !c3.contains("ERROR"),
+            "{what}: Ctrl-C ends the wait with a stop:\n{c3}\n{}",
+            ctx()
+        );
+        assert!(
+            seen.unescaped("threads3").lines().any(|l| l.starts_with('*')),
+            "{what}: the session goes on after Ctrl-C\n{}",
+            ctx()
+        );
+    });
 }
