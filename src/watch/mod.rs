@@ -55,6 +55,11 @@ const PASS_BYTES: usize = 64 << 10;
 const OUT_FLUSH: usize = 64 << 10;
 /// Longest sleep in poll: bounds the delay of a lone hit and of a time limit.
 const POLL_MS: i32 = 20;
+/// Pause after a pass that took fewer than BATCH_SMALL bytes of records (~24 hits), so that a
+/// burst's hits are taken a batch per pass (the lab's x86_64 guest, 100k writes: kmemd's CPU
+/// went from 7.6 s, 4.6 s of it system, to 4.1 s, 2.1 s system).
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+const BATCH_SMALL: usize = 8 << 10;
 /// Most bytes of snapshots held waiting for their perf samples (Snapshot::heap_bytes: ~500 a
 /// snapshot as watch mode keeps it, code words instead of the stack, so ~16,000 of them); the
 /// rest wait in the BPF ring buffer. Under a burst the reader lags the writer by up to the perf
@@ -473,6 +478,13 @@ impl<'a> Watcher<'a> {
             }
             if let Some(r) = self.show_pass(&buf, &armed.ids, &mut batch) {
                 return (r, armed);
+            }
+            if !more && !buf.is_empty() && buf.len() < BATCH_SMALL {
+                // A few hits came and the reader is ahead: more are likely (a burst). x86 wakes
+                // the reader at every sample, so without this pause each pass would take one hit
+                // and pay a poll, a wake-up and a write of its own; a lone hit is still shown at
+                // once, before the pause. A reader that is behind (larger passes) never pauses.
+                std::thread::sleep(BATCH_PAUSE);
             }
         }
     }
