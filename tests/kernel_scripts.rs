@@ -192,22 +192,19 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
     let pco = k_sym(&sock, "__per_cpu_offset");
     // x86_64's kallsyms has jiffies; elsewhere kmemd's -k symbol (relocated) stands in.
     let jiffies = f.ksym("jiffies").unwrap_or_else(|| k_sym(&sock, "jiffies"));
-    // A slide smaller than the image puts the link-time .rodata inside the slid image, where
+    // A slide smaller than the image can put the link-time .rodata inside the slid image, where
     // kmemd must not rewrite addresses: then the user types the lines `monitor kaslr` gives, and
     // this test does too, after checking that kmemd says why.
-    let typed = f.arch == "x86_64" && !link_alias_reaches(vmlinux, f.kaslr);
+    let typed = if f.arch == "x86_64" {
+        kaslr_typed_line(vmlinux, f.kaslr)
+    } else {
+        None
+    };
     let mut cmds: Vec<(&str, String)> = Vec::new();
-    if typed {
-        eprintln!(
-            "{name}: slide {:#x} is smaller than .rodata's distance from _text: typing the lines `monitor kaslr` gives",
-            f.kaslr
-        );
+    if let Some(line) = &typed {
         cmds.push(("kaslr", "monitor kaslr".into()));
         cmds.push(("symbol-file", "symbol-file".into()));
-        cmds.push((
-            "add-symbol-file",
-            format!("add-symbol-file {vm} -o {:#x} -s .data..percpu 0", f.kaslr),
-        ));
+        cmds.push(("add-symbol-file", line.clone()));
     }
     for (gname, gdb) in gdbs_for(&f.arch) {
         let ctx = format!("{name} {gname}");
@@ -249,7 +246,7 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
             get("banner")
         );
         let at = hex(value(get("banner-at")));
-        if typed {
+        if typed.is_some() {
             // Monitor output reaches GDB's stderr, so it is in `all`, not in the answer.
             assert!(
                 all.contains(") covers it") && all.contains("add-symbol-file"),
@@ -327,16 +324,6 @@ fn check_scripts(f: &Fx, vmlinux: &Path, scripts: &Path, kmemd_k: bool, name: &s
         assert_eq!(get("bogus"), "RAISED", "{ctx}: an unknown monitor command");
         assert!(k.alive(), "{ctx}: server died: {}", k.log_text());
     }
-}
-
-/// Whether kmemd's link-time alias can serve what these tests read in .rodata (`linux_banner`,
-/// `__per_cpu_offset`) with `slide`: their link-time addresses must lie below the slid image,
-/// which starts at `_text + slide`.
-fn link_alias_reaches(vmlinux: &Path, slide: u64) -> bool {
-    let run_lo = nm_address(vmlinux, "_text") + slide;
-    ["linux_banner", "__per_cpu_offset"]
-        .iter()
-        .all(|s| nm_address(vmlinux, s) + 0x200 <= run_lo)
 }
 
 /// `monitor sym NAME`'s address, asked over the socket with a plain RSP exchange.

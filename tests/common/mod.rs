@@ -418,3 +418,24 @@ pub fn nm_address(vmlinux: &Path, sym: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("{sym} not in {}", vmlinux.display()))
 }
+
+/// The line `monitor kaslr` tells an x86_64 user to type when kmemd cannot alias .rodata, or
+/// None when its alias serves what the scripts tests read there (`linux_banner`,
+/// `__per_cpu_offset`): their link-time addresses must lie below the slid image, which starts
+/// at `_text + slide`. A slide smaller than that distance (about 2 % of boots) puts them inside
+/// the slid image, where kmemd leaves addresses alone.
+pub fn kaslr_typed_line(vmlinux: &Path, slide: u64) -> Option<String> {
+    let run_lo = nm_address(vmlinux, "_text") + slide;
+    let reaches = ["linux_banner", "__per_cpu_offset"]
+        .iter()
+        .all(|s| nm_address(vmlinux, s) + 0x200 <= run_lo);
+    (!reaches).then(|| {
+        eprintln!(
+            "slide {slide:#x} is smaller than .rodata's distance from _text: typing the add-symbol-file line"
+        );
+        format!(
+            "add-symbol-file {} -o {slide:#x} -s .data..percpu 0",
+            vmlinux.display()
+        )
+    })
+}

@@ -438,27 +438,16 @@ fn gdb_without_vmlinux_reads_what_vmcoreinfo_points_at() {
 
 /// Runs inside GDB for [`kernel_scripts_work_live_with_no_typed_line`]: the kernel's own GDB
 /// scripts, sourced after `target remote`, with no KASLR line typed.
-/// The `add-symbol-file` line `monitor kaslr` tells an x86_64 user to type when this boot's slide
-/// is smaller than .rodata's distance from `_text` (then .rodata's link-time addresses lie inside
-/// the slid image, and kmemd leaves them alone), or "" when kmemd's alias serves .rodata: what
-/// the test reads there (`linux_banner`, `__per_cpu_offset`) lies below `_text + slide`.
+/// The line `monitor kaslr` tells an x86_64 user to type when this boot's slide is too small
+/// for kmemd's alias to serve .rodata ([`crate::common::kaslr_typed_line`]), or "".
 fn lx_typed_line(g: &Guest, vmlinux: &std::path::Path) -> String {
     if g.arch != Arch::X86_64 {
         return String::new();
     }
-    let link_text = crate::common::nm_address(vmlinux, "_text");
-    let slide = g.ksym("_text").wrapping_sub(link_text);
-    let reaches = ["linux_banner", "__per_cpu_offset"]
-        .iter()
-        .all(|s| crate::common::nm_address(vmlinux, s) + 0x200 <= link_text + slide);
-    if reaches {
-        return String::new();
-    }
-    eprintln!("x86_64 guest: slide {slide:#x} is smaller than .rodata's distance from _text: typing the add-symbol-file line");
-    format!(
-        "add-symbol-file {} -o {slide:#x} -s .data..percpu 0",
-        vmlinux.display()
-    )
+    let slide = g
+        .ksym("_text")
+        .wrapping_sub(crate::common::nm_address(vmlinux, "_text"));
+    crate::common::kaslr_typed_line(vmlinux, slide).unwrap_or_default()
 }
 
 const LX_SCRIPT: &str = r#"
