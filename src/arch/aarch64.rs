@@ -282,7 +282,7 @@ pub struct PagingAarch64;
 impl PagingAarch64 {
     /// The form for a granule of `1 << page_shift` bytes and `va_bits` address bits. `pa52`
     /// selects the 52-bit descriptor layout for 4K/16K (LPA2); 64K always decodes LPA bits
-    /// [15:12], which are RES0 when PAs are 48-bit.
+    /// `[15:12]`, which are RES0 when PAs are 48-bit.
     pub fn form(page_shift: u8, va_bits: u8, pa52: bool) -> Result<PagingForm, FormatError> {
         let pte = match (page_shift, pa52) {
             (16, _) => PteFormat::Aarch64Lpa,

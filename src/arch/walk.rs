@@ -18,11 +18,11 @@ pub enum PteFormat {
     X86_64,
     /// aarch64 with 4K or 16K granule and 48-bit output addresses (TCR_EL1.DS = 0).
     Aarch64,
-    /// aarch64 64K granule: output address bits [47:16] plus bits [15:12] -> PA[51:48] (FEAT_LPA).
+    /// aarch64 64K granule: output address bits `[47:16]` plus bits `[15:12]` -> `PA[51:48]` (FEAT_LPA).
     /// Those bits are RES0 without 52-bit PAs, so decoding them is right for every 64K kernel.
     Aarch64Lpa,
-    /// aarch64 4K/16K granule with FEAT_LPA2 (TCR_EL1.DS = 1): output address bits [49:page_shift]
-    /// plus bits [9:8] -> PA[51:50]. Only when DS = 1: otherwise bits [9:8] are shareability.
+    /// aarch64 4K/16K granule with FEAT_LPA2 (TCR_EL1.DS = 1): output address bits `[49:page_shift]`
+    /// plus bits `[9:8]` -> `PA[51:50]`. Only when DS = 1: otherwise bits `[9:8]` are shareability.
     Aarch64Lpa2,
 }
 

@@ -3,7 +3,7 @@
 //! - `kallsyms_num_syms`: u32 count;
 //! - `kallsyms_names`: per symbol a length byte (if its top bit is set, a second byte holds bits
 //!   7..14, "big" symbols since 6.1), then that many token numbers;
-//! - `kallsyms_token_table`: NUL-terminated strings; `kallsyms_token_index`: u16[256], the
+//! - `kallsyms_token_table`: NUL-terminated strings; `kallsyms_token_index`: `u16[256]`, the
 //!   offset of each token's string;
 //! - `kallsyms_offsets`: i32 per symbol, with `kallsyms_relative_base` (u64)
 //!   (CONFIG_KALLSYMS_BASE_RELATIVE). Without CONFIG_KALLSYMS_ABSOLUTE_PERCPU (arm64; x86 since

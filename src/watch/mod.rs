@@ -391,7 +391,7 @@ pub struct Watcher<'a> {
 impl<'a> Watcher<'a> {
     /// A reader of hits for `specs` (whose values before arming are `prev`). `snaps` is the
     /// loaded snapshot program, drained at each pass; with none, snapshots are taken from what
-    /// was pushed into [`Watcher::pairer`], unless `snapshots_off` says why there are none.
+    /// was pushed into its pairer, unless `snapshots_off` says why there are none.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &'a Options,

@@ -6,10 +6,10 @@
 //! The API for users of hits (watch mode, the GDB stub's watchpoints):
 //! - [`Snapshots::open`] loads the program for the host arch and maps its ring buffer;
 //!   [`Snapshots::prog`] is what [`super::perf::Armed::attach_bpf`] attaches to every event.
-//! - Each drain pass: take the perf records first, then [`Snapshots::drain`] into a [`Pairer`],
+//! - Each drain pass: take the perf records first, then [`Snapshots::take`] into a [`Pairer`],
 //!   then [`Pairer::take`] per perf sample (a snapshot is in the ring buffer before its sample is
 //!   in the perf ring, so every sample taken has its snapshot drained by then).
-//! - [`values`] gives a hit's (before, after) bytes from its snapshot; [`code_words`] the stack's
+//! - [`values`] gives a hit's (before, after) bytes from its snapshot; [`code_words_into`] the stack's
 //!   words that point into kernel text.
 
 use super::spare::Spare;
@@ -304,7 +304,7 @@ pub struct Pairer {
 }
 
 /// At most this many snapshots wait per CPU; beyond it the oldest are dropped. A safety net only:
-/// the caller's byte bound ([`Snapshots::drain_scanning`]) stops draining long before, leaving
+/// the caller's byte bound (watch mode's PAIR_BYTES) stops draining long before, leaving
 /// the rest in the ring buffer, because snapshots wait here only for samples still in the perf
 /// ring (up to ~12,000 per CPU), and dropping the oldest drops exactly those that are needed
 /// next. Orphans (their samples were lost) are popped by the next sample of their CPU.
