@@ -313,7 +313,7 @@ mod tests {
             extra: String::new(),
             core: None,
         };
-        let xml = String::from_utf8(threads_xml(Some(93), &[t])).unwrap();
+        let xml = String::from_utf8(threads_xml(Some(93), &[t])).expect("threads XML is UTF-8");
         assert!(xml.contains("<thread id=\"p5d.5d\" name=\"sleep\""), "{xml}");
     }
 
