@@ -11,14 +11,17 @@
  * Self-contained like the other programs here: no kernel or libbpf headers, helpers by number
  * (include/uapi/linux/bpf.h): map_lookup_elem 1, ktime_get_ns 5, get_smp_processor_id 8,
  * get_current_pid_tgid 14, get_current_comm 16, get_current_task 35, probe_read_kernel 113 (5.5),
- * ringbuf_output 130 (5.8).
+ * ringbuf_output 130, ringbuf_reserve 131, ringbuf_submit 132, ringbuf_discard 133 (5.8).
  *
  * kmemd attaches watch_hit to every breakpoint event it opens (PERF_EVENT_IOC_SET_BPF). At each
  * trap it records, into the ring buffer "snaps": the time (CLOCK_MONOTONIC, the clock of the perf
  * samples, so user space pairs each snapshot with its sample per CPU), the CPU, the task, the
  * registers at the trap, the 8 bytes at the watched address as they are at that instant, and the
  * kernel stack from the trapped sp up to the end of its THREAD_SIZE block (or the first
- * unreadable page). It returns 1: perf still writes its own sample, which stays the record of every
+ * unreadable page). When that stack is not the task's own (the trap ran on an IRQ, softirq or
+ * exception stack) and user space gave task_struct's `stack` offset, it also copies the task's
+ * whole stack, which holds the interrupted context's pt_regs and frames: what lets GDB's `bt`
+ * walk from the interrupt into the task as both stacks were at the trap. It returns 1: perf still writes its own sample, which stays the record of every
  * hit; the kernel does not run this program for traps inside BPF programs (bpf_prog_active), and a
  * full ring buffer drops a snapshot but never a hit.
  */
@@ -56,6 +59,9 @@ static long (*bpf_get_current_comm)(void *buf, __u32 size) = (void *)16;
 static __u64 (*bpf_get_current_task)(void) = (void *)35;
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
 static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size, __u64 flags) = (void *)130;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
+static void (*bpf_ringbuf_discard)(void *data, __u64 flags) = (void *)133;
 
 struct bpf_perf_event_data {
 	__u64 regs[NREGS];
@@ -76,11 +82,22 @@ struct snap {
 	__u32 nregs;
 	__u32 stack_len; /* bytes of stack that follow the registers */
 	char comm[16];
+	__u64 task_stack;     /* where the task's stack copy (after the trapped one) was */
+	__u32 task_stack_len; /* its bytes: 0, or STACK_MAX */
+	__u32 pad;
 	__u64 regs[NREGS];
-	__u8 stack[STACK_MAX];
+	__u8 stack[STACK_MAX]; /* the trapped stack; in a record the task's may follow */
 };
 
 #define HDR_SIZE (sizeof(struct snap) - STACK_MAX)
+/* A record with both stacks: reserved whole (a ring buffer reservation's size is a constant),
+ * the lengths in it say how much is used. */
+#define BOTH_SIZE (sizeof(struct snap) + STACK_MAX)
+
+/* task_struct's `stack` member offset (from the kernel's BTF), set by user space before load; 0:
+ * unknown, and only the trapped stack is copied. In .rodata, which libbpf freezes: the verifier
+ * sees it as a constant. volatile keeps clang from folding the default in. */
+const volatile __u64 task_stack_off = 0;
 
 /* Sized by user space before load (bpf_map__set_max_entries; a power of two of pages). */
 struct {
@@ -88,7 +105,8 @@ struct {
 	__uint(max_entries, 1 << 20);
 } snaps SEC(".maps");
 
-/* A snapshot is built here (too large for the 512-byte BPF stack), then copied out. */
+/* A snapshot is built here (too large for the 512-byte BPF stack), then copied out. Per-CPU
+ * array values are at most 32 KiB (PCPU_MIN_UNIT_SIZE): one stack fits, two do not. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -101,7 +119,8 @@ int watch_hit(struct bpf_perf_event_data *ctx)
 {
 	__u32 key = 0;
 	struct snap *s = bpf_map_lookup_elem(&scratch, &key);
-	__u64 sp, len, id;
+	__u64 sp, len, id, base = 0;
+	__u8 *rec;
 	int i;
 
 	if (!s)
@@ -147,6 +166,30 @@ int watch_hit(struct bpf_perf_event_data *ctx)
 	if (len > STACK_MAX)
 		len = STACK_MAX;
 	s->stack_len = len;
+
+	s->task_stack = 0;
+	s->task_stack_len = 0;
+
+	/* An interrupt or exception stack: the interrupted task's stack too, whole, in a record
+	 * reserved for both. Where that fails, the record without it below. */
+	if (task_stack_off &&
+	    bpf_probe_read_kernel(&base, 8, (const void *)(s->task + task_stack_off)) == 0 && base &&
+	    (sp < base || sp - base >= STACK_MAX)) {
+		rec = bpf_ringbuf_reserve(&snaps, BOTH_SIZE, 0);
+		if (rec) {
+			if (bpf_probe_read_kernel(rec + HDR_SIZE + len, STACK_MAX, (const void *)base) == 0) {
+				s->task_stack = base;
+				s->task_stack_len = STACK_MAX;
+			}
+			if (bpf_probe_read_kernel(rec, HDR_SIZE + len, s) == 0) {
+				bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+				return 1;
+			}
+			bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+			s->task_stack = 0;
+			s->task_stack_len = 0;
+		}
+	}
 	/* BPF_RB_NO_WAKEUP: a wake-up is an irq_work self-IPI, which on arm64 lands between the trap
 	 * and the single step over the trapping store and re-arms the watchpoint (a trap storm:
 	 * /work/notes/arm64-storm.md). kmemd reads the ring buffer whenever it drains the perf

@@ -43,13 +43,20 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// the trap ran on as it was then.
 struct HitStop {
     tid: Tid,
+    /// The trapped task's pid (0: an idle task) and CPU.
+    pid: u32,
+    cpu: u32,
     kind: PointKind,
     addr: u64,
     regs: Registers,
-    stack: Option<StackCopy>,
+    /// The stacks copied at the hit (see [`crate::target::PointHit::stacks`]).
+    stacks: Vec<StackCopy>,
     /// GDB's step over the trapping instruction was answered (see [`Arch::watch_step_len`]).
     stepped: bool,
 }
+
+/// The GDB Python that unwinds through the kernel's interrupt entries (`monitor gdb-unwinder`).
+const GDB_UNWINDER: &str = include_str!("server/gdb_unwinder.py");
 
 /// Why kmemd refuses `s` and `vCont;s`.
 pub const NO_STEP: &str = "kmemd cannot step a running kernel: it never stops the CPUs, so there \
@@ -170,20 +177,22 @@ impl Session {
             hit.point.addr,
             hit.cpu,
             hit.pid,
-            if hit.stack.is_some() {
-                ", stack copied"
-            } else {
-                ", no stack copy: the stack reads live"
+            match hit.stacks.len() {
+                0 => ", no stack copy: the stack reads live",
+                1 => ", stack copied",
+                _ => ", stack and interrupted task's stack copied",
             }
         );
         let mut regs = hit.regs;
         target.complete_hit_registers(&mut regs);
         self.stop = Some(HitStop {
             tid,
+            pid: hit.pid,
+            cpu: hit.cpu,
             kind: hit.point.kind,
             addr: hit.point.addr,
             regs,
-            stack: hit.stack,
+            stacks: hit.stacks,
             stepped: false,
         });
         self.reg_thread = None;
@@ -788,7 +797,15 @@ impl Ctx<'_> {
 
     fn insert_point(&mut self, p: Point) -> Outcome {
         let result = match self.s.points.as_mut() {
-            Ok(points) => points.insert(p),
+            Ok(points) => {
+                // Before the points load their snapshot program (at the first insert).
+                if points.is_empty() {
+                    if let Some(offset) = self.target.task_stack_offset() {
+                        points.set_task_stack_offset(offset);
+                    }
+                }
+                points.insert(p)
+            }
             Err(why) => Err(why.clone()),
         };
         match result {
@@ -815,9 +832,25 @@ impl Ctx<'_> {
         }
     }
 
-    /// Lists the threads anew (GDB asked for the list).
+    /// Lists the threads anew (GDB asked for the list). At a hit, the trapped task is listed
+    /// even when it has exited since (a short-lived process the timer interrupt caught): GDB
+    /// drops a stop whose thread its list lacks, and would not report the hit.
     fn fresh_threads(&mut self) -> &[ThreadInfo] {
-        self.s.threads.insert(self.target.threads())
+        let mut threads = self.target.threads();
+        if let Some(h) = &self.s.stop {
+            if !threads.iter().any(|t| t.tid == h.tid) {
+                threads.push(ThreadInfo {
+                    tid: h.tid,
+                    name: format!("pid {}", h.pid),
+                    extra: format!(
+                        "pid {}, trapped on CPU {}; it has left the task list since",
+                        h.pid, h.cpu
+                    ),
+                    core: Some(h.cpu),
+                });
+            }
+        }
+        self.s.threads.insert(threads)
     }
 
     /// Which listed thread `sel` names, listing the threads if GDB has not yet. It borrows the
@@ -882,24 +915,21 @@ impl Ctx<'_> {
         let mut filled = 0;
         while filled < len {
             let at = addr.wrapping_add(filled as u64);
-            // At a hit, the trapped stack as it was then.
-            let copied = self
-                .s
-                .stop
-                .as_ref()
-                .and_then(|h| h.stack.as_ref()?.at(at, len - filled));
+            // At a hit, the copied stacks as they were then.
+            let stacks = self.s.stop.as_ref().map_or(&[][..], |h| &h.stacks[..]);
+            let copied = stacks.iter().find_map(|c| c.at(at, len - filled));
             if let Some(bytes) = copied {
                 self.mem[filled..filled + bytes.len()].copy_from_slice(bytes);
                 filled += bytes.len();
                 continue;
             }
-            // A live read stops where the copy begins, so the two never mix in one piece.
-            let end = match self.s.stop.as_ref().and_then(|h| h.stack.as_ref()) {
-                Some(c) if c.start > at && c.start - at < (len - filled) as u64 => {
-                    filled + (c.start - at) as usize
-                }
-                _ => len,
-            };
+            // A live read stops where a copy begins, so the two never mix in one piece.
+            let end = stacks
+                .iter()
+                .filter(|c| c.start > at && c.start - at < (len - filled) as u64)
+                .map(|c| filled + (c.start - at) as usize)
+                .min()
+                .unwrap_or(len);
             match self.target.read_virt(VirtAddr(at), &mut self.mem[filled..end]) {
                 Ok(0) => break,
                 Ok(n) => filled += n.min(end - filled),
@@ -940,6 +970,11 @@ impl Ctx<'_> {
                 let mut lines = vec![
                     ("help", "this list"),
                     ("version", "kmemd's version and what it serves"),
+                    (
+                        "gdb-unwinder",
+                        "Python for GDB: bt through interrupt entries; load with\n    \
+                         python exec(gdb.execute(\"monitor gdb-unwinder\", to_string=True))",
+                    ),
                 ];
                 lines.extend(self.target.monitor_help());
                 let mut out = String::from("kmemd monitor commands:\n");
@@ -951,6 +986,7 @@ impl Ctx<'_> {
             // `info version` as QEMU's monitor has it: the kernel's GDB scripts (scripts/gdb,
             // utils.py get_gdbserver_type) take a stub that answers it for one whose thread N is
             // CPU N-1, which kmemd's CPU threads are.
+            ["gdb-unwinder"] => Ok(GDB_UNWINDER.to_string()),
             ["version"] | ["info", "version"] => {
                 Ok(format!("{VERSION_TEXT}serving: {}\n", self.target.describe()))
             }
@@ -979,6 +1015,9 @@ mod tests {
         /// Serves one process (pid 0x5d) and its maps file, like `--pid`.
         process: bool,
         arch: Arch,
+        /// Hits name a task's thread (0x10000 + pid), as the live target's do; the mock lists
+        /// no task threads, so such a task has exited.
+        task_hits: bool,
     }
 
     impl VirtRead for Mock {
@@ -1016,6 +1055,13 @@ mod tests {
         }
         fn stop_thread(&mut self) -> Tid {
             2
+        }
+        fn hit_thread(&mut self, cpu: u32, pid: u32) -> Tid {
+            if self.task_hits && pid > 0 {
+                0x1_0000 + Tid::from(pid)
+            } else {
+                Tid::from(cpu) + 1
+            }
         }
         fn registers(&mut self, tid: Tid) -> Result<Registers, crate::mem::ReadError> {
             let mut r = vec![None; Arch::X86_64.registers().len()];
@@ -1082,6 +1128,7 @@ mod tests {
             caps: crate::target::Capabilities::ALL,
             process: false,
             arch: Arch::X86_64,
+            task_hits: false,
         }
     }
 
@@ -1448,6 +1495,69 @@ mod tests {
         out
     }
 
+    /// The timer interrupt often catches a short-lived process; by the time GDB lists the
+    /// threads it may have exited. The list still has the stop's thread, or GDB drops the stop
+    /// and never reports the watchpoint (seen in the lab with a `sleep` the interrupt caught).
+    #[test]
+    fn a_hit_by_a_task_that_has_exited_is_still_listed() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
+        let mut sess = Session::with_points(1, Ok(Box::new(MockPoints(log.clone()))));
+        let (mut t, mut sc) = (mock(), Scratch::default());
+        t.task_hits = true;
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[b"QStartNoAckMode", b"Z2,ffffffff82a0c0c0,8", b"c"],
+        );
+        assert_eq!(r, vec![b"OK".to_vec(), b"OK".to_vec()]);
+        log.borrow_mut().hits.push(crate::target::PointHit {
+            point: Point {
+                kind: PointKind::Write,
+                addr: 0xffff_ffff_82a0_c0c0,
+                len: 8,
+            },
+            cpu: 1,
+            pid: 1730,
+            regs: Registers(vec![None; Arch::X86_64.registers().len()]),
+            stacks: Vec::new(),
+        });
+        assert!(sess.check_hits(&mut t, &mut sc));
+        assert_eq!(
+            drain(&mut sess),
+            vec![b"T05watch:ffffffff82a0c0c0;thread:106c2;".to_vec()]
+        );
+        let r = exchange(
+            &mut sess,
+            &mut t,
+            &mut sc,
+            &[
+                b"qfThreadInfo",
+                b"qsThreadInfo",
+                b"qThreadExtraInfo,106c2",
+                b"T106c2",
+            ],
+        );
+        let listed = format!("{}{}", s(&r[0]), s(&r[1]));
+        assert!(listed.contains("106c2") && listed.contains(",1"), "{listed}");
+        let extra = s(&hex::decode(&r[2]).unwrap());
+        assert!(
+            extra.contains("pid 1730") && extra.contains("left the task list"),
+            "{extra}"
+        );
+        assert_eq!(r[3], b"OK");
+        // After the stop, the target's own list again.
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
+        assert!(r.is_empty());
+        assert!(sess.feed(&mut t, &mut sc, &[0x03]) == 1);
+        drain(&mut sess);
+        let r = exchange(&mut sess, &mut t, &mut sc, &[b"qfThreadInfo", b"qsThreadInfo"]);
+        assert!(
+            !s(&r[0]).contains("106c2") && !s(&r[1]).contains("106c2"),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn a_hit_stops_gdb_with_its_thread_registers_and_stack() {
         let log = std::rc::Rc::new(std::cell::RefCell::new(PointLog::default()));
@@ -1486,10 +1596,17 @@ mod tests {
             cpu: 1,
             pid: 0,
             regs: Registers(regs),
-            stack: Some(StackCopy {
-                start: sp,
-                bytes: vec![0xaa; 0x100],
-            }),
+            stacks: vec![
+                StackCopy {
+                    start: sp,
+                    bytes: vec![0xaa; 0x100],
+                },
+                // The interrupted task's stack, where no live memory is.
+                StackCopy {
+                    start: 0xffff_c900_0002_0000,
+                    bytes: vec![0xbb; 0x40],
+                },
+            ],
         });
         assert!(sess.check_hits(&mut t, &mut sc));
         assert_eq!(
@@ -1513,6 +1630,7 @@ mod tests {
                 format!("m{:x},10", sp + 0xf8).as_bytes(),
                 b"vCont;s:2",
                 b"s",
+                b"mffffc90000020038,10",
             ],
         );
         assert_eq!(r[0], b"T05watch:ffffffff82a0c0c0;thread:2;");
@@ -1531,6 +1649,10 @@ mod tests {
             s(&r[8])
         );
         assert_eq!(r[8], r[9]);
+        assert_eq!(
+            r[10], b"bbbbbbbbbbbbbbbb",
+            "the interrupted task's stack as copied"
+        );
         // Continue again: the stop is over, reads are live again, and ^C ends the wait.
         let r = exchange(&mut sess, &mut t, &mut sc, &[b"c"]);
         assert!(r.is_empty());
@@ -1568,7 +1690,7 @@ mod tests {
             cpu: 0,
             pid: 115,
             regs: Registers(regs),
-            stack: None,
+            stacks: Vec::new(),
         });
         assert!(sess.check_hits(&mut t, &mut sc));
         assert_eq!(
@@ -1644,6 +1766,7 @@ mod tests {
             hexcmd("kaslr").as_bytes(),
             hexcmd("info version").as_bytes(),
             hexcmd("frobnicate").as_bytes(),
+            hexcmd("gdb-unwinder").as_bytes(),
         ]);
         let out: Vec<String> = r[..4].iter().map(|p| s(&hex::decode(p).unwrap())).collect();
         assert!(out[0].contains("monitor help") && out[0].contains("monitor version"));
@@ -1655,7 +1778,10 @@ mod tests {
         let text = s(&hex::decode(&r[4][1..]).unwrap());
         assert!(text.contains("unknown monitor command 'frobnicate'"), "{text}");
         assert_eq!(r[5], b"E01");
-        assert_eq!(r.len(), 6);
+        let unwinder = s(&hex::decode(&r[6]).unwrap());
+        assert!(unwinder.contains("register_unwinder("), "{unwinder}");
+        assert!(out[0].contains("monitor gdb-unwinder"), "{}", out[0]);
+        assert_eq!(r.len(), 7);
     }
 
     #[test]

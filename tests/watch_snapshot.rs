@@ -9,14 +9,19 @@ use kmemd::sys::os::{self, PerfEventAttr};
 use kmemd::watch::snapshot::{self, Snapshots};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static WATCHED: AtomicU64 = AtomicU64::new(0);
+// Two words side by side, one watched per test (the tests may run at once).
+#[repr(C)]
+struct Words(AtomicU64, AtomicU64);
+static WORDS: Words = Words(AtomicU64::new(0), AtomicU64::new(0));
+static WATCHED: &AtomicU64 = &WORDS.0;
+static SECOND: &AtomicU64 = &WORDS.1;
 
 #[test]
 fn the_snapshot_program_runs_at_each_trap() {
     if !common::require_root("the_snapshot_program_runs_at_each_trap") {
         return;
     }
-    let mut snaps = Snapshots::open(1 << 20).expect("the snapshot program loads");
+    let mut snaps = Snapshots::open(1 << 20, None).expect("the snapshot program loads");
     let addr = WATCHED.as_ptr() as u64;
     let attr = PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,
@@ -55,6 +60,63 @@ fn the_snapshot_program_runs_at_each_trap() {
     }
     let pcs: std::collections::BTreeSet<u64> = got.iter().map(|s| s.pc(arch)).collect();
     assert_eq!(pcs.len(), 1, "the same store each time: {pcs:?}");
+    assert_eq!(snaps.bad, 0);
+    // Without task_struct's stack offset, no second stack.
+    assert!(got.iter().all(|s| s.task_stack.is_empty()), "{got:?}");
+}
+
+/// Given task_struct's `stack` offset (from this kernel's BTF), a trap whose sp is not on the
+/// task's kernel stack (here a user-space one; in the lab, an interrupt's stack) also copies the
+/// task's whole kernel stack, where the trapped context's pt_regs are: its pc is in the copy.
+#[test]
+fn a_trap_off_the_task_stack_copies_the_task_stack() {
+    if !common::require_root("a_trap_off_the_task_stack_copies_the_task_stack") {
+        return;
+    }
+    let mut live = kmemd::target::live::LiveTarget::open(None).expect("the live kernel");
+    let offset = kmemd::target::Target::task_stack_offset(&mut live).expect("task_struct.stack from BTF");
+    let mut snaps = Snapshots::open(1 << 20, Some(offset)).expect("the snapshot program loads");
+    let addr = WATCHED.as_ptr() as u64 + 8;
+    let attr = PerfEventAttr {
+        type_: os::PERF_TYPE_BREAKPOINT,
+        sample_period: 1,
+        flags: os::ATTR_FLAG_DISABLED | os::ATTR_FLAG_EXCLUDE_KERNEL,
+        bp_type: 2, // HW_BREAKPOINT_W
+        bp_addr: addr,
+        bp_len: 8,
+        ..Default::default()
+    };
+    let ev = os::perf_event_open(&attr, 0, -1).expect("a breakpoint on our own memory");
+    os::perf_set_bpf(&ev, snaps.prog()).expect("PERF_EVENT_IOC_SET_BPF");
+    os::perf_enable(&ev).unwrap();
+    for i in 1..=3u64 {
+        SECOND.store(i, Ordering::SeqCst);
+    }
+    os::perf_disable(&ev).unwrap();
+    assert_eq!(SECOND.as_ptr() as u64, addr, "SECOND follows WATCHED");
+    let mut got = Vec::new();
+    snaps.take(100, |s| got.push(s));
+    assert_eq!(got.len(), 3, "one snapshot per write");
+    let arch = kmemd::arch::Arch::host();
+    for s in &got {
+        assert_eq!(
+            s.task_stack.len(),
+            16384,
+            "the whole stack: {:#x}",
+            s.task_stack_start
+        );
+        assert!(
+            s.task_stack_start >= 0xffff_0000_0000_0000,
+            "a kernel address: {s:?}"
+        );
+        assert_eq!(s.task_stack_start % 4096, 0, "a stack's base");
+        let pc = s.pc(arch).to_ne_bytes();
+        assert!(
+            s.task_stack.chunks_exact(8).any(|w| w == pc),
+            "the trapped pc {:#x} is in the task stack's pt_regs",
+            s.pc(arch)
+        );
+    }
     assert_eq!(snaps.bad, 0);
 }
 

@@ -494,6 +494,10 @@ impl Target for LiveTarget {
         Ok(regs)
     }
 
+    fn task_stack_offset(&mut self) -> Option<u64> {
+        self.task_layout().ok()?.stack_offset()
+    }
+
     fn complete_hit_registers(&mut self, regs: &mut Registers) {
         self.set_pac_mask(regs);
     }

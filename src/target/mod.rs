@@ -64,6 +64,12 @@ pub trait Target: VirtRead {
         let _ = regs;
     }
 
+    /// task_struct's `stack` member offset, when the target knows its kernel's layout (what the
+    /// breakpoints need to copy an interrupted task's stack at a hit).
+    fn task_stack_offset(&mut self) -> Option<u64> {
+        None
+    }
+
     /// Registers of one thread. `Err` when the thread does not exist (any more), or when the
     /// memory that holds them cannot be read (the error keeps the memory failure's kind).
     fn registers(&mut self, tid: Tid) -> Result<Registers, ReadError>;
@@ -221,8 +227,9 @@ pub struct PointHit {
     pub pid: u32,
     /// Registers at the trap, in the target description's order.
     pub regs: Registers,
-    /// The stack the trap ran on, copied at the trap, when the source could copy it.
-    pub stack: Option<StackCopy>,
+    /// Kernel stacks as they were at the trap, when the source could copy them: the stack the
+    /// trap ran on and, when that was an interrupt's, the interrupted task's.
+    pub stacks: Vec<StackCopy>,
 }
 
 /// The breakpoints and watchpoints of one GDB session on a running kernel. Inserting arms the
@@ -239,6 +246,11 @@ pub trait Points {
     /// Lets every point trap, after dropping what trapped while paused.
     fn resume(&mut self) -> Result<(), String>;
     fn pause(&mut self);
+    /// task_struct's `stack` member offset, before the first insert: with it a hit on an
+    /// interrupt's stack also copies the interrupted task's stack.
+    fn set_task_stack_offset(&mut self, offset: u64) {
+        let _ = offset;
+    }
     /// Descriptors that become readable when a hit may be waiting.
     fn poll_fds(&self) -> Vec<std::os::fd::RawFd>;
     /// The first hit waiting, if any (the others of the same pass are dropped: GDB stops once).

@@ -15,8 +15,9 @@ use crate::arch::{Arch, Registers};
 use crate::target::{Point, PointHit, PointKind, Points, StackCopy};
 use std::os::fd::RawFd;
 
-/// Bytes of the snapshot ring buffer: a snapshot is at most ~16.6 KiB, and GDB stops at the first
-/// hit, so this holds the snapshots of a burst while the first is picked.
+/// Bytes of the snapshot ring buffer: a snapshot is at most ~16.6 KiB (~33 KiB with an
+/// interrupted task's stack), and GDB stops at the first hit, so this holds the snapshots of a
+/// burst while the first is picked.
 const SNAP_RING: u32 = 1 << 20;
 
 /// Data pages per CPU ring of one point: GDB stops at the first hit, so the ring only has to
@@ -37,6 +38,8 @@ pub struct LivePoints<S: PerfSys + Clone = SysPerf> {
     snaps: Option<(Snapshots, Pairer)>,
     /// The snapshot program is still to be loaded (before the first point is armed).
     load_snapper: bool,
+    /// task_struct's `stack` offset, for the snapshot program (see [`Snapshots::open`]).
+    task_stack_offset: Option<u64>,
     /// kmemd's own reads of a watched address (GDB printing it) trap too; never a stop.
     own_pid: u32,
     buf: Vec<u8>,
@@ -62,6 +65,7 @@ impl<S: PerfSys + Clone> LivePoints<S> {
             sys,
             snaps: None,
             load_snapper: false,
+            task_stack_offset: None,
             own_pid: std::process::id(),
             buf: Vec::new(),
         }
@@ -137,7 +141,7 @@ fn registers(arch: Arch, perf_regs: &[u64]) -> Registers {
 
 impl<S: PerfSys + Clone> LivePoints<S> {
     fn load_snapshots(&mut self) {
-        match Snapshots::open(SNAP_RING) {
+        match Snapshots::open(SNAP_RING, self.task_stack_offset) {
             Ok(s) => self.snaps = Some((s, Pairer::default())),
             Err(e) => log::warn!(
                 "no stack snapshots at hits ({e}): GDB gets perf's registers, and the stack reads live"
@@ -147,6 +151,10 @@ impl<S: PerfSys + Clone> LivePoints<S> {
 }
 
 impl<S: PerfSys + Clone> Points for LivePoints<S> {
+    fn set_task_stack_offset(&mut self, offset: u64) {
+        self.task_stack_offset = Some(offset);
+    }
+
     fn insert(&mut self, p: Point) -> Result<(), String> {
         if self.armed.iter().any(|(q, _)| *q == p) {
             return Ok(());
@@ -284,7 +292,7 @@ impl<S: PerfSys + Clone> Points for LivePoints<S> {
                             cpu: s.cpu,
                             pid: s.tid,
                             regs,
-                            stack: None,
+                            stacks: Vec::new(),
                         },
                     ));
                 });
@@ -309,10 +317,16 @@ impl<S: PerfSys + Clone> Points for LivePoints<S> {
         };
         if let Some(s) = snap {
             hit.regs = snapshot_registers(self.arch, &s.regs);
-            hit.stack = Some(StackCopy {
+            hit.stacks.push(StackCopy {
                 start: s.sp(self.arch),
                 bytes: s.stack,
             });
+            if !s.task_stack.is_empty() {
+                hit.stacks.push(StackCopy {
+                    start: s.task_stack_start,
+                    bytes: s.task_stack,
+                });
+            }
         }
         Some(hit)
     }
@@ -517,7 +531,7 @@ mod tests {
             Some(0xffff_c900_0000_0007)
         );
         assert_eq!(hit.regs.0[x.pc_index()], Some(0xffff_c900_0000_0008));
-        assert!(hit.stack.is_none());
+        assert!(hit.stacks.is_empty());
         assert!(p.take_hit().is_none(), "one stop per pass: the rest are dropped");
         drop(p);
 

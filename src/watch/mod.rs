@@ -244,7 +244,8 @@ pub fn run(config: &Options) -> Result<i32, String> {
     let (snaps, snapshots_off) = if !config.snapshots {
         (None, Some("off (--snapshots turns them on)".to_string()))
     } else {
-        match Snapshots::open(snapshot::RING_BYTES).and_then(|s| armed.attach_bpf(s.prog()).map(|_| s)) {
+        match Snapshots::open(snapshot::RING_BYTES, None).and_then(|s| armed.attach_bpf(s.prog()).map(|_| s))
+        {
             Ok(s) => (Some(s), None),
             Err(e) => {
                 log::warn!(

@@ -53,9 +53,14 @@ pub struct Snapshot {
     pub code: Vec<u64>,
     /// The stack reached the end of its THREAD_SIZE block (else it stopped at an unreadable page).
     pub stack_whole: bool,
+    /// Where `task_stack` was: the whole stack of the task the trap interrupted, copied when the
+    /// trap ran on another stack (an interrupt's) and kmemd gave the program task_struct's
+    /// `stack` offset ([`Snapshots::open`]); 0 and empty otherwise.
+    pub task_stack_start: u64,
+    pub task_stack: Vec<u8>,
 }
 
-const HDR: usize = 72;
+const HDR: usize = 88;
 
 /// Register words in the snapshot of each arch (struct pt_regs / struct user_pt_regs).
 pub fn nregs(arch: Arch) -> usize {
@@ -77,7 +82,7 @@ impl Snapshot {
     /// Parses one ring buffer record (native byte order: the kernel wrote it). None when the
     /// record is shorter than what it says it holds, or its register count is not the arch's.
     pub fn parse(rec: &[u8], arch: Arch) -> Option<Snapshot> {
-        Snapshot::parse_with(rec, arch, Vec::new(), String::new(), |stack| {
+        Snapshot::parse_with(rec, arch, Vec::new(), String::new(), true, |stack| {
             (stack.to_vec(), Vec::new())
         })
     }
@@ -92,7 +97,7 @@ impl Snapshot {
         scan: impl FnOnce(&[u8], Vec<u64>) -> Vec<u64>,
     ) -> Option<Snapshot> {
         let code = spare.words();
-        Snapshot::parse_with(rec, arch, spare.words(), spare.name(), |stack| {
+        Snapshot::parse_with(rec, arch, spare.words(), spare.name(), false, |stack| {
             (Vec::new(), scan(stack, code))
         })
     }
@@ -102,6 +107,7 @@ impl Snapshot {
         arch: Arch,
         mut regs: Vec<u64>,
         mut comm_buf: String,
+        keep_task_stack: bool,
         keep: impl FnOnce(&[u8]) -> (Vec<u8>, Vec<u64>),
     ) -> Option<Snapshot> {
         let u64_at =
@@ -120,11 +126,20 @@ impl Snapshot {
         for i in 0..n {
             regs.push(u64_at(HDR + 8 * i)?);
         }
-        let stack = rec.get(regs_end..regs_end.checked_add(stack_len)?)?;
+        let stack_end = regs_end.checked_add(stack_len)?;
+        let stack = rec.get(regs_end..stack_end)?;
+        let task_stack_len = u32_at(80)? as usize;
+        let task_stack = rec.get(stack_end..stack_end.checked_add(task_stack_len)?)?;
         let comm = rec.get(56..72)?;
         let comm = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(comm.len())];
         let stack_bytes = stack.len();
         let (stack, code) = keep(stack);
+        // Kept only where the whole stack is (GDB's stop); watch mode scans the trapped one.
+        let task_stack = if keep_task_stack {
+            task_stack.to_vec()
+        } else {
+            Vec::new()
+        };
         Some(Snapshot {
             time_ns: u64_at(0)?,
             addr: u64_at(8)?,
@@ -145,6 +160,8 @@ impl Snapshot {
             stack_bytes,
             stack_whole: flags & 2 != 0,
             code,
+            task_stack_start: if task_stack.is_empty() { 0 } else { u64_at(72)? },
+            task_stack,
         })
     }
 
@@ -153,6 +170,7 @@ impl Snapshot {
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Snapshot>()
             + self.stack.len()
+            + self.task_stack.len()
             + 8 * (self.code.len() + self.regs.len())
             + self.comm.len()
     }
@@ -184,13 +202,17 @@ pub struct Snapshots {
 
 impl Snapshots {
     /// Loads watch.bpf.c's program with a ring buffer of `ring_bytes` (a power of two of pages).
-    /// An error is a sentence saying why snapshots are not available; watching still works.
-    pub fn open(ring_bytes: u32) -> Result<Snapshots, String> {
+    /// With `task_stack_offset` (task_struct's `stack` member), a trap on an interrupt's stack
+    /// also copies the interrupted task's whole stack. An error is a sentence saying why
+    /// snapshots are not available; watching still works.
+    pub fn open(ring_bytes: u32, task_stack_offset: Option<u64>) -> Result<Snapshots, String> {
         if WATCH_OBJ.is_empty() {
             return Err("kmemd has no snapshot program for this CPU architecture".into());
         }
         let mut obj = BpfObject::open_mem("watch", WATCH_OBJ)?;
         obj.set_max_entries("snaps", ring_bytes)?;
+        // task_stack_off, the only .rodata variable (set_initial_value checks the size).
+        obj.set_initial_value(".rodata", &task_stack_offset.unwrap_or(0).to_ne_bytes())?;
         obj.load()
             .map_err(|e| format!("{e} (the snapshot program needs Linux 5.8 or later: BPF ring buffers)"))?;
         let prog = obj.program("watch_hit")?;
@@ -367,6 +389,19 @@ mod tests {
     use super::*;
 
     fn record(arch: Arch, time: u64, cpu: u32, tid: u32, stack: &[u8]) -> Vec<u8> {
+        record2(arch, time, cpu, tid, stack, 0, &[])
+    }
+
+    /// A record with the interrupted task's stack (`task_stack`, copied from `task_at`) too.
+    fn record2(
+        arch: Arch,
+        time: u64,
+        cpu: u32,
+        tid: u32,
+        stack: &[u8],
+        task_at: u64,
+        task_stack: &[u8],
+    ) -> Vec<u8> {
         let mut r = Vec::new();
         for v in [
             time,
@@ -382,10 +417,14 @@ mod tests {
         let mut comm = [0u8; 16];
         comm[..5].copy_from_slice(b"agent");
         r.extend_from_slice(&comm);
+        r.extend_from_slice(&task_at.to_ne_bytes());
+        r.extend_from_slice(&(task_stack.len() as u32).to_ne_bytes());
+        r.extend_from_slice(&0u32.to_ne_bytes());
         for i in 0..nregs(arch) as u64 {
             r.extend_from_slice(&(0x100 + i).to_ne_bytes());
         }
         r.extend_from_slice(stack);
+        r.extend_from_slice(task_stack);
         r
     }
 
@@ -399,6 +438,7 @@ mod tests {
             assert!(s.stack_whole);
             assert_eq!(s.comm, "agent");
             assert_eq!(s.stack, vec![1, 2, 3]);
+            assert_eq!((s.task_stack_start, s.task_stack.len()), (0, 0));
             let (sp, pc) = sp_pc(arch);
             assert_eq!((s.sp(arch), s.pc(arch)), (0x100 + sp as u64, 0x100 + pc as u64));
             // Every truncation is refused, never read past.
@@ -421,6 +461,19 @@ mod tests {
             (0, 24, &[0xffff_ffff_8100_0010][..])
         );
         assert_eq!(Snapshot::parse(&r, Arch::X86_64).unwrap().stack_bytes, 24);
+        // A trap on an interrupt's stack: the interrupted task's stack follows the trapped one.
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let r = record2(arch, 5, 0, 0, &[1, 2], 0xffff_c900_0001_0000, &[9; 40]);
+            let s = Snapshot::parse(&r, arch).unwrap();
+            assert_eq!(s.stack, vec![1, 2]);
+            assert_eq!(
+                (s.task_stack_start, s.task_stack),
+                (0xffff_c900_0001_0000, vec![9; 40])
+            );
+            for n in 0..r.len() {
+                assert_eq!(Snapshot::parse(&r[..n], arch), None, "{arch:?} cut at {n}");
+            }
+        }
         // The other arch's register count is refused.
         let r = record(Arch::X86_64, 1, 0, 1, &[]);
         assert_eq!(Snapshot::parse(&r, Arch::Aarch64), None);

@@ -268,6 +268,23 @@ run("watch", "watch jiffies_64")
 run("cont1", "continue")
 run("threads", "info threads")
 run("bt1", "bt")
+# kmemd's unwinder for interrupt entries: bt goes on into the interrupted task.
+run("unwinder", 'python exec(gdb.execute("monitor gdb-unwinder", to_string=True))')
+run("bt1u", "bt")
+def frames():
+    out, f = [], gdb.newest_frame()
+    while f is not None:
+        try:
+            sp = int(f.read_register("sp")) & ((1 << 64) - 1)
+        except gdb.error:
+            sp = 0
+        out.append("%s@%x" % (f.name(), sp))
+        f = f.older()
+    return " ".join(out)
+try:
+    kv("frames1u", frames())
+except gdb.error as e:
+    kv("frames1u", "ERROR " + str(e))
 run("delete1", "delete")
 run("break", "break %(hbreak)s")
 run("cont2", "continue")
@@ -287,14 +304,16 @@ kv("done", "yes")
 /// - `watch jiffies_64`: the write happens in the timer interrupt, so the snapshot is of the
 ///   CPU's IRQ stack; GDB stops in the timer code with source lines, and the stop's thread is one
 ///   that `info threads` lists (often an idle task, swapper/N, whose thread is its CPU's). GDB's
-///   `bt` walks the IRQ stack up to the interrupt's entry (x86_64 sysvec_apic_timer_interrupt,
+///   own `bt` walks the IRQ stack up to the interrupt's entry (x86_64 sysvec_apic_timer_interrupt,
 ///   arm64 call_on_irq_stack) and stops there: the switch from the task's stack is assembly
-///   without unwind information (seen in both guests with all three GDBs; README, "Limits");
+///   without unwind information. With kmemd's unwinder loaded (`monitor gdb-unwinder`), `bt`
+///   goes on through the entry stub into the interrupted task's frames, with source lines, read
+///   from the task's stack as the hit copied it;
 /// - `break FUNC` (Z0): kmemd serves it with a debug register, and GDB stops at the function;
 /// - Ctrl-C during a `continue` that no access ends gives GDB a stop, and the session goes on.
 #[test]
 fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
-    each_gdb_session(SCRIPT_IRQ, "gdbwatch-irq", 60000, |_, what, seen, log| {
+    each_gdb_session(SCRIPT_IRQ, "gdbwatch-irq", 60000, |arch, what, seen, log| {
         let ctx = || format!("{what}:\n{}\nkmemd:\n{log}", seen.text);
 
         let c1 = seen.out("cont1");
@@ -303,6 +322,36 @@ fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
         assert!(
             bt1.contains("tick_do_update_jiffies64") && bt1.contains("kernel/time/"),
             "{what}: bt names the timer code that writes jiffies_64, with source lines:\n{bt1}\n{}",
+            ctx()
+        );
+        assert!(
+            log.contains("stack and interrupted task's stack copied"),
+            "{what}: the hit copied the interrupted task's stack too\n{}",
+            ctx()
+        );
+        assert!(
+            seen.unescaped("unwinder")
+                .contains("interrupt entry unwinder loaded"),
+            "{what}: monitor gdb-unwinder loads\n{}",
+            ctx()
+        );
+        let bt = seen.unescaped("bt1u");
+        let stub = match arch {
+            Arch::X86_64 => "asm_",
+            Arch::Aarch64 => "el1h_64_irq",
+        };
+        let after_stub: Vec<&str> = bt
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .skip_while(|l| !l.contains(stub))
+            .skip(1)
+            .collect();
+        assert!(
+            bt.contains("tick_do_update_jiffies64")
+                && after_stub.iter().any(|l| l.contains(" at ") && l.contains(".c:")),
+            "{what}: with the unwinder, bt goes from the timer code through the entry stub \
+             ({stub}...) into the interrupted task's frames, with source lines:\n{bt}\nframes: {}\n{}",
+            seen.unescaped("frames1u"),
             ctx()
         );
         let threads = seen.unescaped("threads");
