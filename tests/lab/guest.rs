@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// The two guest architectures.
@@ -94,6 +94,24 @@ pub struct Guest {
     /// QEMU's QMP socket, on guests booted dumpable (`dump_elf`).
     qmp: Option<PathBuf>,
     _labd: Mutex<(Child, ChildStdin)>,
+}
+
+/// The host's two cores, shared by the lab's tests. A GDB session on the host (Served, shared
+/// use) loads a 300-600 MB vmlinux and, with the kernel's scripts, runs Python for seconds; the
+/// 100,000-write burst (exclusive use) needs the TCG guest's vCPU and kmemd in it at full speed,
+/// or its perf ring fills. CI run 14 lost 9,405 of 100,001 hits while the scripts test ran
+/// beside the burst.
+static HOST_CORES: RwLock<()> = RwLock::new(());
+
+/// Shared use of the host's cores, for as long as a host-side GDB session runs.
+pub fn host_cores_shared() -> RwLockReadGuard<'static, ()> {
+    HOST_CORES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The host's cores with no host-side GDB session beside: for a test that measures how fast
+/// the guest's kmemd keeps up.
+pub fn host_cores_alone() -> RwLockWriteGuard<'static, ()> {
+    HOST_CORES.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn repo() -> &'static Path {

@@ -3,7 +3,7 @@
 //! debug vmlinux. Every value GDB prints is compared with what the guest itself prints.
 
 use crate::common::{gdb_batch_command, gdbs};
-use crate::guest::{guest, Arch, Guest, Job, Port, ARCHES};
+use crate::guest::{guest, host_cores_shared, Arch, Guest, Job, Port, ARCHES};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,10 +12,13 @@ pub struct Served<'g> {
     pub port: Port<'g>,
     job: Job<'g>,
     log: String,
+    /// The host-side GDB this serves shares the host's cores (see host_cores_shared).
+    _host: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl<'g> Served<'g> {
     pub fn start(g: &'g Guest, extra: &str) -> Served<'g> {
+        let host = host_cores_shared();
         let port = g.port();
         let log = format!("/tmp/serve-{}.log", port.dev.trim_start_matches("/dev/"));
         let job = g.spawn(&format!("exec kmemd -s {} {extra} 2> {log}", port.dev));
@@ -35,7 +38,12 @@ impl<'g> Served<'g> {
             g.arch.name(),
             String::from_utf8_lossy(&g.get(&log))
         );
-        Served { port, job, log }
+        Served {
+            port,
+            job,
+            log,
+            _host: host,
+        }
     }
 
     /// Stops kmemd (if the session did not end it) and returns its log.

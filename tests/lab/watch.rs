@@ -1067,6 +1067,9 @@ fn a_100k_sysctl_burst_is_reported_in_full_with_distinct_values() {
     for arch in ARCHES {
         let g = guest(arch);
         let _slots = g.slots();
+        // Nor may a host-side GDB session take one meanwhile (after the slots: the order every
+        // test takes them in, Served inside slots).
+        let _host = crate::guest::host_cores_alone();
         let b = pid_max_burst(g, n, "--snapshots");
         let what = format!("{}: {n} pid_max writes", arch.name());
         eprintln!(
@@ -1121,6 +1124,7 @@ fn bench_watch_burst() {
     for arch in ARCHES {
         let g = guest(arch);
         let _slots = g.slots();
+        let _host = crate::guest::host_cores_alone();
         for (name, extra) in [("-w --snapshots", "--snapshots"), ("-w (no snapshots)", "")] {
             let b = pid_max_burst(g, n, extra);
             let d = Done {
