@@ -886,9 +886,18 @@ fn bpf_test_run_writes_get_snapshots_and_hits_without_one_say_so() {
         let mut v: Vec<u64> = d.hits().iter().map(|h| hex(field(h, "value"))).collect();
         // arm64 may trap twice on one store (assert_exact_or_storm): the same value twice.
         v.dedup();
+        let no_snapshot: Vec<&str> = d
+            .hits()
+            .into_iter()
+            .filter(|h| !h.contains("\"snapshot\":{"))
+            .collect();
         assert!(
-            !v.is_empty() && d.hits().iter().all(|h| h.contains("\"snapshot\":{")),
-            "{what}"
+            !v.is_empty() && no_snapshot.is_empty(),
+            "{what}: {} of the first {} hits have no snapshot, the first:\n{}\n{}",
+            no_snapshot.len(),
+            d.hits().len(),
+            no_snapshot.first().copied().unwrap_or(""),
+            d.err
         );
         assert!(
             v.windows(2).all(|p| p[0] < p[1]) && v[0] > before,
