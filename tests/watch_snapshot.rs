@@ -23,23 +23,7 @@ fn the_snapshot_program_runs_at_each_trap() {
     }
     let mut snaps = Snapshots::open(1 << 20, None).expect("the snapshot program loads");
     let addr = WATCHED.as_ptr() as u64;
-    let attr = PerfEventAttr {
-        type_: os::PERF_TYPE_BREAKPOINT,
-        sample_period: 1,
-        flags: os::ATTR_FLAG_DISABLED | os::ATTR_FLAG_EXCLUDE_KERNEL,
-        bp_type: 2, // HW_BREAKPOINT_W
-        bp_addr: addr,
-        bp_len: 8,
-        ..Default::default()
-    };
-    // This thread, any CPU.
-    let ev = os::perf_event_open(&attr, 0, -1).expect("a breakpoint on our own memory");
-    os::perf_set_bpf(&ev, snaps.prog()).expect("PERF_EVENT_IOC_SET_BPF");
-    os::perf_enable(&ev).unwrap();
-    for i in 1..=5u64 {
-        WATCHED.store(0x1000 + i, Ordering::SeqCst);
-    }
-    os::perf_disable(&ev).unwrap();
+    store_watched(&snaps, WATCHED, 0x1000, 5);
     let mut got = Vec::new();
     snaps.take(100, |s| got.push(s));
     assert_eq!(got.len(), 5, "one snapshot per write: {got:?}");
@@ -76,24 +60,7 @@ fn a_trap_off_the_task_stack_copies_the_task_stack() {
     let mut live = kmemd::target::live::LiveTarget::open(None).expect("the live kernel");
     let offset = kmemd::target::Target::task_stack_offset(&mut live).expect("task_struct.stack from BTF");
     let mut snaps = Snapshots::open(1 << 20, Some(offset)).expect("the snapshot program loads");
-    let addr = WATCHED.as_ptr() as u64 + 8;
-    let attr = PerfEventAttr {
-        type_: os::PERF_TYPE_BREAKPOINT,
-        sample_period: 1,
-        flags: os::ATTR_FLAG_DISABLED | os::ATTR_FLAG_EXCLUDE_KERNEL,
-        bp_type: 2, // HW_BREAKPOINT_W
-        bp_addr: addr,
-        bp_len: 8,
-        ..Default::default()
-    };
-    let ev = os::perf_event_open(&attr, 0, -1).expect("a breakpoint on our own memory");
-    os::perf_set_bpf(&ev, snaps.prog()).expect("PERF_EVENT_IOC_SET_BPF");
-    os::perf_enable(&ev).unwrap();
-    for i in 1..=3u64 {
-        SECOND.store(i, Ordering::SeqCst);
-    }
-    os::perf_disable(&ev).unwrap();
-    assert_eq!(SECOND.as_ptr() as u64, addr, "SECOND follows WATCHED");
+    store_watched(&snaps, SECOND, 0, 3);
     let mut got = Vec::new();
     snaps.take(100, |s| got.push(s));
     assert_eq!(got.len(), 3, "one snapshot per write");
@@ -118,6 +85,27 @@ fn a_trap_off_the_task_stack_copies_the_task_stack() {
         );
     }
     assert_eq!(snaps.bad, 0);
+}
+
+/// Stores `base + 1 ..= base + n` into `word` with a write breakpoint on it (this thread, any
+/// CPU) that runs the snapshot program at each trap.
+fn store_watched(snaps: &Snapshots, word: &AtomicU64, base: u64, n: u64) {
+    let attr = PerfEventAttr {
+        type_: os::PERF_TYPE_BREAKPOINT,
+        sample_period: 1,
+        flags: os::ATTR_FLAG_DISABLED | os::ATTR_FLAG_EXCLUDE_KERNEL,
+        bp_type: 2, // HW_BREAKPOINT_W
+        bp_addr: word.as_ptr() as u64,
+        bp_len: 8,
+        ..Default::default()
+    };
+    let ev = os::perf_event_open(&attr, 0, -1).expect("a breakpoint on our own memory");
+    os::perf_set_bpf(&ev, snaps.prog()).expect("PERF_EVENT_IOC_SET_BPF");
+    os::perf_enable(&ev).unwrap();
+    for i in 1..=n {
+        word.store(base + i, Ordering::SeqCst);
+    }
+    os::perf_disable(&ev).unwrap();
 }
 
 /// This thread's id, from /proc (no libc call needed in the test).
