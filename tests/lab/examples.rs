@@ -7,7 +7,7 @@
 
 use crate::common::examples;
 use crate::guest::{guest, Arch, ARCHES};
-use crate::watch::{refusal, GuestWatch};
+use crate::watch::{assert_exact_or_storm, refusal, GuestWatch};
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,7 +55,8 @@ fn watch_examples_run_in_the_guests() {
                 w.wait_hits(3);
                 let d = w.stop();
                 assert_eq!(d.code, 0, "{what}: {}", d.text());
-                assert_eq!(d.summary_hits(), 3, "{what}: {}", d.text());
+                // arm64 may trap one store twice (see assert_exact_or_storm).
+                assert_exact_or_storm(arch, &what, d.summary_hits(), 3, &d);
             } else if args.contains(" -n ") {
                 // Stops by itself after N hits of a variable the kernel touches every tick.
                 let n: u64 = args

@@ -72,7 +72,8 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path, template: &str, name: &str) -> Se
     };
     let body = template
         .replace("%(sock)s", &sock.display().to_string())
-        .replace("%(hbreak)s", hbreak);
+        .replace("%(hbreak)s", hbreak)
+        .replace("%(stub)s", interrupt_entry_stub(g.arch));
     std::fs::write(&script, body).unwrap();
     let out = crate::common::gdb_batch_command(gdb, 300)
         .arg(g.vmlinux())
@@ -81,6 +82,15 @@ fn run_gdb(g: &Guest, gdb: &Path, sock: &Path, template: &str, name: &str) -> Se
         .output()
         .expect("run gdb");
     Seen::from_output(&out)
+}
+
+/// The frame of the assembly stub where an interrupt from kernel mode entered: past it, `bt`
+/// is in the interrupted task's frames.
+fn interrupt_entry_stub(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "asm_",
+        Arch::Aarch64 => "el1h_64_irq",
+    }
 }
 
 /// A shell loop in the guest writing distinct increasing values (`base` + 1, + 2, ...) to
@@ -270,7 +280,21 @@ run("threads", "info threads")
 run("bt1", "bt")
 # kmemd's unwinder for interrupt entries: bt goes on into the interrupted task.
 run("unwinder", 'python exec(gdb.execute("monitor gdb-unwinder", to_string=True))')
-run("bt1u", "bt")
+bt = gdb.execute("bt", to_string=True)
+# A tick that interrupted user space has no interrupted kernel frames to walk into (arm64 enters
+# through el0t_64_irq; x86_64 runs the handler on the task's stack): catch the next tick, up to
+# 10 in all, until one interrupted the kernel.
+def crosses(bt):
+    lines = [l for l in bt.splitlines() if l.startswith('#')]
+    at = [n for n, l in enumerate(lines) if "%(stub)s" in l]
+    return bool(at) and any(" at " in l and ".c:" in l for l in lines[at[0] + 1:])
+ticks = 1
+while ticks < 10 and not crosses(bt):
+    run("cont1r", "continue")
+    bt = gdb.execute("bt", to_string=True)
+    ticks += 1
+kv("ticks", ticks)
+kv("bt1u", bt)
 def frames():
     out, f = [], gdb.newest_frame()
     while f is not None:
@@ -308,7 +332,8 @@ kv("done", "yes")
 ///   arm64 call_on_irq_stack) and stops there: the switch from the task's stack is assembly
 ///   without unwind information. With kmemd's unwinder loaded (`monitor gdb-unwinder`), `bt`
 ///   goes on through the entry stub into the interrupted task's frames, with source lines, read
-///   from the task's stack as the hit copied it;
+///   from the task's stack as the hit copied it (at the first of up to 10 ticks that interrupted
+///   the kernel: one that interrupted user space has no such frames);
 /// - `break FUNC` (Z0): kmemd serves it with a debug register, and GDB stops at the function;
 /// - Ctrl-C during a `continue` that no access ends gives GDB a stop, and the session goes on.
 #[test]
@@ -336,10 +361,7 @@ fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
             ctx()
         );
         let bt = seen.unescaped("bt1u");
-        let stub = match arch {
-            Arch::X86_64 => "asm_",
-            Arch::Aarch64 => "el1h_64_irq",
-        };
+        let stub = interrupt_entry_stub(arch);
         let after_stub: Vec<&str> = bt
             .lines()
             .filter(|l| l.starts_with('#'))
@@ -350,7 +372,9 @@ fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
             bt.contains("tick_do_update_jiffies64")
                 && after_stub.iter().any(|l| l.contains(" at ") && l.contains(".c:")),
             "{what}: with the unwinder, bt goes from the timer code through the entry stub \
-             ({stub}...) into the interrupted task's frames, with source lines:\n{bt}\nframes: {}\n{}",
+             ({stub}...) into the interrupted task's frames, with source lines (ticks caught: \
+             {}):\n{bt}\nframes: {}\n{}",
+            seen.get("ticks"),
             seen.unescaped("frames1u"),
             ctx()
         );

@@ -114,6 +114,24 @@ pub fn host_cores_alone() -> RwLockWriteGuard<'static, ()> {
     HOST_CORES.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The whole lab for one test: every guest's debug registers (taken in ARCHES order, after
+/// booting both guests), then the host's cores alone. A watch test in the other guest (BPF store
+/// storms, a sysctl loop) also takes host cores from a TCG guest: CI's burst ran beside one.
+pub struct LabAlone {
+    _slots: Vec<MutexGuard<'static, ()>>,
+    _host: RwLockWriteGuard<'static, ()>,
+}
+
+/// See [`LabAlone`].
+pub fn lab_alone() -> LabAlone {
+    let guests: Vec<&'static Guest> = ARCHES.iter().map(|a| guest(*a)).collect();
+    let slots = guests.iter().map(|g| g.slots()).collect();
+    LabAlone {
+        _slots: slots,
+        _host: host_cores_alone(),
+    }
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -317,7 +317,7 @@ fn watch_matrix_every_type_and_length() {
 /// step fire in the interrupt handler and the same access trap again (README, "Watchpoints on
 /// arm64"), so there perf counts each access at least once, and in a large count at most 10 %
 /// more. Either way kmemd accounts for every trap perf counted.
-fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) {
+pub fn assert_exact_or_storm(arch: Arch, what: &str, got: u64, want: u64, d: &Done) {
     let (counted, shown, lost, queued, own) = d.kernel_counted();
     assert_eq!(shown, got, "{what}: hits printed vs the summary's shown");
     assert_eq!(
@@ -1086,16 +1086,11 @@ fn a_100k_sysctl_burst_is_reported_in_full_with_distinct_values() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    // Both guests up first: a guest still booting under TCG takes a host core from the burst.
-    for arch in ARCHES {
-        guest(arch);
-    }
+    // Nothing else in the lab meanwhile: a guest still booting, a watch test in the other guest
+    // or a host-side GDB session takes a host core from the burst's TCG vCPU.
+    let _lab = crate::guest::lab_alone();
     for arch in ARCHES {
         let g = guest(arch);
-        let _slots = g.slots();
-        // Nor may a host-side GDB session take one meanwhile (after the slots: the order every
-        // test takes them in, Served inside slots).
-        let _host = crate::guest::host_cores_alone();
         let b = pid_max_burst(g, n, "--snapshots");
         let what = format!("{}: {n} pid_max writes", arch.name());
         eprintln!(
@@ -1143,14 +1138,10 @@ fn bench_watch_burst() {
         "{:<8} {:<22} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9}",
         "guest", "run", "writes", "perf", "delivered", "w/ value", "w/ stack", "drain s", "CPU s", "RSS KiB"
     )];
-    // Both guests up first: a guest still booting under TCG takes a host core from the burst.
-    for arch in ARCHES {
-        guest(arch);
-    }
+    // Nothing else in the lab meanwhile (see the burst test).
+    let _lab = crate::guest::lab_alone();
     for arch in ARCHES {
         let g = guest(arch);
-        let _slots = g.slots();
-        let _host = crate::guest::host_cores_alone();
         for (name, extra) in [("-w --snapshots", "--snapshots"), ("-w (no snapshots)", "")] {
             let b = pid_max_burst(g, n, extra);
             let d = Done {
