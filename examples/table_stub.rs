@@ -1,12 +1,17 @@
 //! The reference for `make bench` (issue 16): a GDB stub that answers everything from tables and
 //! shares no code with kmemd's server, so the bench's ratios show the cost of kmemd's protocol
 //! path too, not only of its reads. Memory reads copy from a 4 KiB pattern (a 64 KiB "stack"
-//! window reads as zeros, so backtraces end); `--threads N` serves N threads whose registers come
-//! from one table (PC in that window's neighbour, SP in the window). Plain std, one client at a
-//! time, no logging.
+//! window reads as zeros, so backtraces end). `--replay FILE` answers instead from a table of
+//! replies that a server gave (tests/bench/footprint.py records kmemd's through a proxy): the
+//! same thread list, registers and stack words, so GDB does the same work against both. Plain
+//! std, one client at a time, no logging but one line per replayed session.
 //!
-//! Usage: table_stub SOCKET|- [--threads N]   (x86_64 register layout, as kmemd's target XML)
+//! Usage: table_stub SOCKET|- [--replay FILE]   (x86_64 register layout, as kmemd's target XML)
+//!
+//! FILE: one request a line, `THREAD REQUEST REPLY`, each the hex of its bytes (THREAD: the
+//! argument of the last `Hg` before it, `-` before any), packets without `$`, `#` or checksum.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 
@@ -16,11 +21,103 @@ const STACK: u64 = 0xffff_c900_0000_0000;
 const STACK_LEN: u64 = 0x1_0000;
 const XML: &str = include_str!("../src/arch/x86_64.xml");
 
+/// What a stub answers with; false ends the session after the reply.
+trait Answer {
+    fn answer(&mut self, p: &[u8], out: &mut Vec<u8>) -> bool;
+    fn session_ended(&mut self) {}
+}
+
 struct Table {
     pattern: Vec<u8>,
     threads: Vec<u64>,
     threads_xml: Vec<u8>,
     regs_hex: Vec<u8>,
+}
+
+/// Replies recorded from a server, by the thread `Hg` selected and the request.
+struct Replay {
+    by_thread: HashMap<Vec<u8>, HashMap<Vec<u8>, Vec<u8>>>,
+    thread: Vec<u8>,
+    asked: u64,
+    missed: u64,
+    first_missed: Option<Vec<u8>>,
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s == "-" {
+        return Some(Vec::new());
+    }
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| Some(hexval(p[0])? << 4 | hexval(p[1])?))
+        .collect()
+}
+
+impl Replay {
+    fn load(path: &str) -> Result<Replay, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut by_thread: HashMap<Vec<u8>, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let parsed = match f.as_slice() {
+                [t, q, r] => unhex(t).zip(unhex(q)).zip(unhex(r)),
+                _ => None,
+            };
+            let ((t, q), r) = parsed.ok_or(format!("{path}:{}: not THREAD REQUEST REPLY in hex", n + 1))?;
+            by_thread.entry(t).or_default().insert(q, r);
+        }
+        Ok(Replay {
+            by_thread,
+            thread: Vec::new(),
+            asked: 0,
+            missed: 0,
+            first_missed: None,
+        })
+    }
+}
+
+impl Answer for Replay {
+    fn answer(&mut self, p: &[u8], out: &mut Vec<u8>) -> bool {
+        if let Some(t) = p.strip_prefix(b"Hg") {
+            self.thread = t.to_vec();
+        }
+        self.asked += 1;
+        match self.by_thread.get(&self.thread).and_then(|m| m.get(p)) {
+            Some(r) => out.extend_from_slice(r),
+            None => {
+                self.missed += 1;
+                if self.first_missed.is_none() {
+                    let mut k = self.thread.clone();
+                    k.push(b' ');
+                    k.extend_from_slice(p);
+                    self.first_missed = Some(k);
+                }
+                if matches!(p.first(), Some(b'm') | Some(b'x') | Some(b'g') | Some(b'p')) {
+                    out.extend_from_slice(b"E01");
+                }
+            }
+        }
+        !(p == b"k" || p.first() == Some(&b'D'))
+    }
+
+    fn session_ended(&mut self) {
+        let first = match self.first_missed.take() {
+            Some(k) => format!(" (the first: thread {})", String::from_utf8_lossy(&k)),
+            None => String::new(),
+        };
+        // A connection without a packet is a caller's probe that the socket is up.
+        if self.asked > 0 {
+            eprintln!(
+                "table_stub: replayed {} requests, {} not in the table{first}",
+                self.asked, self.missed
+            );
+        }
+        self.thread.clear();
+        (self.asked, self.missed) = (0, 0);
+    }
 }
 
 fn hexval(b: u8) -> Option<u8> {
@@ -49,11 +146,11 @@ fn addr_len(s: &[u8]) -> Option<(u64, usize)> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Table {
-    fn new(nthreads: usize) -> Table {
+    fn new() -> Table {
         let pattern: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let threads: Vec<u64> = (1..=nthreads.max(1) as u64).collect();
+        let threads: Vec<u64> = vec![1];
         let mut x = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
         for t in &threads {
             x.push_str(&format!("<thread id=\"{t:x}\" name=\"t{t}\">task {t}</thread>\n"));
@@ -108,7 +205,7 @@ impl Table {
         escape(&data[off..end], out);
     }
 
-    fn answer(&self, p: &[u8], out: &mut Vec<u8>) -> bool {
+    fn answer_from_table(&self, p: &[u8], out: &mut Vec<u8>) -> bool {
         let max = (PACKET_SIZE - 16) / 2;
         match p.first() {
             Some(b'm') => {
@@ -176,6 +273,12 @@ impl Table {
     }
 }
 
+impl Answer for Table {
+    fn answer(&mut self, p: &[u8], out: &mut Vec<u8>) -> bool {
+        self.answer_from_table(p, out)
+    }
+}
+
 fn escape(raw: &[u8], out: &mut Vec<u8>) {
     for &b in raw {
         if matches!(b, b'#' | b'$' | b'}' | b'*') {
@@ -187,7 +290,7 @@ fn escape(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn serve(t: &Table, rd: &mut dyn Read, wr: &mut dyn Write) -> std::io::Result<()> {
+fn serve(t: &mut dyn Answer, rd: &mut dyn Read, wr: &mut dyn Write) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     let (mut have, mut ack) = (Vec::new(), true);
     let mut out = Vec::with_capacity(PACKET_SIZE + 8);
@@ -242,20 +345,30 @@ fn serve(t: &Table, rd: &mut dyn Read, wr: &mut dyn Write) -> std::io::Result<()
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(spec) = args.get(1) else {
-        eprintln!("usage: table_stub SOCKET|- [--threads N]");
+        eprintln!("usage: table_stub SOCKET|- [--replay FILE]");
         std::process::exit(2);
     };
-    let n = match args.get(2).map(String::as_str) {
-        Some("--threads") => args.get(3).and_then(|v| v.parse().ok()).unwrap_or(1),
-        _ => 1,
+    let mut stub: Box<dyn Answer> = match (args.get(2).map(String::as_str), args.get(3)) {
+        (Some("--replay"), Some(path)) => match Replay::load(path) {
+            Ok(r) => Box::new(r),
+            Err(e) => {
+                eprintln!("table_stub: {e}");
+                std::process::exit(2);
+            }
+        },
+        (None, _) => Box::new(Table::new()),
+        _ => {
+            eprintln!("usage: table_stub SOCKET|- [--replay FILE]");
+            std::process::exit(2);
+        }
     };
-    let table = Table::new(n);
     if spec == "-" {
         let _ = serve(
-            &table,
+            stub.as_mut(),
             &mut std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
         );
+        stub.session_ended();
         return;
     }
     let _ = std::fs::remove_file(spec);
@@ -263,6 +376,7 @@ fn main() {
     for c in l.incoming().flatten() {
         let mut r = &c;
         let mut w = &c;
-        let _ = serve(&table, &mut r, &mut w);
+        let _ = serve(stub.as_mut(), &mut r, &mut w);
+        stub.session_ended();
     }
 }

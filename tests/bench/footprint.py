@@ -91,10 +91,12 @@ def wait_unix(sock):
 class Served:
     """A server on a fresh UNIX socket; `.hwm()` is its VmHWM so far."""
 
-    def __init__(self, argv_for_sock):
+    def __init__(self, argv_for_sock, stderr=False):
         self.tmp = tempfile.mkdtemp(prefix="kmemd-footprint-")
         self.sock = os.path.join(self.tmp, "s.sock")
-        self.p = subprocess.Popen(argv_for_sock(self.sock), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.err = os.path.join(self.tmp, "stderr")
+        err = open(self.err, "w") if stderr else subprocess.DEVNULL
+        self.p = subprocess.Popen(argv_for_sock(self.sock), stdout=subprocess.DEVNULL, stderr=err)
         if not wait_unix(self.sock):
             self.stop()
             raise RuntimeError(f"{argv_for_sock(self.sock)} did not come up")
@@ -102,9 +104,107 @@ class Served:
     def hwm(self):
         return vmhwm_kib(self.p.pid)
 
+    def stderr_lines(self):
+        """What it has written to stderr so far (when started with stderr=True)."""
+        try:
+            return open(self.err).read().splitlines()
+        except OSError:
+            return []
+
     def stop(self):
         self.p.kill()
         self.p.wait()
+
+
+def packets(buf):
+    """Whole `$payload#xx` packets at the front of buf (a bytearray, consumed); acks and 0x03
+    between them are dropped."""
+    out = []
+    while True:
+        start = buf.find(b"$")
+        if start < 0:
+            buf.clear()
+            return out
+        end = buf.find(b"#", start)
+        if end < 0 or len(buf) < end + 3:
+            del buf[:start]
+            return out
+        out.append(bytes(buf[start + 1:end]))
+        del buf[:end + 3]
+
+
+class Recorder:
+    """A proxy between GDB and a server, both on UNIX sockets, that records each request with the
+    server's reply and the thread the last `Hg` chose: the table table_stub --replay answers from
+    (its format is in examples/table_stub.rs). Never timed: only the recorded replies matter."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.tmp = tempfile.mkdtemp(prefix="kmemd-record-")
+        self.sock = os.path.join(self.tmp, "r.sock")
+        self.table = {}
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.sock)
+        self.listener.listen(1)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            self._session(c)
+
+    def _session(self, c):
+        u = socket.socket(socket.AF_UNIX)
+        u.connect(self.upstream)
+        asked, lock = [], threading.Lock()
+        state = {"thread": b""}
+
+        def requests():
+            buf = bytearray()
+            while True:
+                try:
+                    data = c.recv(1 << 16)
+                    if not data:
+                        u.shutdown(socket.SHUT_WR)
+                        return
+                except OSError:  # the other direction ended the session
+                    return
+                buf += data
+                for p in packets(buf):
+                    if p.startswith(b"Hg"):
+                        state["thread"] = p[2:]
+                    with lock:
+                        asked.append((state["thread"], p))
+                u.sendall(data)
+
+        t = threading.Thread(target=requests, daemon=True)
+        t.start()
+        buf = bytearray()
+        while True:
+            data = u.recv(1 << 16)
+            if not data:
+                break
+            buf += data
+            for reply in packets(buf):
+                with lock:
+                    key = asked.pop(0) if asked else None
+                if key is not None:
+                    self.table.setdefault(key, reply)
+            c.sendall(data)
+        c.close()
+        u.close()
+
+    def save(self, path):
+        with open(path, "w") as f:
+            for (thread, req), reply in self.table.items():
+                f.write(f"{thread.hex() or '-'} {req.hex()} {reply.hex()}\n")
+        return len(self.table)
+
+    def stop(self):
+        self.listener.close()
 
 
 def gdb_run(target, cmds, gdb="gdb"):
@@ -246,8 +346,8 @@ def stub_rows(addr):
 
 def threads_rows(addr):
     """4,000 extra threads (this process starts them), then `info threads` and `thread apply all
-    bt` against kmemd. The table stub's figures are its own (it serves a fixed thread table of the
-    same size), for the ratio."""
+    bt` against kmemd, and against the table stub replaying kmemd's recorded replies, for the
+    ratio."""
     stop = threading.Event()
     threading.stack_size(64 << 10)
     ts = [threading.Thread(target=stop.wait, daemon=True) for _ in range(4000)]
@@ -263,18 +363,36 @@ def threads_rows(addr):
                 if cmd == "info threads":
                     n_threads = sum(1 for l in log.splitlines() if l.lstrip().lstrip("*").lstrip()[:1].isdigit())
             hwm = srv.hwm()
+            # The same two sessions again through a recorder, untimed: the stub replays kmemd's
+            # own replies (thread list, registers, stack words), so GDB unwinds as much there.
+            # One table per command: each GDB is a new task in the list it replays.
+            tables = {}
+            for cmd in ("info threads", "thread apply all bt"):
+                rec = Recorder(srv.sock)
+                try:
+                    gdb_run(rec.sock, [cmd])
+                    tables[cmd] = os.path.join(rec.tmp, "replies.txt")
+                    rec.save(tables[cmd])
+                finally:
+                    rec.stop()
         finally:
             srv.stop()
-        ref = {}
-        if STUB:
-            stub = Served(lambda s: [STUB, s, "--threads", str(max(n_threads, 1))])
+        ref, replayed = {}, {}
+        for cmd in ("info threads", "thread apply all bt") if STUB else ():
+            stub = Served(lambda s: [STUB, s, "--replay", tables[cmd]], stderr=True)
             try:
-                for cmd in ("info threads", "thread apply all bt"):
-                    ref[cmd] = gdb_run(stub.sock, [cmd])[0]
+                ref[cmd] = gdb_run(stub.sock, [cmd])[0]
+                # Its one line for the session comes as GDB hangs up.
+                for _ in range(200):
+                    if stub.stderr_lines():
+                        break
+                    time.sleep(0.01)
+                replayed[cmd] = stub.stderr_lines()
             finally:
                 stub.stop()
         for cmd in ("info threads", "thread apply all bt"):
-            r = f"{secs[cmd] / ref[cmd]:.2f}x the table stub's {ref[cmd]:.2f} s" if ref.get(cmd) else "no stub"
+            r = (f"{secs[cmd] / ref[cmd]:.2f}x the table stub's {ref[cmd]:.2f} s, replaying kmemd's "
+                 f"recorded replies ({'; '.join(replayed[cmd]) or 'no count'})") if ref.get(cmd) else "no stub"
             row(f"{cmd} with 4,000 extra threads ({n_threads} listed)", f"{secs[cmd]:.2f} s", "<= 1.5x the stub", r)
         row("peak RSS after those two commands", mib(hwm), "<= 4 MiB")
     finally:
