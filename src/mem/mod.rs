@@ -290,6 +290,35 @@ pub fn read_u64(mem: &mut dyn VirtRead, addr: u64) -> Result<u64, MemError> {
     Ok(u64::from_le_bytes(b))
 }
 
+/// Largest span [`read_u64s`] reads at once; a wider one is read word by word.
+const SPAN_READ_MAX: u64 = 4096;
+
+/// The little-endian u64s at `base + off` for each of `offs`, in their order, from one read of
+/// the span they cover when it is at most 4 KiB: on a live kernel one BPF call instead of one
+/// per word (a task's saved registers are 7 to 13 words of one frame).
+pub fn read_u64s(mem: &mut dyn VirtRead, base: u64, offs: &[u64]) -> Result<Vec<u64>, MemError> {
+    let lo = offs.iter().copied().min().unwrap_or(0);
+    let hi = offs.iter().map(|o| o.saturating_add(8)).max().unwrap_or(0);
+    let span = hi.saturating_sub(lo);
+    if span > SPAN_READ_MAX || offs.is_empty() {
+        return offs
+            .iter()
+            .map(|o| read_u64(mem, base.wrapping_add(*o)))
+            .collect();
+    }
+    let mut buf = vec![0u8; span as usize];
+    read_exact(mem, base.wrapping_add(lo), &mut buf)?;
+    Ok(offs
+        .iter()
+        .map(|o| {
+            let i = (o - lo) as usize;
+            buf.get(i..i + 8)
+                .and_then(|w| w.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        })
+        .collect())
+}
+
 /// Reads a little-endian u32.
 pub fn read_u32(mem: &mut dyn VirtRead, addr: u64) -> Result<u32, MemError> {
     let mut b = [0u8; 4];
@@ -332,6 +361,35 @@ impl VirtRead for BufferMem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the reads it serves from a buffer.
+    struct Counted(BufferMem, usize);
+    impl VirtRead for Counted {
+        fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            self.1 += 1;
+            self.0.read_virt(addr, buf)
+        }
+    }
+
+    #[test]
+    fn words_of_a_small_span_come_from_one_read() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(0x3000).collect();
+        let mut m = Counted(BufferMem { base: 0x1000, bytes }, 0);
+        let offs = [0x28, 0x0, 0x10];
+        let want: Vec<u64> = offs
+            .iter()
+            .map(|o| read_u64(&mut m, 0x1000 + o).unwrap())
+            .collect();
+        m.1 = 0;
+        assert_eq!(read_u64s(&mut m, 0x1000, &offs).unwrap(), want);
+        assert_eq!(m.1, 1, "one read for the span");
+        // Past SPAN_READ_MAX: word by word, each where it is.
+        let wide = [0x0, 0x2000];
+        let got = read_u64s(&mut m, 0x1000, &wide).unwrap();
+        assert_eq!(got[1], read_u64(&mut m, 0x3000).unwrap());
+        // An unreadable word fails the whole read, as it would alone.
+        assert!(read_u64s(&mut m, 0x1000, &[0x0, 0x2ffc]).is_err());
+    }
 
     #[test]
     fn reads_cross_chunk_boundaries() {

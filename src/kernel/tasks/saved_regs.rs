@@ -3,7 +3,7 @@
 
 use super::layout::{SavedLayout, TaskLayout};
 use crate::arch::{Arch, Registers};
-use crate::mem::{read_u64, ReadError, VirtRead};
+use crate::mem::{read_u64, read_u64s, ReadError, VirtRead};
 
 /// Registers a switched-out task saved at its last context switch, in `arch`'s GDB order.
 pub fn saved_registers(
@@ -31,10 +31,10 @@ pub fn saved_registers(
             let sp = read_u64(mem, task.wrapping_add(*thread_sp)).map_err(|e| {
                 ReadError::mem(format!("cannot read thread.{sp_member} of task {task:#x}"), e)
             })?;
-            for (reg, off) in frame {
-                let v = read_u64(mem, sp.wrapping_add(*off)).map_err(|e| {
-                    ReadError::mem(format!("cannot read the switch frame of task {task:#x}"), e)
-                })?;
+            let offs: Vec<u64> = frame.iter().map(|(_, off)| *off).collect();
+            let words = read_u64s(mem, sp, &offs)
+                .map_err(|e| ReadError::mem(format!("cannot read the switch frame of task {task:#x}"), e))?;
+            for ((reg, _), v) in frame.iter().zip(words) {
                 set(reg, v);
             }
             // The switch returns with the frame popped.
@@ -53,11 +53,11 @@ pub fn saved_registers(
             regs: list,
             copies,
         } => {
+            let offs: Vec<u64> = list.iter().map(|(_, off)| *off).collect();
+            let words = read_u64s(mem, task.wrapping_add(*context), &offs)
+                .map_err(|e| ReadError::mem(format!("cannot read thread.{member} of task {task:#x}"), e))?;
             let mut read = Vec::with_capacity(list.len());
-            for (reg, off) in list {
-                let v = read_u64(mem, task.wrapping_add(context + off)).map_err(|e| {
-                    ReadError::mem(format!("cannot read thread.{member} of task {task:#x}"), e)
-                })?;
+            for ((reg, _), v) in list.iter().zip(words) {
                 set(reg, v);
                 read.push((*reg, v));
             }

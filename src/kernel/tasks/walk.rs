@@ -3,7 +3,7 @@
 
 use super::layout::{TaskLayout, Threads};
 use crate::kernel::layout::Field;
-use crate::mem::{read_exact, read_u64, read_uint, MemError, MemErrorKind, ReadError, VirtRead};
+use crate::mem::{read_exact, read_u64, read_uint, BufferMem, MemError, MemErrorKind, ReadError, VirtRead};
 use std::collections::HashSet;
 
 /// One task.
@@ -44,8 +44,65 @@ pub fn state_letter(state: u64, exit_state: u64) -> char {
 /// Upper bound on tasks walked: a damaged list must not run forever.
 const MAX_TASKS: usize = 1 << 20;
 
-/// Reads one task.
+/// Largest span of task_struct [`read_task`] reads at once (its fields lie within a few KiB).
+const TASK_SPAN_MAX: u64 = 8192;
+
+/// The offsets [start, end) in task_struct that cover every field [`read_task`] reads there.
+fn task_span(l: &TaskLayout) -> Option<(u64, u64)> {
+    let comm = Field {
+        offset: l.comm.offset,
+        size: l.comm.size.min(64),
+    };
+    let parent = Field {
+        offset: l.real_parent,
+        size: 8,
+    };
+    let fields = [
+        Some(l.pid),
+        Some(l.tgid),
+        Some(comm),
+        Some(l.state),
+        l.exit_state,
+        Some(parent),
+        l.cpu,
+        l.on_cpu,
+    ];
+    let fields = fields.iter().flatten();
+    let start = fields.clone().map(|f| f.offset).min()?;
+    let end = fields
+        .map(|f| f.offset.saturating_add(f.size.clamp(1, 64)))
+        .max()?;
+    (end - start <= TASK_SPAN_MAX).then_some((start, end))
+}
+
+/// Reads one task: its own fields from one read of the span they cover (on a live kernel one
+/// BPF call instead of eight; the thread list and `T`/`g` read every task), then its parent's
+/// pid. A span that cannot be read is read field by field.
 pub fn read_task(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<Task, MemError> {
+    let own = match task_span(l) {
+        Some((start, end)) => {
+            let mut span = BufferMem {
+                base: addr.wrapping_add(start),
+                bytes: vec![0; (end - start) as usize],
+            };
+            match read_exact(mem, span.base, &mut span.bytes) {
+                Ok(()) => task_fields(&mut span, l, addr),
+                Err(_) => task_fields(mem, l, addr),
+            }
+        }
+        None => task_fields(mem, l, addr),
+    };
+    let (mut task, parent) = own?;
+    task.ppid = if parent == addr || parent == 0 {
+        0
+    } else {
+        read_field(mem, parent, l.pid)? as u32 as i32
+    };
+    Ok(task)
+}
+
+/// The task at `addr` as its own fields tell it (ppid 0), and its `real_parent`.
+fn task_fields(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<(Task, u64), MemError> {
     let pid = read_field(mem, addr, l.pid)? as u32 as i32;
     let tgid = read_field(mem, addr, l.tgid)? as u32 as i32;
     let mut comm = vec![0u8; usize::try_from(l.comm.size.min(64)).unwrap_or(16)];
@@ -58,11 +115,6 @@ pub fn read_task(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<Ta
         None => 0,
     };
     let parent = read_u64(mem, addr.wrapping_add(l.real_parent))?;
-    let ppid = if parent == addr || parent == 0 {
-        0
-    } else {
-        read_field(mem, parent, l.pid)? as u32 as i32
-    };
     let cpu = match l.cpu {
         Some(f) => Some(read_field(mem, addr, f)? as u32),
         None => None,
@@ -71,16 +123,17 @@ pub fn read_task(mem: &mut dyn VirtRead, l: &TaskLayout, addr: u64) -> Result<Ta
         Some(f) => read_field(mem, addr, f)? != 0,
         None => false,
     };
-    Ok(Task {
+    let task = Task {
         addr,
         pid,
         tgid,
-        ppid,
+        ppid: 0,
         state: state_letter(state, exit_state),
         cpu,
         on_cpu,
         comm,
-    })
+    };
+    Ok((task, parent))
 }
 
 /// Follows a circular `list_head` from `head` (whose `next` is at `head`): the addresses of the
@@ -205,6 +258,51 @@ mod tests {
         }
         let ps = crate::kernel::monitor::ps_text(&walk(&mut m, &l, K).unwrap());
         assert!(ps.lines().nth(2).unwrap().contains("      1       0  S"), "{ps}");
+    }
+
+    /// Counts the reads it passes to a FakeMem.
+    struct Counted(FakeMem, usize);
+    impl VirtRead for Counted {
+        fn read_virt(&mut self, addr: crate::mem::VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+            self.1 += 1;
+            self.0.read_virt(addr, buf)
+        }
+    }
+
+    #[test]
+    fn a_task_is_read_in_one_span_and_its_parents_pid() {
+        let l = TaskLayout::new(&x86_layout(), Arch::X86_64).unwrap();
+        let want = walk(&mut world(), &l, K).unwrap();
+        let mut m = Counted(world(), 0);
+        assert_eq!(walk(&mut m, &l, K).unwrap(), want);
+        let init = want.iter().find(|t| t.pid == 1).unwrap();
+        m.1 = 0;
+        assert_eq!(&read_task(&mut m, &l, init.addr).unwrap(), init);
+        assert_eq!(m.1, 2, "the task's span, then its parent's pid");
+        // A hole in the span between the fields: read field by field, the same task.
+        let (start, end) = task_span(&l).unwrap();
+        let parent = Field {
+            offset: l.real_parent,
+            size: 8,
+        };
+        let fields: Vec<Field> = [
+            Some(l.pid),
+            Some(l.tgid),
+            Some(l.comm),
+            Some(l.state),
+            Some(parent),
+        ]
+        .into_iter()
+        .chain([l.exit_state, l.cpu, l.on_cpu])
+        .flatten()
+        .collect();
+        let gap = (start..end)
+            .find(|o| !fields.iter().any(|f| (f.offset..f.offset + f.size).contains(o)))
+            .expect("a byte of the span in no field");
+        m.0.bytes.remove(&(init.addr + gap));
+        m.1 = 0;
+        assert_eq!(&read_task(&mut m, &l, init.addr).unwrap(), init);
+        assert!(m.1 > 2, "field by field: {}", m.1);
     }
 
     #[test]
