@@ -9,12 +9,19 @@ use kmemd::sys::os::{self, PerfEventAttr};
 use kmemd::watch::snapshot::{self, Snapshots};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-// Two words side by side, one watched per test (the tests may run at once).
+// Words side by side, one watched per test (the tests may run at once).
 #[repr(C)]
-struct Words(AtomicU64, AtomicU64);
-static WORDS: Words = Words(AtomicU64::new(0), AtomicU64::new(0));
+struct Words(AtomicU64, AtomicU64, AtomicU64, AtomicU64);
+static WORDS: Words = Words(
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+);
 static WATCHED: &AtomicU64 = &WORDS.0;
 static SECOND: &AtomicU64 = &WORDS.1;
+static THIRD: &AtomicU64 = &WORDS.2;
+static FOURTH: &AtomicU64 = &WORDS.3;
 
 #[test]
 fn the_snapshot_program_runs_at_each_trap() {
@@ -89,6 +96,77 @@ fn a_trap_off_the_task_stack_copies_the_task_stack() {
 
 /// Stores `base + 1 ..= base + n` into `word` with a write breakpoint on it (this thread, any
 /// CPU) that runs the snapshot program at each trap.
+/// kmemd maps the ring's data a window at a time, and a record that runs past the data area's
+/// end is read from the area's second copy. Through a ring of two pages, 100 rounds of 5 stores
+/// wrap it about 20 times (records of ~300 bytes straddle its end): every snapshot arrives,
+/// parses, in order, and is the store's.
+#[test]
+fn records_that_wrap_the_ring_arrive_whole() {
+    if !common::require_root("records_that_wrap_the_ring_arrive_whole") {
+        return;
+    }
+    let ring = 2 * os::page_size() as u32;
+    let mut snaps = Snapshots::open(ring, None).expect("the snapshot program loads");
+    let arch = kmemd::arch::Arch::host();
+    let (tid, addr) = (own_tid(), THIRD.as_ptr() as u64);
+    let (mut last, mut pcs, mut bytes) = (0, std::collections::BTreeSet::new(), 0usize);
+    for round in 0..100 {
+        store_watched(&snaps, THIRD, round * 10, 5);
+        let mut got = Vec::new();
+        snaps.take(100, |s| got.push(s));
+        assert_eq!(got.len(), 5, "round {round}: one snapshot per write");
+        for s in &got {
+            assert_eq!((s.pid, s.tid, s.addr), (std::process::id(), tid, addr), "{s:?}");
+            assert_eq!(s.regs.len(), snapshot::nregs(arch), "{s:?}");
+            assert!(s.time_ns > last, "in order: {s:?}");
+            last = s.time_ns;
+            pcs.insert(s.pc(arch));
+            bytes += 88 + 8 * s.regs.len();
+        }
+    }
+    assert_eq!(snaps.bad, 0, "every record parsed");
+    assert_eq!(pcs.len(), 1, "the same store each time: {pcs:?}");
+    assert!(
+        bytes > 10 * ring as usize,
+        "the ring wrapped: {bytes} bytes through {ring}"
+    );
+}
+
+/// The kernel maps every page of a ring buffer mapping at once, so a mapped ring is resident in
+/// full: 4 MiB of watch mode's default snapshot ring would be most of issue 16's 4 MiB budget.
+/// kmemd maps a 64 KiB window of it at a time. Opening the default ring and taking snapshots
+/// through it adds well under 1 MiB to this process's RSS (the other tests here add less).
+#[test]
+fn the_default_snapshot_ring_is_not_resident_in_full() {
+    if !common::require_root("the_default_snapshot_ring_is_not_resident_in_full") {
+        return;
+    }
+    let before = vm_rss_kib();
+    let mut snaps = Snapshots::open(snapshot::RING_BYTES, None).expect("the snapshot program loads");
+    store_watched(&snaps, FOURTH, 0, 50);
+    let mut n = 0;
+    snaps.take(100, |_| n += 1);
+    assert_eq!(n, 50);
+    let grew = vm_rss_kib().saturating_sub(before);
+    assert!(
+        grew < 1024,
+        "RSS grew by {grew} KiB with a {} KiB ring open",
+        snapshot::RING_BYTES / 1024
+    );
+}
+
+/// VmRSS of this process, in KiB.
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .expect("VmRSS in /proc/self/status")
+}
+
 fn store_watched(snaps: &Snapshots, word: &AtomicU64, base: u64, n: u64) {
     let attr = PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,

@@ -470,16 +470,19 @@ impl Drop for MapView {
 /// 30) flags, and a page offset.
 ///
 /// The kernel offers the data area twice in a row, so that a record that wraps is contiguous,
-/// and maps every page of the mapping when it is made (remap_vmalloc_range), so each mapped
-/// byte is resident: mapping the data once costs half the RSS, and the few records that wrap are
-/// copied into `wrapped` instead.
+/// and maps every page of a mapping when it is made (remap_vmalloc_range), so each mapped byte
+/// counts in kmemd's RSS. So the data area is mapped a window at a time (RING_WINDOW, or more
+/// for a larger record), read-only at the window's offset, which the kernel allows anywhere in
+/// the doubled area: kmemd's RSS holds the window, not the whole ring (watch mode's 4 MiB
+/// snapshot ring), and a record that wraps is read in place from the second copy. The ring's
+/// memory itself is the kernel's, allocated when the map was made.
 pub struct RingBufView {
     consumer: *mut u8,
     producer: *mut u8,
     page: usize,
     size: usize,
-    /// A record that wraps past the end of the data area, put back together.
-    wrapped: Vec<u8>,
+    /// The mapped window: its start in the doubled data area, its address and length.
+    window: Option<(usize, *mut u8, usize)>,
     /// The fd stays open while mapped (poll(2) on it says when records wait).
     fd: OwnedFd,
 }
@@ -487,10 +490,24 @@ pub struct RingBufView {
 const RINGBUF_BUSY: u32 = 1 << 31;
 const RINGBUF_DISCARD: u32 = 1 << 30;
 const RINGBUF_HDR: usize = 8;
+/// The data window mapped at a time: a few dozen typical snapshot records (1.5-4 KiB), or one
+/// of the largest (two 16 KiB stacks).
+const RING_WINDOW: usize = 64 << 10;
+
+/// The window to map so that bytes [lo, hi) of the doubled data area (`size` bytes, each copy)
+/// are inside it: its page-aligned start and its length, `want` bytes or more when the range
+/// needs it, never past the doubled area's end. `lo` < `size` and `hi` - `lo` <= `size`.
+fn window_for(size: usize, page: usize, want: usize, lo: usize, hi: usize) -> (usize, usize) {
+    let start = lo - lo % page;
+    let need = (hi - start).div_ceil(page) * page;
+    let len = want.max(need).min(2 * size - start);
+    (start, len)
+}
 
 impl BpfMap {
     /// Maps a BPF_MAP_TYPE_RINGBUF map, whose `max_entries` is its data size in bytes (a power
-    /// of two of pages, which the kernel checked when it created the map).
+    /// of two of pages, which the kernel checked when it created the map): its consumer and
+    /// producer pages; the data area is mapped as it is read.
     pub fn ring_buffer(&self) -> io::Result<RingBufView> {
         let page = super::os::page_size();
         let size = self.max_entries as usize;
@@ -513,13 +530,12 @@ impl BpfMap {
         if consumer == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: the producer page and the data area follow at offset `page`, read-only (the
-        // kernel's documented layout; it accepts a mapping shorter than the doubled area);
-        // checked against MAP_FAILED.
+        // SAFETY: the producer page is one page at offset `page`, read-only (the kernel's
+        // documented layout); checked against MAP_FAILED.
         let producer = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                page + size,
+                page,
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -537,7 +553,7 @@ impl BpfMap {
             producer: producer.cast(),
             page,
             size,
-            wrapped: Vec::new(),
+            window: None,
             fd,
         })
     }
@@ -555,9 +571,44 @@ impl RingBufView {
         self.fd.as_fd()
     }
 
+    /// The address of byte `lo` of the doubled data area, with [lo, hi) mapped (see
+    /// [`window_for`] for the bounds), mapping another window if the current one does not
+    /// hold the range.
+    fn data(&mut self, lo: usize, hi: usize) -> io::Result<*const u8> {
+        if let Some((start, ptr, len)) = self.window {
+            if lo >= start && hi <= start + len {
+                // SAFETY: lo - start < len: inside the live window mapping.
+                return Ok(unsafe { ptr.add(lo - start) });
+            }
+            // SAFETY: exactly the live window mapping, dropped here.
+            unsafe { libc::munmap(ptr.cast(), len) };
+            self.window = None;
+        }
+        let (start, len) = window_for(self.size, self.page, RING_WINDOW, lo, hi);
+        // SAFETY: read-only, shared, at the data area's offset (two pages in) plus `start`, for
+        // `len` bytes that end within the doubled area (window_for); checked against MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                (2 * self.page + start) as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.window = Some((start, ptr.cast(), len));
+        // SAFETY: start <= lo < hi <= start + len.
+        Ok(unsafe { ptr.cast::<u8>().add(lo - start) })
+    }
+
     /// Hands every complete record waiting, in order, to `f` (at most `max` of them), and gives
-    /// their space back to the kernel. Returns how many were handed over.
-    pub fn consume(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    /// their space back to the kernel. Returns how many were handed over, or the error that
+    /// stopped it from mapping the data (the records stay in the ring).
+    pub fn consume(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
         use std::sync::atomic::Ordering;
         let mut cons = self.pos(self.consumer).load(Ordering::Acquire);
         let mut n = 0;
@@ -567,11 +618,12 @@ impl RingBufView {
                 break;
             }
             let at = (cons % self.size as u64) as usize;
-            // SAFETY: the header lies in the data area (at < size, 8-byte aligned, size a
-            // multiple of 8); the kernel publishes it with a release store of the length word,
-            // which we read with acquire.
+            let hdr_at = self.data(at, at + RINGBUF_HDR)?;
+            // SAFETY: the header is 8 mapped, 8-byte aligned bytes (at and the window's start
+            // are multiples of 8); the kernel publishes it with a release store of the length
+            // word, which we read with acquire.
             let hdr = unsafe {
-                std::sync::atomic::AtomicU32::from_ptr(self.producer.add(self.page + at).cast::<u32>())
+                std::sync::atomic::AtomicU32::from_ptr(hdr_at.cast::<u32>().cast_mut())
                     .load(Ordering::Acquire)
             };
             if hdr & RINGBUF_BUSY != 0 {
@@ -583,48 +635,29 @@ impl RingBufView {
                 break;
             }
             if hdr & RINGBUF_DISCARD == 0 {
-                // The record's two parts: up to the data area's end, then from its start.
-                let (start, first) = wrap_split(self.size, at + RINGBUF_HDR, len);
-                // SAFETY: [start, start + first) and [0, len - first) lie within the mapped data
-                // area (wrap_split keeps both inside `size`), which the kernel no longer writes
-                // until the consumer position passes them (the store below, after `f` returns).
-                let (head, tail) = unsafe {
-                    let data = self.producer.add(self.page);
-                    (
-                        std::slice::from_raw_parts(data.add(start), first),
-                        std::slice::from_raw_parts(data, len - first),
-                    )
-                };
-                if tail.is_empty() {
-                    f(head);
-                } else {
-                    self.wrapped.clear();
-                    self.wrapped.extend_from_slice(head);
-                    self.wrapped.extend_from_slice(tail);
-                    f(&self.wrapped);
-                }
+                let body = self.data(at + RINGBUF_HDR, at + RINGBUF_HDR + len)?;
+                // SAFETY: [body, body + len) is mapped (data() above), contiguous even when the
+                // record wraps (the second copy of the area follows the first), and the kernel
+                // no longer writes it until the consumer position passes it (the store below,
+                // after `f` returns).
+                f(unsafe { std::slice::from_raw_parts(body, len) });
                 n += 1;
             }
             cons += ((len + RINGBUF_HDR + 7) & !7) as u64;
             self.pos(self.consumer).store(cons, Ordering::Release);
         }
-        n
+        Ok(n)
     }
-}
-
-/// Where a ring buffer record of `len` bytes whose body starts `body` bytes into a data area of
-/// `size` bytes lies: its start (wrapped into the area) and how many bytes come before the area's
-/// end; the rest continue at the area's start. `body` < 2 * size and `len` <= size.
-fn wrap_split(size: usize, body: usize, len: usize) -> (usize, usize) {
-    let start = body % size;
-    (start, len.min(size - start))
 }
 
 impl Drop for RingBufView {
     fn drop(&mut self) {
-        // SAFETY: both regions are exactly the live mappings made in `ring_buffer`.
+        // SAFETY: each region is exactly a live mapping made in `ring_buffer` or `data`.
         unsafe {
-            libc::munmap(self.producer.cast(), self.page + self.size);
+            if let Some((_, ptr, len)) = self.window {
+                libc::munmap(ptr.cast(), len);
+            }
+            libc::munmap(self.producer.cast(), self.page);
             libc::munmap(self.consumer.cast(), self.page);
         }
     }
@@ -635,17 +668,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ring_record_is_split_where_the_data_area_ends() {
-        // Header at 0: the body starts at 8 and fits.
-        assert_eq!(wrap_split(4096, 8, 100), (8, 100));
-        // Ends exactly at the area's end: one part.
-        assert_eq!(wrap_split(4096, 4000, 96), (4000, 96));
-        // Crosses the end: 96 bytes there, the rest from the start.
-        assert_eq!(wrap_split(4096, 4000, 200), (4000, 96));
-        // The header is the area's last 8 bytes: the body starts at the area's start.
-        assert_eq!(wrap_split(4096, 4096, 200), (0, 200));
-        // The largest record the ring holds.
-        assert_eq!(wrap_split(4096, 16, 4088), (16, 4080));
+    fn a_ring_window_holds_the_range_within_the_doubled_area() {
+        let (size, page, want) = (1 << 20, 4096, 64 << 10);
+        // A header at the start: the usual window.
+        assert_eq!(window_for(size, page, want, 0, 8), (0, want));
+        // A range inside a page: the window starts at that page.
+        assert_eq!(window_for(size, page, want, 5000, 5100), (4096, want));
+        // A record larger than the window: the window grows to hold it, whole pages.
+        assert_eq!(window_for(size, page, want, 8, 8 + 100_000), (0, 102_400));
+        // A record that wraps: read from the second copy, the window ending with the area.
+        let lo = size - 16;
+        assert_eq!(window_for(size, page, want, lo, lo + 4000), (size - page, want));
+        // The last bytes before the doubled area's end: the window is cut there.
+        let (start, len) = window_for(size, page, want, size - 8, size - 8 + (size - 8));
+        assert_eq!((start, start + len), (size - page, 2 * size));
+        // A ring smaller than the window: at most what is left of the doubled area.
+        assert_eq!(window_for(8192, page, want, 4100, 4200), (4096, 12288));
     }
 
     #[test]

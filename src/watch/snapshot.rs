@@ -186,8 +186,7 @@ impl Snapshot {
 
 /// Default size of the snapshot ring buffer: ~1,000 snapshots of a 4 KiB stack, ~10 ms of the
 /// fastest trap rate measured, ~2,600 of the lab's sysctl writes (~1.6 KiB). A full ring drops
-/// snapshots, never hits. The kernel maps all of it when kmemd maps it, so all of it is resident
-/// (once: see RingBufView).
+/// snapshots, never hits. It is kernel memory; kmemd maps 64 KiB of it at a time (RingBufView).
 pub const RING_BYTES: u32 = 4 << 20;
 
 /// The loaded snapshot program and its ring buffer. Dropping it unloads the program once no
@@ -198,6 +197,8 @@ pub struct Snapshots {
     arch: Arch,
     /// Records that did not parse (a kmemd/BPF object mismatch: never expected).
     pub bad: u64,
+    /// A window of the ring could not be mapped (logged once).
+    map_failed: bool,
 }
 
 impl Snapshots {
@@ -225,6 +226,7 @@ impl Snapshots {
             ring,
             arch: Arch::host(),
             bad: 0,
+            map_failed: false,
         })
     }
 
@@ -243,11 +245,23 @@ impl Snapshots {
     /// record parsed (those that do not are counted in `bad`); returns how many were handed over.
     pub fn take_records(&mut self, max: usize, mut parse: impl FnMut(&[u8]) -> bool) -> usize {
         let bad = &mut self.bad;
-        self.ring.consume(max, |rec| {
+        let taken = self.ring.consume(max, |rec| {
             if !parse(rec) {
                 *bad += 1;
             }
-        })
+        });
+        match taken {
+            Ok(n) => n,
+            Err(e) => {
+                // The records stay in the ring; hits keep coming from perf's ring, and those
+                // whose snapshot is not taken say they have none.
+                if !self.map_failed {
+                    log::warn!("cannot map the snapshot ring's records: {e}");
+                    self.map_failed = true;
+                }
+                0
+            }
+        }
     }
 }
 
