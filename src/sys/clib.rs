@@ -395,24 +395,34 @@ impl BpfMap {
             .checked_mul(self.max_entries as usize)
             .filter(|&n| n > 0)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: a fresh shared read-only mapping of `len` bytes of the map fd at offset 0; the
-        // kernel checks the length against the array's (page-rounded) size.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                self.fd.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        // The kernel checks the length against the array's (page-rounded) size.
+        let ptr = map_shared(self.fd.as_fd(), len, libc::PROT_READ, 0)?;
+        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
         Ok(MapView { ptr, len })
     }
+}
+
+/// A fresh shared mapping of `len` bytes of a BPF map's fd at byte `offset`, with `prot`: the
+/// one way kmemd maps a map (array values, a ring buffer's pages). The kernel checks the length
+/// and offset against the map; the result is checked against MAP_FAILED.
+fn map_shared(fd: BorrowedFd<'_>, len: usize, prot: c_int, offset: usize) -> io::Result<*mut u8> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a new mapping chosen by the kernel (null hint) replaces nothing of ours; the
+    // caller owns the result and unmaps it with the same length.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            offset,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
 }
 
 /// A read-only view of an mmap'ed BPF array. The kernel writes it (while a BPF program runs);
@@ -515,42 +525,20 @@ impl BpfMap {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         let fd = self.fd.try_clone()?;
-        // SAFETY: the consumer page of a ring buffer map is one page at offset 0, mappable
-        // read-write; the result is checked against MAP_FAILED.
-        let consumer = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
+        // The consumer page is one page at offset 0, mappable read-write; the producer page
+        // follows, read-only (the kernel's documented layout).
+        let consumer = map_shared(fd.as_fd(), page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = match map_shared(fd.as_fd(), page, libc::PROT_READ, page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: `consumer` is the live one-page mapping made above.
+                unsafe { libc::munmap(consumer.cast(), page) };
+                return Err(e);
+            }
         };
-        if consumer == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the producer page is one page at offset `page`, read-only (the kernel's
-        // documented layout); checked against MAP_FAILED.
-        let producer = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                page as libc::off_t,
-            )
-        };
-        if producer == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            // SAFETY: `consumer` is the live one-page mapping made above.
-            unsafe { libc::munmap(consumer, page) };
-            return Err(e);
-        }
         Ok(RingBufView {
-            consumer: consumer.cast(),
-            producer: producer.cast(),
+            consumer,
+            producer,
             page,
             size,
             window: None,
@@ -585,24 +573,12 @@ impl RingBufView {
             self.window = None;
         }
         let (start, len) = window_for(self.size, self.page, RING_WINDOW, lo, hi);
-        // SAFETY: read-only, shared, at the data area's offset (two pages in) plus `start`, for
-        // `len` bytes that end within the doubled area (window_for); checked against MAP_FAILED.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                (2 * self.page + start) as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        self.window = Some((start, ptr.cast(), len));
+        // Read-only at the data area's offset (two pages in) plus `start`, for `len` bytes that
+        // end within the doubled area (window_for).
+        let ptr = map_shared(self.fd.as_fd(), len, libc::PROT_READ, 2 * self.page + start)?;
+        self.window = Some((start, ptr, len));
         // SAFETY: start <= lo < hi <= start + len.
-        Ok(unsafe { ptr.cast::<u8>().add(lo - start) })
+        Ok(unsafe { ptr.add(lo - start) })
     }
 
     /// Hands every complete record waiting, in order, to `f` (at most `max` of them), and gives
