@@ -141,30 +141,18 @@ fn the_default_snapshot_ring_is_not_resident_in_full() {
     if !common::require_root("the_default_snapshot_ring_is_not_resident_in_full") {
         return;
     }
-    let before = vm_rss_kib();
+    let before = common::rsp::rss_kib(std::process::id());
     let mut snaps = Snapshots::open(snapshot::RING_BYTES, None).expect("the snapshot program loads");
     store_watched(&snaps, FOURTH, 0, 50);
     let mut n = 0;
     snaps.take(100, |_| n += 1);
     assert_eq!(n, 50);
-    let grew = vm_rss_kib().saturating_sub(before);
+    let grew = common::rsp::rss_kib(std::process::id()).saturating_sub(before);
     assert!(
         grew < 1024,
         "RSS grew by {grew} KiB with a {} KiB ring open",
         snapshot::RING_BYTES / 1024
     );
-}
-
-/// VmRSS of this process, in KiB.
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .expect("VmRSS in /proc/self/status")
 }
 
 fn store_watched(snaps: &Snapshots, word: &AtomicU64, base: u64, n: u64) {
