@@ -474,21 +474,25 @@ impl Decoder {
             return Err(corrupt("too few literals for four streams"));
         }
         let mut at = 6usize;
-        let mut outs = self.literals.chunks_mut(segment.max(1));
-        for i in 0..4 {
+        let mut parts: [&[u8]; 4] = [&[]; 4];
+        for (i, part) in parts.iter_mut().enumerate() {
             let end = match sizes.get(i) {
                 Some(&size) => at + size,
                 None => streams.len(),
             };
-            let stream = streams
+            *part = streams
                 .get(at..end)
                 .ok_or_else(|| corrupt("a Huffman stream runs past the literals"))?;
-            // The fourth stream gets whatever the first three leave.
-            let dst: &mut [u8] = outs.next().unwrap_or_default();
-            self.huffman.decode_stream(stream, dst)?;
             at = end;
         }
-        Ok(())
+        // The fourth stream gets whatever the first three leave.
+        let mut outs = self
+            .literals
+            .get_mut(..regen)
+            .unwrap_or_default()
+            .chunks_mut(segment.max(1));
+        let mut next = || outs.next().unwrap_or_default();
+        self.huffman.decode_four(parts, [next(), next(), next(), next()])
     }
 
     /// Decodes the sequences section and executes it, appending the block's output at `op`

@@ -144,6 +144,62 @@ impl Table {
     /// Decodes exactly `out.len()` symbols from one stream, which must end exactly there.
     pub fn decode_stream(&self, stream: &[u8], out: &mut [u8]) -> Result<(), String> {
         let mut bits = Backward::new(stream)?;
+        self.decode_rest(&mut bits, out);
+        exact_end(&bits)
+    }
+
+    /// Decodes four streams into their four outputs (RFC 8878 4.2.2: the first three the same
+    /// length, the fourth at most that), each stream ending exactly with its output. The four
+    /// are decoded a symbol from each in turn while all four have symbols left: their lookups
+    /// do not wait on each other, so the CPU overlaps them (the first three streams' last
+    /// symbols, past the fourth's end, are decoded after).
+    pub fn decode_four(&self, streams: [&[u8]; 4], outs: [&mut [u8]; 4]) -> Result<(), String> {
+        let [s0, s1, s2, s3] = streams;
+        let mut bits = [
+            Backward::new(s0)?,
+            Backward::new(s1)?,
+            Backward::new(s2)?,
+            Backward::new(s3)?,
+        ];
+        let [o0, o1, o2, o3] = outs;
+        let common = o0.len().min(o1.len()).min(o2.len()).min(o3.len());
+        let (h0, t0) = o0.split_at_mut(common);
+        let (h1, t1) = o1.split_at_mut(common);
+        let (h2, t2) = o2.split_at_mut(common);
+        let (h3, t3) = o3.split_at_mut(common);
+        let mut done = 0;
+        while done < common {
+            let n = bits
+                .iter_mut()
+                .map(|b| b.reads_in_window(self.max_bits))
+                .min()
+                .unwrap_or(1)
+                .clamp(1, common - done);
+            for k in done..done + n {
+                for (b, out) in bits.iter_mut().zip([&mut *h0, &mut *h1, &mut *h2, &mut *h3]) {
+                    let entry = self
+                        .entries
+                        .get(b.peek_in_window(self.max_bits) as usize)
+                        .copied()
+                        .unwrap_or_default();
+                    if let Some(byte) = out.get_mut(k) {
+                        *byte = entry.symbol;
+                    }
+                    b.consume(u32::from(entry.nb_bits));
+                }
+            }
+            done += n;
+        }
+        for (b, tail) in bits.iter_mut().zip([t0, t1, t2, t3]) {
+            self.decode_rest(b, tail);
+            exact_end(b)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes `out.len()` symbols from `bits` (whatever the stream holds: the caller checks
+    /// its end).
+    fn decode_rest(&self, bits: &mut Backward, out: &mut [u8]) {
         let mut rest = out;
         while !rest.is_empty() {
             let n = bits.reads_in_window(self.max_bits).clamp(1, rest.len());
@@ -159,11 +215,15 @@ impl Table {
             }
             rest = later;
         }
-        if !bits.is_exact_end() {
-            return Err(corrupt("a Huffman stream does not end where its literals do"));
-        }
-        Ok(())
     }
+}
+
+/// A Huffman stream must end exactly where its literals do.
+fn exact_end(bits: &Backward) -> Result<(), String> {
+    if !bits.is_exact_end() {
+        return Err(corrupt("a Huffman stream does not end where its literals do"));
+    }
+    Ok(())
 }
 
 /// FSE-compressed weights (RFC 8878 4.2.1.2): two states share one table and take turns; the
@@ -221,6 +281,26 @@ mod tests {
         assert!(t
             .decode_stream(&[0b0001_0000, 0b0000_1101], &mut [0u8; 3])
             .is_err());
+    }
+
+    /// Four streams decoded in turn give what each gives alone, and each must still end
+    /// exactly where its own output does.
+    #[test]
+    fn four_streams_decode_as_each_alone() {
+        let mut t = Table::new();
+        let mut w = [0u8; 256];
+        w[..5].copy_from_slice(&[4, 3, 2, 0, 1]);
+        t.build(&mut w, 5).unwrap_or_else(|e| panic!("{e}"));
+        let s: &[u8] = &[0b0001_0000, 0b0000_1101];
+        let mut out = [[0u8; 4]; 4];
+        let [a, b, c, d] = &mut out;
+        t.decode_four([s; 4], [a, b, c, d])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out, [[0, 1, 5, 4]; 4]);
+        // The fourth output one shorter: its stream has bits left over.
+        let (mut a, mut b, mut c, mut d) = ([0u8; 4], [0u8; 4], [0u8; 4], [0u8; 3]);
+        assert!(t.decode_four([s; 4], [&mut a, &mut b, &mut c, &mut d]).is_err());
+        assert_eq!((a, b, c), ([0, 1, 5, 4], [0, 1, 5, 4], [0, 1, 5, 4]));
     }
 
     #[test]
