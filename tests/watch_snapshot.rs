@@ -94,8 +94,6 @@ fn a_trap_off_the_task_stack_copies_the_task_stack() {
     assert_eq!(snaps.bad, 0);
 }
 
-/// Stores `base + 1 ..= base + n` into `word` with a write breakpoint on it (this thread, any
-/// CPU) that runs the snapshot program at each trap.
 /// kmemd maps the ring's data a window at a time, and a record that runs past the data area's
 /// end is read from the area's second copy. Through a ring of two pages, 100 rounds of 5 stores
 /// wrap it about 20 times (records of ~300 bytes straddle its end): every snapshot arrives,
@@ -155,6 +153,8 @@ fn the_default_snapshot_ring_is_not_resident_in_full() {
     );
 }
 
+/// Stores `base + 1 ..= base + n` into `word` with a write breakpoint on it (this thread, any
+/// CPU) that runs the snapshot program at each trap.
 fn store_watched(snaps: &Snapshots, word: &AtomicU64, base: u64, n: u64) {
     let attr = PerfEventAttr {
         type_: os::PERF_TYPE_BREAKPOINT,

@@ -47,8 +47,8 @@ const MAX_TASKS: usize = 1 << 20;
 /// Largest span of task_struct [`read_task`] reads at once (its fields lie within a few KiB).
 const TASK_SPAN_MAX: u64 = 8192;
 
-/// The offsets [start, end) in task_struct that cover every field [`read_task`] reads there.
-fn task_span(l: &TaskLayout) -> Option<(u64, u64)> {
+/// The fields of task_struct [`read_task`] reads (comm up to 64 bytes), those the layout has.
+fn task_fields_read(l: &TaskLayout) -> impl Iterator<Item = Field> + Clone {
     let comm = Field {
         offset: l.comm.offset,
         size: l.comm.size.min(64),
@@ -57,7 +57,7 @@ fn task_span(l: &TaskLayout) -> Option<(u64, u64)> {
         offset: l.real_parent,
         size: 8,
     };
-    let fields = [
+    [
         Some(l.pid),
         Some(l.tgid),
         Some(comm),
@@ -66,8 +66,14 @@ fn task_span(l: &TaskLayout) -> Option<(u64, u64)> {
         Some(parent),
         l.cpu,
         l.on_cpu,
-    ];
-    let fields = fields.iter().flatten();
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The offsets [start, end) in task_struct that cover every field [`read_task`] reads there.
+fn task_span(l: &TaskLayout) -> Option<(u64, u64)> {
+    let fields = task_fields_read(l);
     let start = fields.clone().map(|f| f.offset).min()?;
     let end = fields
         .map(|f| f.offset.saturating_add(f.size.clamp(1, 64)))
@@ -281,21 +287,7 @@ mod tests {
         assert_eq!(m.1, 2, "the task's span, then its parent's pid");
         // A hole in the span between the fields: read field by field, the same task.
         let (start, end) = task_span(&l).unwrap();
-        let parent = Field {
-            offset: l.real_parent,
-            size: 8,
-        };
-        let fields: Vec<Field> = [
-            Some(l.pid),
-            Some(l.tgid),
-            Some(l.comm),
-            Some(l.state),
-            Some(parent),
-        ]
-        .into_iter()
-        .chain([l.exit_state, l.cpu, l.on_cpu])
-        .flatten()
-        .collect();
+        let fields: Vec<Field> = task_fields_read(&l).collect();
         let gap = (start..end)
             .find(|o| !fields.iter().any(|f| (f.offset..f.offset + f.size).contains(o)))
             .expect("a byte of the span in no field");

@@ -261,6 +261,15 @@ fn fse_weights(body: &[u8], table: &mut fse::Table, weights: &mut [u8; 256]) -> 
 mod tests {
     use super::*;
 
+    /// The table of RFC 8878 4.2.1's example tree: weights 4 3 2 0 1, the last implied.
+    fn rfc_table() -> Table {
+        let mut t = Table::new();
+        let mut w = [0u8; 256];
+        w[..5].copy_from_slice(&[4, 3, 2, 0, 1]);
+        t.build(&mut w, 5).unwrap_or_else(|e| panic!("{e}"));
+        t
+    }
+
     /// RFC 8878 4.2.1's example: weights 4 3 2 0 1 (the last, 1, implied) give the codes
     /// 0:"1" 1:"01" 2:"001" 4:"0000" 5:"0001". Section 4.2.2's 2-byte stream holds, below its
     /// marker, 1 01 0001 0000, which those codes read as 0 1 5 4 (the RFC's stream table labels
@@ -268,10 +277,7 @@ mod tests {
     /// as the vectors in zstd/tests.rs confirm).
     #[test]
     fn decodes_the_rfc_example() {
-        let mut t = Table::new();
-        let mut w = [0u8; 256];
-        w[..5].copy_from_slice(&[4, 3, 2, 0, 1]);
-        t.build(&mut w, 5).unwrap_or_else(|e| panic!("{e}"));
+        let t = rfc_table();
         assert_eq!(t.max_bits, 4);
         let mut out = [0u8; 4];
         t.decode_stream(&[0b0001_0000, 0b0000_1101], &mut out)
@@ -287,10 +293,7 @@ mod tests {
     /// exactly where its own output does.
     #[test]
     fn four_streams_decode_as_each_alone() {
-        let mut t = Table::new();
-        let mut w = [0u8; 256];
-        w[..5].copy_from_slice(&[4, 3, 2, 0, 1]);
-        t.build(&mut w, 5).unwrap_or_else(|e| panic!("{e}"));
+        let t = rfc_table();
         let s: &[u8] = &[0b0001_0000, 0b0000_1101];
         let mut out = [[0u8; 4]; 4];
         let [a, b, c, d] = &mut out;
