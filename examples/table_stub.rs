@@ -20,6 +20,9 @@ const PACKET_SIZE: usize = 0x10_0000;
 const STACK: u64 = 0xffff_c900_0000_0000;
 const STACK_LEN: u64 = 0x1_0000;
 const XML: &str = include_str!("../src/arch/x86_64.xml");
+/// The one thread this stub serves (the replay serves whatever thread list it recorded).
+const THREADS_XML: &str =
+    "<?xml version=\"1.0\"?>\n<threads>\n<thread id=\"1\" name=\"t1\">task 1</thread>\n</threads>\n";
 
 /// What a stub answers with; false ends the session after the reply.
 trait Answer {
@@ -29,8 +32,6 @@ trait Answer {
 
 struct Table {
     pattern: Vec<u8>,
-    threads: Vec<u64>,
-    threads_xml: Vec<u8>,
     regs_hex: Vec<u8>,
 }
 
@@ -150,12 +151,6 @@ impl Table {
         let pattern: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let threads: Vec<u64> = vec![1];
-        let mut x = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
-        for t in &threads {
-            x.push_str(&format!("<thread id=\"{t:x}\" name=\"t{t}\">task {t}</thread>\n"));
-        }
-        x.push_str("</threads>\n");
         // g: every register of the XML, in its order; rip, rsp known, the rest zero.
         let mut regs_hex = Vec::new();
         for (i, part) in XML.split("bitsize=\"").skip(1).enumerate() {
@@ -174,12 +169,7 @@ impl Table {
                 regs_hex.push(HEX[usize::from(b & 15)]);
             }
         }
-        Table {
-            pattern,
-            threads,
-            threads_xml: x.into_bytes(),
-            regs_hex,
-        }
+        Table { pattern, regs_hex }
     }
 
     fn mem(&self, addr: u64, out: &mut Vec<u8>, len: usize) {
@@ -204,8 +194,10 @@ impl Table {
         out.push(if end == data.len() { b'l' } else { b'm' });
         escape(&data[off..end], out);
     }
+}
 
-    fn answer_from_table(&self, p: &[u8], out: &mut Vec<u8>) -> bool {
+impl Answer for Table {
+    fn answer(&mut self, p: &[u8], out: &mut Vec<u8>) -> bool {
         let max = (PACKET_SIZE - 16) / 2;
         match p.first() {
             Some(b'm') => {
@@ -248,16 +240,12 @@ impl Table {
                 out,
             ),
             _ if p.starts_with(b"qXfer:threads:read::") => {
-                Table::xfer(&self.threads_xml, &p[b"qXfer:threads:read::".len()..], out)
+                Table::xfer(THREADS_XML.as_bytes(), &p[b"qXfer:threads:read::".len()..], out)
             }
             _ if p == b"qC" => out.extend_from_slice(b"QC1"),
             _ if p.starts_with(b"qAttached") => out.push(b'1'),
             _ if p == b"qOffsets" => out.extend_from_slice(b"Text=0;Data=0;Bss=0"),
-            _ if p == b"qfThreadInfo" => {
-                out.push(b'm');
-                let ids: Vec<String> = self.threads.iter().map(|t| format!("{t:x}")).collect();
-                out.extend_from_slice(ids.join(",").as_bytes());
-            }
+            _ if p == b"qfThreadInfo" => out.extend_from_slice(b"m1"),
             _ if p == b"qsThreadInfo" => out.push(b'l'),
             _ if p.starts_with(b"qThreadExtraInfo,") => {
                 for b in b"task" {
@@ -270,12 +258,6 @@ impl Table {
             _ => {}
         }
         true
-    }
-}
-
-impl Answer for Table {
-    fn answer(&mut self, p: &[u8], out: &mut Vec<u8>) -> bool {
-        self.answer_from_table(p, out)
     }
 }
 

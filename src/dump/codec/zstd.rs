@@ -486,11 +486,7 @@ impl Decoder {
             at = end;
         }
         // The fourth stream gets whatever the first three leave.
-        let mut outs = self
-            .literals
-            .get_mut(..regen)
-            .unwrap_or_default()
-            .chunks_mut(segment.max(1));
+        let mut outs = self.literals.chunks_mut(segment.max(1));
         let mut next = || outs.next().unwrap_or_default();
         self.huffman.decode_four(parts, [next(), next(), next(), next()])
     }
