@@ -169,6 +169,10 @@ pub struct LinkAlias {
 /// the symbol is not the zero-based section's.
 const PERCPU_MAX: u64 = 1 << 24;
 
+/// x86_64's KERNEL_IMAGE_SIZE with KASLR (arch/x86/include/asm/page_64_types.h): the image
+/// lies within this much of `__START_KERNEL_map`, so within it of the link-time `_text`.
+const IMAGE_MAX: u64 = 1 << 30;
+
 impl LinkAlias {
     /// Works out the ranges for `vmlinux` and `slide`, probing `mem` (the kernel's memory, read
     /// without the alias) for link-time addresses that are mapped at run time.
@@ -281,6 +285,18 @@ impl LinkAlias {
         }
     }
 
+    /// Whether a read of `addr` could fall in what [`Self::plan_image`] and
+    /// [`Self::serve_percpu`] would serve for a kernel linked at `link_text` and moved by
+    /// `slide`: the link-time image (at most [`IMAGE_MAX`] long) when the slide is not 0, or a
+    /// zero-based per-CPU address. Before a plan exists, other reads need none.
+    pub fn may_serve(arch: Arch, link_text: u64, slide: u64, addr: VirtAddr) -> bool {
+        if arch != Arch::X86_64 {
+            return false;
+        }
+        let in_image = slide != 0 && addr.0.wrapping_sub(link_text) < IMAGE_MAX;
+        in_image || addr.0 < PERCPU_MAX
+    }
+
     pub fn is_active(&self) -> bool {
         !self.ranges.is_empty()
     }
@@ -361,6 +377,36 @@ impl LinkAlias {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before a plan, a read waits for one only where the plan could serve it.
+    #[test]
+    fn only_reads_an_alias_could_serve_wait_for_its_plan() {
+        let link = 0xffff_ffff_8100_0000u64;
+        let x86 = Arch::X86_64;
+        let at = |a: u64| VirtAddr(a);
+        // The link-time image window, with a slide only.
+        assert!(LinkAlias::may_serve(x86, link, 0x3400_0000, at(link)));
+        assert!(LinkAlias::may_serve(
+            x86,
+            link,
+            0x3400_0000,
+            at(link + IMAGE_MAX - 1)
+        ));
+        assert!(!LinkAlias::may_serve(
+            x86,
+            link,
+            0x3400_0000,
+            at(link + IMAGE_MAX)
+        ));
+        assert!(!LinkAlias::may_serve(x86, link, 0x3400_0000, at(link - 1)));
+        assert!(!LinkAlias::may_serve(x86, link, 0, at(link)));
+        // Zero-based per-CPU addresses, slide or not.
+        assert!(LinkAlias::may_serve(x86, link, 0, at(0x1fb80)));
+        assert!(!LinkAlias::may_serve(x86, link, 0, at(PERCPU_MAX)));
+        // arm64 links per-CPU data at kernel addresses and moves whole segments: never.
+        assert!(!LinkAlias::may_serve(Arch::Aarch64, link, 0x3400_0000, at(link)));
+        assert!(!LinkAlias::may_serve(Arch::Aarch64, link, 0, at(0x1fb80)));
+    }
 
     #[test]
     fn text_comes_from_stext_when_kallsyms_lacks_it() {

@@ -38,6 +38,26 @@ impl Layout for KernelInfo {
     }
 }
 
+/// Types alone, from one BTF blob: no symbols. What a live session's first task walk needs
+/// before the kernel's symbols are read (target/live.rs).
+pub struct BtfLayout<'a>(pub &'a super::btf::Btf);
+
+impl Layout for BtfLayout<'_> {
+    fn symbol(&self, _name: &str) -> Option<u64> {
+        None
+    }
+    fn member(&self, st: &str, member: &str) -> Option<Field> {
+        let m = self.0.member_by_name(st, member)?;
+        Some(Field {
+            offset: m.offset(),
+            size: m.size,
+        })
+    }
+    fn size_of(&self, ty: &str) -> Option<u64> {
+        self.0.size_of_name(ty)
+    }
+}
+
 /// `__per_cpu_offset[cpu]`: where CPU `cpu`'s copy of the per-CPU variables starts, so that a
 /// per-CPU symbol's copy is at the symbol plus this (include/asm-generic/percpu.h; x86_64 links the
 /// symbols at 0, arm64 at their section: the sum is the address either way). None without the

@@ -3,9 +3,11 @@
 //! kernel/ makes sense of it; this file puts the two together.
 
 use crate::arch::{Arch, Registers};
+use crate::kernel::btf::Btf;
 /// Where the link-time `_text` came from (kernel/kaslr.rs).
 pub use crate::kernel::kaslr::LinkText;
 use crate::kernel::kaslr::{runtime_text, Kaslr, LinkAlias};
+use crate::kernel::layout::BtfLayout;
 use crate::kernel::modules::{self, Module};
 use crate::kernel::monitor::{self, KernelView};
 use crate::kernel::proc_kallsyms::Kallsyms;
@@ -25,10 +27,11 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct LiveTarget {
     reader: KernelReader,
-    /// The [`symbols::KNOWN`] names of /proc/kallsyms, read on first use (symbols, layouts):
-    /// `--read` and the start of a session need only `_text`, from the file's first lines; the
-    /// resolver reads the whole file when it needs more (`monitor sym`).
-    kallsyms: std::sync::OnceLock<Kallsyms>,
+    /// The [`symbols::KNOWN`] names of /proc/kallsyms, read on first use (symbols, layouts), or
+    /// by a thread a session starts ([`Target::prepare`]) while GDB connects: `--read` and a
+    /// session's first replies need only `_text`, from the file's first lines; the resolver reads
+    /// the whole file when it needs more (`monitor sym`). A reader waits for that thread.
+    kallsyms: std::sync::Arc<std::sync::OnceLock<Kallsyms>>,
     /// All of /proc/kallsyms, read when first needed ([`LiveTarget::kallsyms`], or the resolver
     /// for an address or a name outside [`symbols::KNOWN`]) and shared with the resolver.
     whole: std::sync::Arc<std::sync::OnceLock<Kallsyms>>,
@@ -38,6 +41,13 @@ pub struct LiveTarget {
     link_source: LinkText,
     /// Link-time ranges GDB reads unrelocated, served from their slid bytes (kernel/kaslr.rs).
     alias: LinkAlias,
+    /// Whether `alias` is planned. Without a vmlinux the plan needs the image's end from
+    /// kallsyms, so it waits for the first read that could fall in it ([`LinkAlias::may_serve`]).
+    alias_planned: bool,
+    /// The types kmemd needs from /sys/kernel/btf/vmlinux, read once (kernel/btf_extract.rs):
+    /// the task layout of a session's first walk comes from it before [`KernelInfo`] exists,
+    /// which then takes the bytes instead of reading the file again.
+    sys_btf: Option<Result<Vec<u8>, String>>,
     /// The thread GDB reads memory for ([`Target::focus`]).
     focus: Option<Tid>,
     cpus: Vec<u32>,
@@ -49,7 +59,8 @@ pub struct LiveTarget {
     /// The task_struct layout from `kinfo`, built once: GDB asks for registers and liveness per
     /// thread, and rebuilding it per packet was most of the cost of `info threads` (issue 16).
     layout: Option<Result<TaskLayout, String>>,
-    /// Where the task walk starts (init_task, else this process's own task from BPF).
+    /// Where the task walk starts: this process's own task from BPF (no symbol needed), else
+    /// init_task. The walk lists the same tasks from either, starting at init_task.
     task_start: Option<Result<u64, String>>,
     /// The tasks as of the last walk: live, they change under us.
     tasks: Vec<Task>,
@@ -121,6 +132,7 @@ impl LiveTarget {
             Some(v) => LinkAlias::plan(v, slide, &mut reader),
             None => LinkAlias::default(),
         };
+        let alias_planned = loaded.is_some();
         let cpus = live::online_cpus().unwrap_or_else(|e| {
             log::warn!("{e}; showing one thread for CPU 0");
             vec![0]
@@ -128,13 +140,15 @@ impl LiveTarget {
         let release = live::osrelease().unwrap_or_else(|| "(unknown release)".into());
         Ok(LiveTarget {
             reader,
-            kallsyms: std::sync::OnceLock::new(),
+            kallsyms: std::sync::Arc::default(),
             whole: std::sync::Arc::default(),
             arch,
             runtime_text,
             link_text,
             link_source,
             alias,
+            alias_planned,
+            sys_btf: None,
             focus: None,
             cpus,
             release,
@@ -166,14 +180,20 @@ impl LiveTarget {
                 LinkText::Default => None,
             };
             let whole = std::sync::Arc::clone(&self.whole);
+            // The bytes the first walk's layout came from, if it read them (taken, not copied).
+            let read_early = std::cell::RefCell::new(self.sys_btf.take());
+            let read = move || read_early.borrow_mut().take().unwrap_or_else(read_wanted_sys_btf);
             let mut k = KernelInfo::live(
-                self.kallsyms.get_or_init(known_kallsyms),
+                self.known_kallsyms(),
                 Some(Box::new(move || {
                     std::sync::Arc::clone(whole.get_or_init(full_kallsyms).table())
                 })),
                 vmci.as_deref(),
                 vmlinux.as_deref(),
-                &system_btf(),
+                &BtfSource {
+                    name: live::SYS_BTF,
+                    read: &read,
+                },
             );
             if let Some(p) = problem {
                 k.note_problem(p);
@@ -186,8 +206,31 @@ impl LiveTarget {
                 log::debug!("{m}");
             }
             self.kinfo = Some(k);
+            self.plan_alias();
         }
         self.kinfo.get_or_insert_with(KernelInfo::default)
+    }
+
+    /// The [`symbols::KNOWN`] names of /proc/kallsyms: read now, or waited for when a session's
+    /// thread is reading them ([`Target::prepare`]).
+    fn known_kallsyms(&self) -> &Kallsyms {
+        self.kallsyms.get_or_init(known_kallsyms)
+    }
+
+    /// Starts reading the known names of /proc/kallsyms on a thread of its own: one pass over
+    /// the file takes tens of milliseconds (the kernel formats every line), and a session's
+    /// first replies (the thread list, registers, memory) need none of it.
+    fn read_kallsyms_meanwhile(&self) {
+        let cell = std::sync::Arc::clone(&self.kallsyms);
+        let spawned = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                cell.get_or_init(known_kallsyms);
+            });
+        if let Err(e) = spawned {
+            log::debug!("no thread to read /proc/kallsyms meanwhile ({e}): read when needed");
+        }
     }
 
     /// Largest read one BPF run does (the bench's ceiling probe reads at the same size).
@@ -195,14 +238,26 @@ impl LiveTarget {
         self.reader.chunk_size()
     }
 
-    /// The task layout of this kernel (built on first use, then kept with its error).
+    /// The task layout of this kernel (built on first use, then kept with its error). Without
+    /// a vmlinux it comes from the kernel's own BTF alone, so a session's first walk does not
+    /// wait for kallsyms; with one, from [`Self::kernel_info`] (the vmlinux's BTF first).
     fn task_layout(&mut self) -> Result<TaskLayout, String> {
         if self.layout.is_none() {
-            self.kernel_info();
             let arch = self.arch;
-            self.layout = Some(match self.kinfo.as_ref() {
-                Some(k) => TaskLayout::new(k, arch),
-                None => Err("no kernel information".into()),
+            let early = match (&self.kinfo, &self.link_source) {
+                // A layout BTF alone cannot give is asked of KernelInfo (VMCOREINFO too).
+                (None, LinkText::Default) => self.layout_from_sys_btf().filter(|l| l.is_ok()),
+                _ => None,
+            };
+            self.layout = Some(match early {
+                Some(l) => l,
+                None => {
+                    self.kernel_info();
+                    match self.kinfo.as_ref() {
+                        Some(k) => TaskLayout::new(k, arch),
+                        None => Err("no kernel information".into()),
+                    }
+                }
             });
         }
         self.layout
@@ -210,30 +265,59 @@ impl LiveTarget {
             .unwrap_or_else(|| Err("no task layout".into()))
     }
 
-    /// Walks the task list now.
+    /// [`TaskLayout`] from /sys/kernel/btf/vmlinux's types, keeping the bytes for
+    /// [`Self::kernel_info`]. None when the kernel has no BTF there: [`KernelInfo`] then says
+    /// what is missing.
+    fn layout_from_sys_btf(&mut self) -> Option<Result<TaskLayout, String>> {
+        let bytes = self
+            .sys_btf
+            .get_or_insert_with(read_wanted_sys_btf)
+            .as_ref()
+            .ok()?;
+        let btf = Btf::parse(bytes.clone()).ok()?;
+        Some(TaskLayout::new(&BtfLayout(&btf), self.arch))
+    }
+
+    /// Walks the task list now, with every CPU's idle task (which needs [`KernelInfo`]).
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
+        self.walk_tasks(true)
+    }
+
+    /// Walks the task list; the idle tasks of CPUs other than 0 only `with_idle` (they are
+    /// found through per-CPU symbols, from kallsyms).
+    fn walk_tasks(&mut self, with_idle: bool) -> Result<(TaskLayout, Vec<Task>), String> {
         let layout = self.task_layout()?;
-        let k = self.kinfo.as_ref().ok_or("no kernel information")?;
-        if self.task_start.is_none() {
-            self.task_start = Some(match k.symbol("init_task") {
-                Some(a) => Ok(a),
-                None => live::task::current_task().map_err(|e| {
-                    format!("no init_task in /proc/kallsyms and BPF cannot report the current task: {e}")
-                }),
-            });
+        let start = self.task_start()?;
+        let mut list = tasks::walk(&mut self.reader, &layout, start)?;
+        if with_idle {
+            self.kernel_info();
+            let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+            let idle = tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list);
+            tasks::insert_idle(&mut list, idle);
         }
-        let start = match &self.task_start {
-            Some(Ok(a)) => *a,
-            Some(Err(e)) => return Err(e.clone()),
-            None => return Err("no task to start from".into()),
-        };
-        let mem = &mut self.reader;
-        let mut list = tasks::walk(mem, &layout, start)?;
-        let idle = tasks::idle_tasks(mem, &layout, k, &self.cpus, &list);
-        tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
+    }
+
+    /// Where the walk starts (kept): this process's task from BPF, else init_task.
+    fn task_start(&mut self) -> Result<u64, String> {
+        if self.task_start.is_none() {
+            let start = match live::task::current_task() {
+                Ok(a) => Ok(a),
+                Err(e) => {
+                    log::debug!("BPF cannot report the current task ({e}): starting at init_task");
+                    self.kernel_info().symbol("init_task").ok_or_else(|| {
+                        format!("no init_task in /proc/kallsyms and BPF cannot report the current task: {e}")
+                    })
+                }
+            };
+            self.task_start = Some(start);
+        }
+        match &self.task_start {
+            Some(r) => r.clone(),
+            None => Err("no task to start from".into()),
+        }
     }
 
     /// Whether the task GDB listed as thread `tid` is still that task.
@@ -354,9 +438,13 @@ impl LiveTarget {
         &self.cpus
     }
 
-    /// The KASLR alias without a vmlinux: the image bounds kallsyms gives (x86_64 only; see
-    /// [`LinkAlias::plan_image`]).
-    fn plan_image_alias(&mut self) {
+    /// Plans the KASLR alias without a vmlinux, once: the image bounds kallsyms gives (x86_64
+    /// only; see [`LinkAlias::plan_image`]).
+    fn plan_alias(&mut self) {
+        if self.alias_planned {
+            return;
+        }
+        self.alias_planned = true;
         let (end, percpu_end) = {
             let k = self.kallsyms.get_or_init(known_kallsyms);
             (k.lookup("_end"), k.lookup("__per_cpu_end"))
@@ -401,6 +489,10 @@ impl VirtRead for LiveTarget {
     /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
     /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
+        let slide = self.runtime_text.wrapping_sub(self.link_text);
+        if !self.alias_planned && LinkAlias::may_serve(self.arch, self.link_text, slide, addr) {
+            self.plan_alias();
+        }
         let percpu_base = if self.alias.is_percpu(addr) {
             self.focus_percpu_base()
         } else {
@@ -418,13 +510,14 @@ impl Target for LiveTarget {
         self.focus = Some(tid);
     }
 
+    /// The first walk, before GDB waits on it (the task GDB first stops on comes from it),
+    /// while a thread reads kallsyms for what comes later. That walk lists the idle tasks of
+    /// CPUs other than 0 only when a vmlinux gave the symbols already; the next walk (`info
+    /// threads`, `monitor ps`) adds them.
     fn prepare(&mut self) {
-        if matches!(self.link_source, LinkText::Default) {
-            self.plan_image_alias();
-        }
-        self.kernel_info();
-        // The first walk, before GDB waits on it (the task GDB first stops on comes from it).
-        if let Err(e) = self.tasks() {
+        self.read_kallsyms_meanwhile();
+        let with_idle = self.kinfo.is_some() || !matches!(self.link_source, LinkText::Default);
+        if let Err(e) = self.walk_tasks(with_idle) {
             log::warn!("no task threads: {e}");
         }
     }
@@ -553,6 +646,8 @@ impl Target for LiveTarget {
         if cmd.trim() == "info" {
             return Some(Ok(self.info_text()));
         }
+        // `kaslr` lists the alias, and every other command needs the symbols it waits for.
+        self.plan_alias();
         monitor::run(self, cmd)
     }
 
@@ -566,6 +661,8 @@ impl Target for LiveTarget {
     }
 
     fn kernel_view(&mut self) -> Option<&mut dyn KernelView> {
+        // `kaslr` shows the alias (planned on first need).
+        self.plan_alias();
         Some(self)
     }
 
@@ -689,15 +786,8 @@ fn load_core_kallsyms_filtered(keep: &dyn Fn(char, &str) -> bool) -> Result<Kall
     Ok(table)
 }
 
-/// The running kernel's own BTF, read only when no vmlinux gives BTF: only the types kmemd
-/// asks about, read from the file in chunks (kernel/btf_extract.rs), not the whole blob.
-fn system_btf() -> BtfSource<'static> {
-    BtfSource {
-        name: live::SYS_BTF,
-        read: &read_wanted_sys_btf,
-    }
-}
-
+/// The types kmemd needs from the running kernel's own BTF, read from the file in chunks
+/// (kernel/btf_extract.rs), not the whole blob.
 fn read_wanted_sys_btf() -> Result<Vec<u8>, String> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(live::SYS_BTF).map_err(|e| e.to_string())?;
@@ -761,5 +851,53 @@ mod tests {
         let e = LiveTarget::open(Some(&path2));
         std::fs::remove_file(&path2).unwrap();
         assert!(e.unwrap_err().contains("running kernel"));
+    }
+
+    /// A session's first replies (the thread list, the stop thread's registers, a read of the
+    /// kernel's text) need no kernel symbols: issue 16's start-up row. Symbols come with the
+    /// next walk, which lists every task the first one did (minus any that exited).
+    #[test]
+    fn a_session_starts_before_the_kernel_symbols_are_read() {
+        if !root() {
+            return;
+        }
+        let mut t = LiveTarget::open(None).expect("open");
+        t.prepare();
+        let stop = t.stop_thread();
+        let threads = t.threads();
+        assert!(
+            threads.iter().any(|th| th.tid == stop),
+            "stop thread {stop} not listed"
+        );
+        let first = t.tasks.clone();
+        assert_eq!(
+            first.first().map(|t| t.pid),
+            Some(0),
+            "the walk starts at init_task"
+        );
+        let regs = t.registers(stop).expect("the stop thread's registers");
+        let pc = regs.0.get(t.arch.pc_index()).copied().flatten();
+        assert!(
+            pc.is_some_and(|pc| pc >= t.arch.kernel_space_start()),
+            "pc {pc:x?}"
+        );
+        let mut word = [0u8; 8];
+        t.read_virt(VirtAddr(t.runtime_text), &mut word)
+            .expect("read _text");
+        assert!(
+            t.kinfo.is_none(),
+            "kernel knowledge was built before the first replies"
+        );
+
+        let (_, again) = t.tasks().expect("the next walk");
+        assert!(t.kinfo.is_some());
+        let pids: std::collections::HashSet<i32> = again.iter().map(|t| t.pid).collect();
+        let gone: Vec<_> = first
+            .iter()
+            .filter(|f| !pids.contains(&f.pid))
+            .filter(|f| std::path::Path::new(&format!("/proc/{}", f.pid)).exists())
+            .collect();
+        assert!(gone.is_empty(), "the second walk lost live tasks: {gone:?}");
+        assert_eq!(again.first().map(|t| t.pid), Some(0));
     }
 }
