@@ -1,6 +1,6 @@
-//! A compact symbol table: every name stored once in one string arena, 24 bytes of index per
-//! symbol, and a by-name index of `u32` positions sorted by name (binary search, no second copy
-//! of the names). /proc/kallsyms has ~120k symbols; as `Vec<String>` plus a
+//! A compact symbol table: every name stored once in one string arena, 16 bytes of index per
+//! symbol, and, once name lookups show they are many, a by-name index of `u32` positions sorted
+//! by name (binary search, no second copy of the names). /proc/kallsyms has ~120k symbols; as `Vec<String>` plus a
 //! `HashMap<String, usize>` that cost ~40 MB, held twice in the live server.
 //!
 //! Core kernel symbols and module symbols (kallsyms lines with `[module]`) are kept apart: the
@@ -55,8 +55,28 @@ pub struct SymbolTable {
     /// Index into `modules` of each module symbol, `entries[core + i]`.
     module_of: Vec<u32>,
     /// Positions in `entries` sorted by (name, position): for one name, core symbols come
-    /// first, each group by ascending address.
-    by_name: Vec<u32>,
+    /// first, each group by ascending address. Built at the [`SCANS_BEFORE_INDEX`]th name
+    /// lookup; the ones before scan `entries`.
+    by_name: std::sync::OnceLock<Vec<u32>>,
+    /// Name lookups answered by a scan so far.
+    scans: ScanCount,
+}
+
+/// Name lookups a table answers by scanning its entries (~1 ms for /proc/kallsyms' 120k)
+/// before it builds its by-name index: watch mode and `--read` look up a handful of names and
+/// never pay the index (4 bytes a symbol, 200-500 KB for a whole kallsyms, and a sort that
+/// needs 16 more bytes a symbol while it runs); a GDB session's symbol queries get it.
+const SCANS_BEFORE_INDEX: u32 = 16;
+
+/// A counter a shared table bumps through `&self`; cloned by value.
+#[derive(Debug, Default)]
+struct ScanCount(std::sync::atomic::AtomicU32);
+
+impl Clone for ScanCount {
+    fn clone(&self) -> ScanCount {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        ScanCount(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// Adds symbols one at a time, then sorts them once ([`SymbolBuilder::finish`]). Core symbols
@@ -144,29 +164,14 @@ impl SymbolBuilder {
         entries.extend(module_syms.iter().map(|&(e, _)| e));
         let module_of = module_syms.iter().map(|&(_, m)| m).collect();
         drop(module_syms);
-        // Sorted with each name's first bytes as an integer key, so most comparisons do not
-        // reach the names (computing the key per comparison made loading /proc/kallsyms ~50 ms
-        // slower). The keys are a transient 16 bytes a symbol, dropped before the table is
-        // returned. Positions fit in u32 (push() stops at u32::MAX symbols).
-        let name_at = |i: u32| entries.get(i as usize).map(name_of).unwrap_or_default();
-        let mut keyed: Vec<(u64, u32)> = (0..entries.len())
-            .zip(0u32..)
-            .map(|(_, i)| (name_prefix(name_at(i)), i))
-            .collect();
-        keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
-            ka.cmp(&kb)
-                .then_with(|| name_at(a).cmp(name_at(b)))
-                .then(a.cmp(&b))
-        });
-        let by_name = keyed.iter().map(|&(_, i)| i).collect();
-        drop(keyed);
         SymbolTable {
             entries,
             core,
             names,
             modules,
             module_of,
-            by_name,
+            by_name: std::sync::OnceLock::new(),
+            scans: ScanCount::default(),
         }
     }
 }
@@ -256,14 +261,45 @@ impl SymbolTable {
         (0..self.entries.len()).filter_map(|i| self.sym(i))
     }
 
-    /// Position of the first entry (core before module, then lowest address) with this name.
+    /// Position of the first entry (core before module, then lowest address) with this name:
+    /// by a scan for the first [`SCANS_BEFORE_INDEX`] lookups, then through the index.
     fn first_named(&self, name: &str) -> Option<usize> {
+        use std::sync::atomic::Ordering;
+        let by_name = match self.by_name.get() {
+            Some(index) => index,
+            None if self.scans.0.fetch_add(1, Ordering::Relaxed) < SCANS_BEFORE_INDEX => {
+                return self.scan_named(name);
+            }
+            None => self.by_name.get_or_init(|| self.name_index()),
+        };
         let name = name.as_bytes();
-        let at = self
-            .by_name
-            .partition_point(|&i| self.name_bytes(i as usize) < name);
-        let i = *self.by_name.get(at)? as usize;
+        let at = by_name.partition_point(|&i| self.name_bytes(i as usize) < name);
+        let i = *by_name.get(at)? as usize;
         (self.name_bytes(i) == name).then_some(i)
+    }
+
+    /// [`Self::first_named`] without the index: the entries are in that order already.
+    fn scan_named(&self, name: &str) -> Option<usize> {
+        let name = name.as_bytes();
+        (0..self.entries.len()).find(|&i| self.name_bytes(i) == name)
+    }
+
+    /// Positions sorted by (name, position). Sorted with each name's first bytes as an integer
+    /// key, so most comparisons do not reach the names (computing the key per comparison made
+    /// loading /proc/kallsyms ~50 ms slower). The keys are a transient 16 bytes a symbol.
+    /// Positions fit in u32 (push() stops at u32::MAX symbols).
+    fn name_index(&self) -> Vec<u32> {
+        let name_at = |i: u32| self.name_bytes(i as usize);
+        let mut keyed: Vec<(u64, u32)> = (0..self.entries.len())
+            .zip(0u32..)
+            .map(|(_, i)| (name_prefix(name_at(i)), i))
+            .collect();
+        keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
+            ka.cmp(&kb)
+                .then_with(|| name_at(a).cmp(name_at(b)))
+                .then(a.cmp(&b))
+        });
+        keyed.iter().map(|&(_, i)| i).collect()
     }
 
     /// Address of the core kernel symbol with this name; the lowest address wins for duplicated
@@ -468,9 +504,38 @@ mod tests {
             assert_eq!(got.addr + off, s.addr + 1);
             assert_eq!(got.addr, best);
         }
+        // Past SCANS_BEFORE_INDEX lookups the index answers, as the scans did before it.
+        assert!(
+            t.by_name.get().is_some(),
+            "the index, after {} lookups",
+            720 + 100
+        );
+        for s in &syms {
+            for name in [s.name.clone(), format!("{}_mod_only", s.name)] {
+                assert_eq!(t.first_named(&name), t.scan_named(&name), "{name}");
+            }
+        }
         let names: Vec<&str> = t.all_symbols().map(|s| s.name).collect();
         assert_eq!(names.len(), 3100);
         assert!(names.iter().all(|n| n.starts_with("trace_event_raw_")));
+    }
+
+    /// A few name lookups scan; the index is built only when lookups are many.
+    #[test]
+    fn the_name_index_waits_for_many_lookups() {
+        let t = SymbolTable::new(
+            (0..100u64)
+                .map(|i| sym(0x1000 + 16 * i, &format!("f{}", 99 - i), 't'))
+                .collect(),
+        );
+        for i in 0..SCANS_BEFORE_INDEX as u64 {
+            assert_eq!(t.lookup(&format!("f{}", 99 - i)), Some(0x1000 + 16 * i));
+        }
+        assert!(t.by_name.get().is_none(), "no index after a few lookups");
+        assert_eq!(t.lookup("f0"), Some(0x1000 + 16 * 99));
+        assert!(t.by_name.get().is_some(), "the index, once lookups are many");
+        assert_eq!(t.lookup("f99"), Some(0x1000));
+        assert_eq!(t.lookup("f100"), None);
     }
 
     #[test]
