@@ -6,13 +6,14 @@
 mod common;
 
 use kmemd::sys::os::{self, PerfEventAttr};
-use kmemd::watch::snapshot::{self, Snapshots};
+use kmemd::watch::snapshot::{self, Pairer, Snapshot, Snapshots};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 // Words side by side, one watched per test (the tests may run at once).
 #[repr(C)]
-struct Words(AtomicU64, AtomicU64, AtomicU64, AtomicU64);
+struct Words(AtomicU64, AtomicU64, AtomicU64, AtomicU64, AtomicU64);
 static WORDS: Words = Words(
+    AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
@@ -22,6 +23,7 @@ static WATCHED: &AtomicU64 = &WORDS.0;
 static SECOND: &AtomicU64 = &WORDS.1;
 static THIRD: &AtomicU64 = &WORDS.2;
 static FOURTH: &AtomicU64 = &WORDS.3;
+static FIFTH: &AtomicU64 = &WORDS.4;
 
 #[test]
 fn the_snapshot_program_runs_at_each_trap() {
@@ -150,6 +152,42 @@ fn the_default_snapshot_ring_is_not_resident_in_full() {
         grew < 1024,
         "RSS grew by {grew} KiB with a {} KiB ring open",
         snapshot::RING_BYTES / 1024
+    );
+}
+
+/// Snapshots wait in the ring buffer, which costs kmemd no memory, until a hit needs them
+/// (issue 16: a reader behind a burst moved them all to its heap at every pass). Three groups of
+/// ten stores, 5 ms apart: taking the snapshots up to the end of a group takes all of its own and
+/// at most one batch (8) past it, and leaves the rest in the ring.
+#[test]
+fn snapshots_wait_in_the_ring_until_a_hit_needs_them() {
+    if !common::require_root("snapshots_wait_in_the_ring_until_a_hit_needs_them") {
+        return;
+    }
+    let mut snaps = Snapshots::open(snapshot::RING_BYTES, None).expect("the snapshot program loads");
+    let arch = kmemd::arch::Arch::host();
+    let mut ends = Vec::new();
+    for group in 0..3 {
+        store_watched(&snaps, FIFTH, group * 100, 10);
+        ends.push(os::clocks_ns().0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut pairer = Pairer::default();
+    let push = |p: &mut Pairer, rec: &[u8]| Snapshot::parse(rec, arch).map(|s| p.push(s)).is_some();
+    for (group, &end) in ends.iter().enumerate() {
+        snaps.take_until(end, &mut pairer, push);
+        let (want, waiting) = (10 * (group + 1), pairer.waiting());
+        assert!(
+            (want..=want + 8).contains(&waiting),
+            "up to group {group}'s end: {waiting} snapshots taken, {want} wanted"
+        );
+        assert!(pairer.newest > end || waiting == 30, "{} <= {end}", pairer.newest);
+    }
+    snaps.take_until(u64::MAX, &mut pairer, push);
+    assert_eq!(
+        (pairer.waiting(), snaps.bad),
+        (30, 0),
+        "every store's snapshot, once"
     );
 }
 

@@ -581,6 +581,16 @@ impl RingBufView {
         Ok(unsafe { ptr.add(lo - start) })
     }
 
+    /// Bytes the kernel has written that the consumer has not taken (records and headers), and
+    /// the data area's size.
+    pub fn fill(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        let cons = self.pos(self.consumer).load(Ordering::Acquire);
+        let prod = self.pos(self.producer).load(Ordering::Acquire);
+        let used = usize::try_from(prod.saturating_sub(cons)).unwrap_or(usize::MAX);
+        (used.min(self.size), self.size)
+    }
+
     /// Hands every complete record waiting, in order, to `f` (at most `max` of them), and gives
     /// their space back to the kernel. Returns how many were handed over, or the error that
     /// stopped it from mapping the data (the records stay in the ring).

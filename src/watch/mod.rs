@@ -68,6 +68,14 @@ const BATCH_SMALL: usize = 8 << 10;
 /// snapshots of the arm64 guest's 101,037 hits while its perf ring lost none. Heap is used only
 /// while the reader lags; a reader that keeps up holds a pass's worth.
 const PAIR_BYTES: usize = 8 << 20;
+/// How full the snapshot ring buffer may get before its records move to the heap (see
+/// PAIR_BYTES) rather than wait there for their samples: 3/4 leaves 1 MiB of the default 4 MiB,
+/// ~600 records, ~6 ms of the fastest trap rate, for the program while a pass runs.
+const RING_SPILL: (usize, usize) = (3, 4);
+/// Records reach the ring buffer in the order the program reserved them, across CPUs, and a
+/// snapshot's time is taken just before: two CPUs' records may be out of time order by that
+/// much. A hit takes the snapshots up to its time plus this, so that its own is among them.
+const RING_ORDER_SLACK_NS: u64 = 1_000_000;
 /// Code addresses shown per snapshot stack.
 const SNAP_CODE_MAX: usize = 32;
 
@@ -438,6 +446,24 @@ impl<'a> Watcher<'a> {
         pair_record(&mut self.pairer, &mut self.spare, self.syms, self.arch, rec)
     }
 
+    /// Moves snapshots from the ring buffer to the pairer up to `time` ([`Snapshots::take_until`]).
+    fn take_snapshots_until(&mut self, time: u64) {
+        let Some(snaps) = &mut self.snaps else { return };
+        let (spare, syms, arch) = (&mut self.spare, &mut *self.syms, self.arch);
+        snaps.take_until(time, &mut self.pairer, |p, rec| {
+            pair_record(p, spare, syms, arch, rec)
+        });
+        self.note_waiting();
+    }
+
+    /// Keeps the summary's peak of snapshots waiting in the heap.
+    fn note_waiting(&mut self) {
+        let peak = &mut self.summary.waiting_peak;
+        if self.pairer.bytes > peak.1 {
+            *peak = (self.pairer.waiting(), self.pairer.bytes);
+        }
+    }
+
     /// What has been counted so far.
     pub fn summary(&self) -> &Summary {
         &self.summary
@@ -520,13 +546,16 @@ impl<'a> Watcher<'a> {
         // Rings are per CPU: order the pass by time so output reads in sequence.
         batch.sort_by_key(|(_, s)| s.time);
         // The snapshots of every sample taken are in the ring buffer by now (the program
-        // runs before perf writes its sample). They move to the pairer until the ring buffer is
-        // empty or PAIR_BYTES wait; the rest wait in the ring buffer, which costs kmemd no heap.
+        // runs before perf writes its sample), and they wait there, which costs kmemd no heap:
+        // each hit below takes those up to its own time. Only a ring buffer filling up (a reader
+        // behind a burst) moves them to the pairer's heap early, up to PAIR_BYTES, to make room.
         if let Some(snaps) = &mut self.snaps {
             let (pairer, spare, syms, arch) = (&mut self.pairer, &mut self.spare, &mut *self.syms, self.arch);
-            while pairer.bytes < PAIR_BYTES
+            while snaps.filled_over(RING_SPILL.0, RING_SPILL.1)
+                && pairer.bytes < PAIR_BYTES
                 && snaps.take_records(64, |rec| pair_record(pairer, spare, syms, arch, rec)) > 0
             {}
+            self.note_waiting();
         }
         // Hits without a snapshot show the value as of the drain: read once per pass, when
         // the first such hit of a watchpoint comes.
@@ -536,6 +565,7 @@ impl<'a> Watcher<'a> {
         let total = batch.len();
         for (n, (i, s)) in batch.drain(..).enumerate() {
             let mut snap = if self.summary.snapshots_off.is_none() {
+                self.take_snapshots_until(s.time.saturating_add(RING_ORDER_SLACK_NS));
                 self.pairer.take(s.cpu, s.tid, s.time)
             } else {
                 None

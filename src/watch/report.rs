@@ -292,6 +292,9 @@ pub struct Summary {
     pub snapshots: u64,
     /// Why no hit has a snapshot (snapshots off, or the kernel refused the program).
     pub snapshots_off: Option<String>,
+    /// The most snapshots that waited in kmemd's heap for their hits at once, and their bytes
+    /// then (the others wait in the kernel's ring buffer).
+    pub waiting_peak: (usize, usize),
 }
 
 impl Summary {
@@ -323,6 +326,12 @@ impl Summary {
                     "  {} hits with a snapshot, {} without (accesses inside tracing BPF programs, or a full snapshot ring buffer)",
                     self.snapshots,
                     self.hits - self.snapshots.min(self.hits)
+                );
+                let (n, bytes) = self.waiting_peak;
+                let _ = writeln!(
+                    o,
+                    "  at most {n} snapshots ({} KiB) waited in kmemd's memory for their hits; the others in the kernel's ring buffer",
+                    bytes.div_ceil(1024)
                 );
             }
         }

@@ -241,6 +241,26 @@ impl Snapshots {
         self.take_records(max, |rec| Snapshot::parse(rec, arch).map(&mut f).is_some())
     }
 
+    /// Whether the ring buffer is more than `num/den` full: records taken then make room for
+    /// the program's next ones (a full ring drops snapshots).
+    pub fn filled_over(&self, num: usize, den: usize) -> bool {
+        let (used, size) = self.ring.fill();
+        used.saturating_mul(den) > size.saturating_mul(num)
+    }
+
+    /// Hands records, oldest first and a few at a time, to `push` (which parses one and gives
+    /// it to `pairer`) until `pairer` holds one later than `time` or the ring is empty. Every
+    /// snapshot up to `time` then waits in the pairer, and most later ones still in the ring,
+    /// which costs kmemd no memory (the pairer's heap does).
+    pub fn take_until(
+        &mut self,
+        time: u64,
+        pairer: &mut Pairer,
+        mut push: impl FnMut(&mut Pairer, &[u8]) -> bool,
+    ) {
+        while pairer.newest <= time && self.take_records(8, |rec| push(pairer, rec)) > 0 {}
+    }
+
     /// Hands up to `max` waiting records, oldest first, to `parse`, which says whether the
     /// record parsed (those that do not are counted in `bad`); returns how many were handed over.
     pub fn take_records(&mut self, max: usize, mut parse: impl FnMut(&[u8]) -> bool) -> usize {
@@ -337,6 +357,8 @@ pub struct Pairer {
     pub unmatched: u64,
     /// Heap bytes of the snapshots waiting ([`Snapshot::heap_bytes`]).
     pub bytes: usize,
+    /// The latest time of any snapshot pushed: the ring buffer holds the later ones.
+    pub newest: u64,
 }
 
 /// At most this many snapshots wait per CPU; beyond it the oldest are dropped. A safety net only:
@@ -364,6 +386,7 @@ impl Pairer {
             self.unmatched += 1;
         }
         self.bytes += s.heap_bytes();
+        self.newest = self.newest.max(s.time_ns);
         q.push_back(s);
     }
 

@@ -1178,6 +1178,10 @@ fn bench_watch_burst() {
                 "{:<8}   {distinct} distinct values in order; burst took {:.1} s",
                 "", b.burst_s
             ));
+            // kmemd's own count of the snapshots its heap held at once (the summary's line).
+            if let Some(line) = b.err.lines().find(|l| l.contains("waited in kmemd's memory")) {
+                table.push(format!("{:<8} {}", "", line.trim()));
+            }
         }
     }
     table.push(
