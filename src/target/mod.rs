@@ -133,9 +133,10 @@ pub trait Target: VirtRead {
         Vec::new()
     }
 
-    /// Does the slow, one-time work (kernel knowledge: kallsyms decoding, BTF, the task list)
-    /// before GDB connects: GDB gives each reply two seconds by default, and a first
-    /// `qXfer:threads` that builds it all could take longer on a small board.
+    /// Does the slow, one-time work GDB's first replies need (kernel knowledge: BTF, the task
+    /// list; a dump's kallsyms decoding) before GDB connects: GDB gives each reply two seconds
+    /// by default, and a first `qXfer:threads` that builds it all could take longer on a small
+    /// board. A live kernel starts reading /proc/kallsyms meanwhile, on a thread of its own.
     fn prepare(&mut self) {}
 
     /// The kernel behind this target, for the kernel queries outside GDB (`--ps`, `--dmesg`,
