@@ -224,7 +224,7 @@ impl LiveTarget {
         let cell = std::sync::Arc::clone(&self.kallsyms);
         let spawned = std::thread::Builder::new()
             .name("kallsyms".into())
-            .stack_size(64 * 1024)
+            .stack_size(256 * 1024)
             .spawn(move || {
                 cell.get_or_init(known_kallsyms);
             });
