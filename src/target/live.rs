@@ -283,15 +283,16 @@ impl LiveTarget {
         self.walk_tasks(true)
     }
 
-    /// Walks the task list; the idle tasks of CPUs other than 0 only `with_idle` (they are
-    /// found through per-CPU symbols, from kallsyms).
-    fn walk_tasks(&mut self, with_idle: bool) -> Result<(TaskLayout, Vec<Task>), String> {
+    /// Walks the task list. The idle tasks of CPUs other than 0 are found through per-CPU
+    /// symbols: without `wait_for_symbols` only when [`KernelInfo`] is built already.
+    fn walk_tasks(&mut self, wait_for_symbols: bool) -> Result<(TaskLayout, Vec<Task>), String> {
         let layout = self.task_layout()?;
         let start = self.task_start()?;
         let mut list = tasks::walk(&mut self.reader, &layout, start)?;
-        if with_idle {
+        if wait_for_symbols {
             self.kernel_info();
-            let k = self.kinfo.as_ref().ok_or("no kernel information")?;
+        }
+        if let Some(k) = &self.kinfo {
             let idle = tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list);
             tasks::insert_idle(&mut list, idle);
         }
@@ -446,7 +447,7 @@ impl LiveTarget {
         }
         self.alias_planned = true;
         let (end, percpu_end) = {
-            let k = self.kallsyms.get_or_init(known_kallsyms);
+            let k = self.known_kallsyms();
             (k.lookup("_end"), k.lookup("__per_cpu_end"))
         };
         let slide = self.runtime_text.wrapping_sub(self.link_text);
@@ -489,9 +490,11 @@ impl VirtRead for LiveTarget {
     /// GDB's reads, through the KASLR link-time alias where it applies; kmemd's own reads of
     /// kernel data use the reader directly.
     fn read_virt(&mut self, addr: VirtAddr, buf: &mut [u8]) -> Result<usize, MemError> {
-        let slide = self.runtime_text.wrapping_sub(self.link_text);
-        if !self.alias_planned && LinkAlias::may_serve(self.arch, self.link_text, slide, addr) {
-            self.plan_alias();
+        if !self.alias_planned {
+            let slide = self.runtime_text.wrapping_sub(self.link_text);
+            if LinkAlias::may_serve(self.arch, self.link_text, slide, addr) {
+                self.plan_alias();
+            }
         }
         let percpu_base = if self.alias.is_percpu(addr) {
             self.focus_percpu_base()
@@ -516,8 +519,7 @@ impl Target for LiveTarget {
     /// threads`, `monitor ps`) adds them.
     fn prepare(&mut self) {
         self.read_kallsyms_meanwhile();
-        let with_idle = self.kinfo.is_some() || !matches!(self.link_source, LinkText::Default);
-        if let Err(e) = self.walk_tasks(with_idle) {
+        if let Err(e) = self.walk_tasks(false) {
             log::warn!("no task threads: {e}");
         }
     }

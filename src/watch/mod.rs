@@ -66,7 +66,8 @@ const BATCH_SMALL: usize = 8 << 10;
 /// ring's ~12,000 hits, and every one of those needs its snapshot here or in the ring: with 4 MiB
 /// here (~8,000) and the ring's ~2,600, a clean-clone CI run on a loaded host lost 1,131
 /// snapshots of the arm64 guest's 101,037 hits while its perf ring lost none. Heap is used only
-/// while the reader lags; a reader that keeps up holds a pass's worth.
+/// while the reader lags by more than RING_SPILL of the ring; otherwise it holds the few
+/// snapshots each hit takes up to its time (the lab's burst: ~20).
 const PAIR_BYTES: usize = 8 << 20;
 /// How full the snapshot ring buffer may get before its records move to the heap (see
 /// PAIR_BYTES) rather than wait there for their samples: 3/4 leaves 1 MiB of the default 4 MiB,
