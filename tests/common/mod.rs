@@ -135,7 +135,12 @@ pub struct Kmemd {
 
 impl Kmemd {
     pub fn spawn(args: &[&str], log: PathBuf) -> Kmemd {
-        let child = Command::new(KMEMD)
+        Kmemd::spawn_binary(Path::new(KMEMD), args, log)
+    }
+
+    /// [`Kmemd::spawn`] with another kmemd binary (the static one `make lab-bins` builds).
+    pub fn spawn_binary(binary: &Path, args: &[&str], log: PathBuf) -> Kmemd {
+        let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -320,6 +325,48 @@ impl Drop for PtyPair {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/` in the repository).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// A release binary `make lab-bins` builds for `triple` (`kmemd`, `examples/lab-agent`): its
+/// path, or why it cannot serve. It must be newer than every source file, or a test would test
+/// yesterday's kmemd.
+pub fn fresh_release_binary(triple: &str, name: &str) -> Result<PathBuf, String> {
+    let bin = target_dir().join(triple).join("release").join(name);
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).map_err(|_| {
+        format!(
+            "{} is missing: run `make lab-bins` (make test does)",
+            bin.display()
+        )
+    })?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    if newest_mtime(&src).is_some_and(|s| s > built) {
+        return Err(format!(
+            "{} is older than the sources: run `make lab-bins` (make test does)",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Where `make fixtures` put the real QEMU dumps: `$KMEMD_FIXTURES` or `.fixtures/`.

@@ -132,49 +132,13 @@ pub fn lab_alone() -> LabAlone {
     }
 }
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-}
-
-/// The static kmemd and agent for the guest's arch (`make lab-bins`). They must be newer than
-/// every source file, or the lab would test yesterday's kmemd.
+/// The static kmemd and agent for the guest's arch (`make lab-bins`), newer than every source
+/// file.
 fn guest_binaries(arch: Arch) -> Result<(PathBuf, PathBuf), String> {
-    let dir = target_dir().join(arch.triple()).join("release");
-    let kmemd = dir.join("kmemd");
-    let agent = dir.join("examples").join("lab-agent");
-    let newest_src = newest_mtime(&repo().join("src"));
-    for b in [&kmemd, &agent] {
-        let m = std::fs::metadata(b)
-            .and_then(|m| m.modified())
-            .map_err(|_| format!("{} is missing: run `make lab-bins` (make test does)", b.display()))?;
-        if newest_src.is_some_and(|s| s > m) {
-            return Err(format!(
-                "{} is older than the sources: run `make lab-bins` (make test does)",
-                b.display()
-            ));
-        }
-    }
-    Ok((kmemd, agent))
-}
-
-fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        let t = if p.is_dir() {
-            newest_mtime(&p)
-        } else {
-            e.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
+    Ok((
+        crate::common::fresh_release_binary(arch.triple(), "kmemd")?,
+        crate::common::fresh_release_binary(arch.triple(), "examples/lab-agent")?,
+    ))
 }
 
 /// A labd.py started but not yet waited for.
@@ -210,7 +174,7 @@ fn start_kind(arch: Arch, kind: &str, flags: &[&str]) -> Result<Booting, String>
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut child = Command::new("python3")
-        .arg(repo().join("tests/lab/labd.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/labd.py"))
         .args(["--arch", arch.deb()])
         .arg("--kmemd")
         .arg(&kmemd)
