@@ -1,7 +1,7 @@
 //! A compact symbol table: every name stored once in one string arena, 16 bytes of index per
 //! symbol, and, once name lookups show they are many, a by-name index of `u32` positions sorted
-//! by name (binary search, no second copy of the names). /proc/kallsyms has ~120k symbols; as `Vec<String>` plus a
-//! `HashMap<String, usize>` that cost ~40 MB, held twice in the live server.
+//! by name (binary search, no second copy of the names). /proc/kallsyms has ~120k symbols; as
+//! `Vec<String>` plus a `HashMap<String, usize>` that cost ~40 MB, held twice in the live server.
 //!
 //! Core kernel symbols and module symbols (kallsyms lines with `[module]`) are kept apart: the
 //! core ones are what [`SymbolTable::lookup`]/[`SymbolTable::symbolize`] answer from (module

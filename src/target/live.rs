@@ -184,7 +184,7 @@ impl LiveTarget {
             let read_early = std::cell::RefCell::new(self.sys_btf.take());
             let read = move || read_early.borrow_mut().take().unwrap_or_else(read_wanted_sys_btf);
             let mut k = KernelInfo::live(
-                self.known_kallsyms(),
+                self.known_names(),
                 Some(Box::new(move || {
                     std::sync::Arc::clone(whole.get_or_init(full_kallsyms).table())
                 })),
@@ -213,7 +213,7 @@ impl LiveTarget {
 
     /// The [`symbols::KNOWN`] names of /proc/kallsyms: read now, or waited for when a session's
     /// thread is reading them ([`Target::prepare`]).
-    fn known_kallsyms(&self) -> &Kallsyms {
+    fn known_names(&self) -> &Kallsyms {
         self.kallsyms.get_or_init(known_kallsyms)
     }
 
@@ -447,7 +447,7 @@ impl LiveTarget {
         }
         self.alias_planned = true;
         let (end, percpu_end) = {
-            let k = self.known_kallsyms();
+            let k = self.known_names();
             (k.lookup("_end"), k.lookup("__per_cpu_end"))
         };
         let slide = self.runtime_text.wrapping_sub(self.link_text);
