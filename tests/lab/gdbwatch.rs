@@ -93,6 +93,36 @@ fn interrupt_entry_stub(arch: Arch) -> &'static str {
     }
 }
 
+/// How many times a backtrace's frames (`name@sp ...`, newest first, as the IRQ script's
+/// `frames()` prints them) move from one stack to another: within one stack each older frame's sp
+/// is at or above the newer one's and less than a stack's size (16 KiB on both arches) above it.
+fn stack_switches(frames: &str) -> usize {
+    let sps: Vec<u64> = frames
+        .split_whitespace()
+        .filter_map(|f| f.rsplit_once('@'))
+        .filter_map(|(_, sp)| u64::from_str_radix(sp, 16).ok())
+        .filter(|&sp| sp != 0)
+        .collect();
+    sps.windows(2)
+        .filter(|w| w[1] < w[0] || w[1] - w[0] >= 16 << 10)
+        .count()
+}
+
+/// The helper above on frames the lab printed: an arm64 tick (IRQ stack, then the idle task's
+/// stack), a write on the task's stack alone, and a frame whose sp GDB could not read.
+#[test]
+fn stack_switches_counts_moves_between_stacks() {
+    let irq = "tick_do_update_jiffies64@ffff80000800bdf0 gic_handle_irq@ffff80000800bfd0 \
+               call_on_irq_stack@ffff80000800c000 do_interrupt_handler@ffff8000080c3c40 \
+               el1h_64_irq@ffff8000080c3c90 do_idle@ffff8000080c3e10";
+    assert_eq!(stack_switches(irq), 1);
+    let task = "tick_do_update_jiffies64@ffff8000080c3b00 irq_enter_rcu@ffff8000080c3c40 \
+                el1h_64_irq@ffff8000080c3c90 do_idle@ffff8000080c3e10 None@0";
+    assert_eq!(stack_switches(task), 0);
+    // x86_64: up from the IRQ stack's top to a task stack 16 KiB or more above it.
+    assert_eq!(stack_switches("a@ffffd2b340090ff8 b@ffffd2b3400d0e28"), 1);
+}
+
 /// A shell loop in the guest writing distinct increasing values (`base` + 1, + 2, ...) to
 /// pid_max every 0.2 s (its forks of `sleep` read pid_max). Scoped: killed and pid_max restored
 /// before the caller's slots lock is released, even when an assertion fails, so the snapshot
@@ -350,14 +380,32 @@ fn gdb_watch_in_interrupt_context_break_and_ctrl_c() {
             ctx()
         );
         assert!(
-            log.contains("stack and interrupted task's stack copied"),
-            "{what}: the hit copied the interrupted task's stack too\n{}",
-            ctx()
-        );
-        assert!(
             seen.unescaped("unwinder")
                 .contains("interrupt entry unwinder loaded"),
             "{what}: monitor gdb-unwinder loads\n{}",
+            ctx()
+        );
+        // The hit bt1u is of: the last watch hit before the break. Its frames are read from the
+        // hit's copies, so it copied every stack they are on: a tick's handler runs on the IRQ
+        // stack (two stacks), but jiffies_64 is also written by irq_enter on the interrupted
+        // task's own stack (NOHZ idle exit; one stack).
+        let hit = log
+            .lines()
+            .rfind(|l| l.contains(": watch 0x") && l.contains(" hit on CPU "))
+            .unwrap_or("");
+        let frames = seen.unescaped("frames1u");
+        let copies_needed = 1 + stack_switches(&frames);
+        let copied = if hit.ends_with(", stack copied") {
+            1
+        } else if hit.ends_with(", stack and interrupted task's stack copied") {
+            2
+        } else {
+            0
+        };
+        assert!(
+            copied >= copies_needed,
+            "{what}: the hit copied the {copies_needed} stack(s) its frames are on, but the log \
+             says {hit:?}\nframes: {frames}\n{}",
             ctx()
         );
         let bt = seen.unescaped("bt1u");
