@@ -54,6 +54,10 @@ pub const WANTED_TYPES: &[&str] = &[
     "dentry",
     "vfsmount",
     "mount",
+    // kernel/tasks/idle.rs: each CPU's run queue, for its idle task.
+    "sched_entity",
+    "cfs_rq",
+    "rq",
 ];
 
 /// Bytes per read of the type and string sections.

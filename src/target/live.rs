@@ -278,6 +278,16 @@ impl LiveTarget {
         Some(TaskLayout::new(&BtfLayout(&btf), self.arch))
     }
 
+    /// The kernel's own BTF types, parsed from the bytes kept by [`Self::layout_from_sys_btf`].
+    fn sys_btf_layout(&mut self) -> Option<Btf> {
+        let bytes = self
+            .sys_btf
+            .get_or_insert_with(read_wanted_sys_btf)
+            .as_ref()
+            .ok()?;
+        Btf::parse(bytes.clone()).ok()
+    }
+
     /// Walks the task list now, with every CPU's idle task (which needs [`KernelInfo`]).
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
         self.walk_tasks(true)
@@ -292,10 +302,25 @@ impl LiveTarget {
         if wait_for_symbols {
             self.kernel_info();
         }
-        if let Some(k) = &self.kinfo {
-            let idle = tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list);
-            tasks::insert_idle(&mut list, idle);
+        let mut idle = match &self.kinfo {
+            Some(k) => tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list),
+            None => Vec::new(),
+        };
+        // The rest through the CPUs' run queues: types alone, before kallsyms is read or when it
+        // has no data symbols.
+        if idle.len() + 1 < self.cpus.len() {
+            let known: Vec<Task> = list.iter().chain(idle.iter()).cloned().collect();
+            let more = if let Some(k) = &self.kinfo {
+                tasks::idle_tasks_from_run_queues(&mut self.reader, &layout, k, &self.cpus, &known)
+            } else if let Some(btf) = self.sys_btf_layout() {
+                let k = BtfLayout(&btf);
+                tasks::idle_tasks_from_run_queues(&mut self.reader, &layout, &k, &self.cpus, &known)
+            } else {
+                Vec::new()
+            };
+            idle.extend(more);
         }
+        tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());
         Ok((layout, list))
@@ -877,6 +902,20 @@ mod tests {
             Some(0),
             "the walk starts at init_task"
         );
+        // Every online CPU's idle task, in CPU order after swapper/0, from the run queues.
+        let idle = |list: &[Task]| -> Vec<(Option<u32>, String)> {
+            list.iter()
+                .filter(|t| t.pid == 0)
+                .map(|t| (t.cpu, t.comm.clone()))
+                .collect()
+        };
+        let want: Vec<(Option<u32>, String)> = t
+            .cpus
+            .iter()
+            .map(|&c| (Some(c), format!("swapper/{c}")))
+            .collect();
+        assert!(t.cpus.len() >= 2, "this test needs two CPUs: {:?}", t.cpus);
+        assert_eq!(idle(&first), want, "the first walk's idle tasks");
         let regs = t.registers(stop).expect("the stop thread's registers");
         let pc = regs.0.get(t.arch.pc_index()).copied().flatten();
         assert!(
@@ -901,5 +940,6 @@ mod tests {
             .collect();
         assert!(gone.is_empty(), "the second walk lost live tasks: {gone:?}");
         assert_eq!(again.first().map(|t| t.pid), Some(0));
+        assert_eq!(idle(&again), want, "the next walk's idle tasks");
     }
 }

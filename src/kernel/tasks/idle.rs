@@ -1,7 +1,8 @@
 //! The idle tasks of the CPUs other than 0. They are on no list: copy_process() links a task into
 //! `init_task.tasks` only when it has a pid (kernel/fork.c, `if (likely(p->pid))`, Linux 2.6 to
 //! 6.x), and fork_idle() gives the idle tasks pid 0. So the task walk from init_task (swapper/0)
-//! never meets swapper/1..N; each is found through its CPU's per-CPU data instead:
+//! never meets swapper/1..N; each is found through its CPU's run queue, reached from a task on
+//! that CPU ([`idle_tasks_from_run_queues`], types alone), or through its CPU's per-CPU data:
 //! `idle_threads` (kernel/smpboot.c, `DEFINE_PER_CPU(struct task_struct *, idle_threads)`, Linux
 //! 3.10+), else `runqueues` and `struct rq`'s `idle` (kernel/sched/sched.h), each CPU's copy at
 //! the symbol plus `__per_cpu_offset[cpu]` (x86_64 links per-CPU symbols at 0, arm64 at their
@@ -10,7 +11,7 @@
 use super::layout::TaskLayout;
 use super::walk::{read_task, Task};
 use crate::kernel::layout::{per_cpu_offset, Layout};
-use crate::mem::{read_u64, VirtRead};
+use crate::mem::{read_u64, read_uint, VirtRead};
 
 /// The per-CPU pointer to CPU `cpu`'s idle task, from the kernel's own per-CPU data.
 fn idle_pointer(mem: &mut dyn VirtRead, k: &dyn Layout, cpu: u32) -> Option<u64> {
@@ -48,6 +49,76 @@ pub fn idle_tasks(
             Ok(t) if t.pid == 0 => out.push(t),
             Ok(t) => log::debug!(
                 "CPU {cpu}'s idle pointer {addr:#x} leads to pid {}, not an idle task",
+                t.pid
+            ),
+            Err(e) => log::debug!("CPU {cpu}'s idle task at {addr:#x}: {e}"),
+        }
+    }
+    out
+}
+
+/// The idle tasks of `cpus` that `known` (the walked list) lacks, found without symbols: a
+/// task's `se.cfs_rq` is its group's CFS queue on its CPU, whose `rq` is that CPU's run queue
+/// (CONFIG_FAIR_GROUP_SCHED, kernel/sched/sched.h), and the run queue's `idle` is the CPU's idle
+/// task and its `cpu` which CPU that is. Every online CPU runs CFS kthreads bound to it
+/// (ksoftirqd/N, kworker/N:M), so the walked list reaches every run queue. Types alone suffice: a
+/// live session's first walk uses this before kallsyms is read, and kernels whose kallsyms lacks
+/// data symbols never give [`idle_tasks`] the per-CPU ones. Empty without those members.
+pub fn idle_tasks_from_run_queues(
+    mem: &mut dyn VirtRead,
+    l: &TaskLayout,
+    k: &dyn Layout,
+    cpus: &[u32],
+    known: &[Task],
+) -> Vec<Task> {
+    let (Some(se), Some(se_cfs_rq), Some(cfs_rq_rq), Some(rq_idle), Some(rq_cpu)) = (
+        k.member("task_struct", "se"),
+        k.member("sched_entity", "cfs_rq"),
+        k.member("cfs_rq", "rq"),
+        k.member("rq", "idle"),
+        k.member("rq", "cpu"),
+    ) else {
+        return Vec::new();
+    };
+    let has_idle = |list: &[Task], cpu: u32| list.iter().any(|t| t.pid == 0 && t.cpu == Some(cpu));
+    let mut wanted: Vec<u32> = cpus.iter().copied().filter(|&c| !has_idle(known, c)).collect();
+    let mut out: Vec<Task> = Vec::new();
+    for t in known.iter().filter(|t| t.pid != 0) {
+        if wanted.is_empty() {
+            break;
+        }
+        if !t.cpu.is_some_and(|c| wanted.contains(&c)) {
+            continue;
+        }
+        let rq = read_u64(mem, t.addr.wrapping_add(se.offset + se_cfs_rq.offset))
+            .ok()
+            .filter(|&q| q != 0)
+            .and_then(|q| read_u64(mem, q.wrapping_add(cfs_rq_rq.offset)).ok())
+            .filter(|&rq| rq != 0);
+        let Some(rq) = rq else {
+            continue;
+        };
+        // The task may have moved since its cpu was read: the run queue says which CPU it is.
+        let Ok(cpu) = read_uint(mem, rq.wrapping_add(rq_cpu.offset), rq_cpu.size) else {
+            continue;
+        };
+        let Some(cpu) = u32::try_from(cpu).ok().filter(|c| wanted.contains(c)) else {
+            continue;
+        };
+        let Ok(addr) = read_u64(mem, rq.wrapping_add(rq_idle.offset)) else {
+            continue;
+        };
+        if known.iter().chain(out.iter()).any(|t| t.addr == addr) {
+            wanted.retain(|&c| c != cpu);
+            continue;
+        }
+        match read_task(mem, l, addr) {
+            Ok(t) if t.pid == 0 => {
+                wanted.retain(|&c| c != cpu);
+                out.push(t);
+            }
+            Ok(t) => log::debug!(
+                "CPU {cpu}'s run queue's idle pointer {addr:#x} leads to pid {}, not an idle task",
                 t.pid
             ),
             Err(e) => log::debug!("CPU {cpu}'s idle task at {addr:#x}: {e}"),
@@ -121,5 +192,67 @@ mod tests {
         assert_eq!(found.iter().map(|t| t.addr).collect::<Vec<_>>(), [idle1]);
         // Already known: not added twice.
         assert!(idle_tasks(&mut mem, &layout, &l, &[1], &list).is_empty());
+    }
+
+    #[test]
+    fn idle_tasks_come_from_the_run_queue_of_a_task_on_their_cpu() {
+        let mut mem = world();
+        mem.put_u32(K + 20, 0); // swapper/0 on CPU 0; the world's other tasks are on CPU 1
+        let mut l = x86_layout();
+        let layout = TaskLayout::new(&l, crate::arch::Arch::X86_64).unwrap();
+        let tasks = crate::kernel::tasks::walk(&mut mem, &layout, K).unwrap();
+        let (init, worker) = (tasks[1].addr, tasks[2].addr);
+        assert_eq!(tasks.iter().filter(|t| t.cpu == Some(1)).count(), tasks.len() - 1);
+        let idle1 = 0xffff_8880_0777_0000u64;
+        let bytes: Vec<u8> = (0..256).map(|i| mem.bytes[&(K + i)]).collect();
+        mem.put_bytes(idle1, &bytes);
+        mem.put_u32(idle1 + 20, 1);
+        mem.put_bytes(idle1 + layout.comm.offset, b"swapper/1\0");
+        // init's se.cfs_rq -> cfs_rq.rq -> rq: CPU 1's, whose idle is swapper/1.
+        let (cfs1, rq1, rq0) = (
+            0xffff_8880_7f01_0000u64,
+            0xffff_8880_7f02_0000u64,
+            0xffff_8880_7e02_0000u64,
+        );
+        mem.put_u64(init + 136 + 8, cfs1);
+        mem.put_u64(cfs1 + 0x10, rq1);
+        mem.put_u64(rq1 + 0x40, idle1);
+        mem.put_u32(rq1 + 0x48, 1);
+        mem.put_u64(rq0 + 0x40, K);
+        mem.put_u32(rq0 + 0x48, 0);
+        assert!(
+            idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty(),
+            "no sched_entity/cfs_rq/rq layout"
+        );
+        l.m("task_struct", "se", 136, 64);
+        l.m("sched_entity", "cfs_rq", 8, 8);
+        l.m("cfs_rq", "rq", 0x10, 8);
+        l.m("rq", "idle", 0x40, 8);
+        l.m("rq", "cpu", 0x48, 4);
+        let found = idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks);
+        assert_eq!(
+            found
+                .iter()
+                .map(|t| (t.addr, t.pid, t.cpu, t.comm.as_str()))
+                .collect::<Vec<_>>(),
+            [(idle1, 0, Some(1), "swapper/1")]
+        );
+        // init moved to CPU 0 after its cpu was read: its queue is CPU 0's, whose idle task is
+        // known; the next task on CPU 1 leads to CPU 1's queue.
+        mem.put_u64(cfs1 + 0x10, rq0);
+        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty());
+        let cfs1b = cfs1 + 0x800;
+        mem.put_u64(worker + 136 + 8, cfs1b);
+        mem.put_u64(cfs1b + 0x10, rq1);
+        let found = idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks);
+        assert_eq!(found.iter().map(|t| t.addr).collect::<Vec<_>>(), [idle1]);
+        // A queue whose idle pointer leads to a task with a pid: nothing.
+        mem.put_u64(rq1 + 0x40, init);
+        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty());
+        // Already listed: not added twice.
+        mem.put_u64(rq1 + 0x40, idle1);
+        let mut list = tasks.clone();
+        insert_idle(&mut list, found);
+        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &list).is_empty());
     }
 }
