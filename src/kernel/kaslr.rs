@@ -287,7 +287,7 @@ impl LinkAlias {
 
     /// Whether a read of `addr` could fall in what [`Self::plan_image`] and
     /// [`Self::serve_percpu`] would serve for a kernel linked at `link_text` and moved by
-    /// `slide`: the link-time image (at most [`IMAGE_MAX`] long) when the slide is not 0, or a
+    /// `slide`: the link-time image (at most `IMAGE_MAX`, 1 GiB, long) when the slide is not 0, or a
     /// zero-based per-CPU address. Before a plan exists, other reads need none.
     pub fn may_serve(arch: Arch, link_text: u64, slide: u64, addr: VirtAddr) -> bool {
         if arch != Arch::X86_64 {
