@@ -389,14 +389,9 @@ fn walk_dump_tasks(
     let mut list = tasks::walk(&mut mem, &layout, start)?;
     let cpus: Vec<u32> = (0..dump.cpus().len() as u32).collect();
     let mut idle = tasks::idle_tasks(&mut mem, &layout, k, &cpus, &list);
-    // Without the per-CPU symbols (arm64 kallsyms has no data symbols; -k vmlinux has them), the
-    // CPUs' run queues (types alone), then an idle CPU's own registers, lead to its idle task.
-    if idle.len() + 1 < cpus.len() {
-        let known: Vec<Task> = list.iter().chain(idle.iter()).cloned().collect();
-        idle.extend(tasks::idle_tasks_from_run_queues(
-            &mut mem, &layout, k, &cpus, &known,
-        ));
-    }
+    // Without the per-CPU symbols (arm64 kallsyms has no data symbols; -k vmlinux has them),
+    // idle_tasks goes through the CPUs' run queues (types alone); failing that, an idle CPU's own
+    // registers lead to its idle task.
     for (i, c) in dump.cpus().iter().enumerate() {
         let known = |t: &Task| t.pid == 0 && t.cpu == Some(i as u32);
         if i == 0 || list.iter().chain(idle.iter()).any(known) {

@@ -269,17 +269,13 @@ impl LiveTarget {
     /// [`Self::kernel_info`]. None when the kernel has no BTF there: [`KernelInfo`] then says
     /// what is missing.
     fn layout_from_sys_btf(&mut self) -> Option<Result<TaskLayout, String>> {
-        let bytes = self
-            .sys_btf
-            .get_or_insert_with(read_wanted_sys_btf)
-            .as_ref()
-            .ok()?;
-        let btf = Btf::parse(bytes.clone()).ok()?;
+        let btf = self.sys_btf_types()?;
         Some(TaskLayout::new(&BtfLayout(&btf), self.arch))
     }
 
-    /// The kernel's own BTF types, parsed from the bytes kept by [`Self::layout_from_sys_btf`].
-    fn sys_btf_layout(&mut self) -> Option<Btf> {
+    /// The kernel's own BTF types (/sys/kernel/btf/vmlinux), kept as bytes for
+    /// [`Self::kernel_info`]. None when the kernel has no BTF there.
+    fn sys_btf_types(&mut self) -> Option<Btf> {
         let bytes = self
             .sys_btf
             .get_or_insert_with(read_wanted_sys_btf)
@@ -288,13 +284,14 @@ impl LiveTarget {
         Btf::parse(bytes.clone()).ok()
     }
 
-    /// Walks the task list now, with every CPU's idle task (which needs [`KernelInfo`]).
+    /// Walks the task list now, with [`KernelInfo`] built first.
     pub fn tasks(&mut self) -> Result<(TaskLayout, Vec<Task>), String> {
         self.walk_tasks(true)
     }
 
-    /// Walks the task list. The idle tasks of CPUs other than 0 are found through per-CPU
-    /// symbols: without `wait_for_symbols` only when [`KernelInfo`] is built already.
+    /// Walks the task list, with every CPU's idle task: through the per-CPU symbols once
+    /// [`KernelInfo`] is built (`wait_for_symbols` builds it first), else through the CPUs' run
+    /// queues with the kernel's BTF types alone.
     fn walk_tasks(&mut self, wait_for_symbols: bool) -> Result<(TaskLayout, Vec<Task>), String> {
         let layout = self.task_layout()?;
         let start = self.task_start()?;
@@ -302,24 +299,14 @@ impl LiveTarget {
         if wait_for_symbols {
             self.kernel_info();
         }
-        let mut idle = match &self.kinfo {
-            Some(k) => tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list),
-            None => Vec::new(),
+        let idle = if let Some(k) = &self.kinfo {
+            tasks::idle_tasks(&mut self.reader, &layout, k, &self.cpus, &list)
+        } else if let Some(btf) = self.sys_btf_types() {
+            let k = BtfLayout(&btf);
+            tasks::idle_tasks(&mut self.reader, &layout, &k, &self.cpus, &list)
+        } else {
+            Vec::new()
         };
-        // The rest through the CPUs' run queues: types alone, before kallsyms is read or when it
-        // has no data symbols.
-        if idle.len() + 1 < self.cpus.len() {
-            let known: Vec<Task> = list.iter().chain(idle.iter()).cloned().collect();
-            let more = if let Some(k) = &self.kinfo {
-                tasks::idle_tasks_from_run_queues(&mut self.reader, &layout, k, &self.cpus, &known)
-            } else if let Some(btf) = self.sys_btf_layout() {
-                let k = BtfLayout(&btf);
-                tasks::idle_tasks_from_run_queues(&mut self.reader, &layout, &k, &self.cpus, &known)
-            } else {
-                Vec::new()
-            };
-            idle.extend(more);
-        }
         tasks::insert_idle(&mut list, idle);
         self.tasks = list.clone();
         self.tasks_at = Some(std::time::Instant::now());

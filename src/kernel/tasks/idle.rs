@@ -1,12 +1,12 @@
 //! The idle tasks of the CPUs other than 0. They are on no list: copy_process() links a task into
 //! `init_task.tasks` only when it has a pid (kernel/fork.c, `if (likely(p->pid))`, Linux 2.6 to
 //! 6.x), and fork_idle() gives the idle tasks pid 0. So the task walk from init_task (swapper/0)
-//! never meets swapper/1..N; each is found through its CPU's run queue, reached from a task on
-//! that CPU ([`idle_tasks_from_run_queues`], types alone), or through its CPU's per-CPU data:
+//! never meets swapper/1..N; each is found through its CPU's per-CPU data:
 //! `idle_threads` (kernel/smpboot.c, `DEFINE_PER_CPU(struct task_struct *, idle_threads)`, Linux
 //! 3.10+), else `runqueues` and `struct rq`'s `idle` (kernel/sched/sched.h), each CPU's copy at
 //! the symbol plus `__per_cpu_offset[cpu]` (x86_64 links per-CPU symbols at 0, arm64 at their
-//! section; the sum is the address either way).
+//! section; the sum is the address either way). Without those symbols, through its CPU's run
+//! queue, reached from a task on that CPU with types alone ([`from_run_queues`]).
 
 use super::layout::TaskLayout;
 use super::walk::{read_task, Task};
@@ -26,10 +26,10 @@ fn idle_pointer(mem: &mut dyn VirtRead, k: &dyn Layout, cpu: u32) -> Option<u64>
     read_u64(mem, slot).ok().filter(|&t| t != 0)
 }
 
-/// The idle tasks of `cpus` that `known` (the walked list) lacks: one per CPU whose per-CPU data
-/// names a task with pid 0. A CPU whose data cannot be read (no symbols: kallsyms without data
-/// symbols and no -k vmlinux) is left out, and so is a pointer that does not lead to an idle
-/// task (damaged data).
+/// The idle tasks of `cpus` that `known` (the walked list) lacks: through the per-CPU data where
+/// `k` has its symbols, then through the run queues for the CPUs still without one. A CPU that
+/// neither route reaches is left out, and so is a pointer that does not lead to an idle task
+/// (damaged data).
 pub fn idle_tasks(
     mem: &mut dyn VirtRead,
     l: &TaskLayout,
@@ -38,39 +38,84 @@ pub fn idle_tasks(
     known: &[Task],
 ) -> Vec<Task> {
     let mut out: Vec<Task> = Vec::new();
-    for &cpu in cpus {
-        let Some(addr) = idle_pointer(mem, k, cpu) else {
-            continue;
-        };
-        if known.iter().chain(out.iter()).any(|t| t.addr == addr) {
-            continue;
-        }
-        match read_task(mem, l, addr) {
-            Ok(t) if t.pid == 0 => out.push(t),
-            Ok(t) => log::debug!(
-                "CPU {cpu}'s idle pointer {addr:#x} leads to pid {}, not an idle task",
-                t.pid
-            ),
-            Err(e) => log::debug!("CPU {cpu}'s idle task at {addr:#x}: {e}"),
-        }
-    }
+    from_per_cpu_data(mem, l, k, cpus, known, &mut out);
+    from_run_queues(mem, l, k, cpus, known, &mut out);
     out
 }
 
-/// The idle tasks of `cpus` that `known` (the walked list) lacks, found without symbols: a
-/// task's `se.cfs_rq` is its group's CFS queue on its CPU, whose `rq` is that CPU's run queue
-/// (CONFIG_FAIR_GROUP_SCHED, kernel/sched/sched.h), and the run queue's `idle` is the CPU's idle
-/// task and its `cpu` which CPU that is. Every online CPU runs CFS kthreads bound to it
-/// (ksoftirqd/N, kworker/N:M), so the walked list reaches every run queue. Types alone suffice: a
-/// live session's first walk uses this before kallsyms is read, and kernels whose kallsyms lacks
-/// data symbols never give [`idle_tasks`] the per-CPU ones. Empty without those members.
-pub fn idle_tasks_from_run_queues(
+/// The task at `addr` when it is an idle task (pid 0) that neither `known` nor `out` lists; what
+/// else it is goes to the debug log, `via` naming the pointer.
+fn new_idle_task(
+    mem: &mut dyn VirtRead,
+    l: &TaskLayout,
+    (cpu, addr, via): (u32, u64, &str),
+    known: &[Task],
+    out: &[Task],
+) -> Option<Task> {
+    if known.iter().chain(out.iter()).any(|t| t.addr == addr) {
+        return None;
+    }
+    match read_task(mem, l, addr) {
+        Ok(t) if t.pid == 0 => Some(t),
+        Ok(t) => {
+            log::debug!(
+                "CPU {cpu}'s {via} {addr:#x} leads to pid {}, not an idle task",
+                t.pid
+            );
+            None
+        }
+        Err(e) => {
+            log::debug!("CPU {cpu}'s idle task at {addr:#x}: {e}");
+            None
+        }
+    }
+}
+
+/// Adds to `out` the idle task each CPU's per-CPU data names (needs the per-CPU symbols: kallsyms
+/// with data symbols, or -k vmlinux).
+fn from_per_cpu_data(
     mem: &mut dyn VirtRead,
     l: &TaskLayout,
     k: &dyn Layout,
     cpus: &[u32],
     known: &[Task],
-) -> Vec<Task> {
+    out: &mut Vec<Task>,
+) {
+    for &cpu in cpus {
+        let Some(addr) = idle_pointer(mem, k, cpu) else {
+            continue;
+        };
+        if let Some(t) = new_idle_task(mem, l, (cpu, addr, "idle pointer"), known, out) {
+            out.push(t);
+        }
+    }
+}
+
+/// Adds to `out` the idle tasks of the CPUs without one in `known` or `out`, found with types
+/// alone: a task's `se.cfs_rq` is its group's CFS queue on its CPU, whose `rq` is that CPU's run
+/// queue (CONFIG_FAIR_GROUP_SCHED, kernel/sched/sched.h), and the run queue's `idle` is the CPU's
+/// idle task and its `cpu` which CPU that is. Every online CPU runs CFS kthreads bound to it
+/// (ksoftirqd/N, kworker/N:M), so the walked list reaches every run queue. A live session's first
+/// walk (before kallsyms is read), kernels whose kallsyms lacks data symbols and dumps without
+/// -k have no per-CPU symbols. Adds nothing without those members.
+fn from_run_queues(
+    mem: &mut dyn VirtRead,
+    l: &TaskLayout,
+    k: &dyn Layout,
+    cpus: &[u32],
+    known: &[Task],
+    out: &mut Vec<Task>,
+) {
+    let has_idle = |cpu: u32| {
+        known
+            .iter()
+            .chain(out.iter())
+            .any(|t| t.pid == 0 && t.cpu == Some(cpu))
+    };
+    let mut wanted: Vec<u32> = cpus.iter().copied().filter(|&c| !has_idle(c)).collect();
+    if wanted.is_empty() {
+        return;
+    }
     let (Some(se), Some(se_cfs_rq), Some(cfs_rq_rq), Some(rq_idle), Some(rq_cpu)) = (
         k.member("task_struct", "se"),
         k.member("sched_entity", "cfs_rq"),
@@ -78,11 +123,8 @@ pub fn idle_tasks_from_run_queues(
         k.member("rq", "idle"),
         k.member("rq", "cpu"),
     ) else {
-        return Vec::new();
+        return;
     };
-    let has_idle = |list: &[Task], cpu: u32| list.iter().any(|t| t.pid == 0 && t.cpu == Some(cpu));
-    let mut wanted: Vec<u32> = cpus.iter().copied().filter(|&c| !has_idle(known, c)).collect();
-    let mut out: Vec<Task> = Vec::new();
     for t in known.iter().filter(|t| t.pid != 0) {
         if wanted.is_empty() {
             break;
@@ -108,23 +150,12 @@ pub fn idle_tasks_from_run_queues(
         let Ok(addr) = read_u64(mem, rq.wrapping_add(rq_idle.offset)) else {
             continue;
         };
-        if known.iter().chain(out.iter()).any(|t| t.addr == addr) {
+        let via = "run queue's idle pointer";
+        if let Some(t) = new_idle_task(mem, l, (cpu, addr, via), known, out) {
             wanted.retain(|&c| c != cpu);
-            continue;
-        }
-        match read_task(mem, l, addr) {
-            Ok(t) if t.pid == 0 => {
-                wanted.retain(|&c| c != cpu);
-                out.push(t);
-            }
-            Ok(t) => log::debug!(
-                "CPU {cpu}'s run queue's idle pointer {addr:#x} leads to pid {}, not an idle task",
-                t.pid
-            ),
-            Err(e) => log::debug!("CPU {cpu}'s idle task at {addr:#x}: {e}"),
+            out.push(t);
         }
     }
-    out
 }
 
 /// Adds the idle tasks `idle` to the walked list `list`, after init_task (swapper/0), in CPU
@@ -140,7 +171,7 @@ pub fn insert_idle(list: &mut Vec<Task>, mut idle: Vec<Task>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tasks::testutil::{world, x86_layout, K};
+    use crate::kernel::tasks::testutil::{world, x86_layout, FakeLayout, FakeMem, K};
 
     #[test]
     fn idle_tasks_come_from_per_cpu_data() {
@@ -194,6 +225,13 @@ mod tests {
         assert!(idle_tasks(&mut mem, &layout, &l, &[1], &list).is_empty());
     }
 
+    /// The run-queue route alone, CPUs 0 and 1.
+    fn run_queues(mem: &mut FakeMem, l: &TaskLayout, k: &FakeLayout, known: &[Task]) -> Vec<Task> {
+        let mut out = Vec::new();
+        from_run_queues(mem, l, k, &[0, 1], known, &mut out);
+        out
+    }
+
     #[test]
     fn idle_tasks_come_from_the_run_queue_of_a_task_on_their_cpu() {
         let mut mem = world();
@@ -221,7 +259,7 @@ mod tests {
         mem.put_u64(rq0 + 0x40, K);
         mem.put_u32(rq0 + 0x48, 0);
         assert!(
-            idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty(),
+            run_queues(&mut mem, &layout, &l, &tasks).is_empty(),
             "no sched_entity/cfs_rq/rq layout"
         );
         l.m("task_struct", "se", 136, 64);
@@ -229,7 +267,7 @@ mod tests {
         l.m("cfs_rq", "rq", 0x10, 8);
         l.m("rq", "idle", 0x40, 8);
         l.m("rq", "cpu", 0x48, 4);
-        let found = idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks);
+        let found = run_queues(&mut mem, &layout, &l, &tasks);
         assert_eq!(
             found
                 .iter()
@@ -240,19 +278,19 @@ mod tests {
         // init moved to CPU 0 after its cpu was read: its queue is CPU 0's, whose idle task is
         // known; the next task on CPU 1 leads to CPU 1's queue.
         mem.put_u64(cfs1 + 0x10, rq0);
-        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty());
+        assert!(run_queues(&mut mem, &layout, &l, &tasks).is_empty());
         let cfs1b = cfs1 + 0x800;
         mem.put_u64(worker + 136 + 8, cfs1b);
         mem.put_u64(cfs1b + 0x10, rq1);
-        let found = idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks);
+        let found = run_queues(&mut mem, &layout, &l, &tasks);
         assert_eq!(found.iter().map(|t| t.addr).collect::<Vec<_>>(), [idle1]);
         // A queue whose idle pointer leads to a task with a pid: nothing.
         mem.put_u64(rq1 + 0x40, init);
-        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &tasks).is_empty());
+        assert!(run_queues(&mut mem, &layout, &l, &tasks).is_empty());
         // Already listed: not added twice.
         mem.put_u64(rq1 + 0x40, idle1);
         let mut list = tasks.clone();
         insert_idle(&mut list, found);
-        assert!(idle_tasks_from_run_queues(&mut mem, &layout, &l, &[0, 1], &list).is_empty());
+        assert!(run_queues(&mut mem, &layout, &l, &list).is_empty());
     }
 }

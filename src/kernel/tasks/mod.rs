@@ -22,7 +22,7 @@ mod walk;
 pub(crate) mod testutil;
 
 pub use find::{current_on_cpu, find_task_from_cpu, Want};
-pub use idle::{idle_tasks, idle_tasks_from_run_queues, insert_idle};
+pub use idle::{idle_tasks, insert_idle};
 pub use layout::{SavedLayout, TaskLayout};
 pub use saved_regs::saved_registers;
 pub use user_regs::{user_registers, UserRegsLayout};
