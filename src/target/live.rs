@@ -526,9 +526,8 @@ impl Target for LiveTarget {
     }
 
     /// The first walk, before GDB waits on it (the task GDB first stops on comes from it),
-    /// while a thread reads kallsyms for what comes later. That walk lists the idle tasks of
-    /// CPUs other than 0 only when a vmlinux gave the symbols already; the next walk (`info
-    /// threads`, `monitor ps`) adds them.
+    /// while a thread reads kallsyms for what comes later. That walk needs no symbols: it finds
+    /// the idle tasks of CPUs other than 0 through their run queues.
     fn prepare(&mut self) {
         self.read_kallsyms_meanwhile();
         if let Err(e) = self.walk_tasks(false) {
